@@ -1,0 +1,102 @@
+"""The KV cache, and what it costs.
+
+A ``KVCache`` is preallocated for one attention layer and holds only the ``n_kv_heads`` K/V
+heads (a GQA or MQA model caches fewer heads than it has query heads). ``update`` writes the
+new keys and values at their absolute positions and returns everything cached so far, so a
+prefill of many tokens and a decode step of one run the same code.
+
+Per-token cache size, in elements per layer (times bytes per element):
+
+    MHA  2 * n_heads * d_head        (K and V for every head)
+    GQA  2 * n_kv_heads * d_head
+    MQA  2 * d_head
+    MLA  d_latent + d_rope           (DeepSeek-V2: one compressed latent plus a shared RoPE key)
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5}
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for one layer: (B, n_kv, max_len, hs) each."""
+
+    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        super().__init__()
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.length = 0  # positions 0..length-1 hold real keys
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write k, v (B, n_kv, T, hs) at positions input_pos (T,); return all cached (B, n_kv, length, hs)."""
+        start, end = int(input_pos[0]), int(input_pos[-1]) + 1
+        if start != self.length:
+            raise ValueError(
+                f"KV cache holds {self.length} positions but the new tokens start at {start}; "
+                "decode positions in order, or call model.setup_cache() to start again"
+            )
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache is full ({self.max_len} positions); call model.setup_cache(max_len=...) with a larger max_len"
+            )
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    @property
+    def bytes_used(self) -> int:
+        """Bytes of the filled positions: 2 * B * n_kv * length * hs * element size."""
+        b, n_kv, _, hs = self.k.shape
+        return 2 * b * n_kv * self.length * hs * self.k.element_size()
+
+    @property
+    def bytes_allocated(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+
+def dtype_bytes(dtype: str | torch.dtype) -> float:
+    """Bytes per element for a dtype name ('fp16', 'bfloat16', ...) or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return torch.empty(0, dtype=dtype).element_size()
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[dtype]
+
+
+def kv_elements_per_token(variant: str, n_heads: int, head_dim: int, *, n_kv_heads: int | None = None,
+                          d_latent: int | None = None, d_rope: int | None = None) -> int:
+    """Cached elements per token per layer, by formula (see the module docstring)."""
+    if variant == "MHA":
+        return 2 * n_heads * head_dim
+    if variant == "GQA":
+        if not n_kv_heads or n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"GQA needs n_kv_heads dividing n_heads={n_heads}, got {n_kv_heads}")
+        return 2 * n_kv_heads * head_dim
+    if variant == "MQA":
+        return 2 * head_dim
+    if variant == "MLA":
+        if not d_latent or d_rope is None:
+            raise ValueError("MLA needs d_latent (the compressed KV width) and d_rope (the shared RoPE key width)")
+        return d_latent + d_rope
+    raise ValueError(f"unknown attention variant {variant!r}; valid: MHA, GQA, MQA, MLA")
+
+
+def kv_bytes_per_token(variant: str, n_layer: int, n_heads: int, head_dim: int, dtype: str | torch.dtype = "fp16",
+                       **kwargs) -> float:
+    """Cache bytes per token for the whole model (all layers), by formula."""
+    return n_layer * kv_elements_per_token(variant, n_heads, head_dim, **kwargs) * dtype_bytes(dtype)
+
+
+def kv_cache_bytes(variant: str, n_layer: int, n_heads: int, head_dim: int, *, tokens: int, batch: int = 1,
+                   dtype: str | torch.dtype = "fp16", **kwargs) -> float:
+    """Whole-cache bytes for ``batch`` sequences of ``tokens`` tokens, by formula."""
+    return batch * tokens * kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **kwargs)

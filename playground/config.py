@@ -1,0 +1,177 @@
+"""One configuration dataclass for every model in the playground.
+
+A config is plain data (strings, numbers, booleans), round-trips through JSON, and is
+validated on construction: an impossible combination raises ``ValueError`` naming the
+field and what would be valid, before any tensor is allocated.
+
+Attention variants are one integer, ``n_kv_heads``::
+
+    MHA  n_kv_heads == n_heads      q: h0 h1 h2 h3 h4 h5 h6 h7
+                                    kv: 0  1  2  3  4  5  6  7
+    GQA  1 < n_kv_heads < n_heads   q: h0 h1 h2 h3 h4 h5 h6 h7
+                                    kv: 0  0  1  1  2  2  3  3   (n_kv_heads = 4)
+    MQA  n_kv_heads == 1            q: h0 h1 h2 h3 h4 h5 h6 h7
+                                    kv: 0  0  0  0  0  0  0  0
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FAMILIES = ("decoder", "prefix", "encdec", "rwkv", "mamba")
+TRANSFORMER_FAMILIES = ("decoder", "prefix", "encdec")
+POSITIONS = ("sinusoidal", "learned", "rope", "alibi", "none")
+NORMS = ("layernorm", "rmsnorm")
+NORM_PLACEMENTS = ("pre", "post")
+MLPS = ("gelu", "swiglu")
+BACKENDS = ("auto", "flash", "efficient", "math", "explicit")
+
+
+@dataclass
+class ModelConfig:
+    # --- what kind of model
+    family: str = "decoder"        # decoder (GPT/LLaMA) | prefix (GLM) | encdec (Vaswani 2017) | rwkv | mamba
+    # --- sizes
+    vocab_size: int = 2048
+    context_length: int = 128      # training length; learned positions cannot go past it
+    n_layer: int = 4               # layers per stack (an encoder-decoder has n_layer in each)
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int = 4            # == n_heads: MHA, 1: MQA, in between: GQA
+    d_ff: int = 512                # hidden width of the MLP
+    # --- components, chosen by name
+    position: str = "rope"         # sinusoidal | learned | rope | alibi | none
+    rope_base: float = 10000.0
+    norm: str = "layernorm"        # layernorm | rmsnorm
+    norm_placement: str = "pre"    # pre (GPT-2, LLaMA) | post (Vaswani 2017)
+    norm_eps: float = 1e-5
+    mlp: str = "gelu"              # gelu | swiglu
+    bias: bool = True              # biases in linear layers and LayerNorm
+    tie_embeddings: bool = True    # share token embedding and output projection
+    sliding_window: int = 0        # 0: off; else each query sees at most this many keys back
+    dropout: float = 0.0
+    # --- how attention is computed
+    backend: str = "auto"          # auto | flash | efficient | math (SDPA kernels) | explicit
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def variant(self) -> str:
+        """'MHA', 'GQA' or 'MQA', read off n_kv_heads."""
+        if self.n_kv_heads == self.n_heads:
+            return "MHA"
+        return "MQA" if self.n_kv_heads == 1 else "GQA"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        _choice("family", self.family, FAMILIES)
+        for name in ("vocab_size", "context_length", "n_layer", "d_model", "n_heads", "n_kv_heads", "d_ff"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.family not in TRANSFORMER_FAMILIES:
+            raise ValueError(
+                f"family={self.family!r} is not built by this version; valid: {', '.join(TRANSFORMER_FAMILIES)}"
+            )
+        _choice("position", self.position, POSITIONS)
+        _choice("norm", self.norm, NORMS)
+        _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _choice("mlp", self.mlp, MLPS)
+        _choice("backend", self.backend, BACKENDS)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}; "
+                f"valid n_heads divide {self.d_model}: {_divisors(self.d_model)}"
+            )
+        if self.n_kv_heads > self.n_heads or self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads={self.n_heads} must be divisible by n_kv_heads={self.n_kv_heads}; "
+                f"valid n_kv_heads: {_divisors(self.n_heads)} (n_heads: MHA, 1: MQA, between: GQA)"
+            )
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"position='rope' needs an even head dim, got d_model/n_heads = {self.head_dim}; "
+                "change d_model or n_heads"
+            )
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"position='sinusoidal' needs an even d_model, got {self.d_model}")
+        if not isinstance(self.sliding_window, int) or self.sliding_window < 0:
+            raise ValueError(f"sliding_window must be 0 (off) or a positive integer, got {self.sliding_window!r}")
+        if self.sliding_window > self.context_length:
+            raise ValueError(
+                f"sliding_window={self.sliding_window} is larger than context_length={self.context_length}; "
+                f"use 0 (off) or a value in 1..{self.context_length}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.rope_base <= 1.0:
+            raise ValueError(f"rope_base must be > 1, got {self.rope_base}")
+        if self.norm_eps <= 0:
+            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read model config {path}: {e}") from e
+        return cls.from_dict(data)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _choice(field: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{field}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+# Presets: plain dicts, turned into configs by from_name.
+PRESETS: dict[str, dict] = {
+    # a GPT-2-like small decoder: learned positions, LayerNorm, GELU, MHA
+    "gpt2-tiny": dict(family="decoder", position="learned", norm="layernorm", mlp="gelu", bias=True),
+    # a LLaMA-like small decoder: RoPE, RMSNorm, SwiGLU, GQA, no biases
+    "llama-tiny": dict(family="decoder", position="rope", norm="rmsnorm", mlp="swiglu", bias=False,
+                       n_kv_heads=2, tie_embeddings=False, norm_eps=1e-6),
+    # a GLM-like prefix decoder
+    "glm-tiny": dict(family="prefix", position="rope", norm="layernorm", mlp="gelu"),
+    # the 2017 Transformer, small: sinusoidal positions, post-norm (GELU where the paper used ReLU)
+    "vaswani-tiny": dict(family="encdec", position="sinusoidal", norm="layernorm", norm_placement="post",
+                         mlp="gelu", n_layer=2),
+}
+
+
+def from_name(name: str, **overrides) -> ModelConfig:
+    """A preset config by name, with any field overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})

@@ -1,0 +1,114 @@
+"""How attention is computed: PyTorch SDPA with a chosen kernel, or the explicit formula.
+
+The explicit path, ``softmax(Q K^T / sqrt(hs) + bias) V``, materialises the weights and returns
+them. The SDPA kernels (flash, memory-efficient, math) never return weights. Which kernel
+ran is not guessed: each kernel is forced with ``torch.nn.attention.sdpa_kernel``, and a forced
+kernel that cannot run on this device, dtype or mask raises. ``auto`` tries them in PyTorch's
+own priority order (flash, memory-efficient, math), so the first that runs is the one PyTorch
+would have dispatched to, and it is named in the result.
+
+Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+SDPA_KERNELS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+AUTO_ORDER = ("flash", "efficient", "math")
+KERNEL_LABELS = {
+    "flash": "SDPA flash attention",
+    "efficient": "SDPA memory-efficient attention",
+    "math": "SDPA math (reference C++)",
+    "explicit": "explicit softmax(QKᵀ/√d)V",
+}
+
+
+class KernelUnavailable(ValueError):
+    """A forced SDPA kernel cannot run for this device, dtype or input."""
+
+
+def explicit_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """softmax(Q K^T / sqrt(hs) + bias) V, with the weights.
+
+    Args:
+        q: (B, nh, Tq, hs); k, v: (B, nh, Tk, hs).
+        mask: bool, broadcastable to (B, nh, Tq, Tk); True where a query may attend.
+        bias: float, broadcastable to (B, nh, Tq, Tk) (ALiBi).
+    Returns:
+        out (B, nh, Tq, hs) and weights (B, nh, Tq, Tk), exactly 0 where the mask forbids.
+    """
+    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).to(q.dtype)
+    return weights @ v, weights
+
+
+def sdpa_mask(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """The ``attn_mask`` argument of SDPA: the bool mask, or bias with -inf where forbidden."""
+    if bias is None:
+        return mask
+    bias = bias.to(dtype)
+    out = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+    return out[None] if out.dim() == 3 else out  # SDPA kernels take 2-D or 4-D masks: (1, nh, Tq, Tk)
+
+
+def sdpa(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
+) -> tuple[Tensor, str]:
+    """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
+
+    Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
+    every kernel) cannot run.
+    """
+    names = AUTO_ORDER if kernel == "auto" else (kernel,)
+    reasons = []
+    for name in names:
+        if name not in SDPA_KERNELS:
+            raise ValueError(f"unknown SDPA kernel {name!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with sdpa_kernel(SDPA_KERNELS[name]):
+                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+                return out, name
+            except RuntimeError as e:
+                why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
+                reasons.append(f"{name}: {why}")
+    raise KernelUnavailable(
+        f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {str(q.dtype).removeprefix('torch.')} "
+        f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
+    )
+
+
+def probe(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, head_dim: int = 64) -> dict[str, str | None]:
+    """Which SDPA kernels can run here: {kernel: None if it runs, else PyTorch's reason}."""
+    q = torch.randn(1, 2, 16, head_dim, device=device, dtype=dtype)
+    result: dict[str, str | None] = {}
+    for name in SDPA_KERNELS:
+        try:
+            sdpa(q, q, q, kernel=name, is_causal=True)
+            result[name] = None
+        except KernelUnavailable as e:
+            result[name] = str(e)
+    return result
+
+
+def auto_kernel(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> str:
+    """The kernel PyTorch runs for a plain causal call on this device and dtype."""
+    q = torch.randn(1, 2, 16, 64, device=device, dtype=dtype)
+    return sdpa(q, q, q, kernel="auto", is_causal=True)[1]
