@@ -1,0 +1,23 @@
+"""Attention Playground: small attention models whose every weight you can see.
+
+The notebook API (names are stable)::
+
+    from playground import ModelConfig, build_model, analyze, generate
+    model = build_model(ModelConfig(family="decoder", n_kv_heads=2, position="alibi"))
+    result = analyze(model, [5, 6, 7, 8])        # numpy weights, masks, kernel that ran
+    result.weights("self").shape                 # (n_layer, n_heads, T, T)
+    generate(model, [5, 6, 7], 16).tokens
+"""
+from .analysis import Analysis, AttentionMap, analyze
+from .cache import KVCache, kv_bytes_per_token, kv_cache_bytes
+from .checkpoint import load_model, save_model
+from .config import PRESETS, ModelConfig, from_name
+from .generate import DecodeStep, Generation, generate, stream
+from .kernels import KernelUnavailable, probe
+from .transformer import EncoderDecoder, TransformerLM, build_model
+
+__all__ = [
+    "Analysis", "AttentionMap", "analyze", "KVCache", "kv_bytes_per_token", "kv_cache_bytes",
+    "load_model", "save_model", "PRESETS", "ModelConfig", "from_name", "DecodeStep", "Generation",
+    "generate", "stream", "KernelUnavailable", "probe", "EncoderDecoder", "TransformerLM", "build_model",
+]

