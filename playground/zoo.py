@@ -1,0 +1,104 @@
+"""The model zoo: shipped models that change one factor at a time from a baseline.
+
+Every text model shares the tokenizer, the corpus split and the training budget (the same
+steps of the same number of tokens); each entry differs from ``baseline`` in one field.
+``python -m playground.train --zoo`` rebuilds them all (``--zoo NAME ...`` for some); a
+finished entry is skipped unless ``--force``, an interrupted one resumes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .cache import kv_bytes_per_token
+from .checkpoint import CARD, load_model, read_card
+from .config import ModelConfig
+from .transformer import LanguageModel
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+BASE_MODEL = dict(family="decoder", vocab_size=2048, context_length=128, n_layer=4, d_model=128, n_heads=4,
+                  n_kv_heads=4, d_ff=512, position="rope", norm="layernorm", mlp="gelu")
+BASE_TRAIN = dict(data="shakespeare", steps=900, batch_size=32, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=100)
+
+# name -> what differs from the baseline, as config overrides
+ZOO: dict[str, dict] = {
+    "baseline": dict(about="decoder-only, MHA, RoPE (the reference point)", model={}, train={}),
+    "gqa": dict(about="GQA: 2 K/V heads for 4 query heads", model=dict(n_kv_heads=2), train={}),
+    "mqa": dict(about="MQA: 1 K/V head", model=dict(n_kv_heads=1), train={}),
+    "sinusoidal": dict(about="sinusoidal positions (Vaswani 2017)", model=dict(position="sinusoidal"), train={}),
+    "learned": dict(about="learned absolute positions (GPT-2)", model=dict(position="learned"), train={}),
+    "alibi": dict(about="ALiBi score biases", model=dict(position="alibi"), train={}),
+    "nope": dict(about="no position encoding (NoPE)", model=dict(position="none"), train={}),
+    "prefix": dict(about="prefix decoder (GLM): bidirectional over a random prefix", model=dict(family="prefix"),
+                   train={}),
+    "encdec": dict(about="encoder-decoder (2 + 2 layers): a passage in, the next passage out",
+                   model=dict(family="encdec", n_layer=2), train=dict(batch_size=16)),
+    "induction": dict(about="synthetic: a random sequence repeated; induction heads", task=True,
+                      model=dict(n_layer=2, context_length=64),
+                      train=dict(data="task:induction", task_length=24, steps=600, eval_every=100)),
+    "copy": dict(about="synthetic: copy a sequence after a separator; copy heads", task=True,
+                 model=dict(n_layer=2, context_length=64),
+                 train=dict(data="task:copy", task_length=24, steps=600, eval_every=100)),
+    "reverse": dict(about="synthetic encoder-decoder: output the input reversed; anti-diagonal cross-attention",
+                    task=True, model=dict(family="encdec", n_layer=2, context_length=32),
+                    train=dict(data="task:reverse", task_length=24, steps=600, eval_every=100)),
+}
+
+
+def entry_configs(name: str):
+    """(ModelConfig, TrainConfig) of a zoo entry."""
+    from .train import TrainConfig
+
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; shipped: {', '.join(ZOO)}")
+    entry = ZOO[name]
+    return ModelConfig(**{**BASE_MODEL, **entry["model"]}), TrainConfig(**{**BASE_TRAIN, **entry["train"]})
+
+
+def train_zoo(names: list[str] | None = None, *, force: bool = False, device: str = "cpu") -> None:
+    from .train import print_progress, train
+
+    for name in names or list(ZOO):
+        mcfg, tcfg = entry_configs(name)
+        out = MODELS_DIR / name
+        if (out / CARD).exists() and not force:
+            print(f"{name}: already trained ({out / CARD}); --force retrains")
+            continue
+        print(f"== {name}: {ZOO[name]['about']}")
+        train(mcfg, tcfg, out, resume=True, command=f"python -m playground.train --zoo {name}",
+              on_step=print_progress, device=device)
+
+
+def available() -> list[str]:
+    """Names of the zoo models present in models/ (finished: they have a card)."""
+    return [name for name in ZOO if (MODELS_DIR / name / CARD).exists()]
+
+
+def load(name: str, **kwargs) -> LanguageModel:
+    """A shipped model by name (safetensors + JSON only; the card's sha256 is checked)."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; shipped: {', '.join(ZOO)}")
+    if not (MODELS_DIR / name).is_dir():
+        raise ValueError(f"zoo model {name!r} is not in {MODELS_DIR}; build it: python -m playground.train --zoo {name}")
+    return load_model(MODELS_DIR / name, **kwargs)
+
+
+def table() -> list[dict]:
+    """One row per shipped model: what differs, size, validation, time, KV cache per token."""
+    rows = []
+    for name in available():
+        card = read_card(MODELS_DIR / name)
+        cfg = ModelConfig.load(MODELS_DIR / name / "config.json")
+        layers = cfg.n_layer  # decoder layers hold the self-attention cache
+        kv = kv_bytes_per_token(cfg.variant, layers, cfg.n_heads, cfg.head_dim, "fp32", n_kv_heads=cfg.n_kv_heads)
+        rows.append({"name": name, "about": ZOO[name]["about"], "parameters": card.get("parameters"),
+                     "val_bits_per_char": card.get("val_bits_per_char"),
+                     "val_bits_per_char_4x": card.get("val_bits_per_char_4x"),
+                     "task_accuracy": (card.get("val") or {}).get("accuracy"),
+                     "wall_time_s": card.get("wall_time_s"), "kv_bytes_per_token_fp32": kv})
+    return rows
+
+
+if __name__ == "__main__":
+    print(json.dumps(table(), indent=2))
