@@ -100,3 +100,33 @@ def kv_cache_bytes(variant: str, n_layer: int, n_heads: int, head_dim: int, *, t
                    dtype: str | torch.dtype = "fp16", **kwargs) -> float:
     """Whole-cache bytes for ``batch`` sequences of ``tokens`` tokens, by formula."""
     return batch * tokens * kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **kwargs)
+
+
+# Published model shapes for the what-if calculator (from their papers / config files).
+PUBLISHED = {
+    "Llama-2-7B (MHA)": dict(n_layer=32, n_heads=32, n_kv_heads=32, head_dim=128, d_latent=512, d_rope=64),
+    "Llama-3-8B (GQA, 8 K/V heads)": dict(n_layer=32, n_heads=32, n_kv_heads=8, head_dim=128, d_latent=512, d_rope=64),
+    "Falcon-7B (MQA)": dict(n_layer=32, n_heads=71, n_kv_heads=1, head_dim=64, d_latent=256, d_rope=32),
+    "DeepSeek-V2 (MLA, latent 512 + rope 64)": dict(n_layer=60, n_heads=128, n_kv_heads=128, head_dim=128,
+                                                    d_latent=512, d_rope=64),
+}
+
+
+def whatif(n_layer: int, n_heads: int, n_kv_heads: int, head_dim: int, *, d_latent: int, d_rope: int,
+           dtype: str = "fp16", context: int = 4096, batch: int = 1) -> list[dict]:
+    """KV cache of every variant at these dimensions: bytes per token and GB for batch x context."""
+    for name, value in dict(n_layer=n_layer, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
+                            d_latent=d_latent, d_rope=d_rope, context=context, batch=batch).items():
+        if not isinstance(value, int) or value < (0 if name == "d_rope" else 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
+    rows = []
+    for variant, extra in (("MHA", {}), ("GQA", dict(n_kv_heads=n_kv_heads)), ("MQA", {}),
+                           ("MLA", dict(d_latent=d_latent, d_rope=d_rope))):
+        per_token = kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **extra)
+        total = batch * context * per_token
+        label = {"MHA": f"MHA ({n_heads} K/V heads)", "GQA": f"GQA ({n_kv_heads} K/V heads)", "MQA": "MQA (1 K/V head)",
+                 "MLA": f"MLA (latent {d_latent} + rope {d_rope})"}[variant]
+        rows.append({"variant": label, "bytes_per_token": per_token, "gib": total / 2**30})
+    return rows

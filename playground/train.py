@@ -201,6 +201,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out_dir: str | Path, *, resume: 
     try:
         tokens_per_step = tcfg.batch_size * mcfg.context_length * (2 if mcfg.family == "encdec" else 1)
         t0 = time.perf_counter() - elapsed
+        cpu0 = time.process_time()
         while step < tcfg.steps:
             model.train()
             for group in opt.param_groups:
@@ -230,11 +231,13 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out_dir: str | Path, *, resume: 
             if stop:
                 raise KeyboardInterrupt
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0  # this process's CPU seconds since start or resume
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     card = {"name": out.name, "command": command, "train": dataclasses.asdict(tcfg), "data": batches.info,
-            "steps": step, "wall_time_s": round(wall, 1), "parameters": model.n_params,
+            "steps": step, "wall_time_s": round(wall, 1), "cpu_time_s_since_start_or_resume": round(cpu, 1),
+            "threads": torch.get_num_threads(), "parameters": model.n_params,
             "device": device, "torch": torch.__version__}
     card.update(_final_metrics(model, batches, tcfg))
     card["history"] = history

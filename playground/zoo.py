@@ -46,6 +46,40 @@ ZOO: dict[str, dict] = {
 }
 
 
+FAMILY_LABELS = {"decoder": "Decoder-only (GPT, LLaMA)", "prefix": "Prefix decoder (GLM)",
+                 "encdec": "Encoder-decoder (Transformer 2017)"}
+VARIANT_KV_HEADS = {"MHA": BASE_MODEL["n_heads"], "GQA": BASE_MODEL["n_heads"] // 2, "MQA": 1}
+
+
+def _factors(cfg: ModelConfig) -> tuple[str, str, str]:
+    return cfg.family, cfg.variant, cfg.position
+
+
+def match(family: str, variant: str, position: str) -> tuple[str | None, str | None]:
+    """The shipped text model with exactly these choices, else None and the nearest shipped one
+    (None too when no text model is installed).
+
+    Nearest: fewest differing choices among family, variant and position; ties go to the
+    entry listed first (the baseline).
+    """
+    wanted = (family, variant, position)
+    shipped = [n for n in available() if not ZOO[n].get("task")]
+    if not shipped:
+        return None, None
+    distance = {n: sum(a != b for a, b in zip(_factors(entry_configs(n)[0]), wanted)) for n in shipped}
+    best = min(shipped, key=lambda n: distance[n])
+    return (best if distance[best] == 0 else None), best
+
+
+def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
+    """The baseline's shape with these choices, for an untrained (random weights) model."""
+    if variant not in VARIANT_KV_HEADS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANT_KV_HEADS)}")
+    layers = ZOO["encdec"]["model"]["n_layer"] if family == "encdec" else BASE_MODEL["n_layer"]
+    return ModelConfig(**{**BASE_MODEL, "family": family, "position": position,
+                          "n_kv_heads": VARIANT_KV_HEADS[variant], "n_layer": layers})
+
+
 def entry_configs(name: str):
     """(ModelConfig, TrainConfig) of a zoo entry."""
     from .train import TrainConfig

@@ -1,0 +1,210 @@
+"""What the page and its API call: text in, plain data out, models loaded once.
+
+The UI never touches tensors: it picks a model (``resolve``), then calls ``analyze_text``,
+``generate_text`` or ``kv_cache_series`` and hands the numpy results to ``plots``. Loaded
+models are cached per (model, backend, device, window); each has a lock, because generation
+writes into the model's KV cache.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from . import zoo
+from .analysis import Analysis, analyze
+from .cache import dtype_bytes, kv_elements_per_token
+from .config import ModelConfig
+from .generate import generate
+from .tokenizer import Tokenizer
+from .transformer import LanguageModel, build_model
+
+MAX_PROMPT_TOKENS = 1024
+MAX_PROMPT_CHARS = 20_000   # longer text is cut before tokenizing (1024 tokens are ~2,700 characters)
+ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy continuation
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A model to run: a zoo entry by name, or an untrained model of the given shape."""
+
+    family: str
+    variant: str
+    position: str
+    name: str | None = None        # zoo entry; None: untrained (random weights)
+    backend: str = "auto"
+    device: str = "cpu"
+    window: int = 0
+
+    @property
+    def untrained(self) -> bool:
+        return self.name is None
+
+    @property
+    def label(self) -> str:
+        if self.untrained:
+            return f"untrained (random weights): {self.family} · {self.variant} · {self.position}"
+        return f"zoo model '{self.name}'"
+
+
+@dataclass
+class Loaded:
+    model: LanguageModel
+    choice: Choice
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def devices() -> list[str]:
+    return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+
+
+def resolve(family: str, variant: str, position: str, *, task_model: str | None = None,
+            fallback: str = "nearest", backend: str = "auto", device: str = "cpu", window: int = 0) -> tuple[Choice, str]:
+    """The model for these choices, and a sentence saying what was picked and why."""
+    common = dict(backend=backend, device=device, window=window)
+    if task_model:
+        cfg = zoo.entry_configs(task_model)[0]
+        return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
+            f"Showing the synthetic-task model '{task_model}': {zoo.ZOO[task_model]['about']}."
+    exact, nearest = zoo.match(family, variant, position)
+    if exact:
+        return Choice(family, variant, position, name=exact, **common), \
+            f"Zoo model '{exact}': {zoo.ZOO[exact]['about']}."
+    if nearest is None:
+        return Choice(family, variant, position, **common), \
+            ("No trained models are installed (build them: python -m playground.train --zoo): "
+             "showing an untrained model of that shape (random weights).")
+    if fallback == "untrained":
+        return Choice(family, variant, position, **common), \
+            "This combination is not shipped: showing an untrained model of that shape (random weights)."
+    cfg = zoo.entry_configs(nearest)[0]
+    return Choice(cfg.family, cfg.variant, cfg.position, name=nearest, **common), \
+        (f"{family} · {variant} · {position} is not shipped. Showing the nearest shipped model, '{nearest}' "
+         f"({cfg.family} · {cfg.variant} · {cfg.position}); pick 'untrained' to see that exact shape with random weights.")
+
+
+@lru_cache(maxsize=24)
+def load(choice: Choice) -> Loaded:
+    if choice.device not in devices():
+        raise ValueError(f"device {choice.device!r} is not available here; choose one of {devices()}")
+    if choice.untrained:
+        torch.manual_seed(0)
+        cfg, state = zoo.untrained_config(choice.family, choice.variant, choice.position), None
+    else:
+        stored = zoo.load(choice.name)
+        cfg, state = stored.cfg, stored.state_dict()
+    cfg = cfg.replace(backend=choice.backend, sliding_window=min(choice.window, cfg.context_length))
+    model = build_model(cfg)
+    if state is not None:
+        model.load_state_dict(state)
+    return Loaded(model.to(choice.device).eval(), choice)
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> Tokenizer:
+    return Tokenizer.load()
+
+
+def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[str]]:
+    """Token ids and labels of a prompt, cut to what the model can take; notes say what was cut."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("The prompt is empty: type some text (or pick an example).")
+    notes = []
+    if len(text) > MAX_PROMPT_CHARS:
+        notes.append(f"The prompt has {len(text):,} characters; only the first {MAX_PROMPT_CHARS:,} were read.")
+        text = text[:MAX_PROMPT_CHARS]
+    ids = tokenizer().encode(text)
+    limit = cfg.context_length if cfg.position == "learned" else MAX_PROMPT_TOKENS
+    if len(ids) > limit:
+        why = "learned positions stop at the training length" if cfg.position == "learned" else "the page's limit"
+        notes.append(f"The prompt has {len(ids):,} tokens; it was truncated to the first {limit:,} ({why}).")
+        ids = ids[:limit]
+    return ids, notes
+
+
+def labels(ids: list[int]) -> list[str]:
+    return tokenizer().labels(ids)
+
+
+def analyze_text(choice: Choice, text: str, prefix_len: int = 0) -> tuple[Analysis, list[str]]:
+    """Run a prompt through the chosen model once, capturing every layer's attention."""
+    loaded = load(choice)
+    model, cfg = loaded.model, loaded.model.cfg
+    ids, notes = tokenize(text, cfg)
+    with loaded.lock:
+        if cfg.family == "encdec":
+            target = [1] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
+            result = analyze(model, ids, target_ids=target, labels=labels(ids), target_labels=labels(target))
+            notes.append(f"Decoder input: <s> plus the model's own greedy continuation ({ENCDEC_TARGET_TOKENS} tokens).")
+        else:
+            prefix_len = max(0, min(int(prefix_len), len(ids))) if cfg.family == "prefix" else 0
+            result = analyze(model, ids, prefix_len=prefix_len, labels=labels(ids))
+    return result, notes
+
+
+@dataclass
+class Timeline:
+    """A generation with, per step, the new token's attention over the cache and the cache size."""
+
+    prompt_labels: list[str]
+    new_labels: list[str]
+    text: str
+    rows: list[dict[str, np.ndarray]]   # per step: kind -> (n_layer, nh, Tk)
+    cache_bytes: list[int]              # per step, measured from the model's own cache
+    source_labels: list[str]            # encoder-decoder: the source (cross-attention keys)
+    n_layer: int
+    n_heads: int
+
+
+def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
+                  top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> tuple[Timeline, list[str]]:
+    loaded = load(choice)
+    model, cfg = loaded.model, loaded.model.cfg
+    ids, notes = tokenize(text, cfg)
+    max_new_tokens = int(max_new_tokens)
+    if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
+        keep = max(1, cfg.context_length + 1 - max_new_tokens)
+        if keep < len(ids):
+            notes.append(f"Learned positions stop at {cfg.context_length}: kept the last {keep} prompt tokens.")
+            ids = ids[-keep:]
+    with loaded.lock:
+        gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                       seed=seed, record=True)
+    encdec = cfg.family == "encdec"
+    tok = tokenizer()
+    return Timeline(
+        prompt_labels=["<s>"] if encdec else labels(ids), new_labels=labels(gen.tokens),
+        text=tok.decode(gen.tokens), rows=[s.attention for s in gen.steps],
+        cache_bytes=[s.cache_bytes for s in gen.steps], source_labels=labels(ids) if encdec else [],
+        n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
+
+
+def state_elements_per_layer(kind: str, d_model: int, head_dim: int) -> int:
+    """Fixed recurrent state per layer, in elements (DESIGN: RWKV-6 d(2+N); Mamba-1 d_in(d_conv-1+d_state))."""
+    if kind == "RWKV-6":
+        return d_model * (2 + head_dim)
+    if kind == "Mamba":
+        d_inner, d_conv, d_state = 2 * d_model, 4, 16
+        return d_inner * (d_conv - 1) + d_inner * d_state
+    raise ValueError(f"unknown recurrent model {kind!r}")
+
+
+def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[str, dict]:
+    """Per-token KV bytes by formula at this model's dimensions (MLA: d_latent = 4 hs, d_rope = hs / 2,
+    DeepSeek-V2's ratios), and the fixed state of RWKV-6 and Mamba at the same width."""
+    size = dtype_bytes(dtype)
+    hs, nh, layers = cfg.head_dim, cfg.n_heads, cfg.n_layer
+    per_token = {
+        f"MHA ({nh} K/V heads)": kv_elements_per_token("MHA", nh, hs),
+        f"GQA ({max(1, nh // 2)} K/V heads)": kv_elements_per_token("GQA", nh, hs, n_kv_heads=max(1, nh // 2)),
+        "MQA (1 K/V head)": kv_elements_per_token("MQA", nh, hs),
+        f"MLA (latent {4 * hs} + rope {hs // 2})": kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
+    }
+    out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
+    for kind in ("RWKV-6", "Mamba"):
+        out[f"{kind} state (formula)"] = {"per_token": 0.0,
+                                          "fixed": layers * state_elements_per_layer(kind, cfg.d_model, hs) * size}
+    return out

@@ -1,0 +1,134 @@
+"""The Attention tab: analyze a prompt, see every layer and head, open one, see its mask."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from .. import plots, service
+from ..analysis import Analysis
+from ..kernels import KERNEL_LABELS
+from .controls import Controls, choose
+
+FULL_RES_AUTO = 256  # longer prompts open a head only when asked
+OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
+
+
+def kind_title(kind: str, result: Analysis) -> str:
+    if kind == "self":
+        if result.config["family"] == "prefix":
+            return f"Self-attention: bidirectional over the first {result.prefix_len} tokens, causal after"
+        return "Self-attention (causal)"
+    return {"encoder_self": "Encoder self-attention (bidirectional)",
+            "decoder_self": "Decoder masked self-attention",
+            "cross": "Cross-attention (Q: decoder, K/V: encoder)"}[kind]
+
+
+def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
+    """(query labels, key labels) of an attention kind."""
+    if kind == "encoder_self":
+        return result.source_labels, result.source_labels
+    if kind == "cross":
+        return result.labels, result.source_labels
+    return result.labels, result.labels
+
+
+def badge(result: Analysis, choice: service.Choice) -> str:
+    ran = ", ".join(KERNEL_LABELS[k] for k in result.kernels)
+    lines = [f"<b>Kernel that ran:</b> {html.escape(ran)} (asked: {html.escape(choice.backend)}) on "
+             f"<b>{html.escape(choice.device)}</b> · forward {result.elapsed_ms:.1f} ms"]
+    if result.recomputed:
+        lines.append(f"Weights recomputed with the explicit path (SDPA kernels never return them) · "
+                     f"max |Δ output| = {result.max_abs_diff:.1e}")
+    else:
+        lines.append("Weights from the same explicit softmax(QKᵀ/√d)V that produced the output.")
+    if choice.untrained:
+        lines.append("<span class='untrained'>UNTRAINED (random weights)</span>")
+    return "<div class='badge'>" + "<br>".join(lines) + "</div>"
+
+
+def head_views(state: dict | None, kind: str, layer: int, head: int):
+    """(head figure, mask figure, overlay figure) for one head; empty figures before any analysis."""
+    if not state:
+        return None, None, None
+    result: Analysis = state["result"]
+    kind = kind if kind in result.kinds else result.kinds[0]
+    maps = [m for m in result.maps if m.kind == kind]
+    layer = min(int(layer), len(maps) - 1)
+    m = maps[layer]
+    head = min(int(head), m.weights.shape[0] - 1)
+    q, k = kind_labels(kind, result)
+    where = f"{kind_title(kind, result)} · layer {layer}, head {head}"
+    untrained = state["untrained"]
+    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained),
+            plots.mask(m.mask, q, k, f"Mask used by layer {layer} ({kind.replace('_', ' ')})"),
+            plots.mask_overlay(m.weights[head], m.mask, q, k, f"Mask over the weights · layer {layer}, head {head}"))
+
+
+def build_attention_tab(controls: Controls, prompt: gr.Textbox):
+    state = gr.State(None)
+    with gr.Row():
+        prefix_len = gr.Slider(0, 128, value=8, step=1, label="Prefix length (GLM prefix decoder)",
+                               info="Only the prefix decoder uses it", interactive=False)
+        window = gr.Slider(0, 128, value=0, step=1, label="Sliding window (0 = off)",
+                           info="Each query sees at most this many keys back")
+        analyze_btn = gr.Button("Analyze", variant="primary", scale=0, min_width=160)
+    badge_html = gr.HTML()
+    overviews = [gr.Plot(label=label, visible=i == 0) for i, label in
+                 enumerate(["Attention overview", "Decoder self-attention", "Cross-attention"])]
+    gr.Markdown("### One head at full resolution\nPick an attention kind, a layer and a head; "
+                "hover a cell for the query token, key token and weight.")
+    with gr.Row():
+        kind = gr.Dropdown(["self"], value="self", label="Attention kind", scale=1)
+        layer = gr.Slider(0, 3, value=0, step=1, label="Layer", scale=2)
+        head = gr.Slider(0, 3, value=0, step=1, label="Head", scale=2)
+        open_btn = gr.Button("Open head", scale=0, min_width=140)
+    head_plot = gr.Plot(label="Head")
+    with gr.Accordion("Masks: the tensor each layer computed with", open=True):
+        with gr.Row():
+            mask_plot = gr.Plot(label="Mask")
+            overlay_plot = gr.Plot(label="Mask and weights")
+
+    def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win):
+        choice, _ = choose(family, variant, position, task, fallback, backend, device, win)
+        try:
+            result, notes = service.analyze_text(choice, text, prefix)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+        for note in notes:
+            gr.Warning(note)
+        new_state = {"result": result, "untrained": choice.untrained}
+        figures = []
+        for slot in OVERVIEW_SLOTS:
+            kinds = [k for k in result.kinds if k == slot or (slot == "self" and k == "encoder_self")]
+            if kinds:
+                fig = plots.overview(result.weights(kinds[0]), kind_title(kinds[0], result), untrained=choice.untrained)
+                figures.append(gr.update(value=fig, visible=True, label=kind_title(kinds[0], result)))
+            else:
+                figures.append(gr.update(value=None, visible=False))
+        cfg = result.config
+        long_prompt = max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO
+        views = (None, None, None) if long_prompt else head_views(new_state, result.kinds[0], 0, 0)
+        if long_prompt:
+            gr.Info("Long prompt: the overview is downsampled; press 'Open head' for one head at full resolution.")
+        return (badge(result, choice), *figures,
+                gr.update(choices=result.kinds, value=result.kinds[0]),
+                gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
+                *views, new_state)
+
+    analyze_btn.click(analyze, [*controls.inputs, prompt, prefix_len, window],
+                      [badge_html, *overviews, kind, layer, head, head_plot, mask_plot, overlay_plot, state],
+                      api_name="analyze", concurrency_limit=2)
+    view_inputs = [state, kind, layer, head]
+    view_outputs = [head_plot, mask_plot, overlay_plot]
+    open_btn.click(head_views, view_inputs, view_outputs, api_name="open_head")
+    gr.on([kind.input, layer.release, head.release], head_views, view_inputs, view_outputs, api_visibility="private")
+
+    def prefix_applies(family, task):
+        applies = family == "prefix" and not task
+        return gr.update(interactive=applies, info="Bidirectional over the first P tokens" if applies
+                         else "Only the prefix decoder (GLM) has a prefix")
+
+    gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
+          api_visibility="private")
+    return analyze_btn

@@ -1,0 +1,108 @@
+"""The benchmarks run end to end in a tiny configuration and report what they claim to.
+
+No speed targets: timings on a shared machine are noise. What is checked is the shape of the
+report, that ratios are real positive numbers, and that nothing unavailable is faked.
+"""
+import json
+import math
+
+import pytest
+import torch
+
+from playground.bench import PeakRSS, main
+
+TOP_KEYS = {"benchmark", "device", "torch", "summary", "rows"}
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main([*argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)  # exactly one JSON object: anything else around it fails to parse
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def check_kernel_rows(result: dict, lengths: list[int], kernels: list[str]) -> None:
+    assert set(result) == TOP_KEYS and result["benchmark"] == "kernels"
+    assert [(r["L"], r["kernel"]) for r in result["rows"]] == [(L, k) for L in lengths for k in kernels]
+    for row in result["rows"]:
+        if row["available"]:
+            assert row["reason"] is None and row["repeats"] >= 1
+            for key in ("median_ms", "explicit_over_kernel"):
+                assert positive(row[key]), (key, row)
+            assert row["peak_mib"] >= 0
+            assert 0 <= row["max_abs_diff"] < 1e-4  # fp32: every kernel computes the same attention
+        else:
+            assert isinstance(row["reason"], str) and row["reason"].strip()
+            assert row["median_ms"] is None and row["explicit_over_kernel"] is None
+        if row["kernel"] == "explicit":
+            assert row["available"] and row["explicit_over_kernel"] == 1.0 and row["max_abs_diff"] == 0.0
+
+
+def test_kernels_report(capsys):
+    result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "2", "--in-process", "--device", "cpu")
+    check_kernel_rows(result, [64, 128], ["explicit", "flash", "efficient", "math"])
+    summary = result["summary"]
+    assert "flash_over_math_L2048" in summary and summary["flash_over_math_L2048"] is None  # 2048 not measured
+    assert set(summary["flash_over_math"]) == {"64", "128"}
+    assert all(positive(v) for v in summary["flash_over_math"].values())
+    assert summary["kernel_auto"] in ("flash", "efficient", "math")
+    assert summary["device_name"] and result["device"] == summary["device_name"]
+    by_kernel = {(r["L"], r["kernel"]): r for r in result["rows"]}
+    # PyTorch has no memory-efficient kernel on the CPU: it must say so, with PyTorch's reason
+    assert not by_kernel[64, "efficient"]["available"]
+    assert "efficient" in by_kernel[64, "efficient"]["reason"]
+    assert by_kernel[64, "math"]["available"] and by_kernel[64, "flash"]["available"]
+
+
+def test_kernels_in_fresh_processes(capsys):
+    result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "1", "--kernels", "flash", "--device", "cpu")
+    check_kernel_rows(result, [64], ["explicit", "flash"])
+    assert result["summary"]["memory"] == "peak RSS rise, fresh process per cell"
+    for row in result["rows"]:
+        assert positive(row["peak_rss_mib"]) and row["peak_rss_mib"] >= row["peak_mib"]
+    assert result["summary"]["flash_over_math"] == {"64": None}  # math was not asked for: no ratio
+
+
+def test_peak_rss_sees_an_allocation():
+    with PeakRSS() as peak:
+        x = torch.ones(16 * 2**20)  # 64 MiB, touched
+        del x
+    assert peak.rise >= 48 * 2**20 and peak.peak > peak.rise
+
+
+def test_decode_report(capsys):
+    result = run_json(capsys, "decode", "--tokens", "8", "--device", "cpu")
+    assert set(result) == TOP_KEYS and result["benchmark"] == "decode"
+    summary = result["summary"]
+    assert summary["same_tokens"] is True
+    assert positive(summary["cached_over_uncached_8"])
+    assert summary["cached_over_uncached"] == summary["cached_over_uncached_8"]
+    assert "cached_over_uncached_512" not in summary  # the key names the count that really ran
+    # 4 layers, 2 (K, V) x 8 heads x 32 dims x 4 bytes per position; 16 prompt + 7 fed-back tokens
+    assert summary["cache_positions"] == 23
+    assert summary["cache_bytes"] == summary["cache_bytes_formula"] == 4 * 2 * 8 * 32 * 4 * 23
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"cached", "uncached"}
+    for row in rows.values():
+        assert row["tokens"] == 8 and positive(row["tokens_per_s"]) and positive(row["seconds"])
+    assert rows["uncached"]["cache_bytes"] == 0
+
+
+def test_decode_table_encdec_gqa(capsys):
+    assert main(["decode", "--tokens", "4", "--family", "encdec", "--n-kv-heads", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and "cached" in out and "uncached" in out
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith("decode"))
+    assert lines["same_tokens"] == "True" and lines["variant"] == "GQA"
+    # decoder self-attention over BOS + 3 fed-back tokens, plus cross-attention K/V over the 16 source tokens
+    assert int(lines["cache_bytes"]) == int(lines["cache_bytes_formula"]) == 4 * 2 * 2 * 32 * 4 * (4 + 16)
+
+
+@pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"]])
+def test_bad_arguments_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
