@@ -26,3 +26,24 @@ def tiny_model(seed: int = 0, **overrides):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The page, served on 127.0.0.1 at a free port for the whole session."""
+    from playground.ui import CSS, build_app
+
+    demo = build_app()
+    port = free_port()
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                   quiet=True, css=CSS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

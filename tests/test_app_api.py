@@ -1,0 +1,98 @@
+"""The page's API through gradio_client, as a script or notebook would call it."""
+import json
+
+import pytest
+from gradio_client import Client
+
+from playground import zoo
+
+CONTROLS = ["decoder", "MHA", "rope", "", "nearest", "auto", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def plot_json(value) -> dict:
+    if value.get("__type__") == "update":  # a plot whose visibility the handler also sets
+        value = value["value"]
+    assert value["type"] == "plotly"
+    return json.loads(value["plot"]) if isinstance(value["plot"], str) else value["plot"]
+
+
+def test_named_endpoints(client):
+    names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/analyze", "/generate", "/kv_cache", "/models"} <= set(names)
+
+
+def test_analyze_returns_overview_head_and_masks(client):
+    out = client.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, api_name="/analyze")
+    badge, overview = out[0], plot_json(out[1])
+    assert "Kernel that ran" in badge and "max |Δ output|" in badge
+    heat = overview["data"][0]
+    assert heat["type"] == "heatmap"
+    assert overview["layout"]["coloraxis"]["cmin"] == 0 and overview["layout"]["coloraxis"]["cmax"] == 1
+    head, mask = plot_json(out[7]), plot_json(out[8])
+    labels = head["data"][0]["x"]
+    assert labels[0].startswith("0 ") and any("␣" in label for label in labels)
+    assert mask["data"][0]["type"] == "heatmap"
+
+
+def test_analyze_encdec_shows_three_kinds(client):
+    out = client.predict("encdec", "MHA", "rope", "", "untrained", "explicit", "cpu", "Friends, Romans", 0, 0,
+                         api_name="/analyze")
+    titles = [plot_json(out[i])["layout"]["title"]["text"] for i in (1, 2, 3)]
+    assert "Encoder self-attention" in titles[0] and "Decoder masked" in titles[1] and "Cross-attention" in titles[2]
+    assert all("UNTRAINED" in t for t in titles)
+    assert "explicit" in out[0]
+
+
+def test_html_in_prompt_is_text(client):
+    out = client.predict(*CONTROLS, "<script>alert(1)</script><b>x</b>", 0, 0, api_name="/analyze")
+    labels = " ".join(plot_json(out[7])["data"][0]["x"])
+    assert "<script" not in labels and "&lt;" in labels
+
+
+def test_bad_input_is_a_clear_error_and_the_app_survives(client):
+    with pytest.raises(Exception, match="empty"):
+        client.predict(*CONTROLS, "   ", 0, 0, api_name="/analyze")
+    with pytest.raises(Exception, match="flash|efficient|cannot run"):
+        client.predict("decoder", "MHA", "rope", "", "nearest", "efficient", "cpu", "hello", 0, 0, api_name="/analyze")
+    out = client.predict(*CONTROLS, "still works", 0, 0, api_name="/analyze")
+    assert "Kernel that ran" in out[0]
+
+
+def test_long_prompt_is_truncated_and_downsampled(client):
+    out = client.predict(*CONTROLS, "all the world's a stage " * 600, 0, 0, api_name="/analyze")
+    title = plot_json(out[1])["layout"]["title"]["text"]
+    assert "1024×1024 tokens" in title and "max over" in title
+    assert out[7] is None  # full resolution only on demand
+
+
+def test_generate_measures_the_cache(client):
+    text, growth, step, step_plot, info = client.predict(*CONTROLS, "Now is the winter", 12, 0, 0, 1, 0, False,
+                                                         api_name="/generate")[:5]
+    assert isinstance(text, str) and text
+    measured = plot_json(growth)["data"][-1]
+    assert measured["name"].startswith("measured")
+    ys = measured["y"]
+    if isinstance(ys, dict):  # plotly's typed-array encoding
+        import base64
+
+        import numpy as np
+        ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
+    assert len(ys) == 12 and all(b > a for a, b in zip(ys, ys[1:]))
+    assert "Step **0**" in info
+
+
+def test_kv_cache_calculator(client):
+    table, chart = client.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
+    rows = {r[0]: float(r[2]) for r in table["data"]}
+    assert rows["MHA (32 K/V heads)"] == pytest.approx(4.0)   # 2*32*128*32 layers*2 bytes*8192 = 4 GiB
+    assert rows["GQA (8 K/V heads)"] == pytest.approx(1.0)
+
+
+def test_models_endpoint_lists_the_zoo(client):
+    rows = client.predict(api_name="/models")
+    assert [r["name"] for r in rows] == zoo.available()

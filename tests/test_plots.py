@@ -1,0 +1,42 @@
+import numpy as np
+
+from playground import plots
+
+
+def test_overview_grid_axes_colour_range_and_downsampling():
+    w = np.random.default_rng(0).random((4, 8, 300, 300)).astype(np.float32)
+    fig = plots.overview(w, "self")
+    heat = fig.data[0]
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    assert list(fig.layout.xaxis.ticktext) == [f"head {h}" for h in range(8)]
+    assert list(fig.layout.yaxis.ticktext) == [f"layer {l}" for l in range(4)]
+    assert "max over" in fig.layout.title.text
+    rows, cols = np.asarray(heat.z).shape
+    assert rows <= 4 * 129 and cols <= 8 * 129
+    assert len(fig.to_json()) < 2_000_000
+
+
+def test_downsample_keeps_the_maximum():
+    a = np.zeros((1, 1, 10, 10))
+    a[0, 0, 7, 3] = 0.9
+    small, block = plots.downsample_max(a, 5)
+    assert block == 2 and small.shape == (1, 1, 5, 5) and small[0, 0, 3, 1] == 0.9
+
+
+def test_head_figure_labels_hover_and_mask():
+    w = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
+    mask = np.tril(np.ones((3, 3), bool))
+    fig = plots.head(w, ["a", "a", "<b>"], ["a", "a", "<b>"], "t", mask=mask)
+    heat = fig.data[0]
+    assert list(heat.x) == ["0 a", "1 a", "2 &lt;b&gt;"]  # repeated tokens stay distinct, HTML escaped
+    assert np.isnan(np.asarray(heat.z, dtype=float)[0, 2])
+    assert "weight" in heat.hovertemplate and fig.layout.coloraxis.cmax == 1
+
+
+def test_mask_and_kv_growth():
+    fig = plots.mask(np.tril(np.ones((4, 4), bool)), list("abcd"), list("abcd"), "m")
+    assert list(fig.data[0].colorbar.ticktext) == ["blocked", "allowed"]
+    growth = plots.kv_growth([1, 2, 3], [10, 20, 30], {"MHA": {"per_token": 10, "fixed": 0},
+                                                     "Mamba": {"per_token": 0, "fixed": 50}}, label="m", log=True)
+    assert growth.layout.yaxis.type == "log" and len(growth.data) == 3
+    assert set(np.round(growth.data[1].y, 6)) == {50}  # recurrent state is flat
