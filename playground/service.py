@@ -76,10 +76,10 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
     if nearest is None:
         return Choice(family, variant, position, **common), \
             ("No trained models are installed (build them: python -m playground.train --zoo): "
-             "showing an untrained model of that shape (random weights).")
+             f"showing an untrained {family} · {variant} · {position} model (random weights).")
     if fallback == "untrained":
         return Choice(family, variant, position, **common), \
-            "This combination is not shipped: showing an untrained model of that shape (random weights)."
+            f"{family} · {variant} · {position} is not shipped: showing an untrained model of that shape (random weights)."
     cfg = zoo.entry_configs(nearest)[0]
     return Choice(cfg.family, cfg.variant, cfg.position, name=nearest, **common), \
         (f"{family} · {variant} · {position} is not shipped. Showing the nearest shipped model, '{nearest}' "

@@ -27,7 +27,7 @@ def examples() -> list[str]:
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="Attention Playground") as demo:
         gr.Markdown(INTRO)
-        controls = build_controls()
+        controls = build_controls(demo)
         prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label="Prompt",
                             placeholder="Type anything: Shakespeare works best; emoji and Chinese tokenize too")
         gr.Examples([[e] for e in examples()], [prompt], label="Example prompts")
@@ -40,5 +40,4 @@ def build_app() -> gr.Blocks:
                 build_calculator_tab()
             with gr.Tab("Model zoo", id="zoo"):
                 build_zoo_tab()
-        demo.load(lambda *a: None, None, None, api_visibility="private")
     return demo

@@ -42,7 +42,7 @@ def choose(family, variant, position, task, fallback, backend, device, window: i
         raise gr.Error(str(e)) from None
 
 
-def build_controls() -> Controls:
+def build_controls(demo: gr.Blocks) -> Controls:
     tasks = [("— none: use the choices on the left —", "")] + [
         (f"{n}: {zoo.ZOO[n]['about']}", n) for n in zoo.available() if zoo.ZOO[n].get("task")]
     with gr.Row(equal_height=True):
@@ -66,6 +66,6 @@ def build_controls() -> Controls:
         return (gr.update(interactive=not fixed, info=reason), gr.update(interactive=not fixed, info=reason),
                 gr.update(interactive=not fixed, info=reason), f"**Model:** {sentence}{mark}")
 
-    gr.on([c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
+    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
           api_visibility="private")
     return controls
