@@ -395,6 +395,13 @@ def _decode_from_args(args) -> dict:
                         prompt_len=args.prompt_len, device=args.device)
 
 
+def _app_from_args(args) -> dict:
+    from .bench_app import bench_app
+
+    summary, rows = bench_app(url=args.url, repeats=args.repeats, browser=not args.no_browser)
+    return _result("app", "cpu", summary, rows)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -408,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda if available, else cpu")
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,decode}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,decode,app}")
 
     k = sub.add_parser("kernels", parents=[common], help="explicit attention vs SDPA flash/efficient/math")
     k.add_argument("--lengths", type=_positive_int, nargs="+", default=[256, 512, 1024, 2048, 4096])
@@ -430,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-kv-heads", type=_positive_int, default=8, help="8: MHA, 1: MQA, 2 or 4: GQA")
     d.add_argument("--prompt-len", type=_positive_int, default=16)
     d.set_defaults(run=_decode_from_args)
+
+    a = sub.add_parser("app", parents=[common], help="the page end to end: /analyze latency, payload, browser render")
+    a.add_argument("--url", default=None, help="a running app (default: start one on a free loopback port)")
+    a.add_argument("--repeats", type=_positive_int, default=10)
+    a.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
+    a.set_defaults(run=_app_from_args)
     return parser
 
 

@@ -113,7 +113,7 @@ def load(name: str, **kwargs) -> LanguageModel:
     """A shipped model by name (safetensors + JSON only; the card's sha256 is checked)."""
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; shipped: {', '.join(ZOO)}")
-    if not (MODELS_DIR / name).is_dir():
+    if not (MODELS_DIR / name / CARD).is_file():
         raise ValueError(f"zoo model {name!r} is not in {MODELS_DIR}; build it: python -m playground.train --zoo {name}")
     return load_model(MODELS_DIR / name, **kwargs)
 
