@@ -52,6 +52,10 @@ class ModelConfig:
     tie_embeddings: bool = True    # share token embedding and output projection
     sliding_window: int = 0        # 0: off; else each query sees at most this many keys back
     dropout: float = 0.0
+    # --- recurrent families (RWKV: n_heads heads of size d_model / n_heads; Mamba-1 below)
+    d_state: int = 16              # Mamba: SSM state size per channel
+    d_conv: int = 4                # Mamba: causal depthwise convolution width
+    expand: int = 2                # Mamba: d_inner = expand * d_model
     # --- how attention is computed
     backend: str = "auto"          # auto | flash | efficient | math (SDPA kernels) | explicit
 
@@ -77,11 +81,18 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.family not in TRANSFORMER_FAMILIES:
-            raise ValueError(
-                f"family={self.family!r} is not built by this version; valid: {', '.join(TRANSFORMER_FAMILIES)}"
-            )
         _choice("position", self.position, POSITIONS)
+        if self.family not in TRANSFORMER_FAMILIES:
+            for name in ("d_state", "d_conv", "expand"):
+                value = getattr(self, name)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if self.position != "none":
+                raise ValueError(f"position={self.position!r} does not apply to family={self.family!r}: "
+                                 "its recurrence carries order itself; use position='none'")
+            if self.n_kv_heads != self.n_heads:
+                raise ValueError(f"n_kv_heads applies to attention only; family={self.family!r} needs "
+                                 f"n_kv_heads == n_heads ({self.n_heads})")
         _choice("norm", self.norm, NORMS)
         _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _choice("mlp", self.mlp, MLPS)

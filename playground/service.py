@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import zoo
+from . import data, zoo
 from .analysis import Analysis, analyze
 from .cache import dtype_bytes, kv_elements_per_token
 from .config import ModelConfig
@@ -129,10 +129,42 @@ def labels(ids: list[int]) -> list[str]:
     return tokenizer().labels(ids)
 
 
-def analyze_text(choice: Choice, text: str, prefix_len: int = 0) -> tuple[Analysis, list[str]]:
-    """Run a prompt through the chosen model once, capturing every layer's attention."""
+TASK_LABELS = {data.PAD_ID: "PAD", data.BOS_ID: "BOS", data.SEP_ID: "SEP", data.QUERY_ID: "QUERY"}
+
+
+def task_labels(ids: list[int]) -> list[str]:
+    return [TASK_LABELS.get(i) or label for i, label in zip(ids, labels(ids))]
+
+
+def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None, int]:
+    """A seeded sequence of a synthetic-task model's own task: (input ids, decoder ids or None,
+    how many leading ids form the prompt for generation)."""
+    cfg, tcfg = zoo.entry_configs(name)
+    task = tcfg.data.removeprefix("task:")
+    n = tcfg.task_length
+    if cfg.family == "encdec":
+        src, tgt_in, _ = data.SEQ2SEQ_TASKS[task](1, n, cfg.vocab_size, seed)
+        return src[0].tolist(), tgt_in[0].tolist(), n
+    x, _, mask = data.TASKS[task](1, n, cfg.vocab_size, seed)
+    ids = x[0].tolist()
+    answer_from = int(mask[0].float().argmax())  # first scored position: everything before is the question
+    return ids, None, answer_from + 1
+
+
+def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) -> tuple[Analysis, list[str]]:
+    """Run a prompt through the chosen model once, capturing every layer's attention.
+
+    A synthetic-task model runs on a seeded sequence of its own task instead of the prompt.
+    """
     loaded = load(choice)
     model, cfg = loaded.model, loaded.model.cfg
+    if choice.name and zoo.ZOO[choice.name].get("task"):
+        ids, target, _ = task_sequence(choice.name, seed)
+        with loaded.lock:
+            result = analyze(model, ids, target_ids=target, labels=task_labels(ids),
+                             target_labels=task_labels(target) if target else None)
+        return result, [f"'{choice.name}' is a synthetic-task model: it ran on a sequence of its own task "
+                        f"(seed {seed}), not on the prompt."]
     ids, notes = tokenize(text, cfg)
     with loaded.lock:
         if cfg.family == "encdec":
@@ -163,8 +195,15 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
                   top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> tuple[Timeline, list[str]]:
     loaded = load(choice)
     model, cfg = loaded.model, loaded.model.cfg
-    ids, notes = tokenize(text, cfg)
     max_new_tokens = int(max_new_tokens)
+    show = labels
+    if choice.name and zoo.ZOO[choice.name].get("task"):
+        ids, target, prompt_len = task_sequence(choice.name, seed)
+        ids = ids if target else ids[:prompt_len]
+        notes, show = [f"'{choice.name}' is a synthetic-task model: it continues a sequence of its own task "
+                       f"(seed {seed}), not the prompt."], task_labels
+    else:
+        ids, notes = tokenize(text, cfg)
     if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
         keep = max(1, cfg.context_length + 1 - max_new_tokens)
         if keep < len(ids):
@@ -176,9 +215,9 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
     encdec = cfg.family == "encdec"
     tok = tokenizer()
     return Timeline(
-        prompt_labels=["<s>"] if encdec else labels(ids), new_labels=labels(gen.tokens),
+        prompt_labels=show([1]) if encdec else show(ids), new_labels=show(gen.tokens),
         text=tok.decode(gen.tokens), rows=[s.attention for s in gen.steps],
-        cache_bytes=[s.cache_bytes for s in gen.steps], source_labels=labels(ids) if encdec else [],
+        cache_bytes=[s.cache_bytes for s in gen.steps], source_labels=show(ids) if encdec else [],
         n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
 
 

@@ -292,4 +292,6 @@ def build_model(cfg: ModelConfig) -> LanguageModel:
     """The one builder: config in, model out."""
     if cfg.family == "encdec":
         return EncoderDecoder(cfg)
-    return TransformerLM(cfg)
+    if cfg.family in ("decoder", "prefix"):
+        return TransformerLM(cfg)
+    raise ValueError(f"family={cfg.family!r} has no model in this version; valid: decoder, prefix, encdec")

@@ -40,8 +40,9 @@ ZOO: dict[str, dict] = {
     "copy": dict(about="synthetic: copy a sequence after a separator; copy heads", task=True,
                  model=dict(n_layer=2, context_length=64),
                  train=dict(data="task:copy", task_length=24, steps=600, eval_every=100)),
-    "reverse": dict(about="synthetic encoder-decoder: output the input reversed; anti-diagonal cross-attention",
-                    task=True, model=dict(family="encdec", n_layer=2, context_length=32),
+    # cross-attention has no position encoding of its own: reversing needs absolute positions in both stacks
+    "reverse": dict(about="synthetic encoder-decoder (sinusoidal): output the input reversed; anti-diagonal cross-attention",
+                    task=True, model=dict(family="encdec", n_layer=2, context_length=32, position="sinusoidal"),
                     train=dict(data="task:reverse", task_length=24, steps=600, eval_every=100)),
 }
 
@@ -134,5 +135,22 @@ def table() -> list[dict]:
     return rows
 
 
+def markdown_table() -> str:
+    """The README's zoo table, from the cards."""
+    lines = ["| model | what differs | parameters | val bits/char @128 | @512 (4x) | train time | KV bytes/token (fp32) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in table():
+        if r["val_bits_per_char"] is not None:
+            score = f"{r['val_bits_per_char']:.3f}"
+            at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else "n/a (learned)"
+        else:
+            score, at_4x = f"task accuracy {r['task_accuracy']:.1%}", ""
+        lines.append(f"| `{r['name']}` | {r['about']} | {r['parameters']:,} | {score} | {at_4x} | "
+                     f"{r['wall_time_s'] / 60:.1f} min | {r['kv_bytes_per_token_fp32']:,} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(json.dumps(table(), indent=2))
+    import sys
+
+    print(json.dumps(table(), indent=2) if "--json" in sys.argv else markdown_table())

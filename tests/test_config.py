@@ -21,6 +21,9 @@ BAD_CONFIGS = [
     (dict(vocab_size=-5), "vocab_size"),
     (dict(d_model=2.5), "d_model"),
     (dict(dropout=1.5), "dropout"),
+    (dict(family="mamba", position="rope"), "position"),
+    (dict(family="rwkv", position="none", n_heads=4, n_kv_heads=2), "n_kv_heads"),
+    (dict(family="mamba", position="none", d_state=0), "d_state"),
     (dict(position="sinusoidal", d_model=33, n_heads=1, n_kv_heads=1), "sinusoidal"),
 ]
 
