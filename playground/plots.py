@@ -27,8 +27,17 @@ def axis_labels(labels: list[str]) -> list[str]:
     return [f"{i} {safe(t)}" for i, t in enumerate(labels)]
 
 
-def downsample_max(a: np.ndarray, size: int) -> tuple[np.ndarray, int]:
-    """Max-pool the last two axes so neither exceeds ``size``. Returns (array, block)."""
+def colour_axis(values: np.ndarray, signed: bool) -> dict:
+    """Weights: 0..1 sequential. Signed implicit attention: a diverging scale symmetric about 0."""
+    if not signed:
+        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title="weight"))
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title="implicit α"))
+
+
+def downsample_max(a: np.ndarray, size: int, signed: bool = False) -> tuple[np.ndarray, int]:
+    """Max-pool the last two axes so neither exceeds ``size`` (signed: keep the value of largest
+    magnitude in each block). Returns (array, block)."""
     block = int(np.ceil(max(a.shape[-2:]) / size)) if max(a.shape[-2:]) > size else 1
     if block == 1:
         return a, 1
@@ -36,7 +45,11 @@ def downsample_max(a: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     pad = ((0, 0),) * (a.ndim - 2) + ((0, (-tq) % block), (0, (-tk) % block))
     padded = np.pad(a, pad, constant_values=0)
     shape = padded.shape[:-2] + (padded.shape[-2] // block, block, padded.shape[-1] // block, block)
-    return padded.reshape(shape).max(axis=(-3, -1)), block
+    blocks = padded.reshape(shape)
+    if not signed:
+        return blocks.max(axis=(-3, -1)), block
+    hi, lo = blocks.max(axis=(-3, -1)), blocks.min(axis=(-3, -1))
+    return np.where(np.abs(hi) >= np.abs(lo), hi, lo), block
 
 
 def _layout(fig: go.Figure, title: str, height: int, **extra) -> go.Figure:
@@ -46,18 +59,18 @@ def _layout(fig: go.Figure, title: str, height: int, **extra) -> go.Figure:
 
 
 def overview(weights: np.ndarray, title: str, *, row_names: list[str] | None = None, max_px: int = 128,
-             max_cells: int = 160_000, untrained: bool = False) -> go.Figure:
+             max_cells: int = 160_000, untrained: bool = False, signed: bool = False) -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
-        weights: (n_layer, nh, Tq, Tk), values 0..1.
+        weights: (n_layer, nh, Tq, Tk), values 0..1 (or any sign with ``signed``: implicit attention).
         row_names: one name per layer row (default "layer i").
         max_px: at most this many cells per head side; fewer when the grid would exceed max_cells.
     Hover names the layer, head, query and key (block indices when downsampled).
     """
     L, H, tq, tk = weights.shape
     side = max(16, min(max_px, int(np.sqrt(max_cells / (L * H)))))
-    small, block = downsample_max(weights.astype(np.float32), side)
+    small, block = downsample_max(weights.astype(np.float32), side, signed)
     sq, sk = small.shape[-2:]
     gap = max(1, sk // 12)
     grid = np.full((L * (sq + gap) - gap, H * (sk + gap) - gap), np.nan, dtype=np.float32)
@@ -74,10 +87,10 @@ def overview(weights: np.ndarray, title: str, *, row_names: list[str] | None = N
                                hovertemplate=f"%{{y}} → %{{x}} ({unit} indices)<br>weight %{{z:.3f}}<extra></extra>"))
     tick_y = [ys[l * (sq + gap) + sq // 2] for l in range(L)]
     tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
-    note = f" · max over {block}×{block} blocks" if block > 1 else ""
+    note = f" · {'largest |α|' if signed else 'max'} over {block}×{block} blocks" if block > 1 else ""
     status = " · UNTRAINED (random weights)" if untrained else ""
     return _layout(fig, f"{title} · {tq}×{tk} tokens{note}{status}", height=max(300, 150 * L + 90),
-                   coloraxis=dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title="weight")),
+                   coloraxis=colour_axis(small, signed),
                    xaxis=dict(type="category", tickvals=tick_x, ticktext=[f"head {h}" for h in range(H)],
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],
@@ -95,7 +108,7 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 
 
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title: str, *,
-         mask: np.ndarray | None = None, untrained: bool = False) -> go.Figure:
+         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False) -> go.Figure:
     """One head at full resolution, tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
@@ -109,8 +122,7 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title: s
         hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
     status = " · UNTRAINED (random weights)" if untrained else ""
     side = min(900, max(420, 14 * len(q_labels) + 160))
-    return _layout(fig, title + status, height=side,
-                   coloraxis=dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title="weight")),
+    return _layout(fig, title + status, height=side, coloraxis=colour_axis(z, signed),
                    xaxis=dict(title="key (attended to)", tickangle=-60, type="category"),
                    yaxis=dict(title="query (attending)", autorange="reversed", type="category"))
 
@@ -172,7 +184,7 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title: str, *, new_token: s
                                hovertemplate="%{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
     status = " · UNTRAINED (random weights)" if untrained else ""
     return _layout(fig, f"{title} → next token {safe(new_token)}{status}", height=max(300, 22 * L * H + 160),
-                   coloraxis=dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title="weight")),
+                   coloraxis=colour_axis(rows, signed=False),
                    xaxis=dict(title="key in the cache", tickangle=-60, type="category"),
                    yaxis=dict(autorange="reversed", type="category"))
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from playground import plots
 
@@ -40,3 +41,13 @@ def test_mask_and_kv_growth():
                                                      "Mamba": {"per_token": 0, "fixed": 50}}, label="m", log=True)
     assert growth.layout.yaxis.type == "log" and len(growth.data) == 3
     assert set(np.round(growth.data[1].y, 6)) == {50}  # recurrent state is flat
+
+
+def test_signed_implicit_attention_uses_a_diverging_scale():
+    w = np.zeros((1, 1, 40, 40))
+    w[0, 0, 30, 2] = -0.7
+    w[0, 0, 10, 1] = 0.2
+    fig = plots.overview(w, "implicit", signed=True, max_px=20)
+    axis = fig.layout.coloraxis
+    assert axis.cmid == 0 and axis.cmin == pytest.approx(-0.7) and axis.cmax == pytest.approx(0.7)
+    assert np.nanmin(np.asarray(fig.data[0].z, dtype=float)) == np.float32(-0.7)  # magnitude kept through pooling
