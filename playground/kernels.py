@@ -25,6 +25,7 @@ SDPA_KERNELS = {
     "math": SDPBackend.MATH,
 }
 AUTO_ORDER = ("flash", "efficient", "math")
+CPU_KERNELS = ("flash", "math")  # what torch's CPU SDPA dispatcher implements (sdp_utils_cpp)
 KERNEL_LABELS = {
     "flash": "SDPA flash attention",
     "efficient": "SDPA memory-efficient attention",
@@ -88,6 +89,8 @@ def sdpa(
                 return out, name
             except RuntimeError as e:
                 why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
+                if q.device.type == "cpu" and name not in CPU_KERNELS:
+                    why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
                 reasons.append(f"{name}: {why}")
     raise KernelUnavailable(
         f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {str(q.dtype).removeprefix('torch.')} "

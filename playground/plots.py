@@ -196,3 +196,24 @@ def kv_whatif(rows: list[dict], title: str) -> go.Figure:
                            marker_color=["#2b6cb0", "#3182ce", "#63b3ed", "#805ad5"][: len(rows)],
                            hovertemplate="%{x}: %{y:,.3f} GiB<extra></extra>"))
     return _layout(fig, title, height=380, yaxis=dict(title="GiB", gridcolor="#eee"))
+
+
+def matrix(z: np.ndarray, title: str, *, x_title: str, y_title: str, colorscale: str = "RdBu_r",
+           colorbar: str = "", zmid: float | None = 0.0) -> go.Figure:
+    """A plain numeric matrix (position encodings, similarities)."""
+    fig = go.Figure(go.Heatmap(z=z.astype(np.float32), colorscale=colorscale, zmid=zmid, colorbar=dict(title=colorbar),
+                               hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{z:.3f}}<extra></extra>"))
+    return _layout(fig, title, height=420, xaxis=dict(title=x_title), yaxis=dict(title=y_title, autorange="reversed"))
+
+
+def lines(series: dict[str, tuple[list, list]], title: str, *, x_title: str, y_title: str,
+          vline: float | None = None, vline_text: str = "", log_y: bool = False) -> go.Figure:
+    """Named (x, y) series as lines; an optional vertical marker (the training length)."""
+    fig = go.Figure()
+    for name, (xs, ys) in series.items():
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(name)))
+    if vline is not None:
+        fig.add_vline(x=vline, line=dict(dash="dash", color="#888"), annotation_text=safe(vline_text))
+    return _layout(fig, title, height=420, xaxis=dict(title=x_title, gridcolor="#eee"),
+                   yaxis=dict(title=y_title, type="log" if log_y else "linear", gridcolor="#eee"),
+                   legend=dict(orientation="h", y=-0.2))

@@ -294,4 +294,10 @@ def build_model(cfg: ModelConfig) -> LanguageModel:
         return EncoderDecoder(cfg)
     if cfg.family in ("decoder", "prefix"):
         return TransformerLM(cfg)
-    raise ValueError(f"family={cfg.family!r} has no model in this version; valid: decoder, prefix, encdec")
+    if cfg.family == "rwkv":
+        from .rwkv import RWKV  # imported here: rwkv.py builds on this module
+        return RWKV(cfg)
+    if cfg.family == "mamba":
+        from .mamba import Mamba
+        return Mamba(cfg)
+    raise ValueError(f"family={cfg.family!r} has no model; valid: decoder, prefix, encdec, rwkv, mamba")

@@ -96,3 +96,20 @@ def test_kv_cache_calculator(client):
 def test_models_endpoint_lists_the_zoo(client):
     rows = client.predict(api_name="/models")
     assert [r["name"] for r in rows] == zoo.available()
+
+
+def test_heads_endpoint_scores_every_head(client):
+    out = client.predict(*CONTROLS, "The cat sat on the mat. The cat sat on the mat.", api_name="/heads")
+    table = out[0]
+    assert table["headers"][:2] == ["layer", "head"] and "induction" in table["headers"]
+    assert len(table["data"]) == 16  # 4 layers x 4 heads
+    assert all(0 <= row[-1] <= 1 for row in table["data"])
+
+
+def test_kernel_lab_reports_unavailable_kernels_honestly(client):
+    table, _, _, note = client.predict([128], 2, 32, "float32", "cpu", api_name="/kernels")
+    rows = {r[1]: r for r in table["data"]}
+    assert rows["explicit softmax(QKᵀ/√d)V"][2] == "yes"
+    efficient = rows["SDPA memory-efficient attention"]
+    assert efficient[2] == "no" and "CPU" in efficient[-1]
+    assert "A plain SDPA call runs" in note

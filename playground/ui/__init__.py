@@ -10,6 +10,9 @@ from .attention import build_attention_tab
 from .calculator import build_calculator_tab
 from .controls import build_controls
 from .generation import build_generation_tab
+from .heads_tab import build_heads_tab
+from .kernel_lab import build_kernel_lab_tab
+from .position_lab import build_position_lab_tab
 from .zoo_tab import build_zoo_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -36,6 +39,12 @@ def build_app() -> gr.Blocks:
                 build_attention_tab(controls, prompt)
             with gr.Tab("Generate & KV cache", id="generate"):
                 build_generation_tab(controls, prompt)
+            with gr.Tab("Head insights", id="heads"):
+                build_heads_tab(controls, prompt)
+            with gr.Tab("Position-encoding lab", id="positions"):
+                build_position_lab_tab()
+            with gr.Tab("Kernel lab", id="kernels"):
+                build_kernel_lab_tab()
             with gr.Tab("KV-cache calculator", id="calculator"):
                 build_calculator_tab()
             with gr.Tab("Model zoo", id="zoo"):

@@ -1,0 +1,357 @@
+"""Mamba-1 (Gu & Dao 2023, arXiv 2312.00752): a selective state space model, in scan and step modes.
+
+Each block is ``x = x + mixer(rmsnorm(x))``; a final RMSNorm precedes the head. The mixer:
+
+    (x, z) = in_proj(h)                      two branches of width d_in = expand * d
+    x = silu(conv1d(x))                      causal, depthwise, K taps (d_conv)
+    (delta, B, C) = x_proj(x)                input-dependent ("selective"); delta has rank R
+    delta = softplus(dt_proj(delta))         (d_in,) step sizes
+    y = selective_scan(x, delta, A, B, C, D),  A = -exp(A_log)
+    out = out_proj(y * silu(z))
+
+The selective scan, per channel c and state index n, with Mamba's discretisation (zero-order
+hold for A, Euler for B):
+
+    Abar_t = exp(delta_t A),   Bbar_t = delta_t B_t
+    h_t = Abar_t h_{t-1} + Bbar_t x_t,   y_t = C_t . h_t + D x_t
+
+Unrolled from h_0 = 0 (Ali, Zimerman & Wolf 2024, "The Hidden Attention of Mamba Models",
+arXiv 2403.01590), each channel is an attention over its own past inputs:
+
+    y_t[c] = sum_{s <= t} alpha[t, s, c] x_s[c] + D[c] x_t[c]
+    alpha[t, s, c] = sum_n C_t[n] exp(A[c, n] (delta_{s+1} + ... + delta_t)[c]) delta_s[c] B_s[n]
+
+The playground draws alpha averaged over groups of d_in / H channels, one group per "head" (H =
+n_heads), and says so on the plot; the faithfulness check uses every channel.
+
+``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
+``step`` advances it one token from the conv and SSM state. A test proves both give the same
+logits, and that they match ``transformers.MambaForCausalLM`` on random weights.
+
+Glossary (mamba-minimal's, in this project's letters): B batch, T new tokens, Tk every token
+seen, d model width, d_in inner width, n state size (d_state), K conv width (d_conv), R rank of
+delta (dt_rank), H display heads, V vocabulary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import masks
+from .attention import AttentionRecord
+from .config import ModelConfig
+from .transformer import LanguageModel, ModelOutput
+
+BLOCK_ELEMENTS = 1 << 21  # implicit attention is built a block of query rows at a time, about this many numbers
+
+
+def dt_rank(cfg: ModelConfig) -> int:
+    return math.ceil(cfg.d_model / 16)
+
+
+@dataclass
+class History:
+    """delta, B and the scan input of every token seen: only to draw implicit attention rows while decoding.
+
+    Not part of the recurrent state (it grows with the sequence, and ``cache_bytes`` leaves it
+    out); it exists when the first call after ``setup_cache`` had capture=True.
+    """
+
+    delta: Tensor  # (B, Tk, d_in), in the scan's dtype
+    B: Tensor      # (B, Tk, n)
+    x: Tensor      # (B, Tk, d_in), the conv output the scan reads
+
+    def extend(self, delta: Tensor, B: Tensor, x: Tensor) -> "History":
+        return History(*(torch.cat([old, new], dim=1) for old, new in zip((self.delta, self.B, self.x), (delta, B, x))))
+
+
+@dataclass
+class MambaState:
+    """One layer's recurrent state: d_in * (K - 1) + d_in * n numbers, whatever the length."""
+
+    conv: Tensor  # (B, d_in, K-1) the last K-1 inputs of the causal convolution
+    ssm: Tensor   # (B, d_in, n) h, in float32 at least
+    history: History | None = None
+
+    @classmethod
+    def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> "MambaState":
+        d_in, n = cfg.expand * cfg.d_model, cfg.d_state
+        wide = state_dtype(dtype)
+        history = None
+        if track:
+            history = History(*(torch.zeros(batch, 0, size, dtype=wide, device=device) for size in (d_in, n, d_in)))
+        return cls(torch.zeros(batch, d_in, cfg.d_conv - 1, dtype=dtype, device=device),
+                   torch.zeros(batch, d_in, n, dtype=wide, device=device), history)
+
+    @property
+    def nbytes(self) -> int:
+        return self.conv.nbytes + self.ssm.nbytes
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The scan runs in float32 at least (float16 / bfloat16 weights too), float64 for float64 weights."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                   h: Tensor) -> tuple[Tensor, Tensor]:
+    """The recurrence h_t = exp(delta_t A) h_{t-1} + delta_t B_t x_t, y_t = C_t . h_t + D x_t, over T tokens.
+
+    Args:
+        x: (B, T, d_in) scan input. delta: (B, T, d_in). A: (d_in, n). B, C: (B, T, n). D: (d_in,).
+        h: (B, d_in, n) the state before the first token.
+    Returns:
+        y (B, T, d_in) and the state after the last token (B, d_in, n).
+    """
+    A_bar = torch.exp(delta[..., None] * A)                    # (B, T, d_in, n)
+    Bx_bar = (delta * x)[..., None] * B[:, :, None, :]         # (B, T, d_in, n)
+    ys = []
+    # unbind, not A_bar[:, t]: the backward of T slices would build T full-size gradients
+    for A_t, Bx_t, C_t in zip(A_bar.unbind(1), Bx_bar.unbind(1), C.unbind(1)):
+        h = A_t * h + Bx_t                                     # (B, d_in, n)
+        ys.append((h @ C_t[..., None]).squeeze(-1))            # (B, d_in)
+    return torch.stack(ys, dim=1) + x * D, h
+
+
+def implicit_attention_blocks(delta: Tensor, B: Tensor, C: Tensor, A: Tensor,
+                              start: int = 0) -> Iterator[tuple[slice, Tensor]]:
+    """Mamba's hidden attention, per channel, a block of query rows at a time (to bound memory).
+
+    With L_t = delta_1 + ... + delta_t, alpha[t, s, c] = delta_s[c] sum_n C_t[n] B_s[n] exp(A[c, n] (L_t - L_s)[c]).
+    For a block of queries starting at position c0, keys s < c0 split the exponent at c0,
+    A (L_t - L_c0) + A (L_c0 - L_s), both <= 0, so the sum over n is one batched matmul; keys
+    inside the block are computed directly. No exponent is positive: nothing overflows.
+
+    Args:
+        delta: (B, Tk, d_in) and B: (B, Tk, n) of the tokens at positions 0..Tk-1.
+        C: (B, Tq, n) of the queries at positions start..start+Tq-1. A: (d_in, n), negative.
+    Yields:
+        (rows, alpha[:, rows] (B, tq, Tk, d_in)), zero above the diagonal, with
+        y_t[c] = sum_s alpha[t, s, c] x_s[c] + D[c] x_t[c] (Ali et al. 2024).
+    """
+    Bt, Tk, d_in = delta.shape
+    Tq, n = C.shape[1], A.shape[1]
+    L = delta.double().cumsum(dim=1)  # (B, Tk, d_in), float64 so differences of long sums stay exact
+    block = max(1, min(BLOCK_ELEMENTS // (Bt * Tk * d_in), math.isqrt(BLOCK_ELEMENTS // (Bt * d_in * n))))
+    for q0 in range(0, Tq, block):
+        rows = slice(q0, min(q0 + block, Tq))
+        c0, end = start + rows.start, start + rows.stop  # the block's positions; later keys are all zero
+        to_query = torch.exp(A * (L[:, c0:end] - L[:, c0, None]).to(A.dtype)[..., None])  # (B, tq, d_in, n)
+        from_key = torch.exp(A * (L[:, c0, None] - L[:, :c0]).to(A.dtype)[..., None])    # (B, c0, d_in, n)
+        past = torch.einsum("btcn,bscn->btsc", C[:, rows, None, :] * to_query,
+                            (B[:, :c0, None, :] * delta[:, :c0, :, None]) * from_key)  # (B, tq, c0, d_in)
+        span = (L[:, c0:end, None] - L[:, None, c0:end]).clamp(min=0).to(A.dtype)  # (B, tq, tq, d_in)
+        within = torch.einsum("btn,bsn,btscn->btsc", C[:, rows], B[:, c0:end], torch.exp(span[..., None] * A))
+        q_pos = torch.arange(c0, end, device=delta.device)
+        within = (within * delta[:, None, c0:end]).masked_fill(~masks.causal(q_pos, q_pos)[None, :, :, None], 0)
+        yield rows, F.pad(torch.cat([past, within], dim=2), (0, 0, 0, Tk - end))  # (B, tq, Tk, d_in)
+
+
+def implicit_attention(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, start: int = 0) -> Tensor:
+    """The whole per-channel alpha (B, Tq, Tk, d_in); see ``implicit_attention_blocks``."""
+    return torch.cat([alpha for _, alpha in implicit_attention_blocks(delta, B, C, A, start)], dim=1)
+
+
+def head_average(alpha: Tensor, n_heads: int) -> Tensor:
+    """alpha (B, Tq, Tk, d_in) -> (B, H, Tq, Tk): the mean over each group of d_in / H consecutive channels."""
+    Bt, Tq, Tk, d_in = alpha.shape
+    return alpha.view(Bt, Tq, Tk, n_heads, d_in // n_heads).mean(-1).permute(0, 3, 1, 2)
+
+
+class MambaMixer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, d_in, n, self.rank = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state, dt_rank(cfg)
+        self.d_in, self.n_heads = d_in, cfg.n_heads
+        self.in_proj = nn.Linear(d, 2 * d_in, bias=False)
+        self.conv1d = nn.Conv1d(d_in, d_in, kernel_size=cfg.d_conv, groups=d_in, bias=True)
+        self.x_proj = nn.Linear(d_in, self.rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(self.rank, d_in, bias=True)
+        self.A_log = nn.Parameter(torch.empty(d_in, n))  # A = -exp(A_log): every state decays
+        self.D = nn.Parameter(torch.empty(d_in))          # the skip from x_t to y_t
+        self.out_proj = nn.Linear(d_in, d, bias=False)
+        for p in (self.A_log, self.D):
+            p._no_weight_decay = True  # as mamba_ssm marks them
+
+    @torch.no_grad()
+    def reset_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
+        """Mamba's init: S4D-real A = -(1..n), D = 1, softplus(dt bias) log-uniform in [dt_min, dt_max]."""
+        n = self.A_log.shape[1]
+        self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand(self.d_in, n))
+        self.D.fill_(1.0)
+        nn.init.uniform_(self.dt_proj.weight, -self.rank ** -0.5, self.rank ** -0.5)
+        dt = torch.exp(torch.rand(self.d_in) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # the inverse of softplus
+
+    def _selective_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, d_in) -> delta (B, T, d_in), B (B, T, n), C (B, T, n), in the scan's dtype."""
+        n, wide = self.A_log.shape[1], state_dtype(x.dtype)
+        delta, B, C = self.x_proj(x).split([self.rank, n, n], dim=-1)  # (B, T, R), (B, T, n), (B, T, n)
+        return F.softplus(self.dt_proj(delta)).to(wide), B.to(wide), C.to(wide)
+
+    def _A_D(self) -> tuple[Tensor, Tensor]:
+        """A = -exp(A_log) (d_in, n) and D (d_in,), in the scan's dtype."""
+        wide = state_dtype(self.A_log.dtype)
+        return -torch.exp(self.A_log.to(wide)), self.D.to(wide)
+
+    def forward(self, h: Tensor, state: MambaState | None = None,
+                capture: bool = False) -> tuple[Tensor, MambaState | None, tuple[Tensor, float] | None]:
+        """Scan mode over a sequence.
+
+        Args:
+            h: (B, T, d) normed input. state: this layer's state before h; None: zeros (no state returned).
+            capture: also return (alpha averaged per head (B, H, T, Tk), max over channels of
+                |sum_s alpha[t, s, c] x_s[c] + D x_t[c] - y_t[c]|), y the scan output before gating.
+        Returns:
+            (B, T, d), the state after h (or None), the capture (or None).
+        """
+        Bt, T, _ = h.shape
+        x, z = self.in_proj(h).chunk(2, dim=-1)  # (B, T, d_in) each
+        past = self.conv1d.weight.new_zeros(Bt, self.d_in, self.conv1d.kernel_size[0] - 1) if state is None \
+            else state.conv.to(x.dtype)
+        window = torch.cat([past, x.transpose(1, 2)], dim=-1)  # (B, d_in, K-1+T)
+        x = F.silu(self.conv1d(window)).transpose(1, 2)  # (B, T, d_in): causal, as the window starts K-1 early
+        delta, B, C = self._selective_params(x)
+        A, D = self._A_D()
+        h0 = delta.new_zeros(Bt, self.d_in, A.shape[1]) if state is None else state.ssm
+        xf = x.to(delta.dtype)
+        y, h_last = selective_scan(xf, delta, A, B, C, D, h0)  # (B, T, d_in)
+        history = None if state is None or state.history is None else state.history.extend(delta, B, xf)
+        cap = None
+        if capture:
+            if state is not None and history is None:
+                raise ValueError("implicit attention while decoding needs delta and B of every earlier token: "
+                                 "pass capture=True from the first call after setup_cache()")
+            past_delta, past_B, past_x = (delta, B, xf) if history is None else (history.delta, history.B, history.x)
+            heads, diff = [], 0.0
+            for rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, start=past_delta.shape[1] - T):
+                y_alpha = torch.einsum("btsc,bsc->btc", alpha, past_x) + xf[:, rows] * D  # (B, tq, d_in)
+                diff = max(diff, float((y_alpha - y[:, rows]).detach().abs().max()))
+                heads.append(head_average(alpha, self.n_heads))  # (B, H, tq, Tk)
+            cap = (torch.cat(heads, dim=2), diff)
+        if state is not None:
+            state = replace(state, conv=window[..., T:], ssm=h_last, history=history)
+        return self.out_proj(y.to(z.dtype) * F.silu(z)), state, cap
+
+    def step(self, h_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+        """Step mode, one token: h_t (B, d) normed input -> (B, d), the state after it."""
+        x, z = self.in_proj(h_t).chunk(2, dim=-1)  # (B, d_in) each
+        window = torch.cat([state.conv.to(x.dtype), x[..., None]], dim=-1)  # (B, d_in, K)
+        x = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)  # (B, d_in)
+        delta, B, C = (t[:, 0] for t in self._selective_params(x[:, None]))  # (B, d_in), (B, n), (B, n)
+        A, D = self._A_D()
+        xf = x.to(delta.dtype)
+        ssm = torch.exp(delta[..., None] * A) * state.ssm + (delta * xf)[..., None] * B[:, None, :]  # (B, d_in, n)
+        y = (ssm @ C[..., None]).squeeze(-1) + D * xf  # (B, d_in)
+        history = None if state.history is None else state.history.extend(delta[:, None], B[:, None], xf[:, None])
+        out = self.out_proj(y.to(z.dtype) * F.silu(z))
+        return out, replace(state, conv=window[..., 1:], ssm=ssm, history=history)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mixer = MambaMixer(cfg)
+
+    def forward(self, x: Tensor, state: MambaState | None = None, capture: bool = False):
+        """x (B, T, d) -> (B, T, d), the state after x (or None), the capture (or None)."""
+        y, state, cap = self.mixer(self.norm(x), state, capture)
+        return x + y, state, cap
+
+    def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+        """x_t (B, d) -> (B, d), the state after it."""
+        y, state = self.mixer.step(self.norm(x_t), state)
+        return x_t + y, state
+
+
+class Mamba(LanguageModel):
+    """Mamba-1 language model: scan mode without a state, step mode after ``setup_cache``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.family != "mamba":
+            raise ValueError(f"Mamba builds family mamba, got {cfg.family!r}")
+        self.blocks = nn.ModuleList(ResidualBlock(cfg) for _ in range(cfg.n_layer))
+        self.norm_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self._init_embeddings(cfg)
+        for block in self.blocks:  # after the generic init, which would overwrite dt_proj
+            block.mixer.reset_parameters()
+        self.states: list[MambaState] | None = None
+        self.seen = 0  # tokens the state has consumed
+
+    def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
+                capture: bool = False) -> ModelOutput:
+        """Logits for every position, and every layer's implicit attention when ``capture``.
+
+        Args:
+            idx: (B, T) token ids at positions start_pos..start_pos+T-1.
+            start_pos: without a state, 0; with one (``setup_cache``), the number of tokens it has
+                consumed (continue) or 0 (start over).
+            prefix_len, key_valid: attention masks; they do not apply to an SSM and must stay default.
+        Returns:
+            ModelOutput(logits (B, T, V), attentions: one "implicit" record per layer, weights
+            (B, H, T, Tk) = Ali et al.'s alpha averaged over each group of d_in / H channels,
+            max_abs_diff = the per-channel reconstruction error of the scan output).
+        """
+        if prefix_len or key_valid is not None:
+            raise ValueError("prefix_len and key_valid are attention masks; a Mamba model reads causally, "
+                             "so leave them at their defaults")
+        Bt, T = idx.shape
+        states = self._states_at(start_pos, Bt, capture)
+        x = self.embed(idx)  # (B, T, d)
+        records = []
+        mask = masks.causal(masks.positions(start_pos, T, idx.device), masks.positions(0, start_pos + T, idx.device))
+        for layer, block in enumerate(self.blocks):
+            if states is not None and T == 1 and not capture:  # decoding: the recurrent step
+                x_t, states[layer] = block.step(x[:, 0], states[layer])
+                x = x_t[:, None]
+                continue
+            x, state, cap = block(x, None if states is None else states[layer], capture)
+            if states is not None:
+                states[layer] = state
+            if capture:
+                records.append(AttentionRecord("implicit", layer, cap[0], mask, None, "implicit", False, cap[1]))
+        if states is not None:
+            self.seen = start_pos + T
+        return ModelOutput(self.lm_head(self.norm_out(x)), records)
+
+    def _states_at(self, start_pos: int, batch: int, capture: bool) -> list[MambaState] | None:
+        if self.states is None:
+            if start_pos:
+                raise ValueError(f"start_pos={start_pos} needs a recurrent state holding the earlier tokens; "
+                                 "call model.setup_cache() first")
+            return None
+        if start_pos == 0:  # start over, as a KV cache written from position 0
+            self._fresh_states(batch, track=capture)
+        elif start_pos != self.seen:
+            raise ValueError(f"the recurrent state has consumed {self.seen} tokens, so start_pos must be {self.seen} "
+                             f"(or 0 to start over), got {start_pos}: an SSM state cannot be rewound")
+        elif batch != self.states[0].ssm.shape[0]:
+            raise ValueError(f"the state holds a batch of {self.states[0].ssm.shape[0]}, got {batch}")
+        elif capture and self.states[0].history is None:
+            raise ValueError("implicit attention while decoding needs delta and B of every earlier token: "
+                             "pass capture=True from the first call after setup_cache()")
+        return self.states
+
+    def _fresh_states(self, batch: int, track: bool) -> None:
+        p = self.lm_head.weight
+        self.states = [MambaState.zeros(batch, self.cfg, p.dtype, p.device, track) for _ in self.blocks]
+        self.seen = 0
+
+    def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
+        """Allocate the conv and SSM states (their size does not depend on ``max_len``, accepted for the common API)."""
+        self._fresh_states(batch, track=False)
+
+    def clear_cache(self) -> None:
+        self.states, self.seen = None, 0
+
+    def cache_bytes(self) -> int:
+        """Bytes of the recurrent state: per layer d_in * (K - 1) + d_in * n numbers (the history is not counted)."""
+        return 0 if self.states is None else sum(s.nbytes for s in self.states)

@@ -1,0 +1,230 @@
+"""Mamba-1: scan = step, the hidden attention is exact per channel, the state is constant, and
+the logits match `transformers.MambaForCausalLM` (its slow path) on random weights."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from playground.checkpoint import load_model, save_model
+from playground.config import ModelConfig
+from playground.evaluate import batch_loss
+from playground.generate import generate
+from playground.mamba import Mamba, implicit_attention
+from playground.transformer import build_model
+
+V, D, H, L, N_STATE, K, EXPAND = 97, 32, 4, 2, 16, 4, 2
+D_IN = EXPAND * D
+
+
+def config(**overrides) -> ModelConfig:
+    base = dict(family="mamba", position="none", vocab_size=V, context_length=64, n_layer=L, d_model=D,
+                n_heads=H, n_kv_heads=H, d_state=N_STATE, d_conv=K, expand=EXPAND)
+    return ModelConfig(**{**base, **overrides})
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random values everywhere, in each parameter's natural range (ours or transformers' names)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith("A_log"):
+                p.copy_(torch.log(torch.rand(p.shape, generator=g) * 2 + 0.1))  # A in -2.1..-0.1
+            elif name.endswith("dt_proj.bias"):
+                p.copy_(noise * 0.5 - 2.0)  # softplus: delta around 0.05..0.4
+            elif p.dim() == 1:
+                p.copy_(1.0 + 0.2 * noise if name.endswith(("norm.weight", "norm_out.weight", "norm_f.weight"))
+                        else 0.3 * noise)
+            else:  # matrices: about unit gain, so float32 rounding is not blown up layer after layer
+                p.copy_(noise / math.sqrt(p[0].numel()))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize(build_model(config()))
+
+
+def test_build_model_gives_mamba(model):
+    assert isinstance(model, Mamba) and model.n_params > 0
+
+
+def test_default_init_follows_mamba():
+    fresh = build_model(config())
+    mixer = fresh.blocks[0].mixer
+    assert torch.allclose(-torch.exp(mixer.A_log[0]), -torch.arange(1.0, N_STATE + 1))
+    dt = F.softplus(mixer.dt_proj.bias)
+    assert dt.min() >= 1e-4 - 1e-9 and dt.max() <= 0.1 + 1e-6
+    assert torch.equal(mixer.D, torch.ones(D_IN))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_scan_equals_step_over_128_tokens(model, dtype, tol):
+    """Float32 within rounding; float64 shows the two modes are the same computation."""
+    model = copy.deepcopy(model).to(dtype)
+    x = torch.randint(0, V, (2, 128), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(x).logits
+        model.setup_cache(batch=2)
+        steps = torch.cat([model(x[:, t:t + 1], start_pos=t).logits for t in range(128)], dim=1)
+        model.setup_cache(batch=2)  # prefill in one call, then continue step by step
+        split = torch.cat([model(x[:, :77]).logits] + [model(x[:, t:t + 1], start_pos=t).logits
+                                                       for t in range(77, 128)], dim=1)
+    assert (steps - full).abs().max() < tol
+    assert (split - full).abs().max() < tol
+
+
+def test_generation_with_state_equals_without(model):
+    prompt = torch.randint(0, V, (10,), generator=torch.Generator().manual_seed(5)).tolist()
+    cached = generate(model, prompt, 64, use_cache=True)
+    uncached = generate(model, prompt, 64, use_cache=False)
+    assert cached.tokens == uncached.tokens
+    assert max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps)) < 1e-4
+    assert len({s.cache_bytes for s in cached.steps}) == 1  # constant state while generating
+
+
+def test_recorded_rows_are_the_full_pass_rows(model):
+    prompt = [5, 9, 11, 2, 7]
+    gen = generate(model, prompt, 6, record=True)
+    with torch.no_grad():
+        full = model(torch.tensor([prompt + gen.tokens[:-1]]), capture=True)
+    for i, step in enumerate(gen.steps):
+        t = len(prompt) - 1 + i
+        for layer, rec in enumerate(full.attentions):
+            assert torch.allclose(torch.from_numpy(step.attention["implicit"][layer]), rec.weights[0, :, t, :t + 1],
+                                  atol=1e-5)
+
+
+def test_hidden_attention_reproduces_the_scan(model):
+    """Per channel, alpha from the formula computed here equals the library's, and
+    sum_s alpha[t, s, c] x_s[c] + D x_t[c] equals a step-by-step scan written from the recurrence."""
+    T = 20
+    ids = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(2))
+    inputs = []
+    hooks = [b.mixer.register_forward_hook(lambda m, args, out: inputs.append(args[0])) for b in model.blocks]
+    with torch.no_grad():
+        out = model(ids, capture=True)
+    for h in hooks:
+        h.remove()
+    assert len(out.attentions) == L
+    for layer, (rec, h_in) in enumerate(zip(out.attentions, inputs)):
+        assert rec.kind == "implicit" and rec.kernel == "implicit" and not rec.recomputed and rec.bias is None
+        assert rec.weights.shape == (2, H, T, T)
+        assert torch.equal(rec.mask, torch.ones(T, T, dtype=torch.bool).tril())
+        assert (rec.weights.triu(1) == 0).all()
+        assert rec.max_abs_diff < 1e-4
+        mx = model.blocks[layer].mixer
+        with torch.no_grad():
+            x = mx.in_proj(h_in)[..., :D_IN]  # (B, T, d_in)
+            x = F.silu(F.conv1d(F.pad(x.transpose(1, 2), (K - 1, 0)), mx.conv1d.weight, mx.conv1d.bias,
+                                groups=D_IN)).transpose(1, 2)
+            dBC = mx.x_proj(x)
+            rank = math.ceil(D / 16)
+            delta = F.softplus(mx.dt_proj(dBC[..., :rank]))  # (B, T, d_in)
+            Bm, Cm = dBC[..., rank:rank + N_STATE], dBC[..., rank + N_STATE:]
+            A = -torch.exp(mx.A_log)
+            alpha = torch.zeros(2, T, T, D_IN)
+            for t in range(T):
+                for s in range(t + 1):
+                    decay = torch.exp(A * delta[:, s + 1:t + 1].sum(1)[..., None])  # (B, d_in, n)
+                    alpha[:, t, s] = (decay * Bm[:, s, None, :] * Cm[:, t, None, :]).sum(-1) * delta[:, s]
+            h, y = torch.zeros(2, D_IN, N_STATE), []
+            for t in range(T):
+                h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * Bm[:, t, None, :] * x[:, t, :, None]
+                y.append((h * Cm[:, t, None, :]).sum(-1) + mx.D * x[:, t])
+            y = torch.stack(y, dim=1)  # (B, T, d_in)
+        ours = implicit_attention(delta, Bm, Cm, A)
+        assert (ours - alpha).abs().max() < 1e-5
+        assert (torch.einsum("btsc,bsc->btc", alpha, x) + mx.D * x - y).abs().max() < 1e-4
+        heads = alpha.view(2, T, T, H, D_IN // H).mean(-1).permute(0, 3, 1, 2)  # the display: mean per channel group
+        assert (heads - rec.weights).abs().max() < 1e-5
+
+
+def test_state_bytes_are_constant_and_match_the_formula(model):
+    expected = L * (D_IN * (K - 1) + D_IN * N_STATE) * 4  # float32 conv state + SSM state per layer
+    with torch.no_grad():
+        model.setup_cache(batch=1)
+        assert model.cache_bytes() == expected
+        model(torch.randint(0, V, (1, 16)))
+        at_16 = model.cache_bytes()
+        model.setup_cache(batch=1, max_len=4096)
+        model(torch.randint(0, V, (1, 2047)))
+        model(torch.randint(0, V, (1, 1)), start_pos=2047)
+        at_2048 = model.cache_bytes()
+    model.clear_cache()
+    assert at_16 == at_2048 == expected
+    assert model.cache_bytes() == 0
+
+
+def test_misuse_raises_saying_what_to_do(model):
+    x = torch.randint(0, V, (1, 4))
+    with pytest.raises(ValueError, match="setup_cache"):
+        model(x, start_pos=3)
+    with pytest.raises(ValueError, match="prefix_len"):
+        model(x, prefix_len=2)
+    with torch.no_grad():
+        model.setup_cache()
+        model(x)
+        with pytest.raises(ValueError, match="start_pos must be 4"):
+            model(x, start_pos=2)
+        with pytest.raises(ValueError, match="capture=True from the first call"):
+            model(x[:, :1], start_pos=4, capture=True)
+    model.clear_cache()
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = torch.randint(0, V, (1, 20))
+    with torch.no_grad():
+        assert torch.equal(loaded(x).logits, model(x).logits)
+    assert loaded.lm_head.weight.data_ptr() == loaded.tok_emb.weight.data_ptr()
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = build_model(config()).train()
+    ids = torch.randint(0, V, (4, 33), generator=torch.Generator().manual_seed(3))
+    batch = {"x": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": torch.ones(4, 32, dtype=torch.bool)}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = batch_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
+# ---------------------------------------------------------------- the reference: transformers
+
+def test_logits_match_transformers_mamba():
+    transformers = pytest.importorskip("transformers")
+    hf_cfg = transformers.MambaConfig(vocab_size=V, hidden_size=D, state_size=N_STATE, num_hidden_layers=L,
+                                      expand=EXPAND, conv_kernel=K, layer_norm_epsilon=1e-5, use_bias=False,
+                                      use_conv_bias=True, time_step_rank="auto", tie_word_embeddings=False,
+                                      use_mambapy=False)
+    torch.manual_seed(0)
+    theirs = randomize(transformers.MambaForCausalLM(hf_cfg), seed=7)
+    ours = build_model(config(tie_embeddings=False, norm_eps=hf_cfg.layer_norm_epsilon)).eval()
+    assert ours.blocks[0].mixer.rank == hf_cfg.time_step_rank
+    names = {"tok_emb.weight": "backbone.embeddings.weight", "norm_out.weight": "backbone.norm_f.weight",
+             "lm_head.weight": "lm_head.weight"}
+    for i in range(L):
+        names[f"blocks.{i}.norm.weight"] = f"backbone.layers.{i}.norm.weight"
+        for p in ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
+                  "dt_proj.bias", "A_log", "D", "out_proj.weight"):
+            names[f"blocks.{i}.mixer.{p}"] = f"backbone.layers.{i}.mixer.{p}"
+    sd = theirs.state_dict()
+    ours.load_state_dict({mine: sd[hf] for mine, hf in names.items()})
+    x = torch.randint(0, V, (2, 24), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        ref = theirs(x, use_cache=False).logits
+        logits = ours(x).logits
+    diff = (logits - ref).abs().max().item()
+    print(f"max |ours - transformers {transformers.__version__} MambaForCausalLM| = {diff:.2e}")
+    assert diff < 1e-4, diff

@@ -1,0 +1,263 @@
+"""RWKV-5.2: parallel = recurrent, the implicit attention is exact, the state is constant, and
+the logits match the `rwkv` package (its RWKV-5.2 CPU path) on random weights."""
+import copy
+import importlib.metadata
+
+import pytest
+import torch
+
+from playground.checkpoint import load_model, save_model
+from playground.config import ModelConfig
+from playground.evaluate import batch_loss
+from playground.generate import generate
+from playground.rwkv import RWKV, lerp, token_shift
+from playground.transformer import build_model
+
+V, D, H, L, FF = 97, 32, 4, 2, 64
+N = D // H
+
+
+def config(**overrides) -> ModelConfig:
+    base = dict(family="rwkv", position="none", vocab_size=V, context_length=64, n_layer=L, d_model=D,
+                n_heads=H, n_kv_heads=H, d_ff=FF)
+    return ModelConfig(**{**base, **overrides})
+
+
+def randomize(model: RWKV, seed: int = 0) -> RWKV:
+    """Random values everywhere, in each parameter's natural range, so every weight is checked."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".mix_" in name:
+                p.copy_(torch.rand(p.shape, generator=g))
+            elif name.endswith("decay"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.7 - 1.0)  # w from about 0.0 to 0.9
+            elif p.dim() == 1:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g) if name.endswith("weight")
+                        else 0.3 * torch.randn(p.shape, generator=g))
+            else:  # matrices: about unit gain, so float32 rounding is not blown up layer after layer
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize(build_model(config()))
+
+
+def test_build_model_gives_rwkv(model):
+    assert isinstance(model, RWKV) and model.n_params > 0
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_parallel_equals_recurrent_over_128_tokens(model, dtype, tol):
+    """Float32 within rounding; float64 shows the two modes are the same computation."""
+    model = copy.deepcopy(model).to(dtype)
+    x = torch.randint(0, V, (2, 128), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(x).logits
+        model.setup_cache(batch=2)
+        steps = torch.cat([model(x[:, t:t + 1], start_pos=t).logits for t in range(128)], dim=1)
+        model.setup_cache(batch=2)  # prefill in one call, then continue step by step
+        split = torch.cat([model(x[:, :77]).logits] + [model(x[:, t:t + 1], start_pos=t).logits
+                                                       for t in range(77, 128)], dim=1)
+    assert (steps - full).abs().max() < tol
+    assert (split - full).abs().max() < tol
+
+
+def test_generation_with_state_equals_without(model):
+    prompt = torch.randint(0, V, (10,), generator=torch.Generator().manual_seed(5)).tolist()
+    cached = generate(model, prompt, 64, use_cache=True)
+    uncached = generate(model, prompt, 64, use_cache=False)
+    assert cached.tokens == uncached.tokens
+    assert max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps)) < 1e-4
+    assert len({s.cache_bytes for s in cached.steps}) == 1  # constant state while generating
+
+
+def test_recorded_rows_are_the_full_pass_rows(model):
+    prompt = [5, 9, 11, 2, 7]
+    gen = generate(model, prompt, 6, record=True)
+    with torch.no_grad():
+        full = model(torch.tensor([prompt + gen.tokens[:-1]]), capture=True)
+    for i, step in enumerate(gen.steps):
+        t = len(prompt) - 1 + i
+        for layer, rec in enumerate(full.attentions):
+            assert torch.allclose(torch.from_numpy(step.attention["implicit"][layer]), rec.weights[0, :, t, :t + 1],
+                                  atol=1e-5)
+
+
+def test_implicit_attention_reproduces_the_wkv(model):
+    """The record's alpha equals the formula computed here from r, k, w, u, and alpha @ v equals a
+    step-by-step WKV written from the recurrence."""
+    T = 24
+    x = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(2))
+    inputs = []
+    hooks = [b.time_mix.register_forward_hook(lambda m, args, out: inputs.append(args[0])) for b in model.blocks]
+    with torch.no_grad():
+        out = model(x, capture=True)
+    for h in hooks:
+        h.remove()
+    assert len(out.attentions) == L
+    for layer, (rec, xin) in enumerate(zip(out.attentions, inputs)):
+        assert rec.kind == "implicit" and rec.kernel == "implicit" and not rec.recomputed and rec.bias is None
+        assert rec.weights.shape == (2, H, T, T)
+        assert torch.equal(rec.mask, torch.ones(T, T, dtype=torch.bool).tril())
+        assert (rec.weights.triu(1) == 0).all()
+        assert rec.max_abs_diff < 1e-4
+        tm = model.blocks[layer].time_mix
+        with torch.no_grad():
+            prev = token_shift(xin, None)
+            heads = lambda t: t.view(2, T, H, N).transpose(1, 2)  # noqa: E731  (B, H, T, N)
+            r = heads(tm.receptance(lerp(xin, prev, tm.mix_receptance)))
+            k = heads(tm.key(lerp(xin, prev, tm.mix_key)))
+            v = heads(tm.value(lerp(xin, prev, tm.mix_value)))
+            w = torch.exp(-torch.exp(tm.decay)).view(H, N)
+            u = tm.bonus.view(H, N)
+            alpha = torch.zeros(2, H, T, T)
+            for t in range(T):
+                alpha[:, :, t, t] = (r[:, :, t] * u * k[:, :, t]).sum(-1)
+                for s in range(t):
+                    alpha[:, :, t, s] = (r[:, :, t] * k[:, :, s] * w ** (t - s - 1)).sum(-1)
+            S, o = torch.zeros(2, H, N, N), []
+            for t in range(T):
+                kv = k[:, :, t, :, None] * v[:, :, t, None, :]
+                o.append((r[:, :, t, None, :] @ (u[..., None] * kv + S)).squeeze(-2))
+                S = w[..., None] * S + kv
+            o = torch.stack(o, dim=2)  # (B, H, T, N)
+        assert (alpha - rec.weights).abs().max() < 1e-5
+        assert (alpha @ v - o).abs().max() < 1e-4
+
+
+def test_state_bytes_are_constant_and_match_the_formula(model):
+    expected = L * D * (2 + N) * 4  # float32: two token-shift vectors and H matrices N x N per layer
+    with torch.no_grad():
+        model.setup_cache(batch=1)
+        assert model.cache_bytes() == expected
+        model(torch.randint(0, V, (1, 16)))
+        at_16 = model.cache_bytes()
+        model.setup_cache(batch=1, max_len=4096)
+        model(torch.randint(0, V, (1, 2047)))
+        model(torch.randint(0, V, (1, 1)), start_pos=2047)
+        at_2048 = model.cache_bytes()
+    model.clear_cache()
+    assert at_16 == at_2048 == expected
+    assert model.cache_bytes() == 0
+
+
+def test_misuse_raises_saying_what_to_do(model):
+    x = torch.randint(0, V, (1, 4))
+    with pytest.raises(ValueError, match="setup_cache"):
+        model(x, start_pos=3)
+    with pytest.raises(ValueError, match="prefix_len"):
+        model(x, prefix_len=2)
+    with pytest.raises(ValueError, match="key_valid"):
+        model(x, key_valid=torch.ones(1, 4, dtype=torch.bool))
+    with torch.no_grad():
+        model.setup_cache()
+        model(x)
+        with pytest.raises(ValueError, match="start_pos must be 4"):
+            model(x, start_pos=2)
+        with pytest.raises(ValueError, match="capture=True from the first call"):
+            model(x[:, :1], start_pos=4, capture=True)
+    model.clear_cache()
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = torch.randint(0, V, (1, 20))
+    with torch.no_grad():
+        assert torch.equal(loaded(x).logits, model(x).logits)
+    assert loaded.lm_head.weight.data_ptr() == loaded.tok_emb.weight.data_ptr()
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = build_model(config()).train()
+    ids = torch.randint(0, V, (4, 33), generator=torch.Generator().manual_seed(3))
+    batch = {"x": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": torch.ones(4, 32, dtype=torch.bool)}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = batch_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
+# ---------------------------------------------------------------- the reference: the `rwkv` package
+
+def official_names(n_layer: int) -> dict[str, str]:
+    """Our parameter name -> RWKV-LM's checkpoint name (RWKV-5.2, "x052")."""
+    names = {"tok_emb.weight": "emb.weight", "lm_head.weight": "head.weight",
+             "norm_emb.weight": "blocks.0.ln0.weight", "norm_emb.bias": "blocks.0.ln0.bias",
+             "norm_out.weight": "ln_out.weight", "norm_out.bias": "ln_out.bias"}
+    for i in range(n_layer):
+        b = f"blocks.{i}."
+        for ours, theirs in (("norm_time", "ln1"), ("norm_channel", "ln2"), ("time_mix.head_norm", "att.ln_x")):
+            for kind in ("weight", "bias"):
+                names[f"{b}{ours}.{kind}"] = f"{b}{theirs}.{kind}"
+        for ours, theirs in (("receptance", "r"), ("key", "k"), ("value", "v"), ("gate", "g")):
+            names[f"{b}time_mix.mix_{ours}"] = f"{b}att.time_mix_{theirs}"
+        for name in ("receptance", "key", "value", "gate", "output"):
+            names[f"{b}time_mix.{name}.weight"] = f"{b}att.{name}.weight"
+        names[f"{b}time_mix.decay"] = f"{b}att.time_decay"
+        names[f"{b}time_mix.bonus"] = f"{b}att.time_faaaa"
+        for ours, theirs in (("key", "k"), ("receptance", "r")):
+            names[f"{b}channel_mix.mix_{ours}"] = f"{b}ffn.time_mix_{theirs}"
+        for name in ("key", "receptance", "value"):
+            names[f"{b}channel_mix.{name}.weight"] = f"{b}ffn.{name}.weight"
+    return names
+
+
+def to_official(model: RWKV) -> dict[str, torch.Tensor]:
+    """Our weights under RWKV-LM's names and shapes: token-shift mixes (1, 1, d), decay and bonus (H, N)."""
+    H_, N_ = model.cfg.n_heads, model.cfg.head_dim
+    out = {}
+    for ours, theirs in official_names(model.cfg.n_layer).items():
+        t = model.state_dict()[ours].detach().clone()
+        if ".time_mix_" in theirs:
+            t = t.view(1, 1, -1)
+        elif theirs.endswith(("time_decay", "time_faaaa")):
+            t = t.view(H_, N_)
+        out[theirs] = t
+    return out
+
+
+def from_official(state: dict[str, torch.Tensor]) -> RWKV:
+    """An RWKV-5.2 checkpoint's tensors -> our model; the config is read off the shapes."""
+    n_layer = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    n_heads = state["blocks.0.att.time_decay"].shape[0]
+    vocab, d = state["emb.weight"].shape
+    model = build_model(config(vocab_size=vocab, d_model=d, n_heads=n_heads, n_kv_heads=n_heads, n_layer=n_layer,
+                               d_ff=state["blocks.0.ffn.key.weight"].shape[0], tie_embeddings=False))
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    model.load_state_dict({ours: state[theirs].reshape(shapes[ours])
+                           for ours, theirs in official_names(n_layer).items()})
+    return model.eval()
+
+
+def test_logits_match_the_rwkv_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKV_JIT_ON", "0")
+    monkeypatch.setenv("RWKV_CUDA_ON", "0")
+    monkeypatch.delenv("RWKV_V7_ON", raising=False)
+    rwkv_model = pytest.importorskip("rwkv.model")
+    source = randomize(build_model(config(tie_embeddings=False)), seed=7)
+    path = tmp_path / "rwkv5-random.pth"
+    torch.save(to_official(source), path)
+
+    theirs = rwkv_model.RWKV(str(path), "cpu fp32", verbose=False)
+    assert theirs.version == 5.2  # detected from ln_x, gate.weight and a (H, N) time_decay
+    ours = from_official(torch.load(path, weights_only=True))
+    tokens = torch.randint(0, V, (40,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref, state = theirs.forward(tokens[:33], None, full_output=True)  # (33, V), their sequence mode
+    ref_step = torch.stack([theirs.forward([t], state)[0] for t in tokens[33:]])  # one-token mode; state updated in place
+    with torch.no_grad():
+        logits = ours(torch.tensor([tokens])).logits[0]  # (40, V)
+    diff = max((logits[:33] - ref).abs().max().item(), (logits[33:] - ref_step).abs().max().item())
+    print(f"max |ours - rwkv {importlib.metadata.version('rwkv')}| = {diff:.2e}")
+    assert diff < 1e-4, diff
+    assert torch.allclose(ours(torch.tensor([tokens])).logits, source(torch.tensor([tokens])).logits)
