@@ -2,7 +2,7 @@
 
 Each block is ``x = x + mixer(rmsnorm(x))``; a final RMSNorm precedes the head. The mixer:
 
-    (x, z) = in_proj(h)                      two branches of width d_in = expand * d
+    (x, z) = in_proj(hidden)                 two branches of width d_in = expand * d
     x = silu(conv1d(x))                      causal, depthwise, K taps (d_conv)
     (delta, B, C) = x_proj(x)                input-dependent ("selective"); delta has rank R
     delta = softplus(dt_proj(delta))         (d_in,) step sizes
@@ -26,7 +26,13 @@ n_heads), and says so on the plot; the faithfulness check uses every channel.
 
 ``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
 ``step`` advances it one token from the conv and SSM state. A test proves both give the same
-logits, and that they match ``transformers.MambaForCausalLM`` on random weights.
+logits, and that they match ``transformers.MambaForCausalLM`` on random weights. Without a state
+``forward`` scans from zeros; after ``setup_cache`` it continues from the held state: through
+``step`` for one token, through the scan for a prefill or whenever capture is on.
+
+Config: d_model, n_layer, d_state, d_conv, expand, vocab_size, norm_eps (RMSNorm), tie_embeddings;
+n_heads only groups channels for display. d_ff, norm, mlp, bias and dropout do not apply (no
+bias in the projections, one in the convolution and dt_proj, as in Mamba).
 
 Glossary (mamba-minimal's, in this project's letters): B batch, T new tokens, Tk every token
 seen, d model width, d_in inner width, n state size (d_state), K conv width (d_conv), R rank of
@@ -35,8 +41,8 @@ delta (dt_rank), H display heads, V vocabulary.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +72,7 @@ class History:
     B: Tensor      # (B, Tk, n)
     x: Tensor      # (B, Tk, d_in), the conv output the scan reads
 
-    def extend(self, delta: Tensor, B: Tensor, x: Tensor) -> "History":
+    def extend(self, delta: Tensor, B: Tensor, x: Tensor) -> History:
         return History(*(torch.cat([old, new], dim=1) for old, new in zip((self.delta, self.B, self.x), (delta, B, x))))
 
 
@@ -79,7 +85,7 @@ class MambaState:
     history: History | None = None
 
     @classmethod
-    def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> "MambaState":
+    def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> MambaState:
         d_in, n = cfg.expand * cfg.d_model, cfg.d_state
         wide = state_dtype(dtype)
         history = None
@@ -200,19 +206,19 @@ class MambaMixer(nn.Module):
         wide = state_dtype(self.A_log.dtype)
         return -torch.exp(self.A_log.to(wide)), self.D.to(wide)
 
-    def forward(self, h: Tensor, state: MambaState | None = None,
+    def forward(self, hidden: Tensor, state: MambaState | None = None,
                 capture: bool = False) -> tuple[Tensor, MambaState | None, tuple[Tensor, float] | None]:
         """Scan mode over a sequence.
 
         Args:
-            h: (B, T, d) normed input. state: this layer's state before h; None: zeros (no state returned).
+            hidden: (B, T, d) normed input. state: this layer's state before it; None: zeros (no state returned).
             capture: also return (alpha averaged per head (B, H, T, Tk), max over channels of
                 |sum_s alpha[t, s, c] x_s[c] + D x_t[c] - y_t[c]|), y the scan output before gating.
         Returns:
-            (B, T, d), the state after h (or None), the capture (or None).
+            (B, T, d), the state after the input (or None), the capture (or None).
         """
-        Bt, T, _ = h.shape
-        x, z = self.in_proj(h).chunk(2, dim=-1)  # (B, T, d_in) each
+        Bt, T, _ = hidden.shape
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, T, d_in) each
         past = self.conv1d.weight.new_zeros(Bt, self.d_in, self.conv1d.kernel_size[0] - 1) if state is None \
             else state.conv.to(x.dtype)
         window = torch.cat([past, x.transpose(1, 2)], dim=-1)  # (B, d_in, K-1+T)
@@ -239,9 +245,9 @@ class MambaMixer(nn.Module):
             state = replace(state, conv=window[..., T:], ssm=h_last, history=history)
         return self.out_proj(y.to(z.dtype) * F.silu(z)), state, cap
 
-    def step(self, h_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
-        """Step mode, one token: h_t (B, d) normed input -> (B, d), the state after it."""
-        x, z = self.in_proj(h_t).chunk(2, dim=-1)  # (B, d_in) each
+    def step(self, hidden_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+        """Step mode, one token: hidden_t (B, d) normed input -> (B, d), the state after it."""
+        x, z = self.in_proj(hidden_t).chunk(2, dim=-1)  # (B, d_in) each
         window = torch.cat([state.conv.to(x.dtype), x[..., None]], dim=-1)  # (B, d_in, K)
         x = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)  # (B, d_in)
         delta, B, C = (t[:, 0] for t in self._selective_params(x[:, None]))  # (B, d_in), (B, n), (B, n)

@@ -20,7 +20,12 @@ the powers of w stay small and non-negative, and carries S across chunks:
     S_{c0+C} = diag(w^C) S_{c0} + sum_{c0 <= s < c0+C} (k_s * w^(c0+C-1-s))^T v_s
 
 ``step`` is the recurrence itself, word for word; tests prove both give the same logits, and
-that they match the ``rwkv`` package's RWKV-5.2 CPU path.
+that they match the ``rwkv`` package's RWKV-5.2 CPU path. Without a state ``forward`` runs the
+parallel form from zeros; after ``setup_cache`` it continues from the held state: through
+``step`` for one token, through the chunked form for a prefill or whenever capture is on.
+
+Config: d_model, n_heads, n_layer, d_ff (channel-mix width), vocab_size, norm_eps, tie_embeddings.
+norm, mlp, bias and dropout do not apply (LayerNorms with bias, linear layers without, as in RWKV).
 
 Glossary: B batch, T new tokens, Tk every token seen, d model width, H heads, N head size
 (d = H * N), F channel-mix width (d_ff), C chunk length, V vocabulary.
@@ -54,7 +59,7 @@ class History:
     keys: Tensor    # (B, H, Tk, N), in the WKV's dtype
     values: Tensor  # (B, H, Tk, N)
 
-    def extend(self, k: Tensor, v: Tensor) -> "History":
+    def extend(self, k: Tensor, v: Tensor) -> History:
         return History(torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2))
 
 
@@ -68,7 +73,7 @@ class RWKVState:
     history: History | None = None
 
     @classmethod
-    def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> "RWKVState":
+    def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> RWKVState:
         H, N = cfg.n_heads, cfg.head_dim
         shift = torch.zeros(batch, cfg.d_model, dtype=dtype, device=device)
         wide = state_dtype(dtype)

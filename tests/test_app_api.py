@@ -113,3 +113,13 @@ def test_kernel_lab_reports_unavailable_kernels_honestly(client):
     efficient = rows["SDPA memory-efficient attention"]
     assert efficient[2] == "no" and "CPU" in efficient[-1]
     assert "A plain SDPA call runs" in note
+
+
+def test_compare_two_models(client):
+    names = [n for n in zoo.available() if not zoo.ZOO[n].get("task")]
+    if len(names) < 2:
+        pytest.skip("fewer than two text models are installed")
+    a, b, diff, table = client.predict(names[0], names[1], "To be, or not to be", 1, 2, "cpu", api_name="/compare")
+    assert names[0] in plot_json(a)["layout"]["title"]["text"]
+    assert plot_json(diff)["layout"]["coloraxis"]["cmid"] == 0
+    assert {row[0] for row in table["data"]} == {names[0], names[1]}

@@ -19,8 +19,8 @@ D_IN = EXPAND * D
 
 
 def config(**overrides) -> ModelConfig:
-    base = dict(family="mamba", position="none", vocab_size=V, context_length=64, n_layer=L, d_model=D,
-                n_heads=H, n_kv_heads=H, d_state=N_STATE, d_conv=K, expand=EXPAND)
+    base = {"family": "mamba", "position": "none", "vocab_size": V, "context_length": 64, "n_layer": L,
+            "d_model": D, "n_heads": H, "n_kv_heads": H, "d_state": N_STATE, "d_conv": K, "expand": EXPAND}
     return ModelConfig(**{**base, **overrides})
 
 
@@ -132,7 +132,8 @@ def test_hidden_attention_reproduces_the_scan(model):
                     alpha[:, t, s] = (decay * Bm[:, s, None, :] * Cm[:, t, None, :]).sum(-1) * delta[:, s]
             h, y = torch.zeros(2, D_IN, N_STATE), []
             for t in range(T):
-                h = torch.exp(delta[:, t, :, None] * A) * h + delta[:, t, :, None] * Bm[:, t, None, :] * x[:, t, :, None]
+                dt = delta[:, t, :, None]  # (B, d_in, 1)
+                h = torch.exp(dt * A) * h + dt * Bm[:, t, None, :] * x[:, t, :, None]
                 y.append((h * Cm[:, t, None, :]).sum(-1) + mx.D * x[:, t])
             y = torch.stack(y, dim=1)  # (B, T, d_in)
         ours = implicit_attention(delta, Bm, Cm, A)

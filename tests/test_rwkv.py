@@ -18,8 +18,8 @@ N = D // H
 
 
 def config(**overrides) -> ModelConfig:
-    base = dict(family="rwkv", position="none", vocab_size=V, context_length=64, n_layer=L, d_model=D,
-                n_heads=H, n_kv_heads=H, d_ff=FF)
+    base = {"family": "rwkv", "position": "none", "vocab_size": V, "context_length": 64, "n_layer": L,
+            "d_model": D, "n_heads": H, "n_kv_heads": H, "d_ff": FF}
     return ModelConfig(**{**base, **overrides})
 
 
@@ -107,7 +107,7 @@ def test_implicit_attention_reproduces_the_wkv(model):
         tm = model.blocks[layer].time_mix
         with torch.no_grad():
             prev = token_shift(xin, None)
-            heads = lambda t: t.view(2, T, H, N).transpose(1, 2)  # noqa: E731  (B, H, T, N)
+            heads = lambda t: t.view(2, T, H, N).transpose(1, 2)
             r = heads(tm.receptance(lerp(xin, prev, tm.mix_receptance)))
             k = heads(tm.key(lerp(xin, prev, tm.mix_key)))
             v = heads(tm.value(lerp(xin, prev, tm.mix_value)))
@@ -254,7 +254,7 @@ def test_logits_match_the_rwkv_package(tmp_path, monkeypatch):
     ours = from_official(torch.load(path, weights_only=True))
     tokens = torch.randint(0, V, (40,), generator=torch.Generator().manual_seed(8)).tolist()
     ref, state = theirs.forward(tokens[:33], None, full_output=True)  # (33, V), their sequence mode
-    ref_step = torch.stack([theirs.forward([t], state)[0] for t in tokens[33:]])  # one-token mode; state updated in place
+    ref_step = torch.stack([theirs.forward([t], state)[0] for t in tokens[33:]])  # one-token mode, state in place
     with torch.no_grad():
         logits = ours(torch.tensor([tokens])).logits[0]  # (40, V)
     diff = max((logits[:33] - ref).abs().max().item(), (logits[33:] - ref_step).abs().max().item())

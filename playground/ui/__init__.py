@@ -8,6 +8,7 @@ import gradio as gr
 
 from .attention import build_attention_tab
 from .calculator import build_calculator_tab
+from .compare import build_compare_tab
 from .controls import build_controls
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
@@ -39,6 +40,8 @@ def build_app() -> gr.Blocks:
                 build_attention_tab(controls, prompt)
             with gr.Tab("Generate & KV cache", id="generate"):
                 build_generation_tab(controls, prompt)
+            with gr.Tab("Compare", id="compare"):
+                build_compare_tab(prompt, controls.device)
             with gr.Tab("Head insights", id="heads"):
                 build_heads_tab(controls, prompt)
             with gr.Tab("Position-encoding lab", id="positions"):
