@@ -5,6 +5,9 @@ import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+# The suite's models are tiny: one thread is faster than two threads waiting on each other.
+torch.set_num_threads(1)
+
 from playground.config import ModelConfig  # noqa: E402
 from playground.transformer import build_model  # noqa: E402
 

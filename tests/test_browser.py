@@ -20,7 +20,8 @@ if not os.path.exists(CHROMIUM):
 def page(app_url):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        pg = context.new_page()
         dialogs = []
         pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         pg.dialogs = dialogs
@@ -45,7 +46,7 @@ def badge_text(page):
 
 
 def wait_for_plot_title(page, text, timeout=30_000):
-    page.locator(".js-plotly-plot .gtitle", has_text=text).first.wait_for(timeout=timeout)
+    page.locator(".js-plotly-plot .gtitle:visible", has_text=text).first.wait_for(timeout=timeout)
 
 
 def pick(page, label, option):
@@ -114,3 +115,65 @@ def test_empty_prompt_shows_a_message_and_page_stays_usable(page):
     set_prompt(page, "Friends, Romans, countrymen")
     page.get_by_role("button", name="Analyze").click()
     wait_for_plot_title(page, "Self-attention")
+
+
+def test_make_a_share_link_and_open_it(page, app_url):
+    page.get_by_role("tab", name="Attention").click()
+    page.get_by_role("button", name="Make a share link").click()
+    box = page.locator("#share-link textarea")
+    page.wait_for_function("() => document.querySelector('#share-link textarea').value.includes('?arch=')")
+    assert "prompt=Friends" in box.input_value()
+    link = app_url + "?arch=prefix&variant=MHA&pe=rope&prompt=Hello+there+my+friend&prefix=2&window=0" \
+                     "&kind=self&layer=1&head=2&task=&fallback=nearest&backend=explicit"
+    other = page.context.new_page()
+    other.goto(link, wait_until="load")
+    other.locator(".js-plotly-plot .gtitle", has_text="layer 1, head 2").first.wait_for(timeout=30_000)
+    assert other.get_by_label("Prompt").input_value() == "Hello there my friend"
+    assert "explicit" in other.locator(".badge").inner_text()
+    shot(other, "04-shared-link")
+    other.close()
+
+
+def test_export_downloads_json_and_npz(page, tmp_path):
+    import json
+
+    import numpy as np
+
+    page.get_by_text("Export", exact=True).click()
+    page.get_by_role("button", name="Prepare data files").click()
+    links = page.locator("a", has_text="KB")  # the file list's download links: attention.json, attention.npz
+    links.nth(1).wait_for(timeout=20_000)
+    downloads = {}
+    for i in range(2):
+        with page.expect_download() as info:
+            links.nth(i).click()
+        downloads[info.value.suggested_filename] = info.value.path()
+    data = json.loads(open(downloads["attention.json"]).read())
+    assert data["maps"] and data["labels"]
+    arrays = np.load(downloads["attention.npz"])
+    assert arrays["self_weights"].ndim == 4 and arrays["self_mask"].dtype == bool
+
+
+def test_head_insights_tab(page):
+    page.get_by_role("tab", name="Head insights").click()
+    page.get_by_role("button", name="Score every head").click()
+    table = page.locator("#head-table")
+    table.get_by_text("first_token_sink").wait_for(timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#head-table').innerText.includes('0.')")
+    box = table.bounding_box()  # the grid's cells report as hidden to playwright: click where row 1 is drawn
+    page.mouse.click(box["x"] + 300, box["y"] + 95)
+    wait_for_plot_title(page, "layer 0, head 0")
+    shot(page, "05-heads")
+
+
+def test_position_and_kernel_labs(page):
+    page.get_by_role("tab", name="Position-encoding lab").click()
+    wait_for_plot_title(page, "Validation loss by position")
+    wait_for_plot_title(page, "RoPE: q·k depends only on the offset")
+    shot(page, "06-position-lab")
+    page.get_by_role("tab", name="Kernel lab").click()
+    page.get_by_label("1024").uncheck()
+    page.get_by_role("button", name="Run the kernels").click()
+    page.get_by_text("A plain SDPA call runs").wait_for(timeout=60_000)
+    assert page.get_by_text("PyTorch's CPU dispatcher has only the flash and math kernels").count() >= 1
+    shot(page, "07-kernel-lab")

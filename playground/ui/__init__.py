@@ -14,6 +14,7 @@ from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .kernel_lab import build_kernel_lab_tab
 from .position_lab import build_position_lab_tab
+from .share import build_share
 from .zoo_tab import build_zoo_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -37,7 +38,8 @@ def build_app() -> gr.Blocks:
         gr.Examples([[e] for e in examples()], [prompt], label="Example prompts")
         with gr.Tabs():
             with gr.Tab("Attention", id="attention"):
-                build_attention_tab(controls, prompt)
+                attention = build_attention_tab(controls, prompt)
+                build_share(demo, controls, prompt, attention)
             with gr.Tab("Generate & KV cache", id="generate"):
                 build_generation_tab(controls, prompt)
             with gr.Tab("Compare", id="compare"):

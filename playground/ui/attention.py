@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import html
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from .. import plots, service
 from ..analysis import Analysis
@@ -65,7 +70,39 @@ def head_views(state: dict | None, kind: str, layer: int, head: int):
             plots.mask_overlay(m.weights[head], m.mask, q, k, f"Mask over the weights · layer {layer}, head {head}"))
 
 
-def build_attention_tab(controls: Controls, prompt: gr.Textbox):
+def export_files(state: dict | None) -> list[str]:
+    """The analysis as JSON (weights to 4 significant digits) and as a lossless .npz."""
+    if not state:
+        raise gr.Error("Analyze a prompt first; then its data can be downloaded.")
+    result: Analysis = state["result"]
+    folder = Path(tempfile.mkdtemp(prefix="attention-"))
+    (folder / "attention.json").write_text(json.dumps(result.to_dict()))
+    arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
+    arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
+    np.savez_compressed(folder / "attention.npz", token_ids=np.array(result.token_ids),
+                        labels=np.array(result.labels), source_ids=np.array(result.source_ids, dtype=np.int64),
+                        source_labels=np.array(result.source_labels, dtype=str),
+                        config=np.array(json.dumps(result.config)), **arrays)
+    return [str(folder / "attention.json"), str(folder / "attention.npz")]
+
+
+@dataclass
+class AttentionTab:
+    """What other parts of the page (the share link) wire to."""
+
+    analyze: object          # the handler: (*controls, prompt, prefix, window) -> outputs
+    inputs: list
+    outputs: list
+    prefix_len: gr.Slider
+    window: gr.Slider
+    kind: gr.Dropdown
+    layer: gr.Slider
+    head: gr.Slider
+    state: gr.State
+    view_outputs: list
+
+
+def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
     state = gr.State(None)
     with gr.Row():
         prefix_len = gr.Slider(0, 128, value=8, step=1, label="Prefix length (GLM prefix decoder)",
@@ -88,6 +125,11 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox):
         with gr.Row():
             mask_plot = gr.Plot(label="Mask")
             overlay_plot = gr.Plot(label="Mask and weights")
+    with gr.Accordion("Export", open=False):
+        gr.Markdown("Every plot downloads as PNG from the camera icon in its toolbar. The data behind the "
+                    "analysis: JSON (weights to 4 significant digits) and NumPy `.npz` (exact float32).")
+        export_btn = gr.Button("Prepare data files")
+        files = gr.File(label="Data", file_count="multiple", interactive=False)
 
     def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win):
         choice, _ = choose(family, variant, position, task, fallback, backend, device, win)
@@ -116,9 +158,10 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox):
                 gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
                 *views, new_state)
 
-    analyze_btn.click(analyze, [*controls.inputs, prompt, prefix_len, window],
-                      [badge_html, *overviews, kind, layer, head, head_plot, mask_plot, overlay_plot, state],
-                      api_name="analyze", concurrency_limit=2)
+    inputs = [*controls.inputs, prompt, prefix_len, window]
+    outputs = [badge_html, *overviews, kind, layer, head, head_plot, mask_plot, overlay_plot, state]
+    analyze_btn.click(analyze, inputs, outputs, api_name="analyze", concurrency_limit=2)
+    export_btn.click(export_files, state, files, api_visibility="private")
     view_inputs = [state, kind, layer, head]
     view_outputs = [head_plot, mask_plot, overlay_plot]
     open_btn.click(head_views, view_inputs, view_outputs, api_name="open_head")
@@ -131,4 +174,4 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox):
 
     gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
           api_visibility="private")
-    return analyze_btn
+    return AttentionTab(analyze, inputs, outputs, prefix_len, window, kind, layer, head, state, view_outputs)

@@ -30,7 +30,8 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox):
     state = gr.State(None)
     gr.Markdown(HELP)
     button = gr.Button("Score every head", variant="primary")
-    table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Heads (click a column header to sort)")
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Heads (click a column header to sort)",
+                         elem_id="head-table")
     figure = gr.Plot(label="Selected head")
 
     def run(family, variant, position, task, fallback, backend, device, text):
