@@ -261,14 +261,67 @@ def bench_kernels(lengths=(256, 512, 1024, 2048, 4096), heads: int = 8, head_dim
 
 
 # ---------------------------------------------------------------------------------- decode
-DECODE_FAMILIES = ("decoder", "prefix", "encdec")  # rwkv and mamba join when their models land
+DECODE_FAMILIES = ("decoder", "prefix", "encdec", "rwkv", "mamba")
+RECURRENT_FAMILIES = ("rwkv", "mamba")
 
 
 def decode_config(family: str = "decoder", n_kv_heads: int = 8):
     from .config import ModelConfig
 
+    recurrent = family in RECURRENT_FAMILIES
     return ModelConfig(family=family, vocab_size=2048, context_length=1024, n_layer=4, d_model=256, n_heads=8,
-                       n_kv_heads=n_kv_heads, d_ff=1024, position="rope")
+                       n_kv_heads=8 if recurrent else n_kv_heads, d_ff=1024, position="none" if recurrent else "rope")
+
+
+@torch.no_grad()
+def per_token_seconds(model, position: int, steps: int, device: str, seed: int = 0) -> tuple[float, int]:
+    """Median seconds of one cached decoding step at ``position`` (after a prefill of that many
+    tokens), and the cache/state bytes held there."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.cfg.vocab_size, (1, position + steps), generator=g).to(device)
+    model.setup_cache(1, position + steps)
+    try:
+        model(ids[:, :position])
+        held = model.cache_bytes()
+        times = []
+        for i in range(steps):
+            _sync(device)
+            t0 = time.perf_counter()
+            model(ids[:, position + i: position + i + 1], start_pos=position + i)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        model.clear_cache()
+    return statistics.median(times), held
+
+
+def bench_decode_positions(family: str, positions=(64, 2048), steps: int = 32, device: str | None = None,
+                           seed: int = 0) -> dict:
+    """Per-token decoding cost at two positions for a recurrent model, a cached Transformer beside it."""
+    from .transformer import build_model
+
+    device = device or default_device()
+    rows, per = [], {}
+    for fam in (family, "decoder"):
+        cfg = decode_config(fam).replace(context_length=max(positions) + steps)
+        torch.manual_seed(seed)
+        model = build_model(cfg).to(device).eval()
+        per_token_seconds(model, 8, 4, device)  # warm-up
+        for pos in positions:
+            seconds, held = per_token_seconds(model, pos, steps, device, seed)
+            per[fam, pos] = seconds
+            rows.append({"family": fam, "position": pos, "ms_per_token": seconds * 1e3, "tokens_per_s": 1 / seconds,
+                         "cache_bytes": held, "n_params": model.n_params})
+    lo, hi = positions[0], positions[-1]
+    states = [r["cache_bytes"] for r in rows if r["family"] == family]
+    summary = {
+        f"per_token_{hi}_over_{lo}": per[family, hi] / per[family, lo],
+        f"tokens_per_s_{lo}": 1 / per[family, lo], f"tokens_per_s_{hi}": 1 / per[family, hi],
+        "state_bytes_constant": len(set(states)) == 1, "state_bytes": states[0],
+        f"transformer_per_token_{hi}_over_{lo}": per["decoder", hi] / per["decoder", lo],
+        "family": family, "steps_timed": steps, "device_name": device_name(device),
+    }
+    return _result("decode_positions", device, summary, rows)
 
 
 def bench_decode(tokens: int = 512, family: str = "decoder", n_kv_heads: int = 8, prompt_len: int = 16,
@@ -339,6 +392,8 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("seconds", "seconds", ".2f"),
                ("tokens_per_s", "tokens/s", ".1f"), ("ms_per_token", "ms/token", ".2f"),
                ("cache_bytes", "cache bytes", ",d")],
+    "decode_positions": [("family", "family", ""), ("position", "position", "d"), ("ms_per_token", "ms/token", ".2f"),
+                         ("tokens_per_s", "tokens/s", ".1f"), ("cache_bytes", "cache/state bytes", ",d")],
 }
 
 
@@ -391,6 +446,8 @@ def _kernels_from_args(args) -> dict:
 
 
 def _decode_from_args(args) -> dict:
+    if args.family in RECURRENT_FAMILIES:
+        return bench_decode_positions(args.family, device=args.device)
     return bench_decode(tokens=args.tokens, family=args.family, n_kv_heads=args.n_kv_heads,
                         prompt_len=args.prompt_len, device=args.device)
 

@@ -102,6 +102,16 @@ def kv_cache_bytes(variant: str, n_layer: int, n_heads: int, head_dim: int, *, t
     return batch * tokens * kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **kwargs)
 
 
+def state_elements_per_layer(kind: str, d_model: int, head_dim: int) -> int:
+    """Fixed recurrent state per layer, in elements (DESIGN: RWKV-5/6 d(2+N); Mamba-1 d_in(d_conv-1+d_state))."""
+    if kind == "RWKV":
+        return d_model * (2 + head_dim)
+    if kind == "Mamba":
+        d_inner, d_conv, d_state = 2 * d_model, 4, 16
+        return d_inner * (d_conv - 1) + d_inner * d_state
+    raise ValueError(f"unknown recurrent model {kind!r}")
+
+
 # Published model shapes for the what-if calculator (from their papers / config files).
 PUBLISHED = {
     "Llama-2-7B (MHA)": dict(n_layer=32, n_heads=32, n_kv_heads=32, head_dim=128, d_latent=512, d_rope=64),

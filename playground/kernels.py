@@ -31,6 +31,7 @@ KERNEL_LABELS = {
     "efficient": "SDPA memory-efficient attention",
     "math": "SDPA math (reference C++)",
     "explicit": "explicit softmax(QKᵀ/√d)V",
+    "implicit": "recurrence (no attention kernel: implicit attention unrolled from the model's own state update)",
 }
 
 

@@ -139,9 +139,9 @@ def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title: s
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
-                 title: str) -> go.Figure:
-    """Weights where allowed, the mask's blocked cells hatched grey on top. (Tq, Tk)"""
-    fig = head(weights, q_labels, k_labels, title, mask=allowed)
+                 title: str, signed: bool = False) -> go.Figure:
+    """Weights where allowed, the mask's blocked cells grey on top. (Tq, Tk)"""
+    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed)
     blocked = np.where(allowed, np.nan, 1.0)
     fig.add_trace(go.Heatmap(z=blocked, x=axis_labels(k_labels), y=axis_labels(q_labels), showscale=False,
                              colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], hoverongaps=False,
@@ -173,7 +173,7 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict[str, 
 
 
 def step_rows(rows: np.ndarray, k_labels: list[str], title: str, *, new_token: str = "",
-              untrained: bool = False) -> go.Figure:
+              untrained: bool = False, signed: bool = False) -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
     rows: (n_layer, nh, Tk).
@@ -184,7 +184,7 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title: str, *, new_token: s
                                hovertemplate="%{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
     status = " · UNTRAINED (random weights)" if untrained else ""
     return _layout(fig, f"{title} → next token {safe(new_token)}{status}", height=max(300, 22 * L * H + 160),
-                   coloraxis=colour_axis(rows, signed=False),
+                   coloraxis=colour_axis(rows, signed=signed),
                    xaxis=dict(title="key in the cache", tickangle=-60, type="category"),
                    yaxis=dict(autorange="reversed", type="category"))
 

@@ -16,7 +16,7 @@ import torch
 
 from . import data, zoo
 from .analysis import Analysis, analyze
-from .cache import dtype_bytes, kv_elements_per_token
+from .cache import dtype_bytes, kv_elements_per_token, state_elements_per_layer
 from .config import ModelConfig
 from .generate import generate
 from .tokenizer import Tokenizer
@@ -70,19 +70,20 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
         return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
             f"Showing the synthetic-task model '{task_model}': {zoo.ZOO[task_model]['about']}."
     exact, nearest = zoo.match(family, variant, position)
+    shape = family if family in zoo.RECURRENT else f"{family} · {variant} · {position}"
     if exact:
         return Choice(family, variant, position, name=exact, **common), \
             f"Zoo model '{exact}': {zoo.ZOO[exact]['about']}."
     if nearest is None:
         return Choice(family, variant, position, **common), \
             ("No trained models are installed (build them: python -m playground.train --zoo): "
-             f"showing an untrained {family} · {variant} · {position} model (random weights).")
+             f"showing an untrained {shape} model (random weights).")
     if fallback == "untrained":
         return Choice(family, variant, position, **common), \
-            f"{family} · {variant} · {position} is not shipped: showing an untrained model of that shape (random weights)."
+            f"{shape} is not shipped: showing an untrained model of that shape (random weights)."
     cfg = zoo.entry_configs(nearest)[0]
     return Choice(cfg.family, cfg.variant, cfg.position, name=nearest, **common), \
-        (f"{family} · {variant} · {position} is not shipped. Showing the nearest shipped model, '{nearest}' "
+        (f"{shape} is not shipped. Showing the nearest shipped model, '{nearest}' "
          f"({cfg.family} · {cfg.variant} · {cfg.position}); pick 'untrained' to see that exact shape with random weights.")
 
 
@@ -221,19 +222,9 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
         n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
 
 
-def state_elements_per_layer(kind: str, d_model: int, head_dim: int) -> int:
-    """Fixed recurrent state per layer, in elements (DESIGN: RWKV-6 d(2+N); Mamba-1 d_in(d_conv-1+d_state))."""
-    if kind == "RWKV-6":
-        return d_model * (2 + head_dim)
-    if kind == "Mamba":
-        d_inner, d_conv, d_state = 2 * d_model, 4, 16
-        return d_inner * (d_conv - 1) + d_inner * d_state
-    raise ValueError(f"unknown recurrent model {kind!r}")
-
-
 def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[str, dict]:
     """Per-token KV bytes by formula at this model's dimensions (MLA: d_latent = 4 hs, d_rope = hs / 2,
-    DeepSeek-V2's ratios), and the fixed state of RWKV-6 and Mamba at the same width."""
+    DeepSeek-V2's ratios), and the fixed state of RWKV-5 and Mamba at the same width."""
     size = dtype_bytes(dtype)
     hs, nh, layers = cfg.head_dim, cfg.n_heads, cfg.n_layer
     per_token = {
@@ -243,7 +234,7 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[str, dict]:
         f"MLA (latent {4 * hs} + rope {hs // 2})": kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
-    for kind in ("RWKV-6", "Mamba"):
+    for kind in ("RWKV", "Mamba"):
         out[f"{kind} state (formula)"] = {"per_token": 0.0,
                                           "fixed": layers * state_elements_per_layer(kind, cfg.d_model, hs) * size}
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cache import kv_bytes_per_token
+from .cache import kv_bytes_per_token, state_elements_per_layer
 from .checkpoint import CARD, load_model, read_card
 from .config import ModelConfig
 from .transformer import LanguageModel
@@ -20,6 +20,9 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BASE_MODEL = dict(family="decoder", vocab_size=2048, context_length=128, n_layer=4, d_model=128, n_heads=4,
                   n_kv_heads=4, d_ff=512, position="rope", norm="layernorm", mlp="gelu")
 BASE_TRAIN = dict(data="shakespeare", steps=900, batch_size=32, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=100)
+
+# steps that fit the baseline's wall-clock budget, measured on the 2-core CPU (see the README)
+RECURRENT_STEPS = {"rwkv": 300, "mamba": 300}
 
 # name -> what differs from the baseline, as config overrides
 ZOO: dict[str, dict] = {
@@ -34,6 +37,11 @@ ZOO: dict[str, dict] = {
                    train={}),
     "encdec": dict(about="encoder-decoder (2 + 2 layers): a passage in, the next passage out",
                    model=dict(family="encdec", n_layer=2), train=dict(batch_size=16)),
+    # recurrent models: same data and the baseline's wall-clock budget (they are slower per step on a CPU)
+    "rwkv": dict(about="RWKV-5.2: linear-attention RNN, matrix state per head", recurrent=True,
+                 model=dict(family="rwkv", position="none"), train=dict(steps=RECURRENT_STEPS["rwkv"])),
+    "mamba": dict(about="Mamba-1: selective state space model (8 layers, no MLP)", recurrent=True,
+                  model=dict(family="mamba", position="none", n_layer=8), train=dict(steps=RECURRENT_STEPS["mamba"])),
     "induction": dict(about="synthetic: a random sequence repeated; induction heads", task=True,
                       model=dict(n_layer=2, context_length=64),
                       train=dict(data="task:induction", task_length=24, steps=600, eval_every=100)),
@@ -48,12 +56,15 @@ ZOO: dict[str, dict] = {
 
 
 FAMILY_LABELS = {"decoder": "Decoder-only (GPT, LLaMA)", "prefix": "Prefix decoder (GLM)",
-                 "encdec": "Encoder-decoder (Transformer 2017)"}
+                 "encdec": "Encoder-decoder (Transformer 2017)", "rwkv": "RWKV-5.2 (linear-attention RNN)",
+                 "mamba": "Mamba-1 (selective SSM)"}
+RECURRENT = ("rwkv", "mamba")
 VARIANT_KV_HEADS = {"MHA": BASE_MODEL["n_heads"], "GQA": BASE_MODEL["n_heads"] // 2, "MQA": 1}
 
 
-def _factors(cfg: ModelConfig) -> tuple[str, str, str]:
-    return cfg.family, cfg.variant, cfg.position
+def _factors(family: str, variant: str, position: str) -> tuple[str, str, str]:
+    """The choices that matter: RWKV and Mamba have neither K/V heads nor a position encoding."""
+    return (family, "n/a", "n/a") if family in RECURRENT else (family, variant, position)
 
 
 def match(family: str, variant: str, position: str) -> tuple[str | None, str | None]:
@@ -63,11 +74,14 @@ def match(family: str, variant: str, position: str) -> tuple[str | None, str | N
     Nearest: fewest differing choices among family, variant and position; ties go to the
     entry listed first (the baseline).
     """
-    wanted = (family, variant, position)
+    wanted = _factors(family, variant, position)
     shipped = [n for n in available() if not ZOO[n].get("task")]
     if not shipped:
         return None, None
-    distance = {n: sum(a != b for a, b in zip(_factors(entry_configs(n)[0]), wanted)) for n in shipped}
+    distance = {}
+    for n in shipped:
+        cfg = entry_configs(n)[0]
+        distance[n] = sum(a != b for a, b in zip(_factors(cfg.family, cfg.variant, cfg.position), wanted))
     best = min(shipped, key=lambda n: distance[n])
     return (best if distance[best] == 0 else None), best
 
@@ -76,9 +90,10 @@ def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
     """The baseline's shape with these choices, for an untrained (random weights) model."""
     if variant not in VARIANT_KV_HEADS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANT_KV_HEADS)}")
-    layers = ZOO["encdec"]["model"]["n_layer"] if family == "encdec" else BASE_MODEL["n_layer"]
-    return ModelConfig(**{**BASE_MODEL, "family": family, "position": position,
-                          "n_kv_heads": VARIANT_KV_HEADS[variant], "n_layer": layers})
+    if family in ("encdec", "rwkv", "mamba"):  # the zoo entry's shape
+        return ModelConfig(**{**BASE_MODEL, **ZOO[family]["model"], **(
+            {} if family in RECURRENT else {"position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})})
+    return ModelConfig(**{**BASE_MODEL, "family": family, "position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})
 
 
 def entry_configs(name: str):
@@ -125,8 +140,11 @@ def table() -> list[dict]:
     for name in available():
         card = read_card(MODELS_DIR / name)
         cfg = ModelConfig.load(MODELS_DIR / name / "config.json")
-        layers = cfg.n_layer  # decoder layers hold the self-attention cache
-        kv = kv_bytes_per_token(cfg.variant, layers, cfg.n_heads, cfg.head_dim, "fp32", n_kv_heads=cfg.n_kv_heads)
+        if cfg.family in RECURRENT:  # a fixed state, whatever the length
+            kind = "RWKV" if cfg.family == "rwkv" else "Mamba"
+            kv = f"{cfg.n_layer * state_elements_per_layer(kind, cfg.d_model, cfg.head_dim) * 4:,} fixed"
+        else:  # decoder layers hold the self-attention cache
+            kv = f"{kv_bytes_per_token(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, 'fp32', n_kv_heads=cfg.n_kv_heads):,}"
         rows.append({"name": name, "about": ZOO[name]["about"], "parameters": card.get("parameters"),
                      "val_bits_per_char": card.get("val_bits_per_char"),
                      "val_bits_per_char_4x": card.get("val_bits_per_char_4x"),
@@ -146,7 +164,7 @@ def markdown_table() -> str:
         else:
             score, at_4x = f"task accuracy {r['task_accuracy']:.1%}", ""
         lines.append(f"| `{r['name']}` | {r['about']} | {r['parameters']:,} | {score} | {at_4x} | "
-                     f"{r['wall_time_s'] / 60:.1f} min | {r['kv_bytes_per_token_fp32']:,} |")
+                     f"{r['wall_time_s'] / 60:.1f} min | {r['kv_bytes_per_token_fp32']} |")
     return "\n".join(lines)
 
 

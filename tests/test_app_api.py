@@ -123,3 +123,22 @@ def test_compare_two_models(client):
     assert names[0] in plot_json(a)["layout"]["title"]["text"]
     assert plot_json(diff)["layout"]["coloraxis"]["cmid"] == 0
     assert {row[0] for row in table["data"]} == {names[0], names[1]}
+
+
+@pytest.mark.parametrize("family", ["rwkv", "mamba"])
+def test_recurrent_models_show_signed_implicit_attention_and_a_flat_state(client, family):
+    out = client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be, or not to be", 0, 0,
+                         api_name="/analyze")
+    overview = plot_json(out[1])
+    assert "implicit attention" in overview["layout"]["title"]["text"]
+    assert overview["layout"]["coloraxis"]["cmid"] == 0  # signed: diverging scale
+    assert "reproduces the mixer's output" in out[0]
+    growth = plot_json(client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be", 6, 0, 0, 1, 0,
+                                      False, api_name="/generate")[1])
+    ys = growth["data"][-1]["y"]
+    if isinstance(ys, dict):
+        import base64
+
+        import numpy as np
+        ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
+    assert len(set(ys)) == 1  # the state does not grow

@@ -106,3 +106,15 @@ def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("family", ["rwkv", "mamba"])
+def test_decode_positions_for_recurrent_models(family):
+    from playground.bench import bench_decode_positions
+
+    result = bench_decode_positions(family, positions=(8, 64), steps=2)
+    summary = result["summary"]
+    assert summary["per_token_64_over_8"] > 0 and summary["state_bytes_constant"] is True
+    assert {r["family"] for r in result["rows"]} == {family, "decoder"}
+    decoder = [r["cache_bytes"] for r in result["rows"] if r["family"] == "decoder"]
+    assert decoder[1] > decoder[0]  # the Transformer's cache grows where the state does not

@@ -24,6 +24,12 @@ def kind_title(kind: str, result: Analysis) -> str:
         if result.config["family"] == "prefix":
             return f"Self-attention: bidirectional over the first {result.prefix_len} tokens, causal after"
         return "Self-attention (causal)"
+    if kind == "implicit":
+        if result.config["family"] == "mamba":
+            return ("Mamba implicit attention (Ali et al. 2024): mean over each group of "
+                    f"{result.config['expand'] * result.config['d_model'] // result.config['n_heads']} channels; "
+                    "signed")
+        return "RWKV-5 implicit attention per head: exact, signed, not normalised"
     return {"encoder_self": "Encoder self-attention (bidirectional)",
             "decoder_self": "Decoder masked self-attention",
             "cross": "Cross-attention (Q: decoder, K/V: encoder)"}[kind]
@@ -42,7 +48,10 @@ def badge(result: Analysis, choice: service.Choice) -> str:
     ran = ", ".join(KERNEL_LABELS[k] for k in result.kernels)
     lines = [f"<b>Kernel that ran:</b> {html.escape(ran)} (asked: {html.escape(choice.backend)}) on "
              f"<b>{html.escape(choice.device)}</b> · forward {result.elapsed_ms:.1f} ms"]
-    if result.recomputed:
+    if result.kernels == ["implicit"]:
+        lines.append(f"Implicit attention applied to the values reproduces the mixer's output: "
+                     f"max |Δ| = {result.max_abs_diff:.1e}. Red: positive, blue: negative.")
+    elif result.recomputed:
         lines.append(f"Weights recomputed with the explicit path (SDPA kernels never return them) · "
                      f"max |Δ output| = {result.max_abs_diff:.1e}")
     else:
@@ -64,10 +73,11 @@ def head_views(state: dict | None, kind: str, layer: int, head: int):
     head = min(int(head), m.weights.shape[0] - 1)
     q, k = kind_labels(kind, result)
     where = f"{kind_title(kind, result)} · layer {layer}, head {head}"
-    untrained = state["untrained"]
-    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained),
+    untrained, signed = state["untrained"], kind == "implicit"
+    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed),
             plots.mask(m.mask, q, k, f"Mask used by layer {layer} ({kind.replace('_', ' ')})"),
-            plots.mask_overlay(m.weights[head], m.mask, q, k, f"Mask over the weights · layer {layer}, head {head}"))
+            plots.mask_overlay(m.weights[head], m.mask, q, k, f"Mask over the weights · layer {layer}, head {head}",
+                               signed=signed))
 
 
 def export_files(state: dict | None) -> list[str]:
@@ -142,9 +152,10 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
         new_state = {"result": result, "untrained": choice.untrained}
         figures = []
         for slot in OVERVIEW_SLOTS:
-            kinds = [k for k in result.kinds if k == slot or (slot == "self" and k == "encoder_self")]
+            kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
             if kinds:
-                fig = plots.overview(result.weights(kinds[0]), kind_title(kinds[0], result), untrained=choice.untrained)
+                fig = plots.overview(result.weights(kinds[0]), kind_title(kinds[0], result), untrained=choice.untrained,
+                                     signed=kinds[0] == "implicit")
                 figures.append(gr.update(value=fig, visible=True, label=kind_title(kinds[0], result)))
             else:
                 figures.append(gr.update(value=None, visible=False))

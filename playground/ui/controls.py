@@ -60,11 +60,13 @@ def build_controls(demo: gr.Blocks) -> Controls:
 
     def describe(family, variant, position, task, fallback, backend, device):
         choice, sentence = choose(family, variant, position, task, fallback, backend, device)
-        fixed = bool(task)
-        reason = "fixed by the synthetic-task model" if fixed else None
+        fixed = "fixed by the synthetic-task model" if task else None
+        recurrent = family in zoo.RECURRENT and not task
+        kv_reason = "RWKV and Mamba keep a fixed-size state, not K/V heads" if recurrent else fixed
+        pe_reason = "does not apply: the recurrence itself carries token order" if recurrent else fixed
         mark = " <span class='untrained'>UNTRAINED (random weights)</span>" if choice.untrained else ""
-        return (gr.update(interactive=not fixed, info=reason), gr.update(interactive=not fixed, info=reason),
-                gr.update(interactive=not fixed, info=reason), f"**Model:** {sentence}{mark}")
+        return (gr.update(interactive=not fixed, info=fixed), gr.update(interactive=not kv_reason, info=kv_reason),
+                gr.update(interactive=not pe_reason, info=pe_reason), f"**Model:** {sentence}{mark}")
 
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
           api_visibility="private")

@@ -25,11 +25,13 @@ def step_view(state: dict | None, step: int):
     tl: service.Timeline = state["timeline"]
     step = max(0, min(int(step), len(tl.rows) - 1))
     keys = tl.prompt_labels + tl.new_labels[:step]
-    kind = "decoder_self" if tl.source_labels else "self"
-    fig = plots.step_rows(tl.rows[step][kind], keys, f"Step {step}: the new query over {len(keys)} cached keys",
-                          new_token=tl.new_labels[step], untrained=state["untrained"])
-    info = (f"Step **{step}** of {len(tl.rows) - 1}: cache holds **{len(keys)}** tokens, "
-            f"**{tl.cache_bytes[step]:,} bytes** measured from the model's KV cache; next token "
+    kind = next(k for k in tl.rows[step] if k != "cross")  # self, decoder_self or implicit
+    what = "its state" if kind == "implicit" else f"{len(keys)} cached keys"
+    fig = plots.step_rows(tl.rows[step][kind], keys, f"Step {step}: the new token over {what}",
+                          new_token=tl.new_labels[step], untrained=state["untrained"], signed=kind == "implicit")
+    held = "state summarises" if kind == "implicit" else "cache holds"
+    info = (f"Step **{step}** of {len(tl.rows) - 1}: {held} **{len(keys)}** tokens, "
+            f"**{tl.cache_bytes[step]:,} bytes** measured from the model's cache or state; next token "
             f"`{html.escape(tl.new_labels[step])}`")
     return fig, info
 

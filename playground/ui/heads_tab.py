@@ -43,6 +43,9 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox):
         for note in notes:
             gr.Warning(note)
         kind = next(k for k in result.kinds if k != "cross")  # roles are defined on self-attention
+        if kind == "implicit":
+            raise gr.Error("Head roles are shares of softmax attention (rows summing to 1); RWKV and Mamba's "
+                           "implicit attention is signed and unnormalised. Pick a Transformer architecture.")
         new_state = {"result": result, "kind": kind, "untrained": choice.untrained}
         return score_rows(new_state), None, new_state
 

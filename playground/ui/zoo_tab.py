@@ -14,7 +14,7 @@ def zoo_rows() -> list[list]:
         at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else "n/a"
         rows.append([r["name"], r["about"], f"{r['parameters']:,}", score,
                      at_4x if r["val_bits_per_char"] is not None else "", f"{r['wall_time_s'] or 0:.0f}",
-                     f"{r['kv_bytes_per_token_fp32']:,}"])
+                     r["kv_bytes_per_token_fp32"]])
     return rows
 
 
@@ -23,6 +23,6 @@ def build_zoo_tab():
                 "`baseline` in one choice. Validation is in bits per character on four Shakespeare works "
                 "never seen in training, at the training length (128 tokens) and at 4× that length.")
     gr.Dataframe(zoo_rows(), headers=["model", "what differs", "parameters", "val bits/char (or task accuracy)",
-                                      "at 4× length", "train s", "KV bytes/token (fp32)"], interactive=False,
+                                      "at 4× length", "train s", "KV bytes/token or state (fp32)"], interactive=False,
                  wrap=True)
     gr.api(zoo.table, api_name="models")
