@@ -140,8 +140,10 @@ def _cached_encode(tok: Tokenizer, text: str, key: str) -> np.ndarray:
 
 
 def _optimizer(model: LanguageModel, tcfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # matrices decay; vectors (norms, biases, RWKV mixes) and parameters marked _no_weight_decay (Mamba's A, D) do not
+    decays = {n: p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) for n, p in model.named_parameters()}
+    decay = [p for n, p in model.named_parameters() if decays[n]]
+    no_decay = [p for n, p in model.named_parameters() if not decays[n]]
     return torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.95))
 
