@@ -19,7 +19,7 @@ from .config import ModelConfig
 from .transformer import LanguageModel, build_model
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "card.json"
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, torch.save's zip container
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle 2-5, torch.save zip
 
 
 def sha256_file(path: str | Path) -> str:
@@ -66,13 +66,14 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise ValueError(f"{path} is a pickle / torch.save file; only safetensors are loaded (pickles can run code)")
     try:
-        return load_file(str(path))
+        return load_file(str(path))  # parses the header only: nothing in the file is executed
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(_PICKLE_MAGIC):  # say what it is, but never unpickle it
+            raise ValueError(f"{path} is a pickle / torch.save file; only safetensors are loaded "
+                             "(pickles can run code)") from None
         raise ValueError(f"{path} is not a valid safetensors file (corrupt or truncated?): {e}") from e
 
 

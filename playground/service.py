@@ -66,9 +66,13 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
     """The model for these choices, and a sentence saying what was picked and why."""
     common = dict(backend=backend, device=device, window=window)
     if task_model:
-        cfg = zoo.entry_configs(task_model)[0]
+        try:
+            cfg = zoo.config_of(task_model)
+        except ValueError as e:
+            raise ValueError(f"model {task_model!r} cannot be read: {e}") from None
+        about = zoo.ZOO[task_model]["about"] if task_model in zoo.ZOO else "trained in the page"
         return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
-            f"Showing the synthetic-task model '{task_model}': {zoo.ZOO[task_model]['about']}."
+            f"Showing '{task_model}' ({cfg.family} · {cfg.variant} · {cfg.position}): {about}."
     exact, nearest = zoo.match(family, variant, position)
     shape = family if family in zoo.RECURRENT else f"{family} · {variant} · {position}"
     if exact:
@@ -159,7 +163,7 @@ def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) 
     """
     loaded = load(choice)
     model, cfg = loaded.model, loaded.model.cfg
-    if choice.name and zoo.ZOO[choice.name].get("task"):
+    if zoo.is_task(choice.name):
         ids, target, _ = task_sequence(choice.name, seed)
         with loaded.lock:
             result = analyze(model, ids, target_ids=target, labels=task_labels(ids),
@@ -198,7 +202,7 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
     model, cfg = loaded.model, loaded.model.cfg
     max_new_tokens = int(max_new_tokens)
     show = labels
-    if choice.name and zoo.ZOO[choice.name].get("task"):
+    if zoo.is_task(choice.name):
         ids, target, prompt_len = task_sequence(choice.name, seed)
         ids = ids if target else ids[:prompt_len]
         notes, show = [f"'{choice.name}' is a synthetic-task model: it continues a sequence of its own task "

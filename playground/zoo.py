@@ -8,6 +8,7 @@ finished entry is skipped unless ``--force``, an interrupted one resumes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .cache import kv_bytes_per_token, state_elements_per_layer
@@ -16,6 +17,9 @@ from .config import ModelConfig
 from .transformer import LanguageModel
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# Models trained in the page: never under models/, never overwriting a shipped one.
+USER_DIR = Path(os.environ.get("PLAYGROUND_USER_MODELS", Path(__file__).resolve().parent.parent / "runs" / "user"))
+USER_PREFIX = "user:"
 
 BASE_MODEL = dict(family="decoder", vocab_size=2048, context_length=128, n_layer=4, d_model=128, n_heads=4,
                   n_kv_heads=4, d_ff=512, position="rope", norm="layernorm", mlp="gelu")
@@ -126,8 +130,31 @@ def available() -> list[str]:
     return [name for name in ZOO if (MODELS_DIR / name / CARD).exists()]
 
 
+def user_models() -> list[str]:
+    """Models trained in the page, as 'user:<name>' (finished: they have a card)."""
+    if not USER_DIR.is_dir():
+        return []
+    return sorted(USER_PREFIX + p.parent.name for p in USER_DIR.glob(f"*/{CARD}"))
+
+
+def config_of(name: str) -> ModelConfig:
+    """The config of a zoo entry or of a user model."""
+    if name.startswith(USER_PREFIX):
+        return ModelConfig.load(USER_DIR / name.removeprefix(USER_PREFIX) / "config.json")
+    return entry_configs(name)[0]
+
+
+def is_task(name: str | None) -> bool:
+    return bool(name) and name in ZOO and bool(ZOO[name].get("task"))
+
+
 def load(name: str, **kwargs) -> LanguageModel:
-    """A shipped model by name (safetensors + JSON only; the card's sha256 is checked)."""
+    """A shipped model by name, or a user model 'user:<name>' (safetensors + JSON only; sha256 checked)."""
+    if name.startswith(USER_PREFIX):
+        folder = USER_DIR / name.removeprefix(USER_PREFIX)
+        if not (folder / CARD).is_file():
+            raise ValueError(f"user model {name!r} not found in {USER_DIR}")
+        return load_model(folder, **kwargs)
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; shipped: {', '.join(ZOO)}")
     if not (MODELS_DIR / name / CARD).is_file():

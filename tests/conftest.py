@@ -1,9 +1,12 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# models trained through the page during tests go to a throwaway folder
+os.environ.setdefault("PLAYGROUND_USER_MODELS", tempfile.mkdtemp(prefix="playground-user-models-"))
 
 # The suite's models are tiny: one thread is faster than two threads waiting on each other.
 torch.set_num_threads(1)

@@ -142,3 +142,33 @@ def test_recurrent_models_show_signed_implicit_attention_and_a_flat_state(client
         import numpy as np
         ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
     assert len(set(ys)) == 1  # the state does not grow
+
+
+def test_train_in_the_page_then_explore_the_result(client):
+    job = client.submit("decoder", "GQA", "alibi", "task:induction", 20, 0.003, "api-test", api_name="/train")
+    outputs = job.result(timeout=300)
+    assert "Saved as **user:api-test**" in outputs[0]
+    assert "user:api-test" in zoo.user_models()
+    out = client.predict("decoder", "MHA", "rope", "user:api-test", "nearest", "auto", "cpu", "hi", 0, 0,
+                         api_name="/analyze")
+    assert "Kernel that ran" in out[0]
+    with pytest.raises(Exception, match="already exists"):
+        client.predict("decoder", "GQA", "alibi", "task:induction", 20, 0.003, "api-test", api_name="/train")
+    with pytest.raises(Exception, match="Name the model"):
+        client.predict("decoder", "GQA", "alibi", "task:induction", 20, 0.003, "../evil", api_name="/train")
+
+
+def test_cancel_stops_training_with_a_checkpoint(client):
+    import time
+
+    job = client.submit("decoder", "MHA", "none", "task:copy", 600, 0.003, "cancel-me", api_name="/train")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (zoo.USER_DIR / "cancel-me" / "train_state.json").exists():
+        time.sleep(0.5)  # the trainer checkpoints every 25 steps
+    job.cancel()
+    folder = zoo.USER_DIR / "cancel-me"
+    time.sleep(3)
+    stopped_at = json.loads((folder / "train_state.json").read_text())["step"]
+    time.sleep(4)
+    assert json.loads((folder / "train_state.json").read_text())["step"] == stopped_at  # the trainer stopped
+    assert 0 < stopped_at < 600 and not (folder / "card.json").exists()

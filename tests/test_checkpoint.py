@@ -84,3 +84,17 @@ def test_missing_folder_and_file(tmp_path):
     ModelConfig().save(folder / "config.json")
     with pytest.raises(ValueError, match="not found"):
         load_model(folder)
+
+
+def test_a_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    from safetensors.torch import save_file
+
+    from playground.checkpoint import load_weights
+
+    for pad in range(300):  # find metadata making the 8-byte header length start with byte 0x80
+        path = tmp_path / "w.safetensors"
+        save_file({"a": torch.zeros(2)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert torch.equal(load_weights(path)["a"], torch.zeros(2))

@@ -15,6 +15,7 @@ from .heads_tab import build_heads_tab
 from .kernel_lab import build_kernel_lab_tab
 from .position_lab import build_position_lab_tab
 from .share import build_share
+from .train_tab import build_train_tab
 from .zoo_tab import build_zoo_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -50,6 +51,8 @@ def build_app() -> gr.Blocks:
                 build_position_lab_tab()
             with gr.Tab("Kernel lab", id="kernels"):
                 build_kernel_lab_tab()
+            with gr.Tab("Train", id="train"):
+                build_train_tab(controls)
             with gr.Tab("KV-cache calculator", id="calculator"):
                 build_calculator_tab()
             with gr.Tab("Model zoo", id="zoo"):

@@ -42,15 +42,21 @@ def choose(family, variant, position, task, fallback, backend, device, window: i
         raise gr.Error(str(e)) from None
 
 
+def specific_models() -> list[tuple[str, str]]:
+    """Synthetic-task models and models trained in the page, for the 'specific model' picker."""
+    return ([("— none: use the choices above —", "")] +
+            [(f"{n}: {zoo.ZOO[n]['about']}", n) for n in zoo.available() if zoo.is_task(n)] +
+            [(f"{n} (trained in the page)", n) for n in zoo.user_models()])
+
+
 def build_controls(demo: gr.Blocks) -> Controls:
-    tasks = [("— none: use the choices on the left —", "")] + [
-        (f"{n}: {zoo.ZOO[n]['about']}", n) for n in zoo.available() if zoo.ZOO[n].get("task")]
     with gr.Row(equal_height=True):
         family = gr.Dropdown(ARCHITECTURES, value="decoder", label="Architecture", scale=2)
         variant = gr.Radio(VARIANTS, value="MHA", label="Attention variant", scale=3)
         position = gr.Dropdown(POSITIONS, value="rope", label="Position encoding", scale=2)
     with gr.Row(equal_height=True):
-        task = gr.Dropdown(tasks, value="", label="Or a synthetic-task model", scale=3)
+        task = gr.Dropdown(specific_models(), value="", label="Or a specific model (synthetic task, or trained here)",
+                           scale=3)
         fallback = gr.Radio(FALLBACKS, value="nearest", label="If the combination is not shipped", scale=2)
         backend = gr.Dropdown(BACKENDS, value="auto", label="Attention backend", scale=2)
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label="Device", scale=1,
@@ -60,7 +66,7 @@ def build_controls(demo: gr.Blocks) -> Controls:
 
     def describe(family, variant, position, task, fallback, backend, device):
         choice, sentence = choose(family, variant, position, task, fallback, backend, device)
-        fixed = "fixed by the synthetic-task model" if task else None
+        fixed = "fixed by the chosen model" if task else None
         recurrent = family in zoo.RECURRENT and not task
         kv_reason = "RWKV and Mamba keep a fixed-size state, not K/V heads" if recurrent else fixed
         pe_reason = "does not apply: the recurrence itself carries token order" if recurrent else fixed
