@@ -23,6 +23,7 @@ from .tokenizer import Tokenizer
 from .transformer import LanguageModel, build_model
 
 MAX_PROMPT_TOKENS = 1024
+MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention costs T² x channels
 MAX_PROMPT_CHARS = 20_000   # longer text is cut before tokenizing (1024 tokens are ~2,700 characters)
 ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy continuation
 
@@ -114,7 +115,7 @@ def tokenizer() -> Tokenizer:
 
 
 def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[str]]:
-    """Token ids and labels of a prompt, cut to what the model can take; notes say what was cut."""
+    """Token ids of a prompt, cut to what the model can take, and notes saying what was cut."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("The prompt is empty: type some text (or pick an example).")
     notes = []
@@ -122,9 +123,13 @@ def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[str]]:
         notes.append(f"The prompt has {len(text):,} characters; only the first {MAX_PROMPT_CHARS:,} were read.")
         text = text[:MAX_PROMPT_CHARS]
     ids = tokenizer().encode(text)
-    limit = cfg.context_length if cfg.position == "learned" else MAX_PROMPT_TOKENS
+    if cfg.position == "learned":
+        limit, why = cfg.context_length, "learned positions stop at the training length"
+    elif cfg.family in zoo.RECURRENT:
+        limit, why = MAX_IMPLICIT_TOKENS, "the page's limit for implicit attention, which costs T² × channels"
+    else:
+        limit, why = MAX_PROMPT_TOKENS, "the page's limit"
     if len(ids) > limit:
-        why = "learned positions stop at the training length" if cfg.position == "learned" else "the page's limit"
         notes.append(f"The prompt has {len(ids):,} tokens; it was truncated to the first {limit:,} ({why}).")
         ids = ids[:limit]
     return ids, notes

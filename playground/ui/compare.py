@@ -39,11 +39,12 @@ def compare(name_a: str, name_b: str, text: str, layer: int, head: int, device: 
         l, h = min(int(layer), w.shape[0] - 1), min(int(head), w.shape[1] - 1)
         q, k = kind_labels(kind, result)
         figures.append(plots.head(w[l, h], q, k, f"{name}: {kind_title(kind, result)} · layer {l}, head {h}",
-                                  mask=[m for m in result.maps if m.kind == kind][l].mask))
+                                  mask=[m for m in result.maps if m.kind == kind][l].mask, signed=kind == "implicit"))
         weights.append((w[l, h], q, k))
         tokens = result.source_ids if kind == "encoder_self" else result.token_ids
-        summary += [[name] + [r[c] if c in ("layer", "head") else round(r[c], 3) for c in SUMMARY[1:]]
-                    for r in heads.head_table(w, tokens)]
+        if kind != "implicit":  # role scores are shares of softmax attention
+            summary += [[name] + [r[c] if c in ("layer", "head") else round(r[c], 3) for c in SUMMARY[1:]]
+                        for r in heads.head_table(w, tokens)]
     (wa, qa, ka), (wb, _, _) = weights
     if wa.shape != wb.shape:
         diff_fig = None
