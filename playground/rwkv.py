@@ -38,10 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import masks
-from .attention import AttentionRecord
 from .config import ModelConfig
-from .transformer import LanguageModel, ModelOutput
+from .recurrent import RecurrentLM
 
 CHUNK = 32                # tokens per chunk of the parallel form
 GROUP_NORM_EPS = 64e-5    # RWKV-5.2's eps for the per-head GroupNorm (1e-5 * head_size_divisor 8 ** 2)
@@ -82,6 +80,10 @@ class RWKVState:
             empty = torch.zeros(batch, H, 0, N, dtype=wide, device=device)
             history = History(empty, empty)
         return cls(shift, torch.zeros(batch, H, N, N, dtype=wide, device=device), shift.clone(), history)
+
+    @property
+    def batch(self) -> int:
+        return self.wkv.shape[0]
 
     @property
     def nbytes(self) -> int:
@@ -310,8 +312,11 @@ class Block(nn.Module):
         return x_t + y, state
 
 
-class RWKV(LanguageModel):
+class RWKV(RecurrentLM):
     """RWKV-5.2 language model: parallel mode without a state, recurrent mode after ``setup_cache``."""
+
+    state_cls = RWKVState
+    reader = "an RWKV model"
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -324,74 +329,7 @@ class RWKV(LanguageModel):
         for block in self.blocks:  # after the generic init, which knows nothing of decays and mixes
             block.time_mix.reset_parameters()
             block.channel_mix.reset_parameters()
-        self.states: list[RWKVState] | None = None
-        self.seen = 0  # tokens the state has consumed
+        self._init_state()
 
-    def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
-                capture: bool = False) -> ModelOutput:
-        """Logits for every position, and every layer's implicit attention when ``capture``.
-
-        Args:
-            idx: (B, T) token ids at positions start_pos..start_pos+T-1.
-            start_pos: without a state, 0; with one (``setup_cache``), the number of tokens it has
-                consumed (continue) or 0 (start over).
-            prefix_len, key_valid: attention masks; they do not apply to an RNN and must stay default.
-        Returns:
-            ModelOutput(logits (B, T, V), attentions: one "implicit" record per layer, weights
-            (B, H, T, Tk) = alpha of Peng et al. 2024 unrolled, max_abs_diff = max |alpha @ v - o|).
-        """
-        if prefix_len or key_valid is not None:
-            raise ValueError("prefix_len and key_valid are attention masks; an RWKV model reads causally, "
-                             "so leave them at their defaults")
-        B, T = idx.shape
-        states = self._states_at(start_pos, B, capture)
-        x = self.norm_emb(self.embed(idx))  # (B, T, d)
-        records = []
-        mask = masks.causal(masks.positions(start_pos, T, idx.device), masks.positions(0, start_pos + T, idx.device))
-        for layer, block in enumerate(self.blocks):
-            if states is not None and T == 1 and not capture:  # decoding: the recurrent step
-                x_t, states[layer] = block.step(x[:, 0], states[layer])
-                x = x_t[:, None]
-                continue
-            x, state, cap = block(x, None if states is None else states[layer], capture)
-            if states is not None:
-                states[layer] = state
-            if capture:
-                records.append(AttentionRecord("implicit", layer, cap[0], mask, None, "implicit", False, cap[1]))
-        if states is not None:
-            self.seen = start_pos + T
-        return ModelOutput(self.lm_head(self.norm_out(x)), records)
-
-    def _states_at(self, start_pos: int, batch: int, capture: bool) -> list[RWKVState] | None:
-        if self.states is None:
-            if start_pos:
-                raise ValueError(f"start_pos={start_pos} needs a recurrent state holding the earlier tokens; "
-                                 "call model.setup_cache() first")
-            return None
-        if start_pos == 0:  # start over, as a KV cache written from position 0
-            self._fresh_states(batch, track=capture)
-        elif start_pos != self.seen:
-            raise ValueError(f"the recurrent state has consumed {self.seen} tokens, so start_pos must be {self.seen} "
-                             f"(or 0 to start over), got {start_pos}: an RNN state cannot be rewound")
-        elif batch != self.states[0].wkv.shape[0]:
-            raise ValueError(f"the state holds a batch of {self.states[0].wkv.shape[0]}, got {batch}")
-        elif capture and self.states[0].history is None:
-            raise ValueError("implicit attention while decoding needs the keys of every earlier token: "
-                             "pass capture=True from the first call after setup_cache()")
-        return self.states
-
-    def _fresh_states(self, batch: int, track: bool) -> None:
-        p = self.lm_head.weight
-        self.states = [RWKVState.zeros(batch, self.cfg, p.dtype, p.device, track) for _ in self.blocks]
-        self.seen = 0
-
-    def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
-        """Allocate the recurrent state (its size does not depend on ``max_len``, accepted for the common API)."""
-        self._fresh_states(batch, track=False)
-
-    def clear_cache(self) -> None:
-        self.states, self.seen = None, 0
-
-    def cache_bytes(self) -> int:
-        """Bytes of the recurrent state: per layer d * (2 + N) numbers (the decoding history is not counted)."""
-        return 0 if self.states is None else sum(s.nbytes for s in self.states)
+    def embed_input(self, idx: Tensor) -> Tensor:
+        return self.norm_emb(self.embed(idx))  # (B, T, d): RWKV normalises the embeddings (ln0)
