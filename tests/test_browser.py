@@ -177,3 +177,31 @@ def test_position_and_kernel_labs(page):
     page.get_by_text("A plain SDPA call runs").wait_for(timeout=60_000)
     assert page.get_by_text("PyTorch's CPU dispatcher has only the flash and math kernels").count() >= 1
     shot(page, "07-kernel-lab")
+
+
+def test_rwkv_shows_implicit_attention_and_disables_what_does_not_apply(page):
+    page.get_by_role("tab", name="Attention").click()
+    pick(page, "Architecture", "RWKV-5.2 (linear-attention RNN)")
+    page.get_by_text("the recurrence itself carries token order").wait_for(timeout=15_000)
+    assert page.get_by_label("Position encoding").is_disabled()
+    page.get_by_label("untrained (random weights)").check()
+    set_prompt(page, "To be, or not to be, that is the question")
+    page.get_by_role("button", name="Analyze").click()
+    wait_for_plot_title(page, "RWKV-5 implicit attention")
+    assert "reproduces the mixer's output" in badge_text(page)
+    shot(page, "08-rwkv")
+    pick(page, "Architecture", "Decoder-only (GPT, LLaMA)")
+    page.get_by_label("nearest shipped model").check()
+
+
+def test_train_in_the_page_and_cancel(page):
+    page.get_by_role("tab", name="Train").click()
+    steps = page.get_by_label("number input for Steps")
+    steps.fill("300")
+    steps.press("Enter")
+    page.get_by_label("Name", exact=True).fill("browser-run")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("browser-run").first.wait_for(timeout=60_000)  # progress text appears
+    wait_for_plot_title(page, "Loss while training")
+    shot(page, "09-train")
+    page.get_by_role("button", name="Cancel").click()
