@@ -19,9 +19,9 @@ from .transformer import EncoderDecoder, LanguageModel
 
 @dataclass
 class AttentionMap:
-    kind: str             # self | encoder_self | decoder_self | cross
+    kind: str             # self | encoder_self | decoder_self | cross | implicit (RWKV, Mamba)
     layer: int
-    weights: np.ndarray   # (nh, Tq, Tk) float32, rows sum to 1
+    weights: np.ndarray   # (nh, Tq, Tk) float32: softmax rows sum to 1; implicit attention is signed
     mask: np.ndarray      # (Tq, Tk) bool, the mask the layer computed with
     kernel: str           # explicit | flash | efficient | math
     recomputed: bool      # weights from the explicit path run beside an SDPA kernel
