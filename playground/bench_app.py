@@ -16,10 +16,12 @@ loopback port (or uses ``--url``) and measures:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import statistics
+import sys
 import time
 
 from . import plots, service
@@ -125,7 +127,8 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
         render = browser_render_ms(url, text128, max(1, repeats // 3)) if browser else None
     finally:
         if demo is not None:
-            demo.close()
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the result alone
+                demo.close()
     rows = [{"measure": "analyze_64_ms", "value": round(t, 1)} for t in times]
     summary = {"analyze_p50_ms": round(statistics.median(times), 1),
                "overview_bytes_128": overview_bytes(128), "overview_bytes_128_app": _plot_bytes(app_128[1]),

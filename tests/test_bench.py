@@ -118,3 +118,11 @@ def test_decode_positions_for_recurrent_models(family):
     assert {r["family"] for r in result["rows"]} == {family, "decoder"}
     decoder = [r["cache_bytes"] for r in result["rows"] if r["family"] == "decoder"]
     assert decoder[1] > decoder[0]  # the Transformer's cache grows where the state does not
+
+
+def test_app_benchmark_reports_its_summary(capsys):
+    assert main(["app", "--repeats", "1", "--no-browser", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["analyze_p50_ms"] > 0 and summary["long_prompt_1024_ok"] is True
+    assert 0 < summary["overview_bytes_128"] < 2_000_000
+    assert summary["browser_render_ms_128"] is None
