@@ -14,7 +14,7 @@ from pathlib import Path
 from .cache import kv_bytes_per_token, state_elements_per_layer
 from .checkpoint import CARD, load_model, read_card
 from .config import ModelConfig
-from .transformer import LanguageModel
+from .transformer import LanguageModel, build_model
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # Models trained in the page: never under models/, never overwriting a shipped one.
@@ -181,22 +181,57 @@ def table() -> list[dict]:
     return rows
 
 
-def markdown_table() -> str:
+def step_seconds(name: str, steps: int = 8, warmup: int = 2) -> float:
+    """Median seconds of one training step of a zoo entry on this machine, measured now."""
+    import statistics
+    import time
+
+    import torch
+
+    from .evaluate import batch_loss
+    from .train import Batches, _optimizer
+
+    mcfg, tcfg = entry_configs(name)
+    torch.manual_seed(tcfg.seed)
+    model = build_model(mcfg)
+    opt = _optimizer(model, tcfg)
+    batches = Batches(tcfg, mcfg, torch.Generator().manual_seed(tcfg.seed))
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = batch_loss(model, batches.train_batch())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def markdown_table(timings: dict[str, float] | None = None) -> str:
     """The README's zoo table, from the cards."""
-    lines = ["| model | what differs | parameters | val bits/char @128 | @512 (4x) | train time | KV bytes/token (fp32) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    timings = timings or {}
+    lines = ["| model | what differs | parameters | val bits/char @128 | @512 (4x) | steps | train time | "
+             "steps × step time alone | KV bytes/token (fp32) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table():
         if r["val_bits_per_char"] is not None:
             score = f"{r['val_bits_per_char']:.3f}"
             at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else "n/a (learned)"
         else:
             score, at_4x = f"task accuracy {r['task_accuracy']:.1%}", ""
-        lines.append(f"| `{r['name']}` | {r['about']} | {r['parameters']:,} | {score} | {at_4x} | "
-                     f"{r['wall_time_s'] / 60:.1f} min | {r['kv_bytes_per_token_fp32']} |")
+        steps = entry_configs(r["name"])[1].steps
+        alone = f"{steps * timings[r['name']] / 60:.1f} min" if r["name"] in timings else ""
+        lines.append(f"| `{r['name']}` | {r['about']} | {r['parameters']:,} | {score} | {at_4x} | {steps} | "
+                     f"{r['wall_time_s'] / 60:.1f} min | {alone} | {r['kv_bytes_per_token_fp32']} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(table(), indent=2) if "--json" in sys.argv else markdown_table())
+    if "--json" in sys.argv:
+        print(json.dumps(table(), indent=2))
+    else:  # --timing: also measure each entry's step time now (run it with nothing else on the machine)
+        timings = {name: step_seconds(name) for name in available()} if "--timing" in sys.argv else None
+        print(markdown_table(timings))
