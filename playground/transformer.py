@@ -10,6 +10,7 @@ Glossary: B batch, T new tokens, Tk keys, d model width, V vocabulary.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -192,7 +193,10 @@ class LanguageModel(nn.Module):
             raise ValueError(f"token ids must have shape (batch, length), got {tuple(idx.shape)}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.cfg.vocab_size):
             raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}, got {int(idx.min())}..{int(idx.max())}")
-        return self.tok_emb(idx)  # (B, T, d)
+        x = self.tok_emb(idx)  # (B, T, d)
+        if self.cfg.position == "sinusoidal":  # Vaswani et al. 3.4: scale embeddings so the table does not drown them
+            x = x * math.sqrt(self.cfg.d_model)
+        return x
 
     def _stacks(self) -> list[Stack]:
         return [getattr(self, name) for name in self.cached_stacks]
