@@ -192,6 +192,8 @@ def test_rwkv_shows_implicit_attention_and_disables_what_does_not_apply(page):
     shot(page, "08-rwkv")
     pick(page, "Architecture", "Decoder-only (GPT, LLaMA)")
     page.get_by_label("nearest shipped model").check()
+    page.wait_for_function("() => !document.body.innerText.includes('the recurrence itself carries token order')")
+    assert page.get_by_label("Position encoding").is_enabled()
 
 
 def test_train_in_the_page_and_cancel(page):

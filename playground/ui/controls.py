@@ -71,8 +71,10 @@ def build_controls(demo: gr.Blocks) -> Controls:
         kv_reason = "RWKV and Mamba keep a fixed-size state, not K/V heads" if recurrent else fixed
         pe_reason = "does not apply: the recurrence itself carries token order" if recurrent else fixed
         mark = " <span class='untrained'>UNTRAINED (random weights)</span>" if choice.untrained else ""
-        return (gr.update(interactive=not fixed, info=fixed), gr.update(interactive=not kv_reason, info=kv_reason),
-                gr.update(interactive=not pe_reason, info=pe_reason), f"**Model:** {sentence}{mark}")
+        # info="" clears an earlier reason (None would leave it in place)
+        return (gr.update(interactive=not fixed, info=fixed or ""),
+                gr.update(interactive=not kv_reason, info=kv_reason or ""),
+                gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**Model:** {sentence}{mark}")
 
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
           api_visibility="private")
