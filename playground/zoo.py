@@ -54,8 +54,9 @@ ZOO: dict[str, dict] = {
                  model=dict(n_layer=2, context_length=64),
                  train=dict(data="task:copy", task_length=24, steps=600, eval_every=100)),
     # cross-attention has no position encoding of its own: reversing needs absolute positions in both stacks
-    "reverse": dict(about="synthetic encoder-decoder (sinusoidal): output the input reversed; anti-diagonal cross-attention",
-                    task=True, model=dict(family="encdec", n_layer=2, context_length=32, position="sinusoidal"),
+    "reverse": dict(about="synthetic encoder-decoder (learned positions): output the input reversed; "
+                          "anti-diagonal cross-attention",
+                    task=True, model=dict(family="encdec", n_layer=2, context_length=32, position="learned"),
                     train=dict(data="task:reverse", task_length=24, steps=600, eval_every=100)),
 }
 
