@@ -91,3 +91,14 @@ def test_zoo_models_read_the_shipped_tokenizer():
     tok = Tokenizer.load()
     for name in zoo.available():
         assert zoo.entry_configs(name)[0].vocab_size == tok.vocab_size
+
+
+def test_reverse_model_cross_attention_is_the_anti_diagonal():
+    from playground import service
+
+    choice, _ = service.resolve("decoder", "MHA", "rope", task_model="reverse")
+    result, _ = service.analyze_text(choice, "ignored: task models run on their own task", seed=3)
+    w = result.weights("cross")  # (L, nh, Tq, Tk): decoder position i predicts source token n - 1 - i
+    n = w.shape[-1]
+    anti = np.array([[np.mean([A[i, n - 1 - i] for i in range(n)]) for A in layer] for layer in w])
+    assert anti.max() >= 0.9
