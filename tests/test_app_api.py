@@ -23,7 +23,7 @@ def plot_json(value) -> dict:
 
 def test_named_endpoints(client):
     names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/analyze", "/generate", "/kv_cache", "/models"} <= set(names)
+    assert {"/analyze", "/head", "/generate", "/kv_cache", "/models"} <= set(names)
 
 
 def test_analyze_returns_overview_head_and_masks(client):
@@ -33,14 +33,17 @@ def test_analyze_returns_overview_head_and_masks(client):
     heat = overview["data"][0]
     assert heat["type"] == "heatmap"
     assert overview["layout"]["coloraxis"]["cmin"] == 0 and overview["layout"]["coloraxis"]["cmax"] == 1
-    head, mask = plot_json(out[7]), plot_json(out[8])
+    figures = client.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, "self", 1, 2,
+                             api_name="/head")
+    head, mask = json.loads(figures["head"]), json.loads(figures["mask"])
+    assert "layer 1, head 2" in head["layout"]["title"]["text"]
     labels = head["data"][0]["x"]
     assert labels[0].startswith("0 ") and any("␣" in label for label in labels)
     assert mask["data"][0]["type"] == "heatmap"
 
 
 def test_analyze_encdec_shows_three_kinds(client):
-    out = client.predict("encdec", "MHA", "rope", "", "untrained", "explicit", "cpu", "Friends, Romans", 0, 0,
+    out = client.predict("encdec", "MHA", "alibi", "", "untrained", "explicit", "cpu", "Friends, Romans", 0, 0,
                          api_name="/analyze")
     titles = [plot_json(out[i])["layout"]["title"]["text"] for i in (1, 2, 3)]
     assert "Encoder self-attention" in titles[0] and "Decoder masked" in titles[1] and "Cross-attention" in titles[2]
@@ -49,8 +52,8 @@ def test_analyze_encdec_shows_three_kinds(client):
 
 
 def test_html_in_prompt_is_text(client):
-    out = client.predict(*CONTROLS, "<script>alert(1)</script><b>x</b>", 0, 0, api_name="/analyze")
-    labels = " ".join(plot_json(out[7])["data"][0]["x"])
+    figures = client.predict(*CONTROLS, "<script>alert(1)</script><b>x</b>", 0, 0, "self", 0, 0, api_name="/head")
+    labels = " ".join(json.loads(figures["head"])["data"][0]["x"])
     assert "<script" not in labels and "&lt;" in labels
 
 
@@ -67,7 +70,6 @@ def test_long_prompt_is_truncated_and_downsampled(client):
     out = client.predict(*CONTROLS, "all the world's a stage " * 600, 0, 0, api_name="/analyze")
     title = plot_json(out[1])["layout"]["title"]["text"]
     assert "1024×1024 tokens" in title and "max over" in title
-    assert out[7] is None  # full resolution only on demand
 
 
 def test_generate_measures_the_cache(client):

@@ -160,22 +160,42 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
             else:
                 figures.append(gr.update(value=None, visible=False))
         cfg = result.config
-        long_prompt = max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO
-        views = (None, None, None) if long_prompt else head_views(new_state, result.kinds[0], 0, 0)
-        if long_prompt:
+        if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
             gr.Info("Long prompt: the overview is downsampled; press 'Open head' for one head at full resolution.")
+        # the head, its mask and the overlay follow in a second step, so the overview shows first
         return (badge(result, choice), *figures,
                 gr.update(choices=result.kinds, value=result.kinds[0]),
                 gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
-                *views, new_state)
+                new_state)
+
+    def first_head(state: dict | None, kind: str):
+        """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long."""
+        result = state["result"] if state else None
+        if result is None or max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
+            return None, None, None
+        return head_views(state, kind, 0, 0)
 
     inputs = [*controls.inputs, prompt, prefix_len, window]
-    outputs = [badge_html, *overviews, kind, layer, head, head_plot, mask_plot, overlay_plot, state]
-    analyze_btn.click(analyze, inputs, outputs, api_name="analyze", concurrency_limit=2)
+    outputs = [badge_html, *overviews, kind, layer, head, state]
+    view_outputs = [head_plot, mask_plot, overlay_plot]
+    analyze_btn.click(analyze, inputs, outputs, api_name="analyze", concurrency_limit=2).then(
+        first_head, [state, kind], view_outputs, api_visibility="private")
     export_btn.click(export_files, state, files, api_visibility="private")
     view_inputs = [state, kind, layer, head]
-    view_outputs = [head_plot, mask_plot, overlay_plot]
-    open_btn.click(head_views, view_inputs, view_outputs, api_name="open_head")
+    open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
+
+    def head_api(family: str, variant: str, position: str, task: str, fallback: str, backend: str, device: str,
+                 text: str, prefix: int, win: int, kind: str, layer: int, head: int) -> dict[str, str]:
+        """One head of an analysis, stateless for API callers: Plotly JSON of the head, its mask and the overlay."""
+        choice, _ = choose(family, variant, position, task, fallback, backend, device, win)
+        try:
+            result, _ = service.analyze_text(choice, text, prefix)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+        figures = head_views({"result": result, "untrained": choice.untrained}, kind, layer, head)
+        return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
+
+    gr.api(head_api, api_name="head")
     gr.on([kind.input, layer.release, head.release], head_views, view_inputs, view_outputs, api_visibility="private")
 
     def prefix_applies(family, task):
