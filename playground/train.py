@@ -139,7 +139,7 @@ def _cached_encode(tok: Tokenizer, text: str, key: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _optimizer(model: LanguageModel, tcfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: LanguageModel, tcfg: TrainConfig) -> torch.optim.AdamW:
     # matrices decay; vectors (norms, biases, RWKV mixes) and parameters marked _no_weight_decay (Mamba's A, D) do not
     decays = {n: p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) for n, p in model.named_parameters()}
     decay = [p for n, p in model.named_parameters() if decays[n]]
@@ -186,7 +186,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, out_dir: str | Path, *, resume: 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tcfg.seed)
     model = build_model(mcfg).to(device)
-    opt = _optimizer(model, tcfg)
+    opt = make_optimizer(model, tcfg)
     gen = torch.Generator().manual_seed(tcfg.seed)
     batches = Batches(tcfg, mcfg, gen)
     val_gen_seed = tcfg.seed + 1

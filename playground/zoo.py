@@ -190,12 +190,12 @@ def step_seconds(name: str, steps: int = 8, warmup: int = 2) -> float:
     import torch
 
     from .evaluate import batch_loss
-    from .train import Batches, _optimizer
+    from .train import Batches, make_optimizer
 
     mcfg, tcfg = entry_configs(name)
     torch.manual_seed(tcfg.seed)
     model = build_model(mcfg)
-    opt = _optimizer(model, tcfg)
+    opt = make_optimizer(model, tcfg)
     batches = Batches(tcfg, mcfg, torch.Generator().manual_seed(tcfg.seed))
     times = []
     for i in range(warmup + steps):
