@@ -1,9 +1,7 @@
 """Attention Playground: the web page (also the Hugging Face Space's entry point)."""
 import os
 
-import gradio as gr
-
-from playground.ui import CSS, build_app
+from playground.ui import LAUNCH, build_app
 
 demo = build_app()
 
@@ -11,5 +9,5 @@ if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2, max_size=64).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        css=CSS, theme=gr.themes.Soft(),
+        **LAUNCH,
     )

@@ -106,12 +106,12 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
 
     demo = None
     if url is None:
-        from .ui import CSS, build_app
+        from .ui import LAUNCH, build_app
 
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         demo = build_app()
         demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
-                            css=CSS)
+                            **LAUNCH)
         url = demo.local_url
     try:
         client = Client(url, verbose=False)

@@ -4,6 +4,9 @@ Attention weights use one colour scale from 0 to 1 with a colour bar; masks are 
 Token labels are escaped for Plotly's text renderer, and numbered so repeated tokens stay
 distinct on categorical axes. Overviews are downsampled (max over blocks, said in the title)
 so a long prompt stays light to send and to draw; a single head opens at full resolution.
+
+Every builder takes ``lang`` ('en' or 'zh-CN') for the words it writes itself (axis titles, hover
+text); titles and series names may be plain strings or ``i18n.Message`` values, rendered in ``lang``.
 """
 from __future__ import annotations
 
@@ -12,14 +15,16 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
+from .i18n import render, text
+
 WEIGHT_SCALE = "Viridis"
 MASK_COLOURS = [[0.0, "#e9e9ef"], [1.0, "#2b6cb0"]]
 FONT = dict(family="Inter, 'WenQuanYi Micro Hei', sans-serif", size=12)
 
 
-def safe(text: str) -> str:
+def safe(label) -> str:
     """Escape a label for Plotly, which renders a subset of HTML in text."""
-    return html.escape(str(text), quote=False)
+    return html.escape(str(label), quote=False)
 
 
 def axis_labels(labels: list[str]) -> list[str]:
@@ -27,12 +32,12 @@ def axis_labels(labels: list[str]) -> list[str]:
     return [f"{i} {safe(t)}" for i, t in enumerate(labels)]
 
 
-def colour_axis(values: np.ndarray, signed: bool) -> dict:
+def colour_axis(values: np.ndarray, signed: bool, lang: str = "en") -> dict:
     """Weights: 0..1 sequential. Signed implicit attention: a diverging scale symmetric about 0."""
     if not signed:
-        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title="weight"))
+        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=text(lang, "plot.weight")))
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title="implicit α"))
+    return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title=text(lang, "plot.implicit")))
 
 
 def downsample_max(a: np.ndarray, size: int, signed: bool = False) -> tuple[np.ndarray, int]:
@@ -52,14 +57,18 @@ def downsample_max(a: np.ndarray, size: int, signed: bool = False) -> tuple[np.n
     return np.where(np.abs(hi) >= np.abs(lo), hi, lo), block
 
 
-def _layout(fig: go.Figure, title: str, height: int, **extra) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, font=FONT,
+def _status(untrained: bool, lang: str) -> str:
+    return " · " + text(lang, "plot.untrained") if untrained else ""
+
+
+def _layout(fig: go.Figure, title, height: int, lang: str = "en", **extra) -> go.Figure:
+    fig.update_layout(title=dict(text=render(title, lang), x=0.01, font=dict(size=14)), height=height, font=FONT,
                       margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white", **extra)
     return fig
 
 
-def overview(weights: np.ndarray, title: str, *, row_names: list[str] | None = None, max_px: int = 128,
-             max_cells: int = 160_000, untrained: bool = False, signed: bool = False) -> go.Figure:
+def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
+             max_cells: int = 160_000, untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
@@ -77,21 +86,22 @@ def overview(weights: np.ndarray, title: str, *, row_names: list[str] | None = N
     for l in range(L):
         for h in range(H):
             grid[l * (sq + gap): l * (sq + gap) + sq, h * (sk + gap): h * (sk + gap) + sk] = small[l, h]
-    row_names = row_names or [f"layer {i}" for i in range(L)]
-    unit = f"block of {block}" if block > 1 else "token"
+    row_names = row_names or [text(lang, "plot.layer", i=i) for i in range(L)]
+    unit = text(lang, "plot.block_unit", block=block) if block > 1 else text(lang, "plot.token_unit")
+    head_name = [text(lang, "plot.head", h=h) for h in range(H)]
     ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
-    xs = [f"head {h} · k{j}" for h in range(H) for j in range(sk)]
+    xs = [f"{head_name[h]} · k{j}" for h in range(H) for j in range(sk)]
     ys = _with_gutters(ys, sq, gap, L)
     xs = _with_gutters(xs, sk, gap, H)
     fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
-                               hovertemplate=f"%{{y}} → %{{x}} ({unit} indices)<br>weight %{{z:.3f}}<extra></extra>"))
+                               hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{text(lang, 'plot.weight')} %{{z:.3f}}<extra></extra>"))
     tick_y = [ys[l * (sq + gap) + sq // 2] for l in range(L)]
     tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
-    note = f" · {'largest |α|' if signed else 'max'} over {block}×{block} blocks" if block > 1 else ""
-    status = " · UNTRAINED (random weights)" if untrained else ""
-    return _layout(fig, f"{title} · {tq}×{tk} tokens{note}{status}", height=max(300, 150 * L + 90),
-                   coloraxis=colour_axis(small, signed),
-                   xaxis=dict(type="category", tickvals=tick_x, ticktext=[f"head {h}" for h in range(H)],
+    note = " · " + text(lang, "plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
+    title = f"{render(title, lang)} · {text(lang, 'plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, lang)}"
+    return _layout(fig, title, height=max(300, 150 * L + 90), lang=lang,
+                   coloraxis=colour_axis(small, signed, lang),
+                   xaxis=dict(type="category", tickvals=tick_x, ticktext=head_name,
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],
                               autorange="reversed", showgrid=False, scaleanchor="x"))
@@ -107,8 +117,8 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
     return out
 
 
-def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title: str, *,
-         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False) -> go.Figure:
+def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
+         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
     """One head at full resolution, tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
@@ -119,38 +129,47 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title: s
         z = np.where(mask, z, np.nan)
     fig = go.Figure(go.Heatmap(
         z=z, x=axis_labels(k_labels), y=axis_labels(q_labels), coloraxis="coloraxis", hoverongaps=False,
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
-    status = " · UNTRAINED (random weights)" if untrained else ""
+        hovertemplate=_hover(lang, "plot.weight", ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
-    return _layout(fig, title + status, height=side, coloraxis=colour_axis(z, signed),
-                   xaxis=dict(title="key (attended to)", tickangle=-60, type="category"),
-                   yaxis=dict(title="query (attending)", autorange="reversed", type="category"))
+    return _layout(fig, render(title, lang) + _status(untrained, lang), height=side, lang=lang,
+                   coloraxis=colour_axis(z, signed, lang),
+                   xaxis=dict(title=text(lang, "plot.key_axis"), tickangle=-60, type="category"),
+                   yaxis=dict(title=text(lang, "plot.query_axis"), autorange="reversed", type="category"))
 
 
-def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title: str) -> go.Figure:
+def _hover(lang: str, value_key: str, fmt: str = "") -> str:
+    """'query <q><br>key <k><br><value word> <z>' in ``lang``."""
+    return (f"{text(lang, 'plot.query')} %{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
+            f"{text(lang, value_key)} %{{z{fmt}}}<extra></extra>")
+
+
+def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, lang: str = "en") -> go.Figure:
     """The boolean mask a layer computed with: blue may attend, grey may not. (Tq, Tk)"""
     fig = go.Figure(go.Heatmap(
         z=allowed.astype(np.int8), x=axis_labels(k_labels), y=axis_labels(q_labels), zmin=0, zmax=1,
-        colorscale=MASK_COLOURS, colorbar=dict(title="mask", tickvals=[0, 1], ticktext=["blocked", "allowed"]),
-        hovertemplate="query %{y}<br>key %{x}<br>allowed %{z}<extra></extra>"))
+        colorscale=MASK_COLOURS, colorbar=dict(title=text(lang, "plot.mask"), tickvals=[0, 1],
+                                               ticktext=[text(lang, "plot.blocked"), text(lang, "plot.allowed")]),
+        hovertemplate=_hover(lang, "plot.allowed")))
     side = min(700, max(360, 12 * len(q_labels) + 160))
-    return _layout(fig, title, height=side, xaxis=dict(title="key", tickangle=-60, type="category"),
-                   yaxis=dict(title="query", autorange="reversed", type="category"))
+    return _layout(fig, title, height=side, lang=lang,
+                   xaxis=dict(title=text(lang, "plot.key"), tickangle=-60, type="category"),
+                   yaxis=dict(title=text(lang, "plot.query"), autorange="reversed", type="category"))
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
-                 title: str, signed: bool = False) -> go.Figure:
+                 title, signed: bool = False, lang: str = "en") -> go.Figure:
     """Weights where allowed, the mask's blocked cells grey on top. (Tq, Tk)"""
-    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed)
+    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, lang=lang)
     blocked = np.where(allowed, np.nan, 1.0)
     fig.add_trace(go.Heatmap(z=blocked, x=axis_labels(k_labels), y=axis_labels(q_labels), showscale=False,
                              colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], hoverongaps=False,
-                             hovertemplate="query %{y}<br>key %{x}<br>blocked by the mask<extra></extra>"))
+                             hovertemplate=(f"{text(lang, 'plot.query')} %{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
+                                            f"{text(lang, 'plot.blocked_by_mask')}<extra></extra>")))
     return fig
 
 
-def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict[str, dict], *, label: str,
-              log: bool = False, max_tokens: int | None = None) -> go.Figure:
+def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, label,
+              log: bool = False, max_tokens: int | None = None, lang: str = "en") -> go.Figure:
     """Cache bytes against tokens held: measured from the model, and by formula for each variant.
 
     formulas: name -> {"per_token": bytes, "fixed": bytes} (fixed for recurrent state).
@@ -159,21 +178,23 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict[str, 
     xs = np.linspace(1, span, 64)
     fig = go.Figure()
     for name, f in formulas.items():
+        name = render(name, lang)
         dash = "dot" if f["fixed"] else "dash"
         fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * xs, mode="lines", name=safe(name),
                                  line=dict(dash=dash, width=1.5),
-                                 hovertemplate=f"{safe(name)}<br>%{{x:.0f}} tokens: %{{y:,.0f}} bytes<extra></extra>"))
-    fig.add_trace(go.Scatter(x=tokens, y=measured_bytes, mode="lines+markers", name=f"measured: {safe(label)}",
+                                 hovertemplate=f"{safe(name)}<br>{text(lang, 'plot.formula_hover')}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=tokens, y=measured_bytes, mode="lines+markers",
+                             name=text(lang, "plot.measured", label=safe(render(label, lang))),
                              line=dict(width=3, color="black"), marker=dict(size=5),
-                             hovertemplate="%{x} tokens in cache: %{y:,} bytes (measured)<extra></extra>"))
-    return _layout(fig, "KV cache (or recurrent state) bytes vs tokens held", height=440,
-                   xaxis=dict(title="tokens in the cache", gridcolor="#eee"),
-                   yaxis=dict(title="bytes", type="log" if log else "linear", gridcolor="#eee"),
+                             hovertemplate=f"{text(lang, 'plot.measured_hover')}<extra></extra>"))
+    return _layout(fig, text(lang, "plot.kv_title"), height=440, lang=lang,
+                   xaxis=dict(title=text(lang, "plot.tokens_in_cache"), gridcolor="#eee"),
+                   yaxis=dict(title=text(lang, "plot.bytes"), type="log" if log else "linear", gridcolor="#eee"),
                    legend=dict(orientation="h", y=-0.2))
 
 
-def step_rows(rows: np.ndarray, k_labels: list[str], title: str, *, new_token: str = "",
-              untrained: bool = False, signed: bool = False) -> go.Figure:
+def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = "",
+              untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
     rows: (n_layer, nh, Tk).
@@ -181,39 +202,42 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title: str, *, new_token: s
     L, H, tk = rows.shape
     names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
     fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=axis_labels(k_labels), y=names, coloraxis="coloraxis",
-                               hovertemplate="%{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
-    status = " · UNTRAINED (random weights)" if untrained else ""
-    return _layout(fig, f"{title} → next token {safe(new_token)}{status}", height=max(300, 22 * L * H + 160),
-                   coloraxis=colour_axis(rows, signed=signed),
-                   xaxis=dict(title="key in the cache", tickangle=-60, type="category"),
+                               hovertemplate=(f"%{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
+                                              f"{text(lang, 'plot.weight')} %{{z:.4f}}<extra></extra>")))
+    title = f"{render(title, lang)} → {text(lang, 'plot.next_token', token=safe(new_token))}{_status(untrained, lang)}"
+    return _layout(fig, title, height=max(300, 22 * L * H + 160), lang=lang,
+                   coloraxis=colour_axis(rows, signed=signed, lang=lang),
+                   xaxis=dict(title=text(lang, "plot.key_in_cache"), tickangle=-60, type="category"),
                    yaxis=dict(autorange="reversed", type="category"))
 
 
-def kv_whatif(rows: list[dict], title: str) -> go.Figure:
+def kv_whatif(rows: list[dict], title, lang: str = "en") -> go.Figure:
     """Bars of cache GiB per attention variant; rows from ``cache.whatif``."""
     fig = go.Figure(go.Bar(x=[safe(r["variant"]) for r in rows], y=[r["gib"] for r in rows],
                            text=[f"{r['gib']:,.2f} GiB" for r in rows], textposition="outside",
                            marker_color=["#2b6cb0", "#3182ce", "#63b3ed", "#805ad5"][: len(rows)],
                            hovertemplate="%{x}: %{y:,.3f} GiB<extra></extra>"))
-    return _layout(fig, title, height=380, yaxis=dict(title="GiB", gridcolor="#eee"))
+    return _layout(fig, title, height=380, lang=lang, yaxis=dict(title="GiB", gridcolor="#eee"))
 
 
-def matrix(z: np.ndarray, title: str, *, x_title: str, y_title: str, colorscale: str = "RdBu_r",
-           colorbar: str = "", zmid: float | None = 0.0) -> go.Figure:
+def matrix(z: np.ndarray, title, *, x_title, y_title, colorscale: str = "RdBu_r",
+           colorbar="", zmid: float | None = 0.0, lang: str = "en") -> go.Figure:
     """A plain numeric matrix (position encodings, similarities)."""
+    x_title, y_title, colorbar = (render(t, lang) for t in (x_title, y_title, colorbar))
     fig = go.Figure(go.Heatmap(z=z.astype(np.float32), colorscale=colorscale, zmid=zmid, colorbar=dict(title=colorbar),
                                hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{z:.3f}}<extra></extra>"))
-    return _layout(fig, title, height=420, xaxis=dict(title=x_title), yaxis=dict(title=y_title, autorange="reversed"))
+    return _layout(fig, title, height=420, lang=lang, xaxis=dict(title=x_title),
+                   yaxis=dict(title=y_title, autorange="reversed"))
 
 
-def lines(series: dict[str, tuple[list, list]], title: str, *, x_title: str, y_title: str,
-          vline: float | None = None, vline_text: str = "", log_y: bool = False) -> go.Figure:
+def lines(series: dict, title, *, x_title, y_title, vline: float | None = None, vline_text="",
+          log_y: bool = False, lang: str = "en") -> go.Figure:
     """Named (x, y) series as lines; an optional vertical marker (the training length)."""
     fig = go.Figure()
     for name, (xs, ys) in series.items():
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(name)))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(render(name, lang))))
     if vline is not None:
-        fig.add_vline(x=vline, line=dict(dash="dash", color="#888"), annotation_text=safe(vline_text))
-    return _layout(fig, title, height=420, xaxis=dict(title=x_title, gridcolor="#eee"),
-                   yaxis=dict(title=y_title, type="log" if log_y else "linear", gridcolor="#eee"),
+        fig.add_vline(x=vline, line=dict(dash="dash", color="#888"), annotation_text=safe(render(vline_text, lang)))
+    return _layout(fig, title, height=420, lang=lang, xaxis=dict(title=render(x_title, lang), gridcolor="#eee"),
+                   yaxis=dict(title=render(y_title, lang), type="log" if log_y else "linear", gridcolor="#eee"),
                    legend=dict(orientation="h", y=-0.2))

@@ -19,6 +19,7 @@ from .analysis import Analysis, analyze
 from .cache import dtype_bytes, kv_elements_per_token, state_elements_per_layer
 from .config import ModelConfig
 from .generate import generate
+from .i18n import Message, MessageError, msg
 from .tokenizer import Tokenizer
 from .transformer import LanguageModel, build_model
 
@@ -45,10 +46,10 @@ class Choice:
         return self.name is None
 
     @property
-    def label(self) -> str:
+    def label(self) -> Message:
         if self.untrained:
-            return f"untrained (random weights): {self.family} · {self.variant} · {self.position}"
-        return f"zoo model '{self.name}'"
+            return msg("choice.untrained", shape=f"{self.family} · {self.variant} · {self.position}")
+        return msg("choice.zoo", name=self.name)
 
 
 @dataclass
@@ -63,39 +64,35 @@ def devices() -> list[str]:
 
 
 def resolve(family: str, variant: str, position: str, *, task_model: str | None = None,
-            fallback: str = "nearest", backend: str = "auto", device: str = "cpu", window: int = 0) -> tuple[Choice, str]:
+            fallback: str = "nearest", backend: str = "auto", device: str = "cpu", window: int = 0) -> tuple[Choice, Message]:
     """The model for these choices, and a sentence saying what was picked and why."""
     common = dict(backend=backend, device=device, window=window)
     if task_model:
         try:
             cfg = zoo.config_of(task_model)
         except ValueError as e:
-            raise ValueError(f"model {task_model!r} cannot be read: {e}") from None
-        about = zoo.ZOO[task_model]["about"] if task_model in zoo.ZOO else "trained in the page"
+            raise MessageError("error.model_unreadable", name=task_model, reason=str(e)) from None
         return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
-            f"Showing '{task_model}' ({cfg.family} · {cfg.variant} · {cfg.position}): {about}."
+            msg("choice.task", name=task_model, shape=f"{cfg.family} · {cfg.variant} · {cfg.position}",
+                about=zoo.about(task_model))
     exact, nearest = zoo.match(family, variant, position)
     shape = family if family in zoo.RECURRENT else f"{family} · {variant} · {position}"
     if exact:
         return Choice(family, variant, position, name=exact, **common), \
-            f"Zoo model '{exact}': {zoo.ZOO[exact]['about']}."
+            msg("choice.exact", name=exact, about=zoo.about(exact))
     if nearest is None:
-        return Choice(family, variant, position, **common), \
-            ("No trained models are installed (build them: python -m playground.train --zoo): "
-             f"showing an untrained {shape} model (random weights).")
+        return Choice(family, variant, position, **common), msg("choice.none_installed", shape=shape)
     if fallback == "untrained":
-        return Choice(family, variant, position, **common), \
-            f"{shape} is not shipped: showing an untrained model of that shape (random weights)."
+        return Choice(family, variant, position, **common), msg("choice.not_shipped_untrained", shape=shape)
     cfg = zoo.entry_configs(nearest)[0]
     return Choice(cfg.family, cfg.variant, cfg.position, name=nearest, **common), \
-        (f"{shape} is not shipped. Showing the nearest shipped model, '{nearest}' "
-         f"({cfg.family} · {cfg.variant} · {cfg.position}); pick 'untrained' to see that exact shape with random weights.")
+        msg("choice.nearest", shape=shape, name=nearest, nearest_shape=f"{cfg.family} · {cfg.variant} · {cfg.position}")
 
 
 @lru_cache(maxsize=24)
 def load(choice: Choice) -> Loaded:
     if choice.device not in devices():
-        raise ValueError(f"device {choice.device!r} is not available here; choose one of {devices()}")
+        raise MessageError("error.device", device=choice.device, devices=", ".join(devices()))
     if choice.untrained:
         torch.manual_seed(0)
         cfg, state = zoo.untrained_config(choice.family, choice.variant, choice.position), None
@@ -114,23 +111,23 @@ def tokenizer() -> Tokenizer:
     return Tokenizer.load()
 
 
-def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[str]]:
+def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[Message]]:
     """Token ids of a prompt, cut to what the model can take, and notes saying what was cut."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("The prompt is empty: type some text (or pick an example).")
+        raise MessageError("error.prompt_empty")
     notes = []
     if len(text) > MAX_PROMPT_CHARS:
-        notes.append(f"The prompt has {len(text):,} characters; only the first {MAX_PROMPT_CHARS:,} were read.")
+        notes.append(msg("note.chars_cut", chars=len(text), limit=MAX_PROMPT_CHARS))
         text = text[:MAX_PROMPT_CHARS]
     ids = tokenizer().encode(text)
     if cfg.position == "learned":
-        limit, why = cfg.context_length, "learned positions stop at the training length"
+        limit, why = cfg.context_length, msg("note.why_learned")
     elif cfg.family in zoo.RECURRENT:
-        limit, why = MAX_IMPLICIT_TOKENS, "the page's limit for implicit attention, which costs T² × channels"
+        limit, why = MAX_IMPLICIT_TOKENS, msg("note.why_implicit")
     else:
-        limit, why = MAX_PROMPT_TOKENS, "the page's limit"
+        limit, why = MAX_PROMPT_TOKENS, msg("note.why_page")
     if len(ids) > limit:
-        notes.append(f"The prompt has {len(ids):,} tokens; it was truncated to the first {limit:,} ({why}).")
+        notes.append(msg("note.tokens_cut", tokens=len(ids), limit=limit, why=why))
         ids = ids[:limit]
     return ids, notes
 
@@ -161,7 +158,7 @@ def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None
     return ids, None, answer_from + 1
 
 
-def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) -> tuple[Analysis, list[str]]:
+def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) -> tuple[Analysis, list[Message]]:
     """Run a prompt through the chosen model once, capturing every layer's attention.
 
     A synthetic-task model runs on a seeded sequence of its own task instead of the prompt.
@@ -173,14 +170,13 @@ def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) 
         with loaded.lock:
             result = analyze(model, ids, target_ids=target, labels=task_labels(ids),
                              target_labels=task_labels(target) if target else None)
-        return result, [f"'{choice.name}' is a synthetic-task model: it ran on a sequence of its own task "
-                        f"(seed {seed}), not on the prompt."]
+        return result, [msg("note.task_analyze", name=choice.name, seed=seed)]
     ids, notes = tokenize(text, cfg)
     with loaded.lock:
         if cfg.family == "encdec":
             target = [1] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
             result = analyze(model, ids, target_ids=target, labels=labels(ids), target_labels=labels(target))
-            notes.append(f"Decoder input: <s> plus the model's own greedy continuation ({ENCDEC_TARGET_TOKENS} tokens).")
+            notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))
         else:
             prefix_len = max(0, min(int(prefix_len), len(ids))) if cfg.family == "prefix" else 0
             result = analyze(model, ids, prefix_len=prefix_len, labels=labels(ids))
@@ -202,7 +198,7 @@ class Timeline:
 
 
 def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
-                  top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> tuple[Timeline, list[str]]:
+                  top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> tuple[Timeline, list[Message]]:
     loaded = load(choice)
     model, cfg = loaded.model, loaded.model.cfg
     max_new_tokens = int(max_new_tokens)
@@ -210,14 +206,13 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
     if zoo.is_task(choice.name):
         ids, target, prompt_len = task_sequence(choice.name, seed)
         ids = ids if target else ids[:prompt_len]
-        notes, show = [f"'{choice.name}' is a synthetic-task model: it continues a sequence of its own task "
-                       f"(seed {seed}), not the prompt."], task_labels
+        notes, show = [msg("note.task_generate", name=choice.name, seed=seed)], task_labels
     else:
         ids, notes = tokenize(text, cfg)
     if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
         keep = max(1, cfg.context_length + 1 - max_new_tokens)
         if keep < len(ids):
-            notes.append(f"Learned positions stop at {cfg.context_length}: kept the last {keep} prompt tokens.")
+            notes.append(msg("note.learned_keep", context=cfg.context_length, keep=keep))
             ids = ids[-keep:]
     with loaded.lock:
         gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -231,19 +226,19 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
         n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
 
 
-def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[str, dict]:
+def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
     """Per-token KV bytes by formula at this model's dimensions (MLA: d_latent = 4 hs, d_rope = hs / 2,
     DeepSeek-V2's ratios), and the fixed state of RWKV-5 and Mamba at the same width."""
     size = dtype_bytes(dtype)
     hs, nh, layers = cfg.head_dim, cfg.n_heads, cfg.n_layer
     per_token = {
-        f"MHA ({nh} K/V heads)": kv_elements_per_token("MHA", nh, hs),
-        f"GQA ({max(1, nh // 2)} K/V heads)": kv_elements_per_token("GQA", nh, hs, n_kv_heads=max(1, nh // 2)),
-        "MQA (1 K/V head)": kv_elements_per_token("MQA", nh, hs),
-        f"MLA (latent {4 * hs} + rope {hs // 2})": kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
+        msg("kv.heads", variant="MHA", n=nh): kv_elements_per_token("MHA", nh, hs),
+        msg("kv.heads", variant="GQA", n=max(1, nh // 2)): kv_elements_per_token("GQA", nh, hs, n_kv_heads=max(1, nh // 2)),
+        msg("kv.heads", variant="MQA", n=1): kv_elements_per_token("MQA", nh, hs),
+        msg("kv.mla", latent=4 * hs, rope=hs // 2): kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
     for kind in ("RWKV", "Mamba"):
-        out[f"{kind} state (formula)"] = {"per_token": 0.0,
+        out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
                                           "fixed": layers * state_elements_per_layer(kind, cfg.d_model, hs) * size}
     return out

@@ -145,6 +145,13 @@ def config_of(name: str) -> ModelConfig:
     return entry_configs(name)[0]
 
 
+def about(name: str):
+    """What a model is, as a Message (the catalogue holds every zoo entry's 'about' in each language)."""
+    from .i18n import msg
+
+    return msg(f"zoo.about.{name}") if name in ZOO else msg("zoo.about.user")
+
+
 def is_task(name: str | None) -> bool:
     return bool(name) and name in ZOO and bool(ZOO[name].get("task"))
 
@@ -178,7 +185,8 @@ def table() -> list[dict]:
                      "val_bits_per_char": card.get("val_bits_per_char"),
                      "val_bits_per_char_4x": card.get("val_bits_per_char_4x"),
                      "task_accuracy": (card.get("val") or {}).get("accuracy"),
-                     "wall_time_s": card.get("wall_time_s"), "kv_bytes_per_token_fp32": kv})
+                     "wall_time_s": card.get("wall_time_s"), "kv_bytes_per_token_fp32": kv,
+                     "state_fixed": cfg.family in RECURRENT})
     return rows
 
 

@@ -45,11 +45,11 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def app_url():
     """The page, served on 127.0.0.1 at a free port for the whole session."""
-    from playground.ui import CSS, build_app
+    from playground.ui import LAUNCH, build_app
 
     demo = build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                   quiet=True, css=CSS)
+                                                   quiet=True, **LAUNCH)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

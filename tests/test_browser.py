@@ -158,7 +158,7 @@ def test_head_insights_tab(page):
     page.get_by_role("tab", name="Head insights").click()
     page.get_by_role("button", name="Score every head").click()
     table = page.locator("#head-table")
-    table.get_by_text("first_token_sink").wait_for(timeout=30_000)
+    table.get_by_text("first-token sink").wait_for(timeout=30_000)
     page.wait_for_function("() => document.querySelector('#head-table').innerText.includes('0.')")
     box = table.bounding_box()  # the grid's cells report as hidden to playwright: click where row 1 is drawn
     page.mouse.click(box["x"] + 300, box["y"] + 95)

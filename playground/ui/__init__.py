@@ -1,4 +1,7 @@
-"""The web page: ``build_app`` assembles the tabs; each tab lives in its own module."""
+"""The web page: ``build_app`` assembles the tabs; each tab lives in its own module.
+
+Launch it with ``demo.launch(**LAUNCH)``: the CSS, the language script and the translations.
+"""
 from __future__ import annotations
 
 import json
@@ -13,6 +16,7 @@ from .controls import build_controls
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .kernel_lab import build_kernel_lab_tab
+from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, t
 from .position_lab import build_position_lab_tab
 from .share import build_share
 from .train_tab import build_train_tab
@@ -20,10 +24,7 @@ from .zoo_tab import build_zoo_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
-INTRO = """# Attention Playground
-Type a prompt, pick an architecture, an attention variant and a position encoding, and see what the model
-computes: every layer's attention weights, the masks that shaped them, and how the KV cache grows while it
-generates. Models are small and trained on Shakespeare; everything shown is the model's own computation."""
+LAUNCH = dict(css=CSS, head=HEAD, i18n=I18N, theme=gr.themes.Soft())
 
 
 def examples() -> list[str]:
@@ -31,30 +32,36 @@ def examples() -> list[str]:
 
 
 def build_app() -> gr.Blocks:
+    localized = Localized()
     with gr.Blocks(title="Attention Playground") as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("app.intro"))
         controls = build_controls(demo)
-        prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label="Prompt",
-                            placeholder="Type anything: Shakespeare works best; emoji and Chinese tokenize too")
-        gr.Examples([[e] for e in examples()], [prompt], label="Example prompts")
+        prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
+                            placeholder=t("app.placeholder"))
+        gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))
         with gr.Tabs():
-            with gr.Tab("Attention", id="attention"):
+            with gr.Tab(t("tab.attention"), id="attention"):
                 attention = build_attention_tab(controls, prompt)
                 build_share(demo, controls, prompt, attention)
-            with gr.Tab("Generate & KV cache", id="generate"):
+            with gr.Tab(t("tab.generate"), id="generate"):
                 build_generation_tab(controls, prompt)
-            with gr.Tab("Compare", id="compare"):
-                build_compare_tab(prompt, controls.device)
-            with gr.Tab("Head insights", id="heads"):
-                build_heads_tab(controls, prompt)
-            with gr.Tab("Position-encoding lab", id="positions"):
-                build_position_lab_tab()
-            with gr.Tab("Kernel lab", id="kernels"):
-                build_kernel_lab_tab()
-            with gr.Tab("Train", id="train"):
+            with gr.Tab(t("tab.compare"), id="compare"):
+                build_compare_tab(prompt, controls.device, localized)
+            with gr.Tab(t("tab.heads"), id="heads"):
+                build_heads_tab(controls, prompt, localized)
+            with gr.Tab(t("tab.positions"), id="positions"):
+                build_position_lab_tab(localized)
+            with gr.Tab(t("tab.kernels"), id="kernels"):
+                build_kernel_lab_tab(localized)
+            with gr.Tab(t("tab.train"), id="train"):
                 build_train_tab(controls)
-            with gr.Tab("KV-cache calculator", id="calculator"):
-                build_calculator_tab()
-            with gr.Tab("Model zoo", id="zoo"):
-                build_zoo_tab()
+            with gr.Tab(t("tab.calculator"), id="calculator"):
+                build_calculator_tab(localized)
+            with gr.Tab(t("tab.zoo"), id="zoo"):
+                build_zoo_tab(localized)
+        # pressed by the page's language script when the reader switches language (lang.HEAD)
+        switch = gr.Button("relocalize", visible="hidden", elem_id=RELOCALIZE_ID)
+        localized.wire(demo, switch)
+        switch.click(controls.describe, controls.inputs, [controls.family, controls.variant, controls.position,
+                                                          controls.note], api_visibility="private")
     return demo

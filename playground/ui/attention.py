@@ -12,27 +12,25 @@ import numpy as np
 
 from .. import plots, service
 from ..analysis import Analysis
-from ..kernels import KERNEL_LABELS
+from ..i18n import Message, msg
 from .controls import Controls, choose
+from .lang import Words, t
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
 
 
-def kind_title(kind: str, result: Analysis) -> str:
+def kind_title(kind: str, result: Analysis) -> Message:
     if kind == "self":
         if result.config["family"] == "prefix":
-            return f"Self-attention: bidirectional over the first {result.prefix_len} tokens, causal after"
-        return "Self-attention (causal)"
+            return msg("kind.self_prefix", n=result.prefix_len)
+        return msg("kind.self")
     if kind == "implicit":
         if result.config["family"] == "mamba":
-            return ("Mamba implicit attention (Ali et al. 2024): mean over each group of "
-                    f"{result.config['expand'] * result.config['d_model'] // result.config['n_heads']} channels; "
-                    "signed")
-        return "RWKV-5 implicit attention per head: exact, signed, not normalised"
-    return {"encoder_self": "Encoder self-attention (bidirectional)",
-            "decoder_self": "Decoder masked self-attention",
-            "cross": "Cross-attention (Q: decoder, K/V: encoder)"}[kind]
+            cfg = result.config
+            return msg("kind.implicit_mamba", channels=cfg["expand"] * cfg["d_model"] // cfg["n_heads"])
+        return msg("kind.implicit_rwkv")
+    return msg(f"kind.{kind}")  # encoder_self, decoder_self, cross
 
 
 def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
@@ -44,24 +42,26 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
     return result.labels, result.labels
 
 
-def badge(result: Analysis, choice: service.Choice) -> str:
-    ran = ", ".join(KERNEL_LABELS[k] for k in result.kernels)
-    lines = [f"<b>Kernel that ran:</b> {html.escape(ran)} (asked: {html.escape(choice.backend)}) on "
-             f"<b>{html.escape(choice.device)}</b> · forward {result.elapsed_ms:.1f} ms"]
+def badge(w: Words, result: Analysis, choice: service.Choice) -> str:
+    ran = ", ".join(w(f"kernel.{k}") for k in result.kernels)
+    lines = [w("badge.ran", ran=html.escape(ran), asked=html.escape(choice.backend),
+               device=html.escape(choice.device), ms=result.elapsed_ms)]
     if result.kernels == ["implicit"]:
-        lines.append(f"Implicit attention applied to the values reproduces the mixer's output: "
-                     f"max |Δ| = {result.max_abs_diff:.1e}. Red: positive, blue: negative.")
+        lines.append(w("badge.implicit", diff=result.max_abs_diff))
     elif result.recomputed:
-        lines.append(f"Weights recomputed with the explicit path (SDPA kernels never return them) · "
-                     f"max |Δ output| = {result.max_abs_diff:.1e}")
+        lines.append(w("badge.recomputed", diff=result.max_abs_diff))
     else:
-        lines.append("Weights from the same explicit softmax(QKᵀ/√d)V that produced the output.")
+        lines.append(w("badge.explicit"))
     if choice.untrained:
-        lines.append("<span class='untrained'>UNTRAINED (random weights)</span>")
+        lines.append(f"<span class='untrained'>{w('plot.untrained')}</span>")
     return "<div class='badge'>" + "<br>".join(lines) + "</div>"
 
 
-def head_views(state: dict | None, kind: str, layer: int, head: int):
+def head_views(state: dict | None, kind: str, layer: int, head: int, request: gr.Request = None):
+    return head_figures(Words(request).lang, state, kind, layer, head)
+
+
+def head_figures(lang: str, state: dict | None, kind: str, layer: int, head: int):
     """(head figure, mask figure, overlay figure) for one head; empty figures before any analysis."""
     if not state:
         return None, None, None
@@ -72,18 +72,18 @@ def head_views(state: dict | None, kind: str, layer: int, head: int):
     m = maps[layer]
     head = min(int(head), m.weights.shape[0] - 1)
     q, k = kind_labels(kind, result)
-    where = f"{kind_title(kind, result)} · layer {layer}, head {head}"
+    where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
     untrained, signed = state["untrained"], kind == "implicit"
-    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed),
-            plots.mask(m.mask, q, k, f"Mask used by layer {layer} ({kind.replace('_', ' ')})"),
-            plots.mask_overlay(m.weights[head], m.mask, q, k, f"Mask over the weights · layer {layer}, head {head}",
-                               signed=signed))
+    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, lang=lang),
+            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), lang=lang),
+            plots.mask_overlay(m.weights[head], m.mask, q, k, msg("title.overlay", layer=layer, head=head),
+                               signed=signed, lang=lang))
 
 
-def export_files(state: dict | None) -> list[str]:
+def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     """The analysis as JSON (weights to 4 significant digits) and as a lossless .npz."""
     if not state:
-        raise gr.Error("Analyze a prompt first; then its data can be downloaded.")
+        raise Words(request).error("error.export_first")
     result: Analysis = state["result"]
     folder = Path(tempfile.mkdtemp(prefix="attention-"))
     (folder / "attention.json").write_text(json.dumps(result.to_dict()))
@@ -100,7 +100,7 @@ def export_files(state: dict | None) -> list[str]:
 class AttentionTab:
     """What other parts of the page (the share link) wire to."""
 
-    analyze: object          # the handler: (*controls, prompt, prefix, window) -> outputs
+    analyze: object          # the handler: (*controls, prompt, prefix, window, request) -> outputs
     inputs: list
     outputs: list
     prefix_len: gr.Slider
@@ -115,65 +115,65 @@ class AttentionTab:
 def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
     state = gr.State(None)
     with gr.Row():
-        prefix_len = gr.Slider(0, 128, value=8, step=1, label="Prefix length (GLM prefix decoder)",
-                               info="Only the prefix decoder uses it", interactive=False)
-        window = gr.Slider(0, 128, value=0, step=1, label="Sliding window (0 = off)",
-                           info="Each query sees at most this many keys back")
-        analyze_btn = gr.Button("Analyze", variant="primary", scale=0, min_width=160)
+        prefix_len = gr.Slider(0, 128, value=8, step=1, label=t("attention.prefix"),
+                               info=t("attention.prefix_other"), interactive=False)
+        window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("attention.window_info"))
+        analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
     badge_html = gr.HTML()
-    overviews = [gr.Plot(label=label, visible=i == 0) for i, label in
-                 enumerate(["Attention overview", "Decoder self-attention", "Cross-attention"])]
-    gr.Markdown("### One head at full resolution\nPick an attention kind, a layer and a head; "
-                "hover a cell for the query token, key token and weight.")
+    overviews = [gr.Plot(label=t(key), visible=i == 0) for i, key in
+                 enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
+    gr.Markdown(t("attention.one_head"))
     with gr.Row():
-        kind = gr.Dropdown(["self"], value="self", label="Attention kind", scale=1)
-        layer = gr.Slider(0, 3, value=0, step=1, label="Layer", scale=2)
-        head = gr.Slider(0, 3, value=0, step=1, label="Head", scale=2)
-        open_btn = gr.Button("Open head", scale=0, min_width=140)
-    head_plot = gr.Plot(label="Head")
-    with gr.Accordion("Masks: the tensor each layer computed with", open=True):
+        kind = gr.Dropdown([(t("kind_short.self"), "self")], value="self", label=t("attention.kind"), scale=1)
+        layer = gr.Slider(0, 3, value=0, step=1, label=t("common.layer"), scale=2)
+        head = gr.Slider(0, 3, value=0, step=1, label=t("common.head"), scale=2)
+        open_btn = gr.Button(t("attention.open_head"), scale=0, min_width=140)
+    head_plot = gr.Plot(label=t("common.head"))
+    with gr.Accordion(t("attention.masks"), open=True):
         with gr.Row():
-            mask_plot = gr.Plot(label="Mask")
-            overlay_plot = gr.Plot(label="Mask and weights")
-    with gr.Accordion("Export", open=False):
-        gr.Markdown("Every plot downloads as PNG from the camera icon in its toolbar. The data behind the "
-                    "analysis: JSON (weights to 4 significant digits) and NumPy `.npz` (exact float32).")
-        export_btn = gr.Button("Prepare data files")
-        files = gr.File(label="Data", file_count="multiple", interactive=False)
+            mask_plot = gr.Plot(label=t("attention.mask"))
+            overlay_plot = gr.Plot(label=t("attention.mask_and_weights"))
+    with gr.Accordion(t("attention.export"), open=False):
+        gr.Markdown(t("attention.export_help"))
+        export_btn = gr.Button(t("attention.prepare"))
+        files = gr.File(label=t("attention.data"), file_count="multiple", interactive=False)
 
-    def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win):
-        choice, _ = choose(family, variant, position, task, fallback, backend, device, win)
+    def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win,
+                request: gr.Request = None):
+        w = Words(request)
+        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
         try:
             result, notes = service.analyze_text(choice, text, prefix)
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise w.error(e) from None
         for note in notes:
-            gr.Warning(note)
+            w.warn(note)
         new_state = {"result": result, "untrained": choice.untrained}
         figures = []
         for slot in OVERVIEW_SLOTS:
             kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
             if kinds:
-                fig = plots.overview(result.weights(kinds[0]), kind_title(kinds[0], result), untrained=choice.untrained,
-                                     signed=kinds[0] == "implicit")
-                figures.append(gr.update(value=fig, visible=True, label=kind_title(kinds[0], result)))
+                title = w.render(kind_title(kinds[0], result))
+                fig = plots.overview(result.weights(kinds[0]), title, untrained=choice.untrained,
+                                     signed=kinds[0] == "implicit", lang=w.lang)
+                figures.append(gr.update(value=fig, visible=True, label=title))
             else:
                 figures.append(gr.update(value=None, visible=False))
         cfg = result.config
         if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
-            gr.Info("Long prompt: the overview is downsampled; press 'Open head' for one head at full resolution.")
+            w.info("info.long_prompt")
         # the head, its mask and the overlay follow in a second step, so the overview shows first
-        return (badge(result, choice), *figures,
-                gr.update(choices=result.kinds, value=result.kinds[0]),
+        return (badge(w, result, choice), *figures,
+                gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=result.kinds[0]),
                 gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
                 new_state)
 
-    def first_head(state: dict | None, kind: str):
+    def first_head(state: dict | None, kind: str, request: gr.Request):
         """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long."""
         result = state["result"] if state else None
         if result is None or max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
             return None, None, None
-        return head_views(state, kind, 0, 0)
+        return head_views(state, kind, 0, 0, request)
 
     inputs = [*controls.inputs, prompt, prefix_len, window]
     outputs = [badge_html, *overviews, kind, layer, head, state]
@@ -185,23 +185,25 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
     open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
 
     def head_api(family: str, variant: str, position: str, task: str, fallback: str, backend: str, device: str,
-                 text: str, prefix: int, win: int, kind: str, layer: int, head: int) -> dict[str, str]:
+                 text: str, prefix: int, win: int, kind: str, layer: int, head: int,
+                 request: gr.Request = None) -> dict[str, str]:
         """One head of an analysis, stateless for API callers: Plotly JSON of the head, its mask and the overlay."""
-        choice, _ = choose(family, variant, position, task, fallback, backend, device, win)
+        w = Words(request)
+        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
         try:
             result, _ = service.analyze_text(choice, text, prefix)
         except ValueError as e:
-            raise gr.Error(str(e)) from None
-        figures = head_views({"result": result, "untrained": choice.untrained}, kind, layer, head)
+            raise w.error(e) from None
+        figures = head_figures(w.lang, {"result": result, "untrained": choice.untrained}, kind, layer, head)
         return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
 
     gr.api(head_api, api_name="head")
     gr.on([kind.input, layer.release, head.release], head_views, view_inputs, view_outputs, api_visibility="private")
 
-    def prefix_applies(family, task):
+    def prefix_applies(family, task, request: gr.Request):
         applies = family == "prefix" and not task
-        return gr.update(interactive=applies, info="Bidirectional over the first P tokens" if applies
-                         else "Only the prefix decoder (GLM) has a prefix")
+        return gr.update(interactive=applies, info=Words(request)("attention.prefix_info" if applies
+                                                                  else "attention.prefix_other"))
 
     gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
           api_visibility="private")

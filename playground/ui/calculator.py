@@ -5,35 +5,42 @@ import gradio as gr
 
 from .. import plots
 from ..cache import PUBLISHED, whatif
+from .lang import Localized, Words, t
+
+HEADERS = ["calc.col_variant", "calc.col_bytes", "calc.col_gib"]
 
 
-def calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, context, batch):
+def calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, context, batch,
+              request: gr.Request = None):
+    w = Words(request)
     try:
         rows = whatif(int(n_layer), int(n_heads), int(n_kv_heads), int(head_dim), d_latent=int(d_latent),
                       d_rope=int(d_rope), dtype=dtype, context=int(context), batch=int(batch))
     except (ValueError, TypeError) as e:
-        raise gr.Error(f"Check the numbers: {e}") from None
+        raise w.error("error.calculator", reason=str(e)) from None
     table = [[r["variant"], f"{r['bytes_per_token']:,.0f}", f"{r['gib']:,.2f}"] for r in rows]
-    return table, plots.kv_whatif(rows, f"KV cache for batch {int(batch)} × {int(context):,} tokens ({dtype})")
+    title = w("calc.title", batch=int(batch), context=int(context), dtype=dtype)
+    return {"headers": [w(k) for k in HEADERS], "data": table}, plots.kv_whatif(rows, title, lang=w.lang)
 
 
-def build_calculator_tab():
+def build_calculator_tab(localized: Localized):
     names = list(PUBLISHED)
-    preset = gr.Dropdown(names, value=names[1], label="Preset (published configurations)")
+    preset = gr.Dropdown(names, value=names[1], label=t("calc.preset"))
     first = PUBLISHED[names[1]]
     with gr.Row():
-        n_layer = gr.Number(first["n_layer"], precision=0, label="Layers")
-        n_heads = gr.Number(first["n_heads"], precision=0, label="Query heads")
-        n_kv = gr.Number(first["n_kv_heads"], precision=0, label="K/V heads (GQA)")
-        head_dim = gr.Number(first["head_dim"], precision=0, label="Head dim")
-        d_latent = gr.Number(first["d_latent"], precision=0, label="MLA latent")
-        d_rope = gr.Number(first["d_rope"], precision=0, label="MLA rope dim")
+        n_layer = gr.Number(first["n_layer"], precision=0, label=t("calc.layers"))
+        n_heads = gr.Number(first["n_heads"], precision=0, label=t("calc.query_heads"))
+        n_kv = gr.Number(first["n_kv_heads"], precision=0, label=t("calc.kv_heads"))
+        head_dim = gr.Number(first["head_dim"], precision=0, label=t("calc.head_dim"))
+        d_latent = gr.Number(first["d_latent"], precision=0, label=t("calc.latent"))
+        d_rope = gr.Number(first["d_rope"], precision=0, label=t("calc.rope_dim"))
     with gr.Row():
-        dtype = gr.Dropdown(["fp32", "bf16", "fp16", "fp8", "int4"], value="bf16", label="Cache dtype")
-        context = gr.Number(8192, precision=0, label="Context (tokens)")
-        batch = gr.Number(1, precision=0, label="Batch")
-        button = gr.Button("Compute", variant="primary")
-    table = gr.Dataframe(headers=["variant", "bytes per token", "GiB"], interactive=False)
+        dtype = gr.Dropdown(["fp32", "bf16", "fp16", "fp8", "int4"], value="bf16", label=t("calc.dtype"))
+        context = gr.Number(8192, precision=0, label=t("calc.context"))
+        batch = gr.Number(1, precision=0, label=t("calc.batch"))
+        button = gr.Button(t("calc.compute"), variant="primary")
+    table = gr.Dataframe(headers=HEADERS, interactive=False)
+    localized.table(table, HEADERS)
     chart = gr.Plot()
     fields = [n_layer, n_heads, n_kv, head_dim, d_latent, d_rope]
     preset.change(lambda name: [PUBLISHED[name][k] for k in ("n_layer", "n_heads", "n_kv_heads", "head_dim",

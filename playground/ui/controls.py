@@ -6,15 +6,13 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import service, zoo
-from ..kernels import KERNEL_LABELS
+from .lang import Words, t
 
-ARCHITECTURES = [(label, family) for family, label in zoo.FAMILY_LABELS.items()]
-VARIANTS = [("MHA (4 K/V heads)", "MHA"), ("GQA (2 K/V heads)", "GQA"), ("MQA (1 K/V head)", "MQA")]
-POSITIONS = [("RoPE", "rope"), ("ALiBi", "alibi"), ("Sinusoidal", "sinusoidal"), ("Learned absolute", "learned"),
-             ("None (NoPE)", "none")]
-BACKENDS = [("auto (what PyTorch picks)", "auto"), ("SDPA flash", "flash"), ("SDPA memory-efficient", "efficient"),
-            ("SDPA math", "math"), (KERNEL_LABELS["explicit"], "explicit")]
-FALLBACKS = [("nearest shipped model", "nearest"), ("untrained (random weights)", "untrained")]
+ARCHITECTURES = [(t(f"family.{family}"), family) for family in zoo.FAMILY_LABELS]
+VARIANTS = [(t("variant.MHA"), "MHA"), (t("variant.GQA"), "GQA"), (t("variant.MQA"), "MQA")]
+POSITIONS = [(t(f"position.{p}"), p) for p in ("rope", "alibi", "sinusoidal", "learned", "none")]
+BACKENDS = [(t(f"backend.{b}"), b) for b in ("auto", "flash", "efficient", "math", "explicit")]
+FALLBACKS = [(t("fallback.nearest"), "nearest"), (t("fallback.untrained"), "untrained")]
 
 
 @dataclass
@@ -27,55 +25,59 @@ class Controls:
     backend: gr.Dropdown
     device: gr.Dropdown
     note: gr.Markdown
+    describe: object = None   # (*inputs, request) -> updates of family, variant, position, note
 
     @property
     def inputs(self) -> list:
         return [self.family, self.variant, self.position, self.task, self.fallback, self.backend, self.device]
 
 
-def choose(family, variant, position, task, fallback, backend, device, window: int = 0) -> tuple[service.Choice, str]:
-    """Controls' values -> the model to run and a sentence about it (ValueError -> gr.Error)."""
+def choose(w: Words, family, variant, position, task, fallback, backend, device,
+           window: int = 0) -> tuple[service.Choice, str]:
+    """Controls' values -> the model to run and a sentence about it in the reader's language (ValueError -> gr.Error)."""
     try:
-        return service.resolve(family, variant, position, task_model=task or None, fallback=fallback,
-                               backend=backend, device=device, window=int(window or 0))
+        choice, sentence = service.resolve(family, variant, position, task_model=task or None, fallback=fallback,
+                                           backend=backend, device=device, window=int(window or 0))
     except ValueError as e:
-        raise gr.Error(str(e)) from None
+        raise w.error(e) from None
+    return choice, w.render(sentence)
 
 
-def specific_models() -> list[tuple[str, str]]:
+def specific_models() -> list[tuple]:
     """Synthetic-task models and models trained in the page, for the 'specific model' picker."""
-    return ([("— none: use the choices above —", "")] +
-            [(f"{n}: {zoo.ZOO[n]['about']}", n) for n in zoo.available() if zoo.is_task(n)] +
-            [(f"{n} (trained in the page)", n) for n in zoo.user_models()])
+    return ([(t("controls.no_specific"), "")] +
+            [(f"{n}: " + t(f"zoo.about.{n}"), n) for n in zoo.available() if zoo.is_task(n)] +
+            [(f"{n} · " + t("controls.trained_here"), n) for n in zoo.user_models()])
 
 
 def build_controls(demo: gr.Blocks) -> Controls:
     with gr.Row(equal_height=True):
-        family = gr.Dropdown(ARCHITECTURES, value="decoder", label="Architecture", scale=2)
-        variant = gr.Radio(VARIANTS, value="MHA", label="Attention variant", scale=3)
-        position = gr.Dropdown(POSITIONS, value="rope", label="Position encoding", scale=2)
+        family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"), scale=2)
+        variant = gr.Radio(VARIANTS, value="MHA", label=t("controls.variant"), scale=3)
+        position = gr.Dropdown(POSITIONS, value="rope", label=t("controls.position"), scale=2)
     with gr.Row(equal_height=True):
-        task = gr.Dropdown(specific_models(), value="", label="Or a specific model (synthetic task, or trained here)",
-                           scale=3)
-        fallback = gr.Radio(FALLBACKS, value="nearest", label="If the combination is not shipped", scale=2)
-        backend = gr.Dropdown(BACKENDS, value="auto", label="Attention backend", scale=2)
-        device = gr.Dropdown(service.devices(), value=service.devices()[0], label="Device", scale=1,
-                             info="CUDA appears when a GPU is present")
+        task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3)
+        fallback = gr.Radio(FALLBACKS, value="nearest", label=t("controls.fallback"), scale=2)
+        backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
+        device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
+                             info=t("controls.device_info"))
     note = gr.Markdown(elem_classes="model-note")
     controls = Controls(family, variant, position, task, fallback, backend, device, note)
 
-    def describe(family, variant, position, task, fallback, backend, device):
-        choice, sentence = choose(family, variant, position, task, fallback, backend, device)
-        fixed = "fixed by the chosen model" if task else None
+    def describe(family, variant, position, task, fallback, backend, device, request: gr.Request):
+        w = Words(request)
+        choice, sentence = choose(w, family, variant, position, task, fallback, backend, device)
+        fixed = w("controls.fixed_by_model") if task else None
         recurrent = family in zoo.RECURRENT and not task
-        kv_reason = "RWKV and Mamba keep a fixed-size state, not K/V heads" if recurrent else fixed
-        pe_reason = "does not apply: the recurrence itself carries token order" if recurrent else fixed
-        mark = " <span class='untrained'>UNTRAINED (random weights)</span>" if choice.untrained else ""
+        kv_reason = w("controls.no_kv_heads") if recurrent else fixed
+        pe_reason = w("controls.no_position") if recurrent else fixed
+        mark = f" <span class='untrained'>{w('plot.untrained')}</span>" if choice.untrained else ""
         # info="" clears an earlier reason (None would leave it in place)
         return (gr.update(interactive=not fixed, info=fixed or ""),
                 gr.update(interactive=not kv_reason, info=kv_reason or ""),
-                gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**Model:** {sentence}{mark}")
+                gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**{w('controls.model')}** {sentence}{mark}")
 
+    controls.describe = describe
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
           api_visibility="private")
     return controls

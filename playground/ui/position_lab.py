@@ -1,18 +1,19 @@
 """The Position-encoding lab: the encodings themselves, and "train short, test long"."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import gradio as gr
 import numpy as np
 
 from .. import pe_lab, plots, zoo
-
-HELP = """Each shipped position-encoding model was trained on 128-token windows. Past 128 tokens, learned
-positions do not exist, sinusoidal and RoPE meet rotations they never saw, ALiBi only extends its linear
-penalty, and NoPE has nothing to extend. The curves are each model's loss per position on the held-out works,
-averaged over windows of 512 tokens (smoothed over 8 positions)."""
+from ..i18n import msg
+from .lang import Localized, Words, t
 
 
-def extrapolation_figure():
+@lru_cache(maxsize=4)
+def extrapolation_figure(lang: str = "en"):
+    """Each position-encoding model's validation loss by position (smoothed over 8), and notes on those without."""
     curves = pe_lab.loss_by_position()
     series, notes = {}, []
     for pe, c in curves.items():
@@ -22,33 +23,49 @@ def extrapolation_figure():
         elif c["note"]:
             notes.append(f"{pe}: {c['note']}")
     if not series:
-        return None, "No position-encoding models are installed yet (python -m playground.train --zoo)."
+        return None, msg("positions.none_installed")
     train_length = next(iter(curves.values()))["train_length"]
-    fig = plots.lines(series, "Validation loss by position: train at 128, test up to 512",
-                      x_title="position in the window", y_title="loss (nats/token)", vline=train_length,
-                      vline_text="training length")
+    fig = plots.lines(series, msg("positions.extrapolation_title", train=train_length, test=4 * train_length),
+                      x_title=msg("positions.position_axis"), y_title=msg("positions.loss_axis"), vline=train_length,
+                      vline_text=msg("positions.training_length"), lang=lang)
     return fig, "\n".join(f"- {n}" for n in notes)
 
 
-def build_position_lab_tab():
-    gr.Markdown(HELP)
-    fig, notes = extrapolation_figure()
-    gr.Plot(fig, label="Train short, test long")
-    gr.Markdown(notes)
-    with gr.Row():
-        gr.Plot(plots.matrix(pe_lab.sinusoidal_matrix(), "Sinusoidal table (Vaswani et al. 2017)",
-                             x_title="dimension", y_title="position", colorbar="value"))
-        gr.Plot(plots.matrix(pe_lab.rope_angle_matrix(), "RoPE rotation angle per dimension pair (mod 2π)",
-                             x_title="dimension pair i (θ_i = 10000^(-2i/d))", y_title="position",
-                             colorscale="Twilight", colorbar="radians", zmid=None))
-    with gr.Row():
-        offsets = pe_lab.rope_score_by_offset()
-        gr.Plot(plots.lines({"q·k (all-ones q, k)": (list(range(len(offsets))), offsets.tolist())},
-                            "RoPE: q·k depends only on the offset m − n", x_title="offset m − n",
-                            y_title="q·k"))
-        gr.Plot(plots.matrix(pe_lab.alibi_matrix(), "ALiBi bias of head 0 (slope 1/4 of 4 heads), causal",
-                             x_title="key position", y_title="query position", colorscale="Blues_r",
-                             colorbar="bias", zmid=None))
+@lru_cache(maxsize=4)
+def encoding_figures(lang: str = "en") -> dict:
+    """The encodings themselves: name -> figure."""
+    offsets = pe_lab.rope_score_by_offset()
+    figures = {
+        "sinusoidal": plots.matrix(pe_lab.sinusoidal_matrix(), msg("positions.sinusoidal"),
+                                   x_title=msg("positions.dimension"), y_title=msg("positions.position"),
+                                   colorbar=msg("positions.value"), lang=lang),
+        "rope_angles": plots.matrix(pe_lab.rope_angle_matrix(), msg("positions.rope_angles"),
+                                    x_title=msg("positions.pair_axis"), y_title=msg("positions.position"),
+                                    colorscale="Twilight", colorbar=msg("positions.radians"), zmid=None, lang=lang),
+        "rope_offset": plots.lines({msg("positions.rope_series"): (list(range(len(offsets))), offsets.tolist())},
+                                   msg("positions.rope_offset"), x_title=msg("positions.offset_axis"),
+                                   y_title="q·k", lang=lang),
+        "alibi": plots.matrix(pe_lab.alibi_matrix(), msg("positions.alibi"), x_title=msg("positions.key_position"),
+                              y_title=msg("positions.query_position"), colorscale="Blues_r",
+                              colorbar=msg("positions.bias"), zmid=None, lang=lang),
+    }
     if "learned" in zoo.available():
-        gr.Plot(plots.matrix(pe_lab.learned_similarity(), "Learned position embeddings: cosine similarity (zoo 'learned')",
-                             x_title="position", y_title="position", colorbar="cosine"))
+        figures["learned"] = plots.matrix(pe_lab.learned_similarity(), msg("positions.learned"),
+                                          x_title=msg("positions.position"), y_title=msg("positions.position"),
+                                          colorbar=msg("positions.cosine"), lang=lang)
+    return figures
+
+
+def build_position_lab_tab(localized: Localized):
+    gr.Markdown(t("positions.help"))
+    curve = gr.Plot(label=t("positions.train_short"))
+    notes = gr.Markdown()
+    localized.add(curve, lambda w, _: extrapolation_figure(w.lang)[0])
+    localized.add(notes, lambda w, _: w.render(extrapolation_figure(w.lang)[1]))
+    names = list(encoding_figures())
+    rows = [names[i:i + 2] for i in range(0, len(names), 2)]
+    for row in rows:
+        with gr.Row():
+            for name in row:
+                plot = gr.Plot()
+                localized.add(plot, lambda w, _, name=name: encoding_figures(w.lang)[name])

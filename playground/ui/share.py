@@ -10,6 +10,7 @@ import gradio as gr
 
 from .attention import AttentionTab, head_views
 from .controls import ARCHITECTURES, BACKENDS, FALLBACKS, POSITIONS, VARIANTS, Controls
+from .lang import t
 
 FIELDS = ("arch", "variant", "pe", "task", "fallback", "backend", "prompt", "prefix", "window", "kind", "layer", "head")
 LINK_JS = """(arch, variant, pe, task, fallback, backend, prompt, prefix, win, kind, layer, head) => {
@@ -44,8 +45,8 @@ def parse(query: dict) -> dict | None:
 
 def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab) -> None:
     with gr.Row():
-        link_btn = gr.Button("Make a share link", scale=0, min_width=200)
-        link = gr.Textbox(label="Share link (restores model, prompt and view)", buttons=["copy"], scale=4,
+        link_btn = gr.Button(t("share.make"), scale=0, min_width=200)
+        link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4,
                            elem_id="share-link")
     link_btn.click(None, [controls.family, controls.variant, controls.position, controls.task, controls.fallback,
                           controls.backend, prompt, tab.prefix_len, tab.window, tab.kind, tab.layer, tab.head],
@@ -60,16 +61,17 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         return [keep(view["arch"]), keep(view["variant"]), keep(view["pe"]), view["task"], keep(view["fallback"]),
                 keep(view["backend"]), view["prompt"], keep(view["prefix"]), keep(view["window"]), view]
 
-    def analyze_restored(view, *inputs):
+    def analyze_restored(view, family, variant, position, task, fallback, backend, device, text, prefix, win,
+                         request: gr.Request):
         if view is None:
             return [gr.skip()] * len(tab.outputs)
-        return tab.analyze(*inputs)
+        return tab.analyze(family, variant, position, task, fallback, backend, device, text, prefix, win, request)
 
-    def open_restored(view, state):
+    def open_restored(view, state, request: gr.Request):
         if view is None or state is None:
             return [gr.skip()] * (3 + len(tab.view_outputs))
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
-        return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"])]
+        return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], request)]
 
     demo.load(restore, None, [controls.family, controls.variant, controls.position, controls.task, controls.fallback,
                               controls.backend, prompt, tab.prefix_len, tab.window, restored],

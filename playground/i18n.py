@@ -1,0 +1,111 @@
+"""The page's words in every language it speaks: English and 简体中文.
+
+The catalogues live in ``assets/strings/<lang>.json``, one flat ``key -> text`` map per language,
+the same keys in each. Texts are ``str.format`` templates: ``"{n:,} tokens"``.
+
+Two kinds of text use them:
+
+- labels the browser translates (``gr.I18n`` is built from the same catalogues), and
+- words the library or a handler makes at run time (warnings, notes, plot titles): those are
+  ``Message(key, params)`` values, rendered in the reader's language by ``render``. Their ``str``
+  is English, so a library caller who never asks for a language reads English.
+
+``MessageError`` is a ``ValueError`` that carries a ``Message``: the library's bad-input errors
+read as English in a traceback and in the reader's language on the page.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+STRINGS_DIR = Path(__file__).resolve().parents[1] / "assets" / "strings"
+LANGUAGES = ("en", "zh-CN")
+DEFAULT = "en"
+NAMES = {"en": "English", "zh-CN": "简体中文"}
+
+
+@lru_cache(maxsize=1)
+def catalogues() -> dict[str, dict[str, str]]:
+    """{language: {key: template}} for every language in LANGUAGES."""
+    return {lang: json.loads((STRINGS_DIR / f"{lang}.json").read_text(encoding="utf-8")) for lang in LANGUAGES}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A sentence to be written in the reader's language: a catalogue key and its parameters.
+
+    Parameters may themselves be Messages (rendered in the same language first).
+    """
+
+    key: str
+    params: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return render(self, DEFAULT)
+
+    def __hash__(self) -> int:
+        return hash((self.key, tuple(sorted((k, str(v)) for k, v in self.params.items()))))
+
+
+def msg(key: str, **params) -> Message:
+    return Message(key, params)
+
+
+class MessageError(ValueError):
+    """Bad input, with a message the page can show in the reader's language."""
+
+    def __init__(self, key: str, **params):
+        self.message = Message(key, params)
+        super().__init__(str(self.message))
+
+
+def normalise(lang: str | None) -> str:
+    """'zh', 'zh-cn', 'zh-Hans-CN' -> 'zh-CN'; anything else we do not speak -> 'en'."""
+    tag = (lang or "").strip().lower().replace("_", "-")
+    if tag.startswith("zh") and not any(t in tag for t in ("-tw", "-hk", "-mo", "-hant")):
+        return "zh-CN"
+    return DEFAULT
+
+
+def text(lang: str, key: str, **params) -> str:
+    """The template for ``key`` in ``lang`` (English where a language lacks it), filled in."""
+    books = catalogues()
+    template = books.get(normalise(lang) if lang not in books else lang, {}).get(key)
+    if template is None:
+        template = books[DEFAULT][key]  # KeyError: a key used in code but missing from the catalogue
+    values = {k: render(v, lang) for k, v in params.items()}
+    return template.format(**values) if values else template
+
+
+def render(value, lang: str):
+    """A Message in ``lang``; a MessageError's message; anything else unchanged."""
+    if isinstance(value, MessageError):
+        value = value.message
+    if isinstance(value, Message):
+        return text(lang, value.key, **value.params)
+    return value
+
+
+ACCEPT = re.compile(r"\s*([A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*")
+
+
+def from_accept_language(header: str | None) -> str:
+    """The best language we speak for an HTTP Accept-Language header ('zh-CN,zh;q=0.9,en;q=0.8')."""
+    ranked = []
+    for i, part in enumerate((header or "").split(",")):
+        m = ACCEPT.fullmatch(part)
+        if not m or m.group(1) == "*":
+            continue
+        try:
+            q = float(m.group(2)) if m.group(2) else 1.0
+        except ValueError:
+            continue
+        ranked.append((-q, i, m.group(1)))
+    for _, _, tag in sorted(ranked):
+        lang = normalise(tag)
+        if lang != DEFAULT or tag.lower().startswith("en"):
+            return lang
+    return DEFAULT

@@ -1,0 +1,112 @@
+"""The page's language: labels translated in the browser, run-time words on the server.
+
+The browser picks the language (its own setting, or Gradio's footer Settings -> Language) and
+translates every label made with ``t(key)``. Words a handler makes (warnings, notes, titles, table
+headers) are rendered on the server in the language the page shows: a small script copies
+``<html lang>`` into a cookie whenever it changes and presses a hidden button that re-renders what
+the server already wrote. Without the cookie (API callers, a first request) the Accept-Language
+header decides; without either, English.
+"""
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+import gradio as gr
+
+from ..i18n import MessageError, catalogues, from_accept_language, normalise, render, text
+
+I18N = gr.I18n(**catalogues())
+COOKIE = "playground_lang"
+RELOCALIZE_ID = "relocalize"
+HEAD = f"""<script>
+(() => {{
+  let last = null;
+  const sync = () => {{
+    const lang = document.documentElement.lang;
+    if (!lang) return;
+    document.cookie = "{COOKIE}=" + encodeURIComponent(lang) + "; path=/; SameSite=Lax";
+    if (last !== null && lang !== last) document.getElementById("{RELOCALIZE_ID}")?.click();
+    last = lang;
+  }};
+  new MutationObserver(sync).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
+  sync();
+}})();
+</script>"""
+
+
+def t(key: str):
+    """A label the browser shows in its language."""
+    return I18N(key)
+
+
+def language(request: gr.Request | None) -> str:
+    """The language of the page that sent this request ('en' or 'zh-CN')."""
+    if request is None:
+        return "en"
+    headers = request.headers
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed cookie header: fall back to Accept-Language
+        cookie = {}
+    if COOKIE in cookie:
+        return normalise(cookie[COOKIE].value)
+    return from_accept_language(headers.get("accept-language"))
+
+
+class Words:
+    """``w("key", n=3)`` -> the text in one request's language; ``w.error`` / ``w.warn`` / ``w.info`` show it."""
+
+    def __init__(self, request: gr.Request | None):
+        self.lang = language(request)
+
+    def __call__(self, key: str, **params) -> str:
+        return text(self.lang, key, **params)
+
+    def render(self, value) -> str:
+        return render(value, self.lang)
+
+    def error(self, key_or_exc, **params) -> gr.Error:
+        """A gr.Error to raise: from a catalogue key, or from a library ValueError (MessageError or plain)."""
+        if isinstance(key_or_exc, MessageError):
+            return gr.Error(self.render(key_or_exc))
+        if isinstance(key_or_exc, Exception):
+            return gr.Error(str(key_or_exc))
+        return gr.Error(self(key_or_exc, **params))
+
+    def warn(self, message) -> None:
+        gr.Warning(self.render(message))
+
+    def info(self, key: str, **params) -> None:
+        gr.Info(self(key, **params))
+
+
+class Localized:
+    """What the server writes once per page (table headers, static figures, the zoo table).
+
+    Each part is a component and ``render(w, value) -> new value`` (value: the component's current
+    value, so a table keeps its rows while its headers change language). ``wire`` runs every part
+    when the page loads and when the reader switches language.
+    """
+
+    def __init__(self):
+        self.parts: list[tuple[gr.components.Component, object]] = []
+
+    def add(self, component, render) -> None:
+        self.parts.append((component, render))
+
+    def table(self, component, header_keys: list[str]) -> None:
+        """A Dataframe whose column names come from the catalogue; its rows are kept."""
+        def render(w: Words, value):
+            rows = value.values.tolist() if hasattr(value, "values") else (value or {}).get("data", [])
+            return {"headers": [w(k) for k in header_keys], "data": rows}
+        self.add(component, render)
+
+    def wire(self, demo: gr.Blocks, switch: gr.Button) -> None:
+        components = [c for c, _ in self.parts]
+
+        def fill(request: gr.Request, *values):  # Gradio passes the request first, then the values
+            w = Words(request)
+            return [render(w, value) for (_, render), value in zip(self.parts, values)]
+
+        gr.on([demo.load, switch.click], fill, components, components, api_visibility="private")
