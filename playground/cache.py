@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .i18n import MessageError, msg
+
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5}
 
 
@@ -124,19 +126,21 @@ PUBLISHED = {
 
 def whatif(n_layer: int, n_heads: int, n_kv_heads: int, head_dim: int, *, d_latent: int, d_rope: int,
            dtype: str = "fp16", context: int = 4096, batch: int = 1) -> list[dict]:
-    """KV cache of every variant at these dimensions: bytes per token and GB for batch x context."""
+    """KV cache of every variant at these dimensions: bytes per token and GiB for batch x context.
+
+    Each row's "variant" is an ``i18n.Message`` (its ``str`` is English: 'GQA (8 K/V heads)')."""
     for name, value in dict(n_layer=n_layer, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
                             d_latent=d_latent, d_rope=d_rope, context=context, batch=batch).items():
         if not isinstance(value, int) or value < (0 if name == "d_rope" else 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise MessageError("error.positive_int", name=name, value=value)
     if n_heads % n_kv_heads:
-        raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
+        raise MessageError("error.heads_divisible", n_heads=n_heads, n_kv_heads=n_kv_heads)
     rows = []
     for variant, extra in (("MHA", {}), ("GQA", dict(n_kv_heads=n_kv_heads)), ("MQA", {}),
                            ("MLA", dict(d_latent=d_latent, d_rope=d_rope))):
         per_token = kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **extra)
         total = batch * context * per_token
-        label = {"MHA": f"MHA ({n_heads} K/V heads)", "GQA": f"GQA ({n_kv_heads} K/V heads)", "MQA": "MQA (1 K/V head)",
-                 "MLA": f"MLA (latent {d_latent} + rope {d_rope})"}[variant]
+        label = msg("kv.mla", latent=d_latent, rope=d_rope) if variant == "MLA" else \
+            msg("kv.heads", variant=variant, n={"MHA": n_heads, "GQA": n_kv_heads, "MQA": 1}[variant])
         rows.append({"variant": label, "bytes_per_token": per_token, "gib": total / 2**30})
     return rows

@@ -32,12 +32,14 @@ def axis_labels(labels: list[str]) -> list[str]:
     return [f"{i} {safe(t)}" for i, t in enumerate(labels)]
 
 
-def colour_axis(values: np.ndarray, signed: bool, lang: str = "en") -> dict:
-    """Weights: 0..1 sequential. Signed implicit attention: a diverging scale symmetric about 0."""
+def colour_axis(values: np.ndarray, signed: bool, lang: str = "en", scale_title=None) -> dict:
+    """Weights: 0..1 sequential. Signed values (implicit attention, differences): a diverging scale
+    symmetric about 0. ``scale_title`` names the colour bar (default: weight, or implicit α when signed)."""
+    title = render(scale_title, lang) if scale_title else text(lang, "plot.implicit" if signed else "plot.weight")
     if not signed:
-        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=text(lang, "plot.weight")))
+        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=title))
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title=text(lang, "plot.implicit")))
+    return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title=title))
 
 
 def downsample_max(a: np.ndarray, size: int, signed: bool = False) -> tuple[np.ndarray, int]:
@@ -118,7 +120,8 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 
 
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
-         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
+         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, lang: str = "en",
+         scale_title=None) -> go.Figure:
     """One head at full resolution, tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
@@ -132,7 +135,7 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         hovertemplate=_hover(lang, "plot.weight", ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
     return _layout(fig, render(title, lang) + _status(untrained, lang), height=side, lang=lang,
-                   coloraxis=colour_axis(z, signed, lang),
+                   coloraxis=colour_axis(z, signed, lang, scale_title),
                    xaxis=dict(title=text(lang, "plot.key_axis"), tickangle=-60, type="category"),
                    yaxis=dict(title=text(lang, "plot.query_axis"), autorange="reversed", type="category"))
 
@@ -213,7 +216,7 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = 
 
 def kv_whatif(rows: list[dict], title, lang: str = "en") -> go.Figure:
     """Bars of cache GiB per attention variant; rows from ``cache.whatif``."""
-    fig = go.Figure(go.Bar(x=[safe(r["variant"]) for r in rows], y=[r["gib"] for r in rows],
+    fig = go.Figure(go.Bar(x=[safe(render(r["variant"], lang)) for r in rows], y=[r["gib"] for r in rows],
                            text=[f"{r['gib']:,.2f} GiB" for r in rows], textposition="outside",
                            marker_color=["#2b6cb0", "#3182ce", "#63b3ed", "#805ad5"][: len(rows)],
                            hovertemplate="%{x}: %{y:,.3f} GiB<extra></extra>"))

@@ -174,3 +174,17 @@ def test_cancel_stops_training_with_a_checkpoint(client):
     time.sleep(4)
     assert json.loads((folder / "train_state.json").read_text())["step"] == stopped_at  # the trainer stopped
     assert 0 < stopped_at < 600 and not (folder / "card.json").exists()
+
+
+def test_messages_and_figures_follow_accept_language(app_url):
+    zh = Client(app_url, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    with pytest.raises(Exception, match="提示词为空"):
+        zh.predict(*CONTROLS, "   ", 0, 0, api_name="/analyze")
+    out = zh.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, api_name="/analyze")
+    assert "实际运行的算子" in out[0]
+    assert plot_json(out[1])["layout"]["title"]["text"].startswith("自注意力（因果）")
+    table, _ = zh.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
+    assert table["headers"] == ["变体", "每词元字节数", "GiB"] and table["data"][1][0] == "GQA（8 个 K/V 头）"
+    en = Client(app_url, verbose=False)  # no header: English
+    table, _ = en.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
+    assert table["headers"] == ["variant", "bytes per token", "GiB"] and table["data"][1][0] == "GQA (8 K/V heads)"

@@ -20,7 +20,7 @@ if not os.path.exists(CHROMIUM):
 def page(app_url):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="en-US")
         pg = context.new_page()
         dialogs = []
         pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -207,3 +207,55 @@ def test_train_in_the_page_and_cancel(page):
     wait_for_plot_title(page, "Loss while training")
     shot(page, "09-train")
     page.get_by_role("button", name="Cancel").click()
+
+
+@pytest.fixture()
+def browser(app_url):
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    pg = context.new_page()
+    pg.goto(app_url, wait_until="load")
+    pg.get_by_role("heading", name="注意力游乐场 Attention Playground").wait_for()
+    pg.get_by_role("tab", name="生成与 KV 缓存").wait_for()
+    pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)  # written by the server
+    pg.get_by_label("提示词").fill("To be, or not to be, that is the question")
+    pg.get_by_role("button", name="分析").click()
+    wait_for_plot_title(pg, "自注意力（因果）")
+    wait_for_plot_title(pg, "第 0 层，第 0 个头")
+    assert "实际运行的算子" in pg.locator(".badge").inner_text()
+    shot(pg, "14-zh-analyze")
+    pg.get_by_label("提示词").fill("   ")
+    pg.get_by_role("button", name="分析").click()
+    pg.get_by_text("提示词为空：请输入一些文字（或选择一个示例）。").wait_for(timeout=15_000)
+    pg.get_by_role("tab", name="模型库").click()
+    pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+    pg.get_by_text("仅解码器，MHA，RoPE（参照基准）").first.wait_for()
+    shot(pg, "15-zh-zoo")
+
+
+def test_switch_to_chinese_in_settings(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    pg = context.new_page()
+    pg.goto(app_url, wait_until="load")
+    pg.get_by_role("heading", name="Attention Playground").wait_for()
+    pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
+    pg.get_by_role("tab", name="Model zoo").click()
+    pg.get_by_text("what differs").first.wait_for(timeout=15_000)
+    pg.locator("button.settings").click()
+    pg.get_by_label("Language", exact=True).click()
+    pg.get_by_role("option", name="简体中文").click()
+    pg.get_by_role("tab", name="模型库").wait_for()
+    # what the server wrote follows the switch: the model note and the zoo table's headers
+    pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)
+    pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+    pg.locator(".backdrop").click(position={"x": 20, "y": 20})  # close the settings panel
+    pg.get_by_role("tab", name="注意力", exact=True).click()
+    pg.get_by_role("button", name="分析").click()
+    wait_for_plot_title(pg, "自注意力（因果）")
+    shot(pg, "16-settings-zh")

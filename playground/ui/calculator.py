@@ -5,6 +5,7 @@ import gradio as gr
 
 from .. import plots
 from ..cache import PUBLISHED, whatif
+from ..i18n import MessageError
 from .lang import Localized, Words, t
 
 HEADERS = ["calc.col_variant", "calc.col_bytes", "calc.col_gib"]
@@ -16,9 +17,11 @@ def calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, c
     try:
         rows = whatif(int(n_layer), int(n_heads), int(n_kv_heads), int(head_dim), d_latent=int(d_latent),
                       d_rope=int(d_rope), dtype=dtype, context=int(context), batch=int(batch))
+    except MessageError as e:
+        raise w.error("error.calculator", reason=w.render(e)) from None
     except (ValueError, TypeError) as e:
         raise w.error("error.calculator", reason=str(e)) from None
-    table = [[r["variant"], f"{r['bytes_per_token']:,.0f}", f"{r['gib']:,.2f}"] for r in rows]
+    table = [[w.render(r["variant"]), f"{r['bytes_per_token']:,.0f}", f"{r['gib']:,.2f}"] for r in rows]
     title = w("calc.title", batch=int(batch), context=int(context), dtype=dtype)
     return {"headers": [w(k) for k in HEADERS], "data": table}, plots.kv_whatif(rows, title, lang=w.lang)
 
@@ -41,7 +44,7 @@ def build_calculator_tab(localized: Localized):
         button = gr.Button(t("calc.compute"), variant="primary")
     table = gr.Dataframe(headers=HEADERS, interactive=False)
     localized.table(table, HEADERS)
-    chart = gr.Plot()
+    chart = gr.Plot(show_label=False)
     fields = [n_layer, n_heads, n_kv, head_dim, d_latent, d_rope]
     preset.change(lambda name: [PUBLISHED[name][k] for k in ("n_layer", "n_heads", "n_kv_heads", "head_dim",
                                                                "d_latent", "d_rope")], preset, fields,

@@ -56,7 +56,8 @@ def compare(name_a: str, name_b: str, text: str, layer: int, head: int, device: 
         diff_fig = None
         gr.Warning(w("warning.compare_shapes"))
     else:
-        diff_fig = plots.head(wa - wb, qa, ka, msg("compare.diff_title", a=name_a, b=name_b), signed=True, lang=w.lang)
+        diff_fig = plots.head(wa - wb, qa, ka, msg("compare.diff_title", a=name_a, b=name_b), signed=True, lang=w.lang,
+                              scale_title=msg("compare.diff_scale"))
     return figures[0], figures[1], diff_fig, {"headers": [w(k) for k in SUMMARY_HEADERS], "data": summary}
 
 

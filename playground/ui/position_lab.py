@@ -21,14 +21,14 @@ def extrapolation_figure(lang: str = "en"):
             loss = np.convolve(np.asarray(c["loss"]), np.ones(8) / 8, mode="valid")
             series[f"{pe} ({c['model']})"] = (list(range(4, 4 + len(loss))), loss.tolist())
         elif c["note"]:
-            notes.append(f"{pe}: {c['note']}")
+            notes.append(msg("positions.no_curve", pe=pe, model=c["model"], train=c["train_length"], reason=c["note"]))
     if not series:
-        return None, msg("positions.none_installed")
+        return None, [msg("positions.none_installed")]
     train_length = next(iter(curves.values()))["train_length"]
     fig = plots.lines(series, msg("positions.extrapolation_title", train=train_length, test=4 * train_length),
                       x_title=msg("positions.position_axis"), y_title=msg("positions.loss_axis"), vline=train_length,
                       vline_text=msg("positions.training_length"), lang=lang)
-    return fig, "\n".join(f"- {n}" for n in notes)
+    return fig, notes
 
 
 @lru_cache(maxsize=4)
@@ -61,11 +61,11 @@ def build_position_lab_tab(localized: Localized):
     curve = gr.Plot(label=t("positions.train_short"))
     notes = gr.Markdown()
     localized.add(curve, lambda w, _: extrapolation_figure(w.lang)[0])
-    localized.add(notes, lambda w, _: w.render(extrapolation_figure(w.lang)[1]))
+    localized.add(notes, lambda w, _: "\n".join(f"- {w.render(n)}" for n in extrapolation_figure(w.lang)[1]))
     names = list(encoding_figures())
     rows = [names[i:i + 2] for i in range(0, len(names), 2)]
     for row in rows:
         with gr.Row():
             for name in row:
-                plot = gr.Plot()
+                plot = gr.Plot(show_label=False)
                 localized.add(plot, lambda w, _, name=name: encoding_figures(w.lang)[name])

@@ -1,0 +1,153 @@
+"""English and 简体中文: the catalogues agree, every key the code uses exists, the language is chosen right."""
+import re
+import string
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from playground import i18n, plots, service, zoo
+from playground.cache import whatif
+from playground.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
+from playground.kernels import KERNEL_LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {p: p.read_text() for p in (ROOT / "playground").rglob("*.py")}
+
+
+def fields(template: str) -> dict[str, str]:
+    """placeholder name -> format spec ('{n:,}' -> {'n': ','})."""
+    return {name: spec for _, name, spec, _ in string.Formatter().parse(template) if name is not None}
+
+
+def test_every_language_has_every_key_with_the_same_placeholders():
+    books = catalogues()
+    assert set(books) == set(LANGUAGES)
+    en = books["en"]
+    for lang, book in books.items():
+        assert set(book) == set(en), f"{lang}: missing {set(en) - set(book)}, extra {set(book) - set(en)}"
+        for key, template in book.items():
+            assert template.strip(), f"{lang}:{key} is empty"
+            if "%{" in template:  # a Plotly hover template, never formatted by Python
+                assert re.findall(r"%\{[^}]+\}", template) == re.findall(r"%\{[^}]+\}", en[key]), key
+                continue
+            assert fields(template) == fields(en[key]), f"{lang}:{key} placeholders differ from English"
+
+
+def test_chinese_is_chinese():
+    zh = catalogues()["zh-CN"]
+    han = re.compile(r"[\u4e00-\u9fff]")
+    untranslated = [k for k, v in zh.items() if v == catalogues()["en"][k] and re.search("[a-z]{4,}", v)]
+    # what stays the same in both is technical: kernel names, 'A − B', units
+    assert len(untranslated) <= 8, untranslated
+    assert sum(bool(han.search(v)) for v in zh.values()) > 0.9 * len(zh)
+
+
+# keys built at run time from a prefix and a known set of names
+DYNAMIC = {
+    "family.": list(zoo.FAMILY_LABELS),
+    "kernel.": list(KERNEL_LABELS),
+    "kind.": ["encoder_self", "decoder_self", "cross"],
+    "kind_short.": ["self", "implicit", "encoder_self", "decoder_self", "cross"],
+    "zoo.about.": list(zoo.ZOO),
+    "position.": ["rope", "alibi", "sinusoidal", "learned", "none"],
+    "backend.": ["auto", "flash", "efficient", "math", "explicit"],
+    "variant.": ["MHA", "GQA", "MQA"],
+    "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
+             "duplicate_token", "induction"],
+    "train.data_": ["shakespeare", "induction", "copy", "associative_recall"],
+}
+
+
+def test_every_key_in_the_code_exists_and_every_catalogue_key_is_used():
+    en = catalogues()["en"]
+    namespaces = {k.split(".")[0] for k in en}
+    literal = re.compile(r"[\"']((?:%s)\.[A-Za-z0-9_.]+[A-Za-z0-9_])[\"']" % "|".join(map(re.escape, namespaces)))
+    used = {m for src in SOURCES.values() for m in literal.findall(src)} - {"attention.json", "attention.npz"}  # files
+    used |= {prefix + name for prefix, names in DYNAMIC.items() for name in names}
+    assert used - set(en) == set(), f"keys used in code but missing from the catalogue: {used - set(en)}"
+    assert set(en) - used == set(), f"catalogue keys nothing uses: {set(en) - used}"
+
+
+def test_zoo_descriptions_match_the_zoo():
+    en = catalogues()["en"]
+    for name, entry in zoo.ZOO.items():
+        assert en[f"zoo.about.{name}"] == entry["about"]
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("en-US,en;q=0.9,zh-CN;q=0.8", "en"), ("zh", "zh-CN"),
+    ("zh-Hans-CN", "zh-CN"), ("zh-TW,zh;q=0.5", "zh-CN"), ("fr-FR,fr;q=0.9,zh-CN;q=0.5", "zh-CN"),
+    ("fr-FR,de;q=0.9", "en"), ("en;q=0.2,zh;q=0.9", "zh-CN"), ("", "en"), (None, "en"), ("*", "en"),
+    ("zh;q=abc", "en"), (";;,,", "en"),
+])
+def test_accept_language(header, expected):
+    assert from_accept_language(header) == expected
+
+
+def test_normalise():
+    assert normalise("zh-cn") == normalise("zh_CN") == normalise("zh") == "zh-CN"
+    assert normalise("zh-TW") == normalise("zh-Hant") == "en"  # traditional Chinese is not offered: English
+    assert normalise("ja") == normalise(None) == "en"
+
+
+def test_messages_are_english_by_default_and_render_in_chinese():
+    m = msg("note.tokens_cut", tokens=2000, limit=1024, why=msg("note.why_page"))
+    assert str(m) == "The prompt has 2,000 tokens; it was truncated to the first 1,024 (the page's limit)."
+    assert render(m, "zh-CN") == "提示词有 2,000 个词元；已截断为前 1,024 个（本页的上限）。"
+    assert render("plain text", "zh-CN") == "plain text"
+    assert hash(m) == hash(Message("note.tokens_cut", dict(m.params)))
+
+
+def test_library_errors_are_value_errors_with_a_chinese_rendering():
+    cfg = zoo.untrained_config("decoder", "MHA", "rope")
+    with pytest.raises(ValueError, match="The prompt is empty") as info:
+        service.tokenize("   ", cfg)
+    assert isinstance(info.value, MessageError)
+    assert render(info.value, "zh-CN") == "提示词为空：请输入一些文字（或选择一个示例）。"
+    with pytest.raises(ValueError, match="must be divisible") as info:
+        whatif(4, 6, 4, 64, d_latent=8, d_rope=4)
+    assert "必须能被" in render(info.value, "zh-CN")
+
+
+def test_service_notes_and_sentences_are_messages():
+    _, sentence = service.resolve("decoder", "MQA", "alibi", fallback="nearest")
+    assert isinstance(sentence, Message)
+    assert "not shipped" in str(sentence) and "没有预训练模型" in render(sentence, "zh-CN")
+    _, notes = service.tokenize("word " * 3000, zoo.untrained_config("rwkv", "MHA", "none"))
+    assert "T² × 通道数" in render(notes[0], "zh-CN")
+
+
+def test_plots_speak_the_reader_language():
+    w = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
+    zh = plots.head(w, list("abc"), list("abc"), msg("kind.self"), untrained=True, lang="zh-CN")
+    assert zh.layout.title.text == "自注意力（因果） · 未训练（随机权重）"
+    assert zh.layout.xaxis.title.text == "键（被注意）" and zh.layout.coloraxis.colorbar.title.text == "权重"
+    assert "查询" in zh.data[0].hovertemplate
+    en = plots.head(w, list("abc"), list("abc"), msg("kind.self"))
+    assert en.layout.title.text == "Self-attention (causal)" and en.layout.xaxis.title.text == "key (attended to)"
+    rows = whatif(32, 32, 8, 128, d_latent=512, d_rope=64)
+    bars = plots.kv_whatif(rows, "t", lang="zh-CN")
+    assert list(bars.data[0].x) == ["MHA（32 个 K/V 头）", "GQA（8 个 K/V 头）", "MQA（1 个 K/V 头）",
+                                    "MLA（潜向量 512 + rope 64）"]
+
+
+def test_the_page_language_comes_from_the_cookie_then_accept_language():
+    from playground.ui.lang import COOKIE, I18N, Words, language
+
+    def request(**headers):
+        return SimpleNamespace(headers={k.replace("_", "-"): v for k, v in headers.items()})
+
+    assert language(None) == "en"
+    assert language(request(accept_language="zh-CN,zh;q=0.9")) == "zh-CN"
+    # the page's own choice (Settings -> Language) wins over the browser's header
+    assert language(request(accept_language="zh-CN", cookie=f"other=1; {COOKIE}=en")) == "en"
+    assert language(request(accept_language="en-US", cookie=f"{COOKIE}=zh-CN")) == "zh-CN"
+    assert language(request(cookie='bad"cookie;;=', accept_language="zh")) == "zh-CN"
+    assert Words(request(cookie=f"{COOKIE}=zh-CN"))("common.yes") == "是"
+    assert set(I18N.translations_dict) == set(LANGUAGES)
+
+
+def test_gradio_sees_the_catalogue_languages():
+    assert i18n.NAMES.keys() == set(LANGUAGES)
