@@ -17,18 +17,24 @@ if not os.path.exists(CHROMIUM):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app_url):
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="en-US")
-        pg = context.new_page()
-        dialogs = []
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        pg.dialogs = dialogs
-        pg.goto(app_url, wait_until="load")
-        pg.get_by_role("heading", name="Attention Playground").wait_for()
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="en-US")
+    pg = context.new_page()
+    dialogs = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs
+    pg.goto(app_url, wait_until="load")
+    pg.get_by_role("heading", name="Attention Playground").wait_for()
+    yield pg
+    context.close()
 
 
 def shot(page, name):
@@ -209,14 +215,6 @@ def test_train_in_the_page_and_cancel(page):
     page.get_by_role("button", name="Cancel").click()
 
 
-@pytest.fixture()
-def browser(app_url):
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
     pg = context.new_page()
@@ -237,6 +235,7 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
     pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
     pg.get_by_text("仅解码器，MHA，RoPE（参照基准）").first.wait_for()
     shot(pg, "15-zh-zoo")
+    context.close()
 
 
 def test_switch_to_chinese_in_settings(browser, app_url):
@@ -259,3 +258,4 @@ def test_switch_to_chinese_in_settings(browser, app_url):
     pg.get_by_role("button", name="分析").click()
     wait_for_plot_title(pg, "自注意力（因果）")
     shot(pg, "16-settings-zh")
+    context.close()
