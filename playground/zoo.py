@@ -176,17 +176,19 @@ def table() -> list[dict]:
     for name in available():
         card = read_card(MODELS_DIR / name)
         cfg = ModelConfig.load(MODELS_DIR / name / "config.json")
-        if cfg.family in RECURRENT:  # a fixed state, whatever the length
+        fixed = cfg.family in RECURRENT  # a fixed state, whatever the length
+        if fixed:
             kind = "RWKV" if cfg.family == "rwkv" else "Mamba"
-            kv = f"{cfg.n_layer * state_elements_per_layer(kind, cfg.d_model, cfg.head_dim) * 4:,} fixed"
+            kv = cfg.n_layer * state_elements_per_layer(kind, cfg.d_model, cfg.head_dim) * 4
         else:  # decoder layers hold the self-attention cache
-            kv = f"{kv_bytes_per_token(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, 'fp32', n_kv_heads=cfg.n_kv_heads):,}"
+            kv = kv_bytes_per_token(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, "fp32", n_kv_heads=cfg.n_kv_heads)
         rows.append({"name": name, "about": ZOO[name]["about"], "parameters": card.get("parameters"),
                      "val_bits_per_char": card.get("val_bits_per_char"),
                      "val_bits_per_char_4x": card.get("val_bits_per_char_4x"),
                      "task_accuracy": (card.get("val") or {}).get("accuracy"),
-                     "wall_time_s": card.get("wall_time_s"), "kv_bytes_per_token_fp32": kv,
-                     "state_fixed": cfg.family in RECURRENT})
+                     "wall_time_s": card.get("wall_time_s"),
+                     "kv_bytes_per_token_fp32": f"{kv:,} fixed" if fixed else f"{kv:,}",
+                     "kv_bytes_fp32": kv, "state_fixed": fixed})
     return rows
 
 

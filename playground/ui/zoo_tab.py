@@ -16,9 +16,7 @@ def zoo_rows(w: Words) -> list[list]:
         score = (f"{r['val_bits_per_char']:.3f}" if r["val_bits_per_char"] is not None else
                  w("zoo.accuracy", accuracy=r["task_accuracy"]) if r["task_accuracy"] is not None else "")
         at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else "n/a"
-        kv = r["kv_bytes_per_token_fp32"]
-        if r["state_fixed"]:
-            kv = w("zoo.fixed", bytes=kv.removesuffix(" fixed"))
+        kv = w("zoo.fixed", bytes=f"{r['kv_bytes_fp32']:,}") if r["state_fixed"] else f"{r['kv_bytes_fp32']:,}"
         rows.append([r["name"], w.render(zoo.about(r["name"])), f"{r['parameters']:,}", score,
                      at_4x if r["val_bits_per_char"] is not None else "", f"{r['wall_time_s'] or 0:.0f}", kv])
     return rows
