@@ -70,13 +70,17 @@ def _layout(fig: go.Figure, title, height: int, lang: str = "en", **extra) -> go
 
 
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
-             max_cells: int = 160_000, untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
+             max_cells: int = 160_000, untrained: bool = False, signed: bool = False, lang: str = "en",
+             kind: str = "") -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
         weights: (n_layer, nh, Tq, Tk), values 0..1 (or any sign with ``signed``: implicit attention).
         row_names: one name per layer row (default "layer i").
         max_px: at most this many cells per head side; fewer when the grid would exceed max_cells.
+        kind: the attention kind, written into ``layout.meta`` with the grid's geometry
+            ({"kind", "rows", "cols", "gap"}: a head's cells and the gutter after them), so a click
+            on a cell can name its layer (row // (rows + gap)) and head (col // (cols + gap)).
     Hover names the layer, head, query and key (block indices when downsampled).
     """
     L, H, tq, tk = weights.shape
@@ -102,7 +106,7 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
     note = " · " + text(lang, "plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
     title = f"{render(title, lang)} · {text(lang, 'plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, lang)}"
     return _layout(fig, title, height=max(300, 150 * L + 90), lang=lang,
-                   coloraxis=colour_axis(small, signed, lang),
+                   coloraxis=colour_axis(small, signed, lang), meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
                    xaxis=dict(type="category", tickvals=tick_x, ticktext=head_name,
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],

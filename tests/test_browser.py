@@ -64,6 +64,7 @@ def test_type_analyze_and_see_the_overview(page):
     set_prompt(page, "To be, or not to be, that is the question")
     page.get_by_role("button", name="Analyze").click()
     wait_for_plot_title(page, "Self-attention (causal)")
+    wait_for_plot_title(page, "layer 0, head 0")  # the head follows the overview
     assert "Kernel that ran" in badge_text(page)
     assert page.locator(".js-plotly-plot").count() >= 4  # overview, head, mask, overlay
     shot(page, "01-analyze")
@@ -86,6 +87,25 @@ def test_open_a_head(page):
     page.get_by_role("button", name="Open head").click()
     wait_for_plot_title(page, "layer 0, head 0")
     assert page.locator(".js-plotly-plot .xtick").count() > 3  # token labels on the axis
+
+
+CELL_JS = """([layer, head]) => {
+  const gd = document.querySelector('.overview-plot .js-plotly-plot');
+  gd.scrollIntoView({block: 'center'});
+  const L = gd._fullLayout, m = L.meta;
+  const row = layer * (m.rows + m.gap) + Math.floor(m.rows / 2), col = head * (m.cols + m.gap) + Math.floor(m.cols / 2);
+  const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  return {x: area.left + L.xaxis.l2p(col), y: area.top + L.yaxis.l2p(row)};
+}"""
+
+
+def test_click_an_overview_cell_to_open_its_head(page):
+    at = page.evaluate(CELL_JS, [2, 3])
+    page.mouse.click(at["x"], at["y"])
+    wait_for_plot_title(page, "layer 2, head 3")
+    assert page.get_by_label("number input for Layer", exact=True).first.input_value() == "2"
+    assert page.get_by_label("number input for Head", exact=True).first.input_value() == "3"
+    shot(page, "03b-click-opens-head")
 
 
 def test_html_prompt_is_shown_as_text(page):

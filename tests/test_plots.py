@@ -17,6 +17,24 @@ def test_overview_grid_axes_colour_range_and_downsampling():
     assert len(fig.to_json()) < 2_000_000
 
 
+@pytest.mark.parametrize("shape", [(4, 4, 13, 13), (2, 8, 300, 300), (3, 2, 24, 9)])
+def test_overview_meta_maps_every_cell_back_to_its_layer_and_head(shape):
+    """The page turns a clicked cell into (layer, head) with layout.meta: check that arithmetic on the grid."""
+    w = np.random.default_rng(1).random(shape).astype(np.float32)
+    fig = plots.overview(w, "t", kind="self")
+    meta, z = fig.layout.meta, np.asarray(fig.data[0].z, dtype=np.float32)
+    small, _ = plots.downsample_max(w, meta["rows"] if shape[2] >= shape[3] else meta["cols"])
+    assert meta["kind"] == "self" and small.shape[-2:] == (meta["rows"], meta["cols"])
+    down, across = meta["rows"] + meta["gap"], meta["cols"] + meta["gap"]
+    for row in range(z.shape[0]):
+        for col in range(z.shape[1]):
+            if row % down >= meta["rows"] or col % across >= meta["cols"]:
+                assert np.isnan(z[row, col])  # a gutter: nothing to open
+            else:
+                layer, head = row // down, col // across
+                assert z[row, col] == small[layer, head, row % down, col % across]
+
+
 def test_downsample_keeps_the_maximum():
     a = np.zeros((1, 1, 10, 10))
     a[0, 0, 7, 3] = 0.9

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .attention import build_attention_tab
+from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
 from .compare import build_compare_tab
 from .controls import build_controls
@@ -24,7 +24,7 @@ from .zoo_tab import build_zoo_tab
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
-LAUNCH = dict(css=CSS, head=HEAD, i18n=I18N, theme=gr.themes.Soft())
+LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft())
 
 
 def examples() -> list[str]:

@@ -18,6 +18,32 @@ from .lang import Words, t
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
+PICK_ID = "head-pick"
+# A click on an overview cell opens that head: the overview's layout.meta holds the grid geometry
+# (plots.overview); the script turns the clicked cell into {kind, layer, head} and types it into a
+# hidden textbox, whose change event opens the head on the server.
+CLICK_HEAD = f"""<script>
+(() => {{
+  const bound = new WeakSet();
+  const pick = (gd, e) => {{
+    const meta = gd.layout && gd.layout.meta, p = e.points && e.points[0];
+    if (!meta || !p || !Array.isArray(p.pointIndex)) return;
+    const [row, col] = p.pointIndex, down = meta.rows + meta.gap, across = meta.cols + meta.gap;
+    if (row % down >= meta.rows || col % across >= meta.cols) return;  // a gutter
+    const box = document.querySelector("#{PICK_ID} textarea, #{PICK_ID} input");
+    if (!box) return;
+    box.value = JSON.stringify({{kind: meta.kind, layer: Math.floor(row / down), head: Math.floor(col / across),
+                                 at: Date.now()}});  // 'at': a second click on the same cell is a change too
+    box.dispatchEvent(new Event("input", {{bubbles: true}}));
+  }};
+  const bind = () => document.querySelectorAll(".overview-plot .js-plotly-plot").forEach(gd => {{
+    if (bound.has(gd) || typeof gd.on !== "function") return;
+    bound.add(gd);
+    gd.on("plotly_click", e => pick(gd, e));
+  }});
+  new MutationObserver(bind).observe(document.documentElement, {{childList: true, subtree: true}});
+}})();
+</script>"""
 
 
 def kind_title(kind: str, result: Analysis) -> Message:
@@ -120,8 +146,9 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
         window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("attention.window_info"))
         analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
     badge_html = gr.HTML()
-    overviews = [gr.Plot(label=t(key), visible=i == 0) for i, key in
+    overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
                  enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
+    picked = gr.Textbox(visible="hidden", elem_id=PICK_ID)  # {kind, layer, head} from a click on the overview
     gr.Markdown(t("attention.one_head"))
     with gr.Row():
         kind = gr.Dropdown([(t("kind_short.self"), "self")], value="self", label=t("attention.kind"), scale=1)
@@ -155,7 +182,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
             if kinds:
                 title = w.render(kind_title(kinds[0], result))
                 fig = plots.overview(result.weights(kinds[0]), title, untrained=choice.untrained,
-                                     signed=kinds[0] == "implicit", lang=w.lang)
+                                     signed=kinds[0] == "implicit", lang=w.lang, kind=kinds[0])
                 figures.append(gr.update(value=fig, visible=True, label=title))
             else:
                 figures.append(gr.update(value=None, visible=False))
@@ -183,6 +210,19 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
     export_btn.click(export_files, state, files, api_visibility="private")
     view_inputs = [state, kind, layer, head]
     open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
+
+    def open_picked(state: dict | None, picked: str, request: gr.Request):
+        """The head a click on the overview named: set the pickers and open it."""
+        try:
+            p = json.loads(picked)
+            kind_, layer_, head_ = str(p["kind"]), int(p["layer"]), int(p["head"])
+        except (ValueError, TypeError, KeyError):
+            return [gr.skip()] * (3 + len(view_outputs))
+        if not state or kind_ not in state["result"].kinds:
+            return [gr.skip()] * (3 + len(view_outputs))
+        return [kind_, layer_, head_, *head_views(state, kind_, layer_, head_, request)]
+
+    picked.change(open_picked, [state, picked], [kind, layer, head, *view_outputs], api_visibility="private")
 
     def head_api(family: str, variant: str, position: str, task: str, fallback: str, backend: str, device: str,
                  text: str, prefix: int, win: int, kind: str, layer: int, head: int,
