@@ -3,7 +3,9 @@
 A ``KVCache`` is preallocated for one attention layer and holds only the ``n_kv_heads`` K/V
 heads (a GQA or MQA model caches fewer heads than it has query heads). ``update`` writes the
 new keys and values at their absolute positions and returns everything cached so far, so a
-prefill of many tokens and a decode step of one run the same code.
+prefill of many tokens and a decode step of one run the same code. With a sliding window W
+(Mistral-style), positions no new query can see any more (older than start_pos - W + 1) are
+dropped before the new ones are written: during decoding the cache holds at most W positions.
 
 Per-token cache size, in elements per layer (times bytes per element):
 
@@ -26,39 +28,58 @@ class KVCache(nn.Module):
     """Preallocated keys and values for one layer: (B, n_kv, max_len, hs) each."""
 
     def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None, window: int = 0):
         super().__init__()
         shape = (batch, n_kv_heads, max_len, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.length = 0  # positions 0..length-1 hold real keys
+        self.window = window  # 0: keep every position
+        self.start = 0        # slots 0..length-start-1 hold positions start..length-1
+        self.length = 0
 
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
 
+    @property
+    def held(self) -> int:
+        """How many positions the cache holds now."""
+        return self.length - self.start
+
+    def first_kept(self, start_pos: int) -> int:
+        """The oldest position queries from ``start_pos`` on can still see (all of them without a window)."""
+        return max(self.start, start_pos - self.window + 1) if self.window else self.start
+
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write k, v (B, n_kv, T, hs) at positions input_pos (T,); return all cached (B, n_kv, length, hs)."""
+        """Write k, v (B, n_kv, T, hs) at positions input_pos (T,); return what the new queries can see,
+        positions first_kept(input_pos[0]) .. input_pos[-1]: (B, n_kv, held, hs)."""
         start, end = int(input_pos[0]), int(input_pos[-1]) + 1
         if start != self.length:
             raise ValueError(
-                f"KV cache holds {self.length} positions but the new tokens start at {start}; "
+                f"KV cache holds positions up to {self.length} but the new tokens start at {start}; "
                 "decode positions in order, or call model.setup_cache() to start again"
             )
-        if end > self.max_len:
+        keep = self.first_kept(start)
+        if keep > self.start:  # the window has passed these: drop them, keep the rest in order
+            drop, n = keep - self.start, self.length - keep
+            self.k[:, :, :n] = self.k[:, :, drop:drop + n].clone()
+            self.v[:, :, :n] = self.v[:, :, drop:drop + n].clone()
+            self.start = keep
+        lo, hi = start - self.start, end - self.start
+        if hi > self.max_len:
             raise ValueError(
                 f"KV cache is full ({self.max_len} positions); call model.setup_cache(max_len=...) with a larger max_len"
             )
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
+        self.k[:, :, lo:hi] = k
+        self.v[:, :, lo:hi] = v
         self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
+        return self.k[:, :, :hi], self.v[:, :, :hi]
 
     @property
     def bytes_used(self) -> int:
-        """Bytes of the filled positions: 2 * B * n_kv * length * hs * element size."""
+        """Bytes of the positions held: 2 * B * n_kv * held * hs * element size."""
         b, n_kv, _, hs = self.k.shape
-        return 2 * b * n_kv * self.length * hs * self.k.element_size()
+        return 2 * b * n_kv * self.held * hs * self.k.element_size()
 
     @property
     def bytes_allocated(self) -> int:

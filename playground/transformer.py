@@ -109,8 +109,10 @@ class Stack(nn.Module):
             raise ValueError(f"learned positions end at context_length={self.cfg.context_length}, "
                              f"but this input reaches position {end - 1}; shorten it")
         q_pos = masks.positions(start_pos, T, device)
-        k_pos = masks.positions(0, end, device) if self.cached else q_pos
-        return q_pos, k_pos
+        if not self.cached:
+            return q_pos, q_pos
+        first = self.blocks[0].self_attn.cache.first_kept(start_pos)  # a sliding window drops older keys
+        return q_pos, masks.positions(first, end - first, device)
 
     def forward(self, x: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
                 memory: Tensor | None = None, memory_valid: Tensor | None = None,
@@ -145,7 +147,8 @@ class Stack(nn.Module):
     def setup_cache(self, batch: int, max_len: int, dtype: torch.dtype, device) -> None:
         for block in self.blocks:
             attn = block.self_attn
-            attn.cache = KVCache(batch, attn.n_kv_heads, max_len, attn.head_dim, dtype, device)
+            attn.cache = KVCache(batch, attn.n_kv_heads, max_len, attn.head_dim, dtype, device,
+                                 window=self.cfg.sliding_window)
             if block.cross_attn is not None:
                 block.cross_attn.cross_kv, block.cross_attn.use_cross_cache = None, True
 
