@@ -27,9 +27,9 @@ def safe(label) -> str:
     return html.escape(str(label), quote=False)
 
 
-def axis_labels(labels: list[str]) -> list[str]:
-    """Unique, escaped category names: '3 ␣the'."""
-    return [f"{i} {safe(t)}" for i, t in enumerate(labels)]
+def axis_labels(labels: list[str], start: int = 0) -> list[str]:
+    """Unique, escaped category names numbered by position from ``start``: '3 ␣the'."""
+    return [f"{i} {safe(t)}" for i, t in enumerate(labels, start)]
 
 
 def colour_axis(values: np.ndarray, signed: bool, lang: str = "en", scale_title=None) -> dict:
@@ -179,7 +179,8 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
               log: bool = False, max_tokens: int | None = None, lang: str = "en") -> go.Figure:
     """Cache bytes against tokens held: measured from the model, and by formula for each variant.
 
-    formulas: name -> {"per_token": bytes, "fixed": bytes} (fixed for recurrent state).
+    formulas: name -> {"per_token": bytes, "fixed": bytes, optional "cap": tokens} (fixed: recurrent
+        state; cap: a sliding window, the cache stops growing at that many positions).
     """
     span = max_tokens or (max(tokens) if tokens else 1)
     xs = np.linspace(1, span, 64)
@@ -187,7 +188,8 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
     for name, f in formulas.items():
         name = render(name, lang)
         dash = "dot" if f["fixed"] else "dash"
-        fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * xs, mode="lines", name=safe(name),
+        held = np.minimum(xs, f["cap"]) if f.get("cap") else xs
+        fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * held, mode="lines", name=safe(name),
                                  line=dict(dash=dash, width=1.5),
                                  hovertemplate=f"{safe(name)}<br>{text(lang, 'plot.formula_hover')}<extra></extra>"))
     fig.add_trace(go.Scatter(x=tokens, y=measured_bytes, mode="lines+markers",
@@ -201,14 +203,14 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
 
 
 def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = "",
-              untrained: bool = False, signed: bool = False, lang: str = "en") -> go.Figure:
+              untrained: bool = False, signed: bool = False, lang: str = "en", key_start: int = 0) -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
-    rows: (n_layer, nh, Tk).
+    rows: (n_layer, nh, Tk). key_start: the position of the first key (a sliding window drops older ones).
     """
     L, H, tk = rows.shape
     names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
-    fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=axis_labels(k_labels), y=names, coloraxis="coloraxis",
+    fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=axis_labels(k_labels, key_start), y=names, coloraxis="coloraxis",
                                hovertemplate=(f"%{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
                                               f"{text(lang, 'plot.weight')} %{{z:.4f}}<extra></extra>")))
     title = f"{render(title, lang)} → {text(lang, 'plot.next_token', token=safe(new_token))}{_status(untrained, lang)}"

@@ -228,7 +228,8 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
 
 def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
     """Per-token KV bytes by formula at this model's dimensions (MLA: d_latent = 4 hs, d_rope = hs / 2,
-    DeepSeek-V2's ratios), and the fixed state of RWKV-5 and Mamba at the same width."""
+    DeepSeek-V2's ratios), and the fixed state of RWKV-5 and Mamba at the same width. A model with a
+    sliding window W adds its own variant capped at W positions ("cap")."""
     size = dtype_bytes(dtype)
     hs, nh, layers = cfg.head_dim, cfg.n_heads, cfg.n_layer
     per_token = {
@@ -238,6 +239,10 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
         msg("kv.mla", latent=4 * hs, rope=hs // 2): kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
+    if cfg.sliding_window and cfg.family not in zoo.RECURRENT:
+        own = 2 * cfg.n_kv_heads * hs  # the model's own K/V heads
+        out[msg("kv.window", n=cfg.n_kv_heads, window=cfg.sliding_window)] = {
+            "per_token": layers * own * size, "fixed": 0.0, "cap": cfg.sliding_window}
     for kind in ("RWKV", "Mamba"):
         out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
                                           "fixed": layers * state_elements_per_layer(kind, cfg.d_model, hs) * size}

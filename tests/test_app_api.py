@@ -73,7 +73,7 @@ def test_long_prompt_is_truncated_and_downsampled(client):
 
 
 def test_generate_measures_the_cache(client):
-    text, growth, step, step_plot, info = client.predict(*CONTROLS, "Now is the winter", 12, 0, 0, 1, 0, False,
+    text, growth, step, step_plot, info = client.predict(*CONTROLS, "Now is the winter", 12, 0, 0, 1, 0, 0, False,
                                                          api_name="/generate")[:5]
     assert isinstance(text, str) and text
     measured = plot_json(growth)["data"][-1]
@@ -86,6 +86,21 @@ def test_generate_measures_the_cache(client):
         ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
     assert len(ys) == 12 and all(b > a for a, b in zip(ys, ys[1:]))
     assert "Step **0**" in info
+
+
+def test_a_sliding_window_caps_the_measured_cache(client):
+    """baseline caches 4,096 fp32 bytes per position; with a window of 8 it never holds more than 8 positions."""
+    growth = plot_json(client.predict(*CONTROLS, "Now is the winter", 16, 0, 0, 1, 0, 8, False,
+                                      api_name="/generate")[1])
+    names = [trace["name"] for trace in growth["data"]]
+    assert any("window 8" in n for n in names)
+    ys = growth["data"][-1]["y"]
+    if isinstance(ys, dict):
+        import base64
+
+        import numpy as np
+        ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
+    assert max(ys) == ys[-1] == 8 * 4096
 
 
 def test_kv_cache_calculator(client):
@@ -135,7 +150,7 @@ def test_recurrent_models_show_signed_implicit_attention_and_a_flat_state(client
     assert "implicit attention" in overview["layout"]["title"]["text"]
     assert overview["layout"]["coloraxis"]["cmid"] == 0  # signed: diverging scale
     assert "reproduces the mixer's output" in out[0]
-    growth = plot_json(client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be", 6, 0, 0, 1, 0,
+    growth = plot_json(client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be", 6, 0, 0, 1, 0, 0,
                                       False, api_name="/generate")[1])
     ys = growth["data"][-1]["y"]
     if isinstance(ys, dict):

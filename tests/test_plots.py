@@ -69,3 +69,13 @@ def test_signed_implicit_attention_uses_a_diverging_scale():
     axis = fig.layout.coloraxis
     assert axis.cmid == 0 and axis.cmin == pytest.approx(-0.7) and axis.cmax == pytest.approx(0.7)
     assert np.nanmin(np.asarray(fig.data[0].z, dtype=float)) == np.float32(-0.7)  # magnitude kept through pooling
+
+
+def test_step_rows_number_keys_by_position_and_formulas_respect_a_window_cap():
+    fig = plots.step_rows(np.full((2, 2, 3), 1 / 3), ["a", "b", "c"], "t", key_start=41)
+    assert list(fig.data[0].x) == ["41 a", "42 b", "43 c"]
+    growth = plots.kv_growth([4, 5, 6], [10, 20, 20], {"w": {"per_token": 2.0, "fixed": 0.0, "cap": 8},
+                                                        "full": {"per_token": 2.0, "fixed": 0.0}},
+                             label="m", max_tokens=64)
+    capped, full = np.asarray(growth.data[0].y), np.asarray(growth.data[1].y)
+    assert capped.max() == 16 and full.max() == 128

@@ -27,12 +27,14 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     w = Words(request)
     tl: service.Timeline = state["timeline"]
     step = max(0, min(int(step), len(tl.rows) - 1))
-    keys = tl.prompt_labels + tl.new_labels[:step]
     kind = next(k for k in tl.rows[step] if k != "cross")  # self, decoder_self or implicit
+    keys = tl.prompt_labels + tl.new_labels[:step]
+    first = 0 if kind == "implicit" else len(keys) - tl.rows[step][kind].shape[-1]  # a sliding window drops older keys
+    keys = keys[first:]
     implicit = kind == "implicit"
     title = msg("generate.step_state" if implicit else "generate.step_cache", step=step, n=len(keys))
     fig = plots.step_rows(tl.rows[step][kind], keys, title, new_token=tl.new_labels[step],
-                          untrained=state["untrained"], signed=implicit, lang=w.lang)
+                          untrained=state["untrained"], signed=implicit, lang=w.lang, key_start=first)
     info = w("generate.step_info_state" if implicit else "generate.step_info_cache", step=step,
              last=len(tl.rows) - 1, n=len(keys), bytes=tl.cache_bytes[step],
              token=html.escape(tl.new_labels[step]))
@@ -47,6 +49,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox):
         top_k = gr.Slider(0, 200, value=0, step=1, label=t("generate.top_k"))
         top_p = gr.Slider(0.05, 1, value=1, step=0.05, label=t("generate.top_p"))
         seed = gr.Number(0, precision=0, label=t("generate.seed"))
+        window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("generate.window_info"))
         generate_btn = gr.Button(t("generate.generate"), variant="primary", scale=0, min_width=160)
     output = gr.Textbox(label=t("generate.output"), lines=3, interactive=False)
     with gr.Row():
@@ -57,10 +60,10 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox):
     step_info = gr.Markdown()
     step_plot = gr.Plot(label=t("generate.step_plot"))
 
-    def run(family, variant, position, task, fallback, backend, device, text, n, temp, k, p, s, log,
+    def run(family, variant, position, task, fallback, backend, device, text, n, temp, k, p, s, win, log,
             request: gr.Request):
         w = Words(request)
-        choice, _ = choose(w, family, variant, position, task, fallback, backend, device)
+        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
         try:
             timeline, notes = service.generate_text(choice, text, n, temperature=temp, top_k=int(k), top_p=p,
                                                     seed=int(s or 0))
@@ -75,7 +78,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox):
         return (timeline.text, growth_figure(new_state, log, request), gr.update(maximum=len(timeline.rows) - 1, value=0),
                 fig, info, new_state)
 
-    generate_btn.click(run, [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, log_axis],
+    generate_btn.click(run, [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis],
                        [output, growth_plot, step, step_plot, step_info, state], api_name="generate",
                        concurrency_limit=2)
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
