@@ -161,7 +161,7 @@ def whatif(n_layer: int, n_heads: int, n_kv_heads: int, head_dim: int, *, d_late
                            ("MLA", dict(d_latent=d_latent, d_rope=d_rope))):
         per_token = kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **extra)
         total = batch * context * per_token
-        label = msg("kv.mla", latent=d_latent, rope=d_rope) if variant == "MLA" else \
-            msg("kv.heads", variant=variant, n={"MHA": n_heads, "GQA": n_kv_heads, "MQA": 1}[variant])
+        label = {"MHA": msg("kv.heads", variant="MHA", n=n_heads), "GQA": msg("kv.heads", variant="GQA", n=n_kv_heads),
+                 "MQA": msg("kv.one_head", variant="MQA"), "MLA": msg("kv.mla", latent=d_latent, rope=d_rope)}[variant]
         rows.append({"variant": label, "bytes_per_token": per_token, "gib": total / 2**30})
     return rows

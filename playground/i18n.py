@@ -63,11 +63,11 @@ class MessageError(ValueError):
 
 
 def normalise(lang: str | None) -> str:
-    """'zh', 'zh-cn', 'zh-Hans-CN' -> 'zh-CN'; anything else we do not speak -> 'en'."""
-    tag = (lang or "").strip().lower().replace("_", "-")
-    if tag.startswith("zh") and not any(t in tag for t in ("-tw", "-hk", "-mo", "-hant")):
-        return "zh-CN"
-    return DEFAULT
+    """'zh-CN' (any case, '_' or '-') -> 'zh-CN'; anything else -> 'en'.
+
+    The same rule as the browser side, which shows a catalogue only for an exact locale match and
+    English otherwise: labels and server-written text then always agree."""
+    return "zh-CN" if (lang or "").strip().lower().replace("_", "-") == "zh-cn" else DEFAULT
 
 
 def text(lang: str, key: str, **params) -> str:

@@ -235,7 +235,7 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
     per_token = {
         msg("kv.heads", variant="MHA", n=nh): kv_elements_per_token("MHA", nh, hs),
         msg("kv.heads", variant="GQA", n=max(1, nh // 2)): kv_elements_per_token("GQA", nh, hs, n_kv_heads=max(1, nh // 2)),
-        msg("kv.heads", variant="MQA", n=1): kv_elements_per_token("MQA", nh, hs),
+        msg("kv.one_head", variant="MQA"): kv_elements_per_token("MQA", nh, hs),
         msg("kv.mla", latent=4 * hs, rope=hs // 2): kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}

@@ -245,7 +245,7 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
     pg.get_by_label("提示词").fill("To be, or not to be, that is the question")
     pg.get_by_role("button", name="分析").click()
     wait_for_plot_title(pg, "自注意力（因果）")
-    wait_for_plot_title(pg, "第 0 层，第 0 个头")
+    wait_for_plot_title(pg, "层 0，头 0")
     assert "实际运行的算子" in pg.locator(".badge").inner_text()
     shot(pg, "14-zh-analyze")
     pg.get_by_label("提示词").fill("   ")

@@ -36,12 +36,13 @@ CLICK_HEAD = f"""<script>
                                  at: Date.now()}});  // 'at': a second click on the same cell is a change too
     box.dispatchEvent(new Event("input", {{bubbles: true}}));
   }};
-  const bind = () => document.querySelectorAll(".overview-plot .js-plotly-plot").forEach(gd => {{
-    if (bound.has(gd) || typeof gd.on !== "function") return;
+  // bind when the pointer first enters a plot (before any click on it); a redrawn plot is a new element
+  document.addEventListener("pointerover", e => {{
+    const gd = e.target.closest && e.target.closest(".overview-plot .js-plotly-plot");
+    if (!gd || bound.has(gd) || typeof gd.on !== "function") return;
     bound.add(gd);
-    gd.on("plotly_click", e => pick(gd, e));
-  }});
-  new MutationObserver(bind).observe(document.documentElement, {{childList: true, subtree: true}});
+    gd.on("plotly_click", ev => pick(gd, ev));
+  }}, true);
 }})();
 </script>"""
 

@@ -6,7 +6,7 @@ import gradio as gr
 from .. import plots
 from ..cache import PUBLISHED, whatif
 from ..i18n import MessageError
-from .lang import Localized, Words, t
+from .lang import Localized, Words, english, t
 
 HEADERS = ["calc.col_variant", "calc.col_bytes", "calc.col_gib"]
 
@@ -42,7 +42,7 @@ def build_calculator_tab(localized: Localized):
         context = gr.Number(8192, precision=0, label=t("calc.context"))
         batch = gr.Number(1, precision=0, label=t("calc.batch"))
         button = gr.Button(t("calc.compute"), variant="primary")
-    table = gr.Dataframe(headers=HEADERS, interactive=False)
+    table = gr.Dataframe(headers=english(HEADERS), interactive=False)
     localized.table(table, HEADERS)
     chart = gr.Plot(show_label=False)
     fields = [n_layer, n_heads, n_kv, head_dim, d_latent, d_rope]

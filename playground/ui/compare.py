@@ -6,7 +6,7 @@ import gradio as gr
 from .. import heads, plots, service, zoo
 from ..i18n import msg
 from .attention import kind_labels, kind_title
-from .lang import Localized, Words, t
+from .lang import Localized, Words, english, t
 
 SUMMARY = ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "induction"]
 SUMMARY_HEADERS = [f"col.{c}" for c in SUMMARY]
@@ -74,7 +74,7 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, localized: Locali
         plot_a = gr.Plot(label="A")
         plot_b = gr.Plot(label="B")
     diff_plot = gr.Plot(label=t("compare.difference"))
-    table = gr.Dataframe(headers=SUMMARY, interactive=False, label=t("compare.table"))
+    table = gr.Dataframe(headers=english(SUMMARY_HEADERS), interactive=False, label=t("compare.table"))
     localized.table(table, SUMMARY_HEADERS)
     button.click(compare, [model_a, model_b, prompt, layer, head, device], [plot_a, plot_b, diff_plot, table],
                  api_name="compare")

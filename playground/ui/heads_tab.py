@@ -7,7 +7,7 @@ from .. import heads, plots, service
 from ..i18n import msg
 from .attention import kind_labels, kind_title
 from .controls import Controls, choose
-from .lang import Localized, Words, t
+from .lang import Localized, Words, english, t
 
 COLUMNS = ["layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "duplicate_token",
            "induction"]
@@ -28,7 +28,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
     state = gr.State(None)
     gr.Markdown(t("heads.help"))
     button = gr.Button(t("heads.score"), variant="primary")
-    table = gr.Dataframe(headers=COLUMNS, interactive=False, label=t("heads.table"), elem_id="head-table")
+    table = gr.Dataframe(headers=english(HEADERS), interactive=False, label=t("heads.table"), elem_id="head-table")
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))
 

@@ -5,7 +5,7 @@ import gradio as gr
 
 from .. import plots, service
 from ..bench import bench_kernels
-from .lang import Localized, Words, t
+from .lang import Localized, Words, english, t
 
 HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_ms", "kernels.col_mib",
            "kernels.col_ratio", "kernels.col_diff", "kernels.col_why"]
@@ -60,7 +60,7 @@ def build_kernel_lab_tab(localized: Localized):
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"))
         button = gr.Button(t("kernels.run"), variant="primary")
     note = gr.Markdown()
-    table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True)
+    table = gr.Dataframe(headers=english(HEADERS), interactive=False, wrap=True)
     localized.table(table, HEADERS)
     with gr.Row():
         time_plot = gr.Plot(label=t("kernels.time"))

@@ -3,9 +3,12 @@
 The browser picks the language (its own setting, or Gradio's footer Settings -> Language) and
 translates every label made with ``t(key)``. Words a handler makes (warnings, notes, titles, table
 headers) are rendered on the server in the language the page shows: a small script copies
-``<html lang>`` into a cookie whenever it changes and presses a hidden button that re-renders what
-the server already wrote. Without the cookie (API callers, a first request) the Accept-Language
-header decides; without either, English.
+``<html lang>`` into a cookie (again whenever this tab is focused or clicked, so two tabs in two
+languages each send their own) and, on a switch, presses a hidden button that re-renders the parts
+the server wrote once per page (``Localized``: table headers, the lab figures, the zoo table, the
+model note). Results already on screen keep their language until they are computed again. Without
+the cookie (API callers, a first request, a browser that refuses it) the Accept-Language header
+decides; without either, English.
 """
 from __future__ import annotations
 
@@ -24,11 +27,15 @@ HEAD = f"""<script>
   const sync = () => {{
     const lang = document.documentElement.lang;
     if (!lang) return;
-    document.cookie = "{COOKIE}=" + encodeURIComponent(lang) + "; path=/; SameSite=Lax";
+    // a Space runs in a cross-site iframe: there only a partitioned, secure cookie is kept
+    const scope = location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
+    document.cookie = "{COOKIE}=" + encodeURIComponent(lang) + "; path=/" + scope;
     if (last !== null && lang !== last) document.getElementById("{RELOCALIZE_ID}")?.click();
     last = lang;
   }};
   new MutationObserver(sync).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
+  window.addEventListener("focus", sync);
+  document.addEventListener("pointerdown", sync, true);
   sync();
 }})();
 </script>"""
@@ -37,6 +44,11 @@ HEAD = f"""<script>
 def t(key: str):
     """A label the browser shows in its language."""
     return I18N(key)
+
+
+def english(keys: list[str]) -> list[str]:
+    """Column names before the page has told the server its language (Localized replaces them on load)."""
+    return [text("en", k) for k in keys]
 
 
 def language(request: gr.Request | None) -> str:
