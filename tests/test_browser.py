@@ -264,6 +264,8 @@ def test_switch_to_chinese_in_settings(browser, app_url):
     pg.goto(app_url, wait_until="load")
     pg.get_by_role("heading", name="Attention Playground").wait_for()
     pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
+    pg.get_by_role("button", name="Analyze").click()
+    wait_for_plot_title(pg, "layer 0, head 0")
     pg.get_by_role("tab", name="Model zoo").click()
     pg.get_by_text("what differs").first.wait_for(timeout=15_000)
     pg.locator("button.settings").click()
@@ -275,7 +277,13 @@ def test_switch_to_chinese_in_settings(browser, app_url):
     pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
     pg.locator(".backdrop").click(position={"x": 20, "y": 20})  # close the settings panel
     pg.get_by_role("tab", name="注意力", exact=True).click()
+    # the analysis on screen is drawn again in Chinese, without analyzing again
+    wait_for_plot_title(pg, "自注意力（因果） · 层 0，头 0")
+    assert "实际运行的算子" in pg.locator(".badge").inner_text()
+    for name in ("生成与 KV 缓存", "对比", "注意力头洞察", "位置编码实验室", "算子实验室", "训练", "KV 缓存计算器"):
+        pg.get_by_role("tab", name=name).wait_for(timeout=15_000)  # every tab renamed, not just the open one
     pg.get_by_role("button", name="分析").click()
     wait_for_plot_title(pg, "自注意力（因果）")
+    wait_for_plot_title(pg, "层 0，头 0")
     shot(pg, "16-settings-zh")
     context.close()

@@ -57,6 +57,7 @@ DYNAMIC = {
     "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
              "duplicate_token", "induction"],
     "train.data_": ["shakespeare", "induction", "copy", "associative_recall"],
+    "tab.": ["attention", "generate", "compare", "heads", "positions", "kernels", "train", "calculator", "zoo"],
 }
 
 
@@ -153,3 +154,25 @@ def test_the_page_language_comes_from_the_cookie_then_accept_language():
 
 def test_gradio_sees_the_catalogue_languages():
     assert i18n.NAMES.keys() == set(LANGUAGES)
+
+
+def test_every_translated_label_on_the_page_is_in_both_catalogues():
+    """Walk the built page: every label, info, placeholder, value and choice marked for translation has a text."""
+    from gradio.i18n import I18nData
+
+    from playground.ui import build_app
+
+    marked = re.compile(r'__i18n__\{"__type__": "translation_metadata", "key": "([^"]+)"\}')
+    keys, tabs = set(), 0
+    for block in build_app().blocks.values():
+        values = [getattr(block, prop, None) for prop in ("label", "info", "placeholder", "value")]
+        values += [label for label, _ in getattr(block, "choices", None) or []]
+        for v in values:
+            if isinstance(v, I18nData):
+                keys.add(v.key)
+            elif isinstance(v, str):
+                keys.update(marked.findall(v))
+        tabs += type(block).__name__ == "Tab"
+    assert tabs == 9 and len(keys) > 100
+    for lang, book in catalogues().items():
+        assert keys <= set(book), f"{lang}: {keys - set(book)}"

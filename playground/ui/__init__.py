@@ -16,7 +16,7 @@ from .controls import build_controls
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .kernel_lab import build_kernel_lab_tab
-from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, t
+from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
 from .share import build_share
 from .train_tab import build_train_tab
@@ -39,29 +39,33 @@ def build_app() -> gr.Blocks:
         prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
                             placeholder=t("app.placeholder"))
         gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))
+        builders = {  # tab id -> what fills it
+            "attention": lambda: build_share(demo, controls, prompt, build_attention_tab(controls, prompt, localized)),
+            "generate": lambda: build_generation_tab(controls, prompt, localized),
+            "compare": lambda: build_compare_tab(prompt, controls.device, localized),
+            "heads": lambda: build_heads_tab(controls, prompt, localized),
+            "positions": lambda: build_position_lab_tab(localized),
+            "kernels": lambda: build_kernel_lab_tab(localized),
+            "train": lambda: build_train_tab(controls),
+            "calculator": lambda: build_calculator_tab(localized),
+            "zoo": lambda: build_zoo_tab(localized),
+        }
+        tabs = []
         with gr.Tabs():
-            with gr.Tab(t("tab.attention"), id="attention"):
-                attention = build_attention_tab(controls, prompt)
-                build_share(demo, controls, prompt, attention)
-            with gr.Tab(t("tab.generate"), id="generate"):
-                build_generation_tab(controls, prompt)
-            with gr.Tab(t("tab.compare"), id="compare"):
-                build_compare_tab(prompt, controls.device, localized)
-            with gr.Tab(t("tab.heads"), id="heads"):
-                build_heads_tab(controls, prompt, localized)
-            with gr.Tab(t("tab.positions"), id="positions"):
-                build_position_lab_tab(localized)
-            with gr.Tab(t("tab.kernels"), id="kernels"):
-                build_kernel_lab_tab(localized)
-            with gr.Tab(t("tab.train"), id="train"):
-                build_train_tab(controls)
-            with gr.Tab(t("tab.calculator"), id="calculator"):
-                build_calculator_tab(localized)
-            with gr.Tab(t("tab.zoo"), id="zoo"):
-                build_zoo_tab(localized)
+            for tab_id, build in builders.items():
+                with gr.Tab(t(f"tab.{tab_id}"), id=tab_id) as tab:
+                    build()
+                tabs.append(tab)
+
+        def tab_labels(request: gr.Request):
+            """The browser re-translates a tab's label on a switch only when that tab redraws: name them all anew."""
+            w = Words(request)
+            return [gr.update(label=w(f"tab.{tab_id}")) for tab_id in builders]
+
         # pressed by the page's language script when the reader switches language (lang.HEAD)
         switch = gr.Button("relocalize", visible="hidden", elem_id=RELOCALIZE_ID)
+        localized.on_switch(tab_labels, [], tabs)
+        localized.on_switch(controls.describe, controls.inputs,
+                            [controls.family, controls.variant, controls.position, controls.note])
         localized.wire(demo, switch)
-        switch.click(controls.describe, controls.inputs, [controls.family, controls.variant, controls.position,
-                                                          controls.note], api_visibility="private")
     return demo

@@ -14,7 +14,7 @@ from .. import plots, service
 from ..analysis import Analysis
 from ..i18n import Message, msg
 from .controls import Controls, choose
-from .lang import Words, t
+from .lang import Localized, Words, t
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
@@ -139,7 +139,26 @@ class AttentionTab:
     view_outputs: list
 
 
-def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
+def overview_figures(w: Words, state: dict) -> list:
+    """Updates of the three overview slots: self (or encoder self, or implicit), decoder self, cross."""
+    result, figures = state["result"], []
+    for slot in OVERVIEW_SLOTS:
+        kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
+        if kinds:
+            title = w.render(kind_title(kinds[0], result))
+            fig = plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
+                                 signed=kinds[0] == "implicit", lang=w.lang, kind=kinds[0])
+            figures.append(gr.update(value=fig, visible=True, label=title))
+        else:
+            figures.append(gr.update(value=None, visible=False))
+    return figures
+
+
+def kind_choices(w: Words, result: Analysis, value: str):
+    return gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=value)
+
+
+def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Localized) -> AttentionTab:
     state = gr.State(None)
     with gr.Row():
         prefix_len = gr.Slider(0, 128, value=8, step=1, label=t("attention.prefix"),
@@ -176,23 +195,12 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
             raise w.error(e) from None
         for note in notes:
             w.warn(note)
-        new_state = {"result": result, "untrained": choice.untrained}
-        figures = []
-        for slot in OVERVIEW_SLOTS:
-            kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
-            if kinds:
-                title = w.render(kind_title(kinds[0], result))
-                fig = plots.overview(result.weights(kinds[0]), title, untrained=choice.untrained,
-                                     signed=kinds[0] == "implicit", lang=w.lang, kind=kinds[0])
-                figures.append(gr.update(value=fig, visible=True, label=title))
-            else:
-                figures.append(gr.update(value=None, visible=False))
+        new_state = {"result": result, "untrained": choice.untrained, "choice": choice}
         cfg = result.config
         if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
             w.info("info.long_prompt")
         # the head, its mask and the overlay follow in a second step, so the overview shows first
-        return (badge(w, result, choice), *figures,
-                gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=result.kinds[0]),
+        return (badge(w, result, choice), *overview_figures(w, new_state), kind_choices(w, result, result.kinds[0]),
                 gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
                 new_state)
 
@@ -225,6 +233,16 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
 
     picked.change(open_picked, [state, picked], [kind, layer, head, *view_outputs], api_visibility="private")
 
+    def relocalize(state: dict | None, kind_: str, layer_: int, head_: int, request: gr.Request):
+        """After a language switch: what is on screen, drawn again from the same analysis."""
+        if not state:
+            return [gr.skip()] * (2 + len(overviews) + len(view_outputs))
+        w = Words(request)
+        return [badge(w, state["result"], state["choice"]), *overview_figures(w, state),
+                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_, request)]
+
+    localized.on_switch(relocalize, [state, kind, layer, head], [badge_html, *overviews, kind, *view_outputs])
+
     def head_api(family: str, variant: str, position: str, task: str, fallback: str, backend: str, device: str,
                  text: str, prefix: int, win: int, kind: str, layer: int, head: int,
                  request: gr.Request = None) -> dict[str, str]:
@@ -246,6 +264,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox) -> AttentionTab:
         return gr.update(interactive=applies, info=Words(request)("attention.prefix_info" if applies
                                                                   else "attention.prefix_other"))
 
+    localized.on_switch(prefix_applies, [controls.family, controls.task], [prefix_len])
     gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
           api_visibility="private")
     return AttentionTab(analyze, inputs, outputs, prefix_len, window, kind, layer, head, state, view_outputs)

@@ -8,7 +8,7 @@ import gradio as gr
 from .. import plots, service
 from ..i18n import msg
 from .controls import Controls, choose
-from .lang import Words, t
+from .lang import Localized, Words, t
 
 
 def growth_figure(state: dict | None, log: bool, request: gr.Request = None):
@@ -41,7 +41,7 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     return fig, info
 
 
-def build_generation_tab(controls: Controls, prompt: gr.Textbox):
+def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
     state = gr.State(None)
     with gr.Row():
         new_tokens = gr.Slider(1, 128, value=32, step=1, label=t("generate.new_tokens"))
@@ -83,4 +83,12 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox):
                        concurrency_limit=2)
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
     step.change(step_view, [state, step], [step_plot, step_info], api_visibility="private")
+
+    def relocalize(state: dict | None, log: bool, at: int, request: gr.Request):
+        """After a language switch: the growth plot and the decode step, drawn again from the same generation."""
+        if not state:
+            return [gr.skip()] * 3
+        return [growth_figure(state, log, request), *step_view(state, at, request)]
+
+    localized.on_switch(relocalize, [state, log_axis, step], [growth_plot, step_plot, step_info])
     return generate_btn

@@ -5,8 +5,8 @@ translates every label made with ``t(key)``. Words a handler makes (warnings, no
 headers) are rendered on the server in the language the page shows: a small script copies
 ``<html lang>`` into a cookie (again whenever this tab is focused or clicked, so two tabs in two
 languages each send their own) and, on a switch, presses a hidden button that re-renders the parts
-the server wrote once per page (``Localized``: table headers, the lab figures, the zoo table, the
-model note). Results already on screen keep their language until they are computed again. Without
+the server wrote (``Localized``: table headers, the lab figures, the zoo table, the model note, and
+the analysis and generation on screen, drawn again from their state). Without
 the cookie (API callers, a first request, a browser that refuses it) the Accept-Language header
 decides; without either, English.
 """
@@ -103,6 +103,11 @@ class Localized:
 
     def __init__(self):
         self.parts: list[tuple[gr.components.Component, object]] = []
+        self.redraws: list[tuple[object, list, list]] = []
+
+    def on_switch(self, fn, inputs: list, outputs: list) -> None:
+        """Also run ``fn(*inputs, request)`` on a language switch: results on screen drawn again."""
+        self.redraws.append((fn, inputs, outputs))
 
     def add(self, component, render) -> None:
         self.parts.append((component, render))
@@ -122,3 +127,5 @@ class Localized:
             return [render(w, value) for (_, render), value in zip(self.parts, values)]
 
         gr.on([demo.load, switch.click], fill, components, components, api_visibility="private")
+        for fn, inputs, outputs in self.redraws:
+            switch.click(fn, inputs, outputs, api_visibility="private")
