@@ -139,6 +139,18 @@ class AttentionTab:
     view_outputs: list
 
 
+def analysis_of(w: Words, family, variant, position, task, fallback, backend, device, text, prefix=0, win=0):
+    """Controls' values and a prompt -> (choice, analysis); bad input raises gr.Error, notes show as warnings."""
+    choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
+    try:
+        result, notes = service.analyze_text(choice, text, prefix)
+    except ValueError as e:
+        raise w.error(e) from None
+    for note in notes:
+        w.warn(note)
+    return choice, result
+
+
 def overview_figures(w: Words, state: dict) -> list:
     """Updates of the three overview slots: self (or encoder self, or implicit), decoder self, cross."""
     result, figures = state["result"], []
@@ -188,13 +200,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win,
                 request: gr.Request = None):
         w = Words(request)
-        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
-        try:
-            result, notes = service.analyze_text(choice, text, prefix)
-        except ValueError as e:
-            raise w.error(e) from None
-        for note in notes:
-            w.warn(note)
+        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text, prefix, win)
         new_state = {"result": result, "untrained": choice.untrained, "choice": choice}
         cfg = result.config
         if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
@@ -248,11 +254,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
                  request: gr.Request = None) -> dict[str, str]:
         """One head of an analysis, stateless for API callers: Plotly JSON of the head, its mask and the overlay."""
         w = Words(request)
-        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
-        try:
-            result, _ = service.analyze_text(choice, text, prefix)
-        except ValueError as e:
-            raise w.error(e) from None
+        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text, prefix, win)
         figures = head_figures(w.lang, {"result": result, "untrained": choice.untrained}, kind, layer, head)
         return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
 

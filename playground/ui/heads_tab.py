@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import heads, plots, service
+from .. import heads, plots
 from ..i18n import msg
-from .attention import kind_labels, kind_title
-from .controls import Controls, choose
+from .attention import analysis_of, kind_labels, kind_title
+from .controls import Controls
 from .lang import Localized, Words, english, t
 
 COLUMNS = ["layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "duplicate_token",
@@ -34,13 +34,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
 
     def run(family, variant, position, task, fallback, backend, device, text, request: gr.Request):
         w = Words(request)
-        choice, _ = choose(w, family, variant, position, task, fallback, backend, device)
-        try:
-            result, notes = service.analyze_text(choice, text)
-        except ValueError as e:
-            raise w.error(e) from None
-        for note in notes:
-            w.warn(note)
+        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text)
         kind = next(k for k in result.kinds if k != "cross")  # roles are defined on self-attention
         if kind == "implicit":
             raise w.error("error.heads_implicit")

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import pe_lab, plots, zoo
 from ..i18n import msg
-from .lang import Localized, Words, t
+from .lang import Localized, t
 
 
 @lru_cache(maxsize=4)
