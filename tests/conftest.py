@@ -29,6 +29,27 @@ def tiny_model(seed: int = 0, **overrides):
     return build_model(tiny_config(**overrides)).eval()
 
 
+def implicit_records(model, ids, mixer: str):
+    """Run ``ids`` (B, T) with capture; return the implicit-attention records, each paired with the input
+    its layer's ``mixer`` submodule saw, after checking what every record must be: causal, exact, signed."""
+    inputs = []
+    hooks = [getattr(b, mixer).register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+             for b in model.blocks]
+    with torch.no_grad():
+        out = model(ids, capture=True)
+    for h in hooks:
+        h.remove()
+    B, T = ids.shape
+    assert len(out.attentions) == len(model.blocks)
+    for rec in out.attentions:
+        assert rec.kind == "implicit" and rec.kernel == "implicit" and not rec.recomputed and rec.bias is None
+        assert rec.weights.shape == (B, model.cfg.n_heads, T, T)
+        assert torch.equal(rec.mask, torch.ones(T, T, dtype=torch.bool).tril())
+        assert (rec.weights.triu(1) == 0).all()
+        assert rec.max_abs_diff < 1e-4
+    return list(zip(out.attentions, inputs))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -10,6 +10,8 @@ from playground.config import ModelConfig
 from playground.mamba import Mamba, implicit_attention
 from playground.transformer import build_model
 
+from conftest import implicit_records
+
 V, D, H, L, N_STATE, K, EXPAND = 97, 32, 4, 2, 16, 4, 2
 D_IN = EXPAND * D
 
@@ -62,19 +64,9 @@ def test_hidden_attention_reproduces_the_scan(model):
     sum_s alpha[t, s, c] x_s[c] + D x_t[c] equals a step-by-step scan written from the recurrence."""
     T = 20
     ids = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(2))
-    inputs = []
-    hooks = [b.mixer.register_forward_hook(lambda m, args, out: inputs.append(args[0])) for b in model.blocks]
-    with torch.no_grad():
-        out = model(ids, capture=True)
-    for h in hooks:
-        h.remove()
-    assert len(out.attentions) == L
-    for layer, (rec, h_in) in enumerate(zip(out.attentions, inputs)):
-        assert rec.kind == "implicit" and rec.kernel == "implicit" and not rec.recomputed and rec.bias is None
-        assert rec.weights.shape == (2, H, T, T)
-        assert torch.equal(rec.mask, torch.ones(T, T, dtype=torch.bool).tril())
-        assert (rec.weights.triu(1) == 0).all()
-        assert rec.max_abs_diff < 1e-4
+    records = implicit_records(model, ids, "mixer")
+    assert len(records) == L and records[0][0].weights.shape[1] == H
+    for layer, (rec, h_in) in enumerate(records):
         mx = model.blocks[layer].mixer
         with torch.no_grad():
             x = mx.in_proj(h_in)[..., :D_IN]  # (B, T, d_in)

@@ -9,6 +9,8 @@ from playground.config import ModelConfig
 from playground.rwkv import RWKV, lerp, token_shift
 from playground.transformer import build_model
 
+from conftest import implicit_records
+
 V, D, H, L, FF = 97, 32, 4, 2, 64
 N = D // H
 
@@ -51,19 +53,9 @@ def test_implicit_attention_reproduces_the_wkv(model):
     step-by-step WKV written from the recurrence."""
     T = 24
     x = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(2))
-    inputs = []
-    hooks = [b.time_mix.register_forward_hook(lambda m, args, out: inputs.append(args[0])) for b in model.blocks]
-    with torch.no_grad():
-        out = model(x, capture=True)
-    for h in hooks:
-        h.remove()
-    assert len(out.attentions) == L
-    for layer, (rec, xin) in enumerate(zip(out.attentions, inputs)):
-        assert rec.kind == "implicit" and rec.kernel == "implicit" and not rec.recomputed and rec.bias is None
-        assert rec.weights.shape == (2, H, T, T)
-        assert torch.equal(rec.mask, torch.ones(T, T, dtype=torch.bool).tril())
-        assert (rec.weights.triu(1) == 0).all()
-        assert rec.max_abs_diff < 1e-4
+    records = implicit_records(model, x, "time_mix")
+    assert len(records) == L and records[0][0].weights.shape[1] == H
+    for layer, (rec, xin) in enumerate(records):
         tm = model.blocks[layer].time_mix
         with torch.no_grad():
             prev = token_shift(xin, None)
