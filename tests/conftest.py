@@ -50,6 +50,23 @@ def implicit_records(model, ids, mixer: str):
     return list(zip(out.attentions, inputs))
 
 
+def assert_state_is_constant(model, expected: int):
+    """A recurrent model's state is ``expected`` bytes when set up, after 16 tokens and after 2048."""
+    V = model.cfg.vocab_size
+    with torch.no_grad():
+        model.setup_cache(batch=1)
+        assert model.cache_bytes() == expected
+        model(torch.randint(0, V, (1, 16)))
+        at_16 = model.cache_bytes()
+        model.setup_cache(batch=1, max_len=4096)
+        model(torch.randint(0, V, (1, 2047)))
+        model(torch.randint(0, V, (1, 1)), start_pos=2047)
+        at_2048 = model.cache_bytes()
+    model.clear_cache()
+    assert at_16 == at_2048 == expected
+    assert model.cache_bytes() == 0
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from playground.config import ModelConfig
 from playground.mamba import Mamba, implicit_attention
 from playground.transformer import build_model
 
-from conftest import implicit_records
+from conftest import assert_state_is_constant, implicit_records
 
 V, D, H, L, N_STATE, K, EXPAND = 97, 32, 4, 2, 16, 4, 2
 D_IN = EXPAND * D
@@ -97,18 +97,7 @@ def test_hidden_attention_reproduces_the_scan(model):
 
 def test_state_bytes_are_constant_and_match_the_formula(model):
     expected = L * (D_IN * (K - 1) + D_IN * N_STATE) * 4  # float32 conv state + SSM state per layer
-    with torch.no_grad():
-        model.setup_cache(batch=1)
-        assert model.cache_bytes() == expected
-        model(torch.randint(0, V, (1, 16)))
-        at_16 = model.cache_bytes()
-        model.setup_cache(batch=1, max_len=4096)
-        model(torch.randint(0, V, (1, 2047)))
-        model(torch.randint(0, V, (1, 1)), start_pos=2047)
-        at_2048 = model.cache_bytes()
-    model.clear_cache()
-    assert at_16 == at_2048 == expected
-    assert model.cache_bytes() == 0
+    assert_state_is_constant(model, expected)
 
 
 

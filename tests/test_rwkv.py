@@ -9,7 +9,7 @@ from playground.config import ModelConfig
 from playground.rwkv import RWKV, lerp, token_shift
 from playground.transformer import build_model
 
-from conftest import implicit_records
+from conftest import assert_state_is_constant, implicit_records
 
 V, D, H, L, FF = 97, 32, 4, 2, 64
 N = D // H
@@ -82,18 +82,7 @@ def test_implicit_attention_reproduces_the_wkv(model):
 
 def test_state_bytes_are_constant_and_match_the_formula(model):
     expected = L * D * (2 + N) * 4  # float32: two token-shift vectors and H matrices N x N per layer
-    with torch.no_grad():
-        model.setup_cache(batch=1)
-        assert model.cache_bytes() == expected
-        model(torch.randint(0, V, (1, 16)))
-        at_16 = model.cache_bytes()
-        model.setup_cache(batch=1, max_len=4096)
-        model(torch.randint(0, V, (1, 2047)))
-        model(torch.randint(0, V, (1, 1)), start_pos=2047)
-        at_2048 = model.cache_bytes()
-    model.clear_cache()
-    assert at_16 == at_2048 == expected
-    assert model.cache_bytes() == 0
+    assert_state_is_constant(model, expected)
 
 
 
