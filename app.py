@@ -7,7 +7,7 @@ demo = build_app()
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2, max_size=64).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         **LAUNCH,
     )

@@ -8,13 +8,14 @@ The notebook API (names are stable)::
     result.weights("self").shape                 # (n_layer, n_heads, T, T)
     generate(model, [5, 6, 7], 16).tokens
 """
-from .analysis import Analysis, AttentionMap, analyze
-from .cache import KVCache, kv_bytes_per_token, kv_cache_bytes
-from .checkpoint import load_model, save_model
-from .config import PRESETS, ModelConfig, from_name
-from .generate import DecodeStep, Generation, generate, stream
-from .kernels import KernelUnavailable, probe
-from .transformer import EncoderDecoder, TransformerLM, build_model
+from playground.inspect.analysis import Analysis, AttentionMap, analyze
+from playground.nn.cache import KVCache, kv_bytes_per_token, kv_cache_bytes
+from playground.models.checkpoint import load_model, save_model
+from playground.config import PRESETS, ModelConfig, from_name
+from playground.inspect.generation import DecodeStep, Generation, generate, stream
+from playground.nn.kernels import KernelUnavailable, probe
+from playground.models import build_model
+from playground.models.transformer import EncoderDecoder, TransformerLM
 
 __all__ = [
     "Analysis", "AttentionMap", "analyze", "KVCache", "kv_bytes_per_token", "kv_cache_bytes",

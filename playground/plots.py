@@ -5,8 +5,10 @@ Token labels are escaped for Plotly's text renderer, and numbered so repeated to
 distinct on categorical axes. Overviews are downsampled (max over blocks, said in the title)
 so a long prompt stays light to send and to draw; a single head opens at full resolution.
 
-Every builder takes ``lang`` ('en' or 'zh-CN') for the words it writes itself (axis titles, hover
-text); titles and series names may be plain strings or ``i18n.Message`` values, rendered in ``lang``.
+Every builder takes ``words`` for the words it writes itself (axis titles, hover text, colour
+bars): ``words(key, **params) -> str`` and ``words.render(value) -> str`` for titles and series
+names. The default, ``ENGLISH``, writes the templates in ``WORDS``; the page passes its own
+``Words``, which writes the same keys in the reader's language (its English *is* ``WORDS``).
 """
 from __future__ import annotations
 
@@ -15,11 +17,55 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
-from .i18n import render, text
 
 WEIGHT_SCALE = "Viridis"
 MASK_COLOURS = [[0.0, "#e9e9ef"], [1.0, "#2b6cb0"]]
 FONT = dict(family="Inter, 'WenQuanYi Micro Hei', sans-serif", size=12)
+
+WORDS: dict[str, str] = {
+    'plot.weight': 'weight',
+    'plot.implicit': 'implicit α',
+    'plot.untrained': 'UNTRAINED (random weights)',
+    'plot.layer': 'layer {i}',
+    'plot.head': 'head {h}',
+    'plot.block_unit': 'indices of {block}-token blocks',
+    'plot.token_unit': 'token indices',
+    'plot.pooled': 'max over {block}×{block} blocks',
+    'plot.pooled_signed': 'largest |α| over {block}×{block} blocks',
+    'plot.tokens_grid': '{tq}×{tk} tokens',
+    'plot.key_axis': 'key (attended to)',
+    'plot.query_axis': 'query (attending)',
+    'plot.query': 'query',
+    'plot.key': 'key',
+    'plot.mask': 'mask',
+    'plot.blocked': 'blocked',
+    'plot.allowed': 'allowed',
+    'plot.blocked_by_mask': 'blocked by the mask',
+    'plot.formula_hover': '%{x:.0f} tokens: %{y:,.0f} bytes',
+    'plot.measured': 'measured: {label}',
+    'plot.measured_hover': 'after %{x} tokens: %{y:,} bytes (measured)',
+    'plot.kv_title': 'KV cache (or recurrent state) bytes vs tokens so far',
+    'plot.tokens_in_cache': 'tokens so far (prompt + generated)',
+    'plot.bytes': 'bytes',
+    'plot.next_token': 'next token {token}',
+    'plot.key_in_cache': 'key in the cache',
+    'kv.heads': '{variant} ({n} K/V heads)',
+    'kv.one_head': '{variant} (1 K/V head)',
+    'kv.mla': 'MLA (latent {latent} + rope {rope})',
+}
+
+
+class English:
+    """The figures' words in English: ``WORDS`` filled in; titles given as values are ``str``-ed."""
+
+    def __call__(self, key: str, **params) -> str:
+        return WORDS[key].format(**params) if params else WORDS[key]  # Plotly's %{x} stays as written
+
+    def render(self, value) -> str:
+        return str(value)
+
+
+ENGLISH = English()
 
 
 def safe(label) -> str:
@@ -32,10 +78,10 @@ def axis_labels(labels: list[str], start: int = 0) -> list[str]:
     return [f"{i} {safe(t)}" for i, t in enumerate(labels, start)]
 
 
-def colour_axis(values: np.ndarray, signed: bool, lang: str = "en", scale_title=None) -> dict:
+def colour_axis(values: np.ndarray, signed: bool, words=ENGLISH, scale_title=None) -> dict:
     """Weights: 0..1 sequential. Signed values (implicit attention, differences): a diverging scale
     symmetric about 0. ``scale_title`` names the colour bar (default: weight, or implicit α when signed)."""
-    title = render(scale_title, lang) if scale_title else text(lang, "plot.implicit" if signed else "plot.weight")
+    title = words.render(scale_title) if scale_title else words("plot.implicit" if signed else "plot.weight")
     if not signed:
         return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=title))
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
@@ -59,18 +105,18 @@ def downsample_max(a: np.ndarray, size: int, signed: bool = False) -> tuple[np.n
     return np.where(np.abs(hi) >= np.abs(lo), hi, lo), block
 
 
-def _status(untrained: bool, lang: str) -> str:
-    return " · " + text(lang, "plot.untrained") if untrained else ""
+def _status(untrained: bool, words) -> str:
+    return " · " + words("plot.untrained") if untrained else ""
 
 
-def _layout(fig: go.Figure, title, height: int, lang: str = "en", **extra) -> go.Figure:
-    fig.update_layout(title=dict(text=render(title, lang), x=0.01, font=dict(size=14)), height=height, font=FONT,
+def _layout(fig: go.Figure, title, height: int, words=ENGLISH, **extra) -> go.Figure:
+    fig.update_layout(title=dict(text=words.render(title), x=0.01, font=dict(size=14)), height=height, font=FONT,
                       margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white", **extra)
     return fig
 
 
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
-             max_cells: int = 160_000, untrained: bool = False, signed: bool = False, lang: str = "en",
+             max_cells: int = 160_000, untrained: bool = False, signed: bool = False, words=ENGLISH,
              kind: str = "") -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
@@ -92,21 +138,21 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
     for l in range(L):
         for h in range(H):
             grid[l * (sq + gap): l * (sq + gap) + sq, h * (sk + gap): h * (sk + gap) + sk] = small[l, h]
-    row_names = row_names or [text(lang, "plot.layer", i=i) for i in range(L)]
-    unit = text(lang, "plot.block_unit", block=block) if block > 1 else text(lang, "plot.token_unit")
-    head_name = [text(lang, "plot.head", h=h) for h in range(H)]
+    row_names = row_names or [words("plot.layer", i=i) for i in range(L)]
+    unit = words("plot.block_unit", block=block) if block > 1 else words("plot.token_unit")
+    head_name = [words("plot.head", h=h) for h in range(H)]
     ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
     xs = [f"{head_name[h]} · k{j}" for h in range(H) for j in range(sk)]
     ys = _with_gutters(ys, sq, gap, L)
     xs = _with_gutters(xs, sk, gap, H)
     fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
-                               hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{text(lang, 'plot.weight')} %{{z:.3f}}<extra></extra>"))
+                               hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{words('plot.weight')} %{{z:.3f}}<extra></extra>"))
     tick_y = [ys[l * (sq + gap) + sq // 2] for l in range(L)]
     tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
-    note = " · " + text(lang, "plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
-    title = f"{render(title, lang)} · {text(lang, 'plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, lang)}"
-    return _layout(fig, title, height=max(300, 150 * L + 90), lang=lang,
-                   coloraxis=colour_axis(small, signed, lang), meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
+    note = " · " + words("plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
+    title = f"{words.render(title)} · {words('plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, words)}"
+    return _layout(fig, title, height=max(300, 150 * L + 90), words=words,
+                   coloraxis=colour_axis(small, signed, words), meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
                    xaxis=dict(type="category", tickvals=tick_x, ticktext=head_name,
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],
@@ -124,7 +170,7 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 
 
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
-         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, lang: str = "en",
+         mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, words=ENGLISH,
          scale_title=None) -> go.Figure:
     """One head at full resolution, tokens on both axes; masked cells left blank ("masked" on hover).
 
@@ -136,47 +182,47 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         z = np.where(mask, z, np.nan)
     fig = go.Figure(go.Heatmap(
         z=z, x=axis_labels(k_labels), y=axis_labels(q_labels), coloraxis="coloraxis", hoverongaps=False,
-        hovertemplate=_hover(lang, "plot.weight", ":.4f")))
+        hovertemplate=_hover(words, "plot.weight", ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
-    return _layout(fig, render(title, lang) + _status(untrained, lang), height=side, lang=lang,
-                   coloraxis=colour_axis(z, signed, lang, scale_title),
-                   xaxis=dict(title=text(lang, "plot.key_axis"), tickangle=-60, type="category"),
-                   yaxis=dict(title=text(lang, "plot.query_axis"), autorange="reversed", type="category"))
+    return _layout(fig, words.render(title) + _status(untrained, words), height=side, words=words,
+                   coloraxis=colour_axis(z, signed, words, scale_title),
+                   xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category"),
+                   yaxis=dict(title=words("plot.query_axis"), autorange="reversed", type="category"))
 
 
-def _hover(lang: str, value_key: str, fmt: str = "") -> str:
-    """'query <q><br>key <k><br><value word> <z>' in ``lang``."""
-    return (f"{text(lang, 'plot.query')} %{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
-            f"{text(lang, value_key)} %{{z{fmt}}}<extra></extra>")
+def _hover(words, value_key: str, fmt: str = "") -> str:
+    """'query <q><br>key <k><br><value word> <z>' in the reader's words."""
+    return (f"{words('plot.query')} %{{y}}<br>{words('plot.key')} %{{x}}<br>"
+            f"{words(value_key)} %{{z{fmt}}}<extra></extra>")
 
 
-def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, lang: str = "en") -> go.Figure:
+def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, words=ENGLISH) -> go.Figure:
     """The boolean mask a layer computed with: blue may attend, grey may not. (Tq, Tk)"""
     fig = go.Figure(go.Heatmap(
         z=allowed.astype(np.int8), x=axis_labels(k_labels), y=axis_labels(q_labels), zmin=0, zmax=1,
-        colorscale=MASK_COLOURS, colorbar=dict(title=text(lang, "plot.mask"), tickvals=[0, 1],
-                                               ticktext=[text(lang, "plot.blocked"), text(lang, "plot.allowed")]),
-        hovertemplate=_hover(lang, "plot.allowed")))
+        colorscale=MASK_COLOURS, colorbar=dict(title=words("plot.mask"), tickvals=[0, 1],
+                                               ticktext=[words("plot.blocked"), words("plot.allowed")]),
+        hovertemplate=_hover(words, "plot.allowed")))
     side = min(700, max(360, 12 * len(q_labels) + 160))
-    return _layout(fig, title, height=side, lang=lang,
-                   xaxis=dict(title=text(lang, "plot.key"), tickangle=-60, type="category"),
-                   yaxis=dict(title=text(lang, "plot.query"), autorange="reversed", type="category"))
+    return _layout(fig, title, height=side, words=words,
+                   xaxis=dict(title=words("plot.key"), tickangle=-60, type="category"),
+                   yaxis=dict(title=words("plot.query"), autorange="reversed", type="category"))
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
-                 title, signed: bool = False, lang: str = "en") -> go.Figure:
+                 title, signed: bool = False, words=ENGLISH) -> go.Figure:
     """Weights where allowed, the mask's blocked cells grey on top. (Tq, Tk)"""
-    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, lang=lang)
+    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, words=words)
     blocked = np.where(allowed, np.nan, 1.0)
     fig.add_trace(go.Heatmap(z=blocked, x=axis_labels(k_labels), y=axis_labels(q_labels), showscale=False,
                              colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], hoverongaps=False,
-                             hovertemplate=(f"{text(lang, 'plot.query')} %{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
-                                            f"{text(lang, 'plot.blocked_by_mask')}<extra></extra>")))
+                             hovertemplate=(f"{words('plot.query')} %{{y}}<br>{words('plot.key')} %{{x}}<br>"
+                                            f"{words('plot.blocked_by_mask')}<extra></extra>")))
     return fig
 
 
 def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, label,
-              log: bool = False, max_tokens: int | None = None, lang: str = "en") -> go.Figure:
+              log: bool = False, max_tokens: int | None = None, words=ENGLISH) -> go.Figure:
     """Cache bytes against tokens held: measured from the model, and by formula for each variant.
 
     formulas: name -> {"per_token": bytes, "fixed": bytes, optional "cap": tokens} (fixed: recurrent
@@ -186,24 +232,24 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
     xs = np.linspace(1, span, 64)
     fig = go.Figure()
     for name, f in formulas.items():
-        name = render(name, lang)
+        name = words.render(name)
         dash = "dot" if f["fixed"] else "dash"
         held = np.minimum(xs, f["cap"]) if f.get("cap") else xs
         fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * held, mode="lines", name=safe(name),
                                  line=dict(dash=dash, width=1.5),
-                                 hovertemplate=f"{safe(name)}<br>{text(lang, 'plot.formula_hover')}<extra></extra>"))
+                                 hovertemplate=f"{safe(name)}<br>{words('plot.formula_hover')}<extra></extra>"))
     fig.add_trace(go.Scatter(x=tokens, y=measured_bytes, mode="lines+markers",
-                             name=text(lang, "plot.measured", label=safe(render(label, lang))),
+                             name=words("plot.measured", label=safe(words.render(label))),
                              line=dict(width=3, color="black"), marker=dict(size=5),
-                             hovertemplate=f"{text(lang, 'plot.measured_hover')}<extra></extra>"))
-    return _layout(fig, text(lang, "plot.kv_title"), height=440, lang=lang,
-                   xaxis=dict(title=text(lang, "plot.tokens_in_cache"), gridcolor="#eee"),
-                   yaxis=dict(title=text(lang, "plot.bytes"), type="log" if log else "linear", gridcolor="#eee"),
+                             hovertemplate=f"{words('plot.measured_hover')}<extra></extra>"))
+    return _layout(fig, words("plot.kv_title"), height=440, words=words,
+                   xaxis=dict(title=words("plot.tokens_in_cache"), gridcolor="#eee"),
+                   yaxis=dict(title=words("plot.bytes"), type="log" if log else "linear", gridcolor="#eee"),
                    legend=dict(orientation="h", y=-0.2))
 
 
 def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = "",
-              untrained: bool = False, signed: bool = False, lang: str = "en", key_start: int = 0) -> go.Figure:
+              untrained: bool = False, signed: bool = False, words=ENGLISH, key_start: int = 0) -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
     rows: (n_layer, nh, Tk). key_start: the position of the first key (a sliding window drops older ones).
@@ -211,42 +257,51 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = 
     L, H, tk = rows.shape
     names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
     fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=axis_labels(k_labels, key_start), y=names, coloraxis="coloraxis",
-                               hovertemplate=(f"%{{y}}<br>{text(lang, 'plot.key')} %{{x}}<br>"
-                                              f"{text(lang, 'plot.weight')} %{{z:.4f}}<extra></extra>")))
-    title = f"{render(title, lang)} → {text(lang, 'plot.next_token', token=safe(new_token))}{_status(untrained, lang)}"
-    return _layout(fig, title, height=max(300, 22 * L * H + 160), lang=lang,
-                   coloraxis=colour_axis(rows, signed=signed, lang=lang),
-                   xaxis=dict(title=text(lang, "plot.key_in_cache"), tickangle=-60, type="category"),
+                               hovertemplate=(f"%{{y}}<br>{words('plot.key')} %{{x}}<br>"
+                                              f"{words('plot.weight')} %{{z:.4f}}<extra></extra>")))
+    title = f"{words.render(title)} → {words('plot.next_token', token=safe(new_token))}{_status(untrained, words)}"
+    return _layout(fig, title, height=max(300, 22 * L * H + 160), words=words,
+                   coloraxis=colour_axis(rows, signed=signed, words=words),
+                   xaxis=dict(title=words("plot.key_in_cache"), tickangle=-60, type="category"),
                    yaxis=dict(autorange="reversed", type="category"))
 
 
-def kv_whatif(rows: list[dict], title, lang: str = "en") -> go.Figure:
+def variant_label(row: dict, words=ENGLISH) -> str:
+    """'GQA (8 K/V heads)', 'MQA (1 K/V head)', 'MLA (latent 512 + rope 64)': a row of ``cache.whatif``."""
+    if row["variant"] == "MLA":
+        return words("kv.mla", latent=row["d_latent"], rope=row["d_rope"])
+    if row["kv_heads"] == 1:
+        return words("kv.one_head", variant=row["variant"])
+    return words("kv.heads", variant=row["variant"], n=row["kv_heads"])
+
+
+def kv_whatif(rows: list[dict], title, words=ENGLISH) -> go.Figure:
     """Bars of cache GiB per attention variant; rows from ``cache.whatif``."""
-    fig = go.Figure(go.Bar(x=[safe(render(r["variant"], lang)) for r in rows], y=[r["gib"] for r in rows],
+    fig = go.Figure(go.Bar(x=[safe(variant_label(r, words)) for r in rows], y=[r["gib"] for r in rows],
                            text=[f"{r['gib']:,.2f} GiB" for r in rows], textposition="outside",
                            marker_color=["#2b6cb0", "#3182ce", "#63b3ed", "#805ad5"][: len(rows)],
                            hovertemplate="%{x}: %{y:,.3f} GiB<extra></extra>"))
-    return _layout(fig, title, height=380, lang=lang, yaxis=dict(title="GiB", gridcolor="#eee"))
+    return _layout(fig, title, height=380, words=words, yaxis=dict(title="GiB", gridcolor="#eee"))
 
 
 def matrix(z: np.ndarray, title, *, x_title, y_title, colorscale: str = "RdBu_r",
-           colorbar="", zmid: float | None = 0.0, lang: str = "en") -> go.Figure:
+           colorbar="", zmid: float | None = 0.0, words=ENGLISH) -> go.Figure:
     """A plain numeric matrix (position encodings, similarities)."""
-    x_title, y_title, colorbar = (render(t, lang) for t in (x_title, y_title, colorbar))
+    x_title, y_title, colorbar = (words.render(t) for t in (x_title, y_title, colorbar))
     fig = go.Figure(go.Heatmap(z=z.astype(np.float32), colorscale=colorscale, zmid=zmid, colorbar=dict(title=colorbar),
                                hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{z:.3f}}<extra></extra>"))
-    return _layout(fig, title, height=420, lang=lang, xaxis=dict(title=x_title),
+    return _layout(fig, title, height=420, words=words, xaxis=dict(title=x_title),
                    yaxis=dict(title=y_title, autorange="reversed"))
 
 
 def lines(series: dict, title, *, x_title, y_title, vline: float | None = None, vline_text="",
-          log_y: bool = False, lang: str = "en") -> go.Figure:
+          log_y: bool = False, words=ENGLISH) -> go.Figure:
     """Named (x, y) series as lines; an optional vertical marker (the training length)."""
     fig = go.Figure()
     for name, (xs, ys) in series.items():
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(render(name, lang))))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(words.render(name))))
     if vline is not None:
-        fig.add_vline(x=vline, line=dict(dash="dash", color="#888"), annotation_text=safe(render(vline_text, lang)))
-    return _layout(fig, title, height=420, lang=lang, xaxis=dict(title=render(x_title, lang), gridcolor="#eee"),
-                   yaxis=dict(title=render(y_title, lang), type="log" if log_y else "linear", gridcolor="#eee"),
+        fig.add_vline(x=vline, line=dict(dash="dash", color="#888"), annotation_text=safe(words.render(vline_text)))
+    return _layout(fig, title, height=420, words=words, xaxis=dict(title=words.render(x_title), gridcolor="#eee"),
+                   yaxis=dict(title=words.render(y_title), type="log" if log_y else "linear", gridcolor="#eee"),
                    legend=dict(orientation="h", y=-0.2))

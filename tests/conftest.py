@@ -12,7 +12,7 @@ os.environ.setdefault("PLAYGROUND_USER_MODELS", tempfile.mkdtemp(prefix="playgro
 torch.set_num_threads(1)
 
 from playground.config import ModelConfig  # noqa: E402
-from playground.transformer import build_model  # noqa: E402
+from playground.models import build_model  # noqa: E402
 
 FAMILIES = ("decoder", "prefix", "encdec")
 POSITIONS = ("sinusoidal", "learned", "rope", "alibi", "none")

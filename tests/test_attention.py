@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from playground.cache import kv_bytes_per_token
-from playground.generate import generate
-from playground.kernels import KernelUnavailable, explicit_attention, probe, sdpa
-from playground.transformer import build_model
+from playground.nn.cache import kv_bytes_per_token
+from playground.inspect.generation import generate
+from playground.nn.kernels import KernelUnavailable, explicit_attention, probe, sdpa
+from playground.models import build_model
 
 from conftest import FAMILIES, POSITIONS, VARIANTS, tiny_config, tiny_model
 

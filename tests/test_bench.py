@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from playground.bench import PeakRSS, main
+from playground.bench.__main__ import main
+from playground.bench.measure import PeakRSS
 
 TOP_KEYS = {"benchmark", "device", "torch", "summary", "rows"}
 
@@ -110,7 +111,7 @@ def test_bad_arguments_are_refused(argv, capsys):
 
 @pytest.mark.parametrize("family", ["rwkv", "mamba"])
 def test_decode_positions_for_recurrent_models(family):
-    from playground.bench import bench_decode_positions
+    from playground.bench.decode import bench_decode_positions
 
     result = bench_decode_positions(family, positions=(8, 64), steps=2)
     summary = result["summary"]

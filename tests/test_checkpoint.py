@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from playground.checkpoint import load_model, save_model
+from playground.models.checkpoint import load_model, save_model
 from playground.config import ModelConfig
 
 from conftest import tiny_model
@@ -89,7 +89,7 @@ def test_missing_folder_and_file(tmp_path):
 def test_a_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tmp_path):
     from safetensors.torch import save_file
 
-    from playground.checkpoint import load_weights
+    from playground.models.checkpoint import load_weights
 
     for pad in range(300):  # find metadata making the 8-byte header length start with byte 0x80
         path = tmp_path / "w.safetensors"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground import data
+from playground.train import data
 
 CARD = Path(__file__).resolve().parent.parent / "models" / "tokenizer" / "card.json"
 NAMES = [f"work_{i:02d}" for i in range(42)]
@@ -70,7 +70,7 @@ def test_load_corpus_folder_splits_by_works(tmp_path):
 
 
 def test_missing_corpus_says_how_to_fetch(tmp_path):
-    with pytest.raises(FileNotFoundError, match="playground.data fetch"):
+    with pytest.raises(FileNotFoundError, match="playground.train.data fetch"):
         data.load_corpus(tmp_path)
 
 

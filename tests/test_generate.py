@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from playground.generate import generate, sample_next, stream
+from playground.inspect.generation import generate, sample_next, stream
 
 from conftest import FAMILIES, POSITIONS, tiny_model
 

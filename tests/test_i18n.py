@@ -7,10 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from playground import i18n, plots, service, zoo
-from playground.cache import whatif
-from playground.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
-from playground.kernels import KERNEL_LABELS
+from playground.ui import i18n
+from playground import plots
+from playground.ui import service
+from playground import zoo
+from playground.nn.cache import whatif
+from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
+from playground.nn.kernels import KERNEL_LABELS
+from playground.ui.lang import Words
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {p: p.read_text() for p in (ROOT / "playground").rglob("*.py")}
@@ -124,14 +128,14 @@ def test_service_notes_and_sentences_are_messages():
 
 def test_plots_speak_the_reader_language():
     w = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
-    zh = plots.head(w, list("abc"), list("abc"), msg("kind.self"), untrained=True, lang="zh-CN")
+    zh = plots.head(w, list("abc"), list("abc"), msg("kind.self"), untrained=True, words=Words(lang="zh-CN"))
     assert zh.layout.title.text == "自注意力（因果） · 未训练（随机权重）"
     assert zh.layout.xaxis.title.text == "键（被注意）" and zh.layout.coloraxis.colorbar.title.text == "权重"
     assert "查询" in zh.data[0].hovertemplate
     en = plots.head(w, list("abc"), list("abc"), msg("kind.self"))
     assert en.layout.title.text == "Self-attention (causal)" and en.layout.xaxis.title.text == "key (attended to)"
     rows = whatif(32, 32, 8, 128, d_latent=512, d_rope=64)
-    bars = plots.kv_whatif(rows, "t", lang="zh-CN")
+    bars = plots.kv_whatif(rows, "t", words=Words(lang="zh-CN"))
     assert list(bars.data[0].x) == ["MHA（32 个 K/V 头）", "GQA（8 个 K/V 头）", "MQA（1 个 K/V 头）",
                                     "MLA（潜向量 512 + rope 64）"]
 
@@ -176,3 +180,12 @@ def test_every_translated_label_on_the_page_is_in_both_catalogues():
     assert tabs == 9 and len(keys) > 100
     for lang, book in catalogues().items():
         assert keys <= set(book), f"{lang}: {keys - set(book)}"
+
+
+def test_the_library_owns_its_english_and_the_english_file_does_not_repeat_it():
+    """errors, figure words and zoo descriptions are written once, in the library; en.json holds the rest."""
+    written = i18n.read_catalogue("en")
+    library = i18n.library_english()
+    assert library and not set(written) & set(library)
+    assert {"error.heads_divisible", "plot.weight", "zoo.about.gqa"} <= set(library)
+    assert catalogues()["en"]["plot.weight"] == plots.WORDS["plot.weight"] == "weight"

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from playground.config import ModelConfig
-from playground.mamba import Mamba, implicit_attention
-from playground.transformer import build_model
+from playground.models.mamba import Mamba, implicit_attention
+from playground.models import build_model
 
 from conftest import assert_state_is_constant, implicit_records
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from playground import masks
-from playground.position import alibi_bias, alibi_slopes, apply_rope, rope_angles, sinusoidal_table
+from playground.nn import masks
+from playground.nn.position import alibi_bias, alibi_slopes, apply_rope, rope_angles, sinusoidal_table
 
 from conftest import tiny_model
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from playground import pe_lab, zoo
+from playground.inspect import positions as pe_lab
+from playground import zoo
 
 
 def test_encodings():

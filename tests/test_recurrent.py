@@ -8,10 +8,10 @@ import torch
 
 import test_mamba
 import test_rwkv
-from playground.checkpoint import load_model, save_model
-from playground.evaluate import batch_loss
-from playground.generate import generate
-from playground.transformer import build_model
+from playground.models.checkpoint import load_model, save_model
+from playground.train.evaluate import batch_loss
+from playground.inspect.generation import generate
+from playground.models import build_model
 
 V = test_rwkv.V
 assert test_mamba.V == V

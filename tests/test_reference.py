@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from playground.config import ModelConfig
-from playground.transformer import build_model
+from playground.models import build_model
 
 transformers = pytest.importorskip("transformers")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from playground.config import ModelConfig
-from playground.rwkv import RWKV, lerp, token_shift
-from playground.transformer import build_model
+from playground.models.rwkv import RWKV, lerp, token_shift
+from playground.models import build_model
 
 from conftest import assert_state_is_constant, implicit_records
 

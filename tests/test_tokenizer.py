@@ -7,8 +7,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from playground import tokenizer as tk
-from playground.tokenizer import Tokenizer
+from playground.train import tokenizer as tk
+from playground.train.tokenizer import Tokenizer
 
 HARD_CASES = [
     "", " ", "   ", "  leading", "trailing  ", "a  b   c", "\n", "\n\n", "a\r\nb", "\t\tx",

@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from playground.checkpoint import load_model
-from playground.train import TrainConfig, train
+from playground.models.checkpoint import load_model
+from playground.train.loop import TrainConfig, train
 from playground.zoo import BASE_MODEL, ZOO, entry_configs
 
 from conftest import tiny_config

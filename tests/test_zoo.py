@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from playground import heads, zoo
-from playground.analysis import analyze
-from playground.data import induction_task
-from playground.tokenizer import Tokenizer
+from playground.inspect import heads
+from playground import zoo
+from playground.inspect.analysis import analyze
+from playground.train.data import induction_task
+from playground.train.tokenizer import Tokenizer
 
 CARD_FIELDS = {"command", "data", "steps", "wall_time_s", "parameters", "weights_sha256", "history"}
 
@@ -94,7 +95,7 @@ def test_zoo_models_read_the_shipped_tokenizer():
 
 
 def test_reverse_model_cross_attention_is_the_anti_diagonal():
-    from playground import service
+    from playground.ui import service
 
     choice, _ = service.resolve("decoder", "MHA", "rope", task_model="reverse")
     result, _ = service.analyze_text(choice, "ignored: task models run on their own task", seed=3)

@@ -5,9 +5,10 @@ Launch it with ``demo.launch(**LAUNCH)``: the CSS, the language script and the t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gradio as gr
+
+from playground.paths import ASSETS_DIR
 
 from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
@@ -22,7 +23,7 @@ from .share import build_share
 from .train_tab import build_train_tab
 from .zoo_tab import build_zoo_tab
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = ASSETS_DIR
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
 LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft())
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from .. import plots, service
-from ..analysis import Analysis
-from ..i18n import Message, msg
+from playground import plots
+from playground.ui import service
+from playground.inspect.analysis import Analysis
+from playground.ui.i18n import Message, msg
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 
@@ -101,10 +102,10 @@ def head_figures(lang: str, state: dict | None, kind: str, layer: int, head: int
     q, k = kind_labels(kind, result)
     where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
     untrained, signed = state["untrained"], kind == "implicit"
-    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, lang=lang),
-            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), lang=lang),
+    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, words=Words(lang=lang)),
+            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), words=Words(lang=lang)),
             plots.mask_overlay(m.weights[head], m.mask, q, k, msg("title.overlay", layer=layer, head=head),
-                               signed=signed, lang=lang))
+                               signed=signed, words=Words(lang=lang)))
 
 
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
@@ -159,7 +160,7 @@ def overview_figures(w: Words, state: dict) -> list:
         if kinds:
             title = w.render(kind_title(kinds[0], result))
             fig = plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
-                                 signed=kinds[0] == "implicit", lang=w.lang, kind=kinds[0])
+                                 signed=kinds[0] == "implicit", words=w, kind=kinds[0])
             figures.append(gr.update(value=fig, visible=True, label=title))
         else:
             figures.append(gr.update(value=None, visible=False))

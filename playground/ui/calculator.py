@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import plots
-from ..cache import PUBLISHED, whatif
-from ..i18n import MessageError
+from playground import plots
+from playground.nn.cache import PUBLISHED, whatif
+from playground.errors import InputError
 from .lang import Localized, Words, english, t
 
 HEADERS = ["calc.col_variant", "calc.col_bytes", "calc.col_gib"]
@@ -17,13 +17,13 @@ def calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, c
     try:
         rows = whatif(int(n_layer), int(n_heads), int(n_kv_heads), int(head_dim), d_latent=int(d_latent),
                       d_rope=int(d_rope), dtype=dtype, context=int(context), batch=int(batch))
-    except MessageError as e:
+    except InputError as e:
         raise w.error("error.calculator", reason=w.render(e)) from None
     except (ValueError, TypeError) as e:
         raise w.error("error.calculator", reason=str(e)) from None
-    table = [[w.render(r["variant"]), f"{r['bytes_per_token']:,.0f}", f"{r['gib']:,.2f}"] for r in rows]
+    table = [[plots.variant_label(r, w), f"{r['bytes_per_token']:,.0f}", f"{r['gib']:,.2f}"] for r in rows]
     title = w("calc.title", batch=int(batch), context=int(context), dtype=dtype)
-    return {"headers": [w(k) for k in HEADERS], "data": table}, plots.kv_whatif(rows, title, lang=w.lang)
+    return {"headers": [w(k) for k in HEADERS], "data": table}, plots.kv_whatif(rows, title, words=w)
 
 
 def build_calculator_tab(localized: Localized):

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import heads, plots, service, zoo
-from ..i18n import msg
+from playground.inspect import heads
+from playground import plots
+from playground.ui import service
+from playground import zoo
+from playground.ui.i18n import msg
 from .attention import kind_labels, kind_title
 from .lang import Localized, Words, english, t
 
@@ -45,7 +48,7 @@ def compare(name_a: str, name_b: str, text: str, layer: int, head: int, device: 
         q, k = kind_labels(kind, result)
         title = msg("compare.title", name=name, head=msg("title.head", kind=kind_title(kind, result), layer=l, head=h))
         figures.append(plots.head(a[l, h], q, k, title, mask=[m for m in result.maps if m.kind == kind][l].mask,
-                                  signed=kind == "implicit", lang=w.lang))
+                                  signed=kind == "implicit", words=w))
         weights.append((a[l, h], q, k))
         tokens = result.source_ids if kind == "encoder_self" else result.token_ids
         if kind != "implicit":  # role scores are shares of softmax attention
@@ -56,7 +59,7 @@ def compare(name_a: str, name_b: str, text: str, layer: int, head: int, device: 
         diff_fig = None
         gr.Warning(w("warning.compare_shapes"))
     else:
-        diff_fig = plots.head(wa - wb, qa, ka, msg("compare.diff_title", a=name_a, b=name_b), signed=True, lang=w.lang,
+        diff_fig = plots.head(wa - wb, qa, ka, msg("compare.diff_title", a=name_a, b=name_b), signed=True, words=w,
                               scale_title=msg("compare.diff_scale"))
     return figures[0], figures[1], diff_fig, {"headers": [w(k) for k in SUMMARY_HEADERS], "data": summary}
 

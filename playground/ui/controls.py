@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import service, zoo
+from playground.ui import service
+from playground import zoo
 from .lang import Words, t
 
 ARCHITECTURES = [(t(f"family.{family}"), family) for family in zoo.FAMILY_LABELS]

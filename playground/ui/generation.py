@@ -5,8 +5,9 @@ import html
 
 import gradio as gr
 
-from .. import plots, service
-from ..i18n import msg
+from playground import plots
+from playground.ui import service
+from playground.ui.i18n import msg
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 
@@ -18,7 +19,7 @@ def growth_figure(state: dict | None, log: bool, request: gr.Request = None):
     held = [state["start"] + i for i in range(len(tl.cache_bytes))]
     label = msg("generate.cross_label", label=state["label"]) if tl.source_labels else state["label"]
     return plots.kv_growth(held, tl.cache_bytes, state["formulas"], label=label, log=log,
-                           max_tokens=max(held[-1], 2 * state["start"]), lang=Words(request).lang)
+                           max_tokens=max(held[-1], 2 * state["start"]), words=Words(request))
 
 
 def step_view(state: dict | None, step: int, request: gr.Request = None):
@@ -34,7 +35,7 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     implicit = kind == "implicit"
     title = msg("generate.step_state" if implicit else "generate.step_cache", step=step, n=len(keys))
     fig = plots.step_rows(tl.rows[step][kind], keys, title, new_token=tl.new_labels[step],
-                          untrained=state["untrained"], signed=implicit, lang=w.lang, key_start=first)
+                          untrained=state["untrained"], signed=implicit, words=w, key_start=first)
     info = w("generate.step_info_state" if implicit else "generate.step_info_cache", step=step,
              last=len(tl.rows) - 1, n=len(keys), bytes=tl.cache_bytes[step],
              token=html.escape(tl.new_labels[step]))

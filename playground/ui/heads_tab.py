@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import heads, plots
-from ..i18n import msg
+from playground.inspect import heads
+from playground import plots
+from playground.ui.i18n import msg
 from .attention import analysis_of, kind_labels, kind_title
 from .controls import Controls
 from .lang import Localized, Words, english, t
@@ -52,7 +53,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
         m = [m for m in result.maps if m.kind == kind][layer]
         q, k = kind_labels(kind, result)
         return plots.head(m.weights[head], q, k, msg("title.head", kind=kind_title(kind, result), layer=layer, head=head),
-                          mask=m.mask, untrained=state["untrained"], lang=Words(request).lang)
+                          mask=m.mask, untrained=state["untrained"], words=Words(request))
 
     button.click(run, [*controls.inputs, prompt], [table, figure, state], api_name="heads")
     table.select(open_row, state, figure, api_visibility="private")

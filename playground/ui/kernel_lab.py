@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import plots, service
-from ..bench import bench_kernels
+from playground import plots
+from playground.ui import service
+from playground.bench.kernels import bench_kernels
 from .lang import Localized, Words, english, t
 
 HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_ms", "kernels.col_mib",
@@ -40,9 +41,9 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, r
               f"{r['explicit_over_kernel']:.2f}×" if r["available"] else "",
               f"{r['max_abs_diff']:.1e}" if r["available"] else "", r["reason"] or ""] for r in rows]
     time_fig = plots.lines(series_t, w("kernels.time_title", device=result["device"]),
-                           x_title=w("kernels.length_axis"), y_title=w("kernels.ms_axis"), log_y=True, lang=w.lang)
+                           x_title=w("kernels.length_axis"), y_title=w("kernels.ms_axis"), log_y=True, words=w)
     mem_fig = plots.lines(series_m, w("kernels.mem_title"), x_title=w("kernels.length_axis"), y_title="MiB",
-                          log_y=True, lang=w.lang)
+                          log_y=True, words=w)
     summary = result["summary"]
     note = w("kernels.note", kernel=w(f"kernel.{summary['kernel_auto']}"), device=summary["device_name"], dtype=dtype,
              diff=max((r["max_abs_diff"] for r in rows if r["available"]), default=0))

@@ -16,7 +16,8 @@ from http.cookies import SimpleCookie
 
 import gradio as gr
 
-from ..i18n import MessageError, catalogues, from_accept_language, normalise, render, text
+from playground.errors import InputError
+from playground.ui.i18n import catalogues, from_accept_language, normalise, render, text
 
 I18N = gr.I18n(**catalogues())
 COOKIE = "playground_lang"
@@ -69,8 +70,8 @@ def language(request: gr.Request | None) -> str:
 class Words:
     """``w("key", n=3)`` -> the text in one request's language; ``w.error`` / ``w.warn`` / ``w.info`` show it."""
 
-    def __init__(self, request: gr.Request | None):
-        self.lang = language(request)
+    def __init__(self, request: gr.Request | None = None, lang: str | None = None):
+        self.lang = normalise(lang) if lang else language(request)
 
     def __call__(self, key: str, **params) -> str:
         return text(self.lang, key, **params)
@@ -80,7 +81,7 @@ class Words:
 
     def error(self, key_or_exc, **params) -> gr.Error:
         """A gr.Error to raise: from a catalogue key, or from a library ValueError (MessageError or plain)."""
-        if isinstance(key_or_exc, MessageError):
+        if isinstance(key_or_exc, InputError):
             return gr.Error(self.render(key_or_exc))
         if isinstance(key_or_exc, Exception):
             return gr.Error(str(key_or_exc))

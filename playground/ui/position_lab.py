@@ -6,9 +6,11 @@ from functools import lru_cache
 import gradio as gr
 import numpy as np
 
-from .. import pe_lab, plots, zoo
-from ..i18n import msg
-from .lang import Localized, t
+from playground.inspect import positions as pe_lab
+from playground import plots
+from playground import zoo
+from playground.ui.i18n import msg
+from .lang import Localized, Words, t
 
 
 @lru_cache(maxsize=4)
@@ -27,7 +29,7 @@ def extrapolation_figure(lang: str = "en"):
     train_length = next(iter(curves.values()))["train_length"]
     fig = plots.lines(series, msg("positions.extrapolation_title", train=train_length, test=4 * train_length),
                       x_title=msg("positions.position_axis"), y_title=msg("positions.loss_axis"), vline=train_length,
-                      vline_text=msg("positions.training_length"), lang=lang)
+                      vline_text=msg("positions.training_length"), words=Words(lang=lang))
     return fig, notes
 
 
@@ -38,21 +40,21 @@ def encoding_figures(lang: str = "en") -> dict:
     figures = {
         "sinusoidal": plots.matrix(pe_lab.sinusoidal_matrix(), msg("positions.sinusoidal"),
                                    x_title=msg("positions.dimension"), y_title=msg("positions.position"),
-                                   colorbar=msg("positions.value"), lang=lang),
+                                   colorbar=msg("positions.value"), words=Words(lang=lang)),
         "rope_angles": plots.matrix(pe_lab.rope_angle_matrix(), msg("positions.rope_angles"),
                                     x_title=msg("positions.pair_axis"), y_title=msg("positions.position"),
-                                    colorscale="Twilight", colorbar=msg("positions.radians"), zmid=None, lang=lang),
+                                    colorscale="Twilight", colorbar=msg("positions.radians"), zmid=None, words=Words(lang=lang)),
         "rope_offset": plots.lines({msg("positions.rope_series"): (list(range(len(offsets))), offsets.tolist())},
                                    msg("positions.rope_offset"), x_title=msg("positions.offset_axis"),
-                                   y_title="q·k", lang=lang),
+                                   y_title="q·k", words=Words(lang=lang)),
         "alibi": plots.matrix(pe_lab.alibi_matrix(), msg("positions.alibi"), x_title=msg("positions.key_position"),
                               y_title=msg("positions.query_position"), colorscale="Blues_r",
-                              colorbar=msg("positions.bias"), zmid=None, lang=lang),
+                              colorbar=msg("positions.bias"), zmid=None, words=Words(lang=lang)),
     }
     if "learned" in zoo.available():
         figures["learned"] = plots.matrix(pe_lab.learned_similarity(), msg("positions.learned"),
                                           x_title=msg("positions.position"), y_title=msg("positions.position"),
-                                          colorbar=msg("positions.cosine"), lang=lang)
+                                          colorbar=msg("positions.cosine"), words=Words(lang=lang))
     return figures
 
 

@@ -13,9 +13,11 @@ import time
 
 import gradio as gr
 
-from .. import data, plots, zoo
-from ..i18n import MessageError, msg
-from ..train import TrainConfig, train
+from playground.train import data
+from playground import plots
+from playground import zoo
+from playground.ui.i18n import MessageError, msg
+from playground.train.loop import TrainConfig, train
 from .controls import ARCHITECTURES, POSITIONS, VARIANTS, Controls, specific_models
 from .lang import Words, t
 
@@ -98,7 +100,7 @@ def _curve(w: Words, events: list[dict]):
     if val:
         series[w("train.series_val")] = ([e["step"] for e in val], [e["val_loss"] for e in val])
     return plots.lines(series, msg("train.curve_title"), x_title=msg("train.step_axis"),
-                       y_title=msg("positions.loss_axis"), lang=w.lang)
+                       y_title=msg("positions.loss_axis"), words=w)
 
 
 def build_train_tab(controls: Controls):

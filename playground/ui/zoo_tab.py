@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import zoo
+from playground import zoo
+from playground.ui import service
 from .lang import Localized, Words, english, t
 
 HEADERS = ["zoo.col_model", "zoo.col_about", "zoo.col_parameters", "zoo.col_score", "zoo.col_4x", "zoo.col_seconds",
@@ -17,7 +18,7 @@ def zoo_rows(w: Words) -> list[list]:
                  w("zoo.accuracy", accuracy=r["task_accuracy"]) if r["task_accuracy"] is not None else "")
         at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else w("zoo.na")
         kv = w("zoo.fixed", bytes=f"{r['kv_bytes_fp32']:,}") if r["state_fixed"] else f"{r['kv_bytes_fp32']:,}"
-        rows.append([r["name"], w.render(zoo.about(r["name"])), f"{r['parameters']:,}", score,
+        rows.append([r["name"], w.render(service.about(r["name"])), f"{r['parameters']:,}", score,
                      at_4x if r["val_bits_per_char"] is not None else "", f"{r['wall_time_s'] or 0:.0f}", kv])
     return rows
 

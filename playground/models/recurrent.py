@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import masks
-from .attention import AttentionRecord
-from .transformer import LanguageModel, ModelOutput
+from playground.nn import masks
+from playground.nn.attention import AttentionRecord
+from playground.models.base import LanguageModel, ModelOutput
 
 
 class RecurrentLM(LanguageModel):

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .transformer import EncoderDecoder, LanguageModel, ModelOutput
+from playground.models.base import LanguageModel, ModelOutput
+from playground.models.transformer import EncoderDecoder
 
 
 @dataclass

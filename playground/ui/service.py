@@ -14,14 +14,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import data, zoo
-from .analysis import Analysis, analyze
-from .cache import dtype_bytes, kv_elements_per_token, state_elements_per_layer
-from .config import ModelConfig
-from .generate import generate
-from .i18n import Message, MessageError, msg
-from .tokenizer import Tokenizer
-from .transformer import LanguageModel, build_model
+from playground import zoo
+from playground.train import data
+from playground.inspect.analysis import Analysis, analyze
+from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_elements_per_layer
+from playground.config import ModelConfig
+from playground.inspect.generation import generate
+from playground.ui.i18n import Message, MessageError, msg
+from playground.train.tokenizer import Tokenizer
+from playground.models.base import LanguageModel
+from playground.models import build_model
 
 MAX_PROMPT_TOKENS = 1024
 MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention costs T² x channels
@@ -59,6 +61,11 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def about(name: str) -> Message:
+    """What a zoo or user model is, in the reader's language (``zoo.about`` is the English)."""
+    return msg(f"zoo.about.{name}" if name in zoo.ZOO else "zoo.about.user")
+
+
 def devices() -> list[str]:
     return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
 
@@ -74,12 +81,12 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
             raise MessageError("error.model_unreadable", name=task_model, reason=str(e)) from None
         return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
             msg("choice.task", name=task_model, shape=f"{cfg.family} · {cfg.variant} · {cfg.position}",
-                about=zoo.about(task_model))
+                about=about(task_model))
     exact, nearest = zoo.match(family, variant, position)
     shape = family if family in zoo.RECURRENT else f"{family} · {variant} · {position}"
     if exact:
         return Choice(family, variant, position, name=exact, **common), \
-            msg("choice.exact", name=exact, about=zoo.about(exact))
+            msg("choice.exact", name=exact, about=about(exact))
     if nearest is None:
         return Choice(family, variant, position, **common), msg("choice.none_installed", shape=shape)
     if fallback == "untrained":

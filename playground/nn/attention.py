@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .cache import KVCache
-from .config import ModelConfig
-from .kernels import explicit_attention, sdpa, sdpa_mask
-from .position import apply_rope
+from playground.nn.cache import KVCache
+from playground.config import ModelConfig
+from playground.nn.kernels import explicit_attention, sdpa, sdpa_mask
+from playground.nn.position import apply_rope
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Subword tokenizer: a small sentencepiece BPE model that round-trips any text.
 
 The shipped model (``models/tokenizer/tokenizer.model``, about 2k pieces) is trained on the
-*train* works of the Shakespeare corpus only (see :mod:`playground.data`) by
-``python -m playground.tokenizer train``, which also writes ``card.json``.
+*train* works of the Shakespeare corpus only (see :mod:`playground.train.data`) by
+``python -m playground.train.tokenizer train``, which also writes ``card.json``.
 
 Why each trainer option (:data:`TRAINER_OPTIONS`) is set:
 
@@ -40,9 +40,10 @@ from typing import Iterable, Mapping
 import numpy as np
 import sentencepiece as spm
 
-from playground import data
+from playground.paths import MODELS_DIR
+from playground.train import data
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tokenizer"
+MODEL_DIR = MODELS_DIR / "tokenizer"
 DEFAULT_MODEL = MODEL_DIR / "tokenizer.model"
 DEFAULT_VOCAB_SIZE = 2048
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -115,7 +116,7 @@ class Tokenizer:
         self._byte_of = {i: b for b, i in enumerate(self._byte_ids)}
         if any(not processor.is_byte(i) for i in self._byte_ids):
             raise ValueError(f"tokenizer {path} has no byte-fallback pieces, so some text would "
-                             "become <unk>; train one with `python -m playground.tokenizer train`")
+                             "become <unk>; train one with `python -m playground.train.tokenizer train`")
         self._space_symbol_ids = [self._byte_ids[b] for b in SPACE_SYMBOL.encode("utf-8")]
 
     @classmethod
@@ -276,7 +277,7 @@ def train_tokenizer(text_or_path: str | os.PathLike, out_dir: str | os.PathLike,
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m playground.tokenizer",
+    parser = argparse.ArgumentParser(prog="python -m playground.train.tokenizer",
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train_p = sub.add_parser("train", help="train on the corpus's train split")
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     corpus = data.load_corpus(args.corpus)
     extra = {
-        "command": shlex.join(["python", "-m", "playground.tokenizer", *argv]),
+        "command": shlex.join(["python", "-m", "playground.train.tokenizer", *argv]),
         "data": {"source": corpus.source, "sha256": corpus.sha256, "split": corpus.split,
                  "train_works": list(corpus.train_works), "val_works": list(corpus.val_works)},
     }

@@ -11,7 +11,7 @@ and reaches the same weights as an uninterrupted run. The finished model is save
 ``model.safetensors`` (float16) + ``config.json`` + ``card.json`` + ``loss_curve.svg``.
 
 Data (``TrainConfig.data``):
-    shakespeare          the fetched corpus (``python -m playground.data fetch``), split by works
+    shakespeare          the fetched corpus (``python -m playground.train.data fetch``), split by works
     <path>.txt           any UTF-8 text file, split by lines
     task:<name>          a synthetic task (copy, reverse, induction, associative_recall)
 Objectives follow the family: next-token for decoder; prefix LM for prefix (a random prefix
@@ -20,13 +20,10 @@ T tokens in and the next T tokens out (text), or the task's seq2seq form.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import shlex
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +33,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import data as data_mod
-from .checkpoint import save_model, sha256_file
-from .config import ModelConfig
-from .evaluate import batch_loss, evaluate_task, evaluate_text
-from .tokenizer import DEFAULT_MODEL as TOKENIZER_PATH, Tokenizer
-from .transformer import LanguageModel, build_model
+from playground.train import data as data_mod
+from playground.models.checkpoint import save_model, sha256_file
+from playground.config import ModelConfig
+from playground.train.evaluate import batch_loss, evaluate_task, evaluate_text
+from playground.train.tokenizer import DEFAULT_MODEL as TOKENIZER_PATH, Tokenizer
+from playground.models.base import LanguageModel
+from playground.models import build_model
 
 STATE_FILE, STATE_JSON = "train_state.safetensors", "train_state.json"
 
@@ -317,26 +315,6 @@ def loss_curve_svg(history: dict, title: str = "", width: int = 640, height: int
 # ----------------------------------------------------------------------------- CLI
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
-                                metavar="BOOL", help=f"default {f.default}")
-        else:
-            parser.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default}")
-
-
-def _from_flags(cls, args: argparse.Namespace, base: dict | None = None):
-    values = dict(base or {})
-    for f in dataclasses.fields(cls):
-        if getattr(args, f.name, None) is not None:
-            values[f.name] = getattr(args, f.name)
-    return cls(**values)
-
-
 def print_progress(event: dict) -> None:
     done = event["step"] / event["steps"]
     bar = "#" * int(30 * done) + "-" * (30 - int(30 * done))
@@ -345,42 +323,3 @@ def print_progress(event: dict) -> None:
     end = "\n" if "val_loss" in event or done >= 1 else ""
     print(f"\r[{bar}] {event['step']}/{event['steps']} loss {event['loss']:.3f}{val} "
           f"{event['tokens_per_s']:,.0f} tok/s eta {eta:,.0f}s   ", end=end, flush=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", help="output folder")
-    parser.add_argument("--config", help="a model config.json to start from")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    parser.add_argument("--zoo", nargs="*", metavar="NAME", help="(re)build the zoo, or the named entries")
-    parser.add_argument("--force", action="store_true", help="with --zoo: retrain finished entries")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    _add_dataclass_flags(parser, ModelConfig)
-    _add_dataclass_flags(parser, TrainConfig)
-    args = parser.parse_args(argv)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m playground.train " + " ".join(shlex.quote(a) for a in argv if a != "--resume")
-    try:
-        if args.zoo is not None:
-            from .zoo import train_zoo
-            train_zoo(args.zoo, force=args.force, device=args.device)
-            return
-        if not args.out:
-            parser.error("--out is required (or use --zoo)")
-        base = ModelConfig.load(args.config).to_dict() if args.config else {}
-        mcfg, tcfg = _from_flags(ModelConfig, args, base), _from_flags(TrainConfig, args)
-        out = train(mcfg, tcfg, args.out, resume=args.resume, command=command, on_step=print_progress,
-                    device=args.device)
-        card = json.loads((out / "card.json").read_text())
-        print(f"\nsaved {out}: val bits/char {card.get('val_bits_per_char')} (4x: {card.get('val_bits_per_char_4x')})"
-              if "val_bits_per_char" in card else f"\nsaved {out}: {card.get('val')}")
-    except KeyboardInterrupt:
-        print(f"\nstopped; checkpoint saved. Continue with: {command} --resume")
-        sys.exit(130)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

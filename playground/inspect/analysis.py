@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .attention import AttentionRecord
-from .transformer import EncoderDecoder, LanguageModel
+from playground.nn.attention import AttentionRecord
+from playground.models.base import LanguageModel
+from playground.models.transformer import EncoderDecoder
 
 
 @dataclass

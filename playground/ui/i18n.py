@@ -10,8 +10,11 @@ Two kinds of text use them:
   ``Message(key, params)`` values, rendered in the reader's language by ``render``. Their ``str``
   is English, so a library caller who never asks for a language reads English.
 
-``MessageError`` is a ``ValueError`` that carries a ``Message``: the library's bad-input errors
-read as English in a traceback and in the reader's language on the page.
+The library below the UI never reads these files: it writes English itself (``errors.MESSAGES``,
+``plots.WORDS``, each zoo entry's ``about``) and raises ``errors.InputError(code, **params)``. Those
+English texts *are* the English catalogue's entries for their keys (merged in by ``catalogues``;
+``en.json`` holds only what the UI itself says), and ``zh-CN.json`` translates every key.
+``MessageError`` is the UI's own ``InputError``: its English comes from the catalogue.
 """
 from __future__ import annotations
 
@@ -19,18 +22,35 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
-STRINGS_DIR = Path(__file__).resolve().parents[1] / "assets" / "strings"
+from playground import plots, zoo
+from playground import errors
+from playground.errors import InputError
+from playground.paths import ASSETS_DIR
+
+STRINGS_DIR = ASSETS_DIR / "strings"
 LANGUAGES = ("en", "zh-CN")
 DEFAULT = "en"
 NAMES = {"en": "English", "zh-CN": "简体中文"}
 
 
+def library_english() -> dict[str, str]:
+    """The English the library writes itself: error messages, figure words, the zoo's descriptions."""
+    return {**errors.MESSAGES, **plots.WORDS, **{f"zoo.about.{name}": zoo.about(name) for name in zoo.ZOO},
+            "zoo.about.user": zoo.USER_ABOUT}
+
+
+def read_catalogue(lang: str) -> dict[str, str]:
+    """One language's file, as written: ``assets/strings/<lang>.json``."""
+    return json.loads((STRINGS_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+
+
 @lru_cache(maxsize=1)
 def catalogues() -> dict[str, dict[str, str]]:
-    """{language: {key: template}} for every language in LANGUAGES."""
-    return {lang: json.loads((STRINGS_DIR / f"{lang}.json").read_text(encoding="utf-8")) for lang in LANGUAGES}
+    """{language: {key: template}} for every language in LANGUAGES; English adds the library's own words."""
+    books = {lang: read_catalogue(lang) for lang in LANGUAGES}
+    books[DEFAULT] = {**library_english(), **books[DEFAULT]}
+    return books
 
 
 @dataclass(frozen=True)
@@ -54,12 +74,11 @@ def msg(key: str, **params) -> Message:
     return Message(key, params)
 
 
-class MessageError(ValueError):
-    """Bad input, with a message the page can show in the reader's language."""
+class MessageError(InputError):
+    """Bad input the UI itself finds, with a message the page can show in the reader's language."""
 
-    def __init__(self, key: str, **params):
-        self.message = Message(key, params)
-        super().__init__(str(self.message))
+    def english(self) -> str:
+        return str(Message(self.code, self.params))
 
 
 def normalise(lang: str | None) -> str:
@@ -81,9 +100,9 @@ def text(lang: str, key: str, **params) -> str:
 
 
 def render(value, lang: str):
-    """A Message in ``lang``; a MessageError's message; anything else unchanged."""
-    if isinstance(value, MessageError):
-        value = value.message
+    """A Message in ``lang``; an InputError's message; anything else unchanged."""
+    if isinstance(value, InputError):
+        value = Message(value.code, value.params)
     if isinstance(value, Message):
         return text(lang, value.key, **value.params)
     return value

@@ -24,11 +24,12 @@ import statistics
 import sys
 import time
 
-from . import plots, service
-from .analysis import analyze
-from .config import ModelConfig
-from .transformer import build_model
-from .zoo import BASE_MODEL
+from playground import plots
+from playground.ui import service
+from playground.inspect.analysis import analyze
+from playground.config import ModelConfig
+from playground.models import build_model
+from playground.zoo import BASE_MODEL
 
 PASSAGE = ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer the slings and "
            "arrows of outrageous fortune, or to take arms against a sea of troubles and by opposing end them. "
@@ -106,7 +107,7 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
 
     demo = None
     if url is None:
-        from .ui import LAUNCH, build_app
+        from playground.ui import LAUNCH, build_app
 
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         demo = build_app()

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .transformer import EncoderDecoder, LanguageModel
+from playground.models.base import LanguageModel
+from playground.models.transformer import EncoderDecoder
 
 
 def _windows(n_tokens: int, span: int, limit: int | None) -> np.ndarray:

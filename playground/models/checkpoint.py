@@ -15,8 +15,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
-from .transformer import LanguageModel, build_model
+from playground.config import ModelConfig
+from playground.models.base import LanguageModel
+from playground.models import build_model
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "card.json"
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle 2-5, torch.save zip

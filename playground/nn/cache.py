@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .i18n import MessageError, msg
+from playground.errors import InputError
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5}
 
@@ -149,19 +149,19 @@ def whatif(n_layer: int, n_heads: int, n_kv_heads: int, head_dim: int, *, d_late
            dtype: str = "fp16", context: int = 4096, batch: int = 1) -> list[dict]:
     """KV cache of every variant at these dimensions: bytes per token and GiB for batch x context.
 
-    Each row's "variant" is an ``i18n.Message`` (its ``str`` is English: 'GQA (8 K/V heads)')."""
+    Each row names its variant and, for the label, its K/V heads (MHA, GQA, MQA) or latent and rope widths (MLA)."""
     for name, value in dict(n_layer=n_layer, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
                             d_latent=d_latent, d_rope=d_rope, context=context, batch=batch).items():
         if not isinstance(value, int) or value < (0 if name == "d_rope" else 1):
-            raise MessageError("error.positive_int", name=name, value=value)
+            raise InputError("error.positive_int", name=name, value=value)
     if n_heads % n_kv_heads:
-        raise MessageError("error.heads_divisible", n_heads=n_heads, n_kv_heads=n_kv_heads)
+        raise InputError("error.heads_divisible", n_heads=n_heads, n_kv_heads=n_kv_heads)
     rows = []
     for variant, extra in (("MHA", {}), ("GQA", dict(n_kv_heads=n_kv_heads)), ("MQA", {}),
                            ("MLA", dict(d_latent=d_latent, d_rope=d_rope))):
         per_token = kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **extra)
         total = batch * context * per_token
-        label = {"MHA": msg("kv.heads", variant="MHA", n=n_heads), "GQA": msg("kv.heads", variant="GQA", n=n_kv_heads),
-                 "MQA": msg("kv.one_head", variant="MQA"), "MLA": msg("kv.mla", latent=d_latent, rope=d_rope)}[variant]
-        rows.append({"variant": label, "bytes_per_token": per_token, "gib": total / 2**30})
+        kv_heads = {"MHA": n_heads, "GQA": n_kv_heads, "MQA": 1}.get(variant)
+        rows.append({"variant": variant, "kv_heads": kv_heads, "d_latent": d_latent, "d_rope": d_rope,
+                     "bytes_per_token": per_token, "gib": total / 2**30})
     return rows

@@ -7,19 +7,20 @@ finished entry is skipped unless ``--force``, an interrupted one resumes.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from .cache import kv_bytes_per_token, state_elements_per_layer
-from .checkpoint import CARD, load_model, read_card
-from .config import ModelConfig
-from .transformer import LanguageModel, build_model
+from playground.nn.cache import kv_bytes_per_token, state_elements_per_layer
+from playground.train.loop import TrainConfig
+from playground.models.checkpoint import CARD, load_model, read_card
+from playground.config import ModelConfig
+from playground.paths import MODELS_DIR, RUNS_DIR
+from playground.models.base import LanguageModel
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # Models trained in the page: never under models/, never overwriting a shipped one.
-USER_DIR = Path(os.environ.get("PLAYGROUND_USER_MODELS", Path(__file__).resolve().parent.parent / "runs" / "user"))
+USER_DIR = Path(os.environ.get("PLAYGROUND_USER_MODELS", RUNS_DIR / "user"))
 USER_PREFIX = "user:"
+USER_ABOUT = "trained in the page"
 
 BASE_MODEL = dict(family="decoder", vocab_size=2048, context_length=128, n_layer=4, d_model=128, n_heads=4,
                   n_kv_heads=4, d_ff=512, position="rope", norm="layernorm", mlp="gelu")
@@ -104,26 +105,10 @@ def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
 
 def entry_configs(name: str):
     """(ModelConfig, TrainConfig) of a zoo entry."""
-    from .train import TrainConfig
-
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; shipped: {', '.join(ZOO)}")
     entry = ZOO[name]
     return ModelConfig(**{**BASE_MODEL, **entry["model"]}), TrainConfig(**{**BASE_TRAIN, **entry["train"]})
-
-
-def train_zoo(names: list[str] | None = None, *, force: bool = False, device: str = "cpu") -> None:
-    from .train import print_progress, train
-
-    for name in names or list(ZOO):
-        mcfg, tcfg = entry_configs(name)
-        out = MODELS_DIR / name
-        if (out / CARD).exists() and not force:
-            print(f"{name}: already trained ({out / CARD}); --force retrains")
-            continue
-        print(f"== {name}: {ZOO[name]['about']}")
-        train(mcfg, tcfg, out, resume=True, command=f"python -m playground.train --zoo {name}",
-              on_step=print_progress, device=device)
 
 
 def available() -> list[str]:
@@ -145,11 +130,9 @@ def config_of(name: str) -> ModelConfig:
     return entry_configs(name)[0]
 
 
-def about(name: str):
-    """What a model is, as a Message (the catalogue holds every zoo entry's 'about' in each language)."""
-    from .i18n import msg
-
-    return msg(f"zoo.about.{name}") if name in ZOO else msg("zoo.about.user")
+def about(name: str) -> str:
+    """What a model is, in English (the page's catalogue translates it as ``zoo.about.<name>``)."""
+    return ZOO[name]["about"] if name in ZOO else USER_ABOUT
 
 
 def is_task(name: str | None) -> bool:
@@ -192,33 +175,6 @@ def table() -> list[dict]:
     return rows
 
 
-def step_seconds(name: str, steps: int = 8, warmup: int = 2) -> float:
-    """Median seconds of one training step of a zoo entry on this machine, measured now."""
-    import statistics
-    import time
-
-    import torch
-
-    from .evaluate import batch_loss
-    from .train import Batches, make_optimizer
-
-    mcfg, tcfg = entry_configs(name)
-    torch.manual_seed(tcfg.seed)
-    model = build_model(mcfg)
-    opt = make_optimizer(model, tcfg)
-    batches = Batches(tcfg, mcfg, torch.Generator().manual_seed(tcfg.seed))
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        loss = batch_loss(model, batches.train_batch())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def markdown_table(timings: dict[str, float] | None = None) -> str:
     """The README's zoo table, from the cards."""
     timings = timings or {}
@@ -236,13 +192,3 @@ def markdown_table(timings: dict[str, float] | None = None) -> str:
         lines.append(f"| `{r['name']}` | {r['about']} | {r['parameters']:,} | {score} | {at_4x} | {steps} | "
                      f"{r['wall_time_s'] / 60:.1f} min | {alone} | {r['kv_bytes_per_token_fp32']} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import sys
-
-    if "--json" in sys.argv:
-        print(json.dumps(table(), indent=2))
-    else:  # --timing: also measure each entry's step time now (run it with nothing else on the machine)
-        timings = {name: step_seconds(name) for name in available()} if "--timing" in sys.argv else None
-        print(markdown_table(timings))

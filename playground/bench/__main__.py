@@ -1,0 +1,107 @@
+"""Benchmarks: attention kernels side by side, and decoding with and without the KV cache.
+
+Run ``python -m playground.bench <benchmark> [--json] [options]``; ``--help`` on each lists
+its options. Every benchmark is one function returning a plain dict
+``{"benchmark", "device", "torch", "summary", "rows"}``; one printer shows it as a table, or
+``--json`` prints that dict as exactly one JSON object.
+
+``kernels``: attention kernels side by side (``bench.kernels``); ``decode``: generation with and
+without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
+through its API and a real chromium (``bench.app``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from playground.bench.decode import DECODE_FAMILIES, RECURRENT_FAMILIES, bench_decode, bench_decode_positions
+from playground.bench.kernels import DTYPES, bench_kernels
+from playground.bench.measure import make_result, print_result
+from playground.nn.kernels import SDPA_KERNELS
+
+
+def _kernels_from_args(args) -> dict:
+    return bench_kernels(lengths=args.lengths, heads=args.heads, head_dim=args.head_dim, dtype=args.dtype,
+                         device=args.device, kernels=args.kernels, repeats=args.repeats, budget_s=args.budget,
+                         in_process=args.in_process)
+
+
+def _decode_from_args(args) -> dict:
+    if args.family in RECURRENT_FAMILIES:
+        return bench_decode_positions(args.family, device=args.device)
+    return bench_decode(tokens=args.tokens, family=args.family, n_kv_heads=args.n_kv_heads,
+                        prompt_len=args.prompt_len, device=args.device)
+
+
+def _app_from_args(args) -> dict:
+    from playground.bench.app import bench_app
+
+    summary, rows = bench_app(url=args.url, repeats=args.repeats, browser=not args.no_browser)
+    return make_result("app", "cpu", summary, rows)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    common.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="default: cuda if available, else cpu")
+    parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,decode,app}")
+
+    k = sub.add_parser("kernels", parents=[common], help="explicit attention vs SDPA flash/efficient/math")
+    k.add_argument("--lengths", type=_positive_int, nargs="+", default=[256, 512, 1024, 2048, 4096])
+    k.add_argument("--heads", type=_positive_int, default=8)
+    k.add_argument("--head-dim", type=_positive_int, default=64)
+    k.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: float16 on cuda, float32 on cpu")
+    k.add_argument("--kernels", nargs="+", choices=tuple(SDPA_KERNELS), default=list(SDPA_KERNELS),
+                   help="SDPA kernels to time (explicit always runs: it is the reference)")
+    k.add_argument("--repeats", type=_positive_int, default=10, help="timed calls per cell, at most (default 10)")
+    k.add_argument("--budget", type=float, default=2.0,
+                   help="seconds of timed calls per cell: long L gets fewer repeats (0: always --repeats)")
+    k.add_argument("--in-process", action="store_true",
+                   help="CPU: measure in this process instead of a fresh one per cell (faster; memory less honest)")
+    k.set_defaults(run=_kernels_from_args)
+
+    d = sub.add_parser("decode", parents=[common], help="greedy generation with and without the KV cache")
+    d.add_argument("--tokens", type=_positive_int, default=512, help="new tokens to generate (default 512)")
+    d.add_argument("--family", choices=DECODE_FAMILIES, default="decoder")
+    d.add_argument("--n-kv-heads", type=_positive_int, default=8, help="8: MHA, 1: MQA, 2 or 4: GQA")
+    d.add_argument("--prompt-len", type=_positive_int, default=16)
+    d.set_defaults(run=_decode_from_args)
+
+    a = sub.add_parser("app", parents=[common], help="the page end to end: /analyze latency, payload, browser render")
+    a.add_argument("--url", default=None, help="a running app (default: start one on a free loopback port)")
+    a.add_argument("--repeats", type=_positive_int, default=10)
+    a.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
+    a.set_defaults(run=_app_from_args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available here; use --device cpu", file=sys.stderr)
+        return 2
+    try:
+        result = args.run(args)
+    except ValueError as e:  # a config the library rejects: its message says what would be valid
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_result(result, args.json)
+    if result["summary"].get("same_tokens") is False:
+        print("error: cached and uncached generation chose different tokens", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""What every benchmark shares: the device, CPU peak memory, and one printer for a result.
+
+A benchmark returns a plain dict ``{"benchmark", "device", "torch", "summary", "rows"}``;
+``print_result`` shows it as a table or as exactly one JSON object.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import sys
+from typing import Self
+
+import torch
+
+MIB = 2**20
+
+
+# ---------------------------------------------------------------------------------- environment
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"CPU {model} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def make_result(benchmark: str, device: str, summary: dict, rows: list[dict]) -> dict:
+    return {"benchmark": benchmark, "device": device_name(device), "torch": torch.__version__,
+            "summary": summary, "rows": rows}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------- CPU memory
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _ru_maxrss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
+class PeakRSS:
+    """Peak resident set of this process over a ``with`` block: rise above the start, and the peak.
+
+    On Linux the kernel's high-water mark (VmHWM) is reset to the current RSS on entry by
+    writing 5 to /proc/self/clear_refs; elsewhere ru_maxrss is used, which cannot be reset and
+    so only sees a peak above any earlier one in the process (use a fresh process).
+    """
+
+    def __enter__(self) -> Self:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.resettable = _proc_status_kib("VmHWM") is not None
+        except OSError:
+            self.resettable = False
+        rss = _proc_status_kib("VmRSS")
+        self.start = rss * 1024 if self.resettable and rss is not None else _ru_maxrss_bytes()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak = _proc_status_kib("VmHWM") * 1024 if self.resettable else _ru_maxrss_bytes()
+        self.rise = max(0, self.peak - self.start)
+
+
+# ---------------------------------------------------------------------------------- printing
+def _fmt(value, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return format(value, spec)
+
+
+# benchmark -> columns (row key, header, format); a benchmark without an entry shows every key
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("median_ms", "median ms", ".2f"),
+                ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
+                ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e")],
+    "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("seconds", "seconds", ".2f"),
+               ("tokens_per_s", "tokens/s", ".1f"), ("ms_per_token", "ms/token", ".2f"),
+               ("cache_bytes", "cache bytes", ",d")],
+    "decode_positions": [("family", "family", ""), ("position", "position", "d"), ("ms_per_token", "ms/token", ".2f"),
+                         ("tokens_per_s", "tokens/s", ".1f"), ("cache_bytes", "cache/state bytes", ",d")],
+}
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    cells = [[header for _, header, _ in columns]]
+    notes: dict[tuple, list] = {}  # (kernel, reason) -> the lengths it applies to
+    for row in rows:
+        if row.get("available", True):
+            cells.append([_fmt(row.get(key), spec) for key, _, spec in columns])
+        else:  # an unavailable kernel: say so, and why, below the table
+            cells.append([_fmt(row.get(key), spec) if i < 2 else ("unavailable" if i == 2 else "")
+                          for i, (key, _, spec) in enumerate(columns)])
+            notes.setdefault((row.get("kernel"), row.get("reason")), []).append(str(row.get("L")))
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if notes:
+        lines += ["", "unavailable:"] + [f"  {kernel} (L={', '.join(ls)}): {reason}" for (kernel, reason), ls in notes.items()]
+    return "\n".join(lines)
+
+
+def _summary_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_summary_value(v)}" for k, v in value.items())
+    return "null" if value is None else str(value)
+
+
+def print_result(result: dict, as_json: bool = False, file=None) -> None:
+    """The one printer: exactly one JSON object, or a table then one summary line per key."""
+    file = file or sys.stdout
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False), file=file)
+        return
+    rows = result["rows"]
+    columns = COLUMNS.get(result["benchmark"]) or [(k, k, "") for k in (rows[0] if rows else {})]
+    print(f"{result['benchmark']} on {result['device']}, torch {result['torch']}", file=file)
+    print(format_table(rows, columns), file=file)
+    print(file=file)
+    for key, value in result["summary"].items():
+        print(f"{key}: {_summary_value(value)}", file=file)
+

@@ -1,0 +1,2 @@
+"""Looking inside a model: a prompt in, plain numpy data out (``analysis``), head roles (``heads``),
+generation with per-step records (``generation``), the position encodings' lab (``positions``)."""

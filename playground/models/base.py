@@ -1,0 +1,74 @@
+"""What every language model here shares: token embedding, output head, the cache's life cycle.
+
+``LanguageModel`` is the base of the Transformers (``models.transformer``) and of the recurrent
+models (``models.recurrent``): ``embed`` checks token ids, ``setup_cache`` / ``clear_cache`` /
+``cache_bytes`` give every family one decoding API, whatever it caches (K/V or a fixed state).
+
+Glossary: B batch, T tokens, d model width, V vocabulary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from playground.config import ModelConfig
+from playground.nn.attention import AttentionRecord
+
+
+@dataclass
+class ModelOutput:
+    logits: Tensor  # (B, T, V)
+    attentions: list[AttentionRecord] = field(default_factory=list)  # empty unless capture=True
+
+
+class LanguageModel(nn.Module):
+    """Shared by both model classes: token embedding, output head, cache life cycle."""
+
+    cached_stacks: tuple[str, ...] = ()  # the stacks that decode step by step and hold KV caches
+
+    def _init_embeddings(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        self.apply(_init_weights)
+
+    def embed(self, idx: Tensor) -> Tensor:
+        if idx.dim() != 2:
+            raise ValueError(f"token ids must have shape (batch, length), got {tuple(idx.shape)}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}, got {int(idx.min())}..{int(idx.max())}")
+        x = self.tok_emb(idx)  # (B, T, d)
+        if self.cfg.position == "sinusoidal":  # Vaswani et al. 3.4: scale embeddings so the table does not drown them
+            x = x * math.sqrt(self.cfg.d_model)
+        return x
+
+    def _stacks(self) -> list[nn.Module]:
+        return [getattr(self, name) for name in self.cached_stacks]
+
+    def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
+        """Preallocate KV caches for ``max_len`` positions (default: context_length)."""
+        p = self.lm_head.weight
+        for stack in self._stacks():
+            stack.setup_cache(batch, max_len or self.cfg.context_length, p.dtype, p.device)
+
+    def clear_cache(self) -> None:
+        for stack in self._stacks():
+            stack.clear_cache()
+
+    def cache_bytes(self) -> int:
+        return sum(stack.cache_bytes() for stack in self._stacks())
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)

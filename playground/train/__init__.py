@@ -1,0 +1,2 @@
+"""Training: the corpus and synthetic tasks (``data``), the tokenizer, the training loop with its
+checkpoints (``loop``) and evaluation (``evaluate``)."""

@@ -1,0 +1,14 @@
+"""The model zoo: shipped models that each change one factor from a baseline (``registry``), and how
+they are built and timed (``build``). ``from playground import zoo; zoo.load("gqa")``."""
+from playground.zoo.registry import (
+    BASE_MODEL, BASE_TRAIN, FAMILY_LABELS, MODELS_DIR, RECURRENT, USER_ABOUT, USER_DIR, USER_PREFIX,
+    VARIANT_KV_HEADS, ZOO,
+    about, available, config_of, entry_configs, is_task, load, markdown_table, match, table, untrained_config,
+    user_models,
+)
+
+__all__ = [
+    "BASE_MODEL", "BASE_TRAIN", "FAMILY_LABELS", "MODELS_DIR", "RECURRENT", "USER_ABOUT", "USER_DIR", "USER_PREFIX",
+    "VARIANT_KV_HEADS", "ZOO", "about", "available", "config_of", "entry_configs", "is_task", "load",
+    "markdown_table", "match", "table", "untrained_config", "user_models",
+]
