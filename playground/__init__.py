@@ -2,23 +2,30 @@
 
 The notebook API (names are stable)::
 
-    from playground import ModelConfig, build_model, analyze, generate
+    from playground import ModelConfig, build_model, analyze, generate, plots, zoo, Tokenizer
     model = build_model(ModelConfig(family="decoder", n_kv_heads=2, position="alibi"))
     result = analyze(model, [5, 6, 7, 8])        # numpy weights, masks, kernel that ran
     result.weights("self").shape                 # (n_layer, n_heads, T, T)
     generate(model, [5, 6, 7], 16).tokens
+
+The layers, lowest first (imports point down only; ``tests/test_architecture.py`` checks it):
+``config`` -> ``nn`` (attention building blocks) -> ``models`` -> ``train`` -> ``zoo`` ->
+``inspect`` and ``plots`` -> ``bench`` -> ``ui`` (the page).
 """
-from playground.inspect.analysis import Analysis, AttentionMap, analyze
-from playground.nn.cache import KVCache, kv_bytes_per_token, kv_cache_bytes
-from playground.models.checkpoint import load_model, save_model
+from playground import plots, zoo
 from playground.config import PRESETS, ModelConfig, from_name
+from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import DecodeStep, Generation, generate, stream
-from playground.nn.kernels import KernelUnavailable, probe
 from playground.models import build_model
+from playground.models.checkpoint import load_model, save_model
 from playground.models.transformer import EncoderDecoder, TransformerLM
+from playground.nn.cache import KVCache, kv_bytes_per_token, kv_cache_bytes
+from playground.nn.kernels import KernelUnavailable, probe
+from playground.train.tokenizer import Tokenizer
 
 __all__ = [
     "Analysis", "AttentionMap", "analyze", "KVCache", "kv_bytes_per_token", "kv_cache_bytes",
     "load_model", "save_model", "PRESETS", "ModelConfig", "from_name", "DecodeStep", "Generation",
     "generate", "stream", "KernelUnavailable", "probe", "EncoderDecoder", "TransformerLM", "build_model",
+    "plots", "zoo", "Tokenizer",
 ]
