@@ -42,8 +42,10 @@ WORDS: dict[str, str] = {
     'plot.allowed': 'allowed',
     'plot.blocked_by_mask': 'blocked by the mask',
     'plot.formula_hover': '%{x:.0f} tokens: %{y:,.0f} bytes',
-    'plot.measured': 'measured: {label}',
-    'plot.measured_hover': 'after %{x} tokens: %{y:,} bytes (measured)',
+    'plot.measured': 'measured, in use: {label}',
+    'plot.measured_hover': 'after %{x} tokens: %{y:,} bytes held (measured)',
+    'plot.allocated': 'measured, allocated: {label}',
+    'plot.allocated_hover': 'after %{x} tokens: %{y:,} bytes allocated (tensor.nbytes)',
     'plot.kv_title': 'KV cache (or recurrent state) bytes vs tokens so far',
     'plot.tokens_in_cache': 'tokens so far (prompt + generated)',
     'plot.bytes': 'bytes',
@@ -222,9 +224,12 @@ def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], 
 
 
 def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, label,
-              log: bool = False, max_tokens: int | None = None, words=ENGLISH) -> go.Figure:
-    """Cache bytes against tokens held: measured from the model, and by formula for each variant.
+              allocated_bytes: list[int] | None = None, log: bool = False, max_tokens: int | None = None,
+              words=ENGLISH) -> go.Figure:
+    """Cache bytes against tokens so far: measured from the model, and by formula for each variant.
 
+    measured_bytes: the positions the cache holds. allocated_bytes: its tensors as allocated (a cache
+        without a window preallocates every position); drawn before the bytes in use, which come last.
     formulas: name -> {"per_token": bytes, "fixed": bytes, optional "cap": tokens} (fixed: recurrent
         state; cap: a sliding window, the cache stops growing at that many positions).
     """
@@ -238,6 +243,11 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
         fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * held, mode="lines", name=safe(name),
                                  line=dict(dash=dash, width=1.5),
                                  hovertemplate=f"{safe(name)}<br>{words('plot.formula_hover')}<extra></extra>"))
+    if allocated_bytes is not None:
+        fig.add_trace(go.Scatter(x=tokens, y=allocated_bytes, mode="lines", line_shape="hv",
+                                 name=words("plot.allocated", label=safe(words.render(label))),
+                                 line=dict(width=2.5, color="#c53030"),
+                                 hovertemplate=f"{words('plot.allocated_hover')}<extra></extra>"))
     fig.add_trace(go.Scatter(x=tokens, y=measured_bytes, mode="lines+markers",
                              name=words("plot.measured", label=safe(words.render(label))),
                              line=dict(width=3, color="black"), marker=dict(size=5),

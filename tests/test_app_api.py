@@ -103,6 +103,31 @@ def test_a_sliding_window_caps_the_measured_cache(client):
     assert max(ys) == ys[-1] == 8 * 4096
 
 
+def test_generate_plots_the_allocated_cache_bytes(client):
+    """The allocated curve is tensor.nbytes: flat at every position without a window (preallocated);
+    with a window of 8, the prefill holds the whole prompt, then 8 positions of 4,096 bytes."""
+    import base64
+
+    import numpy as np
+
+    prompt = "Now is the winter of our discontent made glorious summer"  # longer than the window
+
+    def curves(window: int) -> tuple[list, list]:
+        growth = plot_json(client.predict(*CONTROLS, prompt, 12, 0, 0, 1, 0, window, False,
+                                          api_name="/generate")[1])
+        allocated, used = growth["data"][-2:]
+        assert allocated["name"].startswith("measured, allocated") and used["name"].startswith("measured, in use")
+        ys = [t["y"] for t in (allocated, used)]
+        return [np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]).tolist() if isinstance(y, dict)
+                else y for y in ys]
+
+    allocated, used = curves(0)
+    assert len(set(allocated)) == 1 and allocated[0] == used[-1] + 4096  # the slot of a 13th token never written
+    allocated, used = curves(8)
+    assert allocated[0] == used[0] > 8 * 4096
+    assert allocated[1:] == used[1:] == [8 * 4096] * 11
+
+
 def test_kv_cache_calculator(client):
     table, chart = client.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
     rows = {r[0]: float(r[2]) for r in table["data"]}

@@ -113,3 +113,28 @@ def test_sliding_window_cache_rolls_and_decodes_like_the_full_pass(family, posit
     assert held[-1] == window * per_position and max(held[1:]) == window * per_position
     kind = "decoder_self" if family == "encdec" else "self"
     assert all(s.attention[kind].shape[-1] <= max(window, len(prompt)) for s in cached.steps)
+
+
+@pytest.mark.parametrize("position", ["rope", "alibi", "learned"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_window_of_16_allocates_16_positions_over_256_tokens(family, position):
+    """The memory, not only a counter: after the prefill every layer's K/V buffers are W slots
+    (tensor.nbytes), whatever the length, and decoding with them equals the uncached full pass."""
+    window, prompt_len = 16, 24  # the prompt is longer than the window: the prefill holds all of it
+    model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window,
+                       context_length=288)
+    prompt = torch.randint(0, 97, (prompt_len,), generator=torch.Generator().manual_seed(5)).tolist()
+    cached = generate(model, prompt, 256, use_cache=True)
+    uncached = generate(model, prompt, 256, use_cache=False)
+    assert cached.tokens == uncached.tokens
+    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
+    assert diff < 1e-4
+    cfg = model.cfg
+    per_slot = cfg.n_layer * 2 * 1 * cfg.n_kv_heads * cfg.head_dim * 4  # layers x (K, V) x B x n_kv x hs x fp32
+    cross = per_slot * prompt_len if family == "encdec" else 0  # cross K/V over the source, computed once
+    first, rest = cached.steps[0], cached.steps[1:]
+    seq_len = 1 if family == "encdec" else prompt_len  # what the decoder's prefill wrote
+    assert first.cache_bytes == cross + per_slot * seq_len
+    assert first.cache_bytes_allocated == cross + per_slot * max(seq_len, window)
+    assert {s.cache_bytes_allocated for s in rest} == {cross + per_slot * window}
+    assert [s.cache_bytes for s in rest] == [cross + per_slot * min(seq_len + i, window) for i in range(1, 256)]

@@ -79,3 +79,12 @@ def test_step_rows_number_keys_by_position_and_formulas_respect_a_window_cap():
                              label="m", max_tokens=64)
     capped, full = np.asarray(growth.data[0].y), np.asarray(growth.data[1].y)
     assert capped.max() == 16 and full.max() == 128
+
+
+def test_kv_growth_draws_allocated_bytes_beside_bytes_in_use():
+    growth = plots.kv_growth([4, 5, 6], [10, 20, 20], {"w": {"per_token": 2.0, "fixed": 0.0, "cap": 8}},
+                             label="m", allocated_bytes=[40, 20, 20])
+    formula, allocated, used = growth.data
+    assert list(allocated.y) == [40, 20, 20] and allocated.name == "measured, allocated: m"
+    assert list(used.y) == [10, 20, 20] and used.name == "measured, in use: m"  # in use stays the last trace
+    assert "allocated" in allocated.hovertemplate and "held" in used.hovertemplate

@@ -2,7 +2,7 @@
 
 ``stream`` yields one ``DecodeStep`` per new token, so a page can show tokens as they come.
 With ``record=True`` each step also carries the new query's attention row in every layer and
-head and the cache bytes after the step: the data of a decode timeline.
+head; every step carries the cache bytes after it, held and allocated: the data of a decode timeline.
 
 With the cache, the prompt is run once (prefill) and each step feeds one token at its absolute
 position; without it, every step re-runs the whole sequence. Both give the same tokens.
@@ -25,7 +25,8 @@ class DecodeStep:
     index: int          # 0 for the first new token
     token: int
     logits: Tensor      # (V,) float32, the logits the token was chosen from
-    cache_bytes: int    # bytes in the model's caches after this step; 0 without a cache
+    cache_bytes: int    # bytes of the positions the model's caches hold after this step; 0 without a cache
+    cache_bytes_allocated: int  # bytes of the cache tensors as allocated (tensor.nbytes), >= cache_bytes
     attention: dict[str, np.ndarray] | None = None  # kind -> (n_layer, nh, Tk): the new query's rows
 
 
@@ -111,7 +112,8 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
         for i in range(max_new_tokens):
             logits = out.logits[0, -1].float()
             token = int(sample_next(logits[None], temperature, top_k, top_p, generator)[0])
-            yield DecodeStep(i, token, logits, model.cache_bytes(), _rows(out) if record else None)
+            yield DecodeStep(i, token, logits, model.cache_bytes(), model.cache_bytes_allocated(),
+                             _rows(out) if record else None)
             seq.append(token)
             if token == stop_id or i == max_new_tokens - 1:
                 break

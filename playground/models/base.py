@@ -62,6 +62,14 @@ class LanguageModel(nn.Module):
     def cache_bytes(self) -> int:
         return sum(stack.cache_bytes() for stack in self._stacks())
 
+    def cache_bytes_allocated(self) -> int:
+        """Bytes of the cache tensors as they sit in memory (``tensor.nbytes``), >= ``cache_bytes()``:
+        a KV cache without a window preallocates every position. A model without KV stacks (RWKV,
+        Mamba) holds a fixed state, allocated exactly as used."""
+        if not self.cached_stacks:
+            return self.cache_bytes()
+        return sum(stack.cache_bytes(allocated=True) for stack in self._stacks())
+
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

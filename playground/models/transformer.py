@@ -151,12 +151,16 @@ class Stack(nn.Module):
             if block.cross_attn is not None:
                 block.cross_attn.cross_kv, block.cross_attn.use_cross_cache = None, False
 
-    def cache_bytes(self) -> int:
-        """Bytes held in this stack's caches now: self-attention K/V plus cross-attention K/V."""
+    def cache_bytes(self, allocated: bool = False) -> int:
+        """Bytes of this stack's caches now: self-attention K/V plus cross-attention K/V.
+
+        The positions held, or with ``allocated`` the buffers as allocated (a cache without a window
+        preallocates every position; cross K/V are exactly the source's, allocated as used)."""
         total = 0
         for block in self.blocks:
-            if block.self_attn.cache is not None:
-                total += block.self_attn.cache.bytes_used
+            cache = block.self_attn.cache
+            if cache is not None:
+                total += cache.bytes_allocated if allocated else cache.bytes_used
             if block.cross_attn is not None and block.cross_attn.cross_kv is not None:
                 total += sum(t.nbytes for t in block.cross_attn.cross_kv)
         return total

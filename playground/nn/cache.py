@@ -1,11 +1,13 @@
 """The KV cache, and what it costs.
 
-A ``KVCache`` is preallocated for one attention layer and holds only the ``n_kv_heads`` K/V
-heads (a GQA or MQA model caches fewer heads than it has query heads). ``update`` writes the
-new keys and values at their absolute positions and returns everything cached so far, so a
-prefill of many tokens and a decode step of one run the same code. With a sliding window W
-(Mistral-style), positions no new query can see any more (older than start_pos - W + 1) are
-dropped before the new ones are written: during decoding the cache holds at most W positions.
+A ``KVCache`` belongs to one attention layer and holds only the ``n_kv_heads`` K/V heads (a GQA
+or MQA model caches fewer heads than it has query heads). ``update`` writes the new keys and
+values at their absolute positions and returns everything the new queries can see, so a
+prefill of many tokens and a decode step of one run the same code. Without a window the buffers
+are preallocated for every position. With a sliding window W (Mistral-style) they are a ring of
+W slots: positions no new query can see any more (older than start_pos - W + 1) are overwritten,
+so while decoding the cache holds, and allocates, W positions. ``bytes_used`` counts the
+positions held, ``bytes_allocated`` the buffers as they sit in memory.
 
 Per-token cache size, in elements per layer (times bytes per element):
 
@@ -25,20 +27,38 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
 
 
 class KVCache(nn.Module):
-    """Preallocated keys and values for one layer: (B, n_kv, max_len, hs) each."""
+    """Keys and values of one layer, (B, n_kv, slots, hs) each; position p lives in slot p % slots.
+
+    Without a window every position keeps its own slot: slots = max_len, preallocated (gpt-fast).
+    With a window W the buffer is a ring: a write of C tokens needs the (up to) W - 1 positions
+    before it that its queries can still see, plus the C new ones. Decoding one token at a time,
+    that is W slots; a longer write (the prefill of a long prompt) grows the ring for that write,
+    and the next one-token step shrinks it back to W.
+
+    ``update`` returns the keys and values in position order whatever the slots, because masks,
+    RoPE'd keys and ALiBi biases are built from absolute positions (``Stack.positions_for``).
+    """
 
     def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None, window: int = 0):
         super().__init__()
-        shape = (batch, n_kv_heads, max_len, head_dim)
+        if max_len < 1 or window < 0:
+            raise ValueError(f"a KV cache needs max_len >= 1 and window >= 0, got max_len={max_len}, window={window}")
+        self.max_len = max_len  # the most positions it may hold at once
+        self.window = window    # 0: keep every position
+        self.start = 0          # it holds positions start .. length-1
+        self.length = 0
+        shape = (batch, n_kv_heads, self.base_slots, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.window = window  # 0: keep every position
-        self.start = 0        # slots 0..length-start-1 hold positions start..length-1
-        self.length = 0
 
     @property
-    def max_len(self) -> int:
+    def base_slots(self) -> int:
+        """Slots while decoding one token at a time: W with a window, max_len without."""
+        return min(self.window, self.max_len) if self.window else self.max_len
+
+    @property
+    def slots(self) -> int:
         return self.k.shape[2]
 
     @property
@@ -50,30 +70,45 @@ class KVCache(nn.Module):
         """The oldest position queries from ``start_pos`` on can still see (all of them without a window)."""
         return max(self.start, start_pos - self.window + 1) if self.window else self.start
 
+    def _slots_of(self, first: int, end: int) -> slice | Tensor:
+        """The slots of positions first .. end-1, in order: a slice unless they wrap around the ring."""
+        lo = first % self.slots
+        if lo + end - first <= self.slots:
+            return slice(lo, lo + end - first)
+        return torch.arange(first, end, device=self.k.device) % self.slots  # (end - first,)
+
+    def _resize(self, slots: int, first: int) -> None:
+        """Reallocate to ``slots`` slots, keeping positions first .. length-1."""
+        kept = self._slots_of(first, self.length)
+        k, v = self.k[:, :, kept], self.v[:, :, kept]  # (B, n_kv, length - first, hs)
+        B, n_kv, _, hs = self.k.shape
+        self.k = self.k.new_zeros(B, n_kv, slots, hs)
+        self.v = self.v.new_zeros(B, n_kv, slots, hs)
+        into = self._slots_of(first, self.length)
+        self.k[:, :, into], self.v[:, :, into] = k, v
+
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v (B, n_kv, T, hs) at positions input_pos (T,); return what the new queries can see,
-        positions first_kept(input_pos[0]) .. input_pos[-1]: (B, n_kv, held, hs)."""
+        positions first_kept(input_pos[0]) .. input_pos[-1] in order: (B, n_kv, Tk, hs)."""
         start, end = int(input_pos[0]), int(input_pos[-1]) + 1
         if start != self.length:
             raise ValueError(
                 f"KV cache holds positions up to {self.length} but the new tokens start at {start}; "
                 "decode positions in order, or call model.setup_cache() to start again"
             )
-        keep = self.first_kept(start)
-        if keep > self.start:  # the window has passed these: drop them, keep the rest in order
-            drop, n = keep - self.start, self.length - keep
-            self.k[:, :, :n] = self.k[:, :, drop:drop + n].clone()
-            self.v[:, :, :n] = self.v[:, :, drop:drop + n].clone()
-            self.start = keep
-        lo, hi = start - self.start, end - self.start
-        if hi > self.max_len:
+        first = self.first_kept(start)  # older positions are dropped: no new query can see them
+        if end - first > self.max_len:
             raise ValueError(
                 f"KV cache is full ({self.max_len} positions); call model.setup_cache(max_len=...) with a larger max_len"
             )
-        self.k[:, :, lo:hi] = k
-        self.v[:, :, lo:hi] = v
-        self.length = end
-        return self.k[:, :, :hi], self.v[:, :, :hi]
+        slots = max(end - first, self.base_slots)
+        if slots != self.slots:
+            self._resize(slots, first)
+        new = self._slots_of(start, end)
+        self.k[:, :, new], self.v[:, :, new] = k, v
+        self.start, self.length = first, end
+        seen = self._slots_of(first, end)
+        return self.k[:, :, seen], self.v[:, :, seen]
 
     @property
     def bytes_used(self) -> int:
@@ -83,6 +118,7 @@ class KVCache(nn.Module):
 
     @property
     def bytes_allocated(self) -> int:
+        """Bytes of the buffers as allocated: 2 * B * n_kv * slots * hs * element size."""
         return self.k.nbytes + self.v.nbytes
 
 

@@ -19,6 +19,7 @@ def growth_figure(state: dict | None, log: bool, request: gr.Request = None):
     held = [state["start"] + i for i in range(len(tl.cache_bytes))]
     label = msg("generate.cross_label", label=state["label"]) if tl.source_labels else state["label"]
     return plots.kv_growth(held, tl.cache_bytes, state["formulas"], label=label, log=log,
+                           allocated_bytes=tl.cache_bytes_allocated,
                            max_tokens=max(held[-1], 2 * state["start"]), words=Words(request))
 
 
@@ -38,6 +39,7 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
                           untrained=state["untrained"], signed=implicit, words=w, key_start=first)
     info = w("generate.step_info_state" if implicit else "generate.step_info_cache", step=step,
              last=len(tl.rows) - 1, n=len(keys), bytes=tl.cache_bytes[step],
+             allocated=tl.cache_bytes_allocated[step],
              token=html.escape(tl.new_labels[step]))
     return fig, info
 

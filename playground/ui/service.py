@@ -192,13 +192,15 @@ def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) 
 
 @dataclass
 class Timeline:
-    """A generation with, per step, the new token's attention over the cache and the cache size."""
+    """A generation with, per step, the new token's attention over the cache and the cache size
+    (the positions held, and the tensors as allocated)."""
 
     prompt_labels: list[str]
     new_labels: list[str]
     text: str
     rows: list[dict[str, np.ndarray]]   # per step: kind -> (n_layer, nh, Tk)
-    cache_bytes: list[int]              # per step, measured from the model's own cache
+    cache_bytes: list[int]              # per step, the positions the model's own cache holds
+    cache_bytes_allocated: list[int]    # per step, its tensors as allocated (tensor.nbytes)
     source_labels: list[str]            # encoder-decoder: the source (cross-attention keys)
     n_layer: int
     n_heads: int
@@ -229,7 +231,8 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
     return Timeline(
         prompt_labels=show([1]) if encdec else show(ids), new_labels=show(gen.tokens),
         text=tok.decode(gen.tokens), rows=[s.attention for s in gen.steps],
-        cache_bytes=[s.cache_bytes for s in gen.steps], source_labels=show(ids) if encdec else [],
+        cache_bytes=[s.cache_bytes for s in gen.steps],
+        cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps], source_labels=show(ids) if encdec else [],
         n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
 
 
