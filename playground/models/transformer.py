@@ -87,7 +87,11 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """A stack of blocks with its position encoding and its mask kind (causal, prefix, bidirectional)."""
+    """A stack of blocks with its position encoding and its mask kind (causal, prefix, bidirectional).
+
+    ``kind`` names its self-attention records (self | encoder_self | decoder_self); every layer
+    writes into ``recorder``, the model's.
+    """
 
     def __init__(self, cfg: ModelConfig, mask_kind: str, kind: str, recorder: Recorder, cross: bool = False):
         super().__init__()
@@ -187,7 +191,8 @@ class TransformerLM(LanguageModel):
         super().__init__()
         if cfg.family not in ("decoder", "prefix"):
             raise ValueError(f"TransformerLM builds family decoder or prefix, got {cfg.family!r}")
-        self.decoder = Stack(cfg, "causal" if cfg.family == "decoder" else "prefix", "self", self.recorder)
+        self.decoder = Stack(cfg, mask_kind="causal" if cfg.family == "decoder" else "prefix", kind="self",
+                             recorder=self.recorder)
         self._init_embeddings(cfg)
 
     def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
@@ -218,8 +223,8 @@ class EncoderDecoder(LanguageModel):
         super().__init__()
         if cfg.family != "encdec":
             raise ValueError(f"EncoderDecoder builds family encdec, got {cfg.family!r}")
-        self.encoder = Stack(cfg, "bidirectional", "encoder_self", self.recorder)
-        self.decoder = Stack(cfg, "causal", "decoder_self", self.recorder, cross=True)
+        self.encoder = Stack(cfg, mask_kind="bidirectional", kind="encoder_self", recorder=self.recorder)
+        self.decoder = Stack(cfg, mask_kind="causal", kind="decoder_self", recorder=self.recorder, cross=True)
         self._init_embeddings(cfg)
 
     def encode(self, src: Tensor, src_valid: Tensor | None = None,
