@@ -2,9 +2,12 @@
 import pytest
 import torch
 
+import playground.nn.attention as attention_module
+from playground.nn.attention import Attention, AttentionInputs
 from playground.nn.cache import kv_bytes_per_token
 from playground.inspect.generation import generate
 from playground.nn.kernels import KernelUnavailable, explicit_attention, probe, sdpa
+from playground.nn.position import apply_rope
 from playground.models import build_model
 
 from conftest import FAMILIES, POSITIONS, VARIANTS, tiny_config, tiny_model
@@ -26,6 +29,34 @@ def run(model, family, mask, capture=False):
     return model(x, prefix_len=5 if family == "prefix" else 0, key_valid=kv, capture=capture)
 
 
+def softmax_by_hand(model) -> tuple[list[torch.Tensor], list]:
+    """Hooks on every attention layer that recompute its weights the textbook way, one head at a time,
+    from the layer's own projections and the mask / bias / RoPE it was given:
+    softmax(q_h k_g^T / sqrt(hs) + bias_h), -inf where the mask forbids, g = h // (nh / n_kv).
+    Returns (the list the weights (B, nh, Tq, Tk) are appended to, in call order; the hook handles)."""
+    found = []
+
+    def hook(attn, args, _out):
+        x, inputs = args[0], args[1]
+        source = args[2] if attn.cross else x
+        (B, T, _), Tk, hs = x.shape, source.shape[1], attn.head_dim
+        q = attn.q_proj(x).view(B, T, attn.n_heads, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = attn.k_proj(source).view(B, Tk, attn.n_kv_heads, hs).transpose(1, 2)  # (B, n_kv, Tk, hs)
+        if inputs.rope is not None and not attn.cross:
+            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
+        allowed = inputs.mask.expand(B, 1, T, Tk)[:, 0]  # (B, T, Tk)
+        weights = torch.empty(B, attn.n_heads, T, Tk)
+        for h in range(attn.n_heads):
+            scores = torch.einsum("btd,bsd->bts", q[:, h], k[:, h // (attn.n_heads // attn.n_kv_heads)]) / hs ** 0.5
+            if inputs.bias is not None:
+                scores = scores + inputs.bias[h]
+            weights[:, h] = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        found.append(weights)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, Attention)]
+    return found, handles
+
+
 @pytest.mark.parametrize("kernel", ["flash", "efficient", "math"])
 @pytest.mark.parametrize("mask", MASKS)
 @pytest.mark.parametrize("position", POSITIONS)
@@ -39,14 +70,53 @@ def test_sdpa_kernel_matches_explicit(family, variant, position, mask, kernel):
     explicit = tiny_model(backend="explicit", **overrides)
     fast = build_model(tiny_config(backend=kernel, **overrides)).eval()
     fast.load_state_dict(explicit.state_dict())
+    by_hand, hooks = softmax_by_hand(explicit)
     with torch.no_grad():
         a, b = run(explicit, family, mask, capture=True), run(fast, family, mask, capture=True)
+    for h in hooks:
+        h.remove()
     assert torch.allclose(a.logits, b.logits, atol=1e-5, rtol=0)
     assert {r.kernel for r in b.attentions} == {kernel}
     assert all(r.recomputed and r.max_abs_diff < 1e-5 for r in b.attentions)
     assert not any(r.recomputed for r in a.attentions)
-    for ra, rb in zip(a.attentions, b.attentions):
-        assert torch.allclose(ra.weights, rb.weights, atol=1e-6)
+    assert len(by_hand) == len(a.attentions) == len(b.attentions)
+    for ra, rb, w in zip(a.attentions, b.attentions, by_hand):  # both models' weights = the textbook softmax
+        assert torch.allclose(ra.weights, w, atol=1e-6)
+        assert torch.allclose(rb.weights, w, atol=1e-6)
+
+
+def test_capture_block_records_what_capture_true_returns(monkeypatch):
+    """One recorder: ``with model.capture()`` collects the records ``capture=True`` returns, in order
+    (encoder layers, then each decoder layer's self and cross); off by default, SDPA models never
+    compute weights, and Attention returns only its output."""
+    model = tiny_model(family="encdec", backend="math")
+    src, tgt = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 9))
+    with torch.no_grad():
+        direct = model(src, tgt, capture=True)
+        with model.capture() as records:
+            quiet = model(src, tgt)
+        with model.capture() as outer:
+            inner = model(src, tgt, capture=True).attentions
+    order = [("encoder_self", 0), ("encoder_self", 1), ("decoder_self", 0), ("cross", 0),
+             ("decoder_self", 1), ("cross", 1)]
+    assert [(r.kind, r.layer) for r in direct.attentions] == order
+    assert [(r.kind, r.layer) for r in records] == order and quiet.attentions == []
+    assert all(torch.equal(a.weights, b.weights) and a.max_abs_diff == b.max_abs_diff
+               for a, b in zip(direct.attentions, records))
+    assert [id(r) for r in outer] == [id(r) for r in inner]  # nested captures hand their records outward
+    assert not model.recorder.on
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights computed while nothing records")
+
+    monkeypatch.setattr(attention_module, "explicit_attention", no_weights)
+    with torch.no_grad():
+        out = model(src, tgt)
+        pos = torch.arange(9)
+        y = model.decoder.blocks[0].self_attn(torch.randn(2, 9, 32), AttentionInputs(pos[:, None] >= pos, pos))
+    assert out.attentions == [] and isinstance(y, torch.Tensor) and y.shape == (2, 9, 32)
+    with pytest.raises(AssertionError, match="while nothing records"), torch.no_grad():
+        model(src, tgt, capture=True)
 
 
 @pytest.mark.parametrize("mask", MASKS)

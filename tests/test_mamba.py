@@ -6,9 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import playground.models.mamba as mamba
 from playground.config import ModelConfig
 from playground.models.mamba import Mamba, implicit_attention
 from playground.models import build_model
+from playground.nn.cache import state_bytes_per_layer
 
 from conftest import assert_state_is_constant, implicit_records
 
@@ -95,9 +97,54 @@ def test_hidden_attention_reproduces_the_scan(model):
         assert (heads - rec.weights).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("T", [8, 80])
+def test_a_wrong_hidden_attention_shows_in_max_abs_diff(model, monkeypatch, T):
+    """The check compares with the scan, which never forms alpha: alpha 1% off moves max_abs_diff
+    from rounding to far above it, for a short prompt, a long one and a token decoded from the state."""
+    x = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        honest = [r.max_abs_diff for r in model(x, capture=True).attentions]
+    right = mamba.implicit_attention_blocks
+
+    def wrong_blocks(*args, **kwargs):
+        for rows, alpha in right(*args, **kwargs):
+            yield rows, alpha * 1.01
+
+    monkeypatch.setattr(mamba, "implicit_attention_blocks", wrong_blocks)
+    try:
+        with torch.no_grad():
+            wrong = [r.max_abs_diff for r in model(x, capture=True).attentions]
+            model.setup_cache(batch=2)
+            model(x[:, :-1], capture=True)
+            wrong += [r.max_abs_diff for r in model(x[:, -1:], start_pos=T - 1, capture=True).attentions]
+    finally:
+        model.clear_cache()
+    assert max(honest) < 1e-4
+    assert len(wrong) == 2 * L and min(wrong) > 1e-3, wrong
+
+
 def test_state_bytes_are_constant_and_match_the_formula(model):
     expected = L * (D_IN * (K - 1) + D_IN * N_STATE) * 4  # float32 conv state + SSM state per layer
+    assert L * state_bytes_per_layer("Mamba", model.cfg) == expected
     assert_state_is_constant(model, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_state_bytes_follow_the_models_own_config(dtype):
+    """expand, d_state and d_conv come from the config; the conv state is in the weights' dtype,
+    the SSM state in float32 at least."""
+    cfg = config(expand=3, d_state=8, d_conv=3)
+    model = build_model(cfg).to(dtype)
+    size = torch.empty(0, dtype=dtype).element_size()
+    expected = L * (3 * D * (3 - 1) * size + 3 * D * 8 * 4)
+    assert L * state_bytes_per_layer("Mamba", cfg, dtype) == expected
+    with torch.no_grad():
+        model.setup_cache()
+        assert model.cache_bytes() == expected
+        model(torch.randint(0, V, (1, 5)))
+        model(torch.randint(0, V, (1, 1)), start_pos=5)
+    assert model.cache_bytes() == expected
+    model.clear_cache()
 
 
 

@@ -5,9 +5,11 @@ import importlib.metadata
 import pytest
 import torch
 
+import playground.models.rwkv as rwkv
 from playground.config import ModelConfig
 from playground.models.rwkv import RWKV, lerp, token_shift
 from playground.models import build_model
+from playground.nn.cache import state_bytes_per_layer
 
 from conftest import assert_state_is_constant, implicit_records
 
@@ -80,9 +82,48 @@ def test_implicit_attention_reproduces_the_wkv(model):
         assert (alpha @ v - o).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("T", [8, 80])  # within one chunk of the parallel form, and across three
+def test_a_wrong_implicit_matrix_shows_in_max_abs_diff(model, monkeypatch, T):
+    """The badge's check shares no code with the matrix: alpha 1% off (the parallel form's chunks
+    read the same wrong alpha) moves max_abs_diff from rounding to far above it, for a short
+    prompt, a long one and a token decoded from the state."""
+    x = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        honest = [r.max_abs_diff for r in model(x, capture=True).attentions]
+    right = rwkv.implicit_attention
+    monkeypatch.setattr(rwkv, "implicit_attention", lambda *args, **kwargs: right(*args, **kwargs) * 1.01)
+    try:
+        with torch.no_grad():
+            wrong = [r.max_abs_diff for r in model(x, capture=True).attentions]
+            model.setup_cache(batch=2)
+            model(x[:, :-1], capture=True)
+            wrong += [r.max_abs_diff for r in model(x[:, -1:], start_pos=T - 1, capture=True).attentions]
+    finally:
+        model.clear_cache()
+    assert max(honest) < 1e-4
+    assert len(wrong) == 2 * L and min(wrong) > 1e-3, wrong
+
+
 def test_state_bytes_are_constant_and_match_the_formula(model):
     expected = L * D * (2 + N) * 4  # float32: two token-shift vectors and H matrices N x N per layer
+    assert L * state_bytes_per_layer("RWKV", model.cfg) == expected
     assert_state_is_constant(model, expected)
+
+
+def test_wkv_state_is_counted_in_its_own_dtype():
+    """bfloat16 weights: the token shifts take 2 bytes an element, the WKV matrices 4 (float32,
+    like the reference implementation), and the formula says so."""
+    model = build_model(config()).to(torch.bfloat16)
+    expected = L * (2 * D * 2 + D * N * 4)
+    assert L * state_bytes_per_layer("RWKV", model.cfg, torch.bfloat16) == expected
+    assert L * state_bytes_per_layer("RWKV", model.cfg, "bf16") == expected
+    with torch.no_grad():
+        model.setup_cache()
+        model(torch.randint(0, V, (1, 5)))
+        model(torch.randint(0, V, (1, 1)), start_pos=5)
+    assert model.states[0].wkv.dtype == torch.float32 and model.states[0].time_shift.dtype == torch.bfloat16
+    assert model.cache_bytes() == expected
+    model.clear_cache()
 
 
 

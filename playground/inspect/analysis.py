@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from playground.nn.attention import AttentionRecord
 from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder
+from playground.nn.recorder import AttentionRecord
 
 
 @dataclass

@@ -4,17 +4,24 @@
 models (``models.recurrent``): ``embed`` checks token ids, ``setup_cache`` / ``clear_cache`` /
 ``cache_bytes`` give every family one decoding API, whatever it caches (K/V or a fixed state).
 
+Each model owns one ``Recorder`` (``nn.recorder``), handed to its attention layers and recurrent
+mixers when they are built. ``model(ids, capture=True)`` returns the records of that call in
+``ModelOutput.attentions``; ``with model.capture() as records:`` collects every record written
+inside the block, whatever the calls in it ask.
+
 Glossary: B batch, T tokens, d model width, V vocabulary.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from playground.config import ModelConfig
-from playground.nn.attention import AttentionRecord
+from playground.nn.recorder import AttentionRecord, Recorder
 
 
 @dataclass
@@ -27,6 +34,21 @@ class LanguageModel(nn.Module):
     """Shared by both model classes: token embedding, output head, cache life cycle."""
 
     cached_stacks: tuple[str, ...] = ()  # the stacks that decode step by step and hold KV caches
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorder = Recorder()  # built first: every attention layer and mixer is given it
+
+    @contextmanager
+    def capture(self) -> Iterator[list[AttentionRecord]]:
+        """Record every attention layer's (or mixer's) ``AttentionRecord`` in this block, in order."""
+        with self.recorder.capture() as records:
+            yield records
+
+    def recording(self, capture: bool) -> AbstractContextManager[list[AttentionRecord]]:
+        """What ``forward(..., capture=...)`` wraps its work in: ``capture()`` when asked, else an empty list
+        (an outer ``capture()`` block still receives the records)."""
+        return self.capture() if capture else nullcontext([])
 
     def _init_embeddings(self, cfg: ModelConfig) -> None:
         self.cfg = cfg

@@ -22,7 +22,10 @@ arXiv 2403.01590), each channel is an attention over its own past inputs:
     alpha[t, s, c] = sum_n C_t[n] exp(A[c, n] (delta_{s+1} + ... + delta_t)[c]) delta_s[c] B_s[n]
 
 The playground draws alpha averaged over groups of d_in / H channels, one group per "head" (H =
-n_heads), and says so on the plot; the faithfulness check uses every channel.
+n_heads), and says so on the plot. The faithfulness check (``max_abs_diff``) uses every channel:
+it compares sum_s alpha[t, s, c] x_s[c] + D x_t[c] with the output of ``selective_scan``, the
+recurrence run token by token, which shares no code with ``implicit_attention_blocks`` (the
+alpha is built from cumulative sums of delta and batched matmuls; the scan never forms it).
 
 ``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
 ``step`` advances it one token from the conv and SSM state. A test proves both give the same
@@ -48,9 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from playground.nn import masks
 from playground.config import ModelConfig
-from playground.models.recurrent import RecurrentLM
+from playground.models.recurrent import (History, RecurrentLM, RecurrentState, every_token, extend_history,
+                                         implicit_record)
+from playground.nn import masks
+from playground.nn.cache import state_dtype
+from playground.nn.recorder import Recorder
 
 BLOCK_ELEMENTS = 1 << 21  # implicit attention is built a block of query rows at a time, about this many numbers
 
@@ -60,28 +66,22 @@ def dt_rank(cfg: ModelConfig) -> int:
 
 
 @dataclass
-class History:
-    """delta, B and the scan input of every token seen: only to draw implicit attention rows while decoding.
+class ScanHistory(History):
+    """delta, B and the scan input of every token seen (see ``History``)."""
 
-    Not part of the recurrent state (it grows with the sequence, and ``cache_bytes`` leaves it
-    out); it exists when the first call after ``setup_cache`` had capture=True.
-    """
-
+    time_dim = 1
     delta: Tensor  # (B, Tk, d_in), in the scan's dtype
     B: Tensor      # (B, Tk, n)
     x: Tensor      # (B, Tk, d_in), the conv output the scan reads
 
-    def extend(self, delta: Tensor, B: Tensor, x: Tensor) -> History:
-        return History(*(torch.cat([old, new], dim=1) for old, new in zip((self.delta, self.B, self.x), (delta, B, x))))
-
 
 @dataclass
-class MambaState:
+class MambaState(RecurrentState):
     """One layer's recurrent state: d_in * (K - 1) + d_in * n numbers, whatever the length."""
 
-    conv: Tensor  # (B, d_in, K-1) the last K-1 inputs of the causal convolution
-    ssm: Tensor   # (B, d_in, n) h, in float32 at least
-    history: History | None = None
+    conv: Tensor  # (B, d_in, K-1) the last K-1 inputs of the causal convolution, in the weights' dtype
+    ssm: Tensor   # (B, d_in, n) h, in state_dtype (float32 at least)
+    history: ScanHistory | None = None
 
     @classmethod
     def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> MambaState:
@@ -89,22 +89,9 @@ class MambaState:
         wide = state_dtype(dtype)
         history = None
         if track:
-            history = History(*(torch.zeros(batch, 0, size, dtype=wide, device=device) for size in (d_in, n, d_in)))
+            history = ScanHistory(*(torch.zeros(batch, 0, size, dtype=wide, device=device) for size in (d_in, n, d_in)))
         return cls(torch.zeros(batch, d_in, cfg.d_conv - 1, dtype=dtype, device=device),
                    torch.zeros(batch, d_in, n, dtype=wide, device=device), history)
-
-    @property
-    def batch(self) -> int:
-        return self.ssm.shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        return self.conv.nbytes + self.ssm.nbytes
-
-
-def state_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The scan runs in float32 at least (float16 / bfloat16 weights too), float64 for float64 weights."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
@@ -173,10 +160,11 @@ def head_average(alpha: Tensor, n_heads: int) -> Tensor:
 
 
 class MambaMixer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0, recorder: Recorder | None = None):
         super().__init__()
         d, d_in, n, self.rank = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state, dt_rank(cfg)
-        self.d_in, self.n_heads = d_in, cfg.n_heads
+        self.d_in, self.n_heads, self.layer = d_in, cfg.n_heads, layer
+        self.recorder = recorder if recorder is not None else Recorder()
         self.in_proj = nn.Linear(d, 2 * d_in, bias=False)
         self.conv1d = nn.Conv1d(d_in, d_in, kernel_size=cfg.d_conv, groups=d_in, bias=True)
         self.x_proj = nn.Linear(d_in, self.rank + 2 * n, bias=False)
@@ -209,16 +197,17 @@ class MambaMixer(nn.Module):
         wide = state_dtype(self.A_log.dtype)
         return -torch.exp(self.A_log.to(wide)), self.D.to(wide)
 
-    def forward(self, hidden: Tensor, state: MambaState | None = None,
-                capture: bool = False) -> tuple[Tensor, MambaState | None, tuple[Tensor, float] | None]:
+    def forward(self, hidden: Tensor, state: MambaState | None = None) -> tuple[Tensor, MambaState | None]:
         """Scan mode over a sequence.
+
+        While the recorder is on, writes alpha averaged per head (B, H, T, Tk), with max_abs_diff =
+        the max over channels of |sum_s alpha[t, s, c] x_s[c] + D x_t[c] - y_t[c]|, y the output of
+        ``selective_scan`` (before gating), which never forms alpha: an independent check.
 
         Args:
             hidden: (B, T, d) normed input. state: this layer's state before it; None: zeros (no state returned).
-            capture: also return (alpha averaged per head (B, H, T, Tk), max over channels of
-                |sum_s alpha[t, s, c] x_s[c] + D x_t[c] - y_t[c]|), y the scan output before gating.
         Returns:
-            (B, T, d), the state after the input (or None), the capture (or None).
+            (B, T, d) and the state after the input (or None).
         """
         Bt, T, _ = hidden.shape
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, T, d_in) each
@@ -231,22 +220,18 @@ class MambaMixer(nn.Module):
         h0 = delta.new_zeros(Bt, self.d_in, A.shape[1]) if state is None else state.ssm
         xf = x.to(delta.dtype)
         y, h_last = selective_scan(xf, delta, A, B, C, D, h0)  # (B, T, d_in)
-        history = None if state is None or state.history is None else state.history.extend(delta, B, xf)
-        cap = None
-        if capture:
-            if state is not None and history is None:
-                raise ValueError("implicit attention while decoding needs delta and B of every earlier token: "
-                                 "pass capture=True from the first call after setup_cache()")
-            past_delta, past_B, past_x = (delta, B, xf) if history is None else (history.delta, history.B, history.x)
+        history = extend_history(state, delta, B, xf)
+        if self.recorder.on:
+            past_delta, past_B, past_x = every_token(state, history, delta, B, xf)  # (B, Tk, d_in), (B, Tk, n), ...
             heads, diff = [], 0.0
             for rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, start=past_delta.shape[1] - T):
                 y_alpha = torch.einsum("btsc,bsc->btc", alpha, past_x) + xf[:, rows] * D  # (B, tq, d_in)
                 diff = max(diff, float((y_alpha - y[:, rows]).detach().abs().max()))
                 heads.append(head_average(alpha, self.n_heads))  # (B, H, tq, Tk)
-            cap = (torch.cat(heads, dim=2), diff)
+            self.recorder.write(implicit_record(self.layer, torch.cat(heads, dim=2), diff))
         if state is not None:
             state = replace(state, conv=window[..., T:], ssm=h_last, history=history)
-        return self.out_proj(y.to(z.dtype) * F.silu(z)), state, cap
+        return self.out_proj(y.to(z.dtype) * F.silu(z)), state
 
     def step(self, hidden_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """Step mode, one token: hidden_t (B, d) normed input -> (B, d), the state after it."""
@@ -258,21 +243,21 @@ class MambaMixer(nn.Module):
         xf = x.to(delta.dtype)
         ssm = torch.exp(delta[..., None] * A) * state.ssm + (delta * xf)[..., None] * B[:, None, :]  # (B, d_in, n)
         y = (ssm @ C[..., None]).squeeze(-1) + D * xf  # (B, d_in)
-        history = None if state.history is None else state.history.extend(delta[:, None], B[:, None], xf[:, None])
+        history = extend_history(state, delta[:, None], B[:, None], xf[:, None])
         out = self.out_proj(y.to(z.dtype) * F.silu(z))
         return out, replace(state, conv=window[..., 1:], ssm=ssm, history=history)
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0, recorder: Recorder | None = None):
         super().__init__()
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.mixer = MambaMixer(cfg)
+        self.mixer = MambaMixer(cfg, layer, recorder)
 
-    def forward(self, x: Tensor, state: MambaState | None = None, capture: bool = False):
-        """x (B, T, d) -> (B, T, d), the state after x (or None), the capture (or None)."""
-        y, state, cap = self.mixer(self.norm(x), state, capture)
-        return x + y, state, cap
+    def forward(self, x: Tensor, state: MambaState | None = None) -> tuple[Tensor, MambaState | None]:
+        """x (B, T, d) -> (B, T, d), the state after x (or None)."""
+        y, state = self.mixer(self.norm(x), state)
+        return x + y, state
 
     def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """x_t (B, d) -> (B, d), the state after it."""
@@ -290,7 +275,7 @@ class Mamba(RecurrentLM):
         super().__init__()
         if cfg.family != "mamba":
             raise ValueError(f"Mamba builds family mamba, got {cfg.family!r}")
-        self.blocks = nn.ModuleList(ResidualBlock(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(ResidualBlock(cfg, layer, self.recorder) for layer in range(cfg.n_layer))
         self.norm_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self._init_embeddings(cfg)
         for block in self.blocks:  # after the generic init, which would overwrite dt_proj

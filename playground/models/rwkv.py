@@ -24,6 +24,12 @@ that they match the ``rwkv`` package's RWKV-5.2 CPU path. Without a state ``forw
 parallel form from zeros; after ``setup_cache`` it continues from the held state: through
 ``step`` for one token, through the chunked form for a prefill or whenever capture is on.
 
+The faithfulness check of the drawn alpha (``max_abs_diff``) compares alpha @ v with the WKV run
+token by token through ``wkv_step`` from the same state (``wkv_recurrent``), code that shares
+nothing with ``implicit_attention``, at every length (the chunked form calls
+``implicit_attention`` inside each chunk, so it cannot be the reference), and with the output
+the model used.
+
 Config: d_model, n_heads, n_layer, d_ff (channel-mix width), vocab_size, norm_eps, tie_embeddings.
 norm, mlp, bias and dropout do not apply (LayerNorms with bias, linear layers without, as in RWKV).
 
@@ -39,7 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from playground.config import ModelConfig
-from playground.models.recurrent import RecurrentLM
+from playground.models.recurrent import (History, RecurrentLM, RecurrentState, every_token, extend_history,
+                                         implicit_record)
+from playground.nn.cache import state_dtype
+from playground.nn.recorder import Recorder
 
 CHUNK = 32                # tokens per chunk of the parallel form
 GROUP_NORM_EPS = 64e-5    # RWKV-5.2's eps for the per-head GroupNorm (1e-5 * head_size_divisor 8 ** 2)
@@ -47,28 +56,22 @@ BLOCK_ELEMENTS = 1 << 22  # implicit attention is built a block of query rows at
 
 
 @dataclass
-class History:
-    """Keys and values of every token seen: only to draw implicit attention rows while decoding.
+class WKVHistory(History):
+    """Keys and values of every token seen (see ``History``)."""
 
-    Not part of the recurrent state (it grows with the sequence, and ``cache_bytes`` leaves it
-    out); it exists when the first call after ``setup_cache`` had capture=True.
-    """
-
+    time_dim = 2
     keys: Tensor    # (B, H, Tk, N), in the WKV's dtype
     values: Tensor  # (B, H, Tk, N)
 
-    def extend(self, k: Tensor, v: Tensor) -> History:
-        return History(torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2))
-
 
 @dataclass
-class RWKVState:
+class RWKVState(RecurrentState):
     """One layer's recurrent state: d * (2 + N) numbers, whatever the length."""
 
     time_shift: Tensor     # (B, d) the last token's normed input, for time mixing's token shift
-    wkv: Tensor            # (B, H, N, N) S, in float32 at least, like the reference implementation
+    wkv: Tensor            # (B, H, N, N) S, in state_dtype (float32 at least), like the reference implementation
     channel_shift: Tensor  # (B, d) the last token's normed input, for channel mixing's token shift
-    history: History | None = None
+    history: WKVHistory | None = None
 
     @classmethod
     def zeros(cls, batch: int, cfg: ModelConfig, dtype: torch.dtype, device, track: bool) -> RWKVState:
@@ -78,21 +81,8 @@ class RWKVState:
         history = None
         if track:
             empty = torch.zeros(batch, H, 0, N, dtype=wide, device=device)
-            history = History(empty, empty)
+            history = WKVHistory(empty, empty)
         return cls(shift, torch.zeros(batch, H, N, N, dtype=wide, device=device), shift.clone(), history)
-
-    @property
-    def batch(self) -> int:
-        return self.wkv.shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in (self.time_shift, self.wkv, self.channel_shift))
-
-
-def state_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The WKV runs in float32 at least (float16 / bfloat16 weights too), float64 for float64 weights."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 def token_shift(x: Tensor, last: Tensor | None) -> Tensor:
@@ -165,13 +155,30 @@ def wkv_step(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tenso
     return o, kv + w[..., None] * state
 
 
+def wkv_recurrent(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """The WKV over a sequence, one ``wkv_step`` per token: the reference the implicit matrix is
+    checked against, as it shares no code with ``implicit_attention``.
+
+    Args:
+        r, k, v: (B, H, T, N). w, u: (H, N), w the decay itself (not its log). state: (B, H, N, N).
+    Returns:
+        o (B, H, T, N) and S after the last token (B, H, N, N).
+    """
+    outs = []
+    for r_t, k_t, v_t in zip(r.unbind(2), k.unbind(2), v.unbind(2)):
+        o_t, state = wkv_step(r_t, k_t, v_t, w, u, state)  # (B, H, N)
+        outs.append(o_t)
+    return torch.stack(outs, dim=2), state
+
+
 class TimeMix(nn.Module):
     """Time mixing: token-shifted r, k, v, g; the WKV per head; GroupNorm per head; silu(g) gate."""
 
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig, layer: int, recorder: Recorder | None = None):
         super().__init__()
         d, self.n_heads, self.head_dim = cfg.d_model, cfg.n_heads, cfg.head_dim
         self.layer, self.n_layer = layer, cfg.n_layer
+        self.recorder = recorder if recorder is not None else Recorder()
         self.mix_receptance, self.mix_key, self.mix_value, self.mix_gate = (
             nn.Parameter(torch.empty(d)) for _ in range(4))
         self.decay = nn.Parameter(torch.empty(d))  # w = exp(-exp(decay)) per channel, viewed (H, N)
@@ -220,41 +227,41 @@ class TimeMix(nn.Module):
         o = F.group_norm(o, norm.num_groups, norm.weight.to(o.dtype), norm.bias.to(o.dtype), norm.eps).view(B, T, d)
         return self.output(o.to(g.dtype) * g)
 
-    def forward(self, x: Tensor, state: RWKVState | None = None,
-                capture: bool = False) -> tuple[Tensor, RWKVState | None, tuple[Tensor, float] | None]:
+    def forward(self, x: Tensor, state: RWKVState | None = None) -> tuple[Tensor, RWKVState | None]:
         """Parallel (chunked) time mixing of a whole sequence.
+
+        While the recorder is on, writes the implicit attention alpha (B, H, T, Tk) of the new tokens
+        over every token seen, with max_abs_diff = max |alpha @ v - o| over o the WKV this method
+        used and o the WKV token by token (``wkv_recurrent``) from the same state.
 
         Args:
             x: (B, T, d) normed input. state: this layer's state before x; None: zeros (no state returned).
-            capture: also return (alpha (B, H, T, Tk), max |alpha @ v - o|), o the WKV output.
         Returns:
-            (B, T, d), the state after x (or None), the capture (or None).
+            (B, T, d) and the state after x (or None).
         """
         B, T, _ = x.shape
         r, k, v, g = self._project(x, token_shift(x, None if state is None else state.time_shift))
         log_w, u = self.log_w(), self.u()
         S0 = r.new_zeros(B, self.n_heads, self.head_dim, self.head_dim) if state is None else state.wkv
         o, S = wkv_parallel(r, k, v, log_w, u, S0)  # (B, H, T, N)
-        history = None if state is None or state.history is None else state.history.extend(k, v)
-        cap = None
-        if capture:
-            if state is not None and history is None:
-                raise ValueError("implicit attention while decoding needs the keys of every earlier token: "
-                                 "pass capture=True from the first call after setup_cache()")
-            keys, values = (k, v) if history is None else (history.keys, history.values)  # (B, H, Tk, N)
+        history = extend_history(state, k, v)
+        if self.recorder.on:
+            keys, values = every_token(state, history, k, v)  # (B, H, Tk, N)
             alpha = implicit_attention(r, keys, log_w, u, start=keys.shape[2] - T)  # (B, H, T, Tk)
-            cap = (alpha, float((alpha @ values - o).detach().abs().max()))
+            o_step, _ = wkv_recurrent(r, k, v, log_w.exp(), u, S0)  # (B, H, T, N)
+            explained = alpha @ values  # (B, H, T, N)
+            diff = max(float((explained - o_step).detach().abs().max()), float((explained - o).detach().abs().max()))
+            self.recorder.write(implicit_record(self.layer, alpha, diff))
         if state is not None:
             state = replace(state, time_shift=x[:, -1], wkv=S, history=history)
-        return self._out(o, g), state, cap
+        return self._out(o, g), state
 
     def step(self, x_t: Tensor, state: RWKVState) -> tuple[Tensor, RWKVState]:
         """Recurrent mode, one token: x_t (B, d) normed input -> (B, d), the state after it."""
         r, k, v, g = self._project(x_t[:, None], state.time_shift[:, None].to(x_t.dtype))  # T = 1
         o, S = wkv_step(r[:, :, 0], k[:, :, 0], v[:, :, 0], self.log_w().exp(), self.u(), state.wkv)
-        history = None if state.history is None else state.history.extend(k, v)
         y = self._out(o[:, :, None], g)[:, 0]  # (B, d)
-        return y, replace(state, time_shift=x_t, wkv=S, history=history)
+        return y, replace(state, time_shift=x_t, wkv=S, history=extend_history(state, k, v))
 
 
 class ChannelMix(nn.Module):
@@ -290,19 +297,19 @@ class ChannelMix(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig, layer: int, recorder: Recorder | None = None):
         super().__init__()
         self.norm_time = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.time_mix = TimeMix(cfg, layer)
+        self.time_mix = TimeMix(cfg, layer, recorder)
         self.norm_channel = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.channel_mix = ChannelMix(cfg, layer)
 
-    def forward(self, x: Tensor, state: RWKVState | None = None, capture: bool = False):
-        """x (B, T, d) -> (B, T, d), the state after x (or None), the time-mix capture (or None)."""
-        y, state, cap = self.time_mix(self.norm_time(x), state, capture)
+    def forward(self, x: Tensor, state: RWKVState | None = None) -> tuple[Tensor, RWKVState | None]:
+        """x (B, T, d) -> (B, T, d), the state after x (or None)."""
+        y, state = self.time_mix(self.norm_time(x), state)
         x = x + y
         y, state = self.channel_mix(self.norm_channel(x), state)
-        return x + y, state, cap
+        return x + y, state
 
     def step(self, x_t: Tensor, state: RWKVState) -> tuple[Tensor, RWKVState]:
         """x_t (B, d) -> (B, d), the state after it."""
@@ -323,7 +330,7 @@ class RWKV(RecurrentLM):
         if cfg.family != "rwkv":
             raise ValueError(f"RWKV builds family rwkv, got {cfg.family!r}")
         self.norm_emb = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, layer, self.recorder) for layer in range(cfg.n_layer))
         self.norm_out = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self._init_embeddings(cfg)
         for block in self.blocks:  # after the generic init, which knows nothing of decays and mixes

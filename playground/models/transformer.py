@@ -4,12 +4,12 @@ All three are stacks of the same ``Block``: self-attention, an optional cross-at
 the decoder, K/V from the encoder output) and an MLP, each wrapped in a residual with a norm
 before (pre-norm, GPT-2/LLaMA) or after (post-norm, the 2017 paper). A ``Stack`` owns the
 position encoding and builds the mask once per forward from absolute positions, so a full pass
-and a cached decoding step run the same code.
+and a cached decoding step run the same code. Every attention layer holds the model's recorder
+and writes its weights there when asked (``capture=True``); no forward passes them back.
 
 Glossary: B batch, T new tokens, Tk keys, d model width, V vocabulary.
 """
 from __future__ import annotations
-
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,9 @@ from torch import Tensor, nn
 
 from playground.nn import masks
 from playground.models.base import LanguageModel, ModelOutput
-from playground.nn.attention import Attention, AttentionInputs, AttentionRecord
+from playground.nn.attention import Attention, AttentionInputs
 from playground.nn.cache import KVCache
+from playground.nn.recorder import AttentionRecord, Recorder
 from playground.config import ModelConfig
 from playground.nn.position import alibi_bias, alibi_slopes, rope_angles, sinusoidal_table
 
@@ -32,11 +33,13 @@ class MLP(nn.Module):
         self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if cfg.mlp == "swiglu" else None
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d) -> (B, T, d)."""
         if self.gate is not None:
-            return self.down(F.silu(self.gate(x)) * self.up(x))
-        return self.down(F.gelu(self.up(x)))
+            return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+        return self.dropout(self.down(F.gelu(self.up(x))))
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -46,43 +49,55 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, cross: bool = False):
+    """Self-attention, cross-attention (encoder-decoder's decoder only) and MLP, each in a residual.
+
+    Args:
+        kind: the self-attention's record kind (self | encoder_self | decoder_self).
+        layer: this block's index in its stack. recorder: the model's.
+        cross: add cross-attention to an encoder's output.
+    """
+
+    def __init__(self, cfg: ModelConfig, kind: str, layer: int, recorder: Recorder, cross: bool = False):
         super().__init__()
         self.pre_norm = cfg.norm_placement == "pre"
-        self.self_attn, self.norm_self = Attention(cfg), make_norm(cfg)
-        self.cross_attn = Attention(cfg, cross=True) if cross else None
+        self.self_attn, self.norm_self = Attention(cfg, kind, layer, recorder), make_norm(cfg)
+        self.cross_attn = Attention(cfg, "cross", layer, recorder) if cross else None
         self.norm_cross = make_norm(cfg) if cross else None
         self.mlp, self.norm_mlp = MLP(cfg), make_norm(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
 
-    def _residual(self, x: Tensor, norm: nn.Module, sublayer) -> tuple[Tensor, object]:
-        if self.pre_norm:  # x + f(norm(x))
-            y, extra = sublayer(norm(x))
-            return x + self.dropout(y), extra
-        y, extra = sublayer(x)  # norm(x + f(x))
-        return norm(x + self.dropout(y)), extra
+    def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None,
+                cross_inputs: AttentionInputs | None = None) -> Tensor:
+        """Pre-norm ``x = x + attn(norm(x))`` or post-norm ``x = norm(x + attn(x))``, then the same for the MLP.
 
-    def forward(self, x: Tensor, self_inputs: AttentionInputs, memory: Tensor | None = None,
-                cross_inputs: AttentionInputs | None = None, capture: bool = False) -> tuple[Tensor, list]:
-        """x (B, T, d) -> (B, T, d), and [self capture, cross capture] when capturing."""
-        x, cap_self = self._residual(x, self.norm_self, lambda h: self.self_attn(h, self_inputs, capture=capture))
-        captures = [cap_self]
+        Args:
+            x: (B, T, d). inputs: mask, positions, RoPE, ALiBi of the self-attention.
+            memory: (B, S, d) encoder output and cross_inputs its mask, for cross-attention.
+        Returns:
+            (B, T, d).
+        """
+        if self.pre_norm:  # GPT-2, LLaMA: x + f(norm(x))
+            x = x + self.self_attn(self.norm_self(x), inputs)
+            if self.cross_attn is not None:
+                x = x + self.cross_attn(self.norm_cross(x), cross_inputs, memory)
+            return x + self.mlp(self.norm_mlp(x))
+        x = self.norm_self(x + self.self_attn(x, inputs))  # Vaswani et al. 2017: norm(x + f(x))
         if self.cross_attn is not None:
-            x, cap_cross = self._residual(
-                x, self.norm_cross, lambda h: self.cross_attn(h, cross_inputs, memory=memory, capture=capture))
-            captures.append(cap_cross)
-        x, _ = self._residual(x, self.norm_mlp, lambda h: (self.mlp(h), None))
-        return x, captures
+            x = self.norm_cross(x + self.cross_attn(x, cross_inputs, memory))
+        return self.norm_mlp(x + self.mlp(x))
 
 
 class Stack(nn.Module):
-    """A stack of blocks with its position encoding and its mask kind (causal, prefix, bidirectional)."""
+    """A stack of blocks with its position encoding and its mask kind (causal, prefix, bidirectional).
 
-    def __init__(self, cfg: ModelConfig, mask_kind: str, cross: bool = False):
+    ``kind`` names its self-attention records (self | encoder_self | decoder_self); every layer
+    writes into ``recorder``, the model's.
+    """
+
+    def __init__(self, cfg: ModelConfig, mask_kind: str, kind: str, recorder: Recorder, cross: bool = False):
         super().__init__()
         self.cfg, self.mask_kind = cfg, mask_kind
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model) if cfg.position == "learned" else None
-        self.blocks = nn.ModuleList(Block(cfg, cross) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, kind, layer, recorder, cross) for layer in range(cfg.n_layer))
         self.norm_out = make_norm(cfg) if cfg.norm_placement == "pre" else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
         if cfg.position == "alibi":
@@ -108,9 +123,16 @@ class Stack(nn.Module):
         return q_pos, masks.positions(first, end - first, device)
 
     def forward(self, x: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
-                memory: Tensor | None = None, memory_valid: Tensor | None = None,
-                capture: bool = False) -> tuple[Tensor, list[list]]:
-        """Run token embeddings x (B, T, d) through the stack -> (B, T, d), per-layer captures."""
+                memory: Tensor | None = None, memory_valid: Tensor | None = None) -> Tensor:
+        """Run token embeddings through the stack.
+
+        Args:
+            x: (B, T, d) embeddings of the tokens at positions start_pos..start_pos+T-1.
+            prefix_len: tokens seen bidirectionally (mask kind "prefix"). key_valid: (B, T) bool, False at padding.
+            memory: (B, S, d) encoder output, for cross-attention; memory_valid: (B, S) bool.
+        Returns:
+            (B, T, d), normed (pre-norm) for the output head.
+        """
         B, T, _ = x.shape
         cfg = self.cfg
         q_pos, k_pos = self.positions_for(start_pos, T, x.device)
@@ -131,11 +153,9 @@ class Stack(nn.Module):
             if memory_valid is None:
                 memory_valid = torch.ones(B, memory.shape[1], dtype=torch.bool, device=x.device)
             cross_inputs = AttentionInputs(mask=masks.cross(T, memory_valid), input_pos=q_pos)
-        captures = []
         for block in self.blocks:
-            x, caps = block(x, self_inputs, memory, cross_inputs, capture)
-            captures.append([(cap, inp) for cap, inp in zip(caps, (self_inputs, cross_inputs))])
-        return self.norm_out(x), captures
+            x = block(x, self_inputs, memory, cross_inputs)
+        return self.norm_out(x)
 
     def setup_cache(self, batch: int, max_len: int, dtype: torch.dtype, device) -> None:
         for block in self.blocks:
@@ -166,15 +186,6 @@ class Stack(nn.Module):
         return total
 
 
-def records(captures: list[list], kinds: tuple[str, ...]) -> list[AttentionRecord]:
-    """Stack captures -> AttentionRecords, one per layer and attention kind."""
-    out = []
-    for layer, caps in enumerate(captures):
-        for kind, ((weights, kernel, recomputed, diff), inputs) in zip(kinds, caps):
-            out.append(AttentionRecord(kind, layer, weights, inputs.mask, inputs.bias, kernel, recomputed, diff))
-    return out
-
-
 class TransformerLM(LanguageModel):
     """Decoder-only (causal) or prefix decoder (GLM: bidirectional over the first prefix_len tokens)."""
 
@@ -184,7 +195,8 @@ class TransformerLM(LanguageModel):
         super().__init__()
         if cfg.family not in ("decoder", "prefix"):
             raise ValueError(f"TransformerLM builds family decoder or prefix, got {cfg.family!r}")
-        self.decoder = Stack(cfg, "causal" if cfg.family == "decoder" else "prefix")
+        self.decoder = Stack(cfg, mask_kind="causal" if cfg.family == "decoder" else "prefix", kind="self",
+                             recorder=self.recorder)
         self._init_embeddings(cfg)
 
     def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
@@ -201,9 +213,9 @@ class TransformerLM(LanguageModel):
         """
         if prefix_len and self.cfg.family != "prefix":
             raise ValueError("prefix_len applies to the prefix family only; this model is decoder-only (causal)")
-        h, caps = self.decoder(self.embed(idx), start_pos=start_pos, prefix_len=prefix_len, key_valid=key_valid,
-                               capture=capture)
-        return ModelOutput(self.lm_head(h), records(caps, ("self",)) if capture else [])
+        with self.recording(capture) as records:
+            h = self.decoder(self.embed(idx), start_pos=start_pos, prefix_len=prefix_len, key_valid=key_valid)
+        return ModelOutput(self.lm_head(h), records)
 
 
 class EncoderDecoder(LanguageModel):
@@ -215,27 +227,29 @@ class EncoderDecoder(LanguageModel):
         super().__init__()
         if cfg.family != "encdec":
             raise ValueError(f"EncoderDecoder builds family encdec, got {cfg.family!r}")
-        self.encoder = Stack(cfg, "bidirectional")
-        self.decoder = Stack(cfg, "causal", cross=True)
+        self.encoder = Stack(cfg, mask_kind="bidirectional", kind="encoder_self", recorder=self.recorder)
+        self.decoder = Stack(cfg, mask_kind="causal", kind="decoder_self", recorder=self.recorder, cross=True)
         self._init_embeddings(cfg)
 
     def encode(self, src: Tensor, src_valid: Tensor | None = None,
                capture: bool = False) -> tuple[Tensor, list[AttentionRecord]]:
-        """src (B, S) -> memory (B, S, d) and "encoder_self" records."""
-        memory, caps = self.encoder(self.embed(src), key_valid=src_valid, capture=capture)
-        return memory, records(caps, ("encoder_self",)) if capture else []
+        """src (B, S) -> memory (B, S, d), and one "encoder_self" record per layer when ``capture``."""
+        with self.recording(capture) as records:
+            memory = self.encoder(self.embed(src), key_valid=src_valid)
+        return memory, records
 
     def decode(self, tgt: Tensor, memory: Tensor, *, src_valid: Tensor | None = None, start_pos: int = 0,
                capture: bool = False) -> ModelOutput:
-        """tgt (B, T) decoder ids -> logits (B, T, V), with "decoder_self" and "cross" records."""
-        h, caps = self.decoder(self.embed(tgt), start_pos=start_pos, memory=memory, memory_valid=src_valid,
-                               capture=capture)
-        return ModelOutput(self.lm_head(h), records(caps, ("decoder_self", "cross")) if capture else [])
+        """tgt (B, T) decoder ids -> logits (B, T, V), with "decoder_self" and "cross" records per layer."""
+        with self.recording(capture) as records:
+            h = self.decoder(self.embed(tgt), start_pos=start_pos, memory=memory, memory_valid=src_valid)
+        return ModelOutput(self.lm_head(h), records)
 
     def forward(self, src: Tensor, tgt: Tensor, *, src_valid: Tensor | None = None, start_pos: int = 0,
                 capture: bool = False) -> ModelOutput:
-        """Encode src (B, S), decode tgt (B, T): logits (B, T, V) and all three attention kinds."""
-        memory, enc_records = self.encode(src, src_valid, capture)
-        out = self.decode(tgt, memory, src_valid=src_valid, start_pos=start_pos, capture=capture)
-        out.attentions = enc_records + out.attentions
-        return out
+        """Encode src (B, S), decode tgt (B, T): logits (B, T, V) and all three attention kinds,
+        encoder layers first, then per decoder layer its self and cross records."""
+        with self.recording(capture) as records:
+            memory, _ = self.encode(src, src_valid)
+            logits = self.decode(tgt, memory, src_valid=src_valid, start_pos=start_pos).logits
+        return ModelOutput(logits, records)

@@ -16,32 +16,11 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from playground.nn.cache import KVCache
 from playground.config import ModelConfig
+from playground.nn.cache import KVCache
 from playground.nn.kernels import explicit_attention, sdpa, sdpa_mask
 from playground.nn.position import apply_rope
-
-
-@dataclass
-class AttentionRecord:
-    """One layer's attention, as computed in a forward pass.
-
-    weights: (B, nh, Tq, Tk), each row sums to 1, exactly 0 where ``mask`` is False.
-    mask: the bool tensor the layer computed with, broadcastable to (B, 1, Tq, Tk).
-    bias: the additive score bias (ALiBi), (nh, Tq, Tk), or None.
-    kernel: what produced the output: explicit | flash | efficient | math.
-    recomputed: True when the output came from an SDPA kernel and the weights from the
-        explicit path run beside it; max_abs_diff is then max |out_sdpa - out_explicit|.
-    """
-
-    kind: str  # self | encoder_self | decoder_self | cross
-    layer: int
-    weights: Tensor
-    mask: Tensor
-    bias: Tensor | None
-    kernel: str
-    recomputed: bool
-    max_abs_diff: float
+from playground.nn.recorder import AttentionRecord, Recorder
 
 
 @dataclass
@@ -55,15 +34,27 @@ class AttentionInputs:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, cross: bool = False):
+    """One attention layer; it writes an ``AttentionRecord`` into ``recorder`` while that is on.
+
+    Args:
+        kind: the record's kind: self | encoder_self | decoder_self, or cross (queries from x,
+            keys and values from the encoder output).
+        layer: the layer index written in the record.
+        recorder: shared with the rest of the model (default: one of its own, off).
+    """
+
+    def __init__(self, cfg: ModelConfig, kind: str = "self", layer: int = 0, recorder: Recorder | None = None):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.backend = cfg.backend
-        self.cross = cross
+        self.kind, self.layer = kind, layer
+        self.cross = kind == "cross"
+        self.recorder = recorder if recorder is not None else Recorder()
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.bias)
         self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.bias)
         self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)  # on the output, before the residual add (nanoGPT's resid_dropout)
         self.cache: KVCache | None = None             # self-attention: grows one token at a time
         self.cross_kv: tuple[Tensor, Tensor] | None = None  # cross-attention: computed once per input
         self.use_cross_cache = False
@@ -87,15 +78,19 @@ class Attention(nn.Module):
             k, v = self.cache.update(inputs.input_pos, k, v)  # (B, n_kv, Tk, hs)
         return k, v
 
-    def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None,
-                capture: bool = False) -> tuple[Tensor, tuple[Tensor, str, bool, float] | None]:
+    def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
         """Attend from x to itself (self) or to ``memory`` (cross).
 
+        While the recorder is on, the weights (B, nh, T, Tk) go into an ``AttentionRecord``: from
+        the explicit path itself, or recomputed beside an SDPA kernel (which never returns them),
+        with max |out_sdpa - out_explicit|.
+
         Args:
-            x: (B, T, d) queries' input. memory: (B, Tk, d) encoder output, for cross-attention.
-            capture: also return (weights (B, nh, T, Tk), kernel, recomputed, max_abs_diff).
+            x: (B, T, d) the queries' input.
+            inputs: mask, positions, RoPE angles and ALiBi bias for this forward.
+            memory: (B, Tk, d) encoder output, for cross-attention.
         Returns:
-            (B, T, d), and the capture or None.
+            (B, T, d).
         """
         B, T, _ = x.shape
         q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hs)
@@ -107,14 +102,16 @@ class Attention(nn.Module):
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
             v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
 
-        weights, recomputed, diff = None, False, 0.0
         if self.backend == "explicit":
-            out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
-            kernel = "explicit"
+            out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)  # (B, nh, T, hs), (B, nh, T, Tk)
+            self.recorder.write(AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias,
+                                                "explicit", False, 0.0))
         else:
             out, kernel = sdpa(q, k, v, sdpa_mask(inputs.mask, inputs.bias, q.dtype), kernel=self.backend)
-            if capture:  # SDPA kernels never return weights: recompute them, and say by how much outputs differ
+            if self.recorder.on:  # SDPA kernels never return weights: recompute them, and say by how much outputs differ
                 out_explicit, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
-                recomputed, diff = True, float((out - out_explicit).detach().abs().max())
-        y = self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
-        return y, ((weights, kernel, recomputed, diff) if capture else None)
+                diff = float((out - out_explicit).detach().abs().max())
+                self.recorder.write(AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias,
+                                                    kernel, True, diff))
+        y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)
+        return self.dropout(self.o_proj(y))  # (B, T, d)

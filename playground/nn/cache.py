@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from playground.config import ModelConfig
 from playground.errors import InputError
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "int8": 1, "fp8": 1, "int4": 0.5}
@@ -161,14 +162,34 @@ def kv_cache_bytes(variant: str, n_layer: int, n_heads: int, head_dim: int, *, t
     return batch * tokens * kv_bytes_per_token(variant, n_layer, n_heads, head_dim, dtype, **kwargs)
 
 
-def state_elements_per_layer(kind: str, d_model: int, head_dim: int) -> int:
-    """Fixed recurrent state per layer, in elements (DESIGN: RWKV-5/6 d(2+N); Mamba-1 d_in(d_conv-1+d_state))."""
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a recurrent state is held and updated in (RWKV's WKV, Mamba's SSM state): float32 at
+    least, as the reference implementations do (float16 / bfloat16 weights too), float64 for float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def state_elements_per_layer(kind: str, cfg: ModelConfig) -> tuple[int, int]:
+    """Fixed recurrent state per layer at ``cfg``'s sizes, in elements: (held in the weights' dtype,
+    held in ``state_dtype``).
+
+    RWKV-5/6: two token-shift vectors of d (weights' dtype) and H matrices N x N, d * N (state dtype):
+    d (2 + N) in all. Mamba-1, d_in = expand * d: the conv state d_in (d_conv - 1) (weights' dtype)
+    and the SSM state d_in * d_state (state dtype).
+    """
     if kind == "RWKV":
-        return d_model * (2 + head_dim)
+        return 2 * cfg.d_model, cfg.d_model * cfg.head_dim
     if kind == "Mamba":
-        d_inner, d_conv, d_state = 2 * d_model, 4, 16
-        return d_inner * (d_conv - 1) + d_inner * d_state
-    raise ValueError(f"unknown recurrent model {kind!r}")
+        d_inner = cfg.expand * cfg.d_model
+        return d_inner * (cfg.d_conv - 1), d_inner * cfg.d_state
+    raise ValueError(f"unknown recurrent model {kind!r}; valid: RWKV, Mamba")
+
+
+def state_bytes_per_layer(kind: str, cfg: ModelConfig, dtype: str | torch.dtype = torch.float32) -> float:
+    """Bytes of one layer's recurrent state for weights in ``dtype``: the part in ``state_dtype`` takes
+    at least float32's 4 bytes per element (the wider of the two, as ``torch.promote_types`` picks)."""
+    in_weights, in_state = state_elements_per_layer(kind, cfg)
+    size = dtype_bytes(dtype)
+    return in_weights * size + in_state * max(size, dtype_bytes(torch.float32))
 
 
 # Published model shapes for the what-if calculator (from their papers / config files).

@@ -17,7 +17,7 @@ import torch
 from playground import zoo
 from playground.train import data
 from playground.inspect.analysis import Analysis, analyze
-from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_elements_per_layer
+from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
 from playground.config import ModelConfig
 from playground.inspect.generation import generate
 from playground.ui.i18n import Message, MessageError, msg
@@ -255,5 +255,5 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
             "per_token": layers * own * size, "fixed": 0.0, "cap": cfg.sliding_window}
     for kind in ("RWKV", "Mamba"):
         out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
-                                          "fixed": layers * state_elements_per_layer(kind, cfg.d_model, hs) * size}
+                                          "fixed": layers * state_bytes_per_layer(kind, cfg, dtype)}
     return out

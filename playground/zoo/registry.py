@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playground.nn.cache import kv_bytes_per_token, state_elements_per_layer
+from playground.nn.cache import kv_bytes_per_token, state_bytes_per_layer
 from playground.train.loop import TrainConfig
 from playground.models.checkpoint import CARD, load_model, read_card
 from playground.config import ModelConfig
@@ -162,7 +162,7 @@ def table() -> list[dict]:
         fixed = cfg.family in RECURRENT  # a fixed state, whatever the length
         if fixed:
             kind = "RWKV" if cfg.family == "rwkv" else "Mamba"
-            kv = cfg.n_layer * state_elements_per_layer(kind, cfg.d_model, cfg.head_dim) * 4
+            kv = cfg.n_layer * state_bytes_per_layer(kind, cfg, "fp32")
         else:  # decoder layers hold the self-attention cache
             kv = kv_bytes_per_token(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, "fp32", n_kv_heads=cfg.n_kv_heads)
         rows.append({"name": name, "about": ZOO[name]["about"], "parameters": card.get("parameters"),
