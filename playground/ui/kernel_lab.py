@@ -11,6 +11,7 @@ from .lang import Localized, Words, english, t
 HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_call", "kernels.col_ms",
            "kernels.col_mib", "kernels.col_ratio", "kernels.col_diff", "kernels.col_why"]
 MAX_LENGTH = 4096
+CALL_KEYS = {"mask": "kernels.call_mask", "is_causal": "kernels.call_is_causal"}  # bench_kernels' row["call"]
 
 
 def _cells(w: Words, row: dict) -> list:
@@ -51,7 +52,7 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, i
                 xs.append(row["L"])
                 ys.append(row[key])
     table = [[r["L"], w(f"kernel.{r['kernel']}"), w("common.yes") if r["available"] else w("common.no"),
-              w(f"kernels.call_{r['call']}"), *_cells(w, r)] for r in rows]
+              w(CALL_KEYS[r["call"]]), *_cells(w, r)] for r in rows]
     time_fig = plots.lines(series_t, w("kernels.time_title", device=result["device"]),
                            x_title=w("kernels.length_axis"), y_title=w("kernels.ms_axis"), log_y=True, words=w)
     mem_fig = plots.lines(series_m, w("kernels.mem_title"), x_title=w("kernels.length_axis"), y_title="MiB",
