@@ -1,4 +1,6 @@
+import importlib
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -11,8 +13,36 @@ os.environ.setdefault("PLAYGROUND_USER_MODELS", tempfile.mkdtemp(prefix="playgro
 # The suite's models are tiny: one thread is faster than two threads waiting on each other.
 torch.set_num_threads(1)
 
+from playground.bench.browser import free_port  # noqa: E402
 from playground.config import ModelConfig  # noqa: E402
 from playground.models import build_model  # noqa: E402
+
+# Under CI a missing dependency fails the run: a suite that skips its reference and browser checks must not pass.
+CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _missing(what: str, install: str):
+    message = f"{what} is missing: {install}"
+    if CI:
+        pytest.fail(f"{message} (CI=true: a missing test dependency fails the run)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require(module: str, install: str):
+    """The imported ``module`` a test needs. Missing: skip with the line that installs it; under CI=true, fail."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pass
+    _missing(f"the Python module {module!r}", install)
+
+
+def require_binary(name: str, install: str) -> str:
+    """The path of the program ``name`` (a name on PATH or a path) a test needs; missing as for ``require``."""
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"the program {name!r}", install)
+    return path
 
 FAMILIES = ("decoder", "prefix", "encdec")
 POSITIONS = ("sinusoidal", "learned", "rope", "alibi", "none")
@@ -70,14 +100,6 @@ def assert_state_is_constant(model, expected: int):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,15 @@ def positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def check_kernel_rows(result: dict, lengths: list[int], kernels: list[str]) -> None:
+def check_kernel_rows(result: dict, lengths: list[int], cells: list[tuple[str, str]]) -> None:
+    """``cells``: (kernel, call) in row order for each length; explicit first."""
     assert set(result) == TOP_KEYS and result["benchmark"] == "kernels"
-    assert [(r["L"], r["kernel"]) for r in result["rows"]] == [(L, k) for L in lengths for k in kernels]
+    assert [(r["L"], r["kernel"], r["call"]) for r in result["rows"]] == [(L, *c) for L in lengths for c in cells]
     for row in result["rows"]:
-        if row["available"]:
+        if row["kernel"] == "explicit":  # the reference: timed, never compared with itself
+            assert row["available"] and positive(row["median_ms"]) and row["repeats"] >= 1 and row["peak_mib"] >= 0
+            assert row["explicit_over_kernel"] is None and row["max_abs_diff"] is None
+        elif row["available"]:
             assert row["reason"] is None and row["repeats"] >= 1
             for key in ("median_ms", "explicit_over_kernel"):
                 assert positive(row[key]), (key, row)
@@ -38,18 +42,20 @@ def check_kernel_rows(result: dict, lengths: list[int], kernels: list[str]) -> N
         else:
             assert isinstance(row["reason"], str) and row["reason"].strip()
             assert row["median_ms"] is None and row["explicit_over_kernel"] is None
-        if row["kernel"] == "explicit":
-            assert row["available"] and row["explicit_over_kernel"] == 1.0 and row["max_abs_diff"] == 0.0
+        if row["call"] == "is_causal":
+            assert "not the model's call" in row["label"]
 
 
 def test_kernels_report(capsys):
     result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "2", "--in-process", "--device", "cpu")
-    check_kernel_rows(result, [64, 128], ["explicit", "flash", "efficient", "math"])
+    check_kernel_rows(result, [64, 128], [("explicit", "mask"), ("flash", "mask"), ("efficient", "mask"),
+                                          ("math", "mask")])
     summary = result["summary"]
     assert "flash_over_math_L2048" in summary and summary["flash_over_math_L2048"] is None  # 2048 not measured
     assert set(summary["flash_over_math"]) == {"64", "128"}
     assert all(positive(v) for v in summary["flash_over_math"].values())
     assert summary["kernel_auto"] in ("flash", "efficient", "math")
+    assert "attn_mask" in summary["call"] and "kernel_auto_is_causal" not in summary
     assert summary["device_name"] and result["device"] == summary["device_name"]
     by_kernel = {(r["L"], r["kernel"]): r for r in result["rows"]}
     # PyTorch has no memory-efficient kernel on the CPU: it must say so, with PyTorch's reason
@@ -60,11 +66,62 @@ def test_kernels_report(capsys):
 
 def test_kernels_in_fresh_processes(capsys):
     result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "1", "--kernels", "flash", "--device", "cpu")
-    check_kernel_rows(result, [64], ["explicit", "flash"])
+    check_kernel_rows(result, [64], [("explicit", "mask"), ("flash", "mask")])
     assert result["summary"]["memory"] == "peak RSS rise, fresh process per cell"
     for row in result["rows"]:
         assert positive(row["peak_rss_mib"]) and row["peak_rss_mib"] >= row["peak_mib"]
     assert result["summary"]["flash_over_math"] == {"64": None}  # math was not asked for: no ratio
+
+
+def sdpa_calls(monkeypatch) -> list[tuple]:
+    """Record (attn_mask, is_causal) of every scaled_dot_product_attention call from now on."""
+    import torch.nn.functional as F
+
+    calls, real = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, **kw):
+        calls.append((attn_mask, is_causal, tuple(q.shape)))
+        return real(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    return calls
+
+
+def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
+    from conftest import tiny_model
+    from playground.bench.kernels import bench_kernels
+
+    T = 24
+    calls = sdpa_calls(monkeypatch)
+    with torch.no_grad():
+        tiny_model(backend="math")(torch.randint(0, 97, (1, T)))
+    model_calls = list(calls)
+    assert len(model_calls) == 2  # one per layer
+    calls.clear()
+    result = bench_kernels(lengths=(T,), kernels=("math",), repeats=1, budget_s=0, in_process=True, device="cpu",
+                           is_causal=True)
+    timed = [c for c in calls if c[2][2] == T]  # the timed cells (the small probes run at L=16)
+    assert len(timed) == 4  # math, model's call: warm-up + 1 timed; math, is_causal: warm-up + 1 timed
+    for mask, is_causal, _ in timed[:2] + model_calls:
+        assert mask is not None and mask.dtype == torch.bool and not is_causal
+        assert torch.equal(mask, model_calls[0][0])  # the very mask the model passes: (T, T), causal
+    assert torch.equal(model_calls[0][0], torch.ones(T, T, dtype=torch.bool).tril())
+    for mask, is_causal, _ in timed[2:]:  # the other call, in rows that say so
+        assert mask is None and is_causal
+    assert [(r["kernel"], r["call"]) for r in result["rows"]] == [("explicit", "mask"), ("math", "mask"),
+                                                                   ("math", "is_causal")]
+    assert result["summary"]["kernel_auto_is_causal"] in ("flash", "efficient", "math")
+
+
+def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
+    from playground.bench import kernels
+
+    real = kernels.explicit_attention
+    monkeypatch.setattr(kernels, "explicit_attention", lambda q, k, v, mask: (real(q, k, v, mask)[0] + 0.5, None))
+    result = kernels.bench_kernels(lengths=(32,), kernels=("math",), repeats=1, budget_s=0, in_process=True,
+                                   device="cpu")
+    math_row = next(r for r in result["rows"] if r["kernel"] == "math")
+    assert math_row["max_abs_diff"] == pytest.approx(0.5, abs=1e-5)
 
 
 def test_peak_rss_sees_an_allocation():

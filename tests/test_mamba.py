@@ -12,7 +12,7 @@ from playground.models.mamba import Mamba, implicit_attention
 from playground.models import build_model
 from playground.nn.cache import state_bytes_per_layer
 
-from conftest import assert_state_is_constant, implicit_records
+from conftest import assert_state_is_constant, implicit_records, require
 
 V, D, H, L, N_STATE, K, EXPAND = 97, 32, 4, 2, 16, 4, 2
 D_IN = EXPAND * D
@@ -149,7 +149,7 @@ def test_state_bytes_follow_the_models_own_config(dtype):
 
 
 def test_logits_match_transformers_mamba():
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers", "pip install -r requirements-dev.txt")
     hf_cfg = transformers.MambaConfig(vocab_size=V, hidden_size=D, state_size=N_STATE, num_hidden_layers=L,
                                       expand=EXPAND, conv_kernel=K, layer_norm_epsilon=1e-5, use_bias=False,
                                       use_conv_bias=True, time_step_rank="auto", tie_word_embeddings=False,

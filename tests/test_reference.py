@@ -5,7 +5,9 @@ import torch
 from playground.config import ModelConfig
 from playground.models import build_model
 
-transformers = pytest.importorskip("transformers")
+from conftest import require
+
+transformers = require("transformers", "pip install -r requirements-dev.txt")
 
 V, T, D, L, H = 101, 17, 64, 2, 8
 

@@ -11,7 +11,7 @@ from playground.models.rwkv import RWKV, lerp, token_shift
 from playground.models import build_model
 from playground.nn.cache import state_bytes_per_layer
 
-from conftest import assert_state_is_constant, implicit_records
+from conftest import assert_state_is_constant, implicit_records, require
 
 V, D, H, L, FF = 97, 32, 4, 2, 64
 N = D // H
@@ -183,7 +183,7 @@ def test_logits_match_the_rwkv_package(tmp_path, monkeypatch):
     monkeypatch.setenv("RWKV_JIT_ON", "0")
     monkeypatch.setenv("RWKV_CUDA_ON", "0")
     monkeypatch.delenv("RWKV_V7_ON", raising=False)
-    rwkv_model = pytest.importorskip("rwkv.model")
+    rwkv_model = require("rwkv.model", "pip install -r requirements-dev.txt")
     source = randomize(build_model(config(tie_embeddings=False)), seed=7)
     path = tmp_path / "rwkv5-random.pth"
     torch.save(to_official(source), path)

@@ -25,7 +25,7 @@ from playground.nn.kernels import SDPA_KERNELS
 def _kernels_from_args(args) -> dict:
     return bench_kernels(lengths=args.lengths, heads=args.heads, head_dim=args.head_dim, dtype=args.dtype,
                          device=args.device, kernels=args.kernels, repeats=args.repeats, budget_s=args.budget,
-                         in_process=args.in_process)
+                         in_process=args.in_process, is_causal=args.is_causal)
 
 
 def _decode_from_args(args) -> dict:
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timed calls per cell: long L gets fewer repeats (0: always --repeats)")
     k.add_argument("--in-process", action="store_true",
                    help="CPU: measure in this process instead of a fresh one per cell (faster; memory less honest)")
+    k.add_argument("--is-causal", action="store_true",
+                   help="also time each SDPA kernel called with is_causal=True and no mask tensor (not the model's call)")
     k.set_defaults(run=_kernels_from_args)
 
     d = sub.add_parser("decode", parents=[common], help="greedy generation with and without the KV cache")

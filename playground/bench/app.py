@@ -19,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
 
 from playground import plots
+from playground.bench.browser import free_port, has_chromium, launch
 from playground.ui import service
 from playground.inspect.analysis import analyze
 from playground.config import ModelConfig
@@ -65,19 +65,16 @@ def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
 def browser_render_ms(url: str, text: str, other: str, repeats: int) -> float | None:
     """Median ms from the click on Analyze to the overview of ``text`` drawn. Runs alternate with
     ``other`` (a prompt of another length) so each measured render is a new title on screen."""
-    chromium = shutil.which("chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return None
-    if chromium is None:
+    if not has_chromium():
         return None
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
     n, m = (len(service.tokenizer().encode(t)) for t in (text, other))
     times = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=args)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="load")
         box, button = page.get_by_label("Prompt"), page.get_by_role("button", name="Analyze")
@@ -93,14 +90,6 @@ def browser_render_ms(url: str, text: str, other: str, repeats: int) -> float | 
     return statistics.median(times)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -> tuple[dict, list[dict]]:
     """(summary, rows): the measures above, and each timed /analyze call."""
     from gradio_client import Client
@@ -111,7 +100,7 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
 
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         demo = build_app()
-        demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+        demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                             **LAUNCH)
         url = demo.local_url
     try:

@@ -97,7 +97,7 @@ def _fmt(value, spec: str = "") -> str:
 
 # benchmark -> columns (row key, header, format); a benchmark without an entry shows every key
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("median_ms", "median ms", ".2f"),
+    "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("call", "call", ""), ("median_ms", "median ms", ".2f"),
                 ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
                 ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e")],
     "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("seconds", "seconds", ".2f"),
@@ -110,19 +110,21 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     cells = [[header for _, header, _ in columns]]
+    named = next((i for i, (key, _, _) in enumerate(columns) if key not in ("L", "kernel", "call")), len(columns))
     notes: dict[tuple, list] = {}  # (kernel, reason) -> the lengths it applies to
     for row in rows:
         if row.get("available", True):
             cells.append([_fmt(row.get(key), spec) for key, _, spec in columns])
-        else:  # an unavailable kernel: say so, and why, below the table
-            cells.append([_fmt(row.get(key), spec) if i < 2 else ("unavailable" if i == 2 else "")
+        else:  # an unavailable kernel: its name and call, then say so, and why, below the table
+            cells.append([_fmt(row.get(key), spec) if i < named else ("unavailable" if i == named else "")
                           for i, (key, _, spec) in enumerate(columns)])
-            notes.setdefault((row.get("kernel"), row.get("reason")), []).append(str(row.get("L")))
+            notes.setdefault((row.get("kernel"), row.get("call"), row.get("reason")), []).append(str(row.get("L")))
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if notes:
-        lines += ["", "unavailable:"] + [f"  {kernel} (L={', '.join(ls)}): {reason}" for (kernel, reason), ls in notes.items()]
+        lines += ["", "unavailable:"] + [f"  {kernel}{f', {call}' if call else ''} (L={', '.join(ls)}): {reason}"
+                                         for (kernel, call, reason), ls in notes.items()]
     return "\n".join(lines)
 
 

@@ -16,36 +16,14 @@ from playground.inspect.analysis import Analysis
 from playground.ui.i18n import Message, msg
 from .controls import Controls, choose
 from .lang import Localized, Words, t
+from .scripts import page_script
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
 PICK_ID = "head-pick"
-# A click on an overview cell opens that head: the overview's layout.meta holds the grid geometry
-# (plots.overview); the script turns the clicked cell into {kind, layer, head} and types it into a
-# hidden textbox, whose change event opens the head on the server.
-CLICK_HEAD = f"""<script>
-(() => {{
-  const bound = new WeakSet();
-  const pick = (gd, e) => {{
-    const meta = gd.layout && gd.layout.meta, p = e.points && e.points[0];
-    if (!meta || !p || !Array.isArray(p.pointIndex)) return;
-    const [row, col] = p.pointIndex, down = meta.rows + meta.gap, across = meta.cols + meta.gap;
-    if (row % down >= meta.rows || col % across >= meta.cols) return;  // a gutter
-    const box = document.querySelector("#{PICK_ID} textarea, #{PICK_ID} input");
-    if (!box) return;
-    box.value = JSON.stringify({{kind: meta.kind, layer: Math.floor(row / down), head: Math.floor(col / across),
-                                 at: Date.now()}});  // 'at': a second click on the same cell is a change too
-    box.dispatchEvent(new Event("input", {{bubbles: true}}));
-  }};
-  // bind when the pointer first enters a plot (before any click on it); a redrawn plot is a new element
-  document.addEventListener("pointerover", e => {{
-    const gd = e.target.closest && e.target.closest(".overview-plot .js-plotly-plot");
-    if (!gd || bound.has(gd) || typeof gd.on !== "function") return;
-    bound.add(gd);
-    gd.on("plotly_click", ev => pick(gd, ev));
-  }}, true);
-}})();
-</script>"""
+# A click on an overview cell opens that head (assets/js/click_head.js): the cell becomes {kind, layer, head},
+# typed into the hidden textbox PICK_ID, whose change event opens the head on the server.
+CLICK_HEAD = page_script("click_head", headPickId=PICK_ID)
 
 
 def kind_title(kind: str, result: Analysis) -> Message:

@@ -8,12 +8,25 @@ from playground.ui import service
 from playground.bench.kernels import bench_kernels
 from .lang import Localized, Words, english, t
 
-HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_ms", "kernels.col_mib",
-           "kernels.col_ratio", "kernels.col_diff", "kernels.col_why"]
+HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_call", "kernels.col_ms",
+           "kernels.col_mib", "kernels.col_ratio", "kernels.col_diff", "kernels.col_why"]
 MAX_LENGTH = 4096
+CALL_KEYS = {"mask": "kernels.call_mask", "is_causal": "kernels.call_is_causal"}  # bench_kernels' row["call"]
 
 
-def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, request: gr.Request = None):
+def _cells(w: Words, row: dict) -> list:
+    """One table row: a reference row (explicit) has no ratio or difference to itself."""
+    if not row["available"]:
+        return ["", "", "", "", row["reason"] or ""]
+    if row["explicit_over_kernel"] is None:
+        ratio = diff = w("kernels.reference")
+    else:
+        ratio, diff = f"{row['explicit_over_kernel']:.2f}×", f"{row['max_abs_diff']:.1e}"
+    return [f"{row['median_ms']:.2f}", f"{row['peak_mib']:.1f}", ratio, diff, ""]
+
+
+def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, is_causal: bool = False,
+            request: gr.Request = None):
     w = Words(request)
     lengths = sorted({int(x) for x in lengths or []})
     if not lengths:
@@ -22,31 +35,31 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, r
         raise w.error("error.device", device=device, devices=", ".join(service.devices()))
     try:
         result = bench_kernels(lengths=lengths, heads=int(heads), head_dim=int(head_dim), dtype=dtype, device=device,
-                               repeats=5, budget_s=0.5, in_process=True)
+                               repeats=5, budget_s=0.5, in_process=True, is_causal=bool(is_causal))
     except (ValueError, RuntimeError) as e:
         raise w.error("error.kernels", reason=str(e)) from None
     rows = result["rows"]
+
+    def series_name(row: dict) -> str:
+        name = w(f"kernel.{row['kernel']}")
+        return name if row["call"] == "mask" else f"{name} · is_causal"
+
     series_t, series_m = {}, {}
     for row in rows:
         if row["available"]:
-            label = w(f"kernel.{row['kernel']}")
-            series_t.setdefault(label, ([], []))
-            series_m.setdefault(label, ([], []))
-            series_t[label][0].append(row["L"])
-            series_t[label][1].append(row["median_ms"])
-            series_m[label][0].append(row["L"])
-            series_m[label][1].append(row["peak_mib"])
+            for series, key in ((series_t, "median_ms"), (series_m, "peak_mib")):
+                xs, ys = series.setdefault(series_name(row), ([], []))
+                xs.append(row["L"])
+                ys.append(row[key])
     table = [[r["L"], w(f"kernel.{r['kernel']}"), w("common.yes") if r["available"] else w("common.no"),
-              f"{r['median_ms']:.2f}" if r["available"] else "", f"{r['peak_mib']:.1f}" if r["available"] else "",
-              f"{r['explicit_over_kernel']:.2f}×" if r["available"] else "",
-              f"{r['max_abs_diff']:.1e}" if r["available"] else "", r["reason"] or ""] for r in rows]
+              w(CALL_KEYS[r["call"]]), *_cells(w, r)] for r in rows]
     time_fig = plots.lines(series_t, w("kernels.time_title", device=result["device"]),
                            x_title=w("kernels.length_axis"), y_title=w("kernels.ms_axis"), log_y=True, words=w)
     mem_fig = plots.lines(series_m, w("kernels.mem_title"), x_title=w("kernels.length_axis"), y_title="MiB",
                           log_y=True, words=w)
     summary = result["summary"]
     note = w("kernels.note", kernel=w(f"kernel.{summary['kernel_auto']}"), device=summary["device_name"], dtype=dtype,
-             diff=max((r["max_abs_diff"] for r in rows if r["available"]), default=0))
+             diff=max((r["max_abs_diff"] for r in rows if r["max_abs_diff"] is not None), default=0))
     return {"headers": [w(k) for k in HEADERS], "data": table}, time_fig, mem_fig, note
 
 
@@ -59,6 +72,8 @@ def build_kernel_lab_tab(localized: Localized):
         head_dim = gr.Dropdown([32, 64, 128], value=64, label=t("calc.head_dim"))
         dtype = gr.Dropdown(["float32", "bfloat16", "float16"], value="float32", label="dtype")
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"))
+    with gr.Row():
+        is_causal = gr.Checkbox(False, label=t("kernels.is_causal"))
         button = gr.Button(t("kernels.run"), variant="primary")
     note = gr.Markdown()
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, wrap=True)
@@ -66,5 +81,5 @@ def build_kernel_lab_tab(localized: Localized):
     with gr.Row():
         time_plot = gr.Plot(label=t("kernels.time"))
         mem_plot = gr.Plot(label=t("kernels.memory"))
-    button.click(run_lab, [lengths, heads, head_dim, dtype, device], [table, time_plot, mem_plot, note],
+    button.click(run_lab, [lengths, heads, head_dim, dtype, device, is_causal], [table, time_plot, mem_plot, note],
                  api_name="kernels", concurrency_limit=1)

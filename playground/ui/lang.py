@@ -2,12 +2,12 @@
 
 The browser picks the language (its own setting, or Gradio's footer Settings -> Language) and
 translates every label made with ``t(key)``. Words a handler makes (warnings, notes, titles, table
-headers) are rendered on the server in the language the page shows: a small script copies
-``<html lang>`` into a cookie (again whenever this tab is focused or clicked, so two tabs in two
-languages each send their own) and, on a switch, presses a hidden button that re-renders the parts
-the server wrote (``Localized``: table headers, the lab figures, the zoo table, the model note, and
-the analysis and generation on screen, drawn again from their state). Without
-the cookie (API callers, a first request, a browser that refuses it) the Accept-Language header
+headers) are rendered on the server in the language the page shows: a small script
+(``assets/js/language.js``) copies ``<html lang>`` into a cookie (again whenever this tab is focused
+or clicked, so two tabs in two languages each send their own) and, on a switch, presses a hidden
+button that re-renders the parts the server wrote (``Localized``: table headers, the lab figures,
+the zoo table, the model note, and the analysis and generation on screen, drawn again from their
+state). Without the cookie (API callers, a first request, a browser that refuses it) the Accept-Language header
 decides; without either, English.
 """
 from __future__ import annotations
@@ -18,28 +18,12 @@ import gradio as gr
 
 from playground.errors import InputError
 from playground.ui.i18n import catalogues, from_accept_language, normalise, render, text
+from playground.ui.scripts import page_script
 
 I18N = gr.I18n(**catalogues())
 COOKIE = "playground_lang"
 RELOCALIZE_ID = "relocalize"
-HEAD = f"""<script>
-(() => {{
-  let last = null;
-  const sync = () => {{
-    const lang = document.documentElement.lang;
-    if (!lang) return;
-    // a Space runs in a cross-site iframe: there only a partitioned, secure cookie is kept
-    const scope = location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
-    document.cookie = "{COOKIE}=" + encodeURIComponent(lang) + "; path=/" + scope;
-    if (last !== null && lang !== last) document.getElementById("{RELOCALIZE_ID}")?.click();
-    last = lang;
-  }};
-  new MutationObserver(sync).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
-  window.addEventListener("focus", sync);
-  document.addEventListener("pointerdown", sync, true);
-  sync();
-}})();
-</script>"""
+HEAD = page_script("language", langCookie=COOKIE, relocalizeId=RELOCALIZE_ID)  # assets/js/language.js
 
 
 def t(key: str):
