@@ -45,6 +45,16 @@ def _spec_of(query: dict) -> ModelSpec:
     return spec
 
 
+def _int(query: dict, key: str, high: int | None = None) -> int:
+    """A query value (text) as an int in 0..high; InputError naming the key otherwise."""
+    text = query.get(key) or "0"
+    try:
+        value = int(text)
+    except ValueError:
+        value = text
+    return check_int(key, value, 0, high)
+
+
 def parse(query: dict) -> dict | None:
     """The view a query string asks for; None when it holds no prompt (nothing to restore).
     A value the page cannot show (an unknown spec, layer 'x', window -1) raises InputError."""
@@ -54,10 +64,9 @@ def parse(query: dict) -> dict | None:
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
     return {"spec": _spec_of(query), "prompt": query["prompt"][:service.MAX_PROMPT_CHARS],
-            "prefix": check_int("prefix", query.get("prefix") or 0, 0, SLIDER_MAX) if "prefix" in query else None,
-            "window": check_int("window", query.get("window") or 0, 0, SLIDER_MAX),
-            "backend": backend, "kind": query.get("kind") or "self",
-            "layer": check_int("layer", query.get("layer") or 0, 0), "head": check_int("head", query.get("head") or 0, 0)}
+            "prefix": _int(query, "prefix", SLIDER_MAX) if "prefix" in query else None,
+            "window": _int(query, "window", SLIDER_MAX), "backend": backend, "kind": query.get("kind") or "self",
+            "layer": _int(query, "layer"), "head": _int(query, "head")}
 
 
 def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab) -> None:
