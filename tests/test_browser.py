@@ -145,6 +145,7 @@ def test_empty_prompt_shows_a_message_and_page_stays_usable(page):
 
 def test_make_a_share_link_and_open_it(page, app_url):
     page.get_by_role("tab", name="Attention").click()
+    set_prompt(page, "Friends, Romans, countrymen")
     page.get_by_role("button", name="Make a share link").click()
     box = page.locator("#share-link textarea")
     page.wait_for_function("() => document.querySelector('#share-link textarea').value.includes('?spec=')")

@@ -42,6 +42,11 @@ class Controls:
     def inputs(self) -> list:
         return [*self.model, self.backend, self.device]
 
+    @property
+    def described(self) -> list:
+        """What ``describe`` updates: the three choices (enabled or not, and why) and the model note."""
+        return [self.family, self.variant, self.position, self.note]
+
 
 def choose(w: Words, family, variant, position, task, fallback) -> tuple[ModelSpec, str]:
     """The model controls' values -> the spec of the model to run and a sentence about it in the reader's
@@ -99,6 +104,6 @@ def build_controls(demo: gr.Blocks) -> Controls:
                 gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**{w('controls.model')}** `{spec}` · {sentence}{mark}")
 
     controls.describe = describe
-    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
+    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private")
     return controls

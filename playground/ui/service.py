@@ -41,9 +41,9 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def about(spec: ModelSpec) -> Message:
-    """What a zoo or user model is, in the reader's language (``zoo.about`` is the English)."""
-    return msg(f"zoo.about.{spec.name}" if spec.scheme == "zoo" else "zoo.about.user")
+def about(name: str) -> Message:
+    """What a zoo model (by name) or another model is, in the reader's language (``zoo.about`` is the English)."""
+    return msg(f"zoo.about.{name}" if name in zoo.ZOO else "zoo.about.user")
 
 
 def shape(cfg: ModelConfig) -> str:
@@ -70,13 +70,14 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
             raise
         except ValueError as e:
             raise MessageError("error.model_unreadable", name=str(spec), reason=str(e)) from None
-        return spec, msg("choice.task", name=str(spec), shape=shape(cfg), about=about(spec))
+        return spec, msg("choice.task", name=str(spec), shape=shape(cfg),
+                         about=about(spec.name if spec.scheme == "zoo" else str(spec)))
     untrained = ModelSpec.untrained(family, variant, position)  # checks the three choices
     wanted = shape(untrained.config())
     exact, nearest = zoo.match(family, variant, position)
     if exact:
         spec = ModelSpec("zoo", exact)
-        return spec, msg("choice.exact", name=exact, about=about(spec))
+        return spec, msg("choice.exact", name=exact, about=about(exact))
     if nearest is None:
         return untrained, msg("choice.none_installed", shape=wanted)
     if fallback == "untrained":

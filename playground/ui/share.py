@@ -115,6 +115,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
 
     demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored],
               api_visibility="private").then(
+        controls.describe, controls.inputs, controls.described, api_visibility="private").then(
         analyze_restored, [restored, tab.prefix_len, controls.device], tab.outputs, api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
         api_visibility="private")
