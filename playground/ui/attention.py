@@ -3,8 +3,7 @@
 Its endpoints, ``/analyze`` and ``/head``, take a model spec, the prompt and named options; the
 Analyze button resolves the model controls to a spec and calls the same function.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
 import json
 import tempfile

@@ -6,8 +6,7 @@ quantity from softmax weights: with one of them on either side, the two are show
 a note says why there is no difference map. ``/compare`` takes two model specs, the prompt, the
 layer and head, and the same prefix length and sliding window as the Attention tab.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
 
 from playground import plots, zoo

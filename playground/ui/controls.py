@@ -98,10 +98,11 @@ def build_controls(demo: gr.Blocks) -> Controls:
         kv_reason = w("controls.no_kv_heads") if recurrent else fixed
         pe_reason = w("controls.no_position") if recurrent else fixed
         mark = "" if spec.trained else f" <span class='untrained'>{w('plot.untrained')}</span>"
+        note = f"**{w('controls.model')}** `{spec}` · {sentence}{mark}"
         # info="" clears an earlier reason (None would leave it in place)
         return (gr.update(interactive=not fixed, info=fixed or ""),
                 gr.update(interactive=not kv_reason, info=kv_reason or ""),
-                gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**{w('controls.model')}** `{spec}` · {sentence}{mark}")
+                gr.update(interactive=not pe_reason, info=pe_reason or ""), note)
 
     controls.describe = describe
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,

@@ -1,6 +1,5 @@
 """The Generate tab: KV cache growth measured during generation, and a step-by-step decode timeline."""
-from __future__ import annotations
-
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
 
 import gradio as gr

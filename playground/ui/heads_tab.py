@@ -3,8 +3,7 @@
 ``/heads`` takes a model spec, the prompt and the same prefix length and sliding window as the
 Attention tab; the tab's button resolves the model controls to a spec and calls the same function.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
 
 from playground import plots
