@@ -221,6 +221,8 @@ def test_messages_and_figures_follow_accept_language(app_url):
     (dict(api_name="/generate", top_p=1.5), "top_p must be a number from 0.0 to 1.0, got 1.5"),
     (dict(api_name="/compare", spec_b="zoo:nope", layer=9), "zoo:baseline: layer must be an integer from 0 to 3"),
     (dict(api_name="/compare", spec_b="untrained:decoder/GQA/rotary"), "Unknown position encoding 'rotary'"),
+    (dict(api_name="/compare", spec_b="user:ghost"), "No model named 'ghost' was trained in the page"),
+    (dict(api_name="/compare", spec_b="untrained:rwkv", window=-3), "zoo:baseline: window must be an integer"),
 ])
 def test_every_endpoint_answers_bad_input_with_a_clear_message(client, call, message):
     """Nothing is clamped or guessed: a value the model does not have is an error that says what it has."""

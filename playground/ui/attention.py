@@ -75,11 +75,12 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
 
 
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-                   device: str = "cpu") -> dict:
-    """A spec, a prompt and the options -> what every view of one analysis draws from (bad input: gr.Error)."""
+                   device: str = "cpu", where: str = "") -> dict:
+    """A spec, a prompt and the options -> what every view of one analysis draws from (bad input: gr.Error,
+    its message prefixed with ``where`` when given)."""
     model = api.spec(w, spec)
     result = api.run(w, service.analyze_text, model, prompt, prefix_len=prefix_len, window=window, backend=backend,
-                     device=device)
+                     device=device, where=where)
     return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device}
 
 

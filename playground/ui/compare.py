@@ -47,7 +47,7 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
     """(figure A, figure B, difference figure or None, summary table, note) for two specs."""
     sides = []
     for spec in (spec_a, spec_b):
-        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, where=spec)
         result, kind = state["result"], _self_kind(state["result"])
         try:
             m, h = service.attention_map(result, kind, layer, head)
