@@ -3,12 +3,28 @@
 The library raises ``InputError(code, **params)``; its ``str`` is the English sentence from
 ``MESSAGES``, so a notebook or a traceback reads English. The page renders the same code in the
 reader's language from its catalogue (``ui.i18n``), whose English entries are these.
+``check_int`` and ``check_float`` are the one range check every entry point uses.
 """
 from __future__ import annotations
 
 MESSAGES: dict[str, str] = {
     "error.positive_int": "{name} must be a positive integer, got {value!r}",
     "error.heads_divisible": "n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}",
+    "error.int_range": "{name} must be an integer from {low} to {high}, got {value!r}",
+    "error.int_min": "{name} must be an integer of at least {low}, got {value!r}",
+    "error.float_range": "{name} must be a number from {low} to {high}, got {value!r}",
+    "error.spec_syntax": "A model spec is 'source:name' (zoo:gqa, user:my-model, untrained:decoder/GQA/alibi), "
+                         "got {spec!r}; sources: {schemes}",
+    "error.spec_scheme": "Unknown model source {scheme!r} in {spec!r}; valid sources: {schemes}",
+    "error.spec_zoo": "No zoo model is named {name!r}; the zoo has: {names}",
+    "error.spec_user": "A model trained in the page is named with letters, digits, '-' or '_' "
+                       "(up to 41 characters), got {name!r}",
+    "error.spec_user_missing": "No model named {name!r} was trained in the page; trained here: {names}",
+    "error.spec_untrained": "An untrained model is 'untrained:family/variant/position' "
+                            "(untrained:decoder/GQA/alibi; RWKV and Mamba: untrained:rwkv), got {name!r}",
+    "error.spec_family": "Unknown architecture {family!r}; valid: {valid}",
+    "error.spec_variant": "Unknown attention variant {variant!r}; valid: {valid}",
+    "error.spec_position": "Unknown position encoding {position!r}; valid: {valid}",
 }
 
 
@@ -22,3 +38,28 @@ class InputError(ValueError):
     def english(self) -> str:
         template = MESSAGES.get(self.code)
         return template.format(**self.params) if template else self.code
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``low..high`` (no upper bound when ``high`` is None), else InputError."""
+    try:
+        number = int(value)
+        whole = not isinstance(value, bool) and number == value
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or number < low or (high is not None and number > high):
+        if high is None:
+            raise InputError("error.int_min", name=name, value=value, low=low)
+        raise InputError("error.int_range", name=name, value=value, low=low, high=high)
+    return number
+
+
+def check_float(name: str, value, low: float, high: float) -> float:
+    """``value`` as a float in ``[low, high]``, else InputError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if isinstance(value, bool) or not low <= number <= high:  # NaN fails the comparison
+        raise InputError("error.float_range", name=name, value=value, low=low, high=high)
+    return number

@@ -6,7 +6,7 @@ from gradio_client import Client
 
 from playground import zoo
 
-CONTROLS = ["decoder", "MHA", "rope", "", "nearest", "auto", "cpu"]
+SPEC = "zoo:baseline"  # what the page's default controls resolve to
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,14 @@ def test_named_endpoints(client):
 
 
 def test_analyze_returns_overview_head_and_masks(client):
-    out = client.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, api_name="/analyze")
+    out = client.predict(spec=SPEC, prompt="To be, or not to be, that is the question", api_name="/analyze")
     badge, overview = out[0], plot_json(out[1])
     assert "Kernel that ran" in badge and "max |Δ output|" in badge
     heat = overview["data"][0]
     assert heat["type"] == "heatmap"
     assert overview["layout"]["coloraxis"]["cmin"] == 0 and overview["layout"]["coloraxis"]["cmax"] == 1
-    figures = client.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, "self", 1, 2,
-                             api_name="/head")
+    figures = client.predict(spec=SPEC, prompt="To be, or not to be, that is the question", kind="self", layer=1,
+                             head=2, api_name="/head")
     head, mask = json.loads(figures["head"]), json.loads(figures["mask"])
     assert "layer 1, head 2" in head["layout"]["title"]["text"]
     labels = head["data"][0]["x"]
@@ -43,7 +43,7 @@ def test_analyze_returns_overview_head_and_masks(client):
 
 
 def test_analyze_encdec_shows_three_kinds(client):
-    out = client.predict("encdec", "MHA", "alibi", "", "untrained", "explicit", "cpu", "Friends, Romans", 0, 0,
+    out = client.predict(spec="untrained:encdec/MHA/alibi", prompt="Friends, Romans", backend="explicit",
                          api_name="/analyze")
     titles = [plot_json(out[i])["layout"]["title"]["text"] for i in (1, 2, 3)]
     assert "Encoder self-attention" in titles[0] and "Decoder masked" in titles[1] and "Cross-attention" in titles[2]
@@ -52,28 +52,28 @@ def test_analyze_encdec_shows_three_kinds(client):
 
 
 def test_html_in_prompt_is_text(client):
-    figures = client.predict(*CONTROLS, "<script>alert(1)</script><b>x</b>", 0, 0, "self", 0, 0, api_name="/head")
+    figures = client.predict(SPEC, "<script>alert(1)</script><b>x</b>", "self", 0, 0, api_name="/head")
     labels = " ".join(json.loads(figures["head"])["data"][0]["x"])
     assert "<script" not in labels and "&lt;" in labels
 
 
 def test_bad_input_is_a_clear_error_and_the_app_survives(client):
     with pytest.raises(Exception, match="empty"):
-        client.predict(*CONTROLS, "   ", 0, 0, api_name="/analyze")
+        client.predict(spec=SPEC, prompt="   ", api_name="/analyze")
     with pytest.raises(Exception, match="flash|efficient|cannot run"):
-        client.predict("decoder", "MHA", "rope", "", "nearest", "efficient", "cpu", "hello", 0, 0, api_name="/analyze")
-    out = client.predict(*CONTROLS, "still works", 0, 0, api_name="/analyze")
+        client.predict(spec=SPEC, prompt="hello", backend="efficient", api_name="/analyze")
+    out = client.predict(spec=SPEC, prompt="still works", api_name="/analyze")
     assert "Kernel that ran" in out[0]
 
 
 def test_long_prompt_is_truncated_and_downsampled(client):
-    out = client.predict(*CONTROLS, "all the world's a stage " * 600, 0, 0, api_name="/analyze")
+    out = client.predict(spec=SPEC, prompt="all the world's a stage " * 600, api_name="/analyze")
     title = plot_json(out[1])["layout"]["title"]["text"]
     assert "1024×1024 tokens" in title and "max over" in title
 
 
 def test_generate_measures_the_cache(client):
-    text, growth, step, step_plot, info = client.predict(*CONTROLS, "Now is the winter", 12, 0, 0, 1, 0, 0, False,
+    text, growth, step, step_plot, info = client.predict(spec=SPEC, prompt="Now is the winter", max_new_tokens=12,
                                                          api_name="/generate")[:5]
     assert isinstance(text, str) and text
     measured = plot_json(growth)["data"][-1]
@@ -90,7 +90,7 @@ def test_generate_measures_the_cache(client):
 
 def test_a_sliding_window_caps_the_measured_cache(client):
     """baseline caches 4,096 fp32 bytes per position; with a window of 8 it never holds more than 8 positions."""
-    growth = plot_json(client.predict(*CONTROLS, "Now is the winter", 16, 0, 0, 1, 0, 8, False,
+    growth = plot_json(client.predict(spec=SPEC, prompt="Now is the winter", max_new_tokens=16, window=8,
                                       api_name="/generate")[1])
     names = [trace["name"] for trace in growth["data"]]
     assert any("window 8" in n for n in names)
@@ -113,7 +113,7 @@ def test_generate_plots_the_allocated_cache_bytes(client):
     prompt = "Now is the winter of our discontent made glorious summer"  # longer than the window
 
     def curves(window: int) -> tuple[list, list]:
-        growth = plot_json(client.predict(*CONTROLS, prompt, 12, 0, 0, 1, 0, window, False,
+        growth = plot_json(client.predict(spec=SPEC, prompt=prompt, max_new_tokens=12, window=window,
                                           api_name="/generate")[1])
         allocated, used = growth["data"][-2:]
         assert allocated["name"].startswith("measured, allocated") and used["name"].startswith("measured, in use")
@@ -141,8 +141,7 @@ def test_models_endpoint_lists_the_zoo(client):
 
 
 def test_heads_endpoint_scores_every_head(client):
-    out = client.predict(*CONTROLS, "The cat sat on the mat. The cat sat on the mat.", api_name="/heads")
-    table = out[0]
+    table = client.predict(spec=SPEC, prompt="The cat sat on the mat. The cat sat on the mat.", api_name="/heads")
     assert table["headers"][:2] == ["layer", "head"] and "induction" in table["headers"]
     assert len(table["data"]) == 16  # 4 layers x 4 heads
     assert all(0 <= row[-1] <= 1 for row in table["data"])
@@ -158,10 +157,11 @@ def test_kernel_lab_reports_unavailable_kernels_honestly(client):
 
 
 def test_compare_two_models(client):
-    names = [n for n in zoo.available() if not zoo.ZOO[n].get("task")]
+    names = [f"zoo:{n}" for n in zoo.available() if not zoo.ZOO[n].get("task")]
     if len(names) < 2:
         pytest.skip("fewer than two text models are installed")
-    a, b, diff, table = client.predict(names[0], names[1], "To be, or not to be", 1, 2, "cpu", api_name="/compare")
+    a, b, diff, table, note = client.predict(spec_a=names[0], spec_b=names[1], prompt="To be, or not to be", layer=1,
+                                             head=2, api_name="/compare")
     assert names[0] in plot_json(a)["layout"]["title"]["text"]
     assert plot_json(diff)["layout"]["coloraxis"]["cmid"] == 0
     assert {row[0] for row in table["data"]} == {names[0], names[1]}
@@ -169,14 +169,13 @@ def test_compare_two_models(client):
 
 @pytest.mark.parametrize("family", ["rwkv", "mamba"])
 def test_recurrent_models_show_signed_implicit_attention_and_a_flat_state(client, family):
-    out = client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be, or not to be", 0, 0,
-                         api_name="/analyze")
+    out = client.predict(spec=f"untrained:{family}", prompt="To be, or not to be", api_name="/analyze")
     overview = plot_json(out[1])
     assert "implicit attention" in overview["layout"]["title"]["text"]
     assert overview["layout"]["coloraxis"]["cmid"] == 0  # signed: diverging scale
     assert "reproduces the mixer's output" in out[0]
-    growth = plot_json(client.predict(family, "MHA", "rope", "", "untrained", "auto", "cpu", "To be", 6, 0, 0, 1, 0, 0,
-                                      False, api_name="/generate")[1])
+    growth = plot_json(client.predict(spec=f"untrained:{family}", prompt="To be", max_new_tokens=6,
+                                      api_name="/generate")[1])
     ys = growth["data"][-1]["y"]
     if isinstance(ys, dict):
         import base64
@@ -191,8 +190,7 @@ def test_train_in_the_page_then_explore_the_result(client):
     outputs = job.result(timeout=300)
     assert "Saved as **user:api-test**" in outputs[0]
     assert "user:api-test" in zoo.user_models()
-    out = client.predict("decoder", "MHA", "rope", "user:api-test", "nearest", "auto", "cpu", "hi", 0, 0,
-                         api_name="/analyze")
+    out = client.predict(spec="user:api-test", prompt="hi", api_name="/analyze")
     assert "Kernel that ran" in out[0]
     with pytest.raises(Exception, match="already exists"):
         client.predict("decoder", "GQA", "alibi", "task:induction", 20, 0.003, "api-test", api_name="/train")
@@ -219,8 +217,8 @@ def test_cancel_stops_training_with_a_checkpoint(client):
 def test_messages_and_figures_follow_accept_language(app_url):
     zh = Client(app_url, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
     with pytest.raises(Exception, match="提示词为空"):
-        zh.predict(*CONTROLS, "   ", 0, 0, api_name="/analyze")
-    out = zh.predict(*CONTROLS, "To be, or not to be, that is the question", 0, 0, api_name="/analyze")
+        zh.predict(spec=SPEC, prompt="   ", api_name="/analyze")
+    out = zh.predict(spec=SPEC, prompt="To be, or not to be, that is the question", api_name="/analyze")
     assert "实际运行的算子" in out[0]
     assert plot_json(out[1])["layout"]["title"]["text"].startswith("自注意力（因果）")
     table, _ = zh.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
@@ -228,3 +226,64 @@ def test_messages_and_figures_follow_accept_language(app_url):
     en = Client(app_url, verbose=False)  # no header: English
     table, _ = en.predict(32, 32, 8, 128, 512, 64, "bf16", 8192, 1, api_name="/kv_cache")
     assert table["headers"] == ["variant", "bytes per token", "GiB"] and table["data"][1][0] == "GQA (8 K/V heads)"
+
+
+@pytest.mark.parametrize("call, message", [
+    (dict(api_name="/head", kind="self", layer=99, head=0), "layer must be an integer from 0 to 3, got 99"),
+    (dict(api_name="/head", kind="self", layer=0, head=-1), "head must be an integer from 0 to 3, got -1"),
+    (dict(api_name="/head", kind="cross", layer=0, head=0), "no 'cross' attention; it has: self"),
+    (dict(api_name="/analyze", spec="untrained:bert/MHA/rope"), "Unknown architecture 'bert'; valid: decoder"),
+    (dict(api_name="/analyze", spec="bert:base"), "Unknown model source 'bert'.*valid sources: zoo, user, untrained"),
+    (dict(api_name="/analyze", spec="zoo:gpt5"), "No zoo model is named 'gpt5'; the zoo has: baseline"),
+    (dict(api_name="/analyze", spec="gqa"), "A model spec is 'source:name'"),
+    (dict(api_name="/analyze", prompt=""), "The prompt is empty"),
+    (dict(api_name="/analyze", window=-1), "window must be an integer from 0 to 128, got -1"),
+    (dict(api_name="/analyze", prefix_len=-2), "prefix_len must be an integer of at least 0, got -2"),
+    (dict(api_name="/analyze", backend="fastest"), "backend 'fastest' is not one of"),
+    (dict(api_name="/heads", window=-1), "window must be an integer from 0 to 128"),
+    (dict(api_name="/heads", spec="untrained:rwkv"), "Head roles are shares of softmax attention"),
+    (dict(api_name="/generate", max_new_tokens=0), "max_new_tokens must be an integer from 1 to 256, got 0"),
+    (dict(api_name="/generate", top_p=1.5), "top_p must be a number from 0.0 to 1.0, got 1.5"),
+    (dict(api_name="/compare", spec_b="zoo:nope", layer=9), "zoo:baseline: layer must be an integer from 0 to 3"),
+    (dict(api_name="/compare", spec_b="untrained:decoder/GQA/rotary"), "Unknown position encoding 'rotary'"),
+    (dict(api_name="/compare", spec_b="user:ghost"), "No model named 'ghost' was trained in the page"),
+    (dict(api_name="/compare", spec_b="untrained:rwkv", window=-3), "zoo:baseline: window must be an integer"),
+])
+def test_every_endpoint_answers_bad_input_with_a_clear_message(client, call, message):
+    """Nothing is clamped or guessed: a value the model does not have is an error that says what it has."""
+    args = {"spec": SPEC, "prompt": "To be, or not to be"} | call
+    if args["api_name"] == "/compare":
+        args["spec_a"] = args.pop("spec")
+        args.setdefault("spec_b", "zoo:gqa")
+    with pytest.raises(Exception, match=message):
+        client.predict(**args)
+
+
+def test_compare_shows_implicit_attention_beside_softmax_without_a_difference(client):
+    a, b, diff, table, note = client.predict(spec_a=SPEC, spec_b="untrained:rwkv", prompt="To be, or not to be",
+                                             api_name="/compare")
+    assert diff is None
+    assert "No difference map" in note and "untrained:rwkv" in note and "signed" in note
+    assert "implicit attention" in plot_json(b)["layout"]["title"]["text"]
+    assert plot_json(b)["layout"]["coloraxis"]["cmid"] == 0  # signed: diverging scale
+    assert {row[0] for row in table["data"]} == {SPEC}  # role scores only for the softmax side
+
+
+def test_readme_api_examples_run(app_url):
+    """The README's "## API" code block, run as written against the test server."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## API", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "http://127.0.0.1:7860/" in code
+    scope: dict = {}
+    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), scope)
+    assert "Kernel that ran" in scope["badge"] and plot_json(scope["overview"])["data"][0]["type"] == "heatmap"
+    assert "layer 1, head 2" in json.loads(scope["figs"]["head"])["layout"]["title"]["text"]
+    assert scope["gen"][0] and scope["gen"][2] == 16
+    assert len(scope["roles"]["data"]) == 16 and scope["diff"] is None and "No difference map" in scope["note"]
+    assert [row[0] for row in scope["table"][0]["data"]] == ["MHA (32 K/V heads)", "GQA (8 K/V heads)",
+                                                            "MQA (1 K/V head)", "MLA (latent 512 + rope 64)"]
+    assert [r["name"] for r in scope["models"]] == zoo.available()

@@ -140,18 +140,32 @@ def test_empty_prompt_shows_a_message_and_page_stays_usable(page):
 
 def test_make_a_share_link_and_open_it(page, app_url):
     page.get_by_role("tab", name="Attention").click()
+    set_prompt(page, "Friends, Romans, countrymen")
     page.get_by_role("button", name="Make a share link").click()
     box = page.locator("#share-link textarea")
-    page.wait_for_function("() => document.querySelector('#share-link textarea').value.includes('?arch=')")
-    assert "prompt=Friends" in box.input_value()
+    page.wait_for_function("() => document.querySelector('#share-link textarea').value.includes('?spec=')")
+    assert "prompt=Friends" in box.input_value() and "spec=zoo%3A" in box.input_value()
+    other = page.context.new_page()
+    other.goto(box.input_value(), wait_until="load")  # the link just made restores the same analysis
+    other.locator(".js-plotly-plot .gtitle", has_text="layer 0, head 0").first.wait_for(timeout=30_000)
+    assert other.get_by_label("Prompt").input_value() == "Friends, Romans, countrymen"
+    other.goto(app_url + "?spec=untrained:decoder/MQA/alibi&prompt=Hello+there+my+friend&window=2&kind=self"
+                         "&layer=1&head=2&backend=explicit", wait_until="load")
+    other.locator(".js-plotly-plot .gtitle", has_text="layer 1, head 2").first.wait_for(timeout=30_000)
+    badge = other.locator(".badge").inner_text()
+    assert "untrained:decoder/MQA/alibi" in badge and "explicit" in badge and "UNTRAINED" in badge
+    other.locator(".prose.model-note", has_text="untrained:decoder/MQA/alibi").wait_for(timeout=15_000)
+    # a link made before specs existed still opens: its choices resolve like the controls do
     link = app_url + "?arch=prefix&variant=MHA&pe=rope&prompt=Hello+there+my+friend&prefix=2&window=0" \
                      "&kind=self&layer=1&head=2&task=&fallback=nearest&backend=explicit"
-    other = page.context.new_page()
     other.goto(link, wait_until="load")
     other.locator(".js-plotly-plot .gtitle", has_text="layer 1, head 2").first.wait_for(timeout=30_000)
     assert other.get_by_label("Prompt").input_value() == "Hello there my friend"
     assert "explicit" in other.locator(".badge").inner_text()
+    assert "zoo:prefix" in other.locator(".badge").inner_text()
     shot(other, "04-shared-link")
+    other.goto(app_url + "?spec=zoo:gpt5&prompt=Hi", wait_until="load")
+    other.get_by_text("No zoo model is named 'gpt5'").first.wait_for(timeout=15_000)
     other.close()
 
 

@@ -97,7 +97,7 @@ def test_zoo_models_read_the_shipped_tokenizer():
 def test_reverse_model_cross_attention_is_the_anti_diagonal():
     from playground.ui import service
 
-    choice, _ = service.resolve("decoder", "MHA", "rope", task_model="reverse")
+    choice, _ = service.resolve("decoder", "MHA", "rope", task_model="zoo:reverse")
     result, _ = service.analyze_text(choice, "ignored: task models run on their own task", seed=3)
     w = result.weights("cross")  # (L, nh, Tq, Tk): decoder position i predicts source token n - 1 - i
     n = w.shape[-1]

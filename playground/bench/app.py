@@ -37,7 +37,7 @@ PASSAGE = ("To be, or not to be, that is the question: Whether 'tis nobler in th
            "that flesh is heir to: 'tis a consummation devoutly to be wish'd. To die, to sleep; to sleep, perchance "
            "to dream, ay, there's the rub: for in that sleep of death what dreams may come, when we have shuffled "
            "off this mortal coil, must give us pause. ") * 8
-CONTROLS = ["decoder", "MHA", "rope", "", "nearest", "auto", "cpu"]
+SPEC = "zoo:baseline"  # what the page's default controls resolve to
 
 
 def prompt_of(n_tokens: int) -> str:
@@ -106,15 +106,15 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
     try:
         client = Client(url, verbose=False)
         text64, text128 = prompt_of(64), prompt_of(128)
-        client.predict(*CONTROLS, text64, 0, 0, api_name="/analyze")  # warm-up: loads the model
+        client.predict(spec=SPEC, prompt=text64, api_name="/analyze")  # warm-up: loads the model
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            client.predict(*CONTROLS, text64, 0, 0, api_name="/analyze")
+            client.predict(spec=SPEC, prompt=text64, api_name="/analyze")
             times.append((time.perf_counter() - start) * 1e3)
-        app_128 = client.predict(*CONTROLS, text128, 0, 0, api_name="/analyze")
+        app_128 = client.predict(spec=SPEC, prompt=text128, api_name="/analyze")
         start = time.perf_counter()
-        long_out = client.predict(*CONTROLS, PASSAGE * 3, 0, 0, api_name="/analyze")
+        long_out = client.predict(spec=SPEC, prompt=PASSAGE * 3, api_name="/analyze")
         long_ms = (time.perf_counter() - start) * 1e3
         overview = long_out[1]["value"] if long_out[1].get("__type__") == "update" else long_out[1]
         title = json.loads(overview["plot"])["layout"]["title"]["text"]

@@ -16,6 +16,7 @@ import torch
 from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder
 from playground.nn.recorder import AttentionRecord
+from playground.train.data import BOS_ID
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _round_sig(x: np.ndarray, digits: int) -> np.ndarray:
 
 @torch.no_grad()
 def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target_ids: list[int] | None = None,
-            labels: list[str] | None = None, target_labels: list[str] | None = None, bos_id: int = 1) -> Analysis:
+            labels: list[str] | None = None, target_labels: list[str] | None = None, bos_id: int = BOS_ID) -> Analysis:
     """Run ``ids`` through ``model`` once, capturing every layer's attention.
 
     Args:

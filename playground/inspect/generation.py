@@ -18,6 +18,7 @@ from torch import Tensor
 
 from playground.models.base import LanguageModel, ModelOutput
 from playground.models.transformer import EncoderDecoder
+from playground.train.data import BOS_ID
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _rows(out: ModelOutput) -> dict[str, np.ndarray]:
 
 def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temperature: float = 0.0,
            top_k: int = 0, top_p: float = 1.0, use_cache: bool = True, seed: int | None = None,
-           record: bool = False, prefix_len: int | None = None, bos_id: int = 1,
+           record: bool = False, prefix_len: int | None = None, bos_id: int = BOS_ID,
            stop_id: int | None = None) -> Iterator[DecodeStep]:
     """Yield new tokens one by one.
 

@@ -46,7 +46,8 @@ from playground.train import data
 MODEL_DIR = MODELS_DIR / "tokenizer"
 DEFAULT_MODEL = MODEL_DIR / "tokenizer.model"
 DEFAULT_VOCAB_SIZE = 2048
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+PAD_ID, BOS_ID = data.PAD_ID, data.BOS_ID  # shared with the synthetic tasks
+EOS_ID, UNK_ID = 2, 3
 SPACE_SYMBOL = "\u2581"  # sentencepiece's space marker "▁"
 
 TRAINER_OPTIONS = MappingProxyType({

@@ -1,6 +1,9 @@
-"""The Attention tab: analyze a prompt, see every layer and head, open one, see its mask."""
-from __future__ import annotations
+"""The Attention tab: analyze a prompt, see every layer and head, open one, see its mask.
 
+Its endpoints, ``/analyze`` and ``/head``, take a model spec, the prompt and named options; the
+Analyze button resolves the model controls to a spec and calls the same function.
+"""
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
 import json
 import tempfile
@@ -11,9 +14,10 @@ import gradio as gr
 import numpy as np
 
 from playground import plots
-from playground.ui import service
 from playground.inspect.analysis import Analysis
+from playground.ui import service
 from playground.ui.i18n import Message, msg
+from . import api
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 from .scripts import page_script
@@ -48,42 +52,55 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
     return result.labels, result.labels
 
 
-def badge(w: Words, result: Analysis, choice: service.Choice) -> str:
+def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
+                   device: str = "cpu", where: str = "") -> dict:
+    """A spec, a prompt and the options -> what every view of one analysis draws from (bad input: gr.Error,
+    its message prefixed with ``where`` when given)."""
+    model = api.spec(w, spec)
+    result = api.run(w, service.analyze_text, model, prompt, prefix_len=prefix_len, window=window, backend=backend,
+                     device=device, where=where)
+    return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device}
+
+
+def badge(w: Words, state: dict) -> str:
+    result = state["result"]
     ran = ", ".join(w(f"kernel.{k}") for k in result.kernels)
-    lines = [w("badge.ran", ran=html.escape(ran), asked=html.escape(choice.backend),
-               device=html.escape(choice.device), ms=result.elapsed_ms)]
+    lines = [f"<code>{html.escape(str(state['spec']))}</code>",
+             w("badge.ran", ran=html.escape(ran), asked=html.escape(state["backend"]),
+               device=html.escape(state["device"]), ms=result.elapsed_ms)]
     if result.kernels == ["implicit"]:
         lines.append(w("badge.implicit", diff=result.max_abs_diff))
     elif result.recomputed:
         lines.append(w("badge.recomputed", diff=result.max_abs_diff))
     else:
         lines.append(w("badge.explicit"))
-    if choice.untrained:
+    if state["untrained"]:
         lines.append(f"<span class='untrained'>{w('plot.untrained')}</span>")
     return "<div class='badge'>" + "<br>".join(lines) + "</div>"
 
 
 def head_views(state: dict | None, kind: str, layer: int, head: int, request: gr.Request = None):
-    return head_figures(Words(request).lang, state, kind, layer, head)
+    return head_figures(Words(request), state, kind, layer, head)
 
 
-def head_figures(lang: str, state: dict | None, kind: str, layer: int, head: int):
-    """(head figure, mask figure, overlay figure) for one head; empty figures before any analysis."""
+def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int):
+    """(head figure, mask figure, overlay figure) for one head; empty figures before any analysis.
+    A kind, layer or head the model does not have is a gr.Error naming what it has."""
     if not state:
         return None, None, None
     result: Analysis = state["result"]
-    kind = kind if kind in result.kinds else result.kinds[0]
-    maps = [m for m in result.maps if m.kind == kind]
-    layer = min(int(layer), len(maps) - 1)
-    m = maps[layer]
-    head = min(int(head), m.weights.shape[0] - 1)
+    try:
+        m, head = service.attention_map(result, kind, layer, head)
+    except ValueError as e:
+        raise w.error(e) from None
+    layer = m.layer
     q, k = kind_labels(kind, result)
     where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
     untrained, signed = state["untrained"], kind == "implicit"
-    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, words=Words(lang=lang)),
-            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), words=Words(lang=lang)),
+    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, words=w),
+            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), words=w),
             plots.mask_overlay(m.weights[head], m.mask, q, k, msg("title.overlay", layer=layer, head=head),
-                               signed=signed, words=Words(lang=lang)))
+                               signed=signed, words=w))
 
 
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
@@ -102,13 +119,73 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     return [str(folder / "attention.json"), str(folder / "attention.npz")]
 
 
+def overview_plots(w: Words, state: dict) -> list:
+    """(figure, title) of the three overview slots: self (or encoder self, or implicit), decoder self, cross;
+    (None, None) for a slot this model has no attention for."""
+    result, slots = state["result"], []
+    for slot in OVERVIEW_SLOTS:
+        kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
+        if kinds:
+            title = w.render(kind_title(kinds[0], result))
+            slots.append((plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
+                                         signed=kinds[0] == "implicit", words=w, kind=kinds[0]), title))
+        else:
+            slots.append((None, None))
+    return slots
+
+
+def kind_choices(w: Words, result: Analysis, value: str):
+    return gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=value)
+
+
+def overview_updates(w: Words, state: dict) -> list:
+    return [gr.update(value=fig, visible=True, label=title) if fig else gr.update(value=None, visible=False)
+            for fig, title in overview_plots(w, state)]
+
+
+def analysis_outputs(w: Words, state: dict) -> list:
+    """What the Attention tab shows of an analysis: badge, overviews, head pickers, state."""
+    result, cfg = state["result"], state["result"].config
+    if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
+        w.info("info.long_prompt")
+    # the head, its mask and the overlay follow in a second step, so the overview shows first
+    return [badge(w, state), *overview_updates(w, state), kind_choices(w, result, result.kinds[0]),
+            gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0), state]
+
+
+# ----------------------------------------------------------------------------- the API
+
+
+def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
+            device: str = "cpu", request: gr.Request = None) -> tuple[str, dict | None, dict | None, dict | None]:
+    """Analyze a prompt: the badge (kernel that ran, timing, faithfulness) and the overview of every layer and
+    head: self-attention (or encoder self, or implicit), decoder self and cross-attention (None where absent).
+
+    spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; prefix_len: bidirectional
+    prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|math|explicit."""
+    w = Words(request)
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    return badge(w, state), *(api.plot(fig) for fig, _ in overview_plots(w, state))
+
+
+def head(spec: str, prompt: str, kind: str, layer: int, head: int, prefix_len: int = 0, window: int = 0,
+         backend: str = "auto", device: str = "cpu", request: gr.Request = None) -> dict[str, str]:
+    """One head at full resolution: Plotly JSON of the head, the mask its layer computed with, and the two
+    overlaid. kind: self | encoder_self | decoder_self | cross | implicit, as the model has them."""
+    w = Words(request)
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    figures = head_figures(w, state, kind, layer, head)
+    return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
+
+
+# ----------------------------------------------------------------------------- the tab
+
+
 @dataclass
 class AttentionTab:
     """What other parts of the page (the share link) wire to."""
 
-    analyze: object          # the handler: (*controls, prompt, prefix, window, request) -> outputs
-    inputs: list
-    outputs: list
+    outputs: list            # what ``analysis_outputs`` fills
     prefix_len: gr.Slider
     window: gr.Slider
     kind: gr.Dropdown
@@ -118,43 +195,30 @@ class AttentionTab:
     view_outputs: list
 
 
-def analysis_of(w: Words, family, variant, position, task, fallback, backend, device, text, prefix=0, win=0):
-    """Controls' values and a prompt -> (choice, analysis); bad input raises gr.Error, notes show as warnings."""
-    choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
-    try:
-        result, notes = service.analyze_text(choice, text, prefix)
-    except ValueError as e:
-        raise w.error(e) from None
-    for note in notes:
-        w.warn(note)
-    return choice, result
+def prefix_and_window(prefix_applies: bool = False) -> tuple[gr.Slider, gr.Slider]:
+    """The prefix-length and sliding-window sliders, the same in every tab that analyzes. The prefix slider
+    starts disabled (``wire_prefix`` enables it for a prefix decoder) unless ``prefix_applies``."""
+    return (gr.Slider(0, 128, value=8, step=1, label=t("attention.prefix"), interactive=prefix_applies,
+                      info=t("attention.prefix_info" if prefix_applies else "attention.prefix_other")),
+            gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("attention.window_info")))
 
 
-def overview_figures(w: Words, state: dict) -> list:
-    """Updates of the three overview slots: self (or encoder self, or implicit), decoder self, cross."""
-    result, figures = state["result"], []
-    for slot in OVERVIEW_SLOTS:
-        kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
-        if kinds:
-            title = w.render(kind_title(kinds[0], result))
-            fig = plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
-                                 signed=kinds[0] == "implicit", words=w, kind=kinds[0])
-            figures.append(gr.update(value=fig, visible=True, label=title))
-        else:
-            figures.append(gr.update(value=None, visible=False))
-    return figures
+def wire_prefix(controls: Controls, prefix_len: gr.Slider, localized: Localized) -> None:
+    """The prefix slider applies to the prefix decoder only: enable it, and say so, when that is the model."""
+    def prefix_applies(family, task, request: gr.Request):
+        applies = family == "prefix" and not task
+        return gr.update(interactive=applies, info=Words(request)("attention.prefix_info" if applies
+                                                                  else "attention.prefix_other"))
 
-
-def kind_choices(w: Words, result: Analysis, value: str):
-    return gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=value)
+    localized.on_switch(prefix_applies, [controls.family, controls.task], [prefix_len])
+    gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
+          api_visibility="private")
 
 
 def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Localized) -> AttentionTab:
     state = gr.State(None)
     with gr.Row():
-        prefix_len = gr.Slider(0, 128, value=8, step=1, label=t("attention.prefix"),
-                               info=t("attention.prefix_other"), interactive=False)
-        window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("attention.window_info"))
+        prefix_len, window = prefix_and_window()
         analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
     badge_html = gr.HTML()
     overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
@@ -164,7 +228,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     with gr.Row():
         kind = gr.Dropdown([(t("kind_short.self"), "self")], value="self", label=t("attention.kind"), scale=1)
         layer = gr.Slider(0, 3, value=0, step=1, label=t("common.layer"), scale=2)
-        head = gr.Slider(0, 3, value=0, step=1, label=t("common.head"), scale=2)
+        head_ = gr.Slider(0, 3, value=0, step=1, label=t("common.head"), scale=2)
         open_btn = gr.Button(t("attention.open_head"), scale=0, min_width=140)
     head_plot = gr.Plot(label=t("common.head"))
     with gr.Accordion(t("attention.masks"), open=True):
@@ -176,18 +240,12 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         export_btn = gr.Button(t("attention.prepare"))
         files = gr.File(label=t("attention.data"), file_count="multiple", interactive=False)
 
-    def analyze(family, variant, position, task, fallback, backend, device, text, prefix, win,
-                request: gr.Request = None):
+    def analyze_controls(family, variant, position, task, fallback, backend, device, text, prefix, win,
+                         request: gr.Request = None):
+        """The Analyze button: the controls' spec through the same function as /analyze."""
         w = Words(request)
-        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text, prefix, win)
-        new_state = {"result": result, "untrained": choice.untrained, "choice": choice}
-        cfg = result.config
-        if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
-            w.info("info.long_prompt")
-        # the head, its mask and the overlay follow in a second step, so the overview shows first
-        return (badge(w, result, choice), *overview_figures(w, new_state), kind_choices(w, result, result.kinds[0]),
-                gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0),
-                new_state)
+        spec, _ = choose(w, family, variant, position, task, fallback)
+        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device))
 
     def first_head(state: dict | None, kind: str, request: gr.Request):
         """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long."""
@@ -196,56 +254,39 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             return None, None, None
         return head_views(state, kind, 0, 0, request)
 
-    inputs = [*controls.inputs, prompt, prefix_len, window]
-    outputs = [badge_html, *overviews, kind, layer, head, state]
+    outputs = [badge_html, *overviews, kind, layer, head_, state]
     view_outputs = [head_plot, mask_plot, overlay_plot]
-    analyze_btn.click(analyze, inputs, outputs, api_name="analyze", concurrency_limit=2).then(
+    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window], outputs,
+                      api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
         first_head, [state, kind], view_outputs, api_visibility="private")
+    gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="analyze")
     export_btn.click(export_files, state, files, api_visibility="private")
-    view_inputs = [state, kind, layer, head]
+    view_inputs = [state, kind, layer, head_]
     open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
 
     def open_picked(state: dict | None, picked: str, request: gr.Request):
         """The head a click on the overview named: set the pickers and open it."""
         try:
             p = json.loads(picked)
-            kind_, layer_, head_ = str(p["kind"]), int(p["layer"]), int(p["head"])
+            kind_, layer_, head_i = str(p["kind"]), int(p["layer"]), int(p["head"])
         except (ValueError, TypeError, KeyError):
             return [gr.skip()] * (3 + len(view_outputs))
         if not state or kind_ not in state["result"].kinds:
             return [gr.skip()] * (3 + len(view_outputs))
-        return [kind_, layer_, head_, *head_views(state, kind_, layer_, head_, request)]
+        return [kind_, layer_, head_i, *head_views(state, kind_, layer_, head_i, request)]
 
-    picked.change(open_picked, [state, picked], [kind, layer, head, *view_outputs], api_visibility="private")
+    picked.change(open_picked, [state, picked], [kind, layer, head_, *view_outputs], api_visibility="private")
 
-    def relocalize(state: dict | None, kind_: str, layer_: int, head_: int, request: gr.Request):
+    def relocalize(state: dict | None, kind_: str, layer_: int, head_i: int, request: gr.Request):
         """After a language switch: what is on screen, drawn again from the same analysis."""
         if not state:
             return [gr.skip()] * (2 + len(overviews) + len(view_outputs))
         w = Words(request)
-        return [badge(w, state["result"], state["choice"]), *overview_figures(w, state),
-                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_, request)]
+        return [badge(w, state), *overview_updates(w, state),
+                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_i, request)]
 
-    localized.on_switch(relocalize, [state, kind, layer, head], [badge_html, *overviews, kind, *view_outputs])
-
-    def head_api(family: str, variant: str, position: str, task: str, fallback: str, backend: str, device: str,
-                 text: str, prefix: int, win: int, kind: str, layer: int, head: int,
-                 request: gr.Request = None) -> dict[str, str]:
-        """One head of an analysis, stateless for API callers: Plotly JSON of the head, its mask and the overlay."""
-        w = Words(request)
-        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text, prefix, win)
-        figures = head_figures(w.lang, {"result": result, "untrained": choice.untrained}, kind, layer, head)
-        return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
-
-    gr.api(head_api, api_name="head")
-    gr.on([kind.input, layer.release, head.release], head_views, view_inputs, view_outputs, api_visibility="private")
-
-    def prefix_applies(family, task, request: gr.Request):
-        applies = family == "prefix" and not task
-        return gr.update(interactive=applies, info=Words(request)("attention.prefix_info" if applies
-                                                                  else "attention.prefix_other"))
-
-    localized.on_switch(prefix_applies, [controls.family, controls.task], [prefix_len])
-    gr.on([controls.family.change, controls.task.change], prefix_applies, [controls.family, controls.task], prefix_len,
-          api_visibility="private")
-    return AttentionTab(analyze, inputs, outputs, prefix_len, window, kind, layer, head, state, view_outputs)
+    localized.on_switch(relocalize, [state, kind, layer, head_], [badge_html, *overviews, kind, *view_outputs])
+    gr.on([kind.input, layer.release, head_.release], head_views, view_inputs, view_outputs, api_visibility="private")
+    wire_prefix(controls, prefix_len, localized)
+    return AttentionTab(outputs, prefix_len, window, kind, layer, head_, state, view_outputs)

@@ -1,14 +1,20 @@
-"""The Compare tab: one prompt through two shipped models, side by side, and their difference."""
-from __future__ import annotations
+"""The Compare tab: one prompt through two models, side by side, and their difference where it means one.
 
+A difference A − B is drawn only when both sides are softmax weights of the same attention kind over
+the same tokens. RWKV and Mamba's implicit attention is signed and unnormalised, a different
+quantity from softmax weights: with one of them on either side, the two are shown side by side and
+a note says why there is no difference map. ``/compare`` takes two model specs, the prompt, the
+layer and head, and the same prefix length and sliding window as the Attention tab.
+"""
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
 
+from playground import plots, zoo
 from playground.inspect import heads
-from playground import plots
 from playground.ui import service
-from playground import zoo
-from playground.ui.i18n import msg
-from .attention import kind_labels, kind_title
+from playground.ui.i18n import Message, msg
+from . import api
+from .attention import analysis_state, kind_labels, kind_title, prefix_and_window
 from .lang import Localized, Words, english, t
 
 SUMMARY = ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "induction"]
@@ -23,61 +29,90 @@ def _self_kind(result) -> str:
     return next(k for k in result.kinds if k != "cross")
 
 
-def compare(name_a: str, name_b: str, text: str, layer: int, head: int, device: str = "cpu",
-            request: gr.Request = None):
-    w = Words(request)
-    if not name_a or not name_b:
-        raise w.error("error.pick_two")
-    results = []
-    for name in (name_a, name_b):
-        cfg = zoo.entry_configs(name)[0]
-        choice = service.Choice(cfg.family, cfg.variant, cfg.position, name=name, device=device)
+def why_no_difference(sides: list[dict]) -> Message | None:
+    """None when A − B is a meaningful difference; else the reason it is not drawn."""
+    (a, b) = sides
+    implicit = [str(s["spec"]) for s in sides if s["kind"] == "implicit"]
+    if implicit:
+        return msg("compare.note_implicit", models=", ".join(implicit))
+    if a["kind"] != b["kind"]:
+        return msg("compare.note_kinds", a=msg(f"kind_short.{a['kind']}"), b=msg(f"kind_short.{b['kind']}"))
+    if a["weights"].shape != b["weights"].shape:
+        return msg("warning.compare_shapes")
+    return None
+
+
+def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, head: int, prefix_len: int,
+                  window: int, backend: str, device: str) -> tuple:
+    """(figure A, figure B, difference figure or None, summary table, note) for two specs."""
+    sides = []
+    for spec in (spec_a, spec_b):
+        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, where=spec)
+        result, kind = state["result"], _self_kind(state["result"])
         try:
-            result, notes = service.analyze_text(choice, text)
+            m, h = service.attention_map(result, kind, layer, head)
         except ValueError as e:
-            raise gr.Error(f"{name}: {w.render(e)}") from None
-        for note in notes:
-            gr.Warning(f"{name}: {w.render(note)}")
-        results.append(result)
-    figures, summary = [], []
-    weights = []
-    for name, result in zip((name_a, name_b), results):
-        kind = _self_kind(result)
-        a = result.weights(kind)  # (L, nh, T, T)
-        l, h = min(int(layer), a.shape[0] - 1), min(int(head), a.shape[1] - 1)
+            raise gr.Error(f"{state['spec']}: {w.render(e)}") from None
         q, k = kind_labels(kind, result)
-        title = msg("compare.title", name=name, head=msg("title.head", kind=kind_title(kind, result), layer=l, head=h))
-        figures.append(plots.head(a[l, h], q, k, title, mask=[m for m in result.maps if m.kind == kind][l].mask,
-                                  signed=kind == "implicit", words=w))
-        weights.append((a[l, h], q, k))
-        tokens = result.source_ids if kind == "encoder_self" else result.token_ids
-        if kind != "implicit":  # role scores are shares of softmax attention
-            summary += [[name] + [r[c] if c in ("layer", "head") else round(r[c], 3) for c in SUMMARY[1:]]
-                        for r in heads.head_table(a, tokens)]
-    (wa, qa, ka), (wb, _, _) = weights
-    if wa.shape != wb.shape:
-        diff_fig = None
-        gr.Warning(w("warning.compare_shapes"))
-    else:
-        diff_fig = plots.head(wa - wb, qa, ka, msg("compare.diff_title", a=name_a, b=name_b), signed=True, words=w,
-                              scale_title=msg("compare.diff_scale"))
-    return figures[0], figures[1], diff_fig, {"headers": [w(k) for k in SUMMARY_HEADERS], "data": summary}
+        title = msg("compare.title", name=str(state["spec"]),
+                    head=msg("title.head", kind=kind_title(kind, result), layer=m.layer, head=h))
+        figure = plots.head(m.weights[h], q, k, title, mask=m.mask, untrained=state["untrained"],
+                            signed=kind == "implicit", words=w)
+        sides.append({**state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure})
+    summary = []
+    for side in sides:
+        if side["kind"] != "implicit":  # role scores are shares of softmax attention
+            result = side["result"]
+            tokens = result.source_ids if side["kind"] == "encoder_self" else result.token_ids
+            summary += [[str(side["spec"])] + [r[c] if c in ("layer", "head") else round(r[c], 3) for c in SUMMARY[1:]]
+                        for r in heads.head_table(result.weights(side["kind"]), tokens)]
+    reason = why_no_difference(sides)
+    a, b = sides
+    diff = None if reason else plots.head(a["weights"] - b["weights"], *a["labels"],
+                                          msg("compare.diff_title", a=str(a["spec"]), b=str(b["spec"])), signed=True,
+                                          words=w, scale_title=msg("compare.diff_scale"))
+    table = {"headers": [w(k) for k in SUMMARY_HEADERS], "data": summary}
+    return a["figure"], b["figure"], diff, table, w.render(reason) if reason else ""
+
+
+def compare(spec_a: str, spec_b: str, prompt: str, layer: int = 0, head: int = 0, prefix_len: int = 0,
+            window: int = 0, backend: str = "auto", device: str = "cpu",
+            request: gr.Request = None) -> tuple[dict, dict, dict | None, dict, str]:
+    """One head of two models on the same prompt: figure A, figure B, the difference A − B (None where the two
+    are not the same quantity; the note says why), both models' per-head summaries, and the note."""
+    a, b, diff, table, note = compare_views(Words(request), spec_a, spec_b, prompt, layer, head, prefix_len, window,
+                                            backend, device)
+    return api.plot(a), api.plot(b), api.plot(diff), table, note
 
 
 def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, localized: Localized):
-    names = [(f"{n}: " + t(f"zoo.about.{n}"), n) for n in text_models()]
+    names = [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in text_models()]
     gr.Markdown(t("compare.help"))
     with gr.Row():
         model_a = gr.Dropdown(names, value=names[0][1] if names else None, label=t("compare.model_a"))
         model_b = gr.Dropdown(names, value=names[1][1] if len(names) > 1 else None, label=t("compare.model_b"))
         layer = gr.Slider(0, 3, value=0, step=1, label=t("common.layer"))
         head = gr.Slider(0, 3, value=0, step=1, label=t("common.head"))
-        button = gr.Button(t("compare.compare"), variant="primary")
+    with gr.Row():
+        prefix_len, window = prefix_and_window(prefix_applies=True)  # either model may be a prefix decoder
+        button = gr.Button(t("compare.compare"), variant="primary", scale=0, min_width=160)
+    note = gr.Markdown()
     with gr.Row():
         plot_a = gr.Plot(label="A")
         plot_b = gr.Plot(label="B")
     diff_plot = gr.Plot(label=t("compare.difference"))
     table = gr.Dataframe(headers=english(SUMMARY_HEADERS), interactive=False, label=t("compare.table"))
     localized.table(table, SUMMARY_HEADERS)
-    button.click(compare, [model_a, model_b, prompt, layer, head, device], [plot_a, plot_b, diff_plot, table],
-                 api_name="compare")
+
+    def run(spec_a, spec_b, text, layer_, head_, prefix, win, device_, request: gr.Request):
+        """The Compare button: the same function as /compare."""
+        w = Words(request)
+        if not spec_a or not spec_b:
+            raise w.error("error.pick_two")
+        a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto", device_)
+        return a, b, gr.update(value=diff, visible=diff is not None), rows, why
+
+    button.click(run, [model_a, model_b, prompt, layer, head, prefix_len, window, device],
+                 [plot_a, plot_b, diff_plot, table, note], api_visibility="private", concurrency_limit=2,
+                 concurrency_id="analyze")
+    gr.api(compare, api_name="compare", concurrency_limit=2, concurrency_id="analyze")

@@ -1,12 +1,17 @@
-"""The model picker shared by every tab: architecture, variant, position encoding, backend, device."""
+"""The model picker shared by every tab: architecture, variant, position encoding, backend, device.
+
+The five model controls resolve to one model spec (``choose``, through ``service.resolve``); the
+model note shows it, and every tab hands it to the same function its API endpoint calls.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import gradio as gr
 
-from playground.ui import service
 from playground import zoo
+from playground.ui import service
+from playground.zoo import ModelSpec
 from .lang import Words, t
 
 ARCHITECTURES = [(t(f"family.{family}"), family) for family in zoo.FAMILY_LABELS]
@@ -29,25 +34,45 @@ class Controls:
     describe: object = None   # (*inputs, request) -> updates of family, variant, position, note
 
     @property
+    def model(self) -> list:
+        """The controls that pick the model: their values resolve to a spec (``choose``)."""
+        return [self.family, self.variant, self.position, self.task, self.fallback]
+
+    @property
     def inputs(self) -> list:
-        return [self.family, self.variant, self.position, self.task, self.fallback, self.backend, self.device]
+        return [*self.model, self.backend, self.device]
+
+    @property
+    def described(self) -> list:
+        """What ``describe`` updates: the three choices (enabled or not, and why) and the model note."""
+        return [self.family, self.variant, self.position, self.note]
 
 
-def choose(w: Words, family, variant, position, task, fallback, backend, device,
-           window: int = 0) -> tuple[service.Choice, str]:
-    """Controls' values -> the model to run and a sentence about it in the reader's language (ValueError -> gr.Error)."""
+def choose(w: Words, family, variant, position, task, fallback) -> tuple[ModelSpec, str]:
+    """The model controls' values -> the spec of the model to run and a sentence about it in the reader's
+    language (bad values -> gr.Error)."""
     try:
-        choice, sentence = service.resolve(family, variant, position, task_model=task or None, fallback=fallback,
-                                           backend=backend, device=device, window=int(window or 0))
+        spec, sentence = service.resolve(family, variant, position, task_model=task or None, fallback=fallback)
     except ValueError as e:
         raise w.error(e) from None
-    return choice, w.render(sentence)
+    return spec, w.render(sentence)
+
+
+def controls_for(spec: ModelSpec) -> dict:
+    """The model controls' values that show a spec (a share link sets them): the inverse of ``choose``."""
+    if spec.scheme == "untrained":
+        family, *shape = spec.name.split("/")
+        variant, position = shape or ("MHA", "none")
+        return dict(family=family, variant=variant, position=position, task="", fallback="untrained")
+    cfg = spec.config()
+    chosen = dict(family=cfg.family, variant=cfg.variant, position=cfg.position, fallback="nearest")
+    return {**chosen, "task": "" if spec.scheme == "zoo" and not spec.is_task else str(spec)}
 
 
 def specific_models() -> list[tuple]:
-    """Synthetic-task models and models trained in the page, for the 'specific model' picker."""
+    """Synthetic-task models and models trained in the page, for the 'specific model' picker (values are specs)."""
     return ([(t("controls.no_specific"), "")] +
-            [(f"{n}: " + t(f"zoo.about.{n}"), n) for n in zoo.available() if zoo.is_task(n)] +
+            [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in zoo.available() if zoo.is_task(n)] +
             [(f"{n} · " + t("controls.trained_here"), n) for n in zoo.user_models()])
 
 
@@ -67,18 +92,19 @@ def build_controls(demo: gr.Blocks) -> Controls:
 
     def describe(family, variant, position, task, fallback, backend, device, request: gr.Request):
         w = Words(request)
-        choice, sentence = choose(w, family, variant, position, task, fallback, backend, device)
+        spec, sentence = choose(w, family, variant, position, task, fallback)
         fixed = w("controls.fixed_by_model") if task else None
         recurrent = family in zoo.RECURRENT and not task
         kv_reason = w("controls.no_kv_heads") if recurrent else fixed
         pe_reason = w("controls.no_position") if recurrent else fixed
-        mark = f" <span class='untrained'>{w('plot.untrained')}</span>" if choice.untrained else ""
+        mark = "" if spec.trained else f" <span class='untrained'>{w('plot.untrained')}</span>"
+        note = f"**{w('controls.model')}** `{spec}` · {sentence}{mark}"
         # info="" clears an earlier reason (None would leave it in place)
         return (gr.update(interactive=not fixed, info=fixed or ""),
                 gr.update(interactive=not kv_reason, info=kv_reason or ""),
-                gr.update(interactive=not pe_reason, info=pe_reason or ""), f"**{w('controls.model')}** {sentence}{mark}")
+                gr.update(interactive=not pe_reason, info=pe_reason or ""), note)
 
     controls.describe = describe
-    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, [family, variant, position, note],
+    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private")
     return controls

@@ -1,6 +1,5 @@
 """The Generate tab: KV cache growth measured during generation, and a step-by-step decode timeline."""
-from __future__ import annotations
-
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
 
 import gradio as gr
@@ -8,6 +7,7 @@ import gradio as gr
 from playground import plots
 from playground.ui import service
 from playground.ui.i18n import msg
+from . import api
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 
@@ -44,6 +44,33 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     return fig, info
 
 
+def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
+                     top_p: float, seed: int, window: int, backend: str, device: str) -> dict:
+    """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from."""
+    model = api.spec(w, spec)
+    timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
+                       top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device)
+    cfg = service.load(model, backend, device, window).model.cfg
+    return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
+            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(cfg, "fp32")}
+
+
+def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int = 0, window: int = 0, log_axis: bool = False, backend: str = "auto",
+             device: str = "cpu", request: gr.Request = None) -> tuple[str, dict, int, dict, str]:
+    """Generate with the KV cache: the new text, the cache growth measured at every step (log_axis: log-log),
+    the number of steps, and step 0 of the timeline (the new token's attention over the cache) with its caption.
+
+    spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; temperature 0 is greedy;
+    top_k 0 and top_p 1 are off; window: sliding window (0: off)."""
+    w = Words(request)
+    state = generation_state(w, spec, prompt, max_new_tokens, temperature, top_k, top_p, seed, window, backend,
+                             device)
+    fig, info = step_view(state, 0, request)
+    timeline = state["timeline"]
+    return timeline.text, api.plot(growth_figure(state, log_axis, request)), len(timeline.rows), api.plot(fig), info
+
+
 def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
     state = gr.State(None)
     with gr.Row():
@@ -65,25 +92,19 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
 
     def run(family, variant, position, task, fallback, backend, device, text, n, temp, k, p, s, win, log,
             request: gr.Request):
+        """The Generate button: the controls' spec through the same function as /generate."""
         w = Words(request)
-        choice, _ = choose(w, family, variant, position, task, fallback, backend, device, win)
-        try:
-            timeline, notes = service.generate_text(choice, text, n, temperature=temp, top_k=int(k), top_p=p,
-                                                    seed=int(s or 0))
-        except ValueError as e:
-            raise w.error(e) from None
-        for note in notes:
-            w.warn(note)
-        cfg = service.load(choice).model.cfg
-        new_state = {"timeline": timeline, "untrained": choice.untrained, "label": choice.label,
-                     "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(cfg, "fp32")}
+        spec, _ = choose(w, family, variant, position, task, fallback)
+        new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device)
         fig, info = step_view(new_state, 0, request)
+        timeline = new_state["timeline"]
         return (timeline.text, growth_figure(new_state, log, request), gr.update(maximum=len(timeline.rows) - 1, value=0),
                 fig, info, new_state)
 
     generate_btn.click(run, [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis],
-                       [output, growth_plot, step, step_plot, step_info, state], api_name="generate",
-                       concurrency_limit=2)
+                       [output, growth_plot, step, step_plot, step_info, state], api_visibility="private",
+                       concurrency_limit=2, concurrency_id="generate")
+    gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
     step.change(step_view, [state, step], [step_plot, step_info], api_visibility="private")
 

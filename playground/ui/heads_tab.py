@@ -1,13 +1,16 @@
-"""The Head insights tab: per head, entropy, distance and role scores; a click opens the head."""
-from __future__ import annotations
+"""The Head insights tab: per head, entropy, distance and role scores; a click opens the head.
 
+``/heads`` takes a model spec, the prompt and the same prefix length and sliding window as the
+Attention tab; the tab's button resolves the model controls to a spec and calls the same function.
+"""
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
 
-from playground.inspect import heads
 from playground import plots
+from playground.inspect import heads as roles
 from playground.ui.i18n import msg
-from .attention import analysis_of, kind_labels, kind_title
-from .controls import Controls
+from .attention import analysis_state, kind_labels, kind_title, prefix_and_window, wire_prefix
+from .controls import Controls, choose
 from .lang import Localized, Words, english, t
 
 COLUMNS = ["layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "duplicate_token",
@@ -21,26 +24,47 @@ def score_rows(state: dict | None) -> list[list]:
     result = state["result"]
     kind = state["kind"]
     tokens = result.source_ids if kind == "encoder_self" else result.token_ids
-    rows = heads.head_table(result.weights(kind), tokens)
+    rows = roles.head_table(result.weights(kind), tokens)
     return [[r[c] if c in ("layer", "head") else round(r[c], 3) for c in COLUMNS] for r in rows]
+
+
+def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, backend: str, device: str) -> dict:
+    """An analysis and the self-attention kind whose heads are scored (roles are defined on softmax attention)."""
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    kind = next(k for k in state["result"].kinds if k != "cross")
+    if kind == "implicit":
+        raise w.error("error.heads_implicit")
+    return {**state, "kind": kind}
+
+
+def table_of(w: Words, state: dict) -> dict:
+    return {"headers": [w(k) for k in HEADERS], "data": score_rows(state)}
+
+
+def heads(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto", device: str = "cpu",
+          request: gr.Request = None) -> dict:
+    """Every head's entropy, mean distance and role scores (previous-token, first-token sink, duplicate-token,
+    induction) as a table {'headers': [...], 'data': [[layer, head, ...], ...]}. Transformer models only."""
+    w = Words(request)
+    return table_of(w, heads_state(w, spec, prompt, prefix_len, window, backend, device))
 
 
 def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
     state = gr.State(None)
     gr.Markdown(t("heads.help"))
-    button = gr.Button(t("heads.score"), variant="primary")
+    with gr.Row():
+        prefix_len, window = prefix_and_window()
+        button = gr.Button(t("heads.score"), variant="primary", scale=0, min_width=160)
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, label=t("heads.table"), elem_id="head-table")
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))
 
-    def run(family, variant, position, task, fallback, backend, device, text, request: gr.Request):
+    def run(family, variant, position, task, fallback, backend, device, text, prefix, win, request: gr.Request):
+        """The button: the controls' spec through the same function as /heads."""
         w = Words(request)
-        choice, result = analysis_of(w, family, variant, position, task, fallback, backend, device, text)
-        kind = next(k for k in result.kinds if k != "cross")  # roles are defined on self-attention
-        if kind == "implicit":
-            raise w.error("error.heads_implicit")
-        new_state = {"result": result, "kind": kind, "untrained": choice.untrained}
-        return {"headers": [w(k) for k in HEADERS], "data": score_rows(new_state)}, None, new_state
+        spec, _ = choose(w, family, variant, position, task, fallback)
+        new_state = heads_state(w, str(spec), text, prefix, win, backend, device)
+        return table_of(w, new_state), None, new_state
 
     def open_row(state: dict | None, evt: gr.SelectData, request: gr.Request):
         if not state:
@@ -55,5 +79,8 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
         return plots.head(m.weights[head], q, k, msg("title.head", kind=kind_title(kind, result), layer=layer, head=head),
                           mask=m.mask, untrained=state["untrained"], words=Words(request))
 
-    button.click(run, [*controls.inputs, prompt], [table, figure, state], api_name="heads")
+    button.click(run, [*controls.inputs, prompt, prefix_len, window], [table, figure, state], api_visibility="private",
+                 concurrency_limit=2, concurrency_id="analyze")
+    gr.api(heads, api_name="heads", concurrency_limit=2, concurrency_id="analyze")
     table.select(open_row, state, figure, api_visibility="private")
+    wire_prefix(controls, prefix_len, localized)

@@ -1,9 +1,10 @@
-"""What the page and its API call: text in, plain data out, models loaded once.
+"""What the page and its API call: a model spec and text in, plain data out, models loaded once.
 
-The UI never touches tensors: it picks a model (``resolve``), then calls ``analyze_text``,
-``generate_text`` or ``kv_cache_series`` and hands the numpy results to ``plots``. Loaded
-models are cached per (model, backend, device, window); each has a lock, because generation
-writes into the model's KV cache.
+The UI never touches tensors: its controls resolve to a ``ModelSpec`` (``resolve``), the API
+receives one as text, and both call ``analyze_text`` or ``generate_text`` and hand the numpy
+results to ``plots``. Every option is checked here (``errors.check_int``), so the page and the
+API answer bad input with the same message. Loaded models are cached per (spec, backend, device,
+window); each has a lock, because generation writes into the model's KV cache.
 """
 from __future__ import annotations
 
@@ -15,55 +16,38 @@ import numpy as np
 import torch
 
 from playground import zoo
-from playground.train import data
-from playground.inspect.analysis import Analysis, analyze
-from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
-from playground.config import ModelConfig
+from playground.config import BACKENDS, ModelConfig
+from playground.errors import InputError, check_float, check_int
+from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import generate
-from playground.ui.i18n import Message, MessageError, msg
-from playground.train.tokenizer import Tokenizer
 from playground.models.base import LanguageModel
-from playground.models import build_model
+from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
+from playground.train import data
+from playground.train.tokenizer import Tokenizer
+from playground.ui.i18n import Message, MessageError, msg
+from playground.zoo import ModelSpec
 
 MAX_PROMPT_TOKENS = 1024
 MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention costs T² x channels
 MAX_PROMPT_CHARS = 20_000   # longer text is cut before tokenizing (1024 tokens are ~2,700 characters)
+MAX_NEW_TOKENS = 256
 ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy continuation
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A model to run: a zoo entry by name, or an untrained model of the given shape."""
-
-    family: str
-    variant: str
-    position: str
-    name: str | None = None        # zoo entry; None: untrained (random weights)
-    backend: str = "auto"
-    device: str = "cpu"
-    window: int = 0
-
-    @property
-    def untrained(self) -> bool:
-        return self.name is None
-
-    @property
-    def label(self) -> Message:
-        if self.untrained:
-            return msg("choice.untrained", shape=f"{self.family} · {self.variant} · {self.position}")
-        return msg("choice.zoo", name=self.name)
 
 
 @dataclass
 class Loaded:
     model: LanguageModel
-    choice: Choice
+    spec: ModelSpec
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def about(name: str) -> Message:
-    """What a zoo or user model is, in the reader's language (``zoo.about`` is the English)."""
+    """What a zoo model (by name) or another model is, in the reader's language (``zoo.about`` is the English)."""
     return msg(f"zoo.about.{name}" if name in zoo.ZOO else "zoo.about.user")
+
+
+def shape(cfg: ModelConfig) -> str:
+    return cfg.family if cfg.family in zoo.RECURRENT else f"{cfg.family} · {cfg.variant} · {cfg.position}"
 
 
 def devices() -> list[str]:
@@ -71,46 +55,47 @@ def devices() -> list[str]:
 
 
 def resolve(family: str, variant: str, position: str, *, task_model: str | None = None,
-            fallback: str = "nearest", backend: str = "auto", device: str = "cpu", window: int = 0) -> tuple[Choice, Message]:
-    """The model for these choices, and a sentence saying what was picked and why."""
-    common = dict(backend=backend, device=device, window=window)
+            fallback: str = "nearest") -> tuple[ModelSpec, Message]:
+    """The page's model controls -> the spec of the model to run, and a sentence saying what was picked and why.
+
+    ``task_model`` (a spec: a synthetic-task zoo model or a model trained in the page) wins over the
+    three choices; otherwise the shipped model of that shape, else the nearest shipped one or an
+    untrained model of exactly that shape (``fallback``).
+    """
     if task_model:
+        spec = ModelSpec.parse(task_model)
         try:
-            cfg = zoo.config_of(task_model)
+            cfg = spec.config()
+        except InputError:
+            raise
         except ValueError as e:
-            raise MessageError("error.model_unreadable", name=task_model, reason=str(e)) from None
-        return Choice(cfg.family, cfg.variant, cfg.position, name=task_model, **common), \
-            msg("choice.task", name=task_model, shape=f"{cfg.family} · {cfg.variant} · {cfg.position}",
-                about=about(task_model))
+            raise MessageError("error.model_unreadable", name=str(spec), reason=str(e)) from None
+        return spec, msg("choice.task", name=str(spec), shape=shape(cfg),
+                         about=about(spec.name if spec.scheme == "zoo" else str(spec)))
+    untrained = ModelSpec.untrained(family, variant, position)  # checks the three choices
+    wanted = shape(untrained.config())
     exact, nearest = zoo.match(family, variant, position)
-    shape = family if family in zoo.RECURRENT else f"{family} · {variant} · {position}"
     if exact:
-        return Choice(family, variant, position, name=exact, **common), \
-            msg("choice.exact", name=exact, about=about(exact))
+        spec = ModelSpec("zoo", exact)
+        return spec, msg("choice.exact", name=exact, about=about(exact))
     if nearest is None:
-        return Choice(family, variant, position, **common), msg("choice.none_installed", shape=shape)
+        return untrained, msg("choice.none_installed", shape=wanted)
     if fallback == "untrained":
-        return Choice(family, variant, position, **common), msg("choice.not_shipped_untrained", shape=shape)
-    cfg = zoo.entry_configs(nearest)[0]
-    return Choice(cfg.family, cfg.variant, cfg.position, name=nearest, **common), \
-        msg("choice.nearest", shape=shape, name=nearest, nearest_shape=f"{cfg.family} · {cfg.variant} · {cfg.position}")
+        return untrained, msg("choice.not_shipped_untrained", shape=wanted)
+    return ModelSpec("zoo", nearest), msg("choice.nearest", shape=wanted, name=nearest,
+                                          nearest_shape=shape(zoo.entry_configs(nearest)[0]))
 
 
 @lru_cache(maxsize=24)
-def load(choice: Choice) -> Loaded:
-    if choice.device not in devices():
-        raise MessageError("error.device", device=choice.device, devices=", ".join(devices()))
-    if choice.untrained:
-        torch.manual_seed(0)
-        cfg, state = zoo.untrained_config(choice.family, choice.variant, choice.position), None
-    else:
-        stored = zoo.load(choice.name)
-        cfg, state = stored.cfg, stored.state_dict()
-    cfg = cfg.replace(backend=choice.backend, sliding_window=min(choice.window, cfg.context_length))
-    model = build_model(cfg)
-    if state is not None:
-        model.load_state_dict(state)
-    return Loaded(model.to(choice.device).eval(), choice)
+def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0) -> Loaded:
+    """The model a spec names, built for this backend, device and sliding window (0: none), cached."""
+    if device not in devices():
+        raise MessageError("error.device", device=device, devices=", ".join(devices()))
+    if backend not in BACKENDS:
+        raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
+    cfg = spec.config()
+    window = check_int("window", window, 0, cfg.context_length)
+    return Loaded(spec.load(device=device, backend=backend, sliding_window=window), spec)
 
 
 @lru_cache(maxsize=1)
@@ -165,29 +150,42 @@ def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None
     return ids, None, answer_from + 1
 
 
-def analyze_text(choice: Choice, text: str, prefix_len: int = 0, seed: int = 0) -> tuple[Analysis, list[Message]]:
-    """Run a prompt through the chosen model once, capturing every layer's attention.
+def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
+                 device: str = "cpu", seed: int = 0) -> tuple[Analysis, list[Message]]:
+    """Run a prompt through the model once, capturing every layer's attention.
 
-    A synthetic-task model runs on a seeded sequence of its own task instead of the prompt.
+    ``prefix_len`` applies to a prefix decoder (cut to the prompt's length); ``window`` is the
+    sliding window (0: none). A synthetic-task model runs on a seeded sequence of its own task
+    instead of the prompt.
     """
-    loaded = load(choice)
+    prefix_len = check_int("prefix_len", prefix_len, 0)
+    loaded = load(spec, backend, device, window)
     model, cfg = loaded.model, loaded.model.cfg
-    if zoo.is_task(choice.name):
-        ids, target, _ = task_sequence(choice.name, seed)
+    if spec.is_task:
+        ids, target, _ = task_sequence(spec.name, seed)
         with loaded.lock:
             result = analyze(model, ids, target_ids=target, labels=task_labels(ids),
                              target_labels=task_labels(target) if target else None)
-        return result, [msg("note.task_analyze", name=choice.name, seed=seed)]
+        return result, [msg("note.task_analyze", name=spec.name, seed=seed)]
     ids, notes = tokenize(text, cfg)
     with loaded.lock:
         if cfg.family == "encdec":
-            target = [1] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
+            target = [data.BOS_ID] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
             result = analyze(model, ids, target_ids=target, labels=labels(ids), target_labels=labels(target))
             notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))
         else:
-            prefix_len = max(0, min(int(prefix_len), len(ids))) if cfg.family == "prefix" else 0
+            prefix_len = min(prefix_len, len(ids)) if cfg.family == "prefix" else 0
             result = analyze(model, ids, prefix_len=prefix_len, labels=labels(ids))
     return result, notes
+
+
+def attention_map(result: Analysis, kind: str, layer: int, head: int) -> tuple[AttentionMap, int]:
+    """One layer's map of one attention kind and a head index in it, all three checked against the model."""
+    if kind not in result.kinds:
+        raise MessageError("error.kind_missing", kind=kind, kinds=", ".join(result.kinds))
+    maps = [m for m in result.maps if m.kind == kind]
+    m = maps[check_int("layer", layer, 0, len(maps) - 1)]
+    return m, check_int("head", head, 0, m.weights.shape[0] - 1)
 
 
 @dataclass
@@ -206,16 +204,22 @@ class Timeline:
     n_heads: int
 
 
-def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
-                  top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> tuple[Timeline, list[Message]]:
-    loaded = load(choice)
+def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
+                  top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
+                  device: str = "cpu") -> tuple[Timeline, list[Message]]:
+    """Generate with the KV cache (or recurrent state), recording each step's attention and cache size."""
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    temperature = check_float("temperature", temperature, 0.0, 10.0)
+    top_k = check_int("top_k", top_k, 0)
+    top_p = check_float("top_p", top_p, 0.0, 1.0)
+    seed = check_int("seed", seed, 0)
+    loaded = load(spec, backend, device, window)
     model, cfg = loaded.model, loaded.model.cfg
-    max_new_tokens = int(max_new_tokens)
     show = labels
-    if zoo.is_task(choice.name):
-        ids, target, prompt_len = task_sequence(choice.name, seed)
+    if spec.is_task:
+        ids, target, prompt_len = task_sequence(spec.name, seed)
         ids = ids if target else ids[:prompt_len]
-        notes, show = [msg("note.task_generate", name=choice.name, seed=seed)], task_labels
+        notes, show = [msg("note.task_generate", name=spec.name, seed=seed)], task_labels
     else:
         ids, notes = tokenize(text, cfg)
     if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
@@ -229,7 +233,7 @@ def generate_text(choice: Choice, text: str, max_new_tokens: int = 32, *, temper
     encdec = cfg.family == "encdec"
     tok = tokenizer()
     return Timeline(
-        prompt_labels=show([1]) if encdec else show(ids), new_labels=show(gen.tokens),
+        prompt_labels=show([data.BOS_ID]) if encdec else show(ids), new_labels=show(gen.tokens),
         text=tok.decode(gen.tokens), rows=[s.attention for s in gen.steps],
         cache_bytes=[s.cache_bytes for s in gen.steps],
         cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps], source_labels=show(ids) if encdec else [],

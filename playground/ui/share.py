@@ -1,71 +1,111 @@
 """Share links: a query string that restores the model, the prompt and the view.
 
-    ?arch=prefix&variant=GQA&pe=alibi&prompt=To%20be&prefix=4&window=0&kind=self&layer=2&head=1
+    ?spec=untrained:prefix/GQA/alibi&prompt=To+be&prefix=4&window=0&backend=auto&kind=self&layer=2&head=1
 
-On load, the page reads the query, sets the controls, runs the analysis and opens the head.
+The model travels as its spec, the same text the API and a notebook take. On load, the page reads
+the query, sets the controls, runs the analysis of that spec and opens the head. Links made before
+specs existed (``?arch=prefix&variant=GQA&pe=alibi&task=&fallback=nearest...``) still open: their
+choices resolve to a spec the way the controls do.
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import gradio as gr
 
-from .attention import AttentionTab, head_views
-from .controls import ARCHITECTURES, BACKENDS, FALLBACKS, POSITIONS, VARIANTS, Controls
-from .lang import t
+from playground.config import BACKENDS
+from playground.errors import check_int
+from playground.ui import service
+from playground.ui.i18n import MessageError
+from playground.zoo import ZOO, ModelSpec
+from .attention import AttentionTab, analysis_outputs, analysis_state, head_views
+from .controls import Controls, choose, controls_for
+from .lang import Words, t
 
-FIELDS = ("arch", "variant", "pe", "task", "fallback", "backend", "prompt", "prefix", "window", "kind", "layer", "head")
-LINK_JS = """(arch, variant, pe, task, fallback, backend, prompt, prefix, win, kind, layer, head) => {
-  const p = new URLSearchParams({arch, variant, pe, task, fallback, backend, prompt, prefix, window: win, kind,
-                                 layer, head});
-  return globalThis.location.origin + globalThis.location.pathname + '?' + p.toString();
-}"""
-
-
-def _pick(value: str | None, choices: list[tuple[str, str]]) -> str | None:
-    return value if value in {v for _, v in choices} else None
+SLIDER_MAX = 128  # the prefix and window sliders' range
+LINK_JS = "(query) => globalThis.location.origin + globalThis.location.pathname + '?' + query"
 
 
-def _int(value: str | None, low: int, high: int) -> int | None:
+def query_string(spec: ModelSpec, prompt: str, prefix: int, window: int, backend: str, kind: str, layer: int,
+                 head: int) -> str:
+    """The query of a share link: what ``parse`` reads back."""
+    return urlencode({"spec": str(spec), "prompt": prompt, "prefix": int(prefix), "window": int(window),
+                      "backend": backend, "kind": kind, "layer": int(layer), "head": int(head)})
+
+
+def _spec_of(query: dict) -> ModelSpec:
+    """The link's model: its spec, or (an older link) its controls' choices resolved like the page does."""
+    if query.get("spec"):
+        return ModelSpec.parse(query["spec"])
+    task = query.get("task") or None
+    if task in ZOO:  # older links named a zoo task model without its scheme
+        task = f"zoo:{task}"
+    spec, _ = service.resolve(query.get("arch") or "decoder", query.get("variant") or "MHA", query.get("pe") or "rope",
+                              task_model=task, fallback=query.get("fallback") or "nearest")
+    return spec
+
+
+def _int(query: dict, key: str, high: int | None = None) -> int:
+    """A query value (text) as an int in 0..high; InputError naming the key otherwise."""
+    text = query.get(key) or "0"
     try:
-        return max(low, min(high, int(value)))
-    except (TypeError, ValueError):
-        return None
+        value = int(text)
+    except ValueError:
+        value = text
+    return check_int(key, value, 0, high)
 
 
 def parse(query: dict) -> dict | None:
-    """Validated view from a query string; None when it holds no prompt (nothing to restore)."""
+    """The view a query string asks for; None when it holds no prompt (nothing to restore).
+    A value the page cannot show (an unknown spec, layer 'x', window -1) raises InputError."""
     if not query.get("prompt"):
         return None
-    return {"arch": _pick(query.get("arch"), ARCHITECTURES), "variant": _pick(query.get("variant"), VARIANTS),
-            "pe": _pick(query.get("pe"), POSITIONS), "task": query.get("task") or "",
-            "fallback": _pick(query.get("fallback"), FALLBACKS), "backend": _pick(query.get("backend"), BACKENDS),
-            "prompt": query["prompt"][:20_000], "prefix": _int(query.get("prefix"), 0, 128),
-            "window": _int(query.get("window"), 0, 128), "kind": query.get("kind") or "self",
-            "layer": _int(query.get("layer"), 0, 63) or 0, "head": _int(query.get("head"), 0, 63) or 0}
+    backend = query.get("backend") or "auto"
+    if backend not in BACKENDS:
+        raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
+    return {"spec": _spec_of(query), "prompt": query["prompt"][:service.MAX_PROMPT_CHARS],
+            "prefix": _int(query, "prefix", SLIDER_MAX) if "prefix" in query else None,
+            "window": _int(query, "window", SLIDER_MAX), "backend": backend, "kind": query.get("kind") or "self",
+            "layer": _int(query, "layer"), "head": _int(query, "head")}
 
 
 def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab) -> None:
     with gr.Row():
         link_btn = gr.Button(t("share.make"), scale=0, min_width=200)
-        link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4,
-                           elem_id="share-link")
-    link_btn.click(None, [controls.family, controls.variant, controls.position, controls.task, controls.fallback,
-                          controls.backend, prompt, tab.prefix_len, tab.window, tab.kind, tab.layer, tab.head],
-                   link, js=LINK_JS)
+        link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4, elem_id="share-link")
+    query = gr.Textbox(visible="hidden")
+
+    def make_query(family, variant, position, task, fallback, backend, text, prefix, win, kind, layer, head,
+                   request: gr.Request):
+        spec, _ = choose(Words(request), family, variant, position, task, fallback)
+        return query_string(spec, text, prefix, win, backend, kind, layer, head)
+
+    link_btn.click(make_query, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, tab.kind,
+                                tab.layer, tab.head], query, api_visibility="private").then(
+        None, query, link, js=LINK_JS)
     restored = gr.State(None)
 
     def restore(request: gr.Request):
-        view = parse(dict(request.query_params)) if request is not None else None
+        """The link's view: the controls, prompt and sliders set to it (the analysis follows)."""
+        w = Words(request)
+        try:
+            view = parse(dict(request.query_params)) if request is not None else None
+            chosen = controls_for(view["spec"]) if view else None
+        except ValueError as e:
+            raise w.error(e) from None
         if view is None:
             return [gr.skip()] * 9 + [None]
         keep = lambda v: gr.skip() if v is None else v  # noqa: E731
-        return [keep(view["arch"]), keep(view["variant"]), keep(view["pe"]), view["task"], keep(view["fallback"]),
-                keep(view["backend"]), view["prompt"], keep(view["prefix"]), keep(view["window"]), view]
+        return [chosen["family"], chosen["variant"], chosen["position"], chosen["task"], chosen["fallback"],
+                view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view]
 
-    def analyze_restored(view, family, variant, position, task, fallback, backend, device, text, prefix, win,
-                         request: gr.Request):
+    def analyze_restored(view, prefix, device, request: gr.Request):
+        """The link's spec itself is analyzed (the controls show it, but a spec needs no resolving)."""
         if view is None:
             return [gr.skip()] * len(tab.outputs)
-        return tab.analyze(family, variant, position, task, fallback, backend, device, text, prefix, win, request)
+        w = Words(request)
+        return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
+                                                  view["backend"], device))
 
     def open_restored(view, state, request: gr.Request):
         if view is None or state is None:
@@ -73,9 +113,9 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], request)]
 
-    demo.load(restore, None, [controls.family, controls.variant, controls.position, controls.task, controls.fallback,
-                              controls.backend, prompt, tab.prefix_len, tab.window, restored],
+    demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored],
               api_visibility="private").then(
-        analyze_restored, [restored, *tab.inputs], tab.outputs, api_visibility="private").then(
+        controls.describe, controls.inputs, controls.described, api_visibility="private").then(
+        analyze_restored, [restored, tab.prefix_len, controls.device], tab.outputs, api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
         api_visibility="private")

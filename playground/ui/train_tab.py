@@ -7,7 +7,6 @@ sees their place. Cancel stops the run at the next step (the thread checks a fla
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -18,12 +17,13 @@ from playground import plots
 from playground import zoo
 from playground.ui.i18n import MessageError, msg
 from playground.train.loop import TrainConfig, train
+from playground.zoo import ModelSpec
+from playground.zoo.spec import USER_NAME
 from .controls import ARCHITECTURES, POSITIONS, VARIANTS, Controls, specific_models
 from .lang import Words, t
 
 DATASETS = [(t(f"train.data_{key.removeprefix('task:')}"), key)
             for key in ("shakespeare", "task:induction", "task:copy", "task:associative_recall")]
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
 
 
 def _configs(family: str, variant: str, position: str, dataset: str, steps: int, lr: float):
@@ -44,7 +44,7 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
                   progress=gr.Progress()):
     w = Words(request)
     name = (name or "").strip()
-    if not NAME.match(name):
+    if not USER_NAME.match(name):  # the name a spec 'user:<name>' accepts
         raise w.error("error.train_name")
     out = zoo.USER_DIR / name
     if (out / "card.json").exists():
@@ -83,7 +83,7 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
         reason = w("train.cancelled") if failure[0] == "cancelled" else failure[0]
         yield w("train.stopped", reason=reason), _curve(w, events), gr.skip()
         return
-    yield (_status(w, events, name) + "\n\n" + w("train.saved", name=zoo.USER_PREFIX + name)), _curve(w, events), \
+    yield (_status(w, events, name) + "\n\n" + w("train.saved", name=str(ModelSpec("user", name)))), _curve(w, events), \
         gr.update(choices=specific_models())
 
 

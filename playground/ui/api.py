@@ -1,0 +1,40 @@
+"""What every endpoint shares, whether a button or an API client calls it.
+
+An endpoint takes a model spec as text, a prompt and named options. ``spec`` reads the spec,
+``run`` calls a service function; either answers bad input with a ``gr.Error`` in the reader's
+language and shows the service's notes as warnings. ``plot`` sends a figure in the shape a
+``gr.Plot`` sends it (``{'type': 'plotly', 'plot': '<figure JSON>'}``), so an API client reads
+every figure the same way.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+
+from playground.zoo import ModelSpec
+from .lang import Words
+
+
+def spec(w: Words, text: str) -> ModelSpec:
+    try:
+        return ModelSpec.parse(text)
+    except ValueError as e:
+        raise w.error(e) from None
+
+
+def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
+    """``fn(*args, **kwargs)`` -> (result, notes): the result, with notes shown as warnings and a
+    ValueError as a gr.Error (prefixed with ``where``, e.g. which of two models it concerns)."""
+    prefix = f"{where}: " if where else ""
+    try:
+        result, notes = fn(*args, **kwargs)
+    except ValueError as e:
+        raise gr.Error(prefix + str(w.render(e))) from None
+    for note in notes:
+        w.warn(prefix + w.render(note))
+    return result
+
+
+def plot(figure) -> dict | None:
+    return None if figure is None else {"type": "plotly", "plot": figure.to_json()}
