@@ -20,9 +20,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+# The tables every layer reads (config validation, the zoo, the spec, benchmarks, the page's controls).
 FAMILIES = ("decoder", "prefix", "encdec", "rwkv", "mamba")
 TRANSFORMER_FAMILIES = ("decoder", "prefix", "encdec")
-POSITIONS = ("sinusoidal", "learned", "rope", "alibi", "none")
+RECURRENT_FAMILIES = ("rwkv", "mamba")  # no K/V heads and no position encoding: the state carries order
+VARIANTS = ("MHA", "GQA", "MQA")        # read off n_kv_heads (ModelConfig.variant)
+POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
 MLPS = ("gelu", "swiglu")
@@ -155,6 +158,13 @@ class ModelConfig:
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+
+def variant_kv_heads(variant: str, n_heads: int) -> int:
+    """The K/V heads a variant gives ``n_heads`` query heads: MHA all, GQA half (at least 1), MQA one."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    return {"MHA": n_heads, "GQA": max(1, n_heads // 2), "MQA": 1}[variant]
 
 
 def _choice(field: str, value: object, valid: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from playground.ui import service
 from playground import zoo
 from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
+from playground.config import FAMILIES
 from playground.nn.kernels import KERNEL_LABELS
 from playground.ui.lang import Words
 
@@ -50,7 +51,7 @@ def test_chinese_is_chinese():
 
 # keys built at run time from a prefix and a known set of names
 DYNAMIC = {
-    "family.": list(zoo.FAMILY_LABELS),
+    "family.": list(FAMILIES),
     "kernel.": list(KERNEL_LABELS),
     "kind.": ["encoder_self", "decoder_self", "cross"],
     "kind_short.": ["self", "implicit", "encoder_self", "decoder_self", "cross"],

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from playground import zoo
+from playground import config, zoo
 from playground.ui import service
 from playground.zoo import ModelSpec
 from .lang import Words, t
 
-ARCHITECTURES = [(t(f"family.{family}"), family) for family in zoo.FAMILY_LABELS]
-VARIANTS = [(t("variant.MHA"), "MHA"), (t("variant.GQA"), "GQA"), (t("variant.MQA"), "MQA")]
-POSITIONS = [(t(f"position.{p}"), p) for p in ("rope", "alibi", "sinusoidal", "learned", "none")]
-BACKENDS = [(t(f"backend.{b}"), b) for b in ("auto", "flash", "efficient", "math", "explicit")]
+ARCHITECTURES = [(t(f"family.{family}"), family) for family in config.FAMILIES]
+VARIANTS = [(t(f"variant.{variant}"), variant) for variant in config.VARIANTS]
+POSITIONS = [(t(f"position.{p}"), p) for p in config.POSITIONS]
+BACKENDS = [(t(f"backend.{b}"), b) for b in config.BACKENDS]
 FALLBACKS = [(t("fallback.nearest"), "nearest"), (t("fallback.untrained"), "untrained")]
 
 
@@ -94,7 +94,7 @@ def build_controls(demo: gr.Blocks) -> Controls:
         w = Words(request)
         spec, sentence = choose(w, family, variant, position, task, fallback)
         fixed = w("controls.fixed_by_model") if task else None
-        recurrent = family in zoo.RECURRENT and not task
+        recurrent = family in config.RECURRENT_FAMILIES and not task
         kv_reason = w("controls.no_kv_heads") if recurrent else fixed
         pe_reason = w("controls.no_position") if recurrent else fixed
         mark = "" if spec.trained else f" <span class='untrained'>{w('plot.untrained')}</span>"

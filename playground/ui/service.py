@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from playground import zoo
+from playground import config, zoo
 from playground.config import BACKENDS, ModelConfig
 from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze
@@ -47,7 +47,7 @@ def about(name: str) -> Message:
 
 
 def shape(cfg: ModelConfig) -> str:
-    return cfg.family if cfg.family in zoo.RECURRENT else f"{cfg.family} · {cfg.variant} · {cfg.position}"
+    return cfg.family if cfg.family in config.RECURRENT_FAMILIES else f"{cfg.family} · {cfg.variant} · {cfg.position}"
 
 
 def devices() -> list[str]:
@@ -114,7 +114,7 @@ def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[Message]]:
     ids = tokenizer().encode(text)
     if cfg.position == "learned":
         limit, why = cfg.context_length, msg("note.why_learned")
-    elif cfg.family in zoo.RECURRENT:
+    elif cfg.family in config.RECURRENT_FAMILIES:
         limit, why = MAX_IMPLICIT_TOKENS, msg("note.why_implicit")
     else:
         limit, why = MAX_PROMPT_TOKENS, msg("note.why_page")
@@ -253,7 +253,7 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
         msg("kv.mla", latent=4 * hs, rope=hs // 2): kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
-    if cfg.sliding_window and cfg.family not in zoo.RECURRENT:
+    if cfg.sliding_window and cfg.family not in config.RECURRENT_FAMILIES:
         own = 2 * cfg.n_kv_heads * hs  # the model's own K/V heads
         out[msg("kv.window", n=cfg.n_kv_heads, window=cfg.sliding_window)] = {
             "per_token": layers * own * size, "fixed": 0.0, "cap": cfg.sliding_window}

@@ -13,7 +13,7 @@ from pathlib import Path
 from playground.nn.cache import kv_bytes_per_token, state_bytes_per_layer
 from playground.train.loop import TrainConfig
 from playground.models.checkpoint import CARD, load_model, read_card
-from playground.config import ModelConfig
+from playground.config import RECURRENT_FAMILIES, VARIANTS, ModelConfig, variant_kv_heads
 from playground.paths import MODELS_DIR, RUNS_DIR
 from playground.models.base import LanguageModel
 
@@ -62,16 +62,12 @@ ZOO: dict[str, dict] = {
 }
 
 
-FAMILY_LABELS = {"decoder": "Decoder-only (GPT, LLaMA)", "prefix": "Prefix decoder (GLM)",
-                 "encdec": "Encoder-decoder (Transformer 2017)", "rwkv": "RWKV-5.2 (linear-attention RNN)",
-                 "mamba": "Mamba-1 (selective SSM)"}
-RECURRENT = ("rwkv", "mamba")
-VARIANT_KV_HEADS = {"MHA": BASE_MODEL["n_heads"], "GQA": BASE_MODEL["n_heads"] // 2, "MQA": 1}
+VARIANT_KV_HEADS = {variant: variant_kv_heads(variant, BASE_MODEL["n_heads"]) for variant in VARIANTS}
 
 
 def _factors(family: str, variant: str, position: str) -> tuple[str, str, str]:
     """The choices that matter: RWKV and Mamba have neither K/V heads nor a position encoding."""
-    return (family, "n/a", "n/a") if family in RECURRENT else (family, variant, position)
+    return (family, "n/a", "n/a") if family in RECURRENT_FAMILIES else (family, variant, position)
 
 
 def match(family: str, variant: str, position: str) -> tuple[str | None, str | None]:
@@ -99,7 +95,7 @@ def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANT_KV_HEADS)}")
     if family in ("encdec", "rwkv", "mamba"):  # the zoo entry's shape
         return ModelConfig(**{**BASE_MODEL, **ZOO[family]["model"], **(
-            {} if family in RECURRENT else {"position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})})
+            {} if family in RECURRENT_FAMILIES else {"position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})})
     return ModelConfig(**{**BASE_MODEL, "family": family, "position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})
 
 
@@ -159,7 +155,7 @@ def table() -> list[dict]:
     for name in available():
         card = read_card(MODELS_DIR / name)
         cfg = ModelConfig.load(MODELS_DIR / name / "config.json")
-        fixed = cfg.family in RECURRENT  # a fixed state, whatever the length
+        fixed = cfg.family in RECURRENT_FAMILIES  # a fixed state, whatever the length
         if fixed:
             kind = "RWKV" if cfg.family == "rwkv" else "Mamba"
             kv = cfg.n_layer * state_bytes_per_layer(kind, cfg, "fp32")

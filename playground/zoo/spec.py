@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from playground.config import FAMILIES, POSITIONS, ModelConfig
+from playground.config import FAMILIES, POSITIONS, RECURRENT_FAMILIES, ModelConfig
 from playground.errors import InputError
 from playground.models import build_model
 from playground.models.base import LanguageModel
@@ -70,7 +70,7 @@ def _user_folder(name: str):
 
 def untrained_name(family: str, variant: str = "MHA", position: str = "rope") -> str:
     """The canonical name of an untrained shape: 'decoder/GQA/alibi', or just 'rwkv' / 'mamba'."""
-    return family if family in registry.RECURRENT else f"{family}/{variant}/{position}"
+    return family if family in RECURRENT_FAMILIES else f"{family}/{variant}/{position}"
 
 
 def _check_untrained(name: str) -> str:
@@ -78,9 +78,9 @@ def _check_untrained(name: str) -> str:
     family = parts[0]
     if family not in FAMILIES:
         raise InputError("error.spec_family", family=family, valid=", ".join(FAMILIES))
-    if len(parts) != (1 if family in registry.RECURRENT else 3):
+    if len(parts) != (1 if family in RECURRENT_FAMILIES else 3):
         raise InputError("error.spec_untrained", name=name)
-    if family in registry.RECURRENT:
+    if family in RECURRENT_FAMILIES:
         return family
     _, variant, position = parts
     if variant not in registry.VARIANT_KV_HEADS:
