@@ -80,6 +80,29 @@ def implicit_records(model, ids, mixer: str):
     return list(zip(out.attentions, inputs))
 
 
+def assert_badge_catches(model, x, corrupt) -> None:
+    """The faithfulness check (``max_abs_diff``) is rounding on an honest implicit matrix and far above it
+    once ``corrupt()`` has made the matrix wrong: over the whole prompt x (B, T) and for its last token
+    decoded from the state."""
+    T = x.shape[1]
+
+    def diffs() -> list[float]:
+        try:
+            with torch.no_grad():
+                out = [r.max_abs_diff for r in model(x, capture=True).attentions]
+                model.setup_cache(batch=x.shape[0])
+                model(x[:, :-1], capture=True)
+                return out + [r.max_abs_diff for r in model(x[:, -1:], start_pos=T - 1, capture=True).attentions]
+        finally:
+            model.clear_cache()
+
+    honest = diffs()
+    corrupt()
+    wrong = diffs()
+    assert len(wrong) == 2 * len(model.blocks)
+    assert max(honest) < 1e-4 and min(wrong) > 1e-3, (honest, wrong)
+
+
 def assert_state_is_constant(model, expected: int):
     """A recurrent model's state is ``expected`` bytes when set up, after 16 tokens and after 2048."""
     V = model.cfg.vocab_size
