@@ -25,7 +25,9 @@ from .zoo_tab import build_zoo_tab
 
 ASSETS = ASSETS_DIR
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
-LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft())
+# run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
+# into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click)
+LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft(), run_history=False)
 
 
 def examples() -> list[str]:
