@@ -74,6 +74,21 @@ def test_peak_rss_sees_an_allocation():
     assert peak.rise >= 48 * 2**20 and peak.peak > peak.rise
 
 
+def check_spread(s: dict, median: float, repeats: int = 5) -> None:
+    """A headline number is the median of ``repeats`` repeats, reported with its spread."""
+    assert set(s) == {"n", "min", "q1", "median", "q3", "max"} and s["n"] == repeats
+    assert s["median"] == median
+    assert 0 < s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+
+
+def test_spread_of_known_samples():
+    from playground.bench.measure import spread
+
+    assert spread([5, 1, 4, 2, 3]) == {"n": 5, "min": 1, "q1": 2, "median": 3, "q3": 4, "max": 5}
+    with pytest.raises(ValueError):
+        spread([])
+
+
 def test_decode_report(capsys):
     result = run_json(capsys, "decode", "--tokens", "8", "--device", "cpu")
     assert set(result) == TOP_KEYS and result["benchmark"] == "decode"
@@ -81,6 +96,8 @@ def test_decode_report(capsys):
     assert summary["same_tokens"] is True
     assert positive(summary["cached_over_uncached_8"])
     assert summary["cached_over_uncached"] == summary["cached_over_uncached_8"]
+    assert summary["repeats"] >= 5
+    check_spread(summary["cached_over_uncached_spread"], summary["cached_over_uncached_8"], summary["repeats"])
     assert "cached_over_uncached_512" not in summary  # the key names the count that really ran
     # 4 layers, 2 (K, V) x 8 heads x 32 dims x 4 bytes per position; 16 prompt + 7 fed-back tokens
     assert summary["cache_positions"] == 23
@@ -89,6 +106,7 @@ def test_decode_report(capsys):
     assert set(rows) == {"cached", "uncached"}
     for row in rows.values():
         assert row["tokens"] == 8 and positive(row["tokens_per_s"]) and positive(row["seconds"])
+        assert row["repeats"] == summary["repeats"] and row["seconds_min"] <= row["seconds"] <= row["seconds_max"]
     assert rows["uncached"]["cache_bytes"] == 0
 
 
@@ -102,7 +120,8 @@ def test_decode_table_encdec_gqa(capsys):
     assert int(lines["cache_bytes"]) == int(lines["cache_bytes_formula"]) == 4 * 2 * 2 * 32 * 4 * (4 + 16)
 
 
-@pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"]])
+@pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"],
+                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -116,6 +135,12 @@ def test_decode_positions_for_recurrent_models(family):
     result = bench_decode_positions(family, positions=(8, 64), steps=2)
     summary = result["summary"]
     assert summary["per_token_64_over_8"] > 0 and summary["state_bytes_constant"] is True
+    assert summary["repeats"] >= 5
+    check_spread(summary["per_token_64_over_8_spread"], summary["per_token_64_over_8"], summary["repeats"])
+    check_spread(summary["transformer_per_token_64_over_8_spread"], summary["transformer_per_token_64_over_8"],
+                 summary["repeats"])
+    for row in result["rows"]:
+        assert row["repeats"] == summary["repeats"] and row["ms_min"] <= row["ms_per_token"] <= row["ms_max"]
     assert {r["family"] for r in result["rows"]} == {family, "decoder"}
     decoder = [r["cache_bytes"] for r in result["rows"] if r["family"] == "decoder"]
     assert decoder[1] > decoder[0]  # the Transformer's cache grows where the state does not
