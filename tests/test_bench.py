@@ -147,8 +147,30 @@ def test_decode_positions_for_recurrent_models(family):
 
 
 def test_app_benchmark_reports_its_summary(capsys):
-    assert main(["app", "--repeats", "1", "--no-browser", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert main(["app", "--repeats", "5", "--no-browser", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    summary = result["summary"]
     assert summary["analyze_p50_ms"] > 0 and summary["long_prompt_1024_ok"] is True
     assert 0 < summary["overview_bytes_128"] < 2_000_000
     assert summary["browser_render_ms_128"] is None
+    assert summary["browser_render_ms_1024"] is None and summary["browser_storage_bytes"] is None
+    rows = {r["measure"]: r for r in result["rows"]}
+    assert set(rows) == {"analyze_64_ms", "long_prompt_1024_ms"}
+    for name, key in (("analyze_64_ms", "analyze_p50_ms"), ("long_prompt_1024_ms", "long_prompt_1024_ms")):
+        spread = summary[f"{key}_spread"]
+        check_spread(spread, summary[key], 5)
+        assert len(rows[name]["samples"]) == rows[name]["n"] == 5
+        assert rows[name]["min"] == min(rows[name]["samples"]) and rows[name]["max"] == max(rows[name]["samples"])
+
+
+def test_browser_render_is_timed_five_times_and_leaves_nothing_in_local_storage(app_url):
+    import shutil
+
+    from playground.bench.app import browser_render_ms, prompt_of
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    times, stored = browser_render_ms(app_url, {16: prompt_of(16), 24: prompt_of(24)}, repeats=5)
+    assert set(times) == {16, 24}
+    assert all(len(ms) == 5 and all(0 < t < 60_000 for t in ms) for ms in times.values())
+    assert stored == 0  # the page keeps no copy of its results in the browser (Gradio's run history is off)

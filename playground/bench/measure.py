@@ -147,7 +147,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 def _summary_value(value) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_summary_value(v)}" for k, v in value.items())
     return "null" if value is None else str(value)
