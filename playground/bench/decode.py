@@ -16,9 +16,10 @@
 
     ``--family rwkv|mamba``: the per-token cost of one cached decoding step after a prefill of
     64 and of 2,048 tokens, for the recurrent model and a cached Transformer of the same width.
-    Each (model, position) is prefilled once; then, round after round, each takes ``--steps``
-    single-token steps in turn (a round's value: the median step), so the positions alternate
-    in time. ``per_token_2048_over_64`` is the median over rounds of that round's ratio.
+    Each (model, position) is prefilled once; then, in each round, they take ``--steps``
+    single-token steps, one step each in turn, so a slow spell on the machine falls on all of
+    them (a round's value: each one's median step). ``per_token_2048_over_64`` is the median over
+    rounds of that round's ratio.
 """
 from __future__ import annotations
 
@@ -65,17 +66,14 @@ class Prefilled:
         self.held = self.model.cache_bytes()  # cache/state bytes right after the prefill
 
     @torch.no_grad()
-    def step_seconds(self, steps: int) -> list[float]:
-        """Wall time of each of the next ``steps`` single-token steps."""
-        times = []
-        for _ in range(steps):
-            sync(self.device)
-            t0 = time.perf_counter()
-            self.model(self.ids[:, self.pos: self.pos + 1], start_pos=self.pos)
-            sync(self.device)
-            times.append(time.perf_counter() - t0)
-            self.pos += 1
-        return times
+    def step_seconds(self) -> float:
+        """Wall time of the next single-token step."""
+        sync(self.device)
+        t0 = time.perf_counter()
+        self.model(self.ids[:, self.pos: self.pos + 1], start_pos=self.pos)
+        sync(self.device)
+        self.pos += 1
+        return time.perf_counter() - t0
 
     def close(self) -> None:
         self.model.clear_cache()
@@ -93,12 +91,15 @@ def bench_decode_positions(family: str, positions=(64, 2048), steps: int = 16, r
         for pos in positions:
             cells[fam, pos] = Prefilled(cfg, pos, (repeats + 1) * steps, device, seed)
     try:
-        for cell in cells.values():
-            cell.step_seconds(steps)  # warm-up round, not timed
         rounds = {key: [] for key in cells}  # (family, position) -> median step seconds per round
-        for _ in range(repeats):
-            for key, cell in cells.items():
-                rounds[key].append(statistics.median(cell.step_seconds(steps)))
+        for r in range(repeats + 1):  # the first round warms up
+            times = {key: [] for key in cells}
+            for _ in range(steps):  # the cells take turns step by step: a slow spell falls on all of them
+                for key, cell in cells.items():
+                    times[key].append(cell.step_seconds())
+            if r > 0:
+                for key in cells:
+                    rounds[key].append(statistics.median(times[key]))
     finally:
         for cell in cells.values():
             cell.close()
