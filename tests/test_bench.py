@@ -131,6 +131,21 @@ def test_peak_rss_sees_an_allocation():
     assert peak.rise >= 48 * 2**20 and peak.peak > peak.rise
 
 
+def check_spread(s: dict, median: float, repeats: int = 5) -> None:
+    """A headline number is the median of ``repeats`` repeats, reported with its spread."""
+    assert set(s) == {"n", "min", "q1", "median", "q3", "max"} and s["n"] == repeats
+    assert s["median"] == median
+    assert 0 < s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+
+
+def test_spread_of_known_samples():
+    from playground.bench.measure import spread
+
+    assert spread([5, 1, 4, 2, 3]) == {"n": 5, "min": 1, "q1": 2, "median": 3, "q3": 4, "max": 5}
+    with pytest.raises(ValueError):
+        spread([])
+
+
 def test_decode_report(capsys):
     result = run_json(capsys, "decode", "--tokens", "8", "--device", "cpu")
     assert set(result) == TOP_KEYS and result["benchmark"] == "decode"
@@ -138,6 +153,8 @@ def test_decode_report(capsys):
     assert summary["same_tokens"] is True
     assert positive(summary["cached_over_uncached_8"])
     assert summary["cached_over_uncached"] == summary["cached_over_uncached_8"]
+    assert summary["repeats"] >= 5
+    check_spread(summary["cached_over_uncached_spread"], summary["cached_over_uncached_8"], summary["repeats"])
     assert "cached_over_uncached_512" not in summary  # the key names the count that really ran
     # 4 layers, 2 (K, V) x 8 heads x 32 dims x 4 bytes per position; 16 prompt + 7 fed-back tokens
     assert summary["cache_positions"] == 23
@@ -146,6 +163,7 @@ def test_decode_report(capsys):
     assert set(rows) == {"cached", "uncached"}
     for row in rows.values():
         assert row["tokens"] == 8 and positive(row["tokens_per_s"]) and positive(row["seconds"])
+        assert row["repeats"] == summary["repeats"] and row["seconds_min"] <= row["seconds"] <= row["seconds_max"]
     assert rows["uncached"]["cache_bytes"] == 0
 
 
@@ -159,7 +177,8 @@ def test_decode_table_encdec_gqa(capsys):
     assert int(lines["cache_bytes"]) == int(lines["cache_bytes_formula"]) == 4 * 2 * 2 * 32 * 4 * (4 + 16)
 
 
-@pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"]])
+@pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"],
+                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -173,14 +192,42 @@ def test_decode_positions_for_recurrent_models(family):
     result = bench_decode_positions(family, positions=(8, 64), steps=2)
     summary = result["summary"]
     assert summary["per_token_64_over_8"] > 0 and summary["state_bytes_constant"] is True
+    assert summary["repeats"] >= 5
+    check_spread(summary["per_token_64_over_8_spread"], summary["per_token_64_over_8"], summary["repeats"])
+    check_spread(summary["transformer_per_token_64_over_8_spread"], summary["transformer_per_token_64_over_8"],
+                 summary["repeats"])
+    for row in result["rows"]:
+        assert row["repeats"] == summary["repeats"] and row["ms_min"] <= row["ms_per_token"] <= row["ms_max"]
     assert {r["family"] for r in result["rows"]} == {family, "decoder"}
     decoder = [r["cache_bytes"] for r in result["rows"] if r["family"] == "decoder"]
     assert decoder[1] > decoder[0]  # the Transformer's cache grows where the state does not
 
 
 def test_app_benchmark_reports_its_summary(capsys):
-    assert main(["app", "--repeats", "1", "--no-browser", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert main(["app", "--repeats", "5", "--no-browser", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    summary = result["summary"]
     assert summary["analyze_p50_ms"] > 0 and summary["long_prompt_1024_ok"] is True
     assert 0 < summary["overview_bytes_128"] < 2_000_000
     assert summary["browser_render_ms_128"] is None
+    assert summary["browser_render_ms_1024"] is None and summary["browser_storage_bytes"] is None
+    rows = {r["measure"]: r for r in result["rows"]}
+    assert set(rows) == {"analyze_64_ms", "long_prompt_1024_ms"}
+    for name, key in (("analyze_64_ms", "analyze_p50_ms"), ("long_prompt_1024_ms", "long_prompt_1024_ms")):
+        spread = summary[f"{key}_spread"]
+        check_spread(spread, summary[key], 5)
+        assert len(rows[name]["samples"]) == rows[name]["n"] == 5
+        assert rows[name]["min"] == min(rows[name]["samples"]) and rows[name]["max"] == max(rows[name]["samples"])
+
+
+def test_browser_render_is_timed_five_times_and_leaves_nothing_in_local_storage(app_url):
+    import shutil
+
+    from playground.bench.app import browser_render_ms, prompt_of
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    times, stored = browser_render_ms(app_url, {16: prompt_of(16), 24: prompt_of(24)}, repeats=5)
+    assert set(times) == {16, 24}
+    assert all(len(ms) == 5 and all(0 < t < 60_000 for t in ms) for ms in times.values())
+    assert stored == 0  # the page keeps no copy of its results in the browser (Gradio's run history is off)

@@ -296,3 +296,24 @@ def test_switch_to_chinese_in_settings(browser, app_url):
     wait_for_plot_title(pg, "层 0，头 0")
     shot(pg, "16-settings-zh")
     context.close()
+
+
+def test_tabs_open_filled_and_say_which_controls_they_use(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    pg = context.new_page()
+    pg.goto(app_url, wait_until="load")
+    pg.get_by_text("for the Attention, Generate & KV cache and Head insights tabs").wait_for()  # above the controls
+    pg.get_by_role("tab", name="KV-cache calculator").click()
+    pg.get_by_text("Ignores the model controls above: the KV-cache size").wait_for()
+    # the default preset's chart and table, computed when the page loaded: Compute was never pressed
+    wait_for_plot_title(pg, "KV cache for batch 1 × 8,192 tokens (bf16)")
+    table = "document.querySelector('#calc-table').innerText"
+    before = pg.evaluate(f"() => {table}")
+    assert "bytes per token" in before and "MQA (1 K/V head)" in before
+    shot(pg, "17-calculator-on-load")
+    pg.get_by_label("Preset (published configurations)").click()
+    pg.get_by_role("option").nth(0).click()  # another preset: its numbers follow without a click on Compute
+    pg.wait_for_function(f"(before) => {table} !== before && {table}.includes('bytes per token')", arg=before)
+    pg.get_by_role("tab", name="Kernel lab").click()
+    pg.get_by_text("Nothing runs until you press Run the kernels").wait_for()
+    context.close()

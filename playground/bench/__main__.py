@@ -18,7 +18,7 @@ import torch
 
 from playground.bench.decode import DECODE_FAMILIES, RECURRENT_FAMILIES, bench_decode, bench_decode_positions
 from playground.bench.kernels import DTYPES, bench_kernels
-from playground.bench.measure import make_result, print_result
+from playground.bench.measure import MIN_REPEATS, make_result, print_result
 from playground.nn.kernels import SDPA_KERNELS
 
 
@@ -30,9 +30,9 @@ def _kernels_from_args(args) -> dict:
 
 def _decode_from_args(args) -> dict:
     if args.family in RECURRENT_FAMILIES:
-        return bench_decode_positions(args.family, device=args.device)
+        return bench_decode_positions(args.family, steps=args.steps, repeats=args.repeats, device=args.device)
     return bench_decode(tokens=args.tokens, family=args.family, n_kv_heads=args.n_kv_heads,
-                        prompt_len=args.prompt_len, device=args.device)
+                        prompt_len=args.prompt_len, repeats=args.repeats, device=args.device)
 
 
 def _app_from_args(args) -> dict:
@@ -46,6 +46,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _repeats(text: str) -> int:
+    value = int(text)
+    if value < MIN_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_REPEATS} (a median of fewer says little), got {value}")
     return value
 
 
@@ -78,11 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--family", choices=DECODE_FAMILIES, default="decoder")
     d.add_argument("--n-kv-heads", type=_positive_int, default=8, help="8: MHA, 1: MQA, 2 or 4: GQA")
     d.add_argument("--prompt-len", type=_positive_int, default=16)
+    d.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,
+                   help=f"rounds, cached and uncached alternating (at least {MIN_REPEATS}, the default)")
+    d.add_argument("--steps", type=_positive_int, default=16,
+                   help="rwkv/mamba: single-token steps per position per round (default 16)")
     d.set_defaults(run=_decode_from_args)
 
     a = sub.add_parser("app", parents=[common], help="the page end to end: /analyze latency, payload, browser render")
     a.add_argument("--url", default=None, help="a running app (default: start one on a free loopback port)")
-    a.add_argument("--repeats", type=_positive_int, default=10)
+    a.add_argument("--repeats", type=_repeats, default=10,
+                   help=f"timed /analyze calls (at least {MIN_REPEATS}); the browser renders each size "
+                        f"max({MIN_REPEATS}, repeats // 2) times")
     a.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
     a.set_defaults(run=_app_from_args)
     return parser

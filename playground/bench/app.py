@@ -1,9 +1,10 @@
 """The page's speed and payload, measured end to end through ``gradio_client`` (and chromium).
 
 ``python -m playground.bench app [--url URL] [--repeats N] [--json]`` starts the app on a free
-loopback port (or uses ``--url``) and measures:
+loopback port (or uses ``--url``) and measures (each time the median of at least 5 repeats, its
+spread beside it in ``<name>_spread`` and in the rows: n, min, quartiles, max):
 
-- ``analyze_p50_ms``: median wall time of the ``/analyze`` endpoint for a 64-token prompt on the
+- ``analyze_p50_ms``: wall time of the ``/analyze`` endpoint for a 64-token prompt on the
   baseline model, client to client (tokenize, forward with capture, figures, JSON, transport).
 - ``overview_bytes_128``: bytes of the overview figure JSON for a 128-token prompt with 4 layers
   x 8 heads (the figure ``plots.overview`` makes and the page sends; computed with an 8-head
@@ -11,20 +12,24 @@ loopback port (or uses ``--url``) and measures:
   ``overview_bytes_128_app``, the overview the app really sent for the baseline (4 x 4).
 - ``long_prompt_1024_ok``: a prompt of more than 1,024 tokens is analyzed, truncated to 1,024
   and downsampled; ``long_prompt_1024_ms`` its time.
-- ``browser_render_ms_128``: in Debian chromium, from the click on Analyze to the overview of a
-  128-token prompt drawn (median of the repeats after a warm-up); null without chromium.
+- ``browser_render_ms_128`` and ``browser_render_ms_1024``: in Debian chromium, from the click on
+  Analyze (the click event's time stamp) to the first animation frame that shows the overview of
+  a 128- (1,024-) token prompt, timed inside the page, after one warm-up of each; the two sizes
+  alternate, so each render puts a new title on screen, and the page settles (the head that
+  follows a short prompt drawn) before the next click. ``browser_storage_bytes``: what
+  the page left in the browser's localStorage after them. All null without chromium.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 
 from playground import plots
 from playground.bench.browser import free_port, has_chromium, launch
+from playground.bench.measure import MIN_REPEATS, spread
 from playground.ui import service
 from playground.inspect.analysis import analyze
 from playground.config import ModelConfig
@@ -40,10 +45,15 @@ PASSAGE = ("To be, or not to be, that is the question: Whether 'tis nobler in th
 SPEC = "zoo:baseline"  # what the page's default controls resolve to
 
 
+def analyze_call(client, text: str):
+    """The page's /analyze endpoint on the baseline model's controls: its outputs (badge, overviews, ...)."""
+    return client.predict(spec=SPEC, prompt=text, api_name="/analyze")
+
+
 def prompt_of(n_tokens: int) -> str:
     """A Shakespeare prompt of exactly n_tokens tokens."""
     tok = service.tokenizer()
-    text = tok.decode(tok.encode(PASSAGE)[:n_tokens])
+    text = tok.decode(tok.encode(PASSAGE * 2)[:n_tokens])
     if len(tok.encode(text)) != n_tokens:
         raise ValueError(f"could not build a {n_tokens}-token prompt")
     return text
@@ -62,38 +72,67 @@ def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
     return len(plots.overview(result.weights("self"), "self").to_json())
 
 
-def browser_render_ms(url: str, text: str, other: str, repeats: int) -> float | None:
-    """Median ms from the click on Analyze to the overview of ``text`` drawn. Runs alternate with
-    ``other`` (a prompt of another length) so each measured render is a new title on screen."""
+BUSY = ".eta-bar, .pending, .generating"  # Gradio's marks of an event still running
+# In the page: a click on a button while window.__expect names a title starts a clock at the click event's own
+# time stamp; each animation frame then looks for an overview title holding that text, and the first frame that
+# has it stops the clock. Timing inside the page leaves out playwright's own round trips (its checks before a
+# click, its polling for a selector), which on a busy 2-core machine add 150-350 ms that are not the page's.
+CLOCK_JS = """(() => {
+  window.__expect = null;
+  document.addEventListener('click', e => {
+    const want = window.__expect;
+    if (!want || !e.target.closest('button')) return;
+    const t0 = e.timeStamp;
+    window.__expect = null; window.__drawn_ms = null;
+    const look = () => {
+      for (const el of document.querySelectorAll('.js-plotly-plot .gtitle'))
+        if (el.textContent.includes(want)) { window.__drawn_ms = performance.now() - t0; return; }
+      requestAnimationFrame(look);
+    };
+    requestAnimationFrame(look);
+  }, true);
+})()"""
+
+
+def browser_render_ms(url: str, texts: dict[int, str], repeats: int) -> tuple[dict[int, list[float]], int] | None:
+    """({n_tokens: ms from the click on Analyze to the frame that first shows that overview, per repeat},
+    localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return None
     if not has_chromium():
         return None
-    n, m = (len(service.tokenizer().encode(t)) for t in (text, other))
-    times = []
+    times: dict[int, list[float]] = {n: [] for n in texts}
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.add_init_script(CLOCK_JS)
         page.goto(url, wait_until="load")
         box, button = page.get_by_label("Prompt"), page.get_by_role("button", name="Analyze")
-        for i in range(repeats + 1):
-            for prompt, size, timed in ((other, m, False), (text, n, i > 0)):  # the first round warms up
-                box.fill(prompt)
-                start = time.perf_counter()
+        for i in range(repeats + 1):  # the first round warms up
+            for n, text in texts.items():
+                box.fill(text)
+                title = f"{n}×{n} tokens"
+                page.evaluate("title => { window.__expect = title; }", title)
                 button.click()
-                page.locator(".js-plotly-plot .gtitle", has_text=f"{size}×{size} tokens").first.wait_for(timeout=60_000)
-                if timed:
-                    times.append((time.perf_counter() - start) * 1e3)
+                page.wait_for_function("() => window.__drawn_ms != null", timeout=60_000)
+                if i > 0:
+                    times[n].append(page.evaluate("() => window.__drawn_ms"))
+                page.wait_for_timeout(300)  # let the events that follow the overview start, then finish
+                page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=60_000)
+        stored = page.evaluate("() => Object.keys(localStorage).reduce((n, k) => n + k.length"
+                               " + localStorage.getItem(k).length, 0)")
         browser.close()
-    return statistics.median(times)
+    return times, stored
 
 
 def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -> tuple[dict, list[dict]]:
-    """(summary, rows): the measures above, and each timed /analyze call."""
+    """(summary, rows): the measures above; a row per timed measure with its spread and samples."""
     from gradio_client import Client
 
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be at least {MIN_REPEATS}, got {repeats}")
     demo = None
     if url is None:
         from playground.ui import LAUNCH, build_app
@@ -103,30 +142,52 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
         demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                             **LAUNCH)
         url = demo.local_url
+    samples: dict[str, list[float]] = {}
+
+    def timed(name: str, text: str):
+        start = time.perf_counter()
+        out = analyze_call(client, text)
+        samples.setdefault(name, []).append((time.perf_counter() - start) * 1e3)
+        return out
+
     try:
         client = Client(url, verbose=False)
-        text64, text128 = prompt_of(64), prompt_of(128)
-        client.predict(spec=SPEC, prompt=text64, api_name="/analyze")  # warm-up: loads the model
-        times = []
+        text64, text128, text1024 = prompt_of(64), prompt_of(128), prompt_of(1024)
+        analyze_call(client, text64)  # warm-up: loads the model
         for _ in range(repeats):
-            start = time.perf_counter()
-            client.predict(spec=SPEC, prompt=text64, api_name="/analyze")
-            times.append((time.perf_counter() - start) * 1e3)
-        app_128 = client.predict(spec=SPEC, prompt=text128, api_name="/analyze")
-        start = time.perf_counter()
-        long_out = client.predict(spec=SPEC, prompt=PASSAGE * 3, api_name="/analyze")
-        long_ms = (time.perf_counter() - start) * 1e3
+            timed("analyze_64_ms", text64)
+        app_128 = analyze_call(client, text128)
+        for _ in range(MIN_REPEATS):
+            long_out = timed("long_prompt_1024_ms", PASSAGE * 3)
         overview = long_out[1]["value"] if long_out[1].get("__type__") == "update" else long_out[1]
         title = json.loads(overview["plot"])["layout"]["title"]["text"]
-        render = browser_render_ms(url, text128, text64, max(1, repeats // 3)) if browser else None
+        rendered = browser_render_ms(url, {128: text128, 1024: text1024}, max(MIN_REPEATS, repeats // 2)) \
+            if browser else None
     finally:
         if demo is not None:
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the result alone
                 demo.close()
-    rows = [{"measure": "analyze_64_ms", "value": round(t, 1)} for t in times]
-    summary = {"analyze_p50_ms": round(statistics.median(times), 1),
+    if rendered is not None:
+        for n, ms in rendered[0].items():
+            samples[f"browser_render_ms_{n}"] = ms
+    samples = {name: [round(v, 1) for v in values] for name, values in samples.items()}
+    spreads = {name: spread(values) for name, values in samples.items()}
+    rows = [{"measure": name, **s, "samples": samples[name]} for name, s in spreads.items()]
+
+    def median(name: str) -> float | None:
+        return round(spreads[name]["median"], 1) if name in spreads else None
+
+    def rounded(name: str) -> dict | None:
+        return {k: round(v, 1) for k, v in spreads[name].items()} if name in spreads else None
+
+    summary = {"analyze_p50_ms": median("analyze_64_ms"), "analyze_p50_ms_spread": rounded("analyze_64_ms"),
                "overview_bytes_128": overview_bytes(128), "overview_bytes_128_app": _plot_bytes(app_128[1]),
                "long_prompt_1024_ok": "1024×1024" in title and "max over" in title,
-               "long_prompt_1024_ms": round(long_ms, 1), "browser_render_ms_128": render and round(render, 1),
-               "model": "baseline" if "baseline" in service.zoo.available() else "untrained", "url": url}
+               "long_prompt_1024_ms": median("long_prompt_1024_ms"),
+               "long_prompt_1024_ms_spread": rounded("long_prompt_1024_ms")}
+    for n in (128, 1024):
+        summary[f"browser_render_ms_{n}"] = median(f"browser_render_ms_{n}")
+        summary[f"browser_render_ms_{n}_spread"] = rounded(f"browser_render_ms_{n}")
+    summary.update(browser_storage_bytes=rendered and rendered[1],
+                   model="baseline" if "baseline" in service.zoo.available() else "untrained", url=url)
     return summary, rows

@@ -1,7 +1,9 @@
-"""What every benchmark shares: the device, CPU peak memory, and one printer for a result.
+"""What every benchmark shares: the device, CPU peak memory, repeated timings, and one printer.
 
 A benchmark returns a plain dict ``{"benchmark", "device", "torch", "summary", "rows"}``;
-``print_result`` shows it as a table or as exactly one JSON object.
+``print_result`` shows it as a table or as exactly one JSON object. A headline number is the
+median of at least ``MIN_REPEATS`` repeats, reported beside its spread (``spread``), so a reader
+sees how much one run on a shared machine can move it.
 """
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import math
 import os
 import platform
 import resource
+import statistics
 import sys
 from typing import Self
 
 import torch
 
 MIB = 2**20
+MIN_REPEATS = 5  # a median of fewer says little on a shared machine
 
 
 # ---------------------------------------------------------------------------------- environment
@@ -43,6 +47,18 @@ def make_result(benchmark: str, device: str, summary: dict, rows: list[dict]) ->
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------- repeats
+def spread(samples) -> dict:
+    """How repeated measurements of one quantity spread: {"n", "min", "q1", "median", "q3", "max"}
+    (q1, q3: the quartiles, inclusive method, so they stay within min..max)."""
+    values = sorted(float(x) for x in samples)
+    if not values:
+        raise ValueError("spread of no samples")
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return {"n": len(values), "min": values[0], "q1": q1, "median": statistics.median(values), "q3": q3,
+            "max": values[-1]}
 
 
 # ---------------------------------------------------------------------------------- CPU memory
@@ -100,11 +116,14 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("call", "call", ""), ("median_ms", "median ms", ".2f"),
                 ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
                 ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e")],
-    "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("seconds", "seconds", ".2f"),
-               ("tokens_per_s", "tokens/s", ".1f"), ("ms_per_token", "ms/token", ".2f"),
-               ("cache_bytes", "cache bytes", ",d")],
-    "decode_positions": [("family", "family", ""), ("position", "position", "d"), ("ms_per_token", "ms/token", ".2f"),
+    "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("repeats", "n", "d"), ("seconds", "median s", ".2f"),
+               ("seconds_min", "min s", ".2f"), ("seconds_max", "max s", ".2f"), ("tokens_per_s", "tokens/s", ".1f"),
+               ("ms_per_token", "ms/token", ".2f"), ("cache_bytes", "cache bytes", ",d")],
+    "decode_positions": [("family", "family", ""), ("position", "position", "d"), ("repeats", "n", "d"),
+                         ("ms_per_token", "median ms/token", ".2f"), ("ms_min", "min", ".2f"), ("ms_max", "max", ".2f"),
                          ("tokens_per_s", "tokens/s", ".1f"), ("cache_bytes", "cache/state bytes", ",d")],
+    "app": [("measure", "measure", ""), ("n", "n", "d"), ("median", "median", ".1f"), ("min", "min", ".1f"),
+            ("q1", "q1", ".1f"), ("q3", "q3", ".1f"), ("max", "max", ".1f")],
 }
 
 
@@ -130,7 +149,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 def _summary_value(value) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_summary_value(v)}" for k, v in value.items())
     return "null" if value is None else str(value)

@@ -25,21 +25,32 @@ from .zoo_tab import build_zoo_tab
 
 ASSETS = ASSETS_DIR
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
-LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft())
+# run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
+# into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click)
+LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft(), run_history=False)
 
 
 def examples() -> list[str]:
     return json.loads((ASSETS / "examples.json").read_text())
 
 
+# tab id -> the line at the top of the tab saying what it takes from the model controls and the prompt above
+SCOPE = {"attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
+         "heads": "scope.heads", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
+         "calculator": "scope.calculator", "zoo": "scope.zoo"}
+USES_CONTROLS = ("attention", "generate", "compare", "heads")
+
+
 def build_app() -> gr.Blocks:
     localized = Localized()
     with gr.Blocks(title="Attention Playground") as demo:
         gr.Markdown(t("app.intro"))
-        controls = build_controls(demo)
-        prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
-                            placeholder=t("app.placeholder"))
-        gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))
+        with gr.Column(elem_classes="model-controls"):  # framed: what the tabs that run a model share
+            gr.Markdown(t("scope.controls"), elem_classes="scope-note")
+            controls = build_controls(demo)
+            prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
+                                placeholder=t("app.placeholder"))
+            gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))
         builders = {  # tab id -> what fills it
             "attention": lambda: build_share(demo, controls, prompt, build_attention_tab(controls, prompt, localized)),
             "generate": lambda: build_generation_tab(controls, prompt, localized),
@@ -48,13 +59,15 @@ def build_app() -> gr.Blocks:
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "train": lambda: build_train_tab(controls),
-            "calculator": lambda: build_calculator_tab(localized),
+            "calculator": lambda: build_calculator_tab(demo, localized),
             "zoo": lambda: build_zoo_tab(localized),
         }
         tabs = []
         with gr.Tabs():
             for tab_id, build in builders.items():
                 with gr.Tab(t(f"tab.{tab_id}"), id=tab_id) as tab:
+                    uses = "scope-uses" if tab_id in USES_CONTROLS else "scope-own"
+                    gr.Markdown(t(SCOPE[tab_id]), elem_classes=["scope-note", uses])
                     build()
                 tabs.append(tab)
 

@@ -26,7 +26,17 @@ def calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, c
     return {"headers": [w(k) for k in HEADERS], "data": table}, plots.kv_whatif(rows, title, words=w)
 
 
-def build_calculator_tab(localized: Localized):
+def redraw(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, context, batch,
+           request: gr.Request = None):
+    """After a language switch: the table and chart again in the new language; nothing if the inputs are invalid."""
+    try:
+        return calculate(n_layer, n_heads, n_kv_heads, head_dim, d_latent, d_rope, dtype, context, batch, request)
+    except gr.Error:
+        return gr.skip(), gr.skip()
+
+
+def build_calculator_tab(demo: gr.Blocks, localized: Localized):
+    """The calculator, with the default preset's table and chart computed when the page loads (a few ms)."""
     names = list(PUBLISHED)
     preset = gr.Dropdown(names, value=names[1], label=t("calc.preset"))
     first = PUBLISHED[names[1]]
@@ -42,13 +52,14 @@ def build_calculator_tab(localized: Localized):
         context = gr.Number(8192, precision=0, label=t("calc.context"))
         batch = gr.Number(1, precision=0, label=t("calc.batch"))
         button = gr.Button(t("calc.compute"), variant="primary")
-    table = gr.Dataframe(headers=english(HEADERS), interactive=False)
-    localized.table(table, HEADERS)
+    table = gr.Dataframe(headers=english(HEADERS), interactive=False, elem_id="calc-table")
     chart = gr.Plot(show_label=False)
     fields = [n_layer, n_heads, n_kv, head_dim, d_latent, d_rope]
+    inputs = [*fields, dtype, context, batch]
     preset.change(lambda name: [PUBLISHED[name][k] for k in ("n_layer", "n_heads", "n_kv_heads", "head_dim",
                                                                "d_latent", "d_rope")], preset, fields,
-                  api_visibility="private")
-    inputs = [*fields, dtype, context, batch]
+                  api_visibility="private").then(calculate, inputs, [table, chart], api_visibility="private")
     button.click(calculate, inputs, [table, chart], api_name="kv_cache")
+    demo.load(calculate, inputs, [table, chart], api_visibility="private")
+    localized.on_switch(redraw, inputs, [table, chart])
     return button, inputs, [table, chart]
