@@ -16,7 +16,8 @@ import sys
 
 import torch
 
-from playground.bench.decode import DECODE_FAMILIES, RECURRENT_FAMILIES, bench_decode, bench_decode_positions
+from playground.bench.decode import bench_decode, bench_decode_positions
+from playground.config import FAMILIES, RECURRENT_FAMILIES
 from playground.bench.kernels import DTYPES, bench_kernels
 from playground.bench.measure import MIN_REPEATS, make_result, print_result
 from playground.nn.kernels import SDPA_KERNELS
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decode", parents=[common], help="greedy generation with and without the KV cache")
     d.add_argument("--tokens", type=_positive_int, default=512, help="new tokens to generate (default 512)")
-    d.add_argument("--family", choices=DECODE_FAMILIES, default="decoder")
+    d.add_argument("--family", choices=FAMILIES, default="decoder")
     d.add_argument("--n-kv-heads", type=_positive_int, default=8, help="8: MHA, 1: MQA, 2 or 4: GQA")
     d.add_argument("--prompt-len", type=_positive_int, default=16)
     d.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,

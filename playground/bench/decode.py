@@ -29,14 +29,12 @@ import time
 import torch
 
 from playground.bench.measure import MIN_REPEATS, default_device, device_name, make_result, spread, sync
-from playground.config import ModelConfig
+from playground.config import RECURRENT_FAMILIES, ModelConfig
 from playground.inspect.generation import generate
 from playground.models import build_model
 from playground.nn.cache import kv_cache_bytes
 from playground.nn.kernels import auto_kernel
 
-DECODE_FAMILIES = ("decoder", "prefix", "encdec", "rwkv", "mamba")
-RECURRENT_FAMILIES = ("rwkv", "mamba")
 
 
 def decode_config(family: str = "decoder", n_kv_heads: int = 8):
