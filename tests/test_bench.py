@@ -47,7 +47,7 @@ def check_kernel_rows(result: dict, lengths: list[int], cells: list[tuple[str, s
 
 
 def test_kernels_report(capsys):
-    result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "2", "--in-process", "--device", "cpu")
+    result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "5", "--in-process", "--device", "cpu")
     check_kernel_rows(result, [64, 128], [("explicit", "mask"), ("flash", "mask"), ("efficient", "mask"),
                                           ("math", "mask")])
     summary = result["summary"]
@@ -65,7 +65,7 @@ def test_kernels_report(capsys):
 
 
 def test_kernels_in_fresh_processes(capsys):
-    result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "1", "--kernels", "flash", "--device", "cpu")
+    result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "5", "--kernels", "flash", "--device", "cpu")
     check_kernel_rows(result, [64], [("explicit", "mask"), ("flash", "mask")])
     assert result["summary"]["memory"] == "peak RSS rise, fresh process per cell"
     for row in result["rows"]:
@@ -98,15 +98,15 @@ def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
     model_calls = list(calls)
     assert len(model_calls) == 2  # one per layer
     calls.clear()
-    result = bench_kernels(lengths=(T,), kernels=("math",), repeats=1, budget_s=0, in_process=True, device="cpu",
+    result = bench_kernels(lengths=(T,), kernels=("math",), repeats=5, budget_s=0, in_process=True, device="cpu",
                            is_causal=True)
     timed = [c for c in calls if c[2][2] == T]  # the timed cells (the small probes run at L=16)
-    assert len(timed) == 4  # math, model's call: warm-up + 1 timed; math, is_causal: warm-up + 1 timed
-    for mask, is_causal, _ in timed[:2] + model_calls:
+    assert len(timed) == 12  # math, model's call: warm-up + 5 timed; math, is_causal: warm-up + 5 timed
+    for mask, is_causal, _ in timed[:6] + model_calls:
         assert mask is not None and mask.dtype == torch.bool and not is_causal
         assert torch.equal(mask, model_calls[0][0])  # the very mask the model passes: (T, T), causal
     assert torch.equal(model_calls[0][0], torch.ones(T, T, dtype=torch.bool).tril())
-    for mask, is_causal, _ in timed[2:]:  # the other call, in rows that say so
+    for mask, is_causal, _ in timed[6:]:  # the other call, in rows that say so
         assert mask is None and is_causal
     assert [(r["kernel"], r["call"]) for r in result["rows"]] == [("explicit", "mask"), ("math", "mask"),
                                                                    ("math", "is_causal")]
@@ -118,7 +118,7 @@ def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
 
     real = kernels.explicit_attention
     monkeypatch.setattr(kernels, "explicit_attention", lambda q, k, v, mask: (real(q, k, v, mask)[0] + 0.5, None))
-    result = kernels.bench_kernels(lengths=(32,), kernels=("math",), repeats=1, budget_s=0, in_process=True,
+    result = kernels.bench_kernels(lengths=(32,), kernels=("math",), repeats=5, budget_s=0, in_process=True,
                                    device="cpu")
     math_row = next(r for r in result["rows"] if r["kernel"] == "math")
     assert math_row["max_abs_diff"] == pytest.approx(0.5, abs=1e-5)
@@ -178,7 +178,7 @@ def test_decode_table_encdec_gqa(capsys):
 
 
 @pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"],
-                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"]])
+                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"], ["kernels", "--repeats", "4"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -72,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: float16 on cuda, float32 on cpu")
     k.add_argument("--kernels", nargs="+", choices=tuple(SDPA_KERNELS), default=list(SDPA_KERNELS),
                    help="SDPA kernels to time (explicit always runs: it is the reference)")
-    k.add_argument("--repeats", type=_positive_int, default=10, help="timed calls per cell, at most (default 10)")
+    k.add_argument("--repeats", type=_repeats, default=10,
+                   help=f"timed calls per cell, at most (default 10, at least {MIN_REPEATS})")
     k.add_argument("--budget", type=float, default=2.0,
-                   help="seconds of timed calls per cell: long L gets fewer repeats (0: always --repeats)")
+                   help=f"seconds of timed calls per cell: long L gets fewer repeats, never below {MIN_REPEATS} "
+                        "(0: always --repeats)")
     k.add_argument("--in-process", action="store_true",
                    help="CPU: measure in this process instead of a fresh one per cell (faster; memory less honest)")
     k.add_argument("--is-causal", action="store_true",

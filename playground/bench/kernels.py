@@ -15,8 +15,9 @@
     flash takes ``is_causal`` but no mask tensor). A kernel PyTorch refuses for a call is
     reported unavailable with PyTorch's reason; nothing is substituted for it. For each row:
 
-    - ``median_ms``: median of N timed calls after one warm-up call (N shrinks for long L so a
-      cell costs about ``--budget`` seconds; ``repeats`` says how many ran).
+    - ``median_ms``: median of N timed calls after one warm-up call, with ``min_ms`` and ``max_ms``
+      (N shrinks for long L so a cell costs about ``--budget`` seconds, but never below 5;
+      ``repeats`` says how many ran).
     - ``peak_mib``: memory the call needs above its inputs (and the mask). CUDA:
       ``max_memory_allocated`` after a reset, minus what was allocated before. CPU: the rise of
       the process's peak resident set (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
@@ -45,7 +46,7 @@ import time
 
 import torch
 
-from playground.bench.measure import MIB, PeakRSS, default_device, device_name, make_result, sync
+from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, spread, sync
 from playground.nn import masks
 from playground.nn.kernels import KERNEL_LABELS, SDPA_KERNELS, KernelUnavailable, explicit_attention, sdpa, sdpa_mask
 
@@ -109,8 +110,8 @@ def _measure_cell(spec: dict) -> dict:
         except KernelUnavailable as e:
             return {"available": False, "reason": str(e)}
         repeats = spec["repeats"]
-        if spec["budget_s"] > 0:  # fewer repeats when one call is slow, at least min(3, repeats)
-            repeats = max(min(3, repeats), min(repeats, int(spec["budget_s"] / max(warm, 1e-9))))
+        if spec["budget_s"] > 0:  # fewer repeats when one call is slow, never fewer than MIN_REPEATS
+            repeats = max(MIN_REPEATS, min(repeats, int(spec["budget_s"] / max(warm, 1e-9))))
         times = []
         for _ in range(repeats):
             del out
@@ -161,6 +162,8 @@ def bench_kernels(lengths=(256, 512, 1024, 2048, 4096), heads: int = 8, head_dim
 
     ``is_causal``: also time each kernel's mask-free ``is_causal=True`` call, in rows of their own.
     """
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
     device = device or default_device()
     dtype = dtype or ("float16" if device.startswith("cuda") else "float32")
     isolate = not in_process and not device.startswith("cuda")  # CUDA peaks come from the allocator's own stats
@@ -187,7 +190,9 @@ def bench_kernels(lengths=(256, 512, 1024, 2048, 4096), heads: int = 8, head_dim
             median = statistics.median(cell["times_s"])
             times[L, name, call] = median
             out = torch.from_numpy(cell["out"])
-            row.update(repeats=len(cell["times_s"]), median_ms=median * 1e3, peak_mib=cell["peak_bytes"] / MIB,
+            ms = spread([t * 1e3 for t in cell["times_s"]])
+            row.update(repeats=ms["n"], median_ms=ms["median"], min_ms=ms["min"], max_ms=ms["max"],
+                       peak_mib=cell["peak_bytes"] / MIB,
                        peak_rss_mib=None if cell["peak_rss_bytes"] is None else cell["peak_rss_bytes"] / MIB)
             if name == "explicit":
                 reference = out

@@ -114,7 +114,7 @@ def _fmt(value, spec: str = "") -> str:
 # benchmark -> columns (row key, header, format); a benchmark without an entry shows every key
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("call", "call", ""), ("median_ms", "median ms", ".2f"),
-                ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
+                ("min_ms", "min", ".2f"), ("max_ms", "max", ".2f"), ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
                 ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e")],
     "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("repeats", "n", "d"), ("seconds", "median s", ".2f"),
                ("seconds_min", "min s", ".2f"), ("seconds_max", "max s", ".2f"), ("tokens_per_s", "tokens/s", ".1f"),
