@@ -51,6 +51,14 @@ WORDS: dict[str, str] = {
     'plot.bytes': 'bytes',
     'plot.next_token': 'next token {token}',
     'plot.key_in_cache': 'key in the cache',
+    'plot.block_skipped': 'skipped',
+    'plot.block_partial': 'computed, mask applied',
+    'plot.block_full': 'computed in full',
+    'plot.block_state': 'tile',
+    'plot.query_block': 'query block',
+    'plot.key_block': 'key block',
+    'plot.block_hover': 'query tokens {q0}..{q1}<br>key tokens {k0}..{k1}<br>{state}',
+    'plot.block_share': '{share:.0%} of tiles skipped',
     'kv.heads': '{variant} ({n} K/V heads)',
     'kv.one_head': '{variant} (1 K/V head)',
     'kv.mla': 'MLA (latent {latent} + rope {rope})',
@@ -209,6 +217,37 @@ def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, w
     return _layout(fig, title, height=side, words=words,
                    xaxis=dict(title=words("plot.key"), tickangle=-60, type="category"),
                    yaxis=dict(title=words("plot.query"), autorange="reversed", type="category"))
+
+
+BLOCK_STATES = ("plot.block_skipped", "plot.block_partial", "plot.block_full")  # block_grid's codes 0, 1, 2
+BLOCK_COLOURS = ("#e9e9ef", "#90cdf4", "#2b6cb0")
+
+
+def block_grid(grid: np.ndarray, title, *, block: tuple[int, int] = (128, 128), n_queries: int | None = None,
+               n_keys: int | None = None, words=ENGLISH) -> go.Figure:
+    """The tiles of a block-sparse attention kernel: (query block, key block) -> 0 skipped, 1 computed with the
+    mask applied, 2 computed in full (``nn.flex.block_grid``). One colour per state with a legend; hover names
+    the tokens a tile covers (clipped to ``n_queries`` / ``n_keys``) and its state; the title gives the share
+    skipped. (n_q_blocks, n_k_blocks)"""
+    grid = np.asarray(grid)
+    if grid.ndim != 2 or grid.size == 0 or not np.isin(grid, (0, 1, 2)).all():
+        raise ValueError(f"a block grid is a non-empty 2-D array of 0, 1 and 2, got shape {grid.shape}")
+    (bq, bk), (nq, nk) = block, grid.shape
+    n_queries, n_keys = n_queries or nq * bq, n_keys or nk * bk
+    names = [words(key) for key in BLOCK_STATES]
+    hover = [[words("plot.block_hover", q0=i * bq, q1=min((i + 1) * bq, n_queries) - 1, k0=j * bk,
+                    k1=min((j + 1) * bk, n_keys) - 1, state=names[grid[i, j]]) for j in range(nk)] for i in range(nq)]
+    # a discrete colour scale: each code a band of its own colour
+    scale = [[edge, BLOCK_COLOURS[code]] for code in range(3) for edge in (code / 3, (code + 1) / 3)]
+    fig = go.Figure(go.Heatmap(z=grid.astype(np.int8), zmin=-0.5, zmax=2.5, colorscale=scale, text=hover,
+                               hovertemplate="%{text}<extra></extra>", xgap=1, ygap=1,
+                               colorbar=dict(title=words("plot.block_state"), tickvals=[0, 1, 2], ticktext=names)))
+    share = float((grid == 0).mean())
+    side = min(600, max(320, 24 * nq + 160))
+    title = f"{words.render(title)} · {words('plot.block_share', share=share)}"
+    return _layout(fig, title, height=side, words=words, meta=dict(skipped_share=share),
+                   xaxis=dict(title=words("plot.key_block"), dtick=1 if nk <= 32 else None, side="top"),
+                   yaxis=dict(title=words("plot.query_block"), autorange="reversed", dtick=1 if nq <= 32 else None))
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],

@@ -88,3 +88,27 @@ def test_kv_growth_draws_allocated_bytes_beside_bytes_in_use():
     assert list(allocated.y) == [40, 20, 20] and allocated.name == "measured, allocated: m"
     assert list(used.y) == [10, 20, 20] and used.name == "measured, in use: m"  # in use stays the last trace
     assert "allocated" in allocated.hovertemplate and "held" in used.hovertemplate
+
+
+def test_block_grid_colours_each_tile_state_and_names_its_tokens():
+    grid = np.array([[2, 0, 0], [1, 2, 0], [0, 1, 1]], dtype=np.int8)  # a sliding window over 3 blocks
+    fig = plots.block_grid(grid, "block mask", block=(128, 128), n_queries=300, n_keys=300)
+    heat = fig.data[0]
+    assert np.array_equal(np.asarray(heat.z), grid)
+    assert list(heat.colorbar.ticktext) == ["skipped", "computed, mask applied", "computed in full"]
+    assert list(heat.colorbar.tickvals) == [0, 1, 2]
+    # each code falls in a colour band of its own
+    scale = [tuple(c) for c in heat.colorscale]
+    colour_of = {code: next(colour for edge, colour in scale if edge > (code + 0.5) / 3) for code in range(3)}
+    assert len(set(colour_of.values())) == 3
+    assert fig.layout.meta["skipped_share"] == pytest.approx(4 / 9)
+    assert "44% of tiles skipped" in fig.layout.title.text
+    assert heat.text[2][1] == "query tokens 256..299<br>key tokens 128..255<br>computed, mask applied"
+    assert heat.text[0][0].endswith("computed in full") and heat.text[0][2].endswith("skipped")
+    assert fig.layout.xaxis.title.text == "key block" and fig.layout.yaxis.title.text == "query block"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 0)), np.array([[0, 3]]), np.zeros(4)])
+def test_block_grid_refuses_what_is_not_a_grid(bad):
+    with pytest.raises(ValueError):
+        plots.block_grid(bad, "t")
