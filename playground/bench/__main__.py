@@ -5,7 +5,8 @@ its options. Every benchmark is one function returning a plain dict
 ``{"benchmark", "device", "torch", "summary", "rows"}``; one printer shows it as a table, or
 ``--json`` prints that dict as exactly one JSON object.
 
-``kernels``: attention kernels side by side (``bench.kernels``); ``decode``: generation with and
+``kernels``: attention kernels side by side on the model's call patterns (``bench.kernels``); ``gpu``:
+attention TFLOP/s and decode tokens/s on a CUDA device (``bench.gpu``); ``decode``: generation with and
 without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
 through its API and a real chromium (``bench.app``).
 """
@@ -18,15 +19,21 @@ import torch
 
 from playground.bench.decode import bench_decode, bench_decode_positions
 from playground.config import FAMILIES, RECURRENT_FAMILIES
-from playground.bench.kernels import DTYPES, bench_kernels
+from playground.bench.kernels import DTYPES, KERNELS, PATTERNS, bench_kernels
 from playground.bench.measure import MIN_REPEATS, make_result, print_result
-from playground.nn.kernels import SDPA_KERNELS
 
 
 def _kernels_from_args(args) -> dict:
     return bench_kernels(lengths=args.lengths, heads=args.heads, head_dim=args.head_dim, dtype=args.dtype,
-                         device=args.device, kernels=args.kernels, repeats=args.repeats, budget_s=args.budget,
-                         in_process=args.in_process, is_causal=args.is_causal)
+                         device=args.device, kernels=args.kernels, patterns=args.patterns, window=args.window,
+                         repeats=args.repeats, budget_s=args.budget, in_process=args.in_process)
+
+
+def _gpu_from_args(args) -> dict:
+    from playground.bench.gpu import bench_gpu
+
+    return bench_gpu(lengths=args.lengths, head_dims=args.head_dims, heads=args.heads, repeats=args.repeats,
+                     decode_tokens=args.tokens)
 
 
 def _decode_from_args(args) -> dict:
@@ -63,25 +70,36 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda if available, else cpu")
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,decode,app}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app}")
 
-    k = sub.add_parser("kernels", parents=[common], help="explicit attention vs SDPA flash/efficient/math")
-    k.add_argument("--lengths", type=_positive_int, nargs="+", default=[256, 512, 1024, 2048, 4096])
+    k = sub.add_parser("kernels", parents=[common],
+                       help="explicit attention vs SDPA flash/efficient/cudnn/math and FlexAttention, per call pattern")
+    k.add_argument("--lengths", type=_positive_int, nargs="+", default=[512, 1024, 2048],
+                   help="key lengths L (decode: a cache of L keys)")
     k.add_argument("--heads", type=_positive_int, default=8)
     k.add_argument("--head-dim", type=_positive_int, default=64)
-    k.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: float16 on cuda, float32 on cpu")
-    k.add_argument("--kernels", nargs="+", choices=tuple(SDPA_KERNELS), default=list(SDPA_KERNELS),
-                   help="SDPA kernels to time (explicit always runs: it is the reference)")
+    k.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    k.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS),
+                   help="kernels to time (explicit always runs: it is the reference)")
+    k.add_argument("--patterns", nargs="+", choices=tuple(PATTERNS), default=list(PATTERNS),
+                   help="the model's call patterns to time (default: all)")
+    k.add_argument("--window", type=_positive_int, default=256, help="sliding window of the window pattern")
     k.add_argument("--repeats", type=_repeats, default=10,
                    help=f"timed calls per cell, at most (default 10, at least {MIN_REPEATS})")
-    k.add_argument("--budget", type=float, default=2.0,
+    k.add_argument("--budget", type=float, default=1.0,
                    help=f"seconds of timed calls per cell: long L gets fewer repeats, never below {MIN_REPEATS} "
                         "(0: always --repeats)")
     k.add_argument("--in-process", action="store_true",
                    help="CPU: measure in this process instead of a fresh one per cell (faster; memory less honest)")
-    k.add_argument("--is-causal", action="store_true",
-                   help="also time each SDPA kernel called with is_causal=True and no mask tensor (not the model's call)")
     k.set_defaults(run=_kernels_from_args)
+
+    g = sub.add_parser("gpu", parents=[common], help="CUDA only: attention TFLOP/s per kernel, decode tokens/s")
+    g.add_argument("--lengths", type=_positive_int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    g.add_argument("--head-dims", type=_positive_int, nargs="+", default=[64, 128])
+    g.add_argument("--heads", type=_positive_int, default=16)
+    g.add_argument("--repeats", type=_repeats, default=10, help=f"timed calls per cell (at least {MIN_REPEATS})")
+    g.add_argument("--tokens", type=_positive_int, default=256, help="decode: new tokens per model (default 256)")
+    g.set_defaults(run=_gpu_from_args)
 
     d = sub.add_parser("decode", parents=[common], help="greedy generation with and without the KV cache")
     d.add_argument("--tokens", type=_positive_int, default=512, help="new tokens to generate (default 512)")
@@ -106,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.benchmark == "gpu" and not torch.cuda.is_available():
+        print("gpu: this benchmark needs a CUDA device and none is available here "
+              "(run it on a GPU machine; `kernels` measures this device)", file=sys.stderr)
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available here; use --device cpu", file=sys.stderr)
         return 2

@@ -1,99 +1,147 @@
-"""Benchmark: attention kernels side by side (``python -m playground.bench kernels``).
+"""Benchmark: attention kernels side by side, on the model's own call patterns (``python -m playground.bench kernels``).
 
-    Causal attention on random Q, K, V of shape (B=1, H, L, d_head) for each length L, made the
-    way the model makes it (``playground.nn.attention.Attention``): the bool causal mask (L, L)
-    from ``playground.nn.masks.self_attention`` is built before the clock starts, and
+    Random Q, K, V of shape (B=1, H, T, d_head), attention made the way ``playground.nn.attention.Attention``
+    makes it for each call pattern (``PATTERNS``), L the length of the keys:
 
-    - ``explicit``: ``explicit_attention(q, k, v, mask)``, softmax(QKᵀ/√d, masked)V;
-    - each SDPA kernel (flash, efficient, math), forced with ``sdpa_kernel``:
-      ``sdpa(q, k, v, sdpa_mask(mask, None, dtype), kernel=...)``, i.e.
-      ``scaled_dot_product_attention(q, k, v, attn_mask=mask)`` (call ``"mask"``).
+    - ``prefill``: causal self-attention over L tokens; SDPA gets ``is_causal=True`` and no mask;
+    - ``decode``: one decoding step, a query at position L-1 against a cache of L keys; SDPA gets no mask;
+    - ``prefix``: GLM's prefix mask, bidirectional over the first L/2 tokens; SDPA gets the dense bool mask;
+    - ``window``: a causal sliding window (``--window``, 256 by default); SDPA gets the dense bool mask;
+    - ``alibi``: causal with ALiBi's bias; SDPA gets the float mask (bias, -inf where masked).
 
-    ``--is-causal`` adds, per SDPA kernel, a row of a *different* call the model never makes,
-    ``scaled_dot_product_attention(q, k, v, is_causal=True)`` with no mask tensor (call
-    ``"is_causal"``): it shows what a kernel can do when it knows the mask is causal (on CUDA,
-    flash takes ``is_causal`` but no mask tensor). A kernel PyTorch refuses for a call is
-    reported unavailable with PyTorch's reason; nothing is substituted for it. For each row:
+    For each, ``explicit`` (softmax(QKᵀ/√d + bias)V with the dense mask: the reference), each SDPA
+    kernel forced with ``sdpa_kernel`` (flash, efficient, cudnn, math) and FlexAttention (``flex``:
+    ``nn.flex.flex_attention`` with the pattern's ``MaskRule``, and ALiBi as its ``score_mod``; it
+    builds its BlockMask from the rule on each call, as the model does). Dense masks and biases are
+    built before the clock starts. A kernel PyTorch refuses for a pattern is reported unavailable
+    with PyTorch's reason (flex: ``nn.flex.flex_status``); nothing is substituted for it. Per row:
 
-    - ``median_ms``: median of N timed calls after one warm-up call, with ``min_ms`` and ``max_ms``
-      (N shrinks for long L so a cell costs about ``--budget`` seconds, but never below 5;
-      ``repeats`` says how many ran).
-    - ``peak_mib``: memory the call needs above its inputs (and the mask). CUDA:
-      ``max_memory_allocated`` after a reset, minus what was allocated before. CPU: the rise of
-      the process's peak resident set (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
-      where that is missing) over its RSS with the inputs allocated. By default each CPU cell
-      runs in a fresh spawned process, so nothing an earlier kernel left in the allocator hides
-      the cost; ``peak_rss_mib`` is then that process's whole peak (torch itself included).
-      ``--in-process`` is faster but may under-report memory.
-    - ``explicit_over_kernel``: explicit time / this row's time: how many times faster than the
-      explicit formula (> 1 faster, < 1 slower). ``max_abs_diff``: max |out - out_explicit| on
-      the same inputs. Both are null on the explicit row, the reference they are taken against.
+    - ``median_ms``: median of N timed calls after a warm-up call (flex: two, the first compiles),
+      with ``min_ms`` and ``max_ms`` (N shrinks for slow cells so a cell costs about ``--budget``
+      seconds, never below 5; ``repeats`` says how many ran).
+    - ``peak_mib``: memory the call needs above its inputs. CUDA: ``max_memory_allocated`` after a
+      reset, minus what was allocated before. CPU: the rise of the process's peak resident set
+      (VmHWM, reset through /proc/self/clear_refs) over its RSS with the inputs allocated. By
+      default each CPU cell runs in a fresh spawned process, so nothing an earlier kernel left in
+      the allocator hides the cost; the flex cells share one fresh process, so FlexAttention
+      compiles once (about 10 s) rather than once per cell. ``peak_rss_mib`` is that process's whole
+      peak. ``--in-process`` is faster but may under-report memory.
+    - ``explicit_over_kernel``: explicit time / this row's time (> 1: faster than the explicit path);
+      ``max_abs_diff``: max |out - out_explicit| on the same inputs; both null on the explicit row.
+    - ``skipped_share`` (flex rows): the share of (query block x key block) tiles its BlockMask skips.
 
-    Summary: ``flash_over_math_L2048`` is math time / flash time at L=2048 for the model's call
-    (how many times flash is faster than math; null if either cannot run or 2048 was not
-    measured), ``flash_over_math`` the same per L, ``kernel_auto`` the kernel an unforced SDPA
-    call of the model's kind really runs on this device and dtype (``kernel_auto_is_causal`` for
-    the is_causal call, when timed), ``call`` the call timed.
+    Summary: ``flash_over_math_L2048`` (math time / flash time for the causal prefill at L=2048, as
+    the model calls it: ``is_causal=True``; ``flash_over_math`` per L),
+    ``flex_over_dense_mask_window<W>_L2048`` (time of SDPA with the dense mask, the kernel an unforced
+    call runs, over FlexAttention's, sliding window W at L=2048; ``flex_over_dense_mask`` per masked
+    pattern and L), ``skipped_share`` per pattern and L, ``kernel_auto`` (the SDPA kernel an unforced
+    call of each pattern really runs here) and ``calls`` (what each pattern passes to SDPA). A ratio
+    is null where a kernel could not run or the length was not measured.
 
 Timings use ``time.perf_counter`` with PyTorch's default thread count; on a shared machine
 they move by tens of percent from run to run, so compare ratios from one run.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
 from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, spread, sync
-from playground.nn import masks
-from playground.nn.kernels import KERNEL_LABELS, SDPA_KERNELS, KernelUnavailable, explicit_attention, sdpa, sdpa_mask
+from playground.nn import flex, masks
+from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
+from playground.nn.position import alibi_bias, alibi_slopes
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-CALLS = {  # how an SDPA kernel is called -> what the row label says
-    "mask": "attn_mask = the model's bool causal mask",
-    "is_causal": "is_causal=True, no mask tensor: not the model's call",
+SDPA_NAMES = ("flash", "efficient", "cudnn", "math")
+KERNELS = (*SDPA_NAMES, "flex")  # explicit always runs: it is the reference
+PATTERNS = {  # pattern -> (what SDPA receives: the record's call, what the row says)
+    "prefill": ("is_causal", "causal prefill: SDPA is_causal=True, no mask"),
+    "decode": ("no mask", "one decoding step against a cache of L keys: SDPA with no mask"),
+    "prefix": ("mask", "GLM prefix (first L/2 tokens bidirectional): SDPA with the dense bool mask"),
+    "window": ("mask", "causal sliding window: SDPA with the dense bool mask"),
+    "alibi": ("mask", "causal with ALiBi: SDPA with the float mask (bias, -inf where masked)"),
 }
+CALLS = {"explicit": "weights", "flex": "block mask"}  # the other kernels: the pattern's SDPA call
 
 
-def _inputs(L: int, heads: int, head_dim: int, dtype: torch.dtype, device: str):
-    """The same q, k, v (1, H, L, hs) in every process: drawn on the CPU from a fixed seed."""
+@dataclass
+class Call:
+    """One attention call of a pattern: where the queries sit, its mask rule, the dense mask and bias."""
+
+    rule: masks.MaskRule
+    q_start: int
+    n_queries: int
+    n_keys: int
+    sdpa_call: str                    # is_causal | no mask | mask
+    mask: torch.Tensor                # (Tq, Tk) bool, the explicit path's mask
+    bias: torch.Tensor | None = None  # (nh, Tq, Tk) ALiBi
+    slopes: torch.Tensor | None = None  # (nh,)
+
+
+def pattern_call(pattern: str, L: int, heads: int, window: int, device: str) -> Call:
+    """The call ``pattern`` makes with L keys (``PATTERNS``)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown call pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    rule = {"prefix": masks.MaskRule("prefix", prefix_len=L // 2),
+            "window": masks.MaskRule("causal", window=window)}.get(pattern, masks.MaskRule("causal"))
+    n_queries = 1 if pattern == "decode" else L
+    q_pos, k_pos = masks.positions(L - n_queries, n_queries, device), masks.positions(0, L, device)
+    call = Call(rule, L - n_queries, n_queries, L, PATTERNS[pattern][0], rule.dense(q_pos, k_pos))
+    if pattern == "alibi":
+        call.slopes = alibi_slopes(heads).to(device)
+        call.bias = alibi_bias(call.slopes, q_pos, k_pos)
+    return call
+
+
+def _inputs(L: int, n_queries: int, heads: int, head_dim: int, dtype: torch.dtype, device: str):
+    """The same q (1, H, Tq, hs) and k, v (1, H, L, hs) in every process: drawn on the CPU from a fixed seed;
+    the queries are the last Tq positions."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, heads, L, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
-    return q, k, v
+    return q[:, :, L - n_queries:], k, v
 
 
-def causal_mask(L: int, device: str) -> torch.Tensor:
-    """The self-attention mask a decoder passes for a full pass over L tokens. (L, L) bool, True where allowed"""
-    pos = masks.positions(0, L, device=device)
-    return masks.self_attention("causal", pos, pos)
-
-
-def attention_call(q, k, v, kernel: str, call: str, mask: torch.Tensor | None) -> tuple[torch.Tensor, str]:
-    """One attention as the benchmark times it: (out (B, H, L, hs), kernel that ran).
-
-    ``explicit`` and call ``"mask"`` are what ``playground.nn.attention.Attention`` runs for a
-    causal self-attention without ALiBi; call ``"is_causal"`` is the mask-free SDPA call.
-    """
+def attention_call(q, k, v, kernel: str, call: Call) -> tuple[torch.Tensor, str, object]:
+    """One attention as the model runs it: (out (B, H, Tq, hs), kernel that ran, BlockMask or None)."""
     if kernel == "explicit":
-        return explicit_attention(q, k, v, mask)[0], "explicit"
-    if call == "is_causal":
-        return sdpa(q, k, v, kernel=kernel, is_causal=True)
-    return sdpa(q, k, v, sdpa_mask(mask, None, q.dtype), kernel=kernel)
+        out = (explicit_attention(q, k, v, call.mask) if call.bias is None else
+               explicit_attention(q, k, v, call.mask, call.bias))[0]
+        return out, "explicit", None
+    if kernel == "flex":
+        out, block_mask = flex.flex_attention(q, k, v, call.rule, q_start=call.q_start, k_start=0,
+                                              alibi_slopes=call.slopes)
+        return out, "flex", block_mask
+    if call.sdpa_call == "is_causal":
+        out, ran = sdpa(q, k, v, kernel=kernel, is_causal=True)
+    elif call.sdpa_call == "no mask":
+        out, ran = sdpa(q, k, v, kernel=kernel)
+    else:
+        out, ran = sdpa(q, k, v, sdpa_mask(call.mask, call.bias, q.dtype), kernel=kernel)
+    return out, ran, None
 
 
 def _measure_cell(spec: dict) -> dict:
-    """Time one (L, kernel, call) and take its peak memory. Runs in a fresh process on CPU by default.
+    """Time one (pattern, L, kernel) and take its peak memory. Runs in a fresh process on CPU by default.
 
-    Returns {available, reason, times_s, peak_bytes, peak_rss_bytes, out (float32 numpy array)}.
+    Returns {available, reason, times_s, peak_bytes, peak_rss_bytes, skipped_share, out (float32 numpy)}.
     """
-    device, kernel, call, L = spec["device"], spec["kernel"], spec["call"], spec["L"]
-    q, k, v = _inputs(L, spec["heads"], spec["head_dim"], DTYPES[spec["dtype"]], device)
-    mask = causal_mask(L, device) if call == "mask" else None  # an input: built before the clock starts
+    device, kernel, L = spec["device"], spec["kernel"], spec["L"]
+    if kernel == "flex" and (why := flex.flex_status()) is not None:
+        return {"available": False, "reason": f"FlexAttention cannot run here: {why}"}
+    call = pattern_call(spec["pattern"], L, spec["heads"], spec["window"], device)  # inputs: before the clock
+    q, k, v = _inputs(L, call.n_queries, spec["heads"], spec["head_dim"], DTYPES[spec["dtype"]], device)
+    skipped = None
+    if kernel == "flex":  # compiles on the process's first call: not a cost of this cell
+        _, _, block_mask = attention_call(q, k, v, kernel, call)
+        skipped = float((flex.block_grid(block_mask) == 0).mean())
 
     def call_once() -> torch.Tensor:
-        return attention_call(q, k, v, kernel, call, mask)[0]
+        return attention_call(q, k, v, kernel, call)[0]
 
     cuda = device.startswith("cuda")
     if cuda:
@@ -124,98 +172,136 @@ def _measure_cell(spec: dict) -> dict:
         peak, peak_rss = torch.cuda.max_memory_allocated() - base, None
     else:
         peak, peak_rss = tracker.rise, tracker.peak
-    return {"available": True, "reason": None, "times_s": times, "peak_bytes": peak,
-            "peak_rss_bytes": peak_rss, "out": out.float().cpu().numpy()}
+    return {"available": True, "reason": None, "times_s": times, "peak_bytes": peak, "peak_rss_bytes": peak_rss,
+            "skipped_share": skipped, "out": out.float().cpu().numpy()}
 
 
-def _run_cell(spec: dict, isolate: bool) -> dict:
-    if not isolate:
-        return _measure_cell(spec)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_measure_cell, (spec,))
+class CellRunner:
+    """Runs cells here, or each in a fresh spawned process; flex cells share one, so it compiles once."""
+
+    def __init__(self, isolate: bool):
+        self.isolate, self.context, self.shared = isolate, multiprocessing.get_context("spawn"), None
+
+    def __call__(self, spec: dict) -> dict:
+        if not self.isolate:
+            return _measure_cell(spec)
+        if spec["kernel"] == "flex":
+            self.shared = self.shared or self.context.Pool(1)
+            return self.shared.apply(_measure_cell, (spec,))
+        with self.context.Pool(1) as pool:
+            return pool.apply(_measure_cell, (spec,))
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.terminate()
+            self.shared.join()
 
 
-def _small_call(device: str, dtype: torch.dtype, head_dim: int, kernel: str, call: str) -> str:
-    q = torch.randn(1, 2, 16, head_dim, device=device, dtype=dtype)
-    return attention_call(q, q, q, kernel, call, causal_mask(16, device))[1]
+def _small_call(device: str, dtype: torch.dtype, head_dim: int, kernel: str, pattern: str) -> str:
+    call = pattern_call(pattern, 16, 2, 4, device)
+    q, k, v = _inputs(16, call.n_queries, 2, head_dim, dtype, device)
+    return attention_call(q, k, v, kernel, call)[1]
 
 
-def refusal(device: str, dtype: torch.dtype, head_dim: int, kernel: str, call: str) -> str | None:
-    """PyTorch's reason it will not run this kernel for this call here, or None: a small call decides."""
+def refusal(device: str, dtype: torch.dtype, head_dim: int, kernel: str, pattern: str) -> str | None:
+    """PyTorch's reason it will not run this SDPA kernel for this pattern here, or None: a small call decides."""
     try:
-        _small_call(device, dtype, head_dim, kernel, call)
+        _small_call(device, dtype, head_dim, kernel, pattern)
     except KernelUnavailable as e:
         return str(e)
     return None
 
 
-def auto_kernel(device: str, dtype: torch.dtype, head_dim: int, call: str) -> str:
-    """The kernel an unforced SDPA call of this kind runs here (PyTorch's own priority order)."""
-    return _small_call(device, dtype, head_dim, "auto", call)
+def auto_kernel(device: str, dtype: torch.dtype, head_dim: int, pattern: str) -> str:
+    """The kernel an unforced SDPA call of this pattern runs here (PyTorch's own priority order)."""
+    return _small_call(device, dtype, head_dim, "auto", pattern)
 
 
-def bench_kernels(lengths=(256, 512, 1024, 2048, 4096), heads: int = 8, head_dim: int = 64,
-                  dtype: str | None = None, device: str | None = None, kernels=tuple(SDPA_KERNELS),
-                  repeats: int = 10, budget_s: float = 2.0, in_process: bool = False,
-                  is_causal: bool = False) -> dict:
-    """Explicit attention against each SDPA kernel, the model's causal call, B=1: time, peak memory, ratio, difference.
+def _label(kernel: str, pattern: str) -> str:
+    if kernel == "explicit":
+        return "explicit softmax(QKᵀ/√d + bias)V with the dense mask (reference)"
+    if kernel == "flex":
+        return "FlexAttention, BlockMask from the mask rule" + (", ALiBi as score_mod" if pattern == "alibi" else "")
+    return f"SDPA {kernel}: {PATTERNS[pattern][1]}"
 
-    ``is_causal``: also time each kernel's mask-free ``is_causal=True`` call, in rows of their own.
-    """
+
+def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64, dtype: str | None = None,
+                  device: str | None = None, kernels=KERNELS, patterns=tuple(PATTERNS), window: int = 256,
+                  repeats: int = 10, budget_s: float = 1.0, in_process: bool = False) -> dict:
+    """Each kernel on each of the model's call patterns, B=1: time, peak memory, ratio and difference to explicit."""
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    for name in [*kernels, *patterns]:
+        if name not in KERNELS and name not in PATTERNS:
+            raise ValueError(f"unknown kernel or pattern {name!r}; kernels: {', '.join(KERNELS)}; "
+                             f"patterns: {', '.join(PATTERNS)}")
     device = device or default_device()
-    dtype = dtype or ("float16" if device.startswith("cuda") else "float32")
+    dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     isolate = not in_process and not device.startswith("cuda")  # CUDA peaks come from the allocator's own stats
-    chosen = [k for k in SDPA_KERNELS if k in kernels]
-    # explicit first: it is the reference of every ratio and difference
-    cells = [("explicit", "mask")] + [(k, "mask") for k in chosen] + [(k, "is_causal") for k in chosen if is_causal]
-    refused = {(name, call): refusal(device, DTYPES[dtype], head_dim, name, call) for name, call in cells}
-    rows, times = [], {}
-    for L in lengths:
-        reference = None
-        for name, call in cells:
-            label = KERNEL_LABELS[name] if name == "explicit" else f"{KERNEL_LABELS[name]} ({CALLS[call]})"
-            row = {"L": L, "kernel": name, "call": call, "label": label, "available": True, "reason": None,
-                   "repeats": 0, "median_ms": None, "peak_mib": None, "peak_rss_mib": None,
-                   "explicit_over_kernel": None, "max_abs_diff": None}
-            cell = ({"available": False, "reason": refused[name, call]} if refused[name, call] else
-                    _run_cell({"device": device, "kernel": name, "call": call, "L": L, "heads": heads,
-                               "head_dim": head_dim, "dtype": dtype, "repeats": repeats, "budget_s": budget_s},
-                              isolate))
-            if not cell["available"]:
-                row.update(available=False, reason=cell["reason"])
-                rows.append(row)
-                continue
-            median = statistics.median(cell["times_s"])
-            times[L, name, call] = median
-            out = torch.from_numpy(cell["out"])
-            ms = spread([t * 1e3 for t in cell["times_s"]])
-            row.update(repeats=ms["n"], median_ms=ms["median"], min_ms=ms["min"], max_ms=ms["max"],
-                       peak_mib=cell["peak_bytes"] / MIB,
-                       peak_rss_mib=None if cell["peak_rss_bytes"] is None else cell["peak_rss_bytes"] / MIB)
-            if name == "explicit":
-                reference = out
-            else:
-                row.update(explicit_over_kernel=times[L, "explicit", "mask"] / median,
-                           max_abs_diff=float((out - reference).abs().max()))
-            rows.append(row)
+    chosen = ["explicit"] + [k for k in KERNELS if k in kernels]  # explicit first: the reference
+    patterns = [p for p in PATTERNS if p in patterns]
+    refused = {(k, p): refusal(device, DTYPES[dtype], head_dim, k, p) for k in chosen if k in SDPA_NAMES
+               for p in patterns}
+    rows, times, skipped = [], {}, {}
+    runner = CellRunner(isolate)
+    try:
+        for pattern in patterns:
+            for L in lengths:
+                reference = None
+                for name in chosen:
+                    row = {"pattern": pattern, "L": L, "kernel": name, "call": CALLS.get(name, PATTERNS[pattern][0]),
+                           "label": _label(name, pattern), "available": True, "reason": None, "repeats": 0,
+                           "median_ms": None, "peak_mib": None, "peak_rss_mib": None, "explicit_over_kernel": None,
+                           "max_abs_diff": None, "skipped_share": None}
+                    why = refused.get((name, pattern))
+                    cell = {"available": False, "reason": why} if why else runner(
+                        {"device": device, "kernel": name, "pattern": pattern, "L": L, "heads": heads,
+                         "head_dim": head_dim, "dtype": dtype, "window": window, "repeats": repeats,
+                         "budget_s": budget_s})
+                    if not cell["available"]:
+                        row.update(available=False, reason=cell["reason"])
+                        rows.append(row)
+                        continue
+                    median = statistics.median(cell["times_s"])
+                    times[pattern, L, name] = median
+                    out = torch.from_numpy(cell["out"])
+                    ms = spread([t * 1e3 for t in cell["times_s"]])
+                    row.update(repeats=ms["n"], median_ms=ms["median"], min_ms=ms["min"], max_ms=ms["max"],
+                               peak_mib=cell["peak_bytes"] / MIB, skipped_share=cell["skipped_share"],
+                               peak_rss_mib=None if cell["peak_rss_bytes"] is None else cell["peak_rss_bytes"] / MIB)
+                    if cell["skipped_share"] is not None:
+                        skipped.setdefault(pattern, {})[str(L)] = cell["skipped_share"]
+                    if name == "explicit":
+                        reference = out
+                    else:
+                        row.update(explicit_over_kernel=times[pattern, L, "explicit"] / median,
+                                   max_abs_diff=float((out - reference).abs().max()))
+                    rows.append(row)
+    finally:
+        runner.close()
 
-    def flash_over_math(L: int) -> float | None:
-        flash, math = times.get((L, "flash", "mask")), times.get((L, "math", "mask"))
-        return math / flash if flash is not None and math is not None else None
+    auto = {p: auto_kernel(device, DTYPES[dtype], head_dim, p) for p in patterns}
 
+    def over(pattern: str, L: int, slow: str, fast: str) -> float | None:
+        a, b = times.get((pattern, L, slow)), times.get((pattern, L, fast))
+        return a / b if a is not None and b is not None else None
+
+    masked = [p for p in patterns if PATTERNS[p][0] == "mask"]
     summary = {
-        "flash_over_math_L2048": flash_over_math(2048),
-        "flash_over_math": {str(L): flash_over_math(L) for L in lengths},
-        "kernel_auto": auto_kernel(device, DTYPES[dtype], head_dim, "mask"),
-        "call": "scaled_dot_product_attention(q, k, v, attn_mask=<bool causal mask (L, L)>), as the model calls it",
+        "flash_over_math_L2048": over("prefill", 2048, "math", "flash"),
+        "flash_over_math": {str(L): over("prefill", L, "math", "flash") for L in lengths},
+        f"flex_over_dense_mask_window{window}_L2048": over("window", 2048, auto.get("window", ""), "flex"),
+        "flex_over_dense_mask": {p: {str(L): over(p, L, auto[p], "flex") for L in lengths} for p in masked},
+        "skipped_share": skipped,
+        "kernel_auto": auto,
+        "calls": {p: PATTERNS[p][1] for p in patterns},
         "device_name": device_name(device),
         "device_type": torch.device(device).type,
-        "dtype": dtype, "batch": 1, "heads": heads, "head_dim": head_dim, "causal": True,
+        "dtype": dtype, "batch": 1, "heads": heads, "head_dim": head_dim, "window": window,
         "memory": ("cuda max_memory_allocated" if device.startswith("cuda") else
-                   "peak RSS rise, fresh process per cell" if isolate else "peak RSS rise, one process"),
+                   "peak RSS rise, fresh process per cell (the flex cells share one, so it compiles once)" if isolate
+                   else "peak RSS rise, one process"),
     }
-    if is_causal:
-        summary["kernel_auto_is_causal"] = auto_kernel(device, DTYPES[dtype], head_dim, "is_causal")
     return make_result("kernels", device, summary, rows)

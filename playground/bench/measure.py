@@ -113,9 +113,11 @@ def _fmt(value, spec: str = "") -> str:
 
 # benchmark -> columns (row key, header, format); a benchmark without an entry shows every key
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "kernels": [("L", "L", "d"), ("kernel", "kernel", ""), ("call", "call", ""), ("median_ms", "median ms", ".2f"),
+    "kernels": [("pattern", "pattern", ""), ("L", "L", "d"), ("kernel", "kernel", ""), ("call", "call", ""),
+                ("median_ms", "median ms", ".2f"),
                 ("min_ms", "min", ".2f"), ("max_ms", "max", ".2f"), ("repeats", "n", "d"), ("peak_mib", "peak MiB", ".1f"), ("peak_rss_mib", "RSS MiB", ".0f"),
-                ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e")],
+                ("explicit_over_kernel", "explicit/kernel", ".2f"), ("max_abs_diff", "max|diff|", ".1e"),
+                ("skipped_share", "skipped", ".0%")],
     "decode": [("mode", "mode", ""), ("tokens", "tokens", "d"), ("repeats", "n", "d"), ("seconds", "median s", ".2f"),
                ("seconds_min", "min s", ".2f"), ("seconds_max", "max s", ".2f"), ("tokens_per_s", "tokens/s", ".1f"),
                ("ms_per_token", "ms/token", ".2f"), ("cache_bytes", "cache bytes", ",d")],
@@ -129,7 +131,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     cells = [[header for _, header, _ in columns]]
-    named = next((i for i, (key, _, _) in enumerate(columns) if key not in ("L", "kernel", "call")), len(columns))
+    named = next((i for i, (key, _, _) in enumerate(columns) if key not in ("pattern", "L", "kernel", "call")), len(columns))
     notes: dict[tuple, list] = {}  # (kernel, reason) -> the lengths it applies to
     for row in rows:
         if row.get("available", True):
