@@ -29,7 +29,8 @@ POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
 MLPS = ("gelu", "swiglu")
-BACKENDS = ("auto", "flash", "efficient", "math", "explicit")
+BACKENDS = ("auto", "flash", "efficient", "cudnn", "math", "flex", "explicit")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model runs in (auto: bf16 or fp16 on CUDA, fp32 on CPU)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ModelConfig:
     d_conv: int = 4                # Mamba: causal depthwise convolution width
     expand: int = 2                # Mamba: d_inner = expand * d_model
     # --- how attention is computed
-    backend: str = "auto"          # auto | flash | efficient | math (SDPA kernels) | explicit
+    backend: str = "auto"          # auto | flash | efficient | cudnn | math (SDPA kernels) | flex | explicit
 
     def __post_init__(self) -> None:
         self.validate()

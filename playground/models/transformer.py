@@ -141,18 +141,23 @@ class Stack(nn.Module):
         elif cfg.position == "sinusoidal":
             x = x + sinusoidal_table(q_pos, cfg.d_model).to(x.dtype)
         x = self.dropout(x)
+        rule = masks.MaskRule(self.mask_kind, prefix_len=prefix_len, window=cfg.sliding_window)
+        alibi = cfg.position == "alibi"
         self_inputs = AttentionInputs(
-            mask=masks.self_attention(self.mask_kind, q_pos, k_pos, prefix_len=prefix_len,
-                                      window=cfg.sliding_window, key_valid=key_valid),
-            input_pos=q_pos,
+            mask=rule.dense(q_pos, k_pos, key_valid), input_pos=q_pos, rule=rule,
+            q_start=start_pos, k_start=int(k_pos[0]), key_valid=_padding(key_valid),
             rope=rope_angles(q_pos, cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None,
-            bias=alibi_bias(self.alibi_slopes, q_pos, k_pos) if cfg.position == "alibi" else None,
+            bias=alibi_bias(self.alibi_slopes, q_pos, k_pos) if alibi else None,
+            alibi_slopes=self.alibi_slopes if alibi else None,
         )
         cross_inputs = None
         if memory is not None:
+            padded = _padding(memory_valid)
             if memory_valid is None:
                 memory_valid = torch.ones(B, memory.shape[1], dtype=torch.bool, device=x.device)
-            cross_inputs = AttentionInputs(mask=masks.cross(T, memory_valid), input_pos=q_pos)
+            cross_inputs = AttentionInputs(mask=masks.cross(T, memory_valid), input_pos=q_pos,
+                                           rule=masks.MaskRule("cross"), q_start=start_pos, k_start=0,
+                                           key_valid=padded)
         for block in self.blocks:
             x = block(x, self_inputs, memory, cross_inputs)
         return self.norm_out(x)
@@ -184,6 +189,11 @@ class Stack(nn.Module):
             if block.cross_attn is not None and block.cross_attn.cross_kv is not None:
                 total += sum(t.nbytes for t in block.cross_attn.cross_kv)
         return total
+
+
+def _padding(key_valid: Tensor | None) -> Tensor | None:
+    """key_valid (B, Tk) when some key is padding, else None: a kernel then needs no padding mask."""
+    return key_valid if key_valid is not None and not bool(key_valid.all()) else None
 
 
 class TransformerLM(LanguageModel):

@@ -12,29 +12,68 @@ hs head dim.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from playground.config import ModelConfig
+from playground.nn import flex
 from playground.nn.cache import KVCache
-from playground.nn.kernels import explicit_attention, sdpa, sdpa_mask
+from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
+from playground.nn.masks import MaskRule
 from playground.nn.position import apply_rope
 from playground.nn.recorder import AttentionRecord, Recorder
+
+NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention's backward would compile its own kernel, "
+                "so auto uses SDPA with the mask")
 
 
 @dataclass
 class AttentionInputs:
-    """What a layer needs besides x, computed once per forward by the stack."""
+    """What a layer needs besides x, computed once per forward by the stack.
 
-    mask: Tensor                              # bool, (Tq, Tk) or (B, 1, Tq, Tk)
+    The rule says which key each query may see; the dense mask is that rule evaluated at these
+    positions (the explicit path, the records and the plots use it); FlexAttention evaluates the
+    rule itself, block by block.
+    """
+
+    mask: Tensor                              # bool, (Tq, Tk) or (B, 1, Tq, Tk): rule.dense at these positions
     input_pos: Tensor                         # (T,) absolute positions of the new tokens
+    rule: MaskRule
+    q_start: int                              # query i is at position q_start + i
+    k_start: int                              # key j is at position k_start + j
+    key_valid: Tensor | None = None           # (B, Tk) bool, given only when some key is padding
     rope: tuple[Tensor, Tensor] | None = None  # cos, sin at input_pos, each (T, hs)
-    bias: Tensor | None = None                # (nh, Tq, Tk) ALiBi
+    bias: Tensor | None = None                # (nh, Tq, Tk) ALiBi, dense
+    alibi_slopes: Tensor | None = None        # (nh,) the same ALiBi, for FlexAttention's score_mod
+    _pattern: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def pattern(self) -> str:
+        """What the mask is, read off it once per forward: "all" (every query sees every key held),
+        "causal" (the lower triangle aligned top-left, which is what SDPA's ``is_causal`` computes), or "other"."""
+        if self._pattern is None:
+            Tq, Tk = self.mask.shape[-2:]
+            if self.key_valid is not None:
+                self._pattern = "other"
+            elif bool(self.mask.all()):
+                self._pattern = "all"
+            elif Tq == Tk and torch.equal(self.mask, torch.ones_like(self.mask).tril()):
+                self._pattern = "causal"
+            else:
+                self._pattern = "other"
+        return self._pattern
 
 
 class Attention(nn.Module):
     """One attention layer; it writes an ``AttentionRecord`` into ``recorder`` while that is on.
+
+    How it calls its kernel depends on its inputs (``plan``): SDPA with ``is_causal=True`` and no
+    mask for plain causal attention over a whole sequence, SDPA with no mask when every query sees
+    every key held (a decoding step, an encoder without padding), and for anything else (a prefix,
+    a window that cuts, padding, ALiBi, a chunk written into a non-empty cache) FlexAttention with a
+    block mask, or SDPA with the dense mask where FlexAttention cannot run or was not asked for.
 
     Args:
         kind: the record's kind: self | encoder_self | decoder_self, or cross (queries from x,
@@ -78,12 +117,53 @@ class Attention(nn.Module):
             k, v = self.cache.update(inputs.input_pos, k, v)  # (B, n_kv, Tk, hs)
         return k, v
 
+    def plan(self, inputs: AttentionInputs, needs_grad: bool = False) -> tuple[str, str | None]:
+        """How this layer calls its kernel for these inputs: (call, why auto did not use FlexAttention or None).
+
+        call: "weights" (explicit), "block mask" (FlexAttention), or SDPA with "is_causal", "no mask" or "mask".
+        """
+        if self.backend == "explicit":
+            return "weights", None
+        if self.backend == "flex":
+            return "block mask", None
+        if inputs.bias is None:  # ALiBi is a bias: no kernel without a mask argument takes it
+            if inputs.pattern == "all":
+                return "no mask", None
+            if inputs.pattern == "causal":
+                return "is_causal", None
+        if self.backend != "auto":
+            return "mask", None
+        if needs_grad:
+            return "mask", NO_GRAD_FLEX
+        reason = flex.flex_status()
+        return ("mask", reason) if reason else ("block mask", None)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
+                call: str) -> tuple[Tensor, str, object, Tensor | None]:
+        """Run the planned call. Returns out (B, nh, Tq, hs), the kernel that ran, the BlockMask FlexAttention
+        used (or None) and the explicit path's weights (B, nh, Tq, Tk) (or None)."""
+        if call == "weights":
+            out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
+            return out, "explicit", None, weights
+        if call == "block mask":
+            reason = flex.flex_status()
+            if reason:
+                raise KernelUnavailable(f"FlexAttention cannot run here: {reason}. "
+                                        "Choose another backend (math and explicit always run).")
+            out, block_mask = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
+                                                  k_start=inputs.k_start, key_valid=inputs.key_valid,
+                                                  alibi_slopes=inputs.alibi_slopes)
+            return out, "flex", block_mask, None
+        mask = sdpa_mask(inputs.mask, inputs.bias, q.dtype) if call == "mask" else None
+        out, kernel = sdpa(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal")
+        return out, kernel, None, None
+
     def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
         """Attend from x to itself (self) or to ``memory`` (cross).
 
-        While the recorder is on, the weights (B, nh, T, Tk) go into an ``AttentionRecord``: from
-        the explicit path itself, or recomputed beside an SDPA kernel (which never returns them),
-        with max |out_sdpa - out_explicit|.
+        While the recorder is on, the weights (B, nh, T, Tk) go into an ``AttentionRecord`` with
+        the kernel, the call and why auto fell back: from the explicit path itself in float32, or
+        recomputed by it in float32 beside any other kernel or dtype, with max |out - out_explicit|.
 
         Args:
             x: (B, T, d) the queries' input.
@@ -102,16 +182,21 @@ class Attention(nn.Module):
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
             v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
 
-        if self.backend == "explicit":
-            out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)  # (B, nh, T, hs), (B, nh, T, Tk)
-            self.recorder.write(AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias,
-                                                "explicit", False, 0.0))
-        else:
-            out, kernel = sdpa(q, k, v, sdpa_mask(inputs.mask, inputs.bias, q.dtype), kernel=self.backend)
-            if self.recorder.on:  # SDPA kernels never return weights: recompute them, and say by how much outputs differ
-                out_explicit, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
-                diff = float((out - out_explicit).detach().abs().max())
-                self.recorder.write(AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias,
-                                                    kernel, True, diff))
+        call, reason = self.plan(inputs, needs_grad=torch.is_grad_enabled() and q.requires_grad)
+        out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+        if self.recorder.on:
+            self.recorder.write(self._record(q, k, v, out, weights, inputs, call, kernel, block_mask, reason))
         y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)
         return self.dropout(self.o_proj(y))  # (B, T, d)
+
+    def _record(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, weights: Tensor | None, inputs: AttentionInputs,
+                call: str, kernel: str, block_mask, reason: str | None) -> AttentionRecord:
+        """The record of this call. The weights shown come from the explicit path in float32 whatever the
+        model's dtype: the output's own when that is how it was computed, else recomputed beside it."""
+        if weights is not None and q.dtype == torch.float32:
+            recomputed, diff = False, 0.0
+        else:
+            reference, weights = explicit_attention(q.float(), k.float(), v.float(), inputs.mask, inputs.bias)
+            recomputed, diff = True, float((out.float() - reference).detach().abs().max())
+        return AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias, kernel, recomputed,
+                               diff, call=call, block_mask=block_mask, reason=reason)

@@ -1,11 +1,15 @@
 """How attention is computed: PyTorch SDPA with a chosen kernel, or the explicit formula.
 
 The explicit path, ``softmax(Q K^T / sqrt(hs) + bias) V``, materialises the weights and returns
-them. The SDPA kernels (flash, memory-efficient, math) never return weights. Which kernel
+them. The SDPA kernels (flash, memory-efficient, cuDNN, math) never return weights. Which kernel
 ran is not guessed: each kernel is forced with ``torch.nn.attention.sdpa_kernel``, and a forced
 kernel that cannot run on this device, dtype or mask raises. ``auto`` tries them in PyTorch's
-own priority order (flash, memory-efficient, math), so the first that runs is the one PyTorch
-would have dispatched to, and it is named in the result.
+own priority order (flash, memory-efficient, math; cuDNN comes after math), so the first that
+runs is the one PyTorch would have dispatched to, and it is named in the result.
+
+PyTorch's rules decide which kernel can run (``torch/backends/cuda``, ``sdp_utils``): on CUDA
+flash needs fp16/bf16 and no ``attn_mask`` (``is_causal=True`` is allowed); memory-efficient and
+math take a mask. So how a layer calls SDPA (``CALLS``) decides as much as the backend does.
 
 Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 """
@@ -22,6 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 SDPA_KERNELS = {
     "flash": SDPBackend.FLASH_ATTENTION,
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
     "math": SDPBackend.MATH,
 }
 AUTO_ORDER = ("flash", "efficient", "math")
@@ -29,10 +34,16 @@ CPU_KERNELS = ("flash", "math")  # what torch's CPU SDPA dispatcher implements (
 KERNEL_LABELS = {
     "flash": "SDPA flash attention",
     "efficient": "SDPA memory-efficient attention",
+    "cudnn": "SDPA cuDNN attention",
     "math": "SDPA math (reference C++)",
+    "flex": "FlexAttention (compiled, block-sparse)",
     "explicit": "explicit softmax(QKᵀ/√d)V",
     "implicit": "recurrence (no attention kernel: implicit attention unrolled from the model's own state update)",
 }
+
+
+# How a layer called its kernel: what the page's badge names per layer.
+CALLS = ("is_causal", "no mask", "mask", "block mask", "weights")
 
 
 class KernelUnavailable(ValueError):
@@ -69,6 +80,10 @@ def sdpa_mask(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> T
     return out[None] if out.dim() == 3 else out  # SDPA kernels take 2-D or 4-D masks: (1, nh, Tq, Tk)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def sdpa(
     q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
 ) -> tuple[Tensor, str]:
@@ -94,7 +109,7 @@ def sdpa(
                     why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
                 reasons.append(f"{name}: {why}")
     raise KernelUnavailable(
-        f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {str(q.dtype).removeprefix('torch.')} "
+        f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
         f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
     )
 

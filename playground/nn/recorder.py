@@ -30,11 +30,16 @@ class AttentionRecord:
         implicit attention (RWKV, Mamba) is signed and not normalised.
     mask: the bool tensor the layer computed with, broadcastable to (B, 1, Tq, Tk).
     bias: the additive score bias (ALiBi), (nh, Tq, Tk), or None.
-    kernel: what produced the output: explicit | flash | efficient | math | implicit.
-    recomputed: True when the output came from an SDPA kernel and the weights from the
-        explicit path run beside it; max_abs_diff is then max |out_sdpa - out_explicit|.
+    kernel: what produced the output: explicit | flash | efficient | cudnn | math | flex | implicit.
+    recomputed: True when the output came from another kernel or dtype than the float32 explicit
+        path, and the weights from that path run beside it; max_abs_diff is then max |out - out_explicit|.
     max_abs_diff: how far the weights applied to the values are from an independent computation
         of the layer's output (0.0 for the explicit path, whose output is weights @ values).
+    call: how the kernel was called: is_causal | no mask | mask (SDPA) | block mask (FlexAttention) |
+        weights (the explicit path).
+    block_mask: the ``BlockMask`` FlexAttention computed with (which key blocks each query block
+        skipped), or None.
+    reason: why ``auto`` called SDPA with a mask where FlexAttention would have taken the call, or None.
     """
 
     kind: str  # self | encoder_self | decoder_self | cross | implicit
@@ -45,6 +50,9 @@ class AttentionRecord:
     kernel: str
     recomputed: bool
     max_abs_diff: float
+    call: str = "weights"
+    block_mask: object = None
+    reason: str | None = None
 
 
 class Recorder:
