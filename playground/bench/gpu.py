@@ -94,7 +94,6 @@ def attention_rows(lengths, head_dims, heads: int = 16, kernels=GPU_KERNELS, dty
                     median = statistics.median(times)
                     row.update(median_ms=median * 1e3, tflops=flops / median / 1e12)
                 rows.append(row)
-            del q, k, v
     return rows
 
 
@@ -122,7 +121,6 @@ def decode_rows(tokens: int = 256, dtype=torch.bfloat16, device: str = "cuda", r
                      "n_params": model.n_params, "tokens": tokens, "seconds": s["median"],
                      "tokens_per_s": tokens / s["median"], "tokens_per_s_min": tokens / s["max"],
                      "tokens_per_s_max": tokens / s["min"]})
-        del model
     return rows
 
 

@@ -43,7 +43,6 @@ they move by tens of percent from run to run, so compare ratios from one run.
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import statistics
 import time
@@ -305,3 +304,55 @@ def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64,
                    else "peak RSS rise, one process"),
     }
     return make_result("kernels", device, summary, rows)
+
+
+# ---------------------------------------------------------------------------------- one analysed call
+def rule_for(kind: str, family: str, prefix_len: int = 0, window: int = 0) -> masks.MaskRule | None:
+    """The mask rule of an attention kind of an analysed model (None: recurrent, no attention kernel)."""
+    if kind == "implicit":
+        return None
+    if kind == "cross":
+        return masks.MaskRule("cross")
+    if kind == "encoder_self":
+        return masks.MaskRule("bidirectional", window=window)
+    if kind == "self" and family == "prefix":
+        return masks.MaskRule("prefix", prefix_len=prefix_len, window=window)
+    return masks.MaskRule("causal", window=window)
+
+
+def fused_vs_dense(rule: masks.MaskRule, n_queries: int, n_keys: int, heads: int, head_dim: int, *,
+                   device: str = "cpu", dtype: str = "float32", repeats: int = MIN_REPEATS) -> dict:
+    """The BlockMask FlexAttention builds for one call (queries at the last ``n_queries`` of ``n_keys`` positions),
+    and that call timed against SDPA with the dense mask on random inputs of its shape (B=1), median of
+    ``repeats`` after a warm-up, on this device.
+
+    Returns {grid (n_q_blocks, n_k_blocks) int8: 0 skipped, 1 mask applied, 2 full; block_size (q, k);
+    skipped_share; flex_ms; dense_ms; dense_kernel (the SDPA kernel an unforced masked call ran); repeats;
+    device_name}, or {reason} where FlexAttention cannot run here.
+    """
+    if (why := flex.flex_status()) is not None:
+        return {"reason": why}
+    q_start = 0 if rule.kind == "cross" else n_keys - n_queries
+    q, k, v = _inputs(n_keys, n_queries, heads, head_dim, DTYPES[dtype], device)
+    dense = rule.dense(masks.positions(q_start, n_queries, device), masks.positions(0, n_keys, device))
+    with torch.no_grad():
+        _, block_mask = flex.flex_attention(q, k, v, rule, q_start=q_start, k_start=0)  # compiles on first use
+        ran = sdpa(q, k, v, dense)[1]
+        flex_t = _repeat(lambda: flex.flex_attention(q, k, v, rule, q_start=q_start, k_start=0), device, repeats)
+        dense_t = _repeat(lambda: sdpa(q, k, v, dense, kernel=ran), device, repeats)
+    grid = flex.block_grid(block_mask)
+    return {"grid": grid, "block_size": tuple(int(b) for b in block_mask.BLOCK_SIZE),
+            "skipped_share": float((grid == 0).mean()), "flex_ms": statistics.median(flex_t) * 1e3,
+            "dense_ms": statistics.median(dense_t) * 1e3, "dense_kernel": ran, "repeats": repeats,
+            "device_name": device_name(device)}
+
+
+def _repeat(fn, device: str, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times

@@ -14,6 +14,7 @@ import gradio as gr
 import numpy as np
 
 from playground import plots
+from playground.bench.kernels import fused_vs_dense, rule_for
 from playground.inspect.analysis import Analysis
 from playground.ui import service
 from playground.ui.i18n import Message, msg
@@ -80,7 +81,40 @@ def badge(w: Words, state: dict) -> str:
 
 
 def head_views(state: dict | None, kind: str, layer: int, head: int, request: gr.Request = None):
-    return head_figures(Words(request), state, kind, layer, head)
+    w = Words(request)
+    return *head_figures(w, state, kind, layer, head), *block_view(w, state, kind, layer)
+
+
+def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
+    """(figure, note) of the BlockMask the fused kernel builds for this layer's call: its tiles and the share
+    skipped, and that call timed with FlexAttention against SDPA with the dense mask, measured once per analysis
+    and kind on this device. (None, note) where there is no attention kernel or FlexAttention cannot run here."""
+    if not state or kind not in state["result"].kinds:
+        return None, ""
+    result: Analysis = state["result"]
+    cfg = result.config
+    rule = rule_for(kind, cfg["family"], result.prefix_len, cfg.get("sliding_window", 0))
+    if rule is None:
+        return None, w("blocks.none")
+    q, k = kind_labels(kind, result)
+    measured = state.setdefault("blocks", {})
+    if kind not in measured:  # the same call in every layer of a kind: measure it once
+        try:
+            measured[kind] = fused_vs_dense(rule, len(q), len(k), cfg["n_heads"], cfg["d_model"] // cfg["n_heads"],
+                                            device=state["device"])
+        except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
+            measured[kind] = {"reason": str(e).splitlines()[0]}
+    m = measured[kind]
+    if "reason" in m:
+        return None, w("blocks.unavailable", reason=html.escape(m["reason"]))
+    grid, (bq, bk) = m["grid"], m["block_size"]
+    title = msg("title.blocks", layer=layer, kind=msg(f"kind_short.{kind}"), nq=grid.shape[0], nk=grid.shape[1],
+                bq=bq, bk=bk)
+    figure = plots.block_grid(grid, title, block=(bq, bk), n_queries=len(q), n_keys=len(k), words=w)
+    note = w("blocks.note", skipped=m["skipped_share"], tiles=grid.size, partial=int((grid == 1).sum()),
+             full=int((grid == 2).sum()), device=html.escape(m["device_name"]), n=m["repeats"], flex_ms=m["flex_ms"],
+             kernel=w(f"kernel.{m['dense_kernel']}"), dense_ms=m["dense_ms"], ratio=m["dense_ms"] / m["flex_ms"])
+    return figure, note
 
 
 def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int):
@@ -170,12 +204,14 @@ def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backen
 
 def head(spec: str, prompt: str, kind: str, layer: int, head: int, prefix_len: int = 0, window: int = 0,
          backend: str = "auto", device: str = "cpu", request: gr.Request = None) -> dict[str, str]:
-    """One head at full resolution: Plotly JSON of the head, the mask its layer computed with, and the two
-    overlaid. kind: self | encoder_self | decoder_self | cross | implicit, as the model has them."""
+    """One head at full resolution: Plotly JSON of the head, the mask its layer computed with, the two
+    overlaid, and the fused kernel's block mask for its layer (null without an attention kernel). kind: self | encoder_self | decoder_self | cross | implicit, as the model has them."""
     w = Words(request)
     state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
     figures = head_figures(w, state, kind, layer, head)
-    return {name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)}
+    blocks, _ = block_view(w, state, kind, layer)
+    return {**{name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)},
+            "blocks": blocks.to_json() if blocks else None}
 
 
 # ----------------------------------------------------------------------------- the tab
@@ -234,7 +270,9 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     with gr.Accordion(t("attention.masks"), open=True):
         with gr.Row():
             mask_plot = gr.Plot(label=t("attention.mask"))
+            block_plot = gr.Plot(label=t("attention.blocks"), elem_id="block-mask")
             overlay_plot = gr.Plot(label=t("attention.mask_and_weights"))
+        block_note = gr.Markdown(elem_id="block-note")
     with gr.Accordion(t("attention.export"), open=False):
         gr.Markdown(t("attention.export_help"))
         export_btn = gr.Button(t("attention.prepare"))
@@ -248,14 +286,14 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device))
 
     def first_head(state: dict | None, kind: str, request: gr.Request):
-        """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long."""
+        """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long; the block mask always."""
         result = state["result"] if state else None
         if result is None or max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
-            return None, None, None
+            return None, None, None, *block_view(Words(request), state, kind, 0)
         return head_views(state, kind, 0, 0, request)
 
     outputs = [badge_html, *overviews, kind, layer, head_, state]
-    view_outputs = [head_plot, mask_plot, overlay_plot]
+    view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
     analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window], outputs,
                       api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
         first_head, [state, kind], view_outputs, api_visibility="private")
