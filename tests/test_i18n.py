@@ -13,8 +13,9 @@ from playground.ui import service
 from playground import zoo
 from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
-from playground.config import FAMILIES
+from playground.config import BACKENDS, FAMILIES
 from playground.nn.kernels import KERNEL_LABELS
+from playground.bench.kernels import PATTERNS
 from playground.ui.lang import Words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +58,12 @@ DYNAMIC = {
     "kind_short.": ["self", "implicit", "encoder_self", "decoder_self", "cross"],
     "zoo.about.": list(zoo.ZOO),
     "position.": ["rope", "alibi", "sinusoidal", "learned", "none"],
-    "backend.": ["auto", "flash", "efficient", "math", "explicit"],
+    "backend.": list(BACKENDS),
     "variant.": ["MHA", "GQA", "MQA"],
     "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
              "duplicate_token", "induction"],
     "train.data_": ["shakespeare", "induction", "copy", "associative_recall"],
+    "kernels.pattern_": list(PATTERNS),
     "tab.": ["attention", "generate", "compare", "heads", "positions", "kernels", "train", "calculator", "zoo"],
 }
 

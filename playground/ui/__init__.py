@@ -1,6 +1,8 @@
 """The web page: ``build_app`` assembles the tabs; each tab lives in its own module.
 
 Launch it with ``demo.launch(**LAUNCH)``: the CSS, the language script and the translations.
+``build_app`` also starts compiling FlexAttention in a background thread (``FLEX``), once per
+process, and the page says so until it is ready, or why it cannot run here.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
 from .share import build_share
 from .train_tab import build_train_tab
+from .warmup import FLEX, flex_note
 from .zoo_tab import build_zoo_tab
 
 ASSETS = ASSETS_DIR
@@ -41,10 +44,17 @@ SCOPE = {"attention": "scope.attention", "generate": "scope.generate", "compare"
 USES_CONTROLS = ("attention", "generate", "compare", "heads")
 
 
-def build_app() -> gr.Blocks:
+def build_app(warm_up: bool = True) -> gr.Blocks:
+    """The page; ``warm_up`` starts compiling FlexAttention in the background (once per process)."""
+    if warm_up:
+        FLEX.start()
     localized = Localized()
     with gr.Blocks(title="Attention Playground") as demo:
         gr.Markdown(t("app.intro"))
+        flex_line = gr.Markdown(elem_id="flex-status", elem_classes="scope-note")
+        flex_timer = gr.Timer(1.0, active=False)
+        demo.load(flex_note, None, [flex_line, flex_timer], api_visibility="private")
+        flex_timer.tick(flex_note, None, [flex_line, flex_timer], api_visibility="private")
         with gr.Column(elem_classes="model-controls"):  # framed: what the tabs that run a model share
             gr.Markdown(t("scope.controls"), elem_classes="scope-note")
             controls = build_controls(demo)

@@ -22,6 +22,7 @@ from . import api
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 from .scripts import page_script
+from .warmup import FLEX
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
@@ -99,6 +100,7 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     q, k = kind_labels(kind, result)
     measured = state.setdefault("blocks", {})
     if kind not in measured:  # the same call in every layer of a kind: measure it once
+        FLEX.wait()  # the page's start-up compile, if it is still running
         try:
             measured[kind] = fused_vs_dense(rule, len(q), len(k), cfg["n_heads"], cfg["d_model"] // cfg["n_heads"],
                                             device=state["device"])
