@@ -25,11 +25,12 @@ def positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def check_kernel_rows(result: dict, lengths: list[int], cells: list[tuple[str, str]]) -> None:
+def check_kernel_rows(result: dict, lengths: list[int], cells: list[tuple[str, str]], pattern: str = "prefill") -> None:
     """``cells``: (kernel, call) in row order for each length; explicit first."""
     assert set(result) == TOP_KEYS and result["benchmark"] == "kernels"
-    assert [(r["L"], r["kernel"], r["call"]) for r in result["rows"]] == [(L, *c) for L in lengths for c in cells]
-    for row in result["rows"]:
+    rows = [r for r in result["rows"] if r["pattern"] == pattern]
+    assert [(r["L"], r["kernel"], r["call"]) for r in rows] == [(L, *c) for L in lengths for c in cells]
+    for row in rows:
         if row["kernel"] == "explicit":  # the reference: timed, never compared with itself
             assert row["available"] and positive(row["median_ms"]) and row["repeats"] >= 1 and row["peak_mib"] >= 0
             assert row["explicit_over_kernel"] is None and row["max_abs_diff"] is None
@@ -42,35 +43,73 @@ def check_kernel_rows(result: dict, lengths: list[int], cells: list[tuple[str, s
         else:
             assert isinstance(row["reason"], str) and row["reason"].strip()
             assert row["median_ms"] is None and row["explicit_over_kernel"] is None
-        if row["call"] == "is_causal":
-            assert "not the model's call" in row["label"]
+
+
+SDPA_ROWS = [("flash", "is_causal"), ("efficient", "is_causal"), ("cudnn", "is_causal"), ("math", "is_causal")]
 
 
 def test_kernels_report(capsys):
-    result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "5", "--in-process", "--device", "cpu")
-    check_kernel_rows(result, [64, 128], [("explicit", "mask"), ("flash", "mask"), ("efficient", "mask"),
-                                          ("math", "mask")])
+    result = run_json(capsys, "kernels", "--lengths", "64", "128", "--repeats", "5", "--in-process", "--device", "cpu",
+                      "--patterns", "prefill", "--kernels", "flash", "efficient", "cudnn", "math")
+    check_kernel_rows(result, [64, 128], [("explicit", "weights"), *SDPA_ROWS])
     summary = result["summary"]
     assert "flash_over_math_L2048" in summary and summary["flash_over_math_L2048"] is None  # 2048 not measured
     assert set(summary["flash_over_math"]) == {"64", "128"}
     assert all(positive(v) for v in summary["flash_over_math"].values())
-    assert summary["kernel_auto"] in ("flash", "efficient", "math")
-    assert "attn_mask" in summary["call"] and "kernel_auto_is_causal" not in summary
+    assert summary["kernel_auto"]["prefill"] in ("flash", "efficient", "cudnn", "math")
+    assert "is_causal=True" in summary["calls"]["prefill"]
     assert summary["device_name"] and result["device"] == summary["device_name"]
     by_kernel = {(r["L"], r["kernel"]): r for r in result["rows"]}
-    # PyTorch has no memory-efficient kernel on the CPU: it must say so, with PyTorch's reason
-    assert not by_kernel[64, "efficient"]["available"]
-    assert "efficient" in by_kernel[64, "efficient"]["reason"]
+    # PyTorch has no memory-efficient or cuDNN kernel on the CPU: it must say so, with PyTorch's reason
+    for kernel in ("efficient", "cudnn"):
+        assert not by_kernel[64, kernel]["available"]
+        assert kernel in by_kernel[64, kernel]["reason"] and "CPU" in by_kernel[64, kernel]["reason"]
     assert by_kernel[64, "math"]["available"] and by_kernel[64, "flash"]["available"]
 
 
 def test_kernels_in_fresh_processes(capsys):
-    result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "5", "--kernels", "flash", "--device", "cpu")
-    check_kernel_rows(result, [64], [("explicit", "mask"), ("flash", "mask")])
-    assert result["summary"]["memory"] == "peak RSS rise, fresh process per cell"
+    result = run_json(capsys, "kernels", "--lengths", "64", "--repeats", "5", "--kernels", "flash", "--device", "cpu",
+                      "--patterns", "prefill")
+    check_kernel_rows(result, [64], [("explicit", "weights"), ("flash", "is_causal")])
+    assert result["summary"]["memory"].startswith("peak RSS rise, fresh process per cell")
     for row in result["rows"]:
         assert positive(row["peak_rss_mib"]) and row["peak_rss_mib"] >= row["peak_mib"]
     assert result["summary"]["flash_over_math"] == {"64": None}  # math was not asked for: no ratio
+
+
+def test_every_call_pattern_on_flex_and_sdpa_matches_the_explicit_path(capsys):
+    """Tiny sizes, the window smaller than the length so it bites; flex's block mask skips tiles where it should."""
+    result = run_json(capsys, "kernels", "--lengths", "384", "--repeats", "5", "--in-process", "--device", "cpu",
+                      "--kernels", "math", "flex", "--window", "64", "--budget", "0")
+    calls = {"prefill": "is_causal", "decode": "no mask", "prefix": "mask", "window": "mask", "alibi": "mask"}
+    for pattern, call in calls.items():
+        check_kernel_rows(result, [384], [("explicit", "weights"), ("math", call), ("flex", "block mask")], pattern)
+    rows = {(r["pattern"], r["kernel"]): r for r in result["rows"]}
+    assert all(rows[p, "flex"]["available"] for p in calls)  # FlexAttention compiles and runs on this CPU
+    summary = result["summary"]
+    # 3 x 3 tiles of 128: causal skips the 3 above the diagonal; a window of 64 also skips the bottom-left one
+    assert summary["skipped_share"]["prefill"] == {"384": pytest.approx(3 / 9)}
+    assert summary["skipped_share"]["window"] == {"384": pytest.approx(4 / 9)}
+    # the prefix (192 tokens) is seen by every query: only keys 256.. are hidden from queries before 256
+    assert summary["skipped_share"]["prefix"] == {"384": pytest.approx(2 / 9)}
+    assert summary["skipped_share"]["decode"] == {"384": 0.0}  # one query sees every cached key
+    assert summary["kernel_auto"] == {p: "flash" for p in calls}
+    assert "flex_over_dense_mask_window64_L2048" in summary and summary["flex_over_dense_mask_window64_L2048"] is None
+    assert set(summary["flex_over_dense_mask"]) == {"prefix", "window", "alibi"}
+    assert summary["flex_over_dense_mask"]["window"]["384"] is None  # flash, the kernel auto runs, was not timed
+    assert rows["decode", "explicit"]["median_ms"] > 0 and rows["decode", "flex"]["max_abs_diff"] < 1e-5
+
+
+def test_flex_over_dense_mask_is_the_dense_call_over_flex(monkeypatch):
+    from playground.bench import kernels
+
+    result = kernels.bench_kernels(lengths=(2048,), patterns=("window",), kernels=("flash", "flex"), repeats=5,
+                                   budget_s=0, in_process=True, device="cpu")
+    rows = {r["kernel"]: r for r in result["rows"]}
+    ratio = result["summary"]["flex_over_dense_mask_window256_L2048"]
+    assert ratio == pytest.approx(rows["flash"]["median_ms"] / rows["flex"]["median_ms"])
+    assert rows["flex"]["skipped_share"] > 0.8  # a window of 256 at 2,048 tokens: most tiles are never computed
+    assert rows["flex"]["max_abs_diff"] < 1e-5
 
 
 def sdpa_calls(monkeypatch) -> list[tuple]:
@@ -98,19 +137,18 @@ def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
     model_calls = list(calls)
     assert len(model_calls) == 2  # one per layer
     calls.clear()
-    result = bench_kernels(lengths=(T,), kernels=("math",), repeats=5, budget_s=0, in_process=True, device="cpu",
-                           is_causal=True)
+    result = bench_kernels(lengths=(T,), kernels=("math",), patterns=("prefill", "window"), window=8, repeats=5,
+                           budget_s=0, in_process=True, device="cpu")
     timed = [c for c in calls if c[2][2] == T]  # the timed cells (the small probes run at L=16)
-    assert len(timed) == 12  # math, model's call: warm-up + 5 timed; math, is_causal: warm-up + 5 timed
-    for mask, is_causal, _ in timed[:6] + model_calls:
-        assert mask is not None and mask.dtype == torch.bool and not is_causal
-        assert torch.equal(mask, model_calls[0][0])  # the very mask the model passes: (T, T), causal
-    assert torch.equal(model_calls[0][0], torch.ones(T, T, dtype=torch.bool).tril())
-    for mask, is_causal, _ in timed[6:]:  # the other call, in rows that say so
+    assert len(timed) == 12  # prefill: warm-up + 5 timed; window: warm-up + 5 timed
+    for mask, is_causal, _ in timed[:6] + model_calls:  # causal prefill: is_causal=True and no mask tensor
         assert mask is None and is_causal
-    assert [(r["kernel"], r["call"]) for r in result["rows"]] == [("explicit", "mask"), ("math", "mask"),
-                                                                   ("math", "is_causal")]
-    assert result["summary"]["kernel_auto_is_causal"] in ("flash", "efficient", "math")
+    for mask, is_causal, _ in timed[6:]:  # a sliding window: the dense bool mask of the same rule
+        assert not is_causal and mask.dtype == torch.bool
+        assert torch.equal(mask, torch.ones(T, T, dtype=torch.bool).tril().triu(-7))
+    assert [(r["pattern"], r["kernel"], r["call"]) for r in result["rows"]] == [
+        ("prefill", "explicit", "weights"), ("prefill", "math", "is_causal"),
+        ("window", "explicit", "weights"), ("window", "math", "mask")]
 
 
 def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
@@ -118,10 +156,50 @@ def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
 
     real = kernels.explicit_attention
     monkeypatch.setattr(kernels, "explicit_attention", lambda q, k, v, mask: (real(q, k, v, mask)[0] + 0.5, None))
-    result = kernels.bench_kernels(lengths=(32,), kernels=("math",), repeats=5, budget_s=0, in_process=True,
-                                   device="cpu")
+    result = kernels.bench_kernels(lengths=(32,), kernels=("math",), patterns=("prefill",), repeats=5, budget_s=0,
+                                   in_process=True, device="cpu")
     math_row = next(r for r in result["rows"] if r["kernel"] == "math")
     assert math_row["max_abs_diff"] == pytest.approx(0.5, abs=1e-5)
+
+
+def test_gpu_benchmark_refuses_without_cuda(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["gpu", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "needs a CUDA device" in captured.err
+
+
+def test_attention_flops_follow_the_flashattention_convention():
+    from playground.bench.gpu import attention_flops
+
+    # two matmuls of 2·L²·d per head; causal computes half: L=8192, d=128, 16 heads, batch 2
+    assert attention_flops(8192, 128, heads=16, batch=2, causal=False) == 4 * 2 * 16 * 8192**2 * 128
+    assert attention_flops(8192, 128, heads=16, batch=2) == 2 * 2 * 16 * 8192**2 * 128
+    assert attention_flops(1024, 64) == 2 * 1024**2 * 64
+
+
+def test_gpu_benchmark_functions_run_on_any_device():
+    from playground.bench.gpu import attention_flops, attention_rows, decode_rows
+
+    rows = attention_rows([64, 128], [16], heads=2, kernels=("flash", "efficient", "math"), dtype=torch.float32,
+                          device="cpu", repeats=5, tokens=256)
+    assert [(r["head_dim"], r["L"], r["kernel"]) for r in rows] == [
+        (16, L, k) for L in (64, 128) for k in ("flash", "efficient", "math")]
+    for row in rows:
+        assert row["batch"] == 256 // row["L"]
+        if row["kernel"] == "efficient":  # no such kernel on a CPU: PyTorch's reason, no number
+            assert not row["available"] and "efficient" in row["reason"] and row["tflops"] is None
+        else:
+            assert row["available"] and positive(row["median_ms"])
+            flops = attention_flops(row["L"], 16, 2, row["batch"])
+            assert row["flops"] == flops
+            assert row["tflops"] == pytest.approx(flops / (row["median_ms"] / 1e3) / 1e12)
+    decode = decode_rows(tokens=4, dtype=torch.float32, device="cpu")
+    assert [r["shape"] for r in decode] == ["zoo", "gpt2"]
+    gpt2 = decode[1]
+    assert (gpt2["n_layer"], gpt2["d_model"], gpt2["n_heads"]) == (12, 768, 12) and gpt2["n_params"] > 100e6
+    assert all(positive(r["tokens_per_s"]) and r["tokens_per_s_min"] <= r["tokens_per_s"] <= r["tokens_per_s_max"]
+               for r in decode)
 
 
 def test_peak_rss_sees_an_allocation():
