@@ -243,11 +243,12 @@ def block_grid(grid: np.ndarray, title, *, block: tuple[int, int] = (128, 128), 
                                hovertemplate="%{text}<extra></extra>", xgap=1, ygap=1,
                                colorbar=dict(title=words("plot.block_state"), tickvals=[0, 1, 2], ticktext=names)))
     share = float((grid == 0).mean())
-    side = min(600, max(320, 24 * nq + 160))
-    title = f"{words.render(title)} · {words('plot.block_share', share=share)}"
-    return _layout(fig, title, height=side, words=words, meta=dict(skipped_share=share),
+    side = min(600, max(340, 24 * nq + 180))
+    title = f"{words.render(title)}<br>{words('plot.block_share', share=share)}"
+    _layout(fig, title, height=side, words=words, meta=dict(skipped_share=share),
                    xaxis=dict(title=words("plot.key_block"), dtick=1 if nk <= 32 else None, side="top"),
                    yaxis=dict(title=words("plot.query_block"), autorange="reversed", dtick=1 if nq <= 32 else None))
+    return fig.update_layout(margin=dict(l=10, r=10, t=100, b=10))  # room for the two-line title
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],

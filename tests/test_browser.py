@@ -317,3 +317,27 @@ def test_tabs_open_filled_and_say_which_controls_they_use(browser, app_url):
     pg.get_by_role("tab", name="Kernel lab").click()
     pg.get_by_text("Nothing runs until you press Run the kernels").wait_for()
     context.close()
+
+
+def test_a_sliding_window_shows_the_block_mask_and_its_skipped_share(browser, app_url):
+    """384 tokens are 3 x 3 tiles of 128; a window of 16 leaves the diagonal and the two tiles below it."""
+    from playground.bench.app import prompt_of
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    pg = context.new_page()
+    pg.goto(app_url, wait_until="load")
+    pg.get_by_role("tab", name="Attention").click()
+    set_prompt(pg, prompt_of(384))
+    window = pg.get_by_label("number input for Sliding window (0 = off)")
+    window.fill("16")
+    window.press("Enter")
+    pg.get_by_role("button", name="Analyze").click()
+    wait_for_plot_title(pg, "BlockMask for layer 0 (self): 3×3 tiles of 128×128 tokens", timeout=90_000)
+    wait_for_plot_title(pg, "44% of tiles skipped")  # 4 of 9: the 3 above the diagonal and the bottom-left one
+    note = pg.locator("#block-note")
+    note.get_by_text("44% of the 9 tiles skipped").wait_for(timeout=30_000)
+    text = note.inner_text()
+    assert "5 computed with the mask applied, 0 computed in full" in text
+    assert "Measured on this device" in text and "FlexAttention" in text and "with the dense mask" in text
+    shot(pg, "18-block-mask")
+    context.close()

@@ -84,7 +84,7 @@ def attention_rows(lengths, head_dims, heads: int = 16, kernels=GPU_KERNELS, dty
                     with torch.no_grad():
                         times = _time(lambda: causal_call(kernel, q, k, v), device, repeats,
                                       warm_ups=2 if kernel == "flex" else 1)
-                except KernelUnavailable as e:
+                except (KernelUnavailable, flex.FlexUnavailable) as e:
                     row.update(available=False, reason=str(e))
                 except torch.OutOfMemoryError as e:
                     row.update(available=False, reason=f"out of memory: {str(e).splitlines()[0]}")

@@ -136,8 +136,11 @@ def _measure_cell(spec: dict) -> dict:
     q, k, v = _inputs(L, call.n_queries, spec["heads"], spec["head_dim"], DTYPES[spec["dtype"]], device)
     skipped = None
     if kernel == "flex":  # compiles on the process's first call: not a cost of this cell
-        _, _, block_mask = attention_call(q, k, v, kernel, call)
-        skipped = float((flex.block_grid(block_mask) == 0).mean())
+        try:
+            _, _, block_mask = attention_call(q, k, v, kernel, call)
+        except flex.FlexUnavailable as e:
+            return {"available": False, "reason": f"FlexAttention cannot run here: {e}"}
+        skipped = flex.skipped_share(flex.block_grid(block_mask))
 
     def call_once() -> torch.Tensor:
         return attention_call(q, k, v, kernel, call)[0]
@@ -154,7 +157,7 @@ def _measure_cell(spec: dict) -> dict:
             out = call_once()  # warm-up; in a fresh process also its first-call peak
             sync(device)
             warm = time.perf_counter() - t0
-        except KernelUnavailable as e:
+        except (KernelUnavailable, flex.FlexUnavailable) as e:
             return {"available": False, "reason": str(e)}
         repeats = spec["repeats"]
         if spec["budget_s"] > 0:  # fewer repeats when one call is slow, never fewer than MIN_REPEATS
@@ -342,7 +345,7 @@ def fused_vs_dense(rule: masks.MaskRule, n_queries: int, n_keys: int, heads: int
         dense_t = _repeat(lambda: sdpa(q, k, v, dense, kernel=ran), device, repeats)
     grid = flex.block_grid(block_mask)
     return {"grid": grid, "block_size": tuple(int(b) for b in block_mask.BLOCK_SIZE),
-            "skipped_share": float((grid == 0).mean()), "flex_ms": statistics.median(flex_t) * 1e3,
+            "skipped_share": flex.skipped_share(grid), "flex_ms": statistics.median(flex_t) * 1e3,
             "dense_ms": statistics.median(dense_t) * 1e3, "dense_kernel": ran, "repeats": repeats,
             "device_name": device_name(device)}
 
