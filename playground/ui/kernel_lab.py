@@ -9,7 +9,7 @@ from playground.ui import service
 from playground.bench.kernels import PATTERNS, bench_kernels
 from .lang import Localized, Words, english, t
 
-HEADERS = ["kernels.col_pattern", "kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_call",
+HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_pattern", "kernels.col_call",
            "kernels.col_ms", "kernels.col_mib", "kernels.col_ratio", "kernels.col_diff", "kernels.col_skipped",
            "kernels.col_why"]
 MAX_LENGTH = 4096
@@ -55,8 +55,8 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, p
                 xs, ys = series.setdefault(series_name(row), ([], []))
                 xs.append(row["L"])
                 ys.append(row[key])
-    table = [[w(f"kernels.pattern_{r['pattern']}"), r["L"], w(f"kernel.{r['kernel']}"),
-              w("common.yes") if r["available"] else w("common.no"), r["call"], *_cells(w, r)] for r in rows]
+    table = [[r["L"], w(f"kernel.{r['kernel']}"), w("common.yes") if r["available"] else w("common.no"),
+              w(f"kernels.pattern_{r['pattern']}"), r["call"], *_cells(w, r)] for r in rows]
     time_fig = plots.lines(series_t, w("kernels.time_title", device=result["device"]),
                            x_title=w("kernels.length_axis"), y_title=w("kernels.ms_axis"), log_y=True, words=w)
     mem_fig = plots.lines(series_m, w("kernels.mem_title"), x_title=w("kernels.length_axis"), y_title="MiB",
