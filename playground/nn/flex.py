@@ -39,6 +39,7 @@ SHAPE_SETTINGS = {"use_duck_shape": False, "backed_size_oblivious": True}
 _lock = threading.RLock()
 _compiled = None                    # the compiled flex_attention, made on first use
 _status: dict[str, str | None] = {}  # device type -> None (runs) or why FlexAttention cannot run
+_last_block_mask = None             # (key, key_valid, BlockMask) of the last call
 _warm: set[tuple] = set()           # (device type, dtype, heads, head_dim) warm_up has compiled for
 
 
@@ -153,21 +154,34 @@ def block_mask_for(
     rule: MaskRule, B: int, Tq: int, Tk: int, *, q_start: int, k_start: int,
     key_valid: Tensor | None = None, device: str | torch.device = "cpu",
 ) -> BlockMask:
-    """The BlockMask FlexAttention uses for this rule, offsets and padding (no attention computed)."""
-    return create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, torch.device(device)))
+    """The BlockMask FlexAttention uses for this rule, offsets and padding (no attention computed).
+
+    Building it evaluates the rule at every (query, key) pair (~50 ms at 2,048 x 2,048 on this CPU),
+    so the last one is kept: the layers of one forward pass share it.
+    """
+    global _last_block_mask
+    device = torch.device(device)
+    if key_valid is not None:
+        if tuple(key_valid.shape) != (B, Tk):
+            raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
+        key_valid = key_valid.to(device=device, dtype=torch.bool)
+    key = (rule, B, Tq, Tk, q_start, k_start, device)
+    with _lock:
+        if _last_block_mask is not None:
+            last_key, last_valid, block_mask = _last_block_mask
+            same_valid = (last_valid is None) == (key_valid is None) and (
+                key_valid is None or torch.equal(last_valid, key_valid))
+            if last_key == key and same_valid:
+                return block_mask
+        numbers = _numbers(rule, q_start, k_start, device)
+        valid = torch.ones(B, Tk, dtype=torch.bool, device=device) if key_valid is None else key_valid.clone()
+        block_mask = create_block_mask(_mask_mod(numbers, valid), B, None, Tq, Tk, device=device)
+        _last_block_mask = (key, None if key_valid is None else valid, block_mask)
+        return block_mask
 
 
 def _numbers(rule: MaskRule, q_start: int, k_start: int, device: torch.device) -> Tensor:
     return torch.tensor([*rule.numbers(), q_start, k_start], device=device)  # (5,)
-
-
-def _block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, device):
-    if key_valid is None:
-        key_valid = torch.ones(B, Tk, dtype=torch.bool, device=device)
-    elif key_valid.shape != (B, Tk):
-        raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
-    mask_mod = _mask_mod(_numbers(rule, q_start, k_start, device), key_valid.to(device=device, dtype=torch.bool))
-    return mask_mod, B, None, Tq, Tk, device
 
 
 def flex_attention(
@@ -190,10 +204,11 @@ def flex_attention(
     Tk = k.shape[2]
     if k.shape != (B, nh, Tk, hs) or v.shape != k.shape:
         raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected (B, nh, T, hs) with one B, nh, hs")
+    q, k, v = (t.contiguous() for t in (q, k, v))  # one memory layout: a transposed view would compile anew
     reason = flex_status(q.device)
     if reason is not None:
         raise FlexUnavailable(reason)
-    block_mask = create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, q.device))
+    block_mask = block_mask_for(rule, B, Tq, Tk, q_start=q_start, k_start=k_start, key_valid=key_valid, device=q.device)
     if alibi_slopes is None:
         alibi_slopes = torch.zeros(nh, device=q.device)
     elif alibi_slopes.shape != (nh,):
