@@ -13,8 +13,8 @@ from playground.ui import service
 from playground import zoo
 from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
-from playground.config import FAMILIES
-from playground.nn.kernels import KERNEL_LABELS
+from playground.config import BACKENDS, DTYPES, FAMILIES
+from playground.nn.kernels import CALLS, KERNEL_LABELS
 from playground.ui.lang import Words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,9 @@ DYNAMIC = {
     "kind_short.": ["self", "implicit", "encoder_self", "decoder_self", "cross"],
     "zoo.about.": list(zoo.ZOO),
     "position.": ["rope", "alibi", "sinusoidal", "learned", "none"],
-    "backend.": ["auto", "flash", "efficient", "math", "explicit"],
+    "backend.": list(BACKENDS),
+    "dtype.": list(DTYPES),
+    "call.": [c.replace(" ", "_") for c in CALLS],
     "variant.": ["MHA", "GQA", "MQA"],
     "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
              "duplicate_token", "induction"],
