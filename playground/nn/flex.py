@@ -1,0 +1,233 @@
+"""FlexAttention: the mask rule and ALiBi compiled into one fused, block-sparse kernel.
+
+PyTorch's FlexAttention (``torch.nn.attention.flex_attention``) takes the mask as a function
+``mask_mod(b, h, q_idx, kv_idx) -> bool`` and a bias as ``score_mod(score, b, h, q_idx, kv_idx)``.
+``create_block_mask`` evaluates the mask once per (query block x key block) tile of 128 x 128 and
+sorts the tiles into skipped (nothing visible), full (everything visible: no mask applied) and
+partial (the mask is applied inside the tile); the kernel never touches a skipped tile.
+
+The kernel is compiled by TorchInductor (a C++ compiler on the CPU, Triton on CUDA) once per
+process, with dynamic shapes. The mask and score functions are made by the same code on every
+call and read the rule's numbers, the offsets, the padding and the ALiBi slopes from captured
+tensors, so a new prompt length, batch, rule, window, prefix, padding or ALiBi slope reuses the
+compiled kernel. A single query (one decoding step) compiles once more, and so does a new head
+count, head size or dtype (one per model shape). Without ALiBi the slopes are zeros: one kernel
+serves both.
+
+Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+import torch.fx.experimental._config as shape_config
+from torch._inductor import config as inductor_config
+from torch import Tensor
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+from torch.nn.attention.flex_attention import flex_attention as _flex_attention
+
+from playground.nn.masks import MaskRule, allowed
+
+# Two symbolic-shape settings for the compile: with duck sizing, sizes that happen to be equal
+# (2 batches and 2 query blocks) share one symbol, which recompiles when they differ and breaks
+# the CPU kernel's code generation for a captured (B, Tk) padding tensor; size-oblivious sizes
+# keep a batch of 1 or a single block from compiling a kernel of their own.
+SHAPE_SETTINGS = {"use_duck_shape": False, "backed_size_oblivious": True}
+
+_lock = threading.RLock()
+_compiled = None                    # the compiled flex_attention, made on first use
+_status: dict[str, str | None] = {}  # device type -> None (runs) or why FlexAttention cannot run
+_warm: set[tuple] = set()           # (device type, dtype, heads, head_dim) warm_up has compiled for
+
+
+class FlexUnavailable(ValueError):
+    """FlexAttention cannot be compiled or run here; the message says why."""
+
+
+def _device_type(device: str | torch.device | None) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
+
+
+def _toolchain_reason(device_type: str) -> str | None:
+    """Why TorchInductor cannot build a kernel for this device type, or None."""
+    if device_type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "Triton is not installed: TorchInductor needs it to compile FlexAttention on CUDA"
+    if device_type != "cpu":
+        return f"FlexAttention is compiled here for the CPU and CUDA only, not {device_type}"
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        return (f"no C++ compiler found (tried {', '.join(str(c) for c in inductor_config.cpp.cxx)}): "
+                "TorchInductor needs one (g++ or clang++) to compile FlexAttention on the CPU")
+    return None
+
+
+def _failure_reason(error: Exception) -> str:
+    """A one-line reason from a compile or run failure."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"FlexAttention failed to compile or run: {type(error).__name__}: {first[:300]}"
+
+
+def flex_status(device: str | torch.device | None = None) -> str | None:
+    """None when FlexAttention compiles and runs on this device type, else the reason; cached per process.
+
+    The toolchain (C++ compiler, Triton) is checked at once; a compile that fails later (in
+    ``warm_up`` or a call) replaces None by its reason. ``device`` defaults to CUDA when present.
+    """
+    kind = _device_type(device)
+    with _lock:
+        if kind not in _status:
+            _status[kind] = _toolchain_reason(kind)
+        return _status[kind]
+
+
+def is_warm(device: str | torch.device | None = None) -> bool:
+    """Whether ``warm_up`` has compiled a kernel for this device type."""
+    return any(key[0] == _device_type(device) for key in _warm)
+
+
+def _compiled_flex():
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(_flex_attention, dynamic=True)
+    return _compiled
+
+
+def warm_up(
+    device: str | torch.device | None = None, dtype: torch.dtype | None = None, heads: int = 4, head_dim: int = 32
+) -> None:
+    """Compile the kernel now, for a prompt and for a single decoding query; idempotent, thread-safe.
+
+    The kernel is specialised to a head count and head size (the zoo's 4 heads of 32 by default);
+    any length, rule, padding or ALiBi then reuses it. ``dtype`` defaults to float32 on the CPU and
+    bfloat16 on CUDA (float16 where bf16 is not supported). A failure becomes ``flex_status``'s
+    reason instead of raising.
+    """
+    kind = _device_type(device)
+    if dtype is None:
+        dtype = torch.float32 if kind == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    key = (kind, dtype, heads, head_dim)
+    with _lock:
+        if key in _warm or flex_status(kind) is not None:
+            return
+        try:
+            for tq, tk in ((130, 130), (1, 130)):
+                q = torch.zeros(2, heads, tq, head_dim, device=kind, dtype=dtype)
+                k, v = (torch.zeros(2, heads, tk, head_dim, device=kind, dtype=dtype) for _ in range(2))
+                flex_attention(q, k, v, MaskRule("causal"), q_start=tk - tq, k_start=0)
+            _warm.add(key)
+        except FlexUnavailable:
+            pass
+
+
+def _mask_mod(numbers: Tensor, key_valid: Tensor):
+    """mask_mod reading the rule from ``numbers`` = (sees_all, prefix_len, window, q_start, k_start)."""
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        q_pos, k_pos = q_idx + numbers[3], kv_idx + numbers[4]
+        return allowed(q_pos, k_pos, numbers[0] > 0, numbers[1], numbers[2]) & key_valid[b, kv_idx]
+
+    return mask_mod
+
+
+def _alibi_mod(slopes: Tensor, numbers: Tensor):
+    """score_mod adding -slope[h] * |q_pos - k_pos|, as ``nn.position.alibi_bias``."""
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        distance = (q_idx + numbers[3] - kv_idx - numbers[4]).abs()
+        return score - slopes[h] * distance
+
+    return score_mod
+
+
+def block_mask_for(
+    rule: MaskRule, B: int, Tq: int, Tk: int, *, q_start: int, k_start: int,
+    key_valid: Tensor | None = None, device: str | torch.device = "cpu",
+) -> BlockMask:
+    """The BlockMask FlexAttention uses for this rule, offsets and padding (no attention computed)."""
+    return create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, torch.device(device)))
+
+
+def _numbers(rule: MaskRule, q_start: int, k_start: int, device: torch.device) -> Tensor:
+    return torch.tensor([*rule.numbers(), q_start, k_start], device=device)  # (5,)
+
+
+def _block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, device):
+    if key_valid is None:
+        key_valid = torch.ones(B, Tk, dtype=torch.bool, device=device)
+    elif key_valid.shape != (B, Tk):
+        raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
+    mask_mod = _mask_mod(_numbers(rule, q_start, k_start, device), key_valid.to(device=device, dtype=torch.bool))
+    return mask_mod, B, None, Tq, Tk, device
+
+
+def flex_attention(
+    q: Tensor, k: Tensor, v: Tensor, rule: MaskRule, *, q_start: int, k_start: int,
+    key_valid: Tensor | None = None, alibi_slopes: Tensor | None = None,
+) -> tuple[Tensor, BlockMask]:
+    """Attention through the compiled FlexAttention kernel, masked by ``rule``.
+
+    Args:
+        q: (B, nh, Tq, hs); k, v: (B, nh, Tk, hs), already repeated to nh heads.
+        rule: the mask rule; query i sits at absolute position q_start + i, key j at k_start + j.
+        key_valid: optional (B, Tk) bool, False at padding.
+        alibi_slopes: optional (nh,): the score gets -slope[h] * |q_pos - k_pos| (``nn.position.alibi_bias``).
+    Returns:
+        out (B, nh, Tq, hs) and the BlockMask the kernel used.
+    Raises:
+        FlexUnavailable (a ValueError) with the reason when the kernel cannot compile or run here.
+    """
+    B, nh, Tq, hs = q.shape
+    Tk = k.shape[2]
+    if k.shape != (B, nh, Tk, hs) or v.shape != k.shape:
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected (B, nh, T, hs) with one B, nh, hs")
+    reason = flex_status(q.device)
+    if reason is not None:
+        raise FlexUnavailable(reason)
+    block_mask = create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, q.device))
+    if alibi_slopes is None:
+        alibi_slopes = torch.zeros(nh, device=q.device)
+    elif alibi_slopes.shape != (nh,):
+        raise ValueError(f"alibi_slopes must be ({nh},), one slope per head, got {tuple(alibi_slopes.shape)}")
+    score_mod = _alibi_mod(alibi_slopes.to(device=q.device, dtype=torch.float32), _numbers(rule, q_start, k_start, q.device))
+    with _lock, shape_config.patch(**SHAPE_SETTINGS), inductor_config.patch(assert_indirect_indexing=False):
+        try:
+            out = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)
+        except Exception as error:  # a compile failure: remember it, so callers fall back at once
+            _status[q.device.type] = _failure_reason(error)
+            raise FlexUnavailable(_status[q.device.type]) from error
+    return out, block_mask
+
+
+def block_grid(block_mask: BlockMask, batch: int = 0) -> np.ndarray:
+    """The tiles of a BlockMask: (n_q_blocks, n_k_blocks) int8, 0 skipped, 1 partial (mask applied), 2 full.
+
+    ``batch`` picks the sequence (padding differs between them); the mask is the same for every head.
+    """
+    q_len, k_len = block_mask.seq_lengths
+    q_block, k_block = block_mask.BLOCK_SIZE
+    n_q, n_k = -(-q_len // q_block), -(-k_len // k_block)
+    grid = np.zeros((n_q, n_k), dtype=np.int8)
+    tables = [(block_mask.kv_num_blocks, block_mask.kv_indices, 1),
+              (block_mask.full_kv_num_blocks, block_mask.full_kv_indices, 2)]
+    for counts, indices, value in tables:
+        if counts is None:
+            continue
+        counts, indices = counts[batch, 0].cpu().numpy(), indices[batch, 0].cpu().numpy()  # (n_q,), (n_q, n_k)
+        for row in range(n_q):
+            grid[row, indices[row, :counts[row]]] = value
+    return grid
+
+
+def skipped_share(grid: np.ndarray) -> float:
+    """The share of tiles the kernel skips."""
+    return float((grid == 0).mean()) if grid.size else 0.0
