@@ -117,7 +117,7 @@ class Attention(nn.Module):
             k, v = self.cache.update(inputs.input_pos, k, v)  # (B, n_kv, Tk, hs)
         return k, v
 
-    def plan(self, inputs: AttentionInputs, needs_grad: bool = False) -> tuple[str, str | None]:
+    def plan(self, inputs: AttentionInputs, device: torch.device, needs_grad: bool = False) -> tuple[str, str | None]:
         """How this layer calls its kernel for these inputs: (call, why auto did not use FlexAttention or None).
 
         call: "weights" (explicit), "block mask" (FlexAttention), or SDPA with "is_causal", "no mask" or "mask".
@@ -135,7 +135,7 @@ class Attention(nn.Module):
             return "mask", None
         if needs_grad:
             return "mask", NO_GRAD_FLEX
-        reason = flex.flex_status()
+        reason = flex.flex_status(device)
         return ("mask", reason) if reason else ("block mask", None)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
@@ -146,10 +146,6 @@ class Attention(nn.Module):
             out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
             return out, "explicit", None, weights
         if call == "block mask":
-            reason = flex.flex_status()
-            if reason:
-                raise KernelUnavailable(f"FlexAttention cannot run here: {reason}. "
-                                        "Choose another backend (math and explicit always run).")
             out, block_mask = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
                                                   k_start=inputs.k_start, key_valid=inputs.key_valid,
                                                   alibi_slopes=inputs.alibi_slopes)
@@ -182,8 +178,15 @@ class Attention(nn.Module):
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
             v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
 
-        call, reason = self.plan(inputs, needs_grad=torch.is_grad_enabled() and q.requires_grad)
-        out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+        call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad)
+        try:
+            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+        except flex.FlexUnavailable as e:  # the compile failed here: auto falls back and says why
+            if self.backend == "flex":
+                raise KernelUnavailable(f"FlexAttention cannot run here: {e}. "
+                                        "Choose another backend (math and explicit always run).") from None
+            call, reason = "mask", str(e)
+            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)
         if self.recorder.on:
             self.recorder.write(self._record(q, k, v, out, weights, inputs, call, kernel, block_mask, reason))
         y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)
