@@ -82,7 +82,9 @@ def test_dtype_runs_the_model_in_it_and_the_badge_names_each_layer(client):
         assert "self · layers 0–3: SDPA flash attention (is_causal=True, no mask)" in badge
     assert badge_diff(fp32) < 1e-5 < badge_diff(bf16) < 5e-2
     window = client.predict(spec=SPEC, prompt=prompt, window=4, api_name="/analyze")[0]
-    assert "layers 0–3: FlexAttention (compiled, block-sparse) (block mask)" in window
+    assert "layers 0–3: SDPA flash attention (dense mask)" in window and "one 128-key block" in window
+    long = client.predict(spec=SPEC, prompt="all the world's a stage " * 20, window=4, api_name="/analyze")[0]
+    assert "layers 0–3: FlexAttention (compiled, block-sparse) (block mask)" in long and "128-key" not in long
     # the KV cache runs in the dtype too: baseline's 4,096 fp32 bytes per position are 2,048 in bf16
     text, growth = client.predict(spec=SPEC, prompt="Now is the winter", max_new_tokens=12, window=8,
                                   dtype="bfloat16", api_name="/generate")[:2]

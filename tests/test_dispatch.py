@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from playground.nn import flex
 from playground.nn.kernels import KernelUnavailable
-from playground.nn.masks import MaskRule
 
 from conftest import tiny_model
 
@@ -86,17 +85,30 @@ def test_a_chunk_into_a_non_empty_cache_passes_the_right_mask(sdpa_calls):
 
 @torch.no_grad()
 def test_a_chunk_into_a_non_empty_cache_goes_to_flex_under_auto(sdpa_calls):
+    """Past one 128-key block auto takes the chunk to FlexAttention, whose rule has the offsets right."""
     model = tiny_model(family="decoder", position="rope", backend="auto")
-    x = ids(10)
-    model.setup_cache(batch=1)
-    model(x[:, :6])
+    x = ids(200)
+    model.setup_cache(batch=1, max_len=200)
+    model(x[:, :150])
     sdpa_calls.clear()
-    chunk = model(x[:, 6:], start_pos=6, capture=True)
+    chunk = model(x[:, 150:], start_pos=150, capture=True)
     model.clear_cache()
     assert sdpa_calls == []
-    assert {(r.call, r.kernel) for r in chunk.attentions} == {("block mask", "flex")}
+    assert {(r.call, r.kernel, r.reason) for r in chunk.attentions} == {("block mask", "flex", None)}
     assert all(r.block_mask is not None and r.max_abs_diff < 1e-5 for r in chunk.attentions)
-    assert torch.allclose(chunk.logits, model(x).logits[:, 6:], atol=1e-5)
+    assert torch.allclose(chunk.logits, model(x).logits[:, 150:], atol=1e-5)
+
+
+@torch.no_grad()
+def test_within_one_key_block_auto_calls_sdpa_with_the_mask_and_says_why(sdpa_calls):
+    """A block mask over a single 128-key tile skips nothing: auto calls SDPA with the dense mask there."""
+    model = tiny_model(family="decoder", position="alibi", backend="auto")
+    out = model(ids(128), capture=True)
+    assert {r.call for r in out.attentions} == {"mask"}
+    assert all("one 128-key block" in r.reason for r in out.attentions)
+    assert len(sdpa_calls) == 2 and all(c["mask"].shape == (1, 4, 128, 128) for c in sdpa_calls)
+    longer = model(ids(129), capture=True)
+    assert {(r.call, r.reason) for r in longer.attentions} == {("block mask", None)}
 
 
 @torch.no_grad()
@@ -141,12 +153,12 @@ def test_auto_says_why_it_used_a_mask_where_flex_cannot_run(monkeypatch, sdpa_ca
     monkeypatch.setattr(flex, "flex_status", lambda device=None: reason)
     prefix_len = kwargs.pop("prefix_len", 0)
     model = tiny_model(family=family, position="rope", backend="auto", **kwargs)
-    out = model(ids(10), prefix_len=prefix_len, capture=True)
+    out = model(ids(140), prefix_len=prefix_len, capture=True)
     assert {(r.call, r.reason) for r in out.attentions} == {("mask", reason)}
     assert len(sdpa_calls) == model.cfg.n_layer and all(c["mask"] is not None for c in sdpa_calls)
     forced = tiny_model(family=family, position="rope", backend="flex", **kwargs)
     with pytest.raises(KernelUnavailable, match=re.escape(reason)):  # a forced flex backend does not fall back
-        forced(ids(10), prefix_len=prefix_len)
+        forced(ids(140), prefix_len=prefix_len)
 
 
 def test_training_under_auto_uses_sdpa_with_the_mask_and_says_why(sdpa_calls):
@@ -161,16 +173,15 @@ def test_training_under_auto_uses_sdpa_with_the_mask_and_says_why(sdpa_calls):
 
 @torch.no_grad()
 def test_the_plan_reads_the_rule_not_the_family():
-    """A window wider than the sequence cuts nothing (is_causal); a prefix of one token is plain causal."""
-    x = ids(6)
-    wide = tiny_model(family="decoder", position="rope", backend="auto", sliding_window=6)
+    """A window as wide as the sequence cuts nothing (is_causal); a prefix of one token is plain causal."""
+    x = ids(140)
+    wide = tiny_model(family="decoder", position="rope", backend="auto", sliding_window=140, context_length=160)
     assert {r.call for r in wide(x, capture=True).attentions} == {"is_causal"}
-    narrow = tiny_model(family="decoder", position="rope", backend="auto", sliding_window=5)
+    narrow = tiny_model(family="decoder", position="rope", backend="auto", sliding_window=139, context_length=160)
     assert {r.call for r in narrow(x, capture=True).attentions} == {"block mask"}
     glm = tiny_model(family="prefix", position="rope", backend="auto")
     assert {r.call for r in glm(x, prefix_len=1, capture=True).attentions} == {"is_causal"}
     assert {r.call for r in glm(x, prefix_len=3, capture=True).attentions} == {"block mask"}
-    assert MaskRule("prefix", prefix_len=3).dense(torch.arange(6), torch.arange(6))[0, 2]
 
 
 @torch.no_grad()

@@ -25,8 +25,13 @@ from playground.nn.masks import MaskRule
 from playground.nn.position import apply_rope
 from playground.nn.recorder import AttentionRecord, Recorder
 
-NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention's backward would compile its own kernel, "
-                "so auto uses SDPA with the mask")
+NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention has no backward on the CPU and would compile "
+                "another kernel on CUDA, so auto calls SDPA with the mask")
+# FlexAttention works in tiles of 128 x 128 (torch's default block size). With all keys in one tile a block mask
+# skips nothing, and building it costs more than the whole SDPA call, so auto calls SDPA with the mask there.
+FLEX_BLOCK = 128
+ONE_BLOCK = (f"all keys fit in one {FLEX_BLOCK}-key block, where a block mask has nothing to skip: "
+             "auto calls SDPA with the dense mask (faster here)")
 
 
 @dataclass
@@ -73,7 +78,8 @@ class Attention(nn.Module):
     mask for plain causal attention over a whole sequence, SDPA with no mask when every query sees
     every key held (a decoding step, an encoder without padding), and for anything else (a prefix,
     a window that cuts, padding, ALiBi, a chunk written into a non-empty cache) FlexAttention with a
-    block mask, or SDPA with the dense mask where FlexAttention cannot run or was not asked for.
+    block mask, or SDPA with the dense mask where FlexAttention cannot run, was not asked for, or
+    has nothing to skip (all keys in one block); the record says which and why.
 
     Args:
         kind: the record's kind: self | encoder_self | decoder_self, or cross (queries from x,
@@ -135,6 +141,8 @@ class Attention(nn.Module):
             return "mask", None
         if needs_grad:
             return "mask", NO_GRAD_FLEX
+        if inputs.mask.shape[-1] <= FLEX_BLOCK:
+            return "mask", ONE_BLOCK
         reason = flex.flex_status(device)
         return ("mask", reason) if reason else ("block mask", None)
 
