@@ -1,5 +1,6 @@
 """The page's API through gradio_client, as a script or notebook would call it."""
 import json
+import re
 
 import pytest
 from gradio_client import Client
@@ -64,6 +65,36 @@ def test_bad_input_is_a_clear_error_and_the_app_survives(client):
         client.predict(spec=SPEC, prompt="hello", backend="efficient", api_name="/analyze")
     out = client.predict(spec=SPEC, prompt="still works", api_name="/analyze")
     assert "Kernel that ran" in out[0]
+
+
+def badge_diff(badge: str) -> float:
+    return float(re.search(r"max \|Δ output\| vs float32 explicit = ([0-9.e+-]+)", badge).group(1))
+
+
+def test_dtype_runs_the_model_in_it_and_the_badge_names_each_layer(client):
+    """On this CPU auto is float32; bfloat16 runs (SDPA flash takes it) and the badge says, per layer group, what
+    ran and how it was called, and how far the output is from the float32 explicit path."""
+    prompt = "To be, or not to be, that is the question"
+    fp32 = client.predict(spec=SPEC, prompt=prompt, api_name="/analyze")[0]
+    bf16 = client.predict(spec=SPEC, prompt=prompt, dtype="bfloat16", api_name="/analyze")[0]
+    assert "in <b>float32</b>" in fp32 and "in <b>bfloat16</b>" in bf16
+    for badge in (fp32, bf16):
+        assert "self · layers 0–3: SDPA flash attention (is_causal=True, no mask)" in badge
+    assert badge_diff(fp32) < 1e-5 < badge_diff(bf16) < 5e-2
+    window = client.predict(spec=SPEC, prompt=prompt, window=4, api_name="/analyze")[0]
+    assert "layers 0–3: SDPA flash attention (dense mask)" in window and "one 128-key block" in window
+    long = client.predict(spec=SPEC, prompt="all the world's a stage " * 20, window=4, api_name="/analyze")[0]
+    assert "layers 0–3: FlexAttention (compiled, block-sparse) (block mask)" in long and "128-key" not in long
+    # the KV cache runs in the dtype too: baseline's 4,096 fp32 bytes per position are 2,048 in bf16
+    text, growth = client.predict(spec=SPEC, prompt="Now is the winter", max_new_tokens=12, window=8,
+                                  dtype="bfloat16", api_name="/generate")[:2]
+    ys = plot_json(growth)["data"][-1]["y"]
+    if isinstance(ys, dict):
+        import base64
+
+        import numpy as np
+        ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
+    assert text and max(ys) == ys[-1] == 8 * 2048
 
 
 def test_long_prompt_is_truncated_and_downsampled(client):
@@ -240,6 +271,8 @@ def test_messages_and_figures_follow_accept_language(app_url):
     (dict(api_name="/analyze", window=-1), "window must be an integer from 0 to 128, got -1"),
     (dict(api_name="/analyze", prefix_len=-2), "prefix_len must be an integer of at least 0, got -2"),
     (dict(api_name="/analyze", backend="fastest"), "backend 'fastest' is not one of"),
+    (dict(api_name="/analyze", dtype="int8"), "dtype 'int8' is not one of: auto, float32, bfloat16, float16"),
+    (dict(api_name="/generate", dtype="fp8"), "dtype 'fp8' is not one of"),
     (dict(api_name="/heads", window=-1), "window must be an integer from 0 to 128"),
     (dict(api_name="/heads", spec="untrained:rwkv"), "Head roles are shares of softmax attention"),
     (dict(api_name="/generate", max_new_tokens=0), "max_new_tokens must be an integer from 1 to 256, got 0"),

@@ -6,6 +6,7 @@ import playground.nn.attention as attention_module
 from playground.nn.attention import Attention, AttentionInputs
 from playground.nn.cache import kv_bytes_per_token
 from playground.inspect.generation import generate
+from playground.nn.masks import MaskRule
 from playground.nn.kernels import KernelUnavailable, explicit_attention, probe, sdpa
 from playground.nn.position import apply_rope
 from playground.models import build_model
@@ -113,7 +114,8 @@ def test_capture_block_records_what_capture_true_returns(monkeypatch):
     with torch.no_grad():
         out = model(src, tgt)
         pos = torch.arange(9)
-        y = model.decoder.blocks[0].self_attn(torch.randn(2, 9, 32), AttentionInputs(pos[:, None] >= pos, pos))
+        y = model.decoder.blocks[0].self_attn(torch.randn(2, 9, 32), AttentionInputs(pos[:, None] >= pos, pos,
+                                                                                    MaskRule("causal"), 0, 0))
     assert out.attentions == [] and isinstance(y, torch.Tensor) and y.shape == (2, 9, 32)
     with pytest.raises(AssertionError, match="while nothing records"), torch.no_grad():
         model(src, tgt, capture=True)

@@ -138,3 +138,34 @@ def test_a_window_of_16_allocates_16_positions_over_256_tokens(family, position)
     assert first.cache_bytes_allocated == cross + per_slot * max(seq_len, window)
     assert {s.cache_bytes_allocated for s in rest} == {cross + per_slot * window}
     assert [s.cache_bytes for s in rest] == [cross + per_slot * min(seq_len + i, window) for i in range(1, 256)]
+
+
+@pytest.mark.parametrize("window", [0, 5])
+@pytest.mark.parametrize("position", ["rope", "alibi"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_flex_cached_decoding_equals_uncached(family, position, window):
+    """FlexAttention in every call (prefill, each one-token step against the ring cache, the uncached full
+    passes): greedy tokens equal, logits within 1e-4, with and without a sliding window."""
+    model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window, backend="flex")
+    prompt = torch.randint(0, 97, (9,), generator=torch.Generator().manual_seed(5)).tolist()
+    cached = generate(model, prompt, 12, use_cache=True)
+    uncached = generate(model, prompt, 12, use_cache=False)
+    assert cached.tokens == uncached.tokens
+    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
+    assert diff < 1e-4
+    explicit = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window,
+                          backend="explicit")
+    assert generate(explicit, prompt, 12).tokens == cached.tokens
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bfloat16_model_generates_with_a_bfloat16_cache(family):
+    """``model.to(torch.bfloat16)`` is all a notebook does: the cache follows the weights' dtype (half the bytes)
+    and the first step's logits stay within bf16 rounding of float32's."""
+    model = tiny_model(family=family, position="rope", n_kv_heads=2, seed=3)
+    prompt = [5, 9, 11, 2, 7, 3]
+    fp32 = generate(model, prompt, 3)
+    bf16 = generate(model.to(torch.bfloat16), prompt, 3)
+    assert [s.cache_bytes * 2 for s in bf16.steps] == [s.cache_bytes for s in fp32.steps]
+    assert bf16.steps[0].logits.dtype == torch.float32  # sampling reads float32 logits
+    assert (bf16.steps[0].logits - fp32.steps[0].logits).abs().max() < 0.1

@@ -13,8 +13,8 @@ from playground.ui import service
 from playground import zoo
 from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
-from playground.config import BACKENDS, FAMILIES
-from playground.nn.kernels import KERNEL_LABELS
+from playground.config import BACKENDS, DTYPES, FAMILIES
+from playground.nn.kernels import CALLS, KERNEL_LABELS
 from playground.bench.kernels import PATTERNS
 from playground.ui.lang import Words
 
@@ -59,6 +59,8 @@ DYNAMIC = {
     "zoo.about.": list(zoo.ZOO),
     "position.": ["rope", "alibi", "sinusoidal", "learned", "none"],
     "backend.": list(BACKENDS),
+    "dtype.": list(DTYPES),
+    "call.": [c.replace(" ", "_") for c in CALLS],
     "variant.": ["MHA", "GQA", "MQA"],
     "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
              "duplicate_token", "induction"],

@@ -2,8 +2,10 @@
 
 ``analyze`` runs one forward pass with capture on and returns numpy arrays (never tensors):
 the tokens, every layer's attention weights and the very mask each layer computed with, which
-kernel produced the output, whether the weights were recomputed beside an SDPA kernel and the
-numeric difference, and the time taken. ``Analysis.to_dict`` is JSON-serialisable.
+kernel produced the output and how it was called (is_causal, no mask, mask, block mask), why
+``auto`` fell back to a mask where it did, the grid of the block mask FlexAttention used, whether
+the weights were recomputed beside the kernel (in float32) and the numeric difference, the dtype
+the model ran in, and the time taken. ``Analysis.to_dict`` is JSON-serialisable.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import torch
 
 from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder
+from playground.nn import flex
+from playground.nn.kernels import dtype_name
 from playground.nn.recorder import AttentionRecord
 from playground.train.data import BOS_ID
 
@@ -25,16 +29,22 @@ class AttentionMap:
     layer: int
     weights: np.ndarray   # (nh, Tq, Tk) float32: softmax rows sum to 1; implicit attention is signed
     mask: np.ndarray      # (Tq, Tk) bool, the mask the layer computed with
-    kernel: str           # explicit | flash | efficient | math
-    recomputed: bool      # weights from the explicit path run beside an SDPA kernel
-    max_abs_diff: float   # max |out_sdpa - out_explicit| when recomputed
+    kernel: str           # explicit | flash | efficient | cudnn | math | flex | implicit
+    recomputed: bool      # weights from the float32 explicit path run beside the kernel
+    max_abs_diff: float   # max |out - out_explicit| when recomputed
+    call: str = "weights"            # is_causal | no mask | mask | block mask | weights
+    reason: str | None = None        # why auto called SDPA with a mask instead of FlexAttention
+    block_grid: np.ndarray | None = None  # (query blocks, key blocks) int8 of FlexAttention's block mask:
+                                          # 0 skipped, 1 computed with the mask, 2 computed in full
 
     @classmethod
     def from_record(cls, rec: AttentionRecord, batch_index: int = 0) -> "AttentionMap":
         weights = rec.weights[batch_index].float().cpu().numpy()  # (nh, Tq, Tk)
         mask = rec.mask if rec.mask.dim() == 2 else rec.mask[batch_index, 0]
         mask = np.broadcast_to(mask.cpu().numpy(), weights.shape[1:]).copy()  # (Tq, Tk)
-        return cls(rec.kind, rec.layer, weights, mask, rec.kernel, rec.recomputed, rec.max_abs_diff)
+        grid = None if rec.block_mask is None else flex.block_grid(rec.block_mask)
+        return cls(rec.kind, rec.layer, weights, mask, rec.kernel, rec.recomputed, rec.max_abs_diff,
+                   rec.call, rec.reason, grid)
 
 
 @dataclass
@@ -47,6 +57,7 @@ class Analysis:
     source_ids: list[int] = field(default_factory=list)   # encoder-decoder only
     source_labels: list[str] = field(default_factory=list)
     prefix_len: int = 0
+    dtype: str = "float32"            # what the model and its cache ran in
 
     @property
     def kinds(self) -> list[str]:
@@ -78,8 +89,10 @@ class Analysis:
             "config": self.config, "token_ids": self.token_ids, "labels": self.labels,
             "source_ids": self.source_ids, "source_labels": self.source_labels, "prefix_len": self.prefix_len,
             "elapsed_ms": round(self.elapsed_ms, 3), "kernels": self.kernels, "recomputed": self.recomputed,
-            "max_abs_diff": self.max_abs_diff,
-            "maps": [{"kind": m.kind, "layer": m.layer, "kernel": m.kernel, "recomputed": m.recomputed,
+            "max_abs_diff": self.max_abs_diff, "dtype": self.dtype,
+            "maps": [{"kind": m.kind, "layer": m.layer, "kernel": m.kernel, "call": m.call, "reason": m.reason,
+                      "block_grid": None if m.block_grid is None else m.block_grid.tolist(),
+                      "recomputed": m.recomputed,
                       "max_abs_diff": m.max_abs_diff, "mask": m.mask.astype(int).tolist(),
                       "weights": _round_sig(m.weights, digits).tolist()} for m in self.maps],
         }
@@ -120,4 +133,5 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
         config=model.cfg.to_dict(), token_ids=seq, labels=list(seq_labels or map(str, seq)),
         maps=[AttentionMap.from_record(r) for r in out.attentions], elapsed_ms=elapsed,
         source_ids=source, source_labels=list(source_labels or map(str, source)), prefix_len=prefix_len,
+        dtype=dtype_name(model.lm_head.weight.dtype),
     )

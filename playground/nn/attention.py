@@ -25,8 +25,13 @@ from playground.nn.masks import MaskRule
 from playground.nn.position import apply_rope
 from playground.nn.recorder import AttentionRecord, Recorder
 
-NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention's backward would compile its own kernel, "
-                "so auto uses SDPA with the mask")
+NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention has no backward on the CPU and would compile "
+                "another kernel on CUDA, so auto calls SDPA with the mask")
+# FlexAttention works in tiles of 128 x 128 (torch's default block size). With all keys in one tile a block mask
+# skips nothing, and building it costs more than the whole SDPA call, so auto calls SDPA with the mask there.
+FLEX_BLOCK = 128
+ONE_BLOCK = (f"all keys fit in one {FLEX_BLOCK}-key block, where a block mask has nothing to skip: "
+             "auto calls SDPA with the dense mask (faster here)")
 
 
 @dataclass
@@ -73,7 +78,8 @@ class Attention(nn.Module):
     mask for plain causal attention over a whole sequence, SDPA with no mask when every query sees
     every key held (a decoding step, an encoder without padding), and for anything else (a prefix,
     a window that cuts, padding, ALiBi, a chunk written into a non-empty cache) FlexAttention with a
-    block mask, or SDPA with the dense mask where FlexAttention cannot run or was not asked for.
+    block mask, or SDPA with the dense mask where FlexAttention cannot run, was not asked for, or
+    has nothing to skip (all keys in one block); the record says which and why.
 
     Args:
         kind: the record's kind: self | encoder_self | decoder_self, or cross (queries from x,
@@ -117,7 +123,7 @@ class Attention(nn.Module):
             k, v = self.cache.update(inputs.input_pos, k, v)  # (B, n_kv, Tk, hs)
         return k, v
 
-    def plan(self, inputs: AttentionInputs, needs_grad: bool = False) -> tuple[str, str | None]:
+    def plan(self, inputs: AttentionInputs, device: torch.device, needs_grad: bool = False) -> tuple[str, str | None]:
         """How this layer calls its kernel for these inputs: (call, why auto did not use FlexAttention or None).
 
         call: "weights" (explicit), "block mask" (FlexAttention), or SDPA with "is_causal", "no mask" or "mask".
@@ -135,7 +141,9 @@ class Attention(nn.Module):
             return "mask", None
         if needs_grad:
             return "mask", NO_GRAD_FLEX
-        reason = flex.flex_status()
+        if inputs.mask.shape[-1] <= FLEX_BLOCK:
+            return "mask", ONE_BLOCK
+        reason = flex.flex_status(device)
         return ("mask", reason) if reason else ("block mask", None)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
@@ -146,10 +154,6 @@ class Attention(nn.Module):
             out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
             return out, "explicit", None, weights
         if call == "block mask":
-            reason = flex.flex_status()
-            if reason:
-                raise KernelUnavailable(f"FlexAttention cannot run here: {reason}. "
-                                        "Choose another backend (math and explicit always run).")
             out, block_mask = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
                                                   k_start=inputs.k_start, key_valid=inputs.key_valid,
                                                   alibi_slopes=inputs.alibi_slopes)
@@ -182,8 +186,15 @@ class Attention(nn.Module):
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
             v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
 
-        call, reason = self.plan(inputs, needs_grad=torch.is_grad_enabled() and q.requires_grad)
-        out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+        call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad)
+        try:
+            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+        except flex.FlexUnavailable as e:  # the compile failed here: auto falls back and says why
+            if self.backend == "flex":
+                raise KernelUnavailable(f"FlexAttention cannot run here: {e}. "
+                                        "Choose another backend (math and explicit always run).") from None
+            call, reason = "mask", str(e)
+            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)
         if self.recorder.on:
             self.recorder.write(self._record(q, k, v, out, weights, inputs, call, kernel, block_mask, reason))
         y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)

@@ -84,6 +84,18 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype a model runs in: a name from ``config.DTYPES``; ``auto`` is bfloat16 on a CUDA device
+    that supports it (float16 on one that does not), float32 on the CPU."""
+    if name == "auto":
+        if torch.device(device).type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"unknown dtype {name!r}; valid: auto, float32, bfloat16, float16")
+    return getattr(torch, name)
+
+
 def sdpa(
     q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
 ) -> tuple[Tensor, str]:

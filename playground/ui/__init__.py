@@ -64,7 +64,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
         builders = {  # tab id -> what fills it
             "attention": lambda: build_share(demo, controls, prompt, build_attention_tab(controls, prompt, localized)),
             "generate": lambda: build_generation_tab(controls, prompt, localized),
-            "compare": lambda: build_compare_tab(prompt, controls.device, localized),
+            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
             "heads": lambda: build_heads_tab(controls, prompt, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),

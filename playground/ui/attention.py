@@ -55,21 +55,44 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
 
 
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-                   device: str = "cpu", where: str = "") -> dict:
+                   device: str = "cpu", dtype: str = "auto", where: str = "") -> dict:
     """A spec, a prompt and the options -> what every view of one analysis draws from (bad input: gr.Error,
     its message prefixed with ``where`` when given)."""
     model = api.spec(w, spec)
     result = api.run(w, service.analyze_text, model, prompt, prefix_len=prefix_len, window=window, backend=backend,
-                     device=device, where=where)
+                     device=device, dtype=dtype, where=where)
     return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device}
 
 
+def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str]]:
+    """What ran, as recorded per layer: (kind, layers, kernel, call) for each run of consecutive layers of one
+    attention kind that ran the same kernel with the same call."""
+    groups: list[tuple[str, list[int], str, str]] = []
+    for kind in result.kinds:
+        for m in (m for m in result.maps if m.kind == kind):
+            last = groups[-1] if groups else None
+            if last and last[0] == kind and last[2:] == (m.kernel, m.call) and last[1][-1] == m.layer - 1:
+                last[1].append(m.layer)
+            else:
+                groups.append((kind, [m.layer], m.kernel, m.call))
+    return groups
+
+
 def badge(w: Words, state: dict) -> str:
+    """The kernel each layer ran and how it was called (from the records, never a guess), why auto fell back
+    where it did, and how far the output is from the float32 explicit path."""
     result = state["result"]
-    ran = ", ".join(w(f"kernel.{k}") for k in result.kernels)
     lines = [f"<code>{html.escape(str(state['spec']))}</code>",
-             w("badge.ran", ran=html.escape(ran), asked=html.escape(state["backend"]),
-               device=html.escape(state["device"]), ms=result.elapsed_ms)]
+             w("badge.ran", asked=html.escape(state["backend"]), device=html.escape(state["device"]),
+               dtype=html.escape(result.dtype), ms=result.elapsed_ms)]
+    for kind, layers, kernel, call in kernel_groups(result):
+        which = (w("badge.layer", n=layers[0]) if len(layers) == 1 else
+                 w("badge.layers", first=layers[0], last=layers[-1]))
+        how = "" if kernel == "implicit" else w(f"call.{call.replace(' ', '_')}")
+        lines.append(w("badge.group", kind=w(f"kind_short.{kind}"), layers=which, kernel=w(f"kernel.{kernel}"),
+                       call=html.escape(how)))
+    for reason in dict.fromkeys(m.reason for m in result.maps if m.reason):
+        lines.append(w("badge.fallback", reason=html.escape(reason)))
     if result.kernels == ["implicit"]:
         lines.append(w("badge.implicit", diff=result.max_abs_diff))
     elif result.recomputed:
@@ -193,23 +216,26 @@ def analysis_outputs(w: Words, state: dict) -> list:
 
 
 def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-            device: str = "cpu", request: gr.Request = None) -> tuple[str, dict | None, dict | None, dict | None]:
+            device: str = "cpu", dtype: str = "auto",
+            request: gr.Request = None) -> tuple[str, dict | None, dict | None, dict | None]:
     """Analyze a prompt: the badge (kernel that ran, timing, faithfulness) and the overview of every layer and
     head: self-attention (or encoder self, or implicit), decoder self and cross-attention (None where absent).
 
     spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; prefix_len: bidirectional
-    prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|math|explicit."""
+    prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
+    dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU)."""
     w = Words(request)
-    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
     return badge(w, state), *(api.plot(fig) for fig, _ in overview_plots(w, state))
 
 
 def head(spec: str, prompt: str, kind: str, layer: int, head: int, prefix_len: int = 0, window: int = 0,
-         backend: str = "auto", device: str = "cpu", request: gr.Request = None) -> dict[str, str]:
+         backend: str = "auto", device: str = "cpu", dtype: str = "auto", request: gr.Request = None) -> dict[str, str]:
     """One head at full resolution: Plotly JSON of the head, the mask its layer computed with, the two
-    overlaid, and the fused kernel's block mask for its layer (null without an attention kernel). kind: self | encoder_self | decoder_self | cross | implicit, as the model has them."""
+    overlaid, and the fused kernel's block mask for its layer (null without an attention kernel).
+    kind: self | encoder_self | decoder_self | cross | implicit, as the model has them."""
     w = Words(request)
-    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
     figures = head_figures(w, state, kind, layer, head)
     blocks, _ = block_view(w, state, kind, layer)
     return {**{name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)},
@@ -280,12 +306,12 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         export_btn = gr.Button(t("attention.prepare"))
         files = gr.File(label=t("attention.data"), file_count="multiple", interactive=False)
 
-    def analyze_controls(family, variant, position, task, fallback, backend, device, text, prefix, win,
+    def analyze_controls(family, variant, position, task, fallback, backend, device, dtype, text, prefix, win,
                          request: gr.Request = None):
         """The Analyze button: the controls' spec through the same function as /analyze."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device))
+        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device, dtype))
 
     def first_head(state: dict | None, kind: str, request: gr.Request):
         """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long; the block mask always."""

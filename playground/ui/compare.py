@@ -43,11 +43,11 @@ def why_no_difference(sides: list[dict]) -> Message | None:
 
 
 def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, head: int, prefix_len: int,
-                  window: int, backend: str, device: str) -> tuple:
+                  window: int, backend: str, device: str, dtype: str = "auto") -> tuple:
     """(figure A, figure B, difference figure or None, summary table, note) for two specs."""
     sides = []
     for spec in (spec_a, spec_b):
-        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, where=spec)
+        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype, where=spec)
         result, kind = state["result"], _self_kind(state["result"])
         try:
             m, h = service.attention_map(result, kind, layer, head)
@@ -76,16 +76,16 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
 
 
 def compare(spec_a: str, spec_b: str, prompt: str, layer: int = 0, head: int = 0, prefix_len: int = 0,
-            window: int = 0, backend: str = "auto", device: str = "cpu",
+            window: int = 0, backend: str = "auto", device: str = "cpu", dtype: str = "auto",
             request: gr.Request = None) -> tuple[dict, dict, dict | None, dict, str]:
     """One head of two models on the same prompt: figure A, figure B, the difference A − B (None where the two
     are not the same quantity; the note says why), both models' per-head summaries, and the note."""
     a, b, diff, table, note = compare_views(Words(request), spec_a, spec_b, prompt, layer, head, prefix_len, window,
-                                            backend, device)
+                                            backend, device, dtype)
     return api.plot(a), api.plot(b), api.plot(diff), table, note
 
 
-def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, localized: Localized):
+def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown, localized: Localized):
     names = [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in text_models()]
     gr.Markdown(t("compare.help"))
     with gr.Row():
@@ -104,15 +104,16 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, localized: Locali
     table = gr.Dataframe(headers=english(SUMMARY_HEADERS), interactive=False, label=t("compare.table"))
     localized.table(table, SUMMARY_HEADERS)
 
-    def run(spec_a, spec_b, text, layer_, head_, prefix, win, device_, request: gr.Request):
+    def run(spec_a, spec_b, text, layer_, head_, prefix, win, device_, dtype_, request: gr.Request):
         """The Compare button: the same function as /compare."""
         w = Words(request)
         if not spec_a or not spec_b:
             raise w.error("error.pick_two")
-        a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto", device_)
+        a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto", device_,
+                                              dtype_)
         return a, b, gr.update(value=diff, visible=diff is not None), rows, why
 
-    button.click(run, [model_a, model_b, prompt, layer, head, prefix_len, window, device],
+    button.click(run, [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype],
                  [plot_a, plot_b, diff_plot, table, note], api_visibility="private", concurrency_limit=2,
                  concurrency_id="analyze")
     gr.api(compare, api_name="compare", concurrency_limit=2, concurrency_id="analyze")

@@ -1,4 +1,4 @@
-"""The model picker shared by every tab: architecture, variant, position encoding, backend, device.
+"""The model picker shared by every tab: architecture, variant, position encoding, backend, device, dtype.
 
 The five model controls resolve to one model spec (``choose``, through ``service.resolve``); the
 model note shows it, and every tab hands it to the same function its API endpoint calls.
@@ -18,6 +18,7 @@ ARCHITECTURES = [(t(f"family.{family}"), family) for family in config.FAMILIES]
 VARIANTS = [(t(f"variant.{variant}"), variant) for variant in config.VARIANTS]
 POSITIONS = [(t(f"position.{p}"), p) for p in config.POSITIONS]
 BACKENDS = [(t(f"backend.{b}"), b) for b in config.BACKENDS]
+DTYPES = [(t(f"dtype.{d}"), d) for d in config.DTYPES]
 FALLBACKS = [(t("fallback.nearest"), "nearest"), (t("fallback.untrained"), "untrained")]
 
 
@@ -30,6 +31,7 @@ class Controls:
     fallback: gr.Radio
     backend: gr.Dropdown
     device: gr.Dropdown
+    dtype: gr.Dropdown
     note: gr.Markdown
     describe: object = None   # (*inputs, request) -> updates of family, variant, position, note
 
@@ -40,7 +42,7 @@ class Controls:
 
     @property
     def inputs(self) -> list:
-        return [*self.model, self.backend, self.device]
+        return [*self.model, self.backend, self.device, self.dtype]
 
     @property
     def described(self) -> list:
@@ -87,10 +89,11 @@ def build_controls(demo: gr.Blocks) -> Controls:
         backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
                              info=t("controls.device_info"))
+        dtype = gr.Dropdown(DTYPES, value="auto", label=t("controls.dtype"), scale=1, info=t("controls.dtype_info"))
     note = gr.Markdown(elem_classes="model-note")
-    controls = Controls(family, variant, position, task, fallback, backend, device, note)
+    controls = Controls(family, variant, position, task, fallback, backend, device, dtype, note)
 
-    def describe(family, variant, position, task, fallback, backend, device, request: gr.Request):
+    def describe(family, variant, position, task, fallback, backend, device, dtype, request: gr.Request):
         w = Words(request)
         spec, sentence = choose(w, family, variant, position, task, fallback)
         fixed = w("controls.fixed_by_model") if task else None

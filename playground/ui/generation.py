@@ -45,27 +45,28 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
 
 
 def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
-                     top_p: float, seed: int, window: int, backend: str, device: str) -> dict:
+                     top_p: float, seed: int, window: int, backend: str, device: str, dtype: str = "auto") -> dict:
     """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from."""
     model = api.spec(w, spec)
     timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
-                       top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device)
-    cfg = service.load(model, backend, device, window).model.cfg
+                       top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
+    cfg = service.load(model, backend, device, window, dtype).model.cfg
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
             "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(cfg, "fp32")}
 
 
 def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,
              top_p: float = 1.0, seed: int = 0, window: int = 0, log_axis: bool = False, backend: str = "auto",
-             device: str = "cpu", request: gr.Request = None) -> tuple[str, dict, int, dict, str]:
+             device: str = "cpu", dtype: str = "auto", request: gr.Request = None) -> tuple[str, dict, int, dict, str]:
     """Generate with the KV cache: the new text, the cache growth measured at every step (log_axis: log-log),
     the number of steps, and step 0 of the timeline (the new token's attention over the cache) with its caption.
 
     spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; temperature 0 is greedy;
-    top_k 0 and top_p 1 are off; window: sliding window (0: off)."""
+    top_k 0 and top_p 1 are off; window: sliding window (0: off); dtype: auto|float32|bfloat16|float16, the model's
+    and its cache's."""
     w = Words(request)
     state = generation_state(w, spec, prompt, max_new_tokens, temperature, top_k, top_p, seed, window, backend,
-                             device)
+                             device, dtype)
     fig, info = step_view(state, 0, request)
     timeline = state["timeline"]
     return timeline.text, api.plot(growth_figure(state, log_axis, request)), len(timeline.rows), api.plot(fig), info
@@ -90,12 +91,12 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
     step_info = gr.Markdown()
     step_plot = gr.Plot(label=t("generate.step_plot"))
 
-    def run(family, variant, position, task, fallback, backend, device, text, n, temp, k, p, s, win, log,
+    def run(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win, log,
             request: gr.Request):
         """The Generate button: the controls' spec through the same function as /generate."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device)
+        new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype)
         fig, info = step_view(new_state, 0, request)
         timeline = new_state["timeline"]
         return (timeline.text, growth_figure(new_state, log, request), gr.update(maximum=len(timeline.rows) - 1, value=0),

@@ -28,9 +28,10 @@ def score_rows(state: dict | None) -> list[list]:
     return [[r[c] if c in ("layer", "head") else round(r[c], 3) for c in COLUMNS] for r in rows]
 
 
-def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, backend: str, device: str) -> dict:
+def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, backend: str, device: str,
+                dtype: str = "auto") -> dict:
     """An analysis and the self-attention kind whose heads are scored (roles are defined on softmax attention)."""
-    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device)
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
     kind = next(k for k in state["result"].kinds if k != "cross")
     if kind == "implicit":
         raise w.error("error.heads_implicit")
@@ -42,11 +43,11 @@ def table_of(w: Words, state: dict) -> dict:
 
 
 def heads(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto", device: str = "cpu",
-          request: gr.Request = None) -> dict:
+          dtype: str = "auto", request: gr.Request = None) -> dict:
     """Every head's entropy, mean distance and role scores (previous-token, first-token sink, duplicate-token,
     induction) as a table {'headers': [...], 'data': [[layer, head, ...], ...]}. Transformer models only."""
     w = Words(request)
-    return table_of(w, heads_state(w, spec, prompt, prefix_len, window, backend, device))
+    return table_of(w, heads_state(w, spec, prompt, prefix_len, window, backend, device, dtype))
 
 
 def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
@@ -59,11 +60,11 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))
 
-    def run(family, variant, position, task, fallback, backend, device, text, prefix, win, request: gr.Request):
+    def run(family, variant, position, task, fallback, backend, device, dtype, text, prefix, win, request: gr.Request):
         """The button: the controls' spec through the same function as /heads."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        new_state = heads_state(w, str(spec), text, prefix, win, backend, device)
+        new_state = heads_state(w, str(spec), text, prefix, win, backend, device, dtype)
         return table_of(w, new_state), None, new_state
 
     def open_row(state: dict | None, evt: gr.SelectData, request: gr.Request):

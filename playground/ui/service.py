@@ -4,7 +4,8 @@ The UI never touches tensors: its controls resolve to a ``ModelSpec`` (``resolve
 receives one as text, and both call ``analyze_text`` or ``generate_text`` and hand the numpy
 results to ``plots``. Every option is checked here (``errors.check_int``), so the page and the
 API answer bad input with the same message. Loaded models are cached per (spec, backend, device,
-window); each has a lock, because generation writes into the model's KV cache.
+window, dtype); each has a lock, because generation writes into the model's KV cache. ``dtype``
+"auto" runs bfloat16 on a CUDA device that supports it (float16 otherwise) and float32 on the CPU.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 
 from playground import config, zoo
-from playground.config import BACKENDS, ModelConfig
+from playground.config import BACKENDS, DTYPES, ModelConfig
 from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import generate
 from playground.models.base import LanguageModel
 from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
+from playground.nn.kernels import run_dtype
 from playground.train import data
 from playground.train.tokenizer import Tokenizer
 from playground.ui.i18n import Message, MessageError, msg
@@ -87,15 +89,18 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
 
 
 @lru_cache(maxsize=24)
-def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0) -> Loaded:
-    """The model a spec names, built for this backend, device and sliding window (0: none), cached."""
+def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0, dtype: str = "auto") -> Loaded:
+    """The model a spec names, built for this backend, device, sliding window (0: none) and dtype, cached."""
     if device not in devices():
         raise MessageError("error.device", device=device, devices=", ".join(devices()))
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
+    if dtype not in DTYPES:
+        raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
     cfg = spec.config()
     window = check_int("window", window, 0, cfg.context_length)
-    return Loaded(spec.load(device=device, backend=backend, sliding_window=window), spec)
+    model = spec.load(device=device, backend=backend, sliding_window=window)
+    return Loaded(model.to(run_dtype(dtype, device)), spec)
 
 
 @lru_cache(maxsize=1)
@@ -151,7 +156,7 @@ def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None
 
 
 def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-                 device: str = "cpu", seed: int = 0) -> tuple[Analysis, list[Message]]:
+                 device: str = "cpu", seed: int = 0, dtype: str = "auto") -> tuple[Analysis, list[Message]]:
     """Run a prompt through the model once, capturing every layer's attention.
 
     ``prefix_len`` applies to a prefix decoder (cut to the prompt's length); ``window`` is the
@@ -159,7 +164,7 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     instead of the prompt.
     """
     prefix_len = check_int("prefix_len", prefix_len, 0)
-    loaded = load(spec, backend, device, window)
+    loaded = load(spec, backend, device, window, dtype)
     model, cfg = loaded.model, loaded.model.cfg
     if spec.is_task:
         ids, target, _ = task_sequence(spec.name, seed)
@@ -206,14 +211,14 @@ class Timeline:
 
 def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
-                  device: str = "cpu") -> tuple[Timeline, list[Message]]:
+                  device: str = "cpu", dtype: str = "auto") -> tuple[Timeline, list[Message]]:
     """Generate with the KV cache (or recurrent state), recording each step's attention and cache size."""
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
     temperature = check_float("temperature", temperature, 0.0, 10.0)
     top_k = check_int("top_k", top_k, 0)
     top_p = check_float("top_p", top_p, 0.0, 1.0)
     seed = check_int("seed", seed, 0)
-    loaded = load(spec, backend, device, window)
+    loaded = load(spec, backend, device, window, dtype)
     model, cfg = loaded.model, loaded.model.cfg
     show = labels
     if spec.is_task:
