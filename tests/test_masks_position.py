@@ -102,3 +102,51 @@ def test_captured_mask_is_the_mask_the_model_used(family, kind, window):
     expected = masks.self_attention(mask_kind, pos(9), pos(9), prefix_len=4 if family == "prefix" else 0, window=window)
     assert torch.equal(rec.mask, expected)
     assert (rec.weights[0][:, ~expected] == 0).all()
+
+
+def brute_force(kind, prefix_len, window, q_pos, k_pos):
+    """The rule written out pair by pair, from its definition."""
+    out = torch.zeros(len(q_pos), len(k_pos), dtype=torch.bool)
+    for i, q in enumerate(q_pos.tolist()):
+        for j, k in enumerate(k_pos.tolist()):
+            seen = kind in ("bidirectional", "cross") or k <= q or (kind == "prefix" and k < prefix_len)
+            out[i, j] = seen and (window == 0 or abs(q - k) < window)
+    return out
+
+
+@pytest.mark.parametrize("kind,prefix_len,window", [
+    ("causal", 0, 0), ("causal", 0, 3), ("bidirectional", 0, 0), ("bidirectional", 0, 2),
+    ("prefix", 4, 0), ("prefix", 4, 2), ("prefix", 0, 0), ("cross", 0, 0),
+])
+@pytest.mark.parametrize("q_start,n_q,k_start,n_k", [(0, 9, 0, 9), (6, 3, 2, 7), (8, 1, 0, 9)])
+def test_mask_rule_is_its_definition_at_any_offset(kind, prefix_len, window, q_start, n_q, k_start, n_k):
+    rule = masks.MaskRule(kind, prefix_len, window)
+    q_pos, k_pos = pos(n_q, q_start), pos(n_k, k_start)
+    expected = brute_force(kind, prefix_len, window, q_pos, k_pos)
+    assert torch.equal(rule.dense(q_pos, k_pos), expected)
+    assert torch.equal(rule.allows(q_pos[:, None], k_pos[None, :]), expected)
+    assert rule.allows(torch.tensor(q_start), torch.tensor(k_start)).item() == expected[0, 0].item()
+    valid = torch.ones(2, n_k, dtype=torch.bool)
+    valid[1, -2:] = False
+    padded = rule.dense(q_pos, k_pos, valid)
+    assert padded.shape == (2, 1, n_q, n_k)
+    assert torch.equal(padded[0, 0], expected) and torch.equal(padded[1, 0], expected & valid[1])
+    if kind != "cross":
+        assert torch.equal(masks.self_attention(kind, q_pos, k_pos, prefix_len=prefix_len, window=window), expected)
+
+
+def test_masks_are_built_by_the_rule():
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    assert torch.equal(masks.cross(4, valid), masks.MaskRule("cross").dense(pos(4), pos(3), valid))
+    assert torch.equal(masks.prefix(pos(6), pos(6), 3), masks.MaskRule("prefix", 3).dense(pos(6), pos(6)))
+    # a prefix length given with another kind is ignored by self_attention, as the model passes it
+    assert torch.equal(masks.self_attention("causal", pos(5), pos(5), prefix_len=3), masks.causal(pos(5), pos(5)))
+
+
+@pytest.mark.parametrize("args,match", [
+    (("diagonal",), "unknown mask kind"), (("prefix", -1), "prefix_len"), (("causal", 0, -2), "window"),
+    (("causal", 3), "needs kind 'prefix'"), (("cross", 0, 4), "no sliding window"),
+])
+def test_mask_rule_refuses_what_it_cannot_mean(args, match):
+    with pytest.raises(ValueError, match=match):
+        masks.MaskRule(*args)

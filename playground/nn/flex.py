@@ -18,28 +18,47 @@ Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
 import torch
 import torch.fx.experimental._config as shape_config
-from torch._inductor import config as inductor_config
 from torch import Tensor
+from torch._dynamo import config as dynamo_config
+from torch._inductor import config as inductor_config
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 
 from playground.nn.masks import MaskRule, allowed
 
-# Two symbolic-shape settings for the compile: with duck sizing, sizes that happen to be equal
-# (2 batches and 2 query blocks) share one symbol, which recompiles when they differ and breaks
-# the CPU kernel's code generation for a captured (B, Tk) padding tensor; size-oblivious sizes
-# keep a batch of 1 or a single block from compiling a kernel of their own.
-SHAPE_SETTINGS = {"use_duck_shape": False, "backed_size_oblivious": True}
+# Each model shape (head count, head size, dtype) compiles a prompt and a decoding-step kernel;
+# past torch's default of 8 compiled versions it would silently run FlexAttention unfused.
+RECOMPILE_LIMIT = 64
 
-_lock = threading.RLock()
+_compile_lock = threading.RLock()   # one compile or call at a time (compiling is not thread-safe)
+_status_lock = threading.Lock()     # flex_status answers while a compile runs
 _compiled = None                    # the compiled flex_attention, made on first use
 _status: dict[str, str | None] = {}  # device type -> None (runs) or why FlexAttention cannot run
+_last_block_mask = None             # (key, key_valid, BlockMask) of the last call
 _warm: set[tuple] = set()           # (device type, dtype, heads, head_dim) warm_up has compiled for
+
+
+@contextlib.contextmanager
+def _compile_settings():
+    """The settings every compile and call of the kernel runs under.
+
+    Without duck sizing, sizes that happen to be equal (2 sequences and 2 query blocks) do not
+    share one symbol, which would recompile when they differ and breaks the CPU kernel's code for
+    the captured (B, Tk) padding tensor; size-oblivious sizes keep a batch of 1 or a single block
+    from compiling a kernel of their own. The bounds checks inductor adds to captured-tensor
+    reads name a variable the CPU template does not declare under dynamic shapes (torch 2.13);
+    every read here is in bounds by construction (a rule number, a head, a key of the batch).
+    """
+    with (shape_config.patch(use_duck_shape=False, backed_size_oblivious=True),
+          inductor_config.patch(assert_indirect_indexing=False),
+          dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT)):
+        yield
 
 
 class FlexUnavailable(ValueError):
@@ -84,7 +103,7 @@ def flex_status(device: str | torch.device | None = None) -> str | None:
     ``warm_up`` or a call) replaces None by its reason. ``device`` defaults to CUDA when present.
     """
     kind = _device_type(device)
-    with _lock:
+    with _status_lock:
         if kind not in _status:
             _status[kind] = _toolchain_reason(kind)
         return _status[kind]
@@ -116,7 +135,7 @@ def warm_up(
     if dtype is None:
         dtype = torch.float32 if kind == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     key = (kind, dtype, heads, head_dim)
-    with _lock:
+    with _compile_lock:
         if key in _warm or flex_status(kind) is not None:
             return
         try:
@@ -153,21 +172,35 @@ def block_mask_for(
     rule: MaskRule, B: int, Tq: int, Tk: int, *, q_start: int, k_start: int,
     key_valid: Tensor | None = None, device: str | torch.device = "cpu",
 ) -> BlockMask:
-    """The BlockMask FlexAttention uses for this rule, offsets and padding (no attention computed)."""
-    return create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, torch.device(device)))
+    """The BlockMask FlexAttention uses for this rule, offsets and padding (no attention computed).
+
+    Building it evaluates the rule at every (query, key) pair (about 0.1 s at 2,048 x 2,048 on this
+    CPU, several times the kernel's own time), so the last one is kept: the layers of one forward
+    pass share it.
+    """
+    global _last_block_mask
+    device = torch.device(device)
+    if key_valid is not None:
+        if tuple(key_valid.shape) != (B, Tk):
+            raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
+        key_valid = key_valid.to(device=device, dtype=torch.bool)
+    key = (rule, B, Tq, Tk, q_start, k_start, device)
+    with _compile_lock:
+        if _last_block_mask is not None:
+            last_key, last_valid, block_mask = _last_block_mask
+            same_valid = (last_valid is None) == (key_valid is None) and (
+                key_valid is None or torch.equal(last_valid, key_valid))
+            if last_key == key and same_valid:
+                return block_mask
+        numbers = _numbers(rule, q_start, k_start, device)
+        valid = torch.ones(B, Tk, dtype=torch.bool, device=device) if key_valid is None else key_valid.clone()
+        block_mask = create_block_mask(_mask_mod(numbers, valid), B, None, Tq, Tk, device=device)
+        _last_block_mask = (key, None if key_valid is None else valid, block_mask)
+        return block_mask
 
 
 def _numbers(rule: MaskRule, q_start: int, k_start: int, device: torch.device) -> Tensor:
     return torch.tensor([*rule.numbers(), q_start, k_start], device=device)  # (5,)
-
-
-def _block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, device):
-    if key_valid is None:
-        key_valid = torch.ones(B, Tk, dtype=torch.bool, device=device)
-    elif key_valid.shape != (B, Tk):
-        raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
-    mask_mod = _mask_mod(_numbers(rule, q_start, k_start, device), key_valid.to(device=device, dtype=torch.bool))
-    return mask_mod, B, None, Tq, Tk, device
 
 
 def flex_attention(
@@ -190,21 +223,24 @@ def flex_attention(
     Tk = k.shape[2]
     if k.shape != (B, nh, Tk, hs) or v.shape != k.shape:
         raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected (B, nh, T, hs) with one B, nh, hs")
+    q, k, v = (t.contiguous() for t in (q, k, v))  # one memory layout: a transposed view would compile anew
     reason = flex_status(q.device)
     if reason is not None:
         raise FlexUnavailable(reason)
-    block_mask = create_block_mask(*_block_mask_args(rule, B, Tq, Tk, q_start, k_start, key_valid, q.device))
+    block_mask = block_mask_for(rule, B, Tq, Tk, q_start=q_start, k_start=k_start, key_valid=key_valid, device=q.device)
     if alibi_slopes is None:
         alibi_slopes = torch.zeros(nh, device=q.device)
     elif alibi_slopes.shape != (nh,):
         raise ValueError(f"alibi_slopes must be ({nh},), one slope per head, got {tuple(alibi_slopes.shape)}")
     score_mod = _alibi_mod(alibi_slopes.to(device=q.device, dtype=torch.float32), _numbers(rule, q_start, k_start, q.device))
-    with _lock, shape_config.patch(**SHAPE_SETTINGS), inductor_config.patch(assert_indirect_indexing=False):
+    with _compile_lock, _compile_settings():
         try:
             out = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)
         except Exception as error:  # a compile failure: remember it, so callers fall back at once
-            _status[q.device.type] = _failure_reason(error)
-            raise FlexUnavailable(_status[q.device.type]) from error
+            reason = _failure_reason(error)
+            with _status_lock:
+                _status[q.device.type] = reason
+            raise FlexUnavailable(reason) from error
     return out, block_mask
 
 
