@@ -120,6 +120,20 @@ def assert_state_is_constant(model, expected: int):
     assert model.cache_bytes() == 0
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where there is none (a legitimate skip, "
+                                       "under CI too: the kernels it checks do not exist on the CPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device here: the flash / FlexAttention GPU checks run on a GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -231,3 +231,61 @@ def test_flex_equals_explicit_for_every_family_mask_and_position(family, situati
     assert (flex_out.logits - explicit_out.logits).abs().max() < 1e-5
     assert {(r.kernel, r.call) for r in flex_out.attentions} == {("flex", "block mask")}
     assert all(r.max_abs_diff < 1e-5 and r.block_mask is not None for r in flex_out.attentions)
+
+
+# ----------------------------------------------------------------------------- on a GPU (skipped without CUDA)
+
+BF16_TOLERANCE = 3e-2  # max |out - out_explicit(fp32)| for bf16 attention over a few hundred keys
+
+
+def gpu_model(**overrides):
+    """The tiny model on CUDA in bf16, as dtype auto runs it there (head dim 8: flash takes it)."""
+    from playground.nn.kernels import run_dtype
+
+    return tiny_model(context_length=512, **overrides).to("cuda", run_dtype("auto", "cuda"))
+
+
+@pytest.mark.cuda
+@torch.no_grad()
+def test_on_a_gpu_auto_runs_flash_for_causal_prefill_and_decoding():
+    model = gpu_model(family="decoder", position="rope", n_kv_heads=2)
+    assert model.lm_head.weight.dtype in (torch.bfloat16, torch.float16)
+    x = ids(300).cuda()
+    prefill = model(x, capture=True)
+    assert {(r.kernel, r.call) for r in prefill.attentions} == {("flash", "is_causal")}
+    assert max(r.max_abs_diff for r in prefill.attentions) < BF16_TOLERANCE
+    model.setup_cache(batch=1, max_len=301)
+    model(x)
+    step = model(ids(1, seed=7).cuda(), start_pos=300, capture=True)
+    model.clear_cache()
+    assert {(r.kernel, r.call) for r in step.attentions} == {("flash", "no mask")}
+    assert max(r.max_abs_diff for r in step.attentions) < BF16_TOLERANCE
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("position, window", [("rope", 64), ("alibi", 0)])
+@torch.no_grad()
+def test_on_a_gpu_auto_runs_flex_for_a_window_and_alibi(position, window):
+    model = gpu_model(family="decoder", position=position, sliding_window=window)
+    out = model(ids(300).cuda(), capture=True)
+    assert {(r.kernel, r.call, r.reason) for r in out.attentions} == {("flex", "block mask", None)}
+    assert max(r.max_abs_diff for r in out.attentions) < BF16_TOLERANCE
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_badge_says_what_ran():
+    from playground.ui import service
+    from playground.ui.attention import badge
+    from playground.ui.lang import Words
+    from playground.zoo import ModelSpec
+
+    w = Words(lang="en")
+    prompt = "all the world's a stage " * 20  # past one 128-key block
+    for spec, window, expected in (("untrained:decoder/MHA/rope", 0, "SDPA flash attention (is_causal=True, no mask)"),
+                                   ("untrained:decoder/MHA/rope", 32, "FlexAttention (compiled, block-sparse) (block mask)"),
+                                   ("untrained:decoder/MHA/alibi", 0, "FlexAttention (compiled, block-sparse) (block mask)")):
+        result, _ = service.analyze_text(ModelSpec.parse(spec), prompt, window=window, device="cuda")
+        state = {"result": result, "spec": spec, "untrained": True, "backend": "auto", "device": "cuda"}
+        text = badge(w, state)
+        assert expected in text and "bfloat16" in text, text
+        assert result.max_abs_diff < BF16_TOLERANCE
