@@ -246,9 +246,9 @@ def block_grid(grid: np.ndarray, title, *, block: tuple[int, int] = (128, 128), 
     side = min(600, max(340, 24 * nq + 180))
     title = f"{words.render(title)}<br>{words('plot.block_share', share=share)}"
     _layout(fig, title, height=side, words=words, meta=dict(skipped_share=share),
-                   xaxis=dict(title=words("plot.key_block"), dtick=1 if nk <= 32 else None, side="top"),
+                   xaxis=dict(title=words("plot.key_block"), dtick=1 if nk <= 32 else None),
                    yaxis=dict(title=words("plot.query_block"), autorange="reversed", dtick=1 if nq <= 32 else None))
-    return fig.update_layout(margin=dict(l=10, r=10, t=100, b=10))  # room for the two-line title
+    return fig.update_layout(margin=dict(l=10, r=10, t=90, b=40))  # room for the two-line title and the key axis
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
