@@ -6,16 +6,22 @@ from playground.inspect.generation import generate, sample_next, stream
 from conftest import FAMILIES, POSITIONS, tiny_model
 
 
+def decodes_like_the_full_pass(model, prompt: list[int], steps: int, **kwargs):
+    """Greedy generation with the cache equals generation without it (every step re-runs the whole sequence):
+    the same tokens, logits within 1e-4 at every step. Returns the cached generation."""
+    cached = generate(model, prompt, steps, use_cache=True, **kwargs)
+    uncached = generate(model, prompt, steps, use_cache=False)
+    assert cached.tokens == uncached.tokens
+    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
+    assert diff < 1e-4
+    return cached
+
 @pytest.mark.parametrize("position", POSITIONS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cached_equals_uncached_over_64_steps(family, position):
     model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3)
     prompt = torch.randint(0, 97, (10,), generator=torch.Generator().manual_seed(5)).tolist()
-    cached = generate(model, prompt, 64, use_cache=True)
-    uncached = generate(model, prompt, 64, use_cache=False)
-    assert cached.tokens == uncached.tokens
-    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
-    assert diff < 1e-4
+    decodes_like_the_full_pass(model, prompt, 64)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -98,11 +104,7 @@ def test_sliding_window_cache_rolls_and_decodes_like_the_full_pass(family, posit
     window = 6
     model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window)
     prompt = torch.randint(0, 97, (10,), generator=torch.Generator().manual_seed(5)).tolist()
-    cached = generate(model, prompt, 20, use_cache=True, record=True)
-    uncached = generate(model, prompt, 20, use_cache=False)
-    assert cached.tokens == uncached.tokens
-    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
-    assert diff < 1e-4
+    cached = decodes_like_the_full_pass(model, prompt, 20, record=True)
     cfg = model.cfg
     per_position = 2 * cfg.n_kv_heads * cfg.head_dim * 4 * cfg.n_layer  # fp32 K and V, every layer
     held = [s.cache_bytes for s in cached.steps]
@@ -124,11 +126,7 @@ def test_a_window_of_16_allocates_16_positions_over_256_tokens(family, position)
     model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window,
                        context_length=288)
     prompt = torch.randint(0, 97, (prompt_len,), generator=torch.Generator().manual_seed(5)).tolist()
-    cached = generate(model, prompt, 256, use_cache=True)
-    uncached = generate(model, prompt, 256, use_cache=False)
-    assert cached.tokens == uncached.tokens
-    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
-    assert diff < 1e-4
+    cached = decodes_like_the_full_pass(model, prompt, 256)
     cfg = model.cfg
     per_slot = cfg.n_layer * 2 * 1 * cfg.n_kv_heads * cfg.head_dim * 4  # layers x (K, V) x B x n_kv x hs x fp32
     cross = per_slot * prompt_len if family == "encdec" else 0  # cross K/V over the source, computed once
@@ -148,11 +146,7 @@ def test_flex_cached_decoding_equals_uncached(family, position, window):
     passes): greedy tokens equal, logits within 1e-4, with and without a sliding window."""
     model = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window, backend="flex")
     prompt = torch.randint(0, 97, (9,), generator=torch.Generator().manual_seed(5)).tolist()
-    cached = generate(model, prompt, 12, use_cache=True)
-    uncached = generate(model, prompt, 12, use_cache=False)
-    assert cached.tokens == uncached.tokens
-    diff = max((a.logits - b.logits).abs().max().item() for a, b in zip(cached.steps, uncached.steps))
-    assert diff < 1e-4
+    cached = decodes_like_the_full_pass(model, prompt, 12)
     explicit = tiny_model(family=family, position=position, n_kv_heads=2, seed=3, sliding_window=window,
                           backend="explicit")
     assert generate(explicit, prompt, 12).tokens == cached.tokens
