@@ -1,4 +1,5 @@
 """The page in a real browser (Debian chromium through playwright): type, click, look."""
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,18 @@ def page(browser, app_url):
     pg.get_by_role("heading", name="Attention Playground").wait_for()
     yield pg
     context.close()
+
+
+@contextlib.contextmanager
+def fresh_page(browser, app_url, locale="en-US"):
+    """A new browser context in ``locale`` with the page loaded; closed afterwards even if the test fails."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale=locale)
+    try:
+        pg = context.new_page()
+        pg.goto(app_url, wait_until="load")
+        yield pg
+    finally:
+        context.close()
 
 
 def shot(page, name):
@@ -245,99 +258,87 @@ def test_train_in_the_page_and_cancel(page):
 
 
 def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
-    pg = context.new_page()
-    pg.goto(app_url, wait_until="load")
-    pg.get_by_role("heading", name="注意力游乐场 Attention Playground").wait_for()
-    pg.get_by_role("tab", name="生成与 KV 缓存").wait_for()
-    pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)  # written by the server
-    pg.get_by_label("提示词").fill("To be, or not to be, that is the question")
-    pg.get_by_role("button", name="分析").click()
-    wait_for_plot_title(pg, "自注意力（因果）")
-    wait_for_plot_title(pg, "层 0，头 0")
-    assert "实际运行的算子" in pg.locator(".badge").inner_text()
-    shot(pg, "14-zh-analyze")
-    pg.get_by_label("提示词").fill("   ")
-    pg.get_by_role("button", name="分析").click()
-    pg.get_by_text("提示词为空：请输入一些文字（或选择一个示例）。").wait_for(timeout=15_000)
-    pg.get_by_role("tab", name="模型库").click()
-    pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
-    pg.get_by_text("仅解码器，MHA，RoPE（参照基准）").first.wait_for()
-    shot(pg, "15-zh-zoo")
-    context.close()
+    with fresh_page(browser, app_url, "zh-CN") as pg:
+        pg.get_by_role("heading", name="注意力游乐场 Attention Playground").wait_for()
+        pg.get_by_role("tab", name="生成与 KV 缓存").wait_for()
+        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)  # written by the server
+        pg.get_by_label("提示词").fill("To be, or not to be, that is the question")
+        pg.get_by_role("button", name="分析").click()
+        wait_for_plot_title(pg, "自注意力（因果）")
+        wait_for_plot_title(pg, "层 0，头 0")
+        assert "实际运行的算子" in pg.locator(".badge").inner_text()
+        shot(pg, "14-zh-analyze")
+        pg.get_by_label("提示词").fill("   ")
+        pg.get_by_role("button", name="分析").click()
+        pg.get_by_text("提示词为空：请输入一些文字（或选择一个示例）。").wait_for(timeout=15_000)
+        pg.get_by_role("tab", name="模型库").click()
+        pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+        pg.get_by_text("仅解码器，MHA，RoPE（参照基准）").first.wait_for()
+        shot(pg, "15-zh-zoo")
 
 
 def test_switch_to_chinese_in_settings(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    pg = context.new_page()
-    pg.goto(app_url, wait_until="load")
-    pg.get_by_role("heading", name="Attention Playground").wait_for()
-    pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
-    pg.get_by_role("button", name="Analyze").click()
-    wait_for_plot_title(pg, "layer 0, head 0")
-    pg.get_by_role("tab", name="Model zoo").click()
-    pg.get_by_text("what differs").first.wait_for(timeout=15_000)
-    pg.locator("button.settings").click()
-    pg.get_by_label("Language", exact=True).click()
-    pg.get_by_role("option", name="简体中文").click()
-    pg.get_by_role("tab", name="模型库").wait_for()
-    # what the server wrote follows the switch: the model note and the zoo table's headers
-    pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)
-    pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
-    pg.locator(".backdrop").click(position={"x": 20, "y": 20})  # close the settings panel
-    pg.get_by_role("tab", name="注意力", exact=True).click()
-    # the analysis on screen is drawn again in Chinese, without analyzing again
-    wait_for_plot_title(pg, "自注意力（因果） · 层 0，头 0")
-    assert "实际运行的算子" in pg.locator(".badge").inner_text()
-    for name in ("生成与 KV 缓存", "对比", "注意力头洞察", "位置编码实验室", "算子实验室", "训练", "KV 缓存计算器"):
-        pg.get_by_role("tab", name=name).wait_for(timeout=15_000)  # every tab renamed, not just the open one
-    pg.get_by_role("button", name="分析").click()
-    wait_for_plot_title(pg, "自注意力（因果）")
-    wait_for_plot_title(pg, "层 0，头 0")
-    shot(pg, "16-settings-zh")
-    context.close()
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_role("heading", name="Attention Playground").wait_for()
+        pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "layer 0, head 0")
+        pg.get_by_role("tab", name="Model zoo").click()
+        pg.get_by_text("what differs").first.wait_for(timeout=15_000)
+        pg.locator("button.settings").click()
+        pg.get_by_label("Language", exact=True).click()
+        pg.get_by_role("option", name="简体中文").click()
+        pg.get_by_role("tab", name="模型库").wait_for()
+        # what the server wrote follows the switch: the model note and the zoo table's headers
+        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)
+        pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+        pg.locator(".backdrop").click(position={"x": 20, "y": 20})  # close the settings panel
+        pg.get_by_role("tab", name="注意力", exact=True).click()
+        # the analysis on screen is drawn again in Chinese, without analyzing again
+        wait_for_plot_title(pg, "自注意力（因果） · 层 0，头 0")
+        assert "实际运行的算子" in pg.locator(".badge").inner_text()
+        for name in ("生成与 KV 缓存", "对比", "注意力头洞察", "位置编码实验室", "算子实验室", "训练", "KV 缓存计算器"):
+            pg.get_by_role("tab", name=name).wait_for(timeout=15_000)  # every tab renamed, not just the open one
+        pg.get_by_role("button", name="分析").click()
+        wait_for_plot_title(pg, "自注意力（因果）")
+        wait_for_plot_title(pg, "层 0，头 0")
+        shot(pg, "16-settings-zh")
 
 
 def test_tabs_open_filled_and_say_which_controls_they_use(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    pg = context.new_page()
-    pg.goto(app_url, wait_until="load")
-    pg.get_by_text("for the Attention, Generate & KV cache and Head insights tabs").wait_for()  # above the controls
-    pg.get_by_role("tab", name="KV-cache calculator").click()
-    pg.get_by_text("Ignores the model controls above: the KV-cache size").wait_for()
-    # the default preset's chart and table, computed when the page loaded: Compute was never pressed
-    wait_for_plot_title(pg, "KV cache for batch 1 × 8,192 tokens (bf16)")
-    table = "document.querySelector('#calc-table').innerText"
-    before = pg.evaluate(f"() => {table}")
-    assert "bytes per token" in before and "MQA (1 K/V head)" in before
-    shot(pg, "17-calculator-on-load")
-    pg.get_by_label("Preset (published configurations)").click()
-    pg.get_by_role("option").nth(0).click()  # another preset: its numbers follow without a click on Compute
-    pg.wait_for_function(f"(before) => {table} !== before && {table}.includes('bytes per token')", arg=before)
-    pg.get_by_role("tab", name="Kernel lab").click()
-    pg.get_by_text("Nothing runs until you press Run the kernels").wait_for()
-    context.close()
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_text("for the Attention, Generate & KV cache and Head insights tabs").wait_for()  # above the controls
+        pg.get_by_role("tab", name="KV-cache calculator").click()
+        pg.get_by_text("Ignores the model controls above: the KV-cache size").wait_for()
+        # the default preset's chart and table, computed when the page loaded: Compute was never pressed
+        wait_for_plot_title(pg, "KV cache for batch 1 × 8,192 tokens (bf16)")
+        table = "document.querySelector('#calc-table').innerText"
+        before = pg.evaluate(f"() => {table}")
+        assert "bytes per token" in before and "MQA (1 K/V head)" in before
+        shot(pg, "17-calculator-on-load")
+        pg.get_by_label("Preset (published configurations)").click()
+        pg.get_by_role("option").nth(0).click()  # another preset: its numbers follow without a click on Compute
+        pg.wait_for_function(f"(before) => {table} !== before && {table}.includes('bytes per token')", arg=before)
+        pg.get_by_role("tab", name="Kernel lab").click()
+        pg.get_by_text("Nothing runs until you press Run the kernels").wait_for()
 
 
 def test_a_sliding_window_shows_the_block_mask_and_its_skipped_share(browser, app_url):
     """384 tokens are 3 x 3 tiles of 128; a window of 16 leaves the diagonal and the two tiles below it."""
     from playground.bench.app import prompt_of
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    pg = context.new_page()
-    pg.goto(app_url, wait_until="load")
-    pg.get_by_role("tab", name="Attention").click()
-    set_prompt(pg, prompt_of(384))
-    window = pg.get_by_label("number input for Sliding window (0 = off)")
-    window.fill("16")
-    window.press("Enter")
-    pg.get_by_role("button", name="Analyze").click()
-    wait_for_plot_title(pg, "BlockMask for layer 0 (self): 3×3 tiles of 128×128 tokens", timeout=90_000)
-    wait_for_plot_title(pg, "44% of tiles skipped")  # 4 of 9: the 3 above the diagonal and the bottom-left one
-    note = pg.locator("#block-note")
-    note.get_by_text("44% of the 9 tiles skipped").wait_for(timeout=30_000)
-    text = note.inner_text()
-    assert "5 computed with the mask applied, 0 computed in full" in text
-    assert "Measured on this device" in text and "FlexAttention" in text and "with the dense mask" in text
-    shot(pg, "18-block-mask")
-    context.close()
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_role("tab", name="Attention").click()
+        set_prompt(pg, prompt_of(384))
+        window = pg.get_by_label("number input for Sliding window (0 = off)")
+        window.fill("16")
+        window.press("Enter")
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "BlockMask for layer 0 (self): 3×3 tiles of 128×128 tokens", timeout=90_000)
+        wait_for_plot_title(pg, "44% of tiles skipped")  # 4 of 9: the 3 above the diagonal and the bottom-left one
+        note = pg.locator("#block-note")
+        note.get_by_text("44% of the 9 tiles skipped").wait_for(timeout=30_000)
+        text = note.inner_text()
+        assert "5 computed with the mask applied, 0 computed in full" in text
+        assert "Measured on this device" in text and "FlexAttention" in text and "with the dense mask" in text
+        shot(pg, "18-block-mask")
