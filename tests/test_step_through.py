@@ -6,6 +6,7 @@ import torch
 from playground.config import ModelConfig, from_name
 from playground.errors import InputError
 from playground.inspect.step_through import kv_groups, step_through
+from playground import zoo
 from playground.models import EncoderDecoder, build_model
 
 IDS = [5, 17, 3, 17, 9, 40, 5, 17, 2, 11]
@@ -98,6 +99,25 @@ def test_the_heads_writes_sum_to_every_layer_of_the_post_norm_encoder_decoder(ki
     n_keys = len(IDS) if kind == "decoder_self" else len(SOURCE)
     assert steps["scores"].shape == (n_queries, n_keys)
     assert ("memory" in steps.names) == (kind == "cross")
+
+
+@pytest.mark.parametrize("overrides", [dict(backend="explicit"), dict(sliding_window=3), dict(dropout=0.2)])
+def test_the_writes_sum_to_the_layer_whatever_the_kernel_window_or_dropout(overrides):
+    model = model_of(small(n_kv_heads=2, **overrides))
+    check_layer(model, "self", 1)
+    if overrides.get("sliding_window"):
+        masked = step_through(model, IDS, 0, 0)["masked"]
+        assert np.isfinite(masked).sum(axis=1).tolist() == [1, 2] + [3] * (len(IDS) - 2)
+    model.train()  # steps are taken at inference (dropout off), and the model keeps its mode
+    assert np.isfinite(step_through(model, IDS, 0, 0)["write"]).all() and model.training
+
+
+@pytest.mark.parametrize("name, kind", [("gqa", "self"), ("alibi", "self"), ("encdec", "cross")])
+def test_the_writes_sum_to_the_layer_of_shipped_models(name, kind):
+    if name not in zoo.available():
+        pytest.skip(f"zoo model {name} is not built")
+    model = zoo.load(name).eval()
+    check_layer(model, kind, model.cfg.n_layer - 1)
 
 
 def test_the_steps_a_rope_gqa_head_walks_through():
