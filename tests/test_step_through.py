@@ -1,11 +1,13 @@
 """Step through one head: the steps reproduce the model's weights and its attention sublayer's output."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from playground.config import ModelConfig, from_name
 from playground.errors import InputError
-from playground.inspect.step_through import kv_groups, step_through
+from playground.inspect.step_through import kv_groups, layer_steps, step_through
 from playground import zoo
 from playground.models import EncoderDecoder, build_model
 
@@ -60,9 +62,10 @@ def check_layer(model, kind, layer, prefix_len=0):
     assert len(records) == 1
     recorded = records[0].weights[0].double().numpy()  # (nh, Tq, Tk)
     total = np.zeros_like(expected)
-    for head in range(cfg.n_heads):
-        steps = step_through(model, IDS, layer, head, kind=kind, prefix_len=prefix_len,
+    every_head = layer_steps(model, IDS, layer, kind=kind, prefix_len=prefix_len,
                              source_ids=SOURCE if isinstance(model, EncoderDecoder) else None)
+    assert [steps.head for steps in every_head] == list(range(cfg.n_heads))
+    for head, steps in enumerate(every_head):
         assert np.abs(steps["weights"] - recorded[head]).max() < 1e-6
         total += steps["write"]
     if o_bias is not None:
@@ -142,6 +145,16 @@ def test_the_steps_a_rope_gqa_head_walks_through():
     other = step_through(model, IDS, 1, 2)
     assert np.array_equal(other["k"], steps["k"]) and np.array_equal(other["v"], steps["v"])
     assert not np.array_equal(other["q"], steps["q"])
+
+
+def test_the_steps_as_json():
+    steps = step_through(model_of(small(n_kv_heads=1)), IDS, 0, 2, query=3)
+    data = json.loads(json.dumps(steps.to_dict(), allow_nan=False))
+    assert (data["head"], data["kv_head"], data["shared_by"], data["query"]) == (2, 0, [0, 1, 2, 3], 3)
+    by_name = {s["name"]: s for s in data["steps"]}
+    assert by_name["masked"]["array"][0][1] is None and by_name["weights"]["array"][0][1] == 0
+    assert by_name["masked"]["axes"] == ["query token", "key token"]
+    assert np.allclose(np.array(by_name["write"]["array"]), steps["write"])
 
 
 def test_alibi_adds_each_heads_distance_penalty():

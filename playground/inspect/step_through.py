@@ -80,12 +80,25 @@ class HeadSteps:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.step(name).array
 
+    def to_dict(self) -> dict:
+        """JSON-ready: every array as nested lists, with None where a masked score is -inf."""
+        head = {k: getattr(self, k) for k in ("kind", "layer", "head", "kv_head", "shared_by", "query",
+                                              "query_tokens", "key_tokens")}
+        steps = [dict(name=s.name, formula=s.formula, axes=list(s.axes), array=_finite_or_none(s.array))
+                 for s in self.steps]
+        return {**head, "steps": steps}
+
     def row(self, name: str) -> np.ndarray:
         """The highlighted query's row of a step laid out query-first."""
         s = self.step(name)
         if s.axes[0] != QUERY:
             raise ValueError(f"step {name!r} has no query axis (its axes: {s.axes})")
         return s.array[self.query]
+
+
+def _finite_or_none(array: np.ndarray) -> list:
+    """Nested lists of floats, None where the value is not finite (JSON has no -inf)."""
+    return np.where(np.isfinite(array), array, None).tolist()
 
 
 def kv_groups(cfg: ModelConfig) -> list[list[int]]:
@@ -126,7 +139,6 @@ def _ids(ids) -> list[int]:
     return out
 
 
-@torch.no_grad()
 def step_through(model: LanguageModel, ids, layer: int, head: int, *, query: int = 0, kind: str | None = None,
                  prefix_len: int = 0, source_ids=None) -> HeadSteps:
     """Run ``ids`` through ``model`` once and recompute one head of one attention layer step by step.
@@ -143,13 +155,22 @@ def step_through(model: LanguageModel, ids, layer: int, head: int, *, query: int
     Returns:
         ``HeadSteps``, its arrays float64 numpy.
     """
+    head = _index("error.step_head", head, model.cfg.n_heads)
+    return layer_steps(model, ids, layer, query=query, kind=kind, prefix_len=prefix_len,
+                       source_ids=source_ids, heads=[head])[0]
+
+
+@torch.no_grad()
+def layer_steps(model: LanguageModel, ids, layer: int, *, query: int = 0, kind: str | None = None,
+                prefix_len: int = 0, source_ids=None, heads: list[int] | None = None) -> list[HeadSteps]:
+    """``step_through`` for several heads of one layer (default: every head, in order) from one forward pass."""
     cfg = model.cfg
     kinds = attention_kinds(model)
     kind = kind or ("decoder_self" if isinstance(model, EncoderDecoder) else "self")
     if kind not in kinds:
         raise InputError("error.step_kind", kind=kind, kinds=", ".join(kinds))
     layer = _index("error.step_layer", layer, cfg.n_layer)
-    head = _index("error.step_head", head, cfg.n_heads)
+    heads = [_index("error.step_head", h, cfg.n_heads) for h in (range(cfg.n_heads) if heads is None else heads)]
     target = _ids(ids)
     if isinstance(model, EncoderDecoder) and source_ids is None:
         raise InputError("error.step_source")
@@ -159,15 +180,28 @@ def step_through(model: LanguageModel, ids, layer: int, head: int, *, query: int
     query = _index("error.step_query", query, len(query_tokens))
 
     attn = _module(model, kind, layer)
+    seen = _capture(model, attn, target, source, prefix_len)
+    groups = kv_groups(cfg)
+    out = []
+    for head in heads:
+        steps = _head_steps(attn, seen["x"][0], seen["memory"], seen["inputs"], head, cfg.norm_placement)
+        kv_head = head // (cfg.n_heads // cfg.n_kv_heads)
+        out.append(HeadSteps(kind, layer, head, kv_head, groups[kv_head], query, query_tokens, key_tokens, steps))
+    return out
+
+
+@torch.no_grad()
+def _capture(model: LanguageModel, attn: Attention, target: list[int], source: list[int], prefix_len: int) -> dict:
+    """One forward pass at inference (dropout off; the model keeps its mode); ``attn``'s call: x, inputs, memory."""
     seen: dict = {}
 
     def hook(module, args, kwargs, output):
         call = dict(zip(("x", "inputs", "memory"), args), **kwargs)
-        seen.update(x=call["x"], inputs=call["inputs"], memory=call.get("memory"), output=output)
+        seen.update(x=call["x"], inputs=call["inputs"], memory=call.get("memory"))
 
     handle = attn.register_forward_hook(hook, with_kwargs=True)
     was_training = model.training
-    model.eval()  # dropout off: the steps are the model's computation at inference
+    model.eval()
     try:
         device = next(model.parameters()).device
         tgt = torch.tensor([target], device=device)
@@ -178,9 +212,7 @@ def step_through(model: LanguageModel, ids, layer: int, head: int, *, query: int
     finally:
         handle.remove()
         model.train(was_training)
-    steps = _head_steps(attn, seen["x"][0], seen["memory"], seen["inputs"], head, cfg.norm_placement)
-    kv_head = head // (cfg.n_heads // cfg.n_kv_heads)
-    return HeadSteps(kind, layer, head, kv_head, kv_groups(cfg)[kv_head], query, query_tokens, key_tokens, steps)
+    return seen
 
 
 def _rows(weight: Tensor, bias: Tensor | None, index: int, size: int) -> tuple[Tensor, Tensor | None]:
