@@ -1,8 +1,9 @@
 """Inside one head: the attention of a chosen layer and head, step by step, with the model's own numbers.
 
-``step_through`` runs the model once on a prompt, reads the chosen attention layer's input and
-output with a forward hook (no ``forward`` changes), and recomputes that head from the layer's own
-weights, mask, RoPE angles and ALiBi bias, keeping every intermediate::
+``step_through`` runs the model once on a prompt, reads the chosen attention layer's input (x, its
+``AttentionInputs`` and, for cross-attention, the encoder's output) with a forward hook, so no
+``forward`` changes, and recomputes that head from the layer's own weights, mask, RoPE angles and
+ALiBi bias, keeping every intermediate (``layer_steps`` does every head of a layer from one pass)::
 
     x           the layer's input (pre-norm: the normed residual stream; post-norm: the raw one)  (T, d)
     q, k, v     x W_Q[h] + b_Q[h], and the same for K/V head g = h // (nh / n_kv)                (T, hs)
@@ -16,6 +17,7 @@ weights, mask, RoPE angles and ALiBi bias, keeping every intermediate::
     write       output W_O[:, h]^T, the head's write into the residual stream                   (Tq, d)
 
 Summed over every head, the writes plus o_proj's bias are the attention sublayer's output.
+``kv_groups`` lists the query heads each K/V head serves (GQA, MQA), for an overview grouped by K/V head.
 The steps are computed in float64 from the model's tensors (RoPE's rotation in float32, as the model does).
 
 Glossary: T tokens, Tq queries, Tk keys, d model width, nh query heads, n_kv K/V heads, hs head dim.
