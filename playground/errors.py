@@ -25,6 +25,14 @@ MESSAGES: dict[str, str] = {
     "error.spec_family": "Unknown architecture {family!r}; valid: {valid}",
     "error.spec_variant": "Unknown attention variant {variant!r}; valid: {valid}",
     "error.spec_position": "Unknown position encoding {position!r}; valid: {valid}",
+    "error.step_family": "Stepping through a head needs a Transformer (decoder, prefix or encoder-decoder); "
+                         "family {family!r} has no attention heads",
+    "error.step_kind": "This model has no {kind!r} attention; it has: {kinds}",
+    "error.step_layer": "Layer {value!r} does not exist: the layers are 0 to {last}",
+    "error.step_head": "Head {value!r} does not exist: the heads are 0 to {last}",
+    "error.step_query": "Query token {value!r} does not exist: the tokens are 0 to {last}",
+    "error.step_ids": "Give at least one token to step through",
+    "error.step_source": "An encoder-decoder needs the encoder's tokens (source_ids) as well",
 }
 
 

@@ -1,2 +1,3 @@
 """Looking inside a model: a prompt in, plain numpy data out (``analysis``), head roles (``heads``),
-generation with per-step records (``generation``), the position encodings' lab (``positions``)."""
+generation with per-step records (``generation``), the position encodings' lab (``positions``),
+one head's computation step by step with the model's own numbers (``step_through``)."""
