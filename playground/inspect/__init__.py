@@ -1,2 +1,4 @@
 """Looking inside a model: a prompt in, plain numpy data out (``analysis``), head roles (``heads``),
-generation with per-step records (``generation``), the position encodings' lab (``positions``)."""
+generation with per-step records (``generation``), the position encodings' lab (``positions``),
+and beyond raw weights: value-weighted norms and attention rollout (``attribution``), the logit lens
+(``logit_lens``) and head ablation (``ablation``), which read a model through hooks (``hooks``)."""
