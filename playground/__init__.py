@@ -7,6 +7,10 @@ The notebook API (names are stable)::
     result = analyze(model, [5, 6, 7, 8])        # numpy weights, masks, kernel that ran
     result.weights("self").shape                 # (n_layer, n_heads, T, T)
     generate(model, [5, 6, 7], 16).tokens
+    value_norms(model, [5, 6, 7, 8]).per_layer   # ||sum_h A^h_ij f_h(x_j)|| (Kobayashi et al. 2020)
+    rollout(result.weights("self"), without_first=True)[-1]  # attention rollout (Abnar & Zuidema 2020)
+    logit_lens(model, [5, 6, 7, 8], k=3).top_ids  # each layer's top next-token guesses
+    ablate_heads(model, [5, 6, 7, 8], mode="mean").d_loss  # (n_layer, n_heads) loss change per ablated head
 
 The layers, lowest first (imports point down only; ``tests/test_architecture.py`` checks it):
 ``config`` -> ``nn`` (attention building blocks) -> ``models`` -> ``train`` -> ``zoo`` ->
@@ -14,8 +18,11 @@ The layers, lowest first (imports point down only; ``tests/test_architecture.py`
 """
 from playground import plots, zoo
 from playground.config import PRESETS, ModelConfig, from_name
+from playground.inspect.ablation import Ablation, ablate_heads, heads_ablated
 from playground.inspect.analysis import Analysis, AttentionMap, analyze
+from playground.inspect.attribution import ValueNorms, rollout, value_norms
 from playground.inspect.generation import DecodeStep, Generation, generate, stream
+from playground.inspect.logit_lens import LogitLens, logit_lens
 from playground.models import build_model
 from playground.models.checkpoint import load_model, save_model
 from playground.models.transformer import EncoderDecoder, TransformerLM
@@ -27,5 +34,6 @@ __all__ = [
     "Analysis", "AttentionMap", "analyze", "KVCache", "kv_bytes_per_token", "kv_cache_bytes",
     "load_model", "save_model", "PRESETS", "ModelConfig", "from_name", "DecodeStep", "Generation",
     "generate", "stream", "KernelUnavailable", "probe", "EncoderDecoder", "TransformerLM", "build_model",
-    "plots", "zoo", "Tokenizer",
+    "plots", "zoo", "Tokenizer", "ValueNorms", "value_norms", "rollout", "LogitLens", "logit_lens",
+    "Ablation", "ablate_heads", "heads_ablated",
 ]

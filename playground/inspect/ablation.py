@@ -1,0 +1,118 @@
+"""Head ablation: remove one head's output and measure what the model loses.
+
+Head h of a layer writes ``y^h W_O^h`` into the residual stream, where y^h (B, T, hs) is the head's
+output, its slice h*hs:(h+1)*hs of the o_proj input. A forward pre-hook on o_proj replaces that slice:
+
+- zero ablation:  y^h <- 0 (the head writes nothing; o_proj's bias stays);
+- mean ablation:  y^h_t <- mean_{t'} y^h_{t'}, the mean over the sequence's positions, per sequence
+  (the head writes its average, carrying no information about which token is where).
+
+For every (layer, head) in turn the model runs again, and ``ablate_heads`` reports the change from
+the unablated model in the loss (mean cross-entropy over the scored positions, nats) and in the
+target token's logit (mean over the scored positions): positive loss change = the head helped.
+
+Glossary: B batch, T tokens, L layers, nh query heads, hs head dim, V vocabulary.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from playground.inspect.hooks import as_batch, blocks_of, hooked
+from playground.models.base import LanguageModel
+
+MODES = ("zero", "mean")
+
+
+@contextmanager
+def heads_ablated(model: LanguageModel, heads, mode: str = "zero") -> Iterator[None]:
+    """Inside this block, every (layer, head) in ``heads`` of the self-attention layers is zero- or
+    mean-ablated (one forward pre-hook per layer on its o_proj)."""
+    blocks = blocks_of(model)
+    if mode not in MODES:
+        raise ValueError(f"ablation mode must be one of {', '.join(MODES)}, got {mode!r}")
+    by_layer: dict[int, list[slice]] = {}
+    for layer, head in heads:
+        if not 0 <= layer < len(blocks):
+            raise ValueError(f"layer must be from 0 to {len(blocks) - 1}, got {layer}")
+        attn = blocks[layer].self_attn
+        if not 0 <= head < attn.n_heads:
+            raise ValueError(f"head must be from 0 to {attn.n_heads - 1}, got {head}")
+        by_layer.setdefault(layer, []).append(slice(head * attn.head_dim, (head + 1) * attn.head_dim))
+
+    def pre_hook(cols: list[slice]):
+        def hook(module, args):
+            y = args[0].clone()  # (B, T, nh * hs)
+            for c in cols:
+                y[..., c] = 0.0 if mode == "zero" else y[..., c].mean(dim=1, keepdim=True)
+            return (y, *args[1:])
+        return hook
+
+    with hooked(*(blocks[layer].self_attn.o_proj.register_forward_pre_hook(pre_hook(cols))
+                  for layer, cols in by_layer.items())):
+        yield
+
+
+@dataclass
+class Ablation:
+    mode: str
+    loss: float               # the unablated model's loss (nats)
+    target_logit: float       # the unablated model's mean target logit
+    d_loss: np.ndarray        # (L, nh) loss with the head ablated minus loss
+    d_target_logit: np.ndarray  # (L, nh) mean target logit with the head ablated minus target_logit
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "loss": self.loss, "target_logit": self.target_logit,
+                "d_loss": self.d_loss.tolist(), "d_target_logit": self.d_target_logit.tolist()}
+
+
+def score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and mean target logit over the positions where ``mask`` is set.
+    logits (B, T, V), targets (B, T) ids, mask (B, T) bool."""
+    logits, targets = logits[mask].float(), targets[mask]  # (N, V), (N,)
+    loss = F.cross_entropy(logits, targets)
+    return float(loss), float(logits.gather(-1, targets[:, None]).mean())
+
+
+@torch.no_grad()
+def ablate_heads(model: LanguageModel, ids, *, targets=None, mask=None, mode: str = "zero",
+                 prefix_len: int = 0) -> Ablation:
+    """Ablate every head of every self-attention layer in turn.
+
+    Args:
+        ids: (T,) or (B, T) token ids.
+        targets: (B, T) the token each position should predict (default: the next token; the last
+            position is then not scored).
+        mask: (B, T) bool, the positions scored (default: every position that has a target).
+        mode: "zero" or "mean" (see the module).
+    """
+    blocks = blocks_of(model)
+    model.eval()
+    x = as_batch(model, ids)
+    if targets is None:
+        targets = torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)  # (B, T)
+        default = torch.ones_like(x, dtype=torch.bool)
+        default[:, -1] = False
+        mask = default if mask is None else mask
+    targets = as_batch(model, targets)
+    mask = torch.ones_like(x, dtype=torch.bool) if mask is None else torch.as_tensor(mask, device=x.device).bool()
+    if mask.dim() == 1:
+        mask = mask[None]
+    if targets.shape != x.shape or mask.shape != x.shape:
+        raise ValueError(f"targets {tuple(targets.shape)} and mask {tuple(mask.shape)} must match ids {tuple(x.shape)}")
+    if not bool(mask.any()):
+        raise ValueError("no position is scored: give at least two tokens, or a mask with a position set")
+    loss, logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)
+    nh = blocks[0].self_attn.n_heads
+    d_loss, d_logit = np.zeros((len(blocks), nh)), np.zeros((len(blocks), nh))
+    for layer in range(len(blocks)):
+        for head in range(nh):
+            with heads_ablated(model, [(layer, head)], mode):
+                a_loss, a_logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)
+            d_loss[layer, head], d_logit[layer, head] = a_loss - loss, a_logit - logit
+    return Ablation(mode, loss, logit, d_loss, d_logit)

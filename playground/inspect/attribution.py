@@ -1,0 +1,115 @@
+"""Corrections to raw attention weights: value-weighted norms and attention rollout.
+
+Value-weighted norms (Kobayashi et al. 2020, "Attention is Not Only a Weight"). Head h of a layer
+writes into the residual stream ``sum_j A^h_ij f_h(x_j)`` (plus the output bias, the same for every
+token, left out), where x_j is the attention sublayer's input at token j (after the norm, in a pre-norm
+model) and
+
+    f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h
+
+with W_O^h the rows of W_O that read head h (its slice of the o_proj input). A weight says how much
+query i takes from token j; the norm says how large that contribution is:
+
+    per head   N^h_ij = ||A^h_ij f_h(x_j)|| = A^h_ij ||f_h(x_j)||
+    per layer  N_ij   = ||sum_h A^h_ij f_h(x_j)||
+
+With GQA and MQA query head h reads the shared K/V head g = h // (n_heads / n_kv_heads): its V
+(W_V^g, b_V^g) with query head h's slice W_O^h. A is the model's own captured weights.
+
+Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers"). Each layer's
+heads are averaged and the residual connection added as an identity,
+
+    A_hat^l = 0.5 mean_h A^{l,h} + 0.5 I,   rows renormalised to sum to 1,
+
+and the layers are chained: R^l = A_hat^l A_hat^{l-1} ... A_hat^1. R^L[i, j] is how much of token j
+reaches position i at the top. "Without the first token" (a first-token sink soaks up most of the
+raw weight and so most of the rollout): every layer's mean_h A is restricted to tokens 1..T-1 (the
+first key column and the first query row dropped), its rows renormalised to sum to 1, and the rollout
+above computed over those T-1 tokens; the result is returned at full size (T, T), with row 0 and
+column 0 zero.
+
+Glossary: L layers, nh query heads, n_kv K/V heads, hs head dim, T tokens, d model width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from playground.inspect.hooks import as_batch, blocks_of, capture_inputs, hooked
+from playground.models.base import LanguageModel
+
+
+@dataclass
+class ValueNorms:
+    weights: np.ndarray    # (L, nh, T, T) A^h_ij, the model's own
+    per_head: np.ndarray   # (L, nh, T, T) A^h_ij ||f_h(x_j)||
+    per_layer: np.ndarray  # (L, T, T) ||sum_h A^h_ij f_h(x_j)||
+    value_norms: np.ndarray  # (L, nh, T) ||f_h(x_j)||
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in ("weights", "per_head", "per_layer", "value_norms")}
+
+
+def head_values(attn, x: torch.Tensor) -> torch.Tensor:
+    """f_h(x_j) for every head and token of one attention layer: x (T, d) -> (nh, T, d)."""
+    T = x.shape[0]
+    hs, nh, n_kv = attn.head_dim, attn.n_heads, attn.n_kv_heads
+    v = attn.v_proj(x).view(T, n_kv, hs).transpose(0, 1)  # (n_kv, T, hs): x_j W_V^g + b_V^g
+    v = v.repeat_interleave(nh // n_kv, dim=0)  # (nh, T, hs): query head h reads K/V head h // groups
+    w_o = attn.o_proj.weight.view(-1, nh, hs).permute(1, 2, 0)  # (nh, hs, d): W_O^h
+    return v @ w_o  # (nh, T, d)
+
+
+@torch.no_grad()
+def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0) -> ValueNorms:
+    """Kobayashi et al.'s norms for every self-attention layer of one sequence ``ids`` (a list of T ids)."""
+    blocks = blocks_of(model)
+    x = as_batch(model, ids)
+    if x.shape[0] != 1:
+        raise ValueError(f"value_norms reads one sequence, got a batch of {x.shape[0]}")
+    model.eval()
+    seen, handles = capture_inputs([b.self_attn for b in blocks])
+    with hooked(*handles):
+        out = model(x, prefix_len=prefix_len, capture=True)
+    weights, per_head, per_layer, norms = [], [], [], []
+    for block, rec, inp in zip(blocks, out.attentions, seen):
+        A = rec.weights[0].float()  # (nh, T, T)
+        f = head_values(block.self_attn, inp[0]).float()  # (nh, T, d)
+        fn = f.norm(dim=-1)  # (nh, T)
+        # sum_h A^h_ij f_h(x_j), one query row at a time: (T, d) per row, never (T, T, d)
+        layer = torch.stack([torch.einsum("hj,hjd->jd", A[:, i], f).norm(dim=-1) for i in range(A.shape[1])])
+        weights.append(A)
+        per_head.append(A * fn[:, None, :])  # (nh, T, T)
+        per_layer.append(layer)  # (T, T)
+        norms.append(fn)
+    return ValueNorms(*(torch.stack(t).cpu().numpy() for t in (weights, per_head, per_layer, norms)))
+
+
+def _renormalise(M: np.ndarray) -> np.ndarray:
+    s = M.sum(-1, keepdims=True)
+    return np.divide(M, s, out=np.zeros_like(M), where=s > 0)
+
+
+def rollout(weights: np.ndarray, *, without_first: bool = False) -> np.ndarray:
+    """Attention rollout of stacked weights (L, nh, T, T): (L, T, T), entry l the rollout R^{l+1} through
+    layers 1..l+1 (the last is the whole model's). ``without_first``: over tokens 1..T-1 only (see the module)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError(f"rollout needs weights of shape (layers, heads, T, T), got {weights.shape}")
+    T = weights.shape[-1]
+    lo = 1 if without_first else 0
+    if T - lo < 1:
+        raise ValueError("rollout without the first token needs at least two tokens")
+    mean = weights.mean(axis=1)[:, lo:, lo:]  # (L, T', T')
+    if without_first:
+        mean = _renormalise(mean)
+    eye = np.eye(T - lo)
+    R, out = eye, []
+    for A in mean:
+        R = _renormalise(0.5 * A + 0.5 * eye) @ R  # (T', T')
+        full = np.zeros((T, T))
+        full[lo:, lo:] = R
+        out.append(full)
+    return np.stack(out)
