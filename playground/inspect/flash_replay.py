@@ -87,7 +87,7 @@ class GPU:
 # Architecture whitepaper (2022): H100 SXM5 has 132 SMs, 256 KB combined L1/shared per SM of which
 # up to 228 KB is shared memory, 64K registers per SM, 80 GB HBM3 at 3.35 TB/s. SRAM bandwidth:
 # FlashAttention (Dao et al. 2022, Figure 1) gives 19 TB/s for the A100; FlashAttention-3 (Shah et
-# al. 2024, section 2.1) gives 33 TB/s for the H100 SXM5.
+# al. 2024) uses about 33 TB/s for the H100 SXM5 (NVIDIA publishes no shared-memory bandwidth).
 GPUS: dict[str, GPU] = {g.name: g for g in (
     GPU("A100 40GB", 108, 164, 192, 65536, 19.0, 40, 1.555),
     GPU("A100 80GB", 108, 164, 192, 65536, 19.0, 80, 2.039),
