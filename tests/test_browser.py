@@ -1,5 +1,6 @@
 """The page in a real browser (Debian chromium through playwright): type, click, look."""
 import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,46 @@ def test_a_sliding_window_shows_the_block_mask_and_its_skipped_share(browser, ap
         assert "5 computed with the mask applied, 0 computed in full" in text
         assert "Measured on this device" in text and "FlexAttention" in text and "with the dense mask" in text
         shot(pg, "18-block-mask")
+
+
+def test_every_figure_downloads_as_svg_and_png_at_the_chosen_size(browser, app_url):
+    """The overview's modebar: SVG at its on-screen size, then SVG and PNG at a typed width x height."""
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    def download(pg, gd, fmt):
+        gd.hover()
+        with pg.expect_download() as info:
+            gd.locator(f'.modebar-btn[data-title="Download as {fmt}"]').click()
+        return info.value.suggested_filename, Path(info.value.path()).read_bytes()
+
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_role("tab", name="Attention").click()
+        set_prompt(pg, "To be, or not to be, that is the question")
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "Self-attention")
+        gd = pg.locator(".overview-plot .js-plotly-plot").first
+        title = gd.locator(".gtitle").first.text_content()
+        box = gd.bounding_box()
+
+        name, data = download(pg, gd, "SVG")  # no size typed: the figure as on screen
+        root = ET.fromstring(data)
+        assert root.tag.endswith("svg") and name.startswith("Self-attention") and name.endswith(".svg")
+        assert (int(root.get("width")), int(root.get("height"))) == (round(box["width"]), round(box["height"]))
+
+        pg.get_by_label("number input for Download width (px)").fill("640")
+        pg.get_by_label("number input for Download height (px)").fill("480")
+        name, data = download(pg, gd, "SVG")
+        root = ET.fromstring(data)
+        assert (root.get("width"), root.get("height")) == ("640", "480")
+        assert title and title in "".join(root.itertext())  # the figure's own title, drawn in the file
+
+        name, data = download(pg, gd, "PNG")
+        assert name.endswith(".png") and data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Image.open(io.BytesIO(data)).size == (640, 480)
+        assert gd.locator('.modebar-btn[data-title="Download plot as a PNG"]').count() == 0  # the camera it replaces
+        gd.hover()
+        gd.locator('.modebar-btn[data-title="Download as SVG"]').hover()
+        gd.screenshot(path=str(SHOTS / "19-figure-export-modebar.png"))
+        shot(pg, "19-figure-export")

@@ -29,3 +29,27 @@ def test_no_script_writes_a_constant_itself():
 def test_a_constant_cannot_close_the_script_tag():
     head = page_script("click_head", headPickId="</script><script>alert(1)</script>")
     assert head.count("</script>") == 2  # the constants' tag and the file's tag, nothing injected
+
+
+def test_figure_downloads_get_the_size_row_ids_and_both_languages_titles():
+    from playground.ui import LAUNCH
+    from playground.ui.figure_export import HEIGHT_ID, MAX_PX, SCRIPT, WIDTH_ID
+    from playground.ui.i18n import LANGUAGES, text
+
+    constants = constants_of(SCRIPT)
+    assert constants["exportWidthId"] == WIDTH_ID and constants["exportHeightId"] == HEIGHT_ID
+    assert constants["exportMax"] == MAX_PX
+    assert constants["exportTitles"]["en"] == {"png": "Download as PNG", "svg": "Download as SVG"}
+    assert set(constants["exportTitles"]) == set(LANGUAGES)
+    assert constants["exportTitles"]["zh-CN"]["svg"] == text("zh-CN", "export.svg") != "Download as SVG"
+    assert (SCRIPTS_DIR / "figure_export.js").read_text() in SCRIPT
+    assert SCRIPT in LAUNCH["head"]  # loaded with the page like the other scripts
+
+
+def test_the_export_script_writes_no_size_row_id_itself():
+    from playground.ui.figure_export import HEIGHT_ID, WIDTH_ID
+
+    source = (SCRIPTS_DIR / "figure_export.js").read_text()
+    for value in (WIDTH_ID, HEIGHT_ID):
+        for written in (f'"{value}', f"'{value}", f"`{value}", f"#{value}"):
+            assert written not in source, written

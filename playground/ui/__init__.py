@@ -1,6 +1,6 @@
 """The web page: ``build_app`` assembles the tabs; each tab lives in its own module.
 
-Launch it with ``demo.launch(**LAUNCH)``: the CSS, the language script and the translations.
+Launch it with ``demo.launch(**LAUNCH)``: the CSS, the page's scripts and the translations.
 ``build_app`` also starts compiling FlexAttention in a background thread (``FLEX``), once per
 process, and the page says so until it is ready, or why it cannot run here.
 """
@@ -16,6 +16,7 @@ from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
 from .compare import build_compare_tab
 from .controls import build_controls
+from .figure_export import SCRIPT as EXPORT_SCRIPT, build_export_size
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .kernel_lab import build_kernel_lab_tab
@@ -30,7 +31,7 @@ ASSETS = ASSETS_DIR
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
 # run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
 # into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click)
-LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD, i18n=I18N, theme=gr.themes.Soft(), run_history=False)
+LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD + EXPORT_SCRIPT, i18n=I18N, theme=gr.themes.Soft(), run_history=False)
 
 
 def examples() -> list[str]:
@@ -80,6 +81,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
                     gr.Markdown(t(SCOPE[tab_id]), elem_classes=["scope-note", uses])
                     build()
                 tabs.append(tab)
+        build_export_size()  # the size every figure's PNG and SVG buttons download at
 
         def tab_labels(request: gr.Request):
             """The browser re-translates a tab's label on a switch only when that tab redraws: name them all anew."""

@@ -12,8 +12,8 @@ from playground.paths import ASSETS_DIR
 SCRIPTS_DIR = ASSETS_DIR / "js"
 
 
-def page_script(name: str, **constants: str) -> str:
-    """``assets/js/<name>.js`` as ``<script>`` tags for the page's ``<head>``, its constants set first."""
+def page_script(name: str, **constants: object) -> str:
+    """``assets/js/<name>.js`` as ``<script>`` tags for the page's ``<head>``, its constants (JSON values) set first."""
     source = (SCRIPTS_DIR / f"{name}.js").read_text(encoding="utf-8")
     values = json.dumps(constants).replace("</", "<\\/")  # a value cannot close the <script> tag
     return (f"<script>window.PLAYGROUND = Object.assign(window.PLAYGROUND || {{}}, {values});</script>\n"
