@@ -371,8 +371,8 @@ def test_every_figure_downloads_as_svg_and_png_at_the_chosen_size(browser, app_u
         assert root.tag.endswith("svg") and name.startswith("Self-attention") and name.endswith(".svg")
         assert (int(root.get("width")), int(root.get("height"))) == (round(box["width"]), round(box["height"]))
 
-        pg.get_by_label("number input for Download width (px)").fill("640")
-        pg.get_by_label("number input for Download height (px)").fill("480")
+        pg.get_by_label("Download width (px)", exact=True).fill("640")
+        pg.get_by_label("Download height (px)", exact=True).fill("480")
         name, data = download(pg, gd, "SVG")
         root = ET.fromstring(data)
         assert (root.get("width"), root.get("height")) == ("640", "480")
