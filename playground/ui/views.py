@@ -8,6 +8,8 @@ refused with a note (raw weights still work there). Head ablation runs the model
 forwards), so it reads at most ``MAX_ABLATION_TOKENS`` tokens.
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
+import re
+
 import gradio as gr
 
 from playground import plots, zoo
@@ -136,7 +138,12 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
 
 def definition(w: Words, view: str, notes: list[str]) -> str:
     """The one-line definition and paper of a view, then the notes (what was cut, what is scored)."""
-    return "\n\n".join([w(DEFINITIONS[view]), *(f"*{n}*" for n in notes)])
+    return "\n\n".join([w(DEFINITIONS[view]), *(f"*{literal(n)}*" for n in notes)])
+
+
+def literal(text: str) -> str:
+    """Text (token labels included) shown as written in Markdown: its markup characters escaped."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
 
 
 # ----------------------------------------------------------------------------- the API
@@ -202,8 +209,8 @@ def build_views(state: gr.State, localized: Localized):
         without_first = gr.Checkbox(False, label=t("view.without_first_box"), scale=1)
         mode = gr.Radio([(t("view.mode_zero"), "zero"), (t("view.mode_mean"), "mean")], value="zero",
                         label=t("view.mode"), scale=1)
-    first = gr.Plot(visible=False, elem_id="view-plot")
-    second = gr.Plot(visible=False, elem_id="view-plot-2")
+    first = gr.Plot(visible=False, show_label=False, elem_id="view-plot")
+    second = gr.Plot(visible=False, show_label=False, elem_id="view-plot-2")
     note = gr.Markdown(elem_id="view-note")
 
     def wire(overview_box: gr.Column) -> tuple:
