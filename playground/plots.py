@@ -59,6 +59,10 @@ WORDS: dict[str, str] = {
     'plot.key_block': 'key block',
     'plot.block_hover': 'query tokens {q0}..{q1}<br>key tokens {k0}..{k1}<br>{state}',
     'plot.block_share': '{share:.0%} of tiles skipped',
+    'plot.top_prob': 'probability of the top token',
+    'plot.position': 'position (token read)',
+    'plot.lens_hover': '%{y} · position %{x}<br>%{customdata}',
+    'plot.grid_hover': '%{y} · %{x}<br>%{customdata}: %{z:.4f}',
     'kv.heads': '{variant} ({n} K/V heads)',
     'kv.one_head': '{variant} (1 K/V head)',
     'kv.mla': 'MLA (latent {latent} + rope {rope})',
@@ -88,12 +92,13 @@ def axis_labels(labels: list[str], start: int = 0) -> list[str]:
     return [f"{i} {safe(t)}" for i, t in enumerate(labels, start)]
 
 
-def colour_axis(values: np.ndarray, signed: bool, words=ENGLISH, scale_title=None) -> dict:
+def colour_axis(values: np.ndarray, signed: bool, words=ENGLISH, scale_title=None, zmax: float = 1.0) -> dict:
     """Weights: 0..1 sequential. Signed values (implicit attention, differences): a diverging scale
-    symmetric about 0. ``scale_title`` names the colour bar (default: weight, or implicit α when signed)."""
+    symmetric about 0. ``scale_title`` names the colour bar (default: weight, or implicit α when signed);
+    ``zmax`` tops a sequential scale of values that are not weights (norms)."""
     title = words.render(scale_title) if scale_title else words("plot.implicit" if signed else "plot.weight")
     if not signed:
-        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=title))
+        return dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=zmax, colorbar=dict(title=title))
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     return dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title=title))
 
@@ -127,12 +132,14 @@ def _layout(fig: go.Figure, title, height: int, words=ENGLISH, **extra) -> go.Fi
 
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
              max_cells: int = 160_000, untrained: bool = False, signed: bool = False, words=ENGLISH,
-             kind: str = "") -> go.Figure:
+             kind: str = "", col_names: list[str] | None = None, scale_title=None) -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
         weights: (n_layer, nh, Tq, Tk), values 0..1 (or any sign with ``signed``: implicit attention).
-        row_names: one name per layer row (default "layer i").
+        row_names: one name per layer row (default "layer i"); col_names: one per head column (default "head h").
+        scale_title: the colour bar's name for values that are not weights (value-weighted norms, rollout);
+            the scale then runs from 0 to their maximum.
         max_px: at most this many cells per head side; fewer when the grid would exceed max_cells.
         kind: the attention kind, written into ``layout.meta`` with the grid's geometry
             ({"kind", "rows", "cols", "gap"}: a head's cells and the gutter after them), so a click
@@ -150,19 +157,22 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
             grid[l * (sq + gap): l * (sq + gap) + sq, h * (sk + gap): h * (sk + gap) + sk] = small[l, h]
     row_names = row_names or [words("plot.layer", i=i) for i in range(L)]
     unit = words("plot.block_unit", block=block) if block > 1 else words("plot.token_unit")
-    head_name = [words("plot.head", h=h) for h in range(H)]
+    head_name = col_names or [words("plot.head", h=h) for h in range(H)]
     ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
     xs = [f"{head_name[h]} · k{j}" for h in range(H) for j in range(sk)]
     ys = _with_gutters(ys, sq, gap, L)
     xs = _with_gutters(xs, sk, gap, H)
+    value = words.render(scale_title) if scale_title else words("plot.weight")
     fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
-                               hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{words('plot.weight')} %{{z:.3f}}<extra></extra>"))
+                               hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{safe(value)} %{{z:.3f}}<extra></extra>"))
     tick_y = [ys[l * (sq + gap) + sq // 2] for l in range(L)]
     tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
     note = " · " + words("plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
     title = f"{words.render(title)} · {words('plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, words)}"
     return _layout(fig, title, height=max(300, 150 * L + 90), words=words,
-                   coloraxis=colour_axis(small, signed, words), meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
+                   coloraxis=colour_axis(small, signed, words, scale_title,
+                                         zmax=(float(np.nanmax(small)) or 1.0) if scale_title else 1.0),
+                   meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
                    xaxis=dict(type="category", tickvals=tick_x, ticktext=head_name,
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],
@@ -355,3 +365,42 @@ def lines(series: dict, title, *, x_title, y_title, vline: float | None = None, 
     return _layout(fig, title, height=420, words=words, xaxis=dict(title=words.render(x_title), gridcolor="#eee"),
                    yaxis=dict(title=words.render(y_title), type="log" if log_y else "linear", gridcolor="#eee"),
                    legend=dict(orientation="h", y=-0.2))
+
+
+def logit_lens(top_probs: np.ndarray, top_labels: list[list[list[str]]], positions: list[str], title, *,
+               untrained: bool = False, words=ENGLISH) -> go.Figure:
+    """Each layer's best next-token guess per position: a layer x position grid coloured by the top token's
+    probability and labelled with it; hover lists the top k with their probabilities.
+
+    Args:
+        top_probs: (L, T, k) probabilities of each layer's top-k guesses, best first.
+        top_labels: [L][T][k] those tokens' labels. positions: the T tokens read.
+    """
+    L, T, k = top_probs.shape
+    ys = [words("plot.layer", i=i) for i in range(L)]
+    hover = [["<br>".join(f"{safe(top_labels[l][t][j])} {top_probs[l, t, j]:.3f}" for j in range(k))
+              for t in range(T)] for l in range(L)]
+    fig = go.Figure(go.Heatmap(
+        z=top_probs[..., 0].astype(np.float32), x=axis_labels(positions), y=ys, coloraxis="coloraxis",
+        text=[[safe(top_labels[l][t][0]) for t in range(T)] for l in range(L)], texttemplate="%{text}",
+        customdata=hover, hovertemplate=words("plot.lens_hover") + "<extra></extra>"))
+    return _layout(fig, words.render(title) + _status(untrained, words), height=max(320, 46 * L + 160), words=words,
+                   coloraxis=colour_axis(top_probs[..., 0], False, words, words("plot.top_prob")),
+                   xaxis=dict(title=words("plot.position"), tickangle=-60, type="category"),
+                   yaxis=dict(autorange="reversed", type="category"))
+
+
+def layer_head_grid(values: np.ndarray, title, *, scale_title, untrained: bool = False,
+                    words=ENGLISH) -> go.Figure:
+    """One number per (layer, head), signed (a change from the unablated model): a diverging scale about 0,
+    each cell labelled with its value. values (L, nh)."""
+    L, H = values.shape
+    ys, xs = [words("plot.layer", i=i) for i in range(L)], [words("plot.head", h=h) for h in range(H)]
+    name = safe(words.render(scale_title))
+    fig = go.Figure(go.Heatmap(
+        z=values.astype(np.float32), x=xs, y=ys, coloraxis="coloraxis", text=np.round(values, 3).astype(str),
+        texttemplate="%{text}", customdata=[[name] * H for _ in range(L)],
+        hovertemplate=words("plot.grid_hover") + "<extra></extra>"))
+    return _layout(fig, words.render(title) + _status(untrained, words), height=max(300, 60 * L + 140), words=words,
+                   coloraxis=colour_axis(values, True, words, scale_title),
+                   xaxis=dict(type="category", side="top"), yaxis=dict(type="category", autorange="reversed"))

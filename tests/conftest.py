@@ -150,3 +150,6 @@ def app_url():
                                                    quiet=True, **LAUNCH)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+    from playground.ui.warmup import FLEX
+
+    FLEX.wait()  # a FlexAttention compile still running in its thread when Python exits would abort the process

@@ -386,3 +386,26 @@ def test_every_figure_downloads_as_svg_and_png_at_the_chosen_size(browser, app_u
         gd.locator('.modebar-btn[data-title="Download as SVG"]').hover()
         gd.screenshot(path=str(SHOTS / "19-figure-export-modebar.png"))
         shot(pg, "19-figure-export")
+
+
+def test_view_switch_to_rollout_and_to_head_ablation(browser, app_url):
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_role("tab", name="Attention").click()
+        set_prompt(pg, "To be, or not to be, that is the question")
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "Self-attention (causal)")
+        switch = pg.locator("#view-switch")
+        switch.get_by_label("Attention rollout").check()
+        wait_for_plot_title(pg, "Attention rollout through every layer, with the first token")
+        pg.get_by_text("Abnar & Zuidema 2020").wait_for()
+        assert not pg.locator(".overview-plot").first.is_visible()  # the raw overview makes way
+        pg.get_by_label("Rollout without the first token").check()
+        wait_for_plot_title(pg, "Attention rollout through every layer, without the first token")
+        shot(pg, "19-view-rollout")
+        switch.get_by_label("Head ablation").check()
+        wait_for_plot_title(pg, "Head ablation (zero): Δ loss per head", timeout=60_000)
+        wait_for_plot_title(pg, "Δ target-token logit per head")
+        pg.get_by_text("Scored: 12 positions").wait_for()  # 13 tokens, the last has no next one
+        shot(pg, "20-view-ablation")
+        switch.get_by_label("Raw weights").check()
+        wait_for_plot_title(pg, "Self-attention (causal)")

@@ -1,7 +1,8 @@
 """The Attention tab: analyze a prompt, see every layer and head, open one, see its mask.
 
-Its endpoints, ``/analyze`` and ``/head``, take a model spec, the prompt and named options; the
-Analyze button resolves the model controls to a spec and calls the same function.
+A View switch (ui/views.py) shows the same prompt beyond raw weights: value-weighted norms, rollout,
+logit lens, head ablation. Its endpoints, ``/analyze``, ``/head`` and ``/view``, take a model spec, the
+prompt and named options; the Analyze button resolves the model controls to a spec and calls the same function.
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
@@ -22,6 +23,7 @@ from . import api
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 from .scripts import page_script
+from .views import build_views
 from .warmup import FLEX
 
 FULL_RES_AUTO = 256  # longer prompts open a head only when asked
@@ -61,7 +63,8 @@ def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window
     model = api.spec(w, spec)
     result = api.run(w, service.analyze_text, model, prompt, prefix_len=prefix_len, window=window, backend=backend,
                      device=device, dtype=dtype, where=where)
-    return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device}
+    return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device,
+            "prompt": prompt}
 
 
 def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str]]:
@@ -285,8 +288,11 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         prefix_len, window = prefix_and_window()
         analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
     badge_html = gr.HTML()
-    overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
-                 enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
+    wire_views = build_views(state, localized)
+    with gr.Column() as overview_box:
+        overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
+                     enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
+    redraw_view = wire_views(overview_box)
     picked = gr.Textbox(visible="hidden", elem_id=PICK_ID)  # {kind, layer, head} from a click on the overview
     gr.Markdown(t("attention.one_head"))
     with gr.Row():
@@ -324,7 +330,8 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
     analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window], outputs,
                       api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
-        first_head, [state, kind], view_outputs, api_visibility="private")
+        first_head, [state, kind], view_outputs, api_visibility="private").then(
+        *redraw_view, api_visibility="private")
     gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
     gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="analyze")
     export_btn.click(export_files, state, files, api_visibility="private")

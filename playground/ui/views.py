@@ -1,0 +1,224 @@
+"""The Attention tab's views beyond raw weights: value-weighted norms, attention rollout, logit lens, head ablation.
+
+Each view runs the model's own computation from ``playground.inspect`` (attribution, logit_lens, ablation) on
+the prompt's tokens (a synthetic-task model: a seeded sequence of its own task) and draws it with
+``plots``; under the figure, a one-line definition and its paper. ``/view`` returns the same figures and
+the numbers. The views read decoder-only and prefix Transformers; a recurrent or encoder-decoder model is
+refused with a note (raw weights still work there). Head ablation runs the model once per head (L x nh
+forwards), so it reads at most ``MAX_ABLATION_TOKENS`` tokens.
+"""
+# no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
+import re
+
+import gradio as gr
+
+from playground import plots, zoo
+from playground.config import RECURRENT_FAMILIES
+from playground.inspect.ablation import MODES, ablate_heads
+from playground.inspect.attribution import rollout, value_norms
+from playground.inspect.logit_lens import logit_lens
+from playground.train import data
+from playground.ui import service
+from playground.ui.i18n import msg
+from playground.zoo import ModelSpec
+from . import api
+from .lang import Localized, Words, t
+
+VIEWS = ("raw", "norms", "rollout", "lens", "ablation")
+VIEW_KEYS = {"raw": "view.raw", "norms": "view.norms", "rollout": "view.rollout", "lens": "view.lens",
+             "ablation": "view.ablation"}
+DEFINITIONS = {"norms": "view.def_norms", "rollout": "view.def_rollout", "lens": "view.def_lens",
+               "ablation": "view.def_ablation"}
+MAX_ABLATION_TOKENS = 48  # ablation runs L x nh + 1 forwards over the whole sequence
+LENS_TOP = 3
+
+
+def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> dict:
+    """The tokens a view reads: {ids, labels, scored (bool per position: its target is scored by ablation),
+    targets (the token each position should predict), notes}. A synthetic-task model reads a seeded
+    sequence of its own task and scores its answer positions only; text is scored on the next token."""
+    cfg = spec.config()
+    notes = []
+    if spec.is_task:
+        _, tcfg = zoo.entry_configs(spec.name)
+        task = tcfg.data.removeprefix("task:")
+        if task not in data.TASKS:
+            raise w.error("view.refused", family=cfg.family)
+        x, y, mask = data.TASKS[task](1, tcfg.task_length, cfg.vocab_size, 0)
+        ids, targets, scored = x[0].tolist(), y[0].tolist(), mask[0].tolist()
+        labels = service.task_labels(ids)
+        notes.append(w("view.task_sequence", name=spec.name, n=sum(scored)))
+    else:
+        try:
+            ids, cut = service.tokenize(prompt, cfg)
+        except ValueError as e:
+            raise w.error(e) from None
+        notes += [w.render(n) for n in cut]
+        targets = ids[1:] + [0]
+        scored = [True] * (len(ids) - 1) + [False]
+        labels = service.labels(ids)
+    if cap and len(ids) > cap:
+        notes.append(w("view.ablation_cut", tokens=len(ids), limit=cap))
+        ids, labels, targets, scored = ids[:cap], labels[:cap], targets[:cap], scored[:cap]
+        if not spec.is_task:
+            scored[-1] = False  # its next token was cut off
+    return {"ids": ids, "labels": labels, "targets": targets, "scored": scored, "notes": notes}
+
+
+def token_labels(spec: ModelSpec, ids: list[int]) -> list[str]:
+    return service.task_labels(ids) if spec.is_task else service.labels(ids)
+
+
+def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int = 0, without_first: bool = False,
+            mode: str = "zero", backend: str = "auto", device: str = "cpu") -> tuple[list, dict, list[str]]:
+    """One view of a prompt: (figures, numbers, notes). A model the view cannot read: ValueError (its note)."""
+    if view not in DEFINITIONS:
+        raise w.error("view.unknown", view=view, views=", ".join(DEFINITIONS))
+    if mode not in MODES:
+        raise w.error("view.unknown_mode", mode=mode, modes=", ".join(MODES))
+    cfg = spec.config()
+    if cfg.family in RECURRENT_FAMILIES or cfg.family == "encdec":
+        raise ValueError(w("view.refused", family=cfg.family))
+    try:
+        loaded = service.load(spec, backend, device)
+    except ValueError as e:
+        raise w.error(e) from None
+    model, untrained = loaded.model, not spec.trained
+    seq = sequence(w, spec, prompt, MAX_ABLATION_TOKENS if view == "ablation" else None)
+    ids, labels = seq["ids"], seq["labels"]
+    prefix_len = min(int(prefix_len), len(ids)) if cfg.family == "prefix" else 0
+    numbers: dict = {"view": view, "spec": str(spec), "labels": labels, "token_ids": ids}
+    with loaded.lock:
+        if view == "norms":
+            vn = value_norms(model, ids, prefix_len=prefix_len)
+            figures = [plots.overview(vn.per_head, msg("view.title_norms"), untrained=untrained, words=w,
+                                      scale_title=w("view.scale_norm")),
+                       plots.overview(vn.per_layer[None], msg("view.title_norms_layer"), untrained=untrained,
+                                      words=w, row_names=[w("view.all_heads")], scale_title=w("view.scale_norm"),
+                                      col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))])]
+            numbers.update(per_head=vn.per_head.tolist(), per_layer=vn.per_layer.tolist(),
+                           value_norms=vn.value_norms.tolist())
+        elif view == "rollout":
+            weights = value_norms(model, ids, prefix_len=prefix_len).weights  # (L, nh, T, T), the model's own
+            R = rollout(weights, without_first=without_first)  # (L, T, T)
+            which = msg("view.without_first" if without_first else "view.with_first")
+            figures = [plots.head(R[-1], labels, labels, msg("view.title_rollout", which=which),
+                                  untrained=untrained, words=w, scale_title=w("view.scale_rollout")),
+                       plots.overview(R[None], msg("view.title_rollout_layers", which=which), untrained=untrained,
+                                      words=w, row_names=[w("view.rollout_row")], scale_title=w("view.scale_rollout"),
+                                      col_names=[w("view.through_layer", i=i) for i in range(len(R))])]
+            numbers.update(rollout=R.tolist(), without_first=bool(without_first))
+        elif view == "lens":
+            lens = logit_lens(model, ids, k=LENS_TOP, prefix_len=prefix_len)
+            tops = [[token_labels(spec, row.tolist()) for row in layer] for layer in lens.top_ids]  # [L][T][k]
+            figures = [plots.logit_lens(lens.top_probs, tops, labels, msg("view.title_lens"), untrained=untrained,
+                                        words=w)]
+            numbers.update(top_ids=lens.top_ids.tolist(), top_tokens=tops, top_probs=lens.top_probs.tolist(),
+                           next_prob=lens.next_prob.tolist())
+        else:
+            scored = seq["scored"]
+            if not any(scored):
+                raise w.error("view.ablation_short")
+            ab = ablate_heads(model, ids, targets=[seq["targets"]], mask=[scored], mode=mode, prefix_len=prefix_len)
+            mode_name = w("view.mode_zero") if mode == "zero" else w("view.mode_mean")
+            figures = [plots.layer_head_grid(ab.d_loss, msg("view.title_ablation_loss", mode=mode_name,
+                                                            loss=ab.loss), scale_title=w("view.scale_d_loss"),
+                                             untrained=untrained, words=w),
+                       plots.layer_head_grid(ab.d_target_logit, msg("view.title_ablation_logit", mode=mode_name,
+                                                                    logit=ab.target_logit),
+                                             scale_title=w("view.scale_d_logit"), untrained=untrained, words=w)]
+            numbers.update(ab.to_dict(), scored=[i for i, s in enumerate(scored) if s],
+                           targets=[t for t, s in zip(seq["targets"], scored) if s])
+            wanted = token_labels(spec, seq["targets"])
+            pairs = [f"{i} {labels[i]} → {wanted[i]}" for i, s in enumerate(scored) if s]
+            seq["notes"].append(w("view.scored", n=len(pairs), positions=", ".join(pairs[:24])
+                                  + (" …" if len(pairs) > 24 else "")))
+    return figures, numbers, seq["notes"]
+
+
+def definition(w: Words, view: str, notes: list[str]) -> str:
+    """The one-line definition and paper of a view, then the notes (what was cut, what is scored)."""
+    return "\n\n".join([w(DEFINITIONS[view]), *(f"*{literal(n)}*" for n in notes)])
+
+
+def literal(text: str) -> str:
+    """Text (token labels included) shown as written in Markdown: its markup characters escaped."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
+
+
+# ----------------------------------------------------------------------------- the API
+
+
+def view(spec: str, prompt: str, view: str, prefix_len: int = 0, without_first: bool = False, mode: str = "zero",
+         backend: str = "auto", device: str = "cpu", request: gr.Request = None) -> tuple[dict, dict | None, dict]:
+    """A view beyond raw weights (decoder-only and prefix Transformers): (figure, second figure or null, numbers).
+
+    view: norms (Kobayashi et al. 2020: per head, then per layer) | rollout (Abnar & Zuidema 2020; without_first
+    drops the first token) | lens (the logit lens: top-3 next tokens per layer and position) | ablation (each head
+    zero- or mean-ablated, mode: zero|mean; change in loss, then in the target token's logit; at most 48 tokens).
+    A synthetic-task model reads its own seeded sequence and ablation scores its answer positions."""
+    w = Words(request)
+    model = api.spec(w, spec)
+    try:
+        figures, numbers, notes = compute(w, model, prompt, view, prefix_len=prefix_len, without_first=without_first,
+                                          mode=mode, backend=backend, device=device)
+    except gr.Error:
+        raise
+    except ValueError as e:
+        raise w.error(e) from None
+    numbers["notes"] = notes
+    return api.plot(figures[0]), api.plot(figures[1]) if len(figures) > 1 else None, numbers
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def view_choices(w: Words) -> list[tuple[str, str]]:
+    return [(w(VIEW_KEYS[v]), v) for v in VIEWS]
+
+
+def page_view(state: dict | None, chosen: str, without_first: bool, mode: str, request: gr.Request = None):
+    """The View switch: (show the overviews?, first figure, second figure, definition). Raw weights: the
+    overviews; another view of a model it cannot read: a note (and a warning), never an error page."""
+    w = Words(request)
+    if chosen == "raw" or not state:
+        return gr.update(visible=True), gr.update(value=None, visible=False), gr.update(value=None, visible=False), \
+            ("" if chosen == "raw" else w("view.analyze_first"))
+    try:
+        figures, _, notes = compute(w, state["spec"], state["prompt"], chosen, prefix_len=state["result"].prefix_len,
+                                    without_first=without_first, mode=mode, backend=state["backend"],
+                                    device=state["device"])
+    except gr.Error:
+        raise
+    except ValueError as e:
+        gr.Warning(str(e))
+        return gr.update(visible=False), gr.update(value=None, visible=False), gr.update(value=None, visible=False), \
+            f"**{e}**"
+    second = figures[1] if len(figures) > 1 else None
+    return (gr.update(visible=False), gr.update(value=figures[0], visible=True),
+            gr.update(value=second, visible=second is not None), definition(w, chosen, notes))
+
+
+def build_views(state: gr.State, localized: Localized):
+    """The View switch, its options, two figures and a note. Returns ``wire(overview_box)``, which hooks them
+    to the box of raw-weight overviews (shown for raw weights only) and returns (handler, inputs, outputs)
+    for the Attention tab to run again after each analysis."""
+    with gr.Row():
+        chosen = gr.Radio([(t(VIEW_KEYS[v]), v) for v in VIEWS], value="raw", label=t("view.switch"),
+                          elem_id="view-switch", scale=3)
+        without_first = gr.Checkbox(False, label=t("view.without_first_box"), scale=1)
+        mode = gr.Radio([(t("view.mode_zero"), "zero"), (t("view.mode_mean"), "mean")], value="zero",
+                        label=t("view.mode"), scale=1)
+    first = gr.Plot(visible=False, show_label=False, elem_id="view-plot")
+    second = gr.Plot(visible=False, show_label=False, elem_id="view-plot-2")
+    note = gr.Markdown(elem_id="view-note")
+
+    def wire(overview_box: gr.Column) -> tuple:
+        inputs, outputs = [state, chosen, without_first, mode], [overview_box, first, second, note]
+        gr.on([chosen.change, without_first.change, mode.change], page_view, inputs, outputs,
+              api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+        localized.on_switch(page_view, inputs, outputs)
+        gr.api(view, api_name="view", concurrency_limit=2, concurrency_id="analyze")
+        return page_view, inputs, outputs
+
+    return wire

@@ -1,0 +1,138 @@
+"""The Attention tab's views beyond raw weights: the handlers (ui/views.py) and the /view endpoint."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+
+from playground.ui import service, views
+from playground.ui.lang import Words
+from playground.zoo import ModelSpec
+
+PROMPT = "To be, or not to be, that is the question"
+EN, ZH = Words(lang="en"), Words(lang="zh-CN")
+
+
+def compute(spec: str, view: str, w=EN, **options):
+    return views.compute(w, ModelSpec.parse(spec), PROMPT, view, **options)
+
+
+def test_norms_draw_the_per_head_grid_and_the_per_layer_grid():
+    (per_head, per_layer), numbers, _ = compute("zoo:baseline", "norms")
+    nh, nl = np.array(numbers["per_head"]), np.array(numbers["per_layer"])  # (L, nh, T, T), (L, T, T)
+    T = len(numbers["labels"])
+    assert nh.shape[2:] == (T, T) and nl.shape == (nh.shape[0], T, T)
+    # a causal model: no norm above the diagonal; a layer's norm is at most the sum of its heads' (triangle)
+    assert np.all(np.triu(nh, 1) == 0)
+    assert np.all(nl <= nh.sum(axis=1) + 1e-4) and np.any(nl < nh.sum(axis=1) - 1e-3)
+    axis = per_head.layout.coloraxis
+    assert axis.colorbar.title.text == "‖α f(x)‖" and axis.cmax == pytest.approx(nh.max(), rel=1e-5)
+    assert per_head.layout.meta["rows"] == T and "per head" in per_head.layout.title.text
+    assert list(per_layer.layout.xaxis.ticktext) == [f"layer {i}" for i in range(nl.shape[0])]
+    assert "per layer" in per_layer.layout.title.text
+
+
+@pytest.mark.parametrize("without_first", [False, True])
+def test_rollout_rows_are_distributions_over_the_tokens(without_first):
+    (final, layers), numbers, _ = compute("zoo:baseline", "rollout", without_first=without_first)
+    R = np.array(numbers["rollout"])  # (L, T, T)
+    heat = final.data[0]
+    assert heat.x[0] == "0 To" and heat.y[1] == "1 ␣be"  # token labels on both axes
+    z = np.array(heat.z, dtype=np.float64)
+    np.testing.assert_allclose(z, R[-1], atol=1e-6)
+    rows = z.sum(-1)
+    if without_first:
+        assert np.all(z[0] == 0) and np.all(z[:, 0] == 0)  # the first token taken out of every layer
+        np.testing.assert_allclose(rows[1:], 1, atol=1e-5)
+        assert "without the first token" in final.layout.title.text
+    else:
+        np.testing.assert_allclose(rows, 1, atol=1e-5)
+        assert "with the first token" in final.layout.title.text
+    assert final.layout.coloraxis.colorbar.title.text == "rollout"
+    assert len(layers.layout.xaxis.ticktext) == R.shape[0]
+
+
+def test_logit_lens_last_layer_is_the_models_own_next_token():
+    (fig,), numbers, _ = compute("zoo:baseline", "lens")
+    loaded = service.load(ModelSpec.parse("zoo:baseline"))
+    with torch.no_grad():
+        logits = loaded.model(torch.tensor([numbers["token_ids"]])).logits[0]  # (T, V)
+    own = service.labels(logits.argmax(-1).tolist())
+    heat = fig.data[0]
+    assert [str(t) for t in heat.text[-1]] == [views.plots.safe(t) for t in own]
+    probs = logits.float().softmax(-1).max(-1).values.numpy()
+    np.testing.assert_allclose(np.array(heat.z[-1], dtype=np.float64), probs, atol=1e-4)
+    assert heat.customdata[0][0].count("<br>") == views.LENS_TOP - 1  # hover: the top 3 with probabilities
+    assert fig.layout.coloraxis.colorbar.title.text == "probability of the top token"
+
+
+def test_ablation_on_the_induction_model_scores_its_answers_and_finds_the_heads():
+    (loss_fig, logit_fig), numbers, notes = compute("zoo:induction", "ablation")
+    ids, _, prompt_len = service.task_sequence("induction")
+    assert numbers["token_ids"] == ids
+    assert numbers["scored"][0] == prompt_len - 1 and numbers["scored"][-1] == len(ids) - 1
+    d_loss, d_logit = np.array(numbers["d_loss"]), np.array(numbers["d_target_logit"])  # (L, nh)
+    # every layer-1 head is an induction head: ablating it lowers the answer's logit more than any layer-0 head
+    assert d_logit[1].max() < d_logit[0].min() < 0 and np.all(d_loss >= -1e-6)
+    np.testing.assert_allclose(np.array(logit_fig.data[0].z, dtype=np.float64), d_logit, atol=1e-4)
+    assert np.array(loss_fig.data[0].z).shape == d_loss.shape
+    assert "Δ loss" in loss_fig.layout.title.text and "target-token logit" in logit_fig.layout.title.text
+    assert any("synthetic-task" in n for n in notes) and any(n.startswith("Scored: 23 positions") for n in notes)
+
+
+def test_ablation_reads_at_most_the_cap_and_says_so():
+    long_prompt = " ".join(["the king is dead, long live the king"] * 12)
+    _, numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, "ablation", mode="mean")
+    assert len(numbers["token_ids"]) == views.MAX_ABLATION_TOKENS and numbers["mode"] == "mean"
+    assert any(f"first {views.MAX_ABLATION_TOKENS} of the" in n for n in notes)
+    assert numbers["scored"][-1] == views.MAX_ABLATION_TOKENS - 2  # the last one's next token was cut off
+
+
+def test_page_handler_shows_the_overview_for_raw_weights_and_a_note_for_rwkv():
+    state = {"spec": ModelSpec.parse("zoo:baseline"), "prompt": PROMPT, "backend": "auto", "device": "cpu",
+             "result": type("R", (), {"prefix_len": 0})()}
+    box, first, second, note = views.page_view(state, "raw", False, "zero")
+    assert box["visible"] and not first["visible"] and not second["visible"] and note == ""
+    box, first, second, note = views.page_view(state, "lens", False, "zero")
+    assert not box["visible"] and first["visible"] and not second["visible"] and "nostalgebraist 2020" in note
+    rwkv = {**state, "spec": ModelSpec.parse("zoo:rwkv")}
+    box, first, second, note = views.page_view(rwkv, "rollout", False, "zero")
+    assert first["value"] is None and "decoder-only and prefix Transformers" in note and "rwkv" in note
+
+
+def test_chinese_titles_and_bad_options():
+    (fig,), _, _ = compute("zoo:baseline", "lens", w=ZH)
+    assert "Logit 透镜" in fig.layout.title.text and "位置" in fig.layout.xaxis.title.text
+    with pytest.raises(Exception, match="Unknown view"):
+        compute("zoo:baseline", "saliency")
+    with pytest.raises(Exception, match="Unknown ablation mode"):
+        compute("zoo:baseline", "ablation", mode="half")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_view_endpoint_returns_figures_and_numbers(client):
+    first, second, numbers = client.predict(spec="zoo:baseline", prompt=PROMPT, view="rollout", without_first=True,
+                                            api_name="/view")
+    fig = json.loads(first["plot"])
+    assert "Attention rollout through every layer, without the first token" in fig["layout"]["title"]["text"]
+    R = np.array(numbers["rollout"])
+    assert R.shape[1:] == (len(numbers["labels"]),) * 2 and np.all(R[:, 0] == 0)
+    assert second is not None
+    first, second, numbers = client.predict(spec="zoo:induction", prompt="", view="ablation", mode="zero",
+                                            api_name="/view")
+    assert "Head ablation (zero)" in json.loads(first["plot"])["layout"]["title"]["text"]
+    d_logit = np.array(numbers["d_target_logit"])
+    assert d_logit[1].max() < d_logit[0].min() < 0 and len(numbers["scored"]) == 23
+
+
+def test_view_endpoint_refuses_recurrent_and_encoder_decoder_models(client):
+    for spec in ("zoo:rwkv", "zoo:mamba", "zoo:encdec"):
+        with pytest.raises(Exception, match="decoder-only and prefix Transformers"):
+            client.predict(spec=spec, prompt=PROMPT, view="norms", api_name="/view")
+    first, _, _ = client.predict(spec="zoo:baseline", prompt=PROMPT, view="lens", api_name="/view")  # still serves
+    assert "Logit lens" in json.loads(first["plot"])["layout"]["title"]["text"]
