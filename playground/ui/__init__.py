@@ -18,6 +18,7 @@ from .compare import build_compare_tab
 from .controls import build_controls
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
+from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
@@ -39,9 +40,9 @@ def examples() -> list[str]:
 
 # tab id -> the line at the top of the tab saying what it takes from the model controls and the prompt above
 SCOPE = {"attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
-         "heads": "scope.heads", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
+         "heads": "scope.heads", "inside": "scope.inside", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
          "calculator": "scope.calculator", "zoo": "scope.zoo"}
-USES_CONTROLS = ("attention", "generate", "compare", "heads")
+USES_CONTROLS = ("attention", "generate", "compare", "heads", "inside")
 
 
 def build_app(warm_up: bool = True) -> gr.Blocks:
@@ -66,6 +67,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
             "generate": lambda: build_generation_tab(controls, prompt, localized),
             "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
             "heads": lambda: build_heads_tab(controls, prompt, localized),
+            "inside": lambda: build_inside_tab(controls, prompt, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "train": lambda: build_train_tab(controls),
