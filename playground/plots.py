@@ -415,10 +415,14 @@ def step_matrix(array: np.ndarray, row_labels: list[str], col_labels: list[str],
 
 
 def tile_states(n_rows: int, n_cols: int, steps: list[dict], current: int) -> np.ndarray:
-    """(Tr, Tc) codes of ``TILE_STATES`` at step ``current``: each step {i, j, skipped} in kernel order."""
+    """(Tr, Tc) codes of ``TILE_STATES`` at step ``current``: each step {i, j, skipped} in kernel order. The
+    skipped tiles are known before the kernel starts (its loop bounds), so they show as skipped throughout."""
     grid = np.zeros((n_rows, n_cols), dtype=np.int8)
-    for s in steps[:current + 1]:
-        grid[s["i"], s["j"]] = 1 if s["skipped"] else 2
+    for k, s in enumerate(steps):
+        if s["skipped"]:
+            grid[s["i"], s["j"]] = 1
+        elif k <= current:
+            grid[s["i"], s["j"]] = 2
     cur = steps[current]
     if not cur["skipped"]:
         grid[cur["i"], cur["j"]] = 3

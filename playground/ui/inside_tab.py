@@ -24,7 +24,8 @@ from .lang import Localized, Words, t
 
 MAX_TOKENS = 64            # a step-through draws T x T and T x d matrices: kept light
 SLOTS = 14                 # the most steps a head has (cross-attention with RoPE never happens: 13)
-TRAFFIC_NS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+TRAFFIC_NS = [16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384]
+MAX_TILES = 40_000         # the traffic plot counts each N's whole schedule: N stops where it would list more tiles
 RANDOM_SHAPE = (24, 16)    # (N, d) of the replay before any step-through
 MAX_SHRINK = 16            # the budget control divides M by up to 2^16
 
@@ -147,7 +148,8 @@ def flash_state(w: Words, result: dict | None, gpu_name: str, shrink: int, causa
         budget = max(4 * d, card.budget() >> shrink)
         br, bc = fr.block_sizes(budget, d)
         rep = fr.replay(q, k, v, block_rows=br, block_cols=bc, causal=bool(causal), order=order)
-        traffic = fr.traffic_over_n(TRAFFIC_NS, d, budget, causal=bool(causal))
+        ns = [n for n in TRAFFIC_NS if -(-n // br) * -(-n // bc) <= MAX_TILES]
+        traffic = fr.traffic_over_n(ns, d, budget, causal=bool(causal))
     except ValueError as e:
         raise w.error(e) from None
     labels = result["query_labels"] if result else [str(i) for i in range(len(q))]
@@ -213,7 +215,7 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox, localized: Localize
     gr.Markdown(t("inside.flash_help"))
     with gr.Row():
         gpu_name = gr.Dropdown(list(fr.GPUS), value="H100 SXM", label=t("inside.gpu"))
-        shrink = gr.Slider(0, MAX_SHRINK, value=10, step=1, label=t("inside.shrink"), info=t("inside.shrink_info"))
+        shrink = gr.Slider(0, MAX_SHRINK, value=7, step=1, label=t("inside.shrink"), info=t("inside.shrink_info"))
         causal = gr.Checkbox(True, label=t("inside.causal"))
         order = gr.Radio([(t("inside.order_fa2"), "fa2"), (t("inside.order_fa1"), "fa1")], value="fa2",
                          label=t("inside.order"))
