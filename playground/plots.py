@@ -387,7 +387,7 @@ WORDS.update({
     'plot.level_unknown_bandwidth': 'bandwidth not published',
 })
 TILE_STATES = ("plot.tile_pending", "plot.tile_skipped", "plot.tile_done", "plot.tile_current")  # codes 0..3
-TILE_COLOURS = ("#ffffff", "#e9e9ef", "#90cdf4", "#dd6b20")
+TILE_COLOURS = ("#c3dafe", "#f4f4f6", "#2b6cb0", "#dd6b20")
 
 
 def step_matrix(array: np.ndarray, row_labels: list[str], col_labels: list[str], title, *, highlight: int | None = None,
@@ -410,8 +410,10 @@ def step_matrix(array: np.ndarray, row_labels: list[str], col_labels: list[str],
     axis = (dict(colorscale=WEIGHT_SCALE, cmin=0, cmax=1, colorbar=dict(title=words("plot.weight"))) if weights
             else colour_axis(z, True, words, scale_title=words("plot.value")))
     height = min(700, max(300, 12 * len(row_labels) + 170))
+    every = dict(dtick=1) if len(row_labels) <= 32 else {}  # each token named while the rows have room
     return _layout(fig, title, height=height, words=words, coloraxis=axis,
-                   xaxis=dict(type="category", tickangle=-60), yaxis=dict(type="category", autorange="reversed"))
+                   xaxis=dict(type="category", tickangle=-60),
+                   yaxis=dict(type="category", autorange="reversed", **every))
 
 
 def tile_states(n_rows: int, n_cols: int, steps: list[dict], current: int) -> np.ndarray:
@@ -444,18 +446,19 @@ def tile_grid(grid: np.ndarray, title, words=ENGLISH) -> go.Figure:
 
 
 def replay_step(scores: np.ndarray, m: np.ndarray, l: np.ndarray, o: np.ndarray, rows: list[str], cols: list[str],
-                title, words=ENGLISH) -> go.Figure:
+                title, *, row_start: int = 0, col_start: int = 0, words=ENGLISH) -> go.Figure:
     """One tile of the replay side by side: S_ij (Br, Bc), the running m and l (Br,) and block i's output so
-    far, O_i / l (Br, d)."""
+    far, O_i / l (Br, d). ``row_start`` / ``col_start``: the position of the tile's first query / key."""
     from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=4, column_widths=[0.4, 0.1, 0.1, 0.4], horizontal_spacing=0.06,
+    fig = make_subplots(rows=1, cols=4, column_widths=[0.38, 0.08, 0.08, 0.46], horizontal_spacing=0.08,
                         subplot_titles=[words(k) for k in ("plot.scores_tile", "plot.running_m", "plot.running_l",
                                                            "plot.rescaled_o")])
-    y = axis_labels(rows)
+    y = axis_labels(rows, row_start)
     z = np.where(np.isfinite(scores), scores, np.nan)
     hover = _hover(words, "plot.value", ":.4g")
-    fig.add_trace(go.Heatmap(z=z, x=axis_labels(cols), y=y, colorscale="RdBu_r", zmid=0, hoverongaps=False,
-                             colorbar=dict(title="S", x=0.36, len=0.9), hovertemplate=hover), 1, 1)
+    fig.add_trace(go.Heatmap(z=z, x=axis_labels(cols, col_start), y=y, colorscale="RdBu_r", zmid=0,
+                             hoverongaps=False, colorbar=dict(title="S", x=0.305, len=0.9, thickness=10),
+                             hovertemplate=hover), 1, 1)
     for col, values, name in ((2, m, "m"), (3, l, "l")):
         fig.add_trace(go.Heatmap(z=values[:, None], x=[name], y=y, colorscale="Viridis", showscale=False,
                                  texttemplate="%{z:.3g}", hovertemplate=f"%{{y}}<br>{name} %{{z:.5g}}<extra></extra>"),

@@ -342,3 +342,26 @@ def test_a_sliding_window_shows_the_block_mask_and_its_skipped_share(browser, ap
         assert "5 computed with the mask applied, 0 computed in full" in text
         assert "Measured on this device" in text and "FlexAttention" in text and "with the dense mask" in text
         shot(pg, "18-block-mask")
+
+
+def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url):
+    with fresh_page(browser, app_url) as pg:
+        pg.get_by_role("tab", name="Inside one head").click()
+        pg.get_by_label("Query token").fill("3")
+        pg.get_by_role("button", name="Step through").click()
+        wait_for_plot_title(pg, "weights · layer 0, head 0")
+        wait_for_plot_title(pg, "write · layer 0, head 0")
+        pg.get_by_text("which query heads 0 share").wait_for()
+        summary = pg.locator("#inside-flash-summary")
+        summary.get_by_text("Replaying layer 0, head 0").wait_for(timeout=30_000)
+        assert "max |Δ|" in summary.inner_text()
+        wait_for_plot_title(pg, "Step 0: query block 0, key block 0")
+        step = pg.locator("#inside-step input[type=number]")
+        step.fill("4")
+        step.press("Enter")
+        wait_for_plot_title(pg, "Step 4: query block 1, key block 0")
+        assert "**" not in pg.locator("#inside-step-text").inner_text()
+        assert "Step 4" in pg.locator("#inside-step-text").inner_text()
+        wait_for_plot_title(pg, "HBM traffic over N")
+        wait_for_plot_title(pg, "Memory hierarchy of the H100 SXM")
+        shot(pg, "15-inside-one-head")

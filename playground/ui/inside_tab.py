@@ -189,7 +189,8 @@ def flash_views(w: Words, st: dict | None, index: int) -> tuple:
                  c1=s.cols[1] - 1, reads=_transfers(s.reads), writes=_transfers(s.writes))
         labels = st["labels"]
         figure = plots.replay_step(s.scores, s.m, s.l, s.output, labels[s.rows[0]:s.rows[1]],
-                                   labels[s.cols[0]:s.cols[1]], title, words=w)
+                                   labels[s.cols[0]:s.cols[1]], title, row_start=s.rows[0], col_start=s.cols[0],
+                                   words=w)
     hierarchy = plots.memory_hierarchy(st["gpu"].hierarchy(), s.placement, st["gpu"].name, words=w)
     return text, tiles, figure, hierarchy
 
