@@ -39,6 +39,17 @@ def test_step_endpoint_returns_every_step_of_the_head(client):
                                                                                        "model dimension"]
 
 
+def test_flash_replay_endpoint_says_how_far_it_is_from_standard_attention(client):
+    out = client.predict(spec="zoo:baseline", prompt=PROMPT, layer=1, head=0, gpu="A100 40GB", shrink=9,
+                         causal=True, api_name="/flash_replay")
+    assert out["budget"] == fr.gpu("A100 40GB").budget() >> 9 and out["max_abs_diff"] < 1e-9
+    assert (out["block_rows"], out["block_cols"]) == fr.block_sizes(out["budget"], out["head_dim"])
+    skipped = [s for s in out["steps"] if s["skipped"]]
+    assert skipped and all(not s["reads"] and s["cols"][0] > s["rows"][1] - 1 for s in skipped)
+    assert out["hbm_elements"] == sum(t["elements"] for s in out["steps"] for t in s["reads"] + s["writes"])
+    assert out["steps"][0]["placement"]["S_ij"] == "registers"
+
+
 def test_step_endpoint_rejects_a_layer_that_does_not_exist(client):
     with pytest.raises(Exception, match="Layer 99 does not exist"):
         client.predict(spec="zoo:baseline", prompt=PROMPT, layer=99, api_name="/step")

@@ -157,6 +157,25 @@ def flash_state(w: Words, result: dict | None, gpu_name: str, shrink: int, causa
             "traffic": traffic, "full_budget": card.budget()}
 
 
+def _moves(items) -> list[dict]:
+    return [dict(tensor=x.tensor, block=x.block, elements=x.elements) for x in items]
+
+
+def flash_replay(spec: str, prompt: str, layer: int = 0, head: int = 0, gpu: str = "H100 SXM", shrink: int = 0,
+                 causal: bool = True, order: str = "fa2", prefix_len: int = 0, request: gr.Request = None) -> dict:
+    """One head (as /step runs it) replayed as FlashAttention computes it, blocks from the GPU's shared memory
+    divided by 2^shrink: {gpu, budget, head_dim, block_rows, block_cols, max_abs_diff (against standard
+    attention), hbm_elements, steps: [{i, j, rows, cols, skipped, reads, writes, placement}]}."""
+    w = Words(request)
+    st = flash_state(w, step_data(w, spec, prompt, layer, head, 0, prefix_len), gpu, shrink, causal, order)
+    rep = st["replay"]
+    steps = [dict(i=s.i, j=s.j, rows=list(s.rows), cols=list(s.cols), skipped=s.skipped, reads=_moves(s.reads),
+                  writes=_moves(s.writes), placement=s.placement) for s in rep.steps]
+    return dict(gpu=st["gpu"].name, budget=st["budget"], head_dim=st["d"], block_rows=rep.block_rows,
+                block_cols=rep.block_cols, order=rep.order, causal=rep.causal, max_abs_diff=rep.max_abs_diff,
+                hbm_elements=rep.hbm_elements, steps=steps)
+
+
 def flash_summary(w: Words, st: dict, result: dict | None) -> str:
     rep = st["replay"]
     source = (w("inside.flash_from_head", layer=result["layer"], head=result["head"]) if st["from_model"]
@@ -260,3 +279,4 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox, localized: Localize
         control.change(do_replay, replay_inputs, replay_outputs, api_visibility="private")
     slider.change(move, [flash, slider], [step_text, tiles, tile_figure, hierarchy], api_visibility="private")
     gr.api(step, api_name="step", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(flash_replay, api_name="flash_replay", concurrency_limit=2, concurrency_id="analyze")
