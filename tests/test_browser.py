@@ -346,7 +346,7 @@ def test_a_sliding_window_shows_the_block_mask_and_its_skipped_share(browser, ap
 
 def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url):
     with fresh_page(browser, app_url) as pg:
-        pg.get_by_role("tab", name="Inside one head").click()
+        pg.get_by_role("tab", name="Inside a head").click()
         pg.get_by_label("Query token").fill("3")
         pg.get_by_role("button", name="Step through").click()
         wait_for_plot_title(pg, "weights · layer 0, head 0")
