@@ -67,12 +67,12 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
             "generate": lambda: build_generation_tab(controls, prompt, localized),
             "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
             "heads": lambda: build_heads_tab(controls, prompt, localized),
-            "inside": lambda: build_inside_tab(controls, prompt, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "train": lambda: build_train_tab(controls),
             "calculator": lambda: build_calculator_tab(demo, localized),
             "zoo": lambda: build_zoo_tab(localized),
+            "inside": lambda: build_inside_tab(controls, prompt, localized),
         }
         tabs = []
         with gr.Tabs():
