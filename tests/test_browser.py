@@ -35,9 +35,10 @@ def page(browser, app_url):
 
 
 @contextlib.contextmanager
-def fresh_page(browser, app_url, locale="en-US"):
-    """A new browser context in ``locale`` with the page loaded; closed afterwards even if the test fails."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale=locale)
+def fresh_page(browser, app_url, locale="en-US", width=1400):
+    """A new browser context in ``locale`` with the page loaded; closed afterwards even if the test fails.
+    Below about 1,600 px Gradio folds the last of the ten tabs into a "..." menu."""
+    context = browser.new_context(viewport={"width": width, "height": 1000}, locale=locale)
     try:
         pg = context.new_page()
         pg.goto(app_url, wait_until="load")
@@ -279,7 +280,7 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
 
 
 def test_switch_to_chinese_in_settings(browser, app_url):
-    with fresh_page(browser, app_url, "en-US") as pg:
+    with fresh_page(browser, app_url, "en-US", width=1700) as pg:  # every tab in the bar, in both languages
         pg.get_by_role("heading", name="Attention Playground").wait_for()
         pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
         pg.get_by_role("button", name="Analyze").click()
@@ -409,3 +410,30 @@ def test_view_switch_to_rollout_and_to_head_ablation(browser, app_url):
         shot(pg, "20-view-ablation")
         switch.get_by_label("Raw weights").check()
         wait_for_plot_title(pg, "Self-attention (causal)")
+
+
+def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url):
+    with fresh_page(browser, app_url) as pg:
+        tab = pg.get_by_role("tab", name="Inside a head")
+        if not tab.is_visible():  # the last tab: in the tab bar's overflow menu on a narrow window
+            pg.locator(".overflow-menu button").first.click()
+            tab = pg.locator(".overflow-dropdown button", has_text="Inside a head")
+        tab.click()
+        pg.get_by_label("Query token").fill("3")
+        pg.get_by_role("button", name="Step through").click()
+        wait_for_plot_title(pg, "weights · layer 0, head 0")
+        wait_for_plot_title(pg, "write · layer 0, head 0")
+        pg.get_by_text("which query heads 0 share").wait_for()
+        summary = pg.locator("#inside-flash-summary")
+        summary.get_by_text("Replaying layer 0, head 0").wait_for(timeout=30_000)
+        assert "max |Δ|" in summary.inner_text()
+        wait_for_plot_title(pg, "Step 0: query block 0, key block 0")
+        step = pg.locator("#inside-step input[type=number]")
+        step.fill("4")
+        step.press("Enter")
+        wait_for_plot_title(pg, "Step 4: query block 1, key block 0")
+        assert "**" not in pg.locator("#inside-step-text").inner_text()
+        assert "Step 4" in pg.locator("#inside-step-text").inner_text()
+        wait_for_plot_title(pg, "HBM traffic over N")
+        wait_for_plot_title(pg, "Memory hierarchy of the H100 SXM")
+        shot(pg, "15-inside-one-head")

@@ -19,6 +19,7 @@ from .controls import build_controls
 from .figure_export import SCRIPT as EXPORT_SCRIPT, build_export_size
 from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
+from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
@@ -40,9 +41,9 @@ def examples() -> list[str]:
 
 # tab id -> the line at the top of the tab saying what it takes from the model controls and the prompt above
 SCOPE = {"attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
-         "heads": "scope.heads", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
+         "heads": "scope.heads", "inside": "scope.inside", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
          "calculator": "scope.calculator", "zoo": "scope.zoo"}
-USES_CONTROLS = ("attention", "generate", "compare", "heads")
+USES_CONTROLS = ("attention", "generate", "compare", "heads", "inside")
 
 
 def build_app(warm_up: bool = True) -> gr.Blocks:
@@ -72,6 +73,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
             "train": lambda: build_train_tab(controls),
             "calculator": lambda: build_calculator_tab(demo, localized),
             "zoo": lambda: build_zoo_tab(localized),
+            "inside": lambda: build_inside_tab(controls, prompt, localized),
         }
         tabs = []
         with gr.Tabs():
