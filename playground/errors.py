@@ -33,6 +33,11 @@ MESSAGES: dict[str, str] = {
     "error.step_query": "Query token {value!r} does not exist: the tokens are 0 to {last}",
     "error.step_ids": "Give at least one token to step through",
     "error.step_source": "An encoder-decoder needs the encoder's tokens (source_ids) as well",
+    "error.model_too_large": "{name} needs about {size_mb:,} MB of memory, more than this server's budget for "
+                             "loaded models ({budget_mb:,} MB); the operator can raise it with the environment "
+                             "variable {env} (in GB)",
+    "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
+                           "number; got {value!r}",
 }
 
 

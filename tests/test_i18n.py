@@ -113,9 +113,9 @@ def test_messages_are_english_by_default_and_render_in_chinese():
 
 
 def test_library_errors_are_value_errors_with_a_chinese_rendering():
-    cfg = zoo.untrained_config("decoder", "MHA", "rope")
+    spec = zoo.ModelSpec.untrained("decoder", "MHA", "rope")
     with pytest.raises(ValueError, match="The prompt is empty") as info:
-        service.tokenize("   ", cfg)
+        service.tokenize(spec, "   ")
     assert isinstance(info.value, MessageError)
     assert render(info.value, "zh-CN") == "提示词为空：请输入一些文字（或选择一个示例）。"
     with pytest.raises(ValueError, match="must be divisible") as info:
@@ -127,7 +127,7 @@ def test_service_notes_and_sentences_are_messages():
     _, sentence = service.resolve("decoder", "MQA", "alibi", fallback="nearest")
     assert isinstance(sentence, Message)
     assert "not shipped" in str(sentence) and "没有预训练模型" in render(sentence, "zh-CN")
-    _, notes = service.tokenize("word " * 3000, zoo.untrained_config("rwkv", "MHA", "none"))
+    _, notes = service.tokenize(zoo.ModelSpec.untrained("rwkv"), "word " * 3000)
     assert "T² × 通道数" in render(notes[0], "zh-CN")
 
 

@@ -55,10 +55,11 @@ def test_rollout_rows_are_distributions_over_the_tokens(without_first):
 
 def test_logit_lens_last_layer_is_the_models_own_next_token():
     (fig,), numbers, _ = compute("zoo:baseline", "lens")
-    loaded = service.load(ModelSpec.parse("zoo:baseline"))
+    spec = ModelSpec.parse("zoo:baseline")
+    loaded = service.load(spec)
     with torch.no_grad():
         logits = loaded.model(torch.tensor([numbers["token_ids"]])).logits[0]  # (T, V)
-    own = service.labels(logits.argmax(-1).tolist())
+    own = service.labels(spec, logits.argmax(-1).tolist())
     heat = fig.data[0]
     assert [str(t) for t in heat.text[-1]] == [views.plots.safe(t) for t in own]
     probs = logits.float().softmax(-1).max(-1).values.numpy()

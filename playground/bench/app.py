@@ -34,7 +34,7 @@ from playground.ui import service
 from playground.inspect.analysis import analyze
 from playground.config import ModelConfig
 from playground.models import build_model
-from playground.zoo import BASE_MODEL
+from playground.zoo import BASE_MODEL, ModelSpec
 
 PASSAGE = ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer the slings and "
            "arrows of outrageous fortune, or to take arms against a sea of troubles and by opposing end them. "
@@ -52,7 +52,7 @@ def analyze_call(client, text: str):
 
 def prompt_of(n_tokens: int) -> str:
     """A Shakespeare prompt of exactly n_tokens tokens."""
-    tok = service.tokenizer()
+    tok = ModelSpec.parse(SPEC).tokenizer()
     text = tok.decode(tok.encode(PASSAGE * 2)[:n_tokens])
     if len(tok.encode(text)) != n_tokens:
         raise ValueError(f"could not build a {n_tokens}-token prompt")

@@ -50,9 +50,8 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
     model = api.spec(w, spec)
     timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
-    cfg = service.load(model, backend, device, window, dtype).model.cfg
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
-            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(cfg, "fp32")}
+            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(timeline.config, "fp32")}
 
 
 def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,

@@ -32,40 +32,38 @@ MAX_SHRINK = 16            # the budget control divides M by up to 2^16
 
 def _tokens(w: Words, spec, prompt: str) -> tuple[list[int], list[int] | None, list[str], list[str]]:
     """(ids, source ids or None, labels, source labels) the head runs on: the prompt, or a task model's own sequence."""
-    loaded = api.run(w, lambda: (service.load(spec), []))
-    cfg = loaded.model.cfg
     if spec.is_task:
         ids, target, _ = service.task_sequence(spec.name)
         if target is not None:
-            return target, ids, service.task_labels(target), service.task_labels(ids)
-        return ids, None, service.task_labels(ids), []
-    ids = api.run(w, service.tokenize, prompt, cfg)
-    if cfg.family == "encdec":  # the prompt is the encoder's; the decoder starts from BOS
-        return [data.BOS_ID], ids, ["BOS"], service.labels(ids)
-    return ids, None, service.labels(ids), []
+            return target, ids, service.task_labels(spec, target), service.task_labels(spec, ids)
+        return ids, None, service.task_labels(spec, ids), []
+    ids = api.run(w, service.tokenize, spec, prompt)
+    if spec.config().family == "encdec":  # the prompt is the encoder's; the decoder starts from BOS
+        return [data.BOS_ID], ids, ["BOS"], service.labels(spec, ids)
+    return ids, None, service.labels(spec, ids), []
 
 
 def step_data(w: Words, spec_text: str, prompt: str, layer: int, head: int, query: int, prefix_len: int) -> dict:
-    """The steps of one head as JSON, the token labels, and a note when the prompt was cut."""
+    """The steps of one head as JSON, the token labels, and a note when the prompt was cut (or a model was
+    unloaded to make room for this one)."""
     spec = api.spec(w, spec_text)
+    loaded = api.run(w, lambda: (service.load(spec), []))
     ids, source, labels, source_labels = _tokens(w, spec, prompt)
-    note = ""
+    notes = [w.render(n) for n in loaded.notes]
     if len(source or ids) > MAX_TOKENS:
-        note = w("inside.cut", tokens=len(source or ids), limit=MAX_TOKENS)
+        notes.append(w("inside.cut", tokens=len(source or ids), limit=MAX_TOKENS))
         ids, labels = ids[:MAX_TOKENS], labels[:MAX_TOKENS]
         source, source_labels = (source[:MAX_TOKENS], source_labels[:MAX_TOKENS]) if source else (source, [])
-    loaded = service.load(spec)
     model = loaded.model
     kind = "encoder_self" if source is not None else None
     try:
-        with loaded.lock:
-            steps = step_through(model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
-                                 source_ids=source)
+        steps = step_through(model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
+                             source_ids=source)
     except ValueError as e:
         raise w.error(e) from None
     q_labels = source_labels if kind == "encoder_self" else labels
     out = steps.to_dict()
-    out.update(query_labels=q_labels, key_labels=q_labels, note=note, spec=str(spec),
+    out.update(query_labels=q_labels, key_labels=q_labels, note=" ".join(notes), spec=str(spec),
                n_heads=model.cfg.n_heads, n_kv_heads=model.cfg.n_kv_heads, untrained=not spec.trained)
     return out
 

@@ -3,15 +3,18 @@
 The UI never touches tensors: its controls resolve to a ``ModelSpec`` (``resolve``), the API
 receives one as text, and both call ``analyze_text`` or ``generate_text`` and hand the numpy
 results to ``plots``. Every option is checked here (``errors.check_int``), so the page and the
-API answer bad input with the same message. Loaded models are cached per (spec, backend, device,
-window, dtype); each has a lock, because generation writes into the model's KV cache. ``dtype``
-"auto" runs bfloat16 on a CUDA device that supports it (float16 otherwise) and float32 on the CPU.
+API answer bad input with the same message.
+
+Each model's weights are loaded once per (spec, device, dtype) into ``WEIGHTS``, under a memory
+budget (``models.weight_cache``: least recently used first out). Every call gets its own model
+object over those shared tensors (``models.shared.instance``), built with the call's backend and
+sliding window: its KV cache, recorder and hooks are its own, so concurrent visitors neither wait
+on each other nor share a cache. ``dtype`` "auto" runs bfloat16 on a CUDA device that supports it
+(float16 otherwise) and float32 on the CPU. Text is tokenized by the spec's own tokenizer.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -22,10 +25,11 @@ from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import generate
 from playground.models.base import LanguageModel
+from playground.models.shared import Weights, estimated_bytes, instance
+from playground.models.weight_cache import Checkout, WeightCache
 from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
 from playground.nn.kernels import run_dtype
 from playground.train import data
-from playground.train.tokenizer import Tokenizer
 from playground.ui.i18n import Message, MessageError, msg
 from playground.zoo import ModelSpec
 
@@ -38,9 +42,15 @@ ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy 
 
 @dataclass
 class Loaded:
+    """One call's model: its own instance over the shared weights, and notes for the reader (models
+    unloaded to make room for it, or this one loaded again after being unloaded)."""
+
     model: LanguageModel
     spec: ModelSpec
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    notes: list[Message] = field(default_factory=list)
+
+
+WEIGHTS = WeightCache()  # budget: PLAYGROUND_MODEL_MEMORY_GB, read at each load (default: half the memory)
 
 
 def about(name: str) -> Message:
@@ -88,35 +98,46 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
                                           nearest_shape=shape(zoo.entry_configs(nearest)[0]))
 
 
-@lru_cache(maxsize=24)
 def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0, dtype: str = "auto") -> Loaded:
-    """The model a spec names, built for this backend, device, sliding window (0: none) and dtype, cached."""
+    """A model of its own for one call: the spec's weights for this device and dtype (loaded once,
+    shared), built with this backend and sliding window (0: none)."""
     if device not in devices():
         raise MessageError("error.device", device=device, devices=", ".join(devices()))
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
     if dtype not in DTYPES:
         raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
+    window = check_int("window", window, 0, spec.config().context_length)
+    out = weights(spec, device, run_dtype(dtype, device))
+    notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
+    if out.reloaded:
+        notes.append(msg("note.reloaded", name=weights_name(spec, device, out.weights.dtype)))
+    return Loaded(instance(out.weights, backend=backend, sliding_window=window), spec, notes)
+
+
+def weights_name(spec: ModelSpec, device: str, dtype: torch.dtype) -> str:
+    """How notes name a model's weights: the spec, with device and dtype unless CPU float32."""
+    if device == "cpu" and dtype == torch.float32:
+        return str(spec)
+    return f"{spec} ({device}, {str(dtype).removeprefix('torch.')})"
+
+
+def weights(spec: ModelSpec, device: str, dtype: torch.dtype) -> Checkout:
+    """The spec's weights on this device in this dtype, from ``WEIGHTS`` (loaded on a miss)."""
+    return WEIGHTS.get((spec, device, dtype), lambda: Weights.of(spec.load(device=device).to(dtype)),
+                       lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype))
+
+
+def tokenize(spec: ModelSpec, text: str) -> tuple[list[int], list[Message]]:
+    """Token ids of a prompt by the spec's tokenizer, cut to what the model can take, and notes saying what was cut."""
     cfg = spec.config()
-    window = check_int("window", window, 0, cfg.context_length)
-    model = spec.load(device=device, backend=backend, sliding_window=window)
-    return Loaded(model.to(run_dtype(dtype, device)), spec)
-
-
-@lru_cache(maxsize=1)
-def tokenizer() -> Tokenizer:
-    return Tokenizer.load()
-
-
-def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[Message]]:
-    """Token ids of a prompt, cut to what the model can take, and notes saying what was cut."""
     if not isinstance(text, str) or not text.strip():
         raise MessageError("error.prompt_empty")
     notes = []
     if len(text) > MAX_PROMPT_CHARS:
         notes.append(msg("note.chars_cut", chars=len(text), limit=MAX_PROMPT_CHARS))
         text = text[:MAX_PROMPT_CHARS]
-    ids = tokenizer().encode(text)
+    ids = spec.tokenizer().encode(text)
     if cfg.position == "learned":
         limit, why = cfg.context_length, msg("note.why_learned")
     elif cfg.family in config.RECURRENT_FAMILIES:
@@ -129,15 +150,21 @@ def tokenize(text: str, cfg: ModelConfig) -> tuple[list[int], list[Message]]:
     return ids, notes
 
 
-def labels(ids: list[int]) -> list[str]:
-    return tokenizer().labels(ids)
+def labels(spec: ModelSpec, ids: list[int]) -> list[str]:
+    """A readable label per token, by the spec's tokenizer."""
+    return spec.tokenizer().labels(ids)
+
+
+def decode(spec: ModelSpec, ids: list[int]) -> str:
+    return spec.tokenizer().decode(ids)
 
 
 TASK_LABELS = {data.PAD_ID: "PAD", data.BOS_ID: "BOS", data.SEP_ID: "SEP", data.QUERY_ID: "QUERY"}
 
 
-def task_labels(ids: list[int]) -> list[str]:
-    return [TASK_LABELS.get(i) or label for i, label in zip(ids, labels(ids))]
+def task_labels(spec: ModelSpec, ids: list[int]) -> list[str]:
+    """Labels of a synthetic-task sequence: its special ids by name, the rest by the spec's tokenizer."""
+    return [TASK_LABELS.get(i) or label for i, label in zip(ids, labels(spec, ids))]
 
 
 def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None, int]:
@@ -165,22 +192,21 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     """
     prefix_len = check_int("prefix_len", prefix_len, 0)
     loaded = load(spec, backend, device, window, dtype)
-    model, cfg = loaded.model, loaded.model.cfg
+    model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
     if spec.is_task:
         ids, target, _ = task_sequence(spec.name, seed)
-        with loaded.lock:
-            result = analyze(model, ids, target_ids=target, labels=task_labels(ids),
-                             target_labels=task_labels(target) if target else None)
-        return result, [msg("note.task_analyze", name=spec.name, seed=seed)]
-    ids, notes = tokenize(text, cfg)
-    with loaded.lock:
-        if cfg.family == "encdec":
-            target = [data.BOS_ID] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
-            result = analyze(model, ids, target_ids=target, labels=labels(ids), target_labels=labels(target))
-            notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))
-        else:
-            prefix_len = min(prefix_len, len(ids)) if cfg.family == "prefix" else 0
-            result = analyze(model, ids, prefix_len=prefix_len, labels=labels(ids))
+        result = analyze(model, ids, target_ids=target, labels=task_labels(spec, ids),
+                         target_labels=task_labels(spec, target) if target else None)
+        return result, notes + [msg("note.task_analyze", name=spec.name, seed=seed)]
+    ids, cut = tokenize(spec, text)
+    notes += cut
+    if cfg.family == "encdec":
+        target = [data.BOS_ID] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
+        result = analyze(model, ids, target_ids=target, labels=labels(spec, ids), target_labels=labels(spec, target))
+        notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))
+    else:
+        prefix_len = min(prefix_len, len(ids)) if cfg.family == "prefix" else 0
+        result = analyze(model, ids, prefix_len=prefix_len, labels=labels(spec, ids))
     return result, notes
 
 
@@ -207,6 +233,7 @@ class Timeline:
     source_labels: list[str]            # encoder-decoder: the source (cross-attention keys)
     n_layer: int
     n_heads: int
+    config: ModelConfig                 # what it ran with: the model's, with the call's backend and window
 
 
 def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
@@ -219,30 +246,29 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
     top_p = check_float("top_p", top_p, 0.0, 1.0)
     seed = check_int("seed", seed, 0)
     loaded = load(spec, backend, device, window, dtype)
-    model, cfg = loaded.model, loaded.model.cfg
+    model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
     show = labels
     if spec.is_task:
         ids, target, prompt_len = task_sequence(spec.name, seed)
         ids = ids if target else ids[:prompt_len]
-        notes, show = [msg("note.task_generate", name=spec.name, seed=seed)], task_labels
+        notes, show = notes + [msg("note.task_generate", name=spec.name, seed=seed)], task_labels
     else:
-        ids, notes = tokenize(text, cfg)
+        ids, cut = tokenize(spec, text)
+        notes += cut
     if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
         keep = max(1, cfg.context_length + 1 - max_new_tokens)
         if keep < len(ids):
             notes.append(msg("note.learned_keep", context=cfg.context_length, keep=keep))
             ids = ids[-keep:]
-    with loaded.lock:
-        gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                       seed=seed, record=True)
+    gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   seed=seed, record=True)
     encdec = cfg.family == "encdec"
-    tok = tokenizer()
     return Timeline(
-        prompt_labels=show([data.BOS_ID]) if encdec else show(ids), new_labels=show(gen.tokens),
-        text=tok.decode(gen.tokens), rows=[s.attention for s in gen.steps],
+        prompt_labels=show(spec, [data.BOS_ID]) if encdec else show(spec, ids), new_labels=show(spec, gen.tokens),
+        text=decode(spec, gen.tokens), rows=[s.attention for s in gen.steps],
         cache_bytes=[s.cache_bytes for s in gen.steps],
-        cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps], source_labels=show(ids) if encdec else [],
-        n_layer=cfg.n_layer, n_heads=cfg.n_heads), notes
+        cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps],
+        source_labels=show(spec, ids) if encdec else [], n_layer=cfg.n_layer, n_heads=cfg.n_heads, config=cfg), notes
 
 
 def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:

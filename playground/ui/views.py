@@ -46,17 +46,17 @@ def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> 
             raise w.error("view.refused", family=cfg.family)
         x, y, mask = data.TASKS[task](1, tcfg.task_length, cfg.vocab_size, 0)
         ids, targets, scored = x[0].tolist(), y[0].tolist(), mask[0].tolist()
-        labels = service.task_labels(ids)
+        labels = service.task_labels(spec, ids)
         notes.append(w("view.task_sequence", name=spec.name, n=sum(scored)))
     else:
         try:
-            ids, cut = service.tokenize(prompt, cfg)
+            ids, cut = service.tokenize(spec, prompt)
         except ValueError as e:
             raise w.error(e) from None
         notes += [w.render(n) for n in cut]
         targets = ids[1:] + [0]
         scored = [True] * (len(ids) - 1) + [False]
-        labels = service.labels(ids)
+        labels = service.labels(spec, ids)
     if cap and len(ids) > cap:
         notes.append(w("view.ablation_cut", tokens=len(ids), limit=cap))
         ids, labels, targets, scored = ids[:cap], labels[:cap], targets[:cap], scored[:cap]
@@ -66,7 +66,7 @@ def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> 
 
 
 def token_labels(spec: ModelSpec, ids: list[int]) -> list[str]:
-    return service.task_labels(ids) if spec.is_task else service.labels(ids)
+    return service.task_labels(spec, ids) if spec.is_task else service.labels(spec, ids)
 
 
 def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int = 0, without_first: bool = False,
@@ -85,54 +85,54 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
         raise w.error(e) from None
     model, untrained = loaded.model, not spec.trained
     seq = sequence(w, spec, prompt, MAX_ABLATION_TOKENS if view == "ablation" else None)
+    seq["notes"][:0] = [w.render(n) for n in loaded.notes]  # models unloaded to make room, or this one reloaded
     ids, labels = seq["ids"], seq["labels"]
     prefix_len = min(int(prefix_len), len(ids)) if cfg.family == "prefix" else 0
     numbers: dict = {"view": view, "spec": str(spec), "labels": labels, "token_ids": ids}
-    with loaded.lock:
-        if view == "norms":
-            vn = value_norms(model, ids, prefix_len=prefix_len)
-            figures = [plots.overview(vn.per_head, msg("view.title_norms"), untrained=untrained, words=w,
-                                      scale_title=w("view.scale_norm")),
-                       plots.overview(vn.per_layer[None], msg("view.title_norms_layer"), untrained=untrained,
-                                      words=w, row_names=[w("view.all_heads")], scale_title=w("view.scale_norm"),
-                                      col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))])]
-            numbers.update(per_head=vn.per_head.tolist(), per_layer=vn.per_layer.tolist(),
-                           value_norms=vn.value_norms.tolist())
-        elif view == "rollout":
-            weights = value_norms(model, ids, prefix_len=prefix_len).weights  # (L, nh, T, T), the model's own
-            R = rollout(weights, without_first=without_first)  # (L, T, T)
-            which = msg("view.without_first" if without_first else "view.with_first")
-            figures = [plots.head(R[-1], labels, labels, msg("view.title_rollout", which=which),
-                                  untrained=untrained, words=w, scale_title=w("view.scale_rollout")),
-                       plots.overview(R[None], msg("view.title_rollout_layers", which=which), untrained=untrained,
-                                      words=w, row_names=[w("view.rollout_row")], scale_title=w("view.scale_rollout"),
-                                      col_names=[w("view.through_layer", i=i) for i in range(len(R))])]
-            numbers.update(rollout=R.tolist(), without_first=bool(without_first))
-        elif view == "lens":
-            lens = logit_lens(model, ids, k=LENS_TOP, prefix_len=prefix_len)
-            tops = [[token_labels(spec, row.tolist()) for row in layer] for layer in lens.top_ids]  # [L][T][k]
-            figures = [plots.logit_lens(lens.top_probs, tops, labels, msg("view.title_lens"), untrained=untrained,
-                                        words=w)]
-            numbers.update(top_ids=lens.top_ids.tolist(), top_tokens=tops, top_probs=lens.top_probs.tolist(),
-                           next_prob=lens.next_prob.tolist())
-        else:
-            scored = seq["scored"]
-            if not any(scored):
-                raise w.error("view.ablation_short")
-            ab = ablate_heads(model, ids, targets=[seq["targets"]], mask=[scored], mode=mode, prefix_len=prefix_len)
-            mode_name = w("view.mode_zero") if mode == "zero" else w("view.mode_mean")
-            figures = [plots.layer_head_grid(ab.d_loss, msg("view.title_ablation_loss", mode=mode_name,
-                                                            loss=ab.loss), scale_title=w("view.scale_d_loss"),
-                                             untrained=untrained, words=w),
-                       plots.layer_head_grid(ab.d_target_logit, msg("view.title_ablation_logit", mode=mode_name,
-                                                                    logit=ab.target_logit),
-                                             scale_title=w("view.scale_d_logit"), untrained=untrained, words=w)]
-            numbers.update(ab.to_dict(), scored=[i for i, s in enumerate(scored) if s],
-                           targets=[t for t, s in zip(seq["targets"], scored) if s])
-            wanted = token_labels(spec, seq["targets"])
-            pairs = [f"{i} {labels[i]} → {wanted[i]}" for i, s in enumerate(scored) if s]
-            seq["notes"].append(w("view.scored", n=len(pairs), positions=", ".join(pairs[:24])
-                                  + (" …" if len(pairs) > 24 else "")))
+    if view == "norms":
+        vn = value_norms(model, ids, prefix_len=prefix_len)
+        figures = [plots.overview(vn.per_head, msg("view.title_norms"), untrained=untrained, words=w,
+                                  scale_title=w("view.scale_norm")),
+                   plots.overview(vn.per_layer[None], msg("view.title_norms_layer"), untrained=untrained,
+                                  words=w, row_names=[w("view.all_heads")], scale_title=w("view.scale_norm"),
+                                  col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))])]
+        numbers.update(per_head=vn.per_head.tolist(), per_layer=vn.per_layer.tolist(),
+                       value_norms=vn.value_norms.tolist())
+    elif view == "rollout":
+        weights = value_norms(model, ids, prefix_len=prefix_len).weights  # (L, nh, T, T), the model's own
+        R = rollout(weights, without_first=without_first)  # (L, T, T)
+        which = msg("view.without_first" if without_first else "view.with_first")
+        figures = [plots.head(R[-1], labels, labels, msg("view.title_rollout", which=which),
+                              untrained=untrained, words=w, scale_title=w("view.scale_rollout")),
+                   plots.overview(R[None], msg("view.title_rollout_layers", which=which), untrained=untrained,
+                                  words=w, row_names=[w("view.rollout_row")], scale_title=w("view.scale_rollout"),
+                                  col_names=[w("view.through_layer", i=i) for i in range(len(R))])]
+        numbers.update(rollout=R.tolist(), without_first=bool(without_first))
+    elif view == "lens":
+        lens = logit_lens(model, ids, k=LENS_TOP, prefix_len=prefix_len)
+        tops = [[token_labels(spec, row.tolist()) for row in layer] for layer in lens.top_ids]  # [L][T][k]
+        figures = [plots.logit_lens(lens.top_probs, tops, labels, msg("view.title_lens"), untrained=untrained,
+                                    words=w)]
+        numbers.update(top_ids=lens.top_ids.tolist(), top_tokens=tops, top_probs=lens.top_probs.tolist(),
+                       next_prob=lens.next_prob.tolist())
+    else:
+        scored = seq["scored"]
+        if not any(scored):
+            raise w.error("view.ablation_short")
+        ab = ablate_heads(model, ids, targets=[seq["targets"]], mask=[scored], mode=mode, prefix_len=prefix_len)
+        mode_name = w("view.mode_zero") if mode == "zero" else w("view.mode_mean")
+        figures = [plots.layer_head_grid(ab.d_loss, msg("view.title_ablation_loss", mode=mode_name,
+                                                        loss=ab.loss), scale_title=w("view.scale_d_loss"),
+                                         untrained=untrained, words=w),
+                   plots.layer_head_grid(ab.d_target_logit, msg("view.title_ablation_logit", mode=mode_name,
+                                                                logit=ab.target_logit),
+                                         scale_title=w("view.scale_d_logit"), untrained=untrained, words=w)]
+        numbers.update(ab.to_dict(), scored=[i for i, s in enumerate(scored) if s],
+                       targets=[t for t, s in zip(seq["targets"], scored) if s])
+        wanted = token_labels(spec, seq["targets"])
+        pairs = [f"{i} {labels[i]} → {wanted[i]}" for i, s in enumerate(scored) if s]
+        seq["notes"].append(w("view.scored", n=len(pairs), positions=", ".join(pairs[:24])
+                              + (" …" if len(pairs) > 24 else "")))
     return figures, numbers, seq["notes"]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -26,20 +27,32 @@ from playground.errors import InputError
 from playground.models import build_model
 from playground.models.base import LanguageModel
 from playground.models.checkpoint import CARD, load_model
+from playground.train.tokenizer import Tokenizer
 from playground.zoo import registry
 
 UNTRAINED_SEED = 0  # every untrained spec builds the same random weights
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")  # also a safe folder name
 
 
+@lru_cache(maxsize=1)
+def _shipped() -> Tokenizer:
+    return Tokenizer.load()
+
+
+def shipped_tokenizer(name: str = "") -> Tokenizer:
+    """The tokenizer every zoo, page-trained and untrained model reads (``models/tokenizer``), loaded once."""
+    return _shipped()
+
+
 @dataclass(frozen=True)
 class Scheme:
-    """How the models of one source are named, configured and loaded."""
+    """How the models of one source are named, configured, loaded and tokenized."""
 
     check: Callable[[str], str]                  # the name after the colon -> its canonical form, or InputError
     config: Callable[[str], ModelConfig]         # a checked name -> its config, without loading weights
     load: Callable[[str], LanguageModel]         # a checked name -> the model, weights loaded, on the CPU
     trained: bool = True                         # False: random weights (the page marks them UNTRAINED)
+    tokenizer: Callable[[str], Tokenizer] = shipped_tokenizer  # a checked name -> its tokenizer (encode, decode, labels)
 
 
 # ----------------------------------------------------------------------------- zoo:<name>
@@ -152,6 +165,10 @@ class ModelSpec:
 
     def config(self) -> ModelConfig:
         return SCHEMES[self.scheme].config(self.name)
+
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer of this model's source: text -> ids -> text, and a label per token."""
+        return SCHEMES[self.scheme].tokenizer(self.name)
 
     def load(self, *, device: str = "cpu", **overrides) -> LanguageModel:
         """The model in eval mode; ``overrides`` replace config fields (backend, sliding_window)."""
