@@ -62,9 +62,9 @@ def spread(samples) -> dict:
 
 
 # ---------------------------------------------------------------------------------- CPU memory
-def _proc_status_kib(field: str) -> int | None:
+def _proc_status_kib(field: str, pid: int | None = None) -> int | None:
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
@@ -78,6 +78,33 @@ def _ru_maxrss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
+def peak_rss_bytes(pid: int | None = None) -> int:
+    """The peak resident memory of a process so far, in bytes: this one (``pid`` None), or another
+    of this user's, such as an app server started by a benchmark.
+
+    Linux reads the kernel's high-water mark (VmHWM in /proc/<pid>/status; ``reset_peak_rss``
+    starts it again); elsewhere only this process can be asked, through ru_maxrss.
+    """
+    kib = _proc_status_kib("VmHWM", pid)
+    if kib is not None:
+        return kib * 1024
+    if pid is None or pid == os.getpid():
+        return _ru_maxrss_bytes()
+    raise ValueError(f"cannot read the peak memory of process {pid}: no /proc/{pid}/status "
+                     "(not Linux, or no such process)")
+
+
+def reset_peak_rss(pid: int | None = None) -> bool:
+    """Start a process's high-water mark again from its current resident memory (Linux: write 5 to
+    /proc/<pid>/clear_refs). False where it cannot be reset; the peak then covers the process's life."""
+    try:
+        with open(f"/proc/{pid or 'self'}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _proc_status_kib("VmHWM", pid) is not None
+
+
 class PeakRSS:
     """Peak resident set of this process over a ``with`` block: rise above the start, and the peak.
 
@@ -87,18 +114,13 @@ class PeakRSS:
     """
 
     def __enter__(self) -> Self:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.resettable = _proc_status_kib("VmHWM") is not None
-        except OSError:
-            self.resettable = False
+        self.resettable = reset_peak_rss()
         rss = _proc_status_kib("VmRSS")
         self.start = rss * 1024 if self.resettable and rss is not None else _ru_maxrss_bytes()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.peak = _proc_status_kib("VmHWM") * 1024 if self.resettable else _ru_maxrss_bytes()
+        self.peak = peak_rss_bytes()
         self.rise = max(0, self.peak - self.start)
 
 

@@ -75,12 +75,12 @@ class WeightCache:
     def limit(self) -> int:
         return self.budget if self.budget is not None else memory_budget()
 
-    def get(self, key: Hashable, load: Callable[[], Weights], size: int, name: str) -> Checkout:
+    def get(self, key: Hashable, load: Callable[[], Weights], estimate: Callable[[], int], name: str) -> Checkout:
         """The weights under ``key``, loaded by ``load()`` if absent.
 
         Args:
-            size: the bytes the weights will hold (an estimate from the config), checked against
-                the budget before anything is loaded.
+            estimate: the bytes the weights will hold (from the config; asked on a miss only),
+                checked against the budget before anything is loaded.
             name: how messages name the model.
         """
         hit = self._hit(key)
@@ -92,7 +92,7 @@ class WeightCache:
             hit = self._hit(key)
             if hit is not None:  # loaded by the request this one waited for
                 return Checkout(hit)
-            limit = self.limit()
+            limit, size = self.limit(), estimate()
             if size > limit:
                 raise InputError("error.model_too_large", name=name, size_mb=round(size / 1e6),
                                  budget_mb=round(limit / 1e6), env=BUDGET_ENV)
