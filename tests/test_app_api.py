@@ -357,3 +357,5 @@ def test_readme_api_examples_run(app_url):
     assert [row[0] for row in scope["table"][0]["data"]] == ["MHA (32 K/V heads)", "GQA (8 K/V heads)",
                                                             "MQA (1 K/V head)", "MLA (latent 512 + rope 64)"]
     assert [r["name"] for r in scope["models"]] == zoo.available()
+    ablation = scope["ablation"]
+    assert [len(row) for row in ablation["d_loss"]] == [4] * 4 and ablation["target_tokens"] == ["␣be"]
