@@ -167,7 +167,7 @@ def test_ablate_endpoint_returns_the_numbers_of_ablate_heads_called_directly(cli
 
 @pytest.mark.parametrize("call, message", [
     (dict(target=" question"), "The target must be one token; “ question” is 2 tokens: ␣qu estion"),
-    (dict(spec="zoo:induction", target="x"), "zoo:induction is a synthetic-task model: it is scored on its own answers"),
+    (dict(spec="zoo:induction", target="x"), "zoo:induction is a synthetic-task model: it is scored on its own"),
     (dict(mode="half"), "Unknown ablation mode"),
     (dict(spec="zoo:rwkv"), "decoder-only and prefix Transformers"),
 ])
