@@ -63,6 +63,9 @@ WORDS: dict[str, str] = {
     'plot.position': 'position (token read)',
     'plot.lens_hover': '%{y} · position %{x}<br>%{customdata}',
     'plot.grid_hover': '%{y} · %{x}<br>%{customdata}: %{z:.4f}',
+    'plot.kv_group': 'kv{g}: {heads}',
+    'plot.kv_short': 'kv{g}',
+    'plot.grouped_kv': 'columns grouped by K/V head ({n} K/V heads)',
     'kv.heads': '{variant} ({n} K/V heads)',
     'kv.one_head': '{variant} (1 K/V head)',
     'kv.mla': 'MLA (latent {latent} + rope {rope})',
@@ -132,7 +135,8 @@ def _layout(fig: go.Figure, title, height: int, words=ENGLISH, **extra) -> go.Fi
 
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
              max_cells: int = 160_000, untrained: bool = False, signed: bool = False, words=ENGLISH,
-             kind: str = "", col_names: list[str] | None = None, scale_title=None) -> go.Figure:
+             kind: str = "", col_names: list[str] | None = None, scale_title=None,
+             groups: list[list[int]] | None = None) -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
@@ -142,13 +146,19 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
             the scale then runs from 0 to their maximum.
         max_px: at most this many cells per head side; fewer when the grid would exceed max_cells.
         kind: the attention kind, written into ``layout.meta`` with the grid's geometry
-            ({"kind", "rows", "cols", "gap"}: a head's cells and the gutter after them), so a click
-            on a cell can name its layer (row // (rows + gap)) and head (col // (cols + gap)).
+            ({"kind", "rows", "cols", "gap", "heads"}: a head's cells, the gutter after them, and the head
+            drawn in each column slot), so a click on a cell can name its layer (row // (rows + gap)) and
+            head (heads[col // (cols + gap)]).
+        groups: the query heads each K/V head serves (``inspect.step_through.kv_groups``): the columns are
+            ordered group by group, labelled once per group ("kv0: h0 h1") and separated by a line. Groups
+            of one head each (MHA) change nothing.
     Hover names the layer, head, query and key (block indices when downsampled).
     """
     L, H, tq, tk = weights.shape
+    order, groups = _column_order(groups, H)
     side = max(16, min(max_px, int(np.sqrt(max_cells / (L * H)))))
     small, block = downsample_max(weights.astype(np.float32), side, signed)
+    small = small[:, order]
     sq, sk = small.shape[-2:]
     gap = max(1, sk // 12)
     grid = np.full((L * (sq + gap) - gap, H * (sk + gap) - gap), np.nan, dtype=np.float32)
@@ -158,25 +168,82 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
     row_names = row_names or [words("plot.layer", i=i) for i in range(L)]
     unit = words("plot.block_unit", block=block) if block > 1 else words("plot.token_unit")
     head_name = col_names or [words("plot.head", h=h) for h in range(H)]
+    slot_name = [head_name[h] for h in order]
+    if groups:
+        group_of = {h: g for g, members in enumerate(groups) for h in members}
+        slot_name = [f"{words('plot.kv_short', g=group_of[h])} · {head_name[h]}" for h in order]
     ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
-    xs = [f"{head_name[h]} · k{j}" for h in range(H) for j in range(sk)]
+    xs = [f"{slot_name[c]} · k{j}" for c in range(H) for j in range(sk)]
     ys = _with_gutters(ys, sq, gap, L)
     xs = _with_gutters(xs, sk, gap, H)
     value = words.render(scale_title) if scale_title else words("plot.weight")
     fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
                                hovertemplate=f"%{{y}} → %{{x}} ({unit})<br>{safe(value)} %{{z:.3f}}<extra></extra>"))
     tick_y = [ys[l * (sq + gap) + sq // 2] for l in range(L)]
-    tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
+    if groups:  # one label per K/V group, centred over its columns; a line in the gutter between two groups
+        spans, first = [], 0
+        for members in groups:
+            spans.append((first, first + len(members)))
+            first += len(members)
+        tick_x = [xs[(a * (sk + gap) + b * (sk + gap) - gap) // 2] for a, b in spans]
+        tick_text = [words("plot.kv_group", g=g, heads=_head_list(members)) for g, members in enumerate(groups)]
+        for _, b in spans[:-1]:
+            x = b * (sk + gap) - gap / 2 - 0.5  # the middle of the gutter, in category positions
+            fig.add_shape(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
+                          line=dict(color="#2d3748", width=3))
+    else:
+        tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
+        tick_text = head_name
     note = " · " + words("plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
+    if groups:
+        note += " · " + words("plot.grouped_kv", n=len(groups))
     title = f"{words.render(title)} · {words('plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, words)}"
-    return _layout(fig, title, height=max(300, 150 * L + 90), words=words,
+    # as tall as the grid is at ~OVERVIEW_WIDTH px wide (cells stay square), so a wide grid leaves no blank band
+    height = max(300, min(150 * L, round(OVERVIEW_WIDTH * grid.shape[0] / grid.shape[1])) + 90)
+    return _layout(fig, title, height=height, words=words,
                    coloraxis=colour_axis(small, signed, words, scale_title,
                                          zmax=(float(np.nanmax(small)) or 1.0) if scale_title else 1.0),
-                   meta=dict(kind=kind, rows=sq, cols=sk, gap=gap),
-                   xaxis=dict(type="category", tickvals=tick_x, ticktext=head_name,
+                   meta=dict(kind=kind, rows=sq, cols=sk, gap=gap, heads=order),
+                   xaxis=dict(type="category", tickvals=tick_x, ticktext=tick_text,
                               side="top", showgrid=False),
                    yaxis=dict(type="category", tickvals=tick_y, ticktext=[safe(n) for n in row_names],
                               autorange="reversed", showgrid=False, scaleanchor="x"))
+
+
+OVERVIEW_WIDTH = 1100  # px: about the plot area's width on the page
+
+
+def _column_order(groups: list[list[int]] | None, n_heads: int) -> tuple[list[int], list[list[int]] | None]:
+    """(the head drawn in each column slot, the groups to label or None). Groups must hold every head once;
+    groups of one head each leave the columns as they are."""
+    if groups is None:
+        return list(range(n_heads)), None
+    order = [int(h) for members in groups for h in members]
+    if sorted(order) != list(range(n_heads)) or any(not members for members in groups):
+        raise ValueError(f"groups must hold each of the {n_heads} heads exactly once, got {groups}")
+    if all(len(members) == 1 for members in groups):
+        return list(range(n_heads)), None
+    return order, [[int(h) for h in members] for members in groups]
+
+
+def _head_list(heads: list[int]) -> str:
+    """'h0 h1 h2', or 'h0–h13' for a long run of consecutive heads."""
+    if len(heads) > 6 and heads == list(range(heads[0], heads[-1] + 1)):
+        return f"h{heads[0]}–h{heads[-1]}"
+    return " ".join(f"h{h}" for h in heads)
+
+
+def overview_bytes(result, groups: list[list[int]] | None = None) -> int:
+    """Bytes of the overview figures the page sends for an analysis (an ``inspect.analysis.Analysis``): one
+    figure per attention kind, its Plotly JSON encoded as UTF-8. ``groups``: columns grouped by K/V head, as
+    the page draws them when asked (not applied to implicit attention, which has no K/V heads)."""
+    total = 0
+    for kind in result.kinds:
+        implicit = kind == "implicit"
+        figure = overview(result.weights(kind), kind, signed=implicit, kind=kind,
+                          groups=None if implicit else groups)
+        total += len(figure.to_json().encode("utf-8"))
+    return total
 
 
 def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str]:

@@ -52,6 +52,43 @@ def test_analyze_encdec_shows_three_kinds(client):
     assert "explicit" in out[0]
 
 
+def test_analyze_groups_the_overview_by_kv_head(client):
+    """GQA: one label per K/V head over the query heads that share it, a line between groups; encoder-decoder
+    groups every kind that has K/V heads; MHA and implicit attention are drawn as without grouping."""
+    prompt = "To be, or not to be, that is the question"
+    plain = plot_json(client.predict(spec="zoo:gqa", prompt=prompt, api_name="/analyze")[1])
+    grouped = plot_json(client.predict(spec="zoo:gqa", prompt=prompt, group_kv=True, api_name="/analyze")[1])
+    assert plain["layout"]["xaxis"]["ticktext"] == [f"head {h}" for h in range(4)]
+    assert grouped["layout"]["xaxis"]["ticktext"] == ["kv0: h0 h1", "kv1: h2 h3"]
+    assert len(grouped["layout"]["shapes"]) == 1 and grouped["layout"]["meta"]["heads"] == [0, 1, 2, 3]
+    assert "columns grouped by K/V head (2 K/V heads)" in grouped["layout"]["title"]["text"]
+    encdec = client.predict(spec="untrained:encdec/MQA/alibi", prompt="Friends, Romans", group_kv=True,
+                            api_name="/analyze")
+    for out in encdec[1:]:
+        assert plot_json(out)["layout"]["xaxis"]["ticktext"] == ["kv0: h0 h1 h2 h3"]
+    for spec in ("zoo:baseline", "zoo:rwkv"):
+        a, b = (plot_json(client.predict(spec=spec, prompt=prompt, group_kv=g, api_name="/analyze")[1])
+                for g in (False, True))
+        assert a["layout"]["xaxis"]["ticktext"] == b["layout"]["xaxis"]["ticktext"] == [f"head {h}" for h in range(4)]
+        assert "grouped" not in b["layout"]["title"]["text"] and "shapes" not in b["layout"]
+
+
+def test_the_grouping_note_says_what_shares_a_kv_head_or_that_nothing_changes():
+    from playground.ui import service
+    from playground.ui.attention import group_note
+    from playground.ui.lang import Words
+    from playground.zoo import ModelSpec
+
+    def note(spec, lang="en"):
+        result, _ = service.analyze_text(ModelSpec.parse(spec), "To be, or not to be")
+        return group_note(Words(lang=lang), result)
+
+    assert note("zoo:gqa") == "4 query heads share 2 K/V heads: kv0: h0 h1; kv1: h2 h3"
+    assert note("zoo:mqa", "zh-CN") == "4 个查询头共享 1 个 K/V 头：KV0：h0 h1 h2 h3"
+    assert "each of the 4 query heads has its own K/V head" in note("zoo:baseline")
+    assert "no K/V heads" in note("zoo:mamba")
+
+
 def test_html_in_prompt_is_text(client):
     figures = client.predict(SPEC, "<script>alert(1)</script><b>x</b>", "self", 0, 0, api_name="/head")
     labels = " ".join(json.loads(figures["head"])["data"][0]["x"])
@@ -320,3 +357,5 @@ def test_readme_api_examples_run(app_url):
     assert [row[0] for row in scope["table"][0]["data"]] == ["MHA (32 K/V heads)", "GQA (8 K/V heads)",
                                                             "MQA (1 K/V head)", "MLA (latent 512 + rope 64)"]
     assert [r["name"] for r in scope["models"]] == zoo.available()
+    ablation = scope["ablation"]
+    assert [len(row) for row in ablation["d_loss"]] == [4] * 4 and ablation["target_tokens"] == ["␣be"]

@@ -412,6 +412,41 @@ def test_view_switch_to_rollout_and_to_head_ablation(browser, app_url):
         wait_for_plot_title(pg, "Self-attention (causal)")
 
 
+OVERVIEW_TICKS_JS = """() => [...document.querySelectorAll('.overview-plot .js-plotly-plot')][0]
+  .querySelectorAll('.xtick text')"""
+
+
+def overview_ticks(pg) -> list[str]:
+    return pg.evaluate(f"() => [...({OVERVIEW_TICKS_JS})()].map(t => t.textContent)")
+
+
+def test_group_the_overview_by_kv_head_on_the_gqa_model(browser, app_url):
+    """GQA (4 query heads, 2 K/V heads): ticking the box labels the columns by K/V group, draws a line between
+    the groups, and a click on a grouped cell still opens that head; unticking restores the head labels."""
+    with fresh_page(browser, app_url, "en-US") as pg:
+        pg.get_by_role("tab", name="Attention").click()
+        pg.get_by_label("GQA (2 K/V heads)").check()
+        set_prompt(pg, "To be, or not to be, that is the question")
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "Self-attention (causal)")
+        assert "zoo:gqa" in badge_text(pg)
+        assert overview_ticks(pg) == ["head 0", "head 1", "head 2", "head 3"]
+        box = pg.locator("#group-kv")
+        box.get_by_text("4 query heads share 2 K/V heads: kv0: h0 h1; kv1: h2 h3").wait_for()
+        box.get_by_label("Group by K/V head").check()
+        wait_for_plot_title(pg, "columns grouped by K/V head (2 K/V heads)")
+        assert overview_ticks(pg) == ["kv0: h0 h1", "kv1: h2 h3"]
+        assert pg.locator(".overview-plot .js-plotly-plot").first.locator(".shapelayer path").count() == 1
+        pg.locator(".overview-plot").first.screenshot(path="/tmp/group-kv-overview.png")
+        shot(pg, "21-group-by-kv-head")
+        at = pg.evaluate(CELL_JS, [1, 3])
+        pg.mouse.click(at["x"], at["y"])
+        wait_for_plot_title(pg, "layer 1, head 3")
+        box.get_by_label("Group by K/V head").uncheck()
+        pg.wait_for_function(f"() => [...({OVERVIEW_TICKS_JS})()].map(t => t.textContent).join() === "
+                             "'head 0,head 1,head 2,head 3'")
+
+
 def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url):
     with fresh_page(browser, app_url) as pg:
         tab = pg.get_by_role("tab", name="Inside a head")

@@ -35,6 +35,55 @@ def test_overview_meta_maps_every_cell_back_to_its_layer_and_head(shape):
                 assert z[row, col] == small[layer, head, row % down, col % across]
 
 
+@pytest.mark.parametrize("groups", [[[0, 1], [2, 3], [4, 5]], [[0, 3], [1, 4], [2, 5]], [[0, 1, 2, 3, 4, 5]]])
+def test_overview_grouped_by_kv_head_orders_labels_and_separates_the_columns(groups):
+    """GQA / MQA: columns in group order, one label per K/V group, a line between groups; a click still names the
+    right head through meta['heads']."""
+    w = np.random.default_rng(2).random((3, 6, 20, 20)).astype(np.float32)
+    fig = plots.overview(w, "t", kind="self", groups=groups)
+    meta, z = fig.layout.meta, np.asarray(fig.data[0].z, dtype=np.float32)
+    order = [h for g in groups for h in g]
+    assert meta["heads"] == order
+    assert list(fig.layout.xaxis.ticktext) == ["kv%d: %s" % (g, " ".join(f"h{h}" for h in members))
+                                               for g, members in enumerate(groups)]
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == len(groups) - 1
+    across = meta["cols"] + meta["gap"]
+    for line, boundary in zip(lines, np.cumsum([len(g) for g in groups])[:-1]):
+        col = int(np.ceil(line.x0))  # the line sits in the gutter just before the next group's first column
+        assert boundary * across - meta["gap"] <= col < boundary * across and np.isnan(z[:, col]).all()
+    for slot, h in enumerate(order):
+        np.testing.assert_array_equal(z[:meta["rows"], slot * across: slot * across + meta["cols"]], w[0, h])
+        assert fig.data[0].x[slot * across].startswith(f"kv{[h in g for g in groups].index(True)} · head {h} · ")
+    assert "grouped by K/V head" in fig.layout.title.text
+
+
+def test_overview_grouping_is_a_no_op_for_mha_and_refuses_groups_that_miss_a_head():
+    w = np.random.default_rng(3).random((2, 4, 8, 8)).astype(np.float32)
+    assert plots.overview(w, "t", groups=[[0], [1], [2], [3]]).to_json() == plots.overview(w, "t").to_json()
+    for bad in ([[0, 1], [2]], [[0, 1], [1, 2, 3]], [[0, 1, 2, 3], []]):
+        with pytest.raises(ValueError, match="each of the 4 heads exactly once"):
+            plots.overview(w, "t", groups=bad)
+
+
+def test_overview_of_a_gpt2_small_shaped_model_stays_under_2_mb():
+    """12 layers x 12 heads x 128 tokens: the figure the page sends is under 2 MB and as tall as it is wide."""
+    import torch
+    from playground import ModelConfig, analyze, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="decoder", n_layer=12, n_heads=12, n_kv_heads=12, d_model=768,
+                                    position="learned", context_length=1024, vocab_size=2048))
+    result = analyze(model, torch.randint(0, 2048, (128,)).tolist())
+    size = plots.overview_bytes(result)
+    assert 144 * 32 * 32 * 4 < size <= 2_000_000  # at least the thumbnails' float32 cells
+    fig = plots.overview(result.weights("self"), "self")
+    assert fig.layout.meta["rows"] == fig.layout.meta["cols"] == 32  # 4x4 blocks of 128 tokens
+    assert fig.layout.height <= plots.OVERVIEW_WIDTH + 90  # no blank band above and below a square grid
+    grouped = plots.overview_bytes(result, groups=[[h, h + 1] for h in range(0, 12, 2)])
+    assert abs(grouped - size) < 0.05 * size
+
+
 def test_downsample_keeps_the_maximum():
     a = np.zeros((1, 1, 10, 10))
     a[0, 0, 7, 3] = 0.9

@@ -137,3 +137,41 @@ def test_view_endpoint_refuses_recurrent_and_encoder_decoder_models(client):
             client.predict(spec=spec, prompt=PROMPT, view="norms", api_name="/view")
     first, _, _ = client.predict(spec="zoo:baseline", prompt=PROMPT, view="lens", api_name="/view")  # still serves
     assert "Logit lens" in json.loads(first["plot"])["layout"]["title"]["text"]
+
+
+def test_ablate_endpoint_returns_the_numbers_of_ablate_heads_called_directly(client):
+    """/ablate against playground.ablate_heads on the same shipped model and the same tokens: every next token
+    (mean ablation), then one chosen target token at the last position (zero ablation)."""
+    from playground import Tokenizer, ablate_heads, zoo
+
+    model = zoo.load("baseline").eval()
+    ids = Tokenizer.load().encode(PROMPT)
+    got = client.predict(spec="zoo:baseline", prompt=PROMPT, mode="mean", api_name="/ablate")
+    want = ablate_heads(model, ids, mode="mean")
+    assert got["token_ids"] == ids and got["mode"] == "mean" and got["scored"] == list(range(len(ids) - 1))
+    assert got["targets"] == ids[1:] and got["target_tokens"] == got["labels"][1:]
+    assert np.array(got["d_loss"]).shape == (model.cfg.n_layer, model.cfg.n_heads)
+    np.testing.assert_allclose(got["d_loss"], want.d_loss, atol=1e-4)
+    np.testing.assert_allclose(got["d_target_logit"], want.d_target_logit, atol=1e-4)
+    assert got["loss"] == pytest.approx(want.loss, abs=1e-4) and np.abs(want.d_loss).max() > 1e-3
+
+    (target,) = Tokenizer.load().encode(" be")
+    got = client.predict(spec="zoo:baseline", prompt=PROMPT, mode="zero", target=" be", api_name="/ablate")
+    T = len(ids)
+    want = ablate_heads(model, ids, targets=[[0] * (T - 1) + [target]], mask=[[False] * (T - 1) + [True]])
+    assert got["scored"] == [T - 1] and got["targets"] == [target] and got["target_tokens"] == ["␣be"]
+    np.testing.assert_allclose(got["d_loss"], want.d_loss, atol=1e-4)
+    np.testing.assert_allclose(got["d_target_logit"], want.d_target_logit, atol=1e-4)
+    assert got["target_logit"] == pytest.approx(want.target_logit, abs=1e-4)
+    assert any(n.startswith("Scored: the last position only") and "→ ␣be" in n for n in got["notes"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (dict(target=" question"), "The target must be one token; “ question” is 2 tokens: ␣qu estion"),
+    (dict(spec="zoo:induction", target="x"), "zoo:induction is a synthetic-task model: it is scored on its own"),
+    (dict(mode="half"), "Unknown ablation mode"),
+    (dict(spec="zoo:rwkv"), "decoder-only and prefix Transformers"),
+])
+def test_ablate_endpoint_refuses_what_it_cannot_score(client, call, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(**({"spec": "zoo:baseline", "prompt": PROMPT} | call), api_name="/ablate")

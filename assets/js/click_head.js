@@ -1,5 +1,6 @@
 // A click on an overview cell opens that head. The overview's layout.meta holds the grid geometry
-// (rows and cols of one head, the gap between heads, the attention kind: playground.plots.overview);
+// (rows and cols of one head, the gap between heads, the head drawn in each column slot (columns grouped
+// by K/V head change the order), the attention kind: playground.plots.overview);
 // the clicked cell becomes {kind, layer, head}, typed into a hidden textbox whose change event
 // opens the head on the server.
 // Reads window.PLAYGROUND.headPickId (set by playground/ui/attention.py).
@@ -13,7 +14,8 @@
     if (row % down >= meta.rows || col % across >= meta.cols) return;  // a gutter
     const box = document.querySelector(`#${headPickId} textarea, #${headPickId} input`);
     if (!box) return;
-    box.value = JSON.stringify({kind: meta.kind, layer: Math.floor(row / down), head: Math.floor(col / across),
+    const slot = Math.floor(col / across), head = Array.isArray(meta.heads) ? meta.heads[slot] : slot;
+    box.value = JSON.stringify({kind: meta.kind, layer: Math.floor(row / down), head,
                                 at: Date.now()});  // 'at': a second click on the same cell is a change too
     box.dispatchEvent(new Event("input", {bubbles: true}));
   };

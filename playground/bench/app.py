@@ -69,7 +69,7 @@ def _plot_bytes(value) -> int:
 def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
     cfg = ModelConfig(**{**BASE_MODEL, "n_layer": n_layer, "n_heads": n_heads, "n_kv_heads": n_heads})
     result = analyze(build_model(cfg), list(range(4, 4 + n_tokens)))
-    return len(plots.overview(result.weights("self"), "self").to_json())
+    return plots.overview_bytes(result)
 
 
 BUSY = ".eta-bar, .pending, .generating"  # Gradio's marks of an event still running

@@ -16,7 +16,9 @@ import numpy as np
 
 from playground import plots
 from playground.bench.kernels import fused_vs_dense, rule_for
+from playground.config import RECURRENT_FAMILIES, ModelConfig
 from playground.inspect.analysis import Analysis
+from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from playground.ui.i18n import Message, msg
 from . import api
@@ -181,16 +183,41 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     return [str(folder / "attention.json"), str(folder / "attention.npz")]
 
 
-def overview_plots(w: Words, state: dict) -> list:
+def head_groups(result: Analysis) -> list[list[int]] | None:
+    """The query heads each K/V head serves, K/V head by K/V head; None for a recurrent model (no K/V heads)."""
+    if result.config["family"] in RECURRENT_FAMILIES:
+        return None
+    return kv_groups(ModelConfig.from_dict(result.config))
+
+
+def group_note(w: Words, result: Analysis | None) -> str:
+    """What grouping the overview's columns by K/V head does for this model: which query heads share which
+    K/V head (GQA, MQA), or that it changes nothing (MHA, recurrent models)."""
+    if result is None:
+        return w("attention.group_kv_info")
+    groups = head_groups(result)
+    if groups is None:
+        return w("attention.group_kv_none")
+    if all(len(g) == 1 for g in groups):
+        return w("attention.group_kv_mha", n=len(groups))
+    shared = "; ".join(w("plot.kv_group", g=g, heads=" ".join(f"h{h}" for h in members))
+                       for g, members in enumerate(groups))
+    return w("attention.group_kv_shared", nh=sum(map(len, groups)), nkv=len(groups), groups=shared)
+
+
+def overview_plots(w: Words, state: dict, group_kv: bool = False) -> list:
     """(figure, title) of the three overview slots: self (or encoder self, or implicit), decoder self, cross;
-    (None, None) for a slot this model has no attention for."""
+    (None, None) for a slot this model has no attention for. ``group_kv``: head columns grouped by K/V head."""
     result, slots = state["result"], []
+    groups = head_groups(result) if group_kv else None
     for slot in OVERVIEW_SLOTS:
         kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
         if kinds:
             title = w.render(kind_title(kinds[0], result))
+            implicit = kinds[0] == "implicit"
             slots.append((plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
-                                         signed=kinds[0] == "implicit", words=w, kind=kinds[0]), title))
+                                         signed=implicit, words=w, kind=kinds[0],
+                                         groups=None if implicit else groups), title))
         else:
             slots.append((None, None))
     return slots
@@ -200,18 +227,19 @@ def kind_choices(w: Words, result: Analysis, value: str):
     return gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=value)
 
 
-def overview_updates(w: Words, state: dict) -> list:
-    return [gr.update(value=fig, visible=True, label=title) if fig else gr.update(value=None, visible=False)
-            for fig, title in overview_plots(w, state)]
+def overview_updates(w: Words, state: dict, group_kv: bool = False) -> list:
+    """The three overview slots, then the group-by-K/V-head box's note for this model."""
+    return [*(gr.update(value=fig, visible=True, label=title) if fig else gr.update(value=None, visible=False)
+              for fig, title in overview_plots(w, state, group_kv)), gr.update(info=group_note(w, state["result"]))]
 
 
-def analysis_outputs(w: Words, state: dict) -> list:
-    """What the Attention tab shows of an analysis: badge, overviews, head pickers, state."""
+def analysis_outputs(w: Words, state: dict, group_kv: bool = False) -> list:
+    """What the Attention tab shows of an analysis: badge, overviews, the grouping note, head pickers, state."""
     result, cfg = state["result"], state["result"].config
     if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
         w.info("info.long_prompt")
     # the head, its mask and the overlay follow in a second step, so the overview shows first
-    return [badge(w, state), *overview_updates(w, state), kind_choices(w, result, result.kinds[0]),
+    return [badge(w, state), *overview_updates(w, state, group_kv), kind_choices(w, result, result.kinds[0]),
             gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0), state]
 
 
@@ -219,17 +247,18 @@ def analysis_outputs(w: Words, state: dict) -> list:
 
 
 def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-            device: str = "cpu", dtype: str = "auto",
+            device: str = "cpu", dtype: str = "auto", group_kv: bool = False,
             request: gr.Request = None) -> tuple[str, dict | None, dict | None, dict | None]:
     """Analyze a prompt: the badge (kernel that ran, timing, faithfulness) and the overview of every layer and
     head: self-attention (or encoder self, or implicit), decoder self and cross-attention (None where absent).
 
     spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; prefix_len: bidirectional
     prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
-    dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU)."""
+    dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU); group_kv: head columns
+    grouped by the K/V head they share (GQA, MQA; MHA and recurrent models: unchanged)."""
     w = Words(request)
     state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
-    return badge(w, state), *(api.plot(fig) for fig, _ in overview_plots(w, state))
+    return badge(w, state), *(api.plot(fig) for fig, _ in overview_plots(w, state, group_kv))
 
 
 def head(spec: str, prompt: str, kind: str, layer: int, head: int, prefix_len: int = 0, window: int = 0,
@@ -260,6 +289,7 @@ class AttentionTab:
     head: gr.Slider
     state: gr.State
     view_outputs: list
+    group_kv: gr.Checkbox
 
 
 def prefix_and_window(prefix_applies: bool = False) -> tuple[gr.Slider, gr.Slider]:
@@ -290,6 +320,8 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     badge_html = gr.HTML()
     wire_views = build_views(state, localized)
     with gr.Column() as overview_box:
+        group_kv = gr.Checkbox(False, label=t("attention.group_kv"), info=t("attention.group_kv_info"),
+                               elem_id="group-kv")
         overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
                      enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
     redraw_view = wire_views(overview_box)
@@ -313,11 +345,11 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         files = gr.File(label=t("attention.data"), file_count="multiple", interactive=False)
 
     def analyze_controls(family, variant, position, task, fallback, backend, device, dtype, text, prefix, win,
-                         request: gr.Request = None):
+                         grouped, request: gr.Request = None):
         """The Analyze button: the controls' spec through the same function as /analyze."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device, dtype))
+        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device, dtype), grouped)
 
     def first_head(state: dict | None, kind: str, request: gr.Request):
         """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long; the block mask always."""
@@ -326,9 +358,9 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             return None, None, None, *block_view(Words(request), state, kind, 0)
         return head_views(state, kind, 0, 0, request)
 
-    outputs = [badge_html, *overviews, kind, layer, head_, state]
+    outputs = [badge_html, *overviews, group_kv, kind, layer, head_, state]
     view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
-    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window], outputs,
+    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv], outputs,
                       api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
         first_head, [state, kind], view_outputs, api_visibility="private").then(
         *redraw_view, api_visibility="private")
@@ -351,15 +383,24 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
 
     picked.change(open_picked, [state, picked], [kind, layer, head_, *view_outputs], api_visibility="private")
 
-    def relocalize(state: dict | None, kind_: str, layer_: int, head_i: int, request: gr.Request):
+    def regroup(state: dict | None, grouped: bool, request: gr.Request):
+        """The group-by-K/V-head box: the overviews drawn again from the same analysis."""
+        if not state:
+            return [gr.skip()] * (len(overviews) + 1)
+        return overview_updates(Words(request), state, grouped)
+
+    group_kv.change(regroup, [state, group_kv], [*overviews, group_kv], api_visibility="private")
+
+    def relocalize(state: dict | None, kind_: str, layer_: int, head_i: int, grouped: bool, request: gr.Request):
         """After a language switch: what is on screen, drawn again from the same analysis."""
         if not state:
-            return [gr.skip()] * (2 + len(overviews) + len(view_outputs))
+            return [gr.skip()] * (3 + len(overviews) + len(view_outputs))
         w = Words(request)
-        return [badge(w, state), *overview_updates(w, state),
+        return [badge(w, state), *overview_updates(w, state, grouped),
                 kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_i, request)]
 
-    localized.on_switch(relocalize, [state, kind, layer, head_], [badge_html, *overviews, kind, *view_outputs])
+    localized.on_switch(relocalize, [state, kind, layer, head_, group_kv],
+                        [badge_html, *overviews, group_kv, kind, *view_outputs])
     gr.on([kind.input, layer.release, head_.release], head_views, view_inputs, view_outputs, api_visibility="private")
     wire_prefix(controls, prefix_len, localized)
-    return AttentionTab(outputs, prefix_len, window, kind, layer, head_, state, view_outputs)
+    return AttentionTab(outputs, prefix_len, window, kind, layer, head_, state, view_outputs, group_kv)

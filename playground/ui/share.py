@@ -99,13 +99,13 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         return [chosen["family"], chosen["variant"], chosen["position"], chosen["task"], chosen["fallback"],
                 view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view]
 
-    def analyze_restored(view, prefix, device, dtype, request: gr.Request):
+    def analyze_restored(view, prefix, device, dtype, grouped, request: gr.Request):
         """The link's spec itself is analyzed (the controls show it, but a spec needs no resolving)."""
         if view is None:
             return [gr.skip()] * len(tab.outputs)
         w = Words(request)
         return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
-                                                  view["backend"], device, dtype))
+                                                  view["backend"], device, dtype), grouped)
 
     def open_restored(view, state, request: gr.Request):
         if view is None or state is None:
@@ -116,7 +116,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
     demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
-        analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype], tab.outputs,
+        analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv], tab.outputs,
         api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
         api_visibility="private")

@@ -5,7 +5,8 @@ the prompt's tokens (a synthetic-task model: a seeded sequence of its own task) 
 ``plots``; under the figure, a one-line definition and its paper. ``/view`` returns the same figures and
 the numbers. The views read decoder-only and prefix Transformers; a recurrent or encoder-decoder model is
 refused with a note (raw weights still work there). Head ablation runs the model once per head (L x nh
-forwards), so it reads at most ``MAX_ABLATION_TOKENS`` tokens.
+forwards), so it reads at most ``MAX_ABLATION_TOKENS`` tokens; ``/ablate`` returns its numbers alone, and can
+score one chosen target token at the last position instead of every next token.
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import re
@@ -69,9 +70,24 @@ def token_labels(spec: ModelSpec, ids: list[int]) -> list[str]:
     return service.task_labels(spec, ids) if spec.is_task else service.labels(spec, ids)
 
 
+def retarget(w: Words, spec: ModelSpec, seq: dict, target: str) -> dict:
+    """The sequence scored on one chosen token at its last position (``target``: text that is exactly one
+    token), instead of on every next token. A synthetic-task model scores its own answers: refused."""
+    if spec.is_task:
+        raise w.error("view.target_task", name=str(spec))
+    ids = spec.tokenizer().encode(target)
+    if len(ids) != 1:
+        raise w.error("view.target_one_token", target=target, n=len(ids),
+                      tokens=" ".join(service.labels(spec, ids)) or "—")
+    T = len(seq["ids"])
+    return {**seq, "targets": [0] * (T - 1) + ids, "scored": [False] * (T - 1) + [True]}
+
+
 def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int = 0, without_first: bool = False,
-            mode: str = "zero", backend: str = "auto", device: str = "cpu") -> tuple[list, dict, list[str]]:
-    """One view of a prompt: (figures, numbers, notes). A model the view cannot read: ValueError (its note)."""
+            mode: str = "zero", target: str = "", backend: str = "auto",
+            device: str = "cpu") -> tuple[list, dict, list[str]]:
+    """One view of a prompt: (figures, numbers, notes). A model the view cannot read: ValueError (its note).
+    ``target`` (ablation): score this one token at the last position (``retarget``); empty: every next token."""
     if view not in DEFINITIONS:
         raise w.error("view.unknown", view=view, views=", ".join(DEFINITIONS))
     if mode not in MODES:
@@ -85,6 +101,8 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
         raise w.error(e) from None
     model, untrained = loaded.model, not spec.trained
     seq = sequence(w, spec, prompt, MAX_ABLATION_TOKENS if view == "ablation" else None)
+    if view == "ablation" and target:
+        seq = retarget(w, spec, seq, target)
     seq["notes"][:0] = [w.render(n) for n in loaded.notes]  # models unloaded to make room, or this one reloaded
     ids, labels = seq["ids"], seq["labels"]
     prefix_len = min(int(prefix_len), len(ids)) if cfg.family == "prefix" else 0
@@ -131,8 +149,8 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
                        targets=[t for t, s in zip(seq["targets"], scored) if s])
         wanted = token_labels(spec, seq["targets"])
         pairs = [f"{i} {labels[i]} → {wanted[i]}" for i, s in enumerate(scored) if s]
-        seq["notes"].append(w("view.scored", n=len(pairs), positions=", ".join(pairs[:24])
-                              + (" …" if len(pairs) > 24 else "")))
+        seq["notes"].append(w("view.scored_target" if target else "view.scored", n=len(pairs),
+                              positions=", ".join(pairs[:24]) + (" …" if len(pairs) > 24 else "")))
     return figures, numbers, seq["notes"]
 
 
@@ -168,6 +186,29 @@ def view(spec: str, prompt: str, view: str, prefix_len: int = 0, without_first: 
         raise w.error(e) from None
     numbers["notes"] = notes
     return api.plot(figures[0]), api.plot(figures[1]) if len(figures) > 1 else None, numbers
+
+
+def ablate(spec: str, prompt: str, mode: str = "zero", target: str = "", prefix_len: int = 0, backend: str = "auto",
+           device: str = "cpu", request: gr.Request = None) -> dict:
+    """Head ablation as numbers (decoder-only and prefix Transformers), the data of /view's ablation view: each
+    head of each layer zero- or mean-ablated in turn (mode: zero|mean), at most 48 tokens.
+
+    Returns {spec, mode, labels, token_ids, scored (positions), targets (their target ids), target_tokens,
+    loss, target_logit (the unablated model's), d_loss and d_target_logit ([layer][head]: ablated minus
+    unablated), notes}. target: text that is one token, scored at the last position only; empty: every
+    position's next token (a synthetic-task model: its own sequence and answers)."""
+    w = Words(request)
+    model = api.spec(w, spec)
+    try:
+        _, numbers, notes = compute(w, model, prompt, "ablation", prefix_len=prefix_len, mode=mode, target=target,
+                                    backend=backend, device=device)
+    except gr.Error:
+        raise
+    except ValueError as e:
+        raise w.error(e) from None
+    del numbers["view"]
+    numbers.update(target_tokens=token_labels(model, numbers["targets"]), notes=notes)
+    return numbers
 
 
 # ----------------------------------------------------------------------------- the page
@@ -219,6 +260,7 @@ def build_views(state: gr.State, localized: Localized):
               api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
         localized.on_switch(page_view, inputs, outputs)
         gr.api(view, api_name="view", concurrency_limit=2, concurrency_id="analyze")
+        gr.api(ablate, api_name="ablate", concurrency_limit=2, concurrency_id="analyze")
         return page_view, inputs, outputs
 
     return wire
