@@ -63,13 +63,20 @@ def tokenizer_json() -> str:
     return tok.to_str()
 
 
-def write_tokenizer(folder: str | Path) -> Path:
-    """Write tokenizer.json and tokenizer_config.json into ``folder``."""
+def write_tokenizer(folder: str | Path, bos: bool = False) -> Path:
+    """Write tokenizer.json and tokenizer_config.json into ``folder``; with ``bos`` its post-processor
+    prepends ``<s>`` to every text (as Llama's tokenizers do)."""
+    from tokenizers import Tokenizer, processors
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(tokenizer_json(), encoding="utf-8")
+    tok = Tokenizer.from_str(tokenizer_json())
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                           special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    (folder / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
     settings = {"tokenizer_class": "TokenizersBackend", "bos_token": "<s>", "eos_token": "</s>",
-                "unk_token": None, "model_max_length": 128}
+                "add_bos_token": bos, "model_max_length": 128}
     (folder / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
     return folder
 
@@ -90,7 +97,7 @@ def write_checkpoint(kind: str, folder: str | Path, *, seed: int = 0, tokenizer:
     folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
     if tokenizer:
-        write_tokenizer(folder)
+        write_tokenizer(folder, bos=name != "GPT2Config")
     return folder
 
 

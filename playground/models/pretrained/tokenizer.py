@@ -1,9 +1,10 @@
 """The tokenizer of a Hugging Face checkpoint folder, read from ``tokenizer.json`` by ``tokenizers``.
 
 ``encode`` gives the ids ``transformers``' ``AutoTokenizer`` gives for the same folder: the
-tokenizer's own post-processor adds what the family prepends (Llama 3's ``<|begin_of_text|>``),
-and ``tokenizer_config.json``'s ``add_bos_token`` / ``add_eos_token`` add ``bos_token`` /
-``eos_token`` where the post-processor does not already (older Llama / Mistral files).
+tokenizer's own post-processor adds what the family prepends (Llama 3's ``<|begin_of_text|>``,
+Llama 2's ``<s>``). transformers 5 builds its tokenizers from tokenizer.json the same way and does
+not apply tokenizer_config.json's ``add_bos_token`` on top (measured with 5.24 for
+``LlamaTokenizer``, ``PreTrainedTokenizerFast`` and ``TokenizersBackend``), so neither does this.
 
 ``labels`` follows the shipped tokenizer's conventions (``playground.train.tokenizer``): spaces
 show as ␣ (GPT-2's byte-level ``Ġ`` and sentencepiece's ``▁`` alike), newlines as ⏎, control
@@ -24,7 +25,6 @@ from tokenizers import Tokenizer
 from playground.models.labels import display_text, utf8_length
 
 TOKENIZER = "tokenizer.json"
-TOKENIZER_CONFIG = "tokenizer_config.json"
 BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # sentencepiece byte fallback
 SPACE_SYMBOL = "\u2581"  # sentencepiece's "▁"
 
@@ -44,13 +44,6 @@ def byte_decoder() -> dict[str, int]:
     return chars
 
 
-def _token_text(value) -> str | None:
-    """An added token's content in tokenizer_config.json: a string or {"content": ...}."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
 def _uses_byte_level(spec: dict) -> bool:
     def kinds(node) -> list[str]:
         if not isinstance(node, dict):
@@ -61,30 +54,20 @@ def _uses_byte_level(spec: dict) -> bool:
 
 
 class HubTokenizer:
-    """encode / decode / labels over a ``tokenizers.Tokenizer``, with the folder's BOS / EOS settings."""
+    """encode / decode / labels over a ``tokenizers.Tokenizer``."""
 
-    def __init__(self, tokenizer: Tokenizer, *, bos: str | None = None, eos: str | None = None,
-                 path: Path | None = None):
+    def __init__(self, tokenizer: Tokenizer, path: Path | None = None):
         self._tok, self.path = tokenizer, path
+        tokenizer.no_truncation()  # AutoTokenizer(text) neither truncates nor pads unless asked
+        tokenizer.no_padding()
         spec = json.loads(tokenizer.to_str())
         self._byte_level = _uses_byte_level(spec)
         self._special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
-        self._bos = self._id_of(bos, "bos_token")
-        self._eos = self._id_of(eos, "eos_token")
-
-    def _id_of(self, token: str | None, what: str) -> int | None:
-        if token is None:
-            return None
-        token_id = self._tok.token_to_id(token)
-        if token_id is None:
-            raise ValueError(f"{TOKENIZER_CONFIG} asks to add {what} {token!r}, which {TOKENIZER} does not have")
-        return token_id
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "HubTokenizer":
-        """Read ``tokenizer.json`` (and ``tokenizer_config.json`` when present); ValueError naming what is wrong."""
-        folder = Path(folder)
-        path = folder / TOKENIZER
+        """Read ``tokenizer.json``; ValueError naming what is wrong."""
+        path = Path(folder) / TOKENIZER
         if not path.is_file():
             raise ValueError(f"{TOKENIZER} not found in {folder}: the playground reads tokenizers only from it "
                              "(the 'tokenizers' library's format)")
@@ -92,17 +75,7 @@ class HubTokenizer:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises plain Exceptions for any malformed file
             raise ValueError(f"{path} is not a tokenizer the 'tokenizers' library can read: {e}") from None
-        settings = {}
-        if (folder / TOKENIZER_CONFIG).is_file():
-            try:
-                settings = json.loads((folder / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ValueError(f"{folder / TOKENIZER_CONFIG} is not valid JSON: {e}") from None
-            if not isinstance(settings, dict):
-                raise ValueError(f"{folder / TOKENIZER_CONFIG} must hold a JSON object")
-        bos = _token_text(settings.get("bos_token")) if settings.get("add_bos_token") else None
-        eos = _token_text(settings.get("eos_token")) if settings.get("add_eos_token") else None
-        return cls(tokenizer, bos=bos, eos=eos, path=path)
+        return cls(tokenizer, path)
 
     @property
     def vocab_size(self) -> int:
@@ -112,12 +85,7 @@ class HubTokenizer:
         """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``)."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
-        ids = self._tok.encode(text).ids
-        if self._bos is not None and ids[:1] != [self._bos]:
-            ids = [self._bos] + ids
-        if self._eos is not None and ids[-1:] != [self._eos]:
-            ids = ids + [self._eos]
-        return ids
+        return self._tok.encode(text).ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         ids = list(ids)
