@@ -175,3 +175,15 @@ def test_sharded_checkpoint_and_dtype(hf_checkpoint, tmp_path, loaded):
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
     with torch.no_grad():
         assert (half(ids).logits.float() - model(ids).logits).abs().max() < 0.1
+
+
+def test_a_long_context_model_allocates_only_what_a_call_needs(hf_checkpoint):
+    """context_length is max_position_embeddings (32k here); generating 4 tokens after a short prompt
+    allocates a cache for those positions, not for 32k."""
+    model, tok = load_folder(hf_checkpoint("qwen2", max_position_embeddings=32768))
+    assert model.cfg.context_length == 32768
+    prompt = tok.encode(ENGLISH)
+    steps = generate(model, prompt, 4).steps
+    cfg = model.cfg
+    per_position = cfg.n_layer * 2 * cfg.n_kv_heads * cfg.head_dim * 4  # K and V, float32
+    assert steps[-1].cache_bytes_allocated == per_position * (len(prompt) + 4)
