@@ -187,3 +187,30 @@ def test_a_long_context_model_allocates_only_what_a_call_needs(hf_checkpoint):
     cfg = model.cfg
     per_position = cfg.n_layer * 2 * cfg.n_kv_heads * cfg.head_dim * 4  # K and V, float32
     assert steps[-1].cache_bytes_allocated == per_position * (len(prompt) + 4)
+
+
+def test_sentencepiece_style_tokenizer_labels_and_ids(tmp_path):
+    """Llama 2 / Mistral tokenizer.json files: '▁' for spaces and <0xNN> byte-fallback pieces."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    from playground.models.pretrained.tokenizer import HubTokenizer
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    tok.train_from_iterator([ENGLISH * 4], trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
+                                                               show_progress=False))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    ours = HubTokenizer.from_folder(tmp_path)
+    auto = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    text = "the keys 中"
+    ids = ours.encode(text)
+    assert ids == auto(text)["input_ids"]
+    labels = ours.labels(ids)
+    assert labels[-3:] == ["中(1/3)", "中(2/3)", "中(3/3)"]  # three <0xNN> pieces spell one character
+    pieces = [ours._tok.id_to_token(i) for i in ids]
+    assert all(label == piece.replace("▁", "␣") for label, piece in zip(labels[:-3], pieces))  # ▁ shown as ␣
+    assert "␣" in "".join(labels)
+    assert ours.decode(ids) == auto.decode(ids, skip_special_tokens=True)

@@ -114,7 +114,9 @@ class HubTokenizer:
         """One readable, non-empty plain-text label per id, for heatmap axes (see the module docstring)."""
         ids = self._check_ids(ids)
         tokens = [self._tok.id_to_token(i) or "" for i in ids]
-        pieces = [b"" if i in self._special else self._bytes_of(t) for i, t in zip(ids, tokens)]
+        special = [i in self._special and not (not self._byte_level and BYTE_PIECE.fullmatch(t))
+                   for i, t in zip(ids, tokens)]  # byte-fallback pieces are bytes even when added as special
+        pieces = [b"" if named else self._bytes_of(t) for named, t in zip(special, tokens)]
         owner = [k for k, piece in enumerate(pieces) for _ in piece]  # token index of every byte
         stream = b"".join(pieces)
         parts: list[list[str]] = [[] for _ in ids]
@@ -136,5 +138,4 @@ class HubTokenizer:
                 shown = display_text(char)
                 parts[token].append(shown if len(spanned) == 1 else f"{shown}({k + 1}/{len(spanned)})")
             at += n
-        return [tokens[k] if ids[k] in self._special else ("".join(parts[k]) or display_text(""))
-                for k in range(len(ids))]
+        return [tokens[k] if special[k] else ("".join(parts[k]) or display_text("")) for k in range(len(ids))]
