@@ -72,6 +72,8 @@ def sliding_window(hf: dict, model_type: str, n_layer: int) -> int:
         return 0
     layer_types = hf.get("layer_types")
     if layer_types is not None:
+        if not isinstance(layer_types, list) or not all(isinstance(k, str) for k in layer_types):
+            raise ValueError(f"config.json layer_types must be a list of strings, got {layer_types!r:.80}")
         kinds = set(layer_types)
     elif model_type == "qwen2":
         if not hf.get("use_sliding_window", False):
