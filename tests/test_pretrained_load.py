@@ -214,3 +214,18 @@ def test_sentencepiece_style_tokenizer_labels_and_ids(tmp_path):
     assert all(label == piece.replace("▁", "␣") for label, piece in zip(labels[:-3], pieces))  # ▁ shown as ␣
     assert "␣" in "".join(labels)
     assert ours.decode(ids) == auto.decode(ids, skip_special_tokens=True)
+
+
+def test_qwen2_sliding_window_follows_use_sliding_window(hf_checkpoint, tmp_path):
+    folder = hf_checkpoint("qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=0)
+    model, tok = load_folder(folder)
+    assert model.cfg.sliding_window == 8
+    ids = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert (model(ids).logits - reference(folder)(ids).logits).abs().max() < 1e-4
+    mixed = shutil.copytree(folder, tmp_path / "mixed")
+    config = json.loads((mixed / "config.json").read_text())
+    config.pop("layer_types", None)
+    (mixed / "config.json").write_text(json.dumps({**config, "max_window_layers": 1}))
+    with pytest.raises(ValueError, match="mixes full and sliding-window layers"):
+        load_folder(mixed)
