@@ -10,11 +10,12 @@ than Mistral's sliding window.
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import require
-from pretrained_fixtures import CHINESE, ENGLISH, KINDS, reference
+from pretrained_fixtures import CHINESE, ENGLISH, KINDS, MODEL_VOCAB, reference
 
 transformers = require("transformers", "pip install -r requirements-dev.txt")
 
@@ -115,6 +116,13 @@ def test_labels_show_spaces_and_split_characters(loaded):
     assert stray.startswith("\\x")
     bos = loaded("llama")[2]
     assert bos.labels(bos.encode("the"))[0] == "<s>"  # special tokens keep their names
+    # the model's embedding has rows past the tokenizer's vocabulary (as Qwen2.5's does): a model may emit them
+    past = MODEL_VOCAB - 1
+    assert tok.vocab_size < MODEL_VOCAB
+    assert tok.labels(np.array([past, ids[0]])) == [f"<unused {past}>", labels[0]]
+    assert tok.decode([ids[0], past]) == tok.decode([ids[0]])
+    with pytest.raises(ValueError, match="non-negative"):
+        tok.labels([-1])
 
 
 def test_playground_api_runs_on_a_loaded_model(loaded):

@@ -15,6 +15,7 @@ belongs to no valid character shows as ``\\xe4``.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -88,16 +89,22 @@ class HubTokenizer:
         return self._tok.encode(text).ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        ids = list(ids)
-        size = self.vocab_size
+        """ids as Python ints, each >= 0. An id past the tokenizer's vocabulary is allowed: a model's
+        embedding often has more rows than its tokenizer has tokens (Qwen2.5: 151,936 for 151,665)."""
+        checked = []
         for i in ids:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < size:
-                raise ValueError(f"token ids must be integers in [0, {size}), got {i!r}")
-        return ids
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
+                raise ValueError(f"token ids must be non-negative integers, got {i!r}")
+            checked.append(int(i))
+        return checked
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of token ids (special tokens decode to nothing)."""
+        """The text of token ids (special tokens, and ids the tokenizer lacks, decode to nothing)."""
         return self._tok.decode(self._check_ids(ids), skip_special_tokens=True)
+
+    def _is_byte_piece(self, token: str) -> bool:
+        """A sentencepiece byte-fallback piece (``<0xE4>``): a byte, even where it is listed as special."""
+        return not self._byte_level and BYTE_PIECE.fullmatch(token) is not None
 
     def _bytes_of(self, token: str) -> bytes:
         if self._byte_level:
@@ -113,10 +120,10 @@ class HubTokenizer:
     def labels(self, ids: Iterable[int]) -> list[str]:
         """One readable, non-empty plain-text label per id, for heatmap axes (see the module docstring)."""
         ids = self._check_ids(ids)
-        tokens = [self._tok.id_to_token(i) or "" for i in ids]
-        special = [i in self._special and not (not self._byte_level and BYTE_PIECE.fullmatch(t))
-                   for i, t in zip(ids, tokens)]  # byte-fallback pieces are bytes even when added as special
-        pieces = [b"" if named else self._bytes_of(t) for named, t in zip(special, tokens)]
+        tokens = [self._tok.id_to_token(i) for i in ids]  # None: an embedding row past the vocabulary
+        shown_by_name = [token is None or (i in self._special and not self._is_byte_piece(token))
+                         for i, token in zip(ids, tokens)]
+        pieces = [b"" if named else self._bytes_of(token) for named, token in zip(shown_by_name, tokens)]
         owner = [k for k, piece in enumerate(pieces) for _ in piece]  # token index of every byte
         stream = b"".join(pieces)
         parts: list[list[str]] = [[] for _ in ids]
@@ -138,4 +145,5 @@ class HubTokenizer:
                 shown = display_text(char)
                 parts[token].append(shown if len(spanned) == 1 else f"{shown}({k + 1}/{len(spanned)})")
             at += n
-        return [tokens[k] if special[k] else ("".join(parts[k]) or display_text("")) for k in range(len(ids))]
+        return [(tokens[k] or f"<unused {ids[k]}>") if shown_by_name[k] else ("".join(parts[k]) or display_text(""))
+                for k in range(len(ids))]
