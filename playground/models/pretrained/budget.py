@@ -73,9 +73,17 @@ def budget_bytes(budget: int | None = None) -> int:
     return available_bytes() // 2
 
 
-def gb(n_bytes: int) -> str:
-    """'1.23 GB' for messages."""
-    return f"{n_bytes / GB:.2f} GB"
+def dtype_name(dtype: str | torch.dtype | None) -> str:
+    """'float32', 'bfloat16', ... for messages."""
+    return str(parse_dtype(dtype)).removeprefix("torch.")
+
+
+def size(n_bytes: int) -> str:
+    """'1.23 GB', '498.3 MB' or '12.0 kB' for messages."""
+    for unit, scale in (("GB", GB), ("MB", 1024 ** 2)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{n_bytes / 1024:.1f} kB"
 
 
 # --- parameter counts ---------------------------------------------------------------------------

@@ -173,8 +173,8 @@ def _check_weights(repo: str, files: list[str]) -> list[str]:
 def _check_budget(name: str, n_params: int, dtype, budget: int | None) -> None:
     need, allowed = n_params * mem.itemsize(dtype), mem.budget_bytes(budget)
     if need > allowed:
-        raise HubError("too_large", f"{name} needs {mem.gb(need)} at {mem.parse_dtype(dtype)} "
-                                    f"({n_params:,} parameters) but one model may take {mem.gb(allowed)} on this "
+        raise HubError("too_large", f"{name} needs {mem.size(need)} in {mem.dtype_name(dtype)} "
+                                    f"({n_params:,} parameters) but one model may take {mem.size(allowed)} on this "
                                     f"server; an operator raises the limit with {mem.ENV_MAX_GB} (in GB), or "
                                     "pick a smaller model or dtype")
 
@@ -204,7 +204,7 @@ def _cached(repo: str, revision: str | None, token) -> Path | None:
     """The cached snapshot of ``repo``, if a previous download left one (used offline); else None."""
     try:
         return Path(snapshot_download(repo, revision=revision, token=token, local_files_only=True,
-                                      allow_patterns=FILES + ["*.safetensors"]))
+                                      allow_patterns=["config.json"]))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
 
@@ -234,12 +234,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     """
     repo, folder = _hub_or_local(source, allow_local)
     if folder is not None:
-        n_params = mem.parameters_in_folder(folder)
-        if n_params is None and (folder / "config.json").is_file():
-            n_params = _count(_read_config(folder / "config.json"))
-        if n_params is not None:
-            _check_budget(str(folder.name), n_params, dtype, budget_bytes)
-        return folder
+        return _checked_folder(folder, folder.name, dtype, budget_bytes)
 
     _report(progress, 0.0, f"Asking the Hub about {repo}")
     try:
@@ -249,7 +244,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         cached = _cached(repo, revision, token) if e.reason == "offline" else None
         if cached is None:
             raise
-        return resolve(str(cached), dtype=dtype, budget_bytes=budget_bytes, allow_local=True)
+        return _checked_folder(cached, repo, dtype, budget_bytes)
 
     siblings = {s.rfilename: s.size for s in info.siblings or []}
     weights = _check_weights(repo, list(siblings))
@@ -269,6 +264,17 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         folder = Path(snapshot_download(repo, revision=info.sha or revision, allow_patterns=wanted,
                                         token=token, tqdm_class=bar))
     _report(progress, 1.0, f"Downloaded {repo}")
+    return folder
+
+
+def _checked_folder(folder: Path, name: str, dtype, budget: int | None) -> Path:
+    """``folder`` once its size (safetensors headers, else config.json) fits the budget. A folder whose size
+    cannot be read is returned as is: the loader says what is wrong with it."""
+    n_params = mem.parameters_in_folder(folder)
+    if n_params is None and (folder / "config.json").is_file():
+        n_params = _count(_read_config(folder / "config.json"))
+    if n_params is not None:
+        _check_budget(name, n_params, dtype, budget)
     return folder
 
 
