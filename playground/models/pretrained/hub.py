@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,14 +123,18 @@ def _hub_or_local(source: str, allow_local: bool) -> tuple[str | None, Path | No
 
 # --- talking to the Hub ------------------------------------------------------------------------
 
+def _gated(repo: str) -> HubError:
+    return HubError("gated", f"{repo} is a gated model: accept its licence on https://huggingface.co/{repo} "
+                             "and set HF_TOKEN (or pass token=) to a token of that account")
+
+
 @contextmanager
 def _hub_errors(repo: str, revision: str | None):
     """Turn huggingface_hub's exceptions into a HubError that says what to do next."""
     try:
         yield
     except GatedRepoError:  # before RepositoryNotFoundError: it is one
-        raise HubError("gated", f"{repo} is a gated model: accept its licence on https://huggingface.co/{repo} "
-                                "and set HF_TOKEN (or pass token=) to a token of that account") from None
+        raise _gated(repo) from None
     except RepositoryNotFoundError:
         raise HubError("not_found", f"No model {repo!r} on the Hub (or it is private: set HF_TOKEN); check the "
                                     "id, e.g. openai-community/gpt2") from None
@@ -186,15 +191,16 @@ def _bar_class(progress: Progress, name: str, expected: int):
         def __init__(self, *args, **kwargs):
             # snapshot_download names its byte bar; the per-file count bar is left alone
             self._page = kwargs.get("name") == "huggingface_hub.snapshot_download" and kwargs.get("unit") == "B"
-            self._seen = 0
+            self._seen, self._count = 0, threading.Lock()  # files arrive on several threads
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
             if self._page and n:
-                self._seen += n
-                total = max(expected, self._seen, 1)
-                progress(self._seen / total, f"Downloading {name}: {self._seen / 2**20:.0f} of "
-                                             f"{total / 2**20:.0f} MB")
+                with self._count:
+                    self._seen += n
+                    seen = self._seen
+                total = max(expected, seen, 1)
+                progress(seen / total, f"Downloading {name}: {seen / 2**20:.0f} of {total / 2**20:.0f} MB")
             return super().update(n)
 
     return PageBar
@@ -249,8 +255,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     siblings = {s.rfilename: s.size for s in info.siblings or []}
     weights = _check_weights(repo, list(siblings))
     if info.gated and not (token or get_token()):
-        raise HubError("gated", f"{repo} is a gated model: accept its licence on https://huggingface.co/{repo} "
-                                "and set HF_TOKEN (or pass token=) to a token of that account")
+        raise _gated(repo)
     if info.safetensors is not None and info.safetensors.total:
         n_params = info.safetensors.total
     else:  # no metadata on the Hub: count from config.json (a few kB)
@@ -261,7 +266,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     expected = sum(siblings[f] or 0 for f in filter_repo_objects(list(siblings), allow_patterns=wanted))
     bar = _bar_class(progress, repo, expected) if progress is not None else None
     with _hub_errors(repo, revision):
-        folder = Path(snapshot_download(repo, revision=info.sha or revision, allow_patterns=wanted,
+        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted,
                                         token=token, tqdm_class=bar))
     _report(progress, 1.0, f"Downloaded {repo}")
     return folder
