@@ -19,7 +19,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import ModelInfo
 from huggingface_hub.utils import filter_repo_objects
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from playground.models.pretrained import budget, hub
 from playground.models.pretrained.hub import HubError
@@ -395,3 +395,77 @@ def test_budget_defaults_to_half_the_available_memory(monkeypatch):
 def test_the_real_machine_reports_its_memory():
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0 < budget.available_bytes() <= total
+
+
+# --- the real huggingface_hub against a local stand-in for the Hub -----------------------------
+
+@pytest.fixture
+def hub_server(tmp_path, monkeypatch):
+    """huggingface_hub talking to tests/hub_server.py on 127.0.0.1, its cache in tmp_path/cache."""
+    from hub_server import FakeHub, serve
+
+    fake = FakeHub()
+    server = serve(fake)
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv(budget.ENV_MAX_GB, raising=False)
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def tiny_repo(**overrides):
+    from hub_server import Repo
+
+    weights = save({"wte": torch.zeros(10, 8), "rest": torch.zeros(920)})  # 1,000 parameters
+    files = {"config.json": json.dumps(GPT2_TINY).encode(), "model.safetensors": weights,
+             "tokenizer.json": b"{}", "merges.txt": b"#", "pytorch_model.bin": b"p" * 4000, "README.md": b"#"}
+    return Repo(files=files, parameters={"F32": 1000}, **overrides)
+
+
+def test_a_real_download_then_the_same_model_offline(hub_server, monkeypatch):
+    hub_server.repos["owner/name"] = tiny_repo()
+    calls = []
+    folder = hub.resolve("owner/name", progress=lambda f, text: calls.append((f, text)))
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "merges.txt", "model.safetensors",
+                                                         "tokenizer.json"]
+    assert budget.parameters_in_folder(folder) == 1000
+    assert sorted(hub_server.downloads()) == ["config.json", "merges.txt", "model.safetensors", "tokenizer.json"]
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(calls) >= 4
+    total = sum(len(hub_server.repos["owner/name"].files[f]) for f in hub_server.downloads())
+    assert f"Downloading owner/name: {budget.size(total)} of {budget.size(total)}" in [text for _, text in calls]
+    # offline, the cached copy is found without one request, and still sized
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    seen = len(hub_server.requests)
+    assert hub.resolve("owner/name") == folder.resolve()
+    assert hub.fetch_config("owner/name") == GPT2_TINY
+    with pytest.raises(HubError, match=r"1,000 parameters"):
+        hub.resolve("owner/name", budget_bytes=3999)
+    assert len(hub_server.requests) == seen
+
+
+def test_real_client_errors(hub_server):
+    hub_server.repos["owner/gated"] = tiny_repo(gated=True)
+    hub_server.repos["owner/large"] = tiny_repo()
+    with pytest.raises(HubError, match="No model 'owner/missing' on the Hub") as info:
+        hub.resolve("owner/missing")
+    assert info.value.reason == "not_found"
+    with pytest.raises(HubError, match="gated model: accept its licence"):
+        hub.resolve("owner/gated")
+    with pytest.raises(HubError, match="gated model"):  # a token the Hub does not accept for it
+        hub.fetch_config("owner/gated")
+    assert hub_server.downloads() == []
+    assert (hub.resolve("owner/gated", token="hf_accepted") / "config.json").is_file()  # sent as Authorization
+    hub_server.requests.clear()
+    with pytest.raises(HubError, match="no revision 'v2'"):
+        hub.resolve("owner/large", revision="v2")
+    with pytest.raises(HubError, match="needs 3.9 kB in float32") as info:
+        hub.resolve("owner/large", budget_bytes=1000)
+    assert info.value.reason == "too_large"
+    assert hub_server.downloads() == []

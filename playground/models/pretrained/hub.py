@@ -200,7 +200,7 @@ def _bar_class(progress: Progress, name: str, expected: int):
                     self._seen += n
                     seen = self._seen
                 total = max(expected, seen, 1)
-                progress(seen / total, f"Downloading {name}: {seen / 2**20:.0f} of {total / 2**20:.0f} MB")
+                progress(seen / total, f"Downloading {name}: {mem.size(seen)} of {mem.size(total)}")
             return super().update(n)
 
     return PageBar
