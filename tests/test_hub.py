@@ -287,6 +287,7 @@ def folders(tmp_path, monkeypatch):
 
 def test_local_folders_are_off_unless_the_operator_names_a_directory(folders, monkeypatch):
     root, other = folders
+    assert hub.local_root() is None
     for source in (str(root / "model"), "model", "./model"):
         with pytest.raises(HubError, match="local folders are off on this server.*PLAYGROUND_LOCAL_MODELS") as e:
             hub.resolve(source)
@@ -299,6 +300,7 @@ def test_local_folders_are_off_unless_the_operator_names_a_directory(folders, mo
 def test_an_allowed_local_folder(folders, monkeypatch):
     root, _ = folders
     monkeypatch.setenv(hub.ENV_LOCAL, str(root))
+    assert hub.local_root() == root.resolve()
     model = (root / "model").resolve()
     assert hub.resolve(str(root / "model")) == model
     assert hub.resolve("model") == model           # a name is taken inside the directory
@@ -379,6 +381,19 @@ def test_estimate_bytes_refuses_a_config_it_cannot_size():
         hub.estimate_bytes({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": -1}, None)
     with pytest.raises(ValueError, match="Unknown dtype 'int8'"):
         hub.estimate_bytes(GPT2_TINY, "int8")
+
+
+@pytest.mark.parametrize("dtype, size", [(None, 4), ("auto", 4), ("float32", 4), ("fp32", 4), (torch.float32, 4),
+                                         ("bf16", 2), ("bfloat16", 2), ("torch.bfloat16", 2), ("float16", 2),
+                                         ("fp16", 2), ("half", 2), (torch.float16, 2), (" BF16 ", 2)])
+def test_dtypes(dtype, size):
+    assert budget.itemsize(dtype) == size
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float8", "", torch.int8, 16, "fp64x"])
+def test_unknown_dtypes(dtype):
+    with pytest.raises(ValueError, match="Unknown dtype"):
+        budget.parse_dtype(dtype)
 
 
 def test_budget_defaults_to_half_the_available_memory(monkeypatch):

@@ -28,8 +28,9 @@ DTYPES = {  # accepted spellings -> torch dtype
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """None -> float32; a torch floating dtype as is; 'bf16', 'bfloat16', 'torch.float16', ... by name."""
-    if dtype is None:
+    """None -> float32; a torch floating dtype as is; 'bf16', 'bfloat16', 'torch.float16', ... by name.
+    'auto' (the page's choice, decided by the device later) counts as float32, the most it can take."""
+    if dtype is None or (isinstance(dtype, str) and dtype.strip().lower() == "auto"):
         return DEFAULT_DTYPE
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         return dtype

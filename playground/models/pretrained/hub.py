@@ -44,7 +44,7 @@ from playground.models.pretrained import budget as mem
 from playground.models.pretrained.budget import estimate_bytes
 
 __all__ = ["ENV_LOCAL", "HUB_ID", "HubError", "estimate_bytes", "fetch_config", "is_hub_id", "local_folder",
-           "resolve"]
+           "local_root", "resolve"]
 
 ENV_LOCAL = "PLAYGROUND_LOCAL_MODELS"
 # owner/name: letters, digits, '.', '_', '-'; starts and ends with a letter or digit; no '..' or '--'
@@ -76,8 +76,9 @@ def is_hub_id(source: str) -> bool:
     return isinstance(source, str) and HUB_ID.fullmatch(source) is not None
 
 
-def _local_root() -> Path | None:
-    """The operator's model directory ($PLAYGROUND_LOCAL_MODELS, links resolved), or None when unset."""
+def local_root() -> Path | None:
+    """The operator's model directory ($PLAYGROUND_LOCAL_MODELS, links resolved), or None when unset
+    (local folders off: what the page tells a visitor)."""
     raw = os.environ.get(ENV_LOCAL, "").strip()
     if not raw:
         return None
@@ -96,7 +97,7 @@ def local_folder(source: str, *, allow_local: bool = False) -> Path:
     is taken inside that directory."""
     if not isinstance(source, str) or not source.strip() or "\x00" in source or len(source) > 4096:
         raise HubError("bad_id", f"A model source is a Hub id (owner/name) or a folder, got {source!r}")
-    root = None if allow_local else _local_root()
+    root = None if allow_local else local_root()
     if not allow_local and root is None:
         raise HubError("local_off", f"{source!r} is not a Hub id (owner/name, e.g. openai-community/gpt2), and "
                                     f"local folders are off on this server: an operator allows them by setting "
