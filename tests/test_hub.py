@@ -325,8 +325,11 @@ def test_a_folder_outside_the_directory_is_refused(folders, monkeypatch, source)
 def test_a_missing_local_folder(folders, monkeypatch):
     root, _ = folders
     monkeypatch.setenv(hub.ENV_LOCAL, str(root))
-    with pytest.raises(HubError, match="No model folder at 'nothing'"):
-        hub.resolve("nothing")
+    (root / "loop").symlink_to(root / "loop")
+    for source in ("nothing", "loop", "~nosuchuser/x", "~"):
+        with pytest.raises(HubError, match=f"No model folder at {source!r}"):
+            hub.resolve(source)
+    assert hub.resolve("  model ") == (root / "model").resolve()
 
 
 def test_a_notebook_may_open_any_folder(folders):

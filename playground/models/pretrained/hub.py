@@ -102,10 +102,15 @@ def local_folder(source: str, *, allow_local: bool = False) -> Path:
         raise HubError("local_off", f"{source!r} is not a Hub id (owner/name, e.g. openai-community/gpt2), and "
                                     f"local folders are off on this server: an operator allows them by setting "
                                     f"{ENV_LOCAL} to a directory that holds the model folders")
-    path = Path(source.strip()).expanduser()
-    if root is not None and not path.is_absolute():
+    path = Path(source.strip())
+    if root is None:
+        path = path.expanduser()  # a notebook's '~/models/x'; on a server '~' is just a name
+    elif not path.is_absolute():
         path = root / path
-    real = path.resolve()  # every '..' and symbolic link resolved
+    try:
+        real = path.resolve()  # every '..' and symbolic link resolved
+    except (OSError, RuntimeError):  # a link loop
+        raise HubError("local_missing", f"No model folder at {source!r}") from None
     if root is not None and real != root and root not in real.parents:
         raise HubError("local_outside", f"{source!r} is outside the model directory this server allows "
                                         f"({ENV_LOCAL}); put the model folder inside it")
@@ -117,7 +122,8 @@ def local_folder(source: str, *, allow_local: bool = False) -> Path:
 def _hub_or_local(source: str, allow_local: bool) -> tuple[str | None, Path | None]:
     """(repo id, None) for a Hub id, (None, folder) for a local folder. A notebook (allow_local) may name
     an existing folder shaped like an id; the page never reads one that way."""
-    if is_hub_id(source) and not (allow_local and Path(source).expanduser().is_dir()):
+    source = source.strip() if isinstance(source, str) else source
+    if is_hub_id(source) and not (allow_local and Path(source).is_dir()):
         return source, None
     return None, local_folder(source, allow_local=allow_local)
 
