@@ -26,9 +26,9 @@ LAYERS = [
     ("playground.bench",),
     ("playground.ui",),
 ]
-# entry points sit above everything: command lines, the package's public names, and the app
-# benchmark, which drives the page like a browser does
-ENTRY_POINTS = ("playground", "playground.bench.app")
+# entry points sit above everything: command lines, the package's public names, the app
+# benchmark, which drives the page like a browser does, and the Space publisher
+ENTRY_POINTS = ("playground", "playground.bench.app", "playground.publish")
 UI_ONLY = ("gradio", "playground.ui")
 
 
