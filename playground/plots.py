@@ -344,6 +344,35 @@ def kv_whatif(rows: list[dict], title, words=ENGLISH) -> go.Figure:
     return _layout(fig, title, height=380, words=words, yaxis=dict(title="GiB", gridcolor="#eee"))
 
 
+WORDS.update({
+    'plot.context_tokens': 'context (tokens)',
+    'plot.gib_hover': '%{x:,.0f} tokens: %{y:,.3f} GiB',
+    'plot.generic_formula': 'generic formula 2·L·n_kv·hd',
+})
+
+
+def kv_by_layer_kind(context: np.ndarray, parts: dict, generic: np.ndarray | None, title,
+                     words=ENGLISH) -> go.Figure:
+    """Cache GiB over context length, counted layer by layer: one stacked band per kind of layer, the
+    generic formula as a dashed line over them (the gap between the two is what the formula gets wrong).
+
+    context: (n,) token counts. parts: band name (translated) -> (n,) GiB. generic: (n,) GiB, or None
+    for a model the formula does not describe (no attention heads).
+    """
+    fig = go.Figure()
+    for name, gib in parts.items():
+        fig.add_trace(go.Scatter(x=context, y=gib, mode="lines", stackgroup="layers", name=safe(name),
+                                 hovertemplate=f"{safe(name)}<br>{words('plot.gib_hover')}<extra></extra>"))
+    if generic is not None:
+        name = safe(words("plot.generic_formula"))
+        fig.add_trace(go.Scatter(x=context, y=generic, mode="lines", name=name,
+                                 line=dict(dash="dash", color="#c53030", width=2),
+                                 hovertemplate=f"{name}<br>{words('plot.gib_hover')}<extra></extra>"))
+    return _layout(fig, title, height=420, words=words,
+                   xaxis=dict(title=words("plot.context_tokens"), gridcolor="#eee"),
+                   yaxis=dict(title="GiB", gridcolor="#eee", rangemode="tozero"), legend=dict(orientation="h", y=-0.2))
+
+
 def matrix(z: np.ndarray, title, *, x_title, y_title, colorscale: str = "RdBu_r",
            colorbar="", zmid: float | None = 0.0, words=ENGLISH) -> go.Figure:
     """A plain numeric matrix (position encodings, similarities)."""

@@ -286,3 +286,28 @@ def kv_from_config(config: dict, dtype: str = "bf16") -> KVReport:
         generic = 2 * count * n_kv * head_dim * size
         terms = dict(n_layer=count, n_kv_heads=n_kv, head_dim=head_dim, bytes=size)
     return KVReport(model_type, dtype, tuple(layers), generic, terms)
+
+
+# The cache-relevant fields of published config.json files, for the page's examples.
+EXAMPLES: dict[str, dict] = {
+    "Mistral-7B-v0.1 (sliding window 4096)": {
+        "model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "num_hidden_layers": 32, "sliding_window": 4096, "max_position_embeddings": 32768},
+    "Gemma-3-1B (5 local : 1 global)": {
+        "model_type": "gemma3_text", "hidden_size": 1152, "num_attention_heads": 4, "num_key_value_heads": 1,
+        "head_dim": 256, "num_hidden_layers": 26, "sliding_window": 512, "sliding_window_pattern": 6},
+    "DeepSeek-V2 (MLA)": {
+        "model_type": "deepseek_v2", "hidden_size": 5120, "num_attention_heads": 128, "num_key_value_heads": 128,
+        "num_hidden_layers": 60, "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128},
+    "Jamba-v0.1 (1 attention : 7 Mamba)": {
+        "model_type": "jamba", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "num_hidden_layers": 32, "attn_layer_period": 8, "attn_layer_offset": 4, "mamba_d_state": 16,
+        "mamba_d_conv": 4, "mamba_expand": 2},
+    "mamba-130m (recurrent state only)": {
+        "model_type": "mamba", "hidden_size": 768, "state_size": 16, "expand": 2, "conv_kernel": 4,
+        "num_hidden_layers": 24},
+    "Llama-3-8B (GQA, 8 K/V heads)": {
+        "model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "num_hidden_layers": 32, "rope_theta": 500000.0},
+}
