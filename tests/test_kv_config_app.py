@@ -64,7 +64,7 @@ def test_bad_config_is_a_clear_error(client):
     with pytest.raises(Exception, match="Type a Hub id"):
         client.predict("   ", "bf16", 1024, 1, api_name="/kv_config")
     table, _, _ = client.predict(json.dumps(GEMMA_3_1B), "fp32", 10, 2, api_name="/kv_config")
-    assert table["data"][0][5] == f"{2 * 22 * 10 * 2048:,} B"  # the page still answers
+    assert table["data"][0][5] == "880.00 KiB"  # the page still answers: 2 x 22 layers x 10 tokens x 2,048 bytes
 
 
 def test_a_hub_id_is_fetched_by_the_loader(client, monkeypatch):
