@@ -61,6 +61,8 @@ def test_bad_config_is_a_clear_error(client):
         client.predict('{"num_hidden_layers": 32, "hidden_size": 4096}', "bf16", 1024, 1, api_name="/kv_config")
     with pytest.raises(Exception, match="neither a Hub id .owner/name. nor JSON"):
         client.predict("just some words", "bf16", 1024, 1, api_name="/kv_config")
+    with pytest.raises(Exception, match="not valid JSON: nested too deeply"):
+        client.predict("[" * 100_000, "bf16", 1024, 1, api_name="/kv_config")
     with pytest.raises(Exception, match="Type a Hub id"):
         client.predict("   ", "bf16", 1024, 1, api_name="/kv_config")
     table, _, _ = client.predict(json.dumps(GEMMA_3_1B), "fp32", 10, 2, api_name="/kv_config")
@@ -80,6 +82,8 @@ def test_a_hub_id_is_fetched_by_the_loader(client, monkeypatch):
     monkeypatch.setitem(sys.modules, HUB_MODULE, types.SimpleNamespace(fetch_config=fetch_config))
     _, line, _ = client.predict("deepseek-ai/DeepSeek-V2", "bf16", 1, 1, api_name="/kv_config")
     assert asked == ["deepseek-ai/DeepSeek-V2"] and "69,120 bytes per token" in line
+    client.predict("hf:deepseek-ai/DeepSeek-V2", "bf16", 1, 1, api_name="/kv_config")  # the page's model spec
+    assert asked == ["deepseek-ai/DeepSeek-V2"] * 2
     with pytest.raises(Exception, match="nobody/nothing was not found"):
         client.predict("nobody/nothing", "bf16", 1, 1, api_name="/kv_config")
     monkeypatch.setitem(sys.modules, HUB_MODULE, None)  # the import fails

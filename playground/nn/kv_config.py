@@ -138,7 +138,7 @@ def text_part(config) -> dict:
         raise InputError("error.config_object", kind=type(config).__name__)
     inner = config.get("text_config")
     layered = any(config.get(k) is not None for k in ("num_hidden_layers", "n_layer", "num_layers"))
-    return text_part(inner) if isinstance(inner, dict) and not layered else config
+    return inner if isinstance(inner, dict) and not layered else config
 
 
 def n_layers(config: dict) -> int:
@@ -249,12 +249,28 @@ def recurrent_state(config: dict, model_type: str, size: float) -> tuple[str, fl
     return kind, 2 * d * size + d_att * head * wide
 
 
+def one_layer(kind: str, config: dict, model_type: str, size: float) -> LayerKV:
+    """What one layer of this kind caches, with elements of ``size`` bytes (every such layer is alike)."""
+    if kind in ("attention", "sliding"):
+        n_kv, head_dim = attention_shape(config)
+        cap = _number(config, ("sliding_window",), "sliding layers", high=1 << 30) if kind == "sliding" else None
+        return LayerKV(kind, 2 * n_kv * head_dim * size, cap)
+    if kind == "mla":
+        rank = _number(config, ("kv_lora_rank",), "MLA layers", high=65536)
+        rope = _number(config, ("qk_rope_head_dim",), "MLA layers", low=0, high=65536)
+        return LayerKV(kind, (rank + rope) * size)
+    if kind == "recurrent":
+        state, fixed = recurrent_state(config, model_type, size)
+        return LayerKV(kind, fixed=fixed, state=state)
+    return LayerKV(kind)
+
+
 def kv_from_config(config: dict, dtype: str = "bf16") -> KVReport:
     """Count what each layer of a Hugging Face ``config.json`` (a parsed dict) caches, in ``dtype``.
 
     Raises ``InputError`` (a ValueError) naming the field that is missing, absurd or unknown.
     """
-    if dtype not in DTYPE_BYTES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise InputError("error.cache_dtype", dtype=dtype, valid=", ".join(DTYPE_BYTES))
     size = DTYPE_BYTES[dtype]
     config = text_part(config)
@@ -265,27 +281,14 @@ def kv_from_config(config: dict, dtype: str = "bf16") -> KVReport:
     kinds = slide(config, model_type, layer_kinds(config, model_type, count))
     if config.get("kv_lora_rank") is not None:  # DeepSeek-V2/V3: every attention layer caches the latent
         kinds = ["mla" if kind == "attention" else kind for kind in kinds]
-    layers = []
-    for kind in kinds:
-        if kind in ("attention", "sliding"):
-            n_kv, head_dim = attention_shape(config)
-            cap = _number(config, ("sliding_window",), "sliding layers", high=1 << 30) if kind == "sliding" else None
-            layers.append(LayerKV(kind, 2 * n_kv * head_dim * size, cap))
-        elif kind == "mla":
-            rank = _number(config, ("kv_lora_rank",), "MLA layers", high=65536)
-            rope = _number(config, ("qk_rope_head_dim",), "MLA layers", low=0, high=65536)
-            layers.append(LayerKV(kind, (rank + rope) * size))
-        elif kind == "recurrent":
-            state, fixed = recurrent_state(config, model_type, size)
-            layers.append(LayerKV(kind, fixed=fixed, state=state))
-        else:
-            layers.append(LayerKV(kind))
+    layer_of = {kind: one_layer(kind, config, model_type, size) for kind in dict.fromkeys(kinds)}
+    layers = tuple(layer_of[kind] for kind in kinds)
     generic, terms = None, {}
     if config.get("num_attention_heads") is not None or config.get("n_head") is not None:
         n_kv, head_dim = attention_shape(config, "the generic formula")
         generic = 2 * count * n_kv * head_dim * size
         terms = dict(n_layer=count, n_kv_heads=n_kv, head_dim=head_dim, bytes=size)
-    return KVReport(model_type, dtype, tuple(layers), generic, terms)
+    return KVReport(model_type, dtype, layers, generic, terms)
 
 
 # The cache-relevant fields of published config.json files, for the page's examples.

@@ -56,6 +56,9 @@ def read_config(source: str, w: Words) -> dict:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise w.error("error.config_json", reason=e.msg, line=e.lineno, column=e.colno) from None
+        except RecursionError:
+            raise w.error("error.config_json", reason="nested too deeply", line=1, column=1) from None
+    text = text.removeprefix("hf:")  # the page's model spec for a Hub model
     if not HUB_ID.fullmatch(text):
         raise w.error("error.config_source", text=text[:80])
     try:
