@@ -13,6 +13,7 @@ names. The default, ``ENGLISH``, writes the templates in ``WORDS``; the page pas
 from __future__ import annotations
 
 import html
+import itertools
 
 import numpy as np
 import plotly.graph_objects as go
@@ -351,6 +352,9 @@ WORDS.update({
 })
 
 
+LAYER_KIND_COLOURS = ("#2b6cb0", "#63b3ed", "#805ad5", "#38a169", "#a0aec0")  # bands; the generic line is red
+
+
 def kv_by_layer_kind(context: np.ndarray, parts: dict, generic: np.ndarray | None, title,
                      words=ENGLISH) -> go.Figure:
     """Cache GiB over context length, counted layer by layer: one stacked band per kind of layer, the
@@ -360,8 +364,9 @@ def kv_by_layer_kind(context: np.ndarray, parts: dict, generic: np.ndarray | Non
     for a model the formula does not describe (no attention heads).
     """
     fig = go.Figure()
-    for name, gib in parts.items():
+    for (name, gib), colour in zip(parts.items(), itertools.cycle(LAYER_KIND_COLOURS)):
         fig.add_trace(go.Scatter(x=context, y=gib, mode="lines", stackgroup="layers", name=safe(name),
+                                 line=dict(color=colour, width=1),
                                  hovertemplate=f"{safe(name)}<br>{words('plot.gib_hover')}<extra></extra>"))
     if generic is not None:
         name = safe(words("plot.generic_formula"))

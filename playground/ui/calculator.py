@@ -157,15 +157,21 @@ def from_config(source, dtype, context, batch, request: gr.Request = None):
     return table, summary(report, context, batch, w), plots.kv_by_layer_kind(xs, parts, generic, title, words=w)
 
 
+def empty_table(request: gr.Request = None) -> dict:
+    """The config table before anything is read: its column names in the page's language."""
+    w = Words(request)
+    return {"headers": [w(k) for k in CONFIG_HEADERS], "data": []}
+
+
 def redraw_config(source, dtype, context, batch, request: gr.Request = None):
-    """After a language switch: the config's table, line and chart again; nothing if there is none to redraw."""
+    """After a language switch: the config's table, line and chart again; with nothing read yet, the column names."""
     try:
         return from_config(source, dtype, context, batch, request)
     except gr.Error:
-        return gr.skip(), gr.skip(), gr.skip()
+        return (empty_table(request) if not (source or "").strip() else gr.skip()), gr.skip(), gr.skip()
 
 
-def build_config_section(localized: Localized):
+def build_config_section(demo: gr.Blocks, localized: Localized):
     """From a config.json: a Hub id or pasted JSON in, each layer's cache out, next to the generic formula."""
     gr.Markdown(t("calc.cfg_heading"))
     with gr.Row():
@@ -184,6 +190,7 @@ def build_config_section(localized: Localized):
     example.input(lambda name: json.dumps(EXAMPLES[name], indent=1), example, source,
                   api_visibility="private").then(from_config, inputs, outputs, api_visibility="private")
     button.click(from_config, inputs, outputs, api_name="kv_config")
+    demo.load(empty_table, None, table, api_visibility="private")
     localized.on_switch(redraw_config, inputs, outputs)
 
 
@@ -214,5 +221,5 @@ def build_calculator_tab(demo: gr.Blocks, localized: Localized):
     button.click(calculate, inputs, [table, chart], api_name="kv_cache")
     demo.load(calculate, inputs, [table, chart], api_visibility="private")
     localized.on_switch(redraw, inputs, [table, chart])
-    build_config_section(localized)
+    build_config_section(demo, localized)
     return button, inputs, [table, chart]
