@@ -203,3 +203,14 @@ def test_context_and_batch_are_checked():
         report.bytes_at(10, batch=0)
     with pytest.raises(ValueError, match="context must be an integer of at least 0"):
         report.generic_at(-1)
+
+
+def test_a_list_of_layer_types_is_authoritative():
+    """A layer list says it layer by layer: no rule (Mistral's every-layer window) overrides it."""
+    listed = dict(MISTRAL_7B_V01, num_hidden_layers=3,
+                  layer_types=["full_attention", "sliding_attention", "full_attention"])
+    report = kv_from_config(listed)
+    assert [layer.kind for layer in report.layers] == ["attention", "sliding", "attention"]
+    assert report.bytes_at(10_000) == 2 * 10_000 * 4096 + 4096 * 4096
+    with pytest.raises(InputError, match=r"layer type \"{'x': 1}\""):
+        kv_from_config(dict(listed, layer_types=["full_attention", {"x": 1}, "full_attention"]))

@@ -142,6 +142,7 @@ def text_part(config) -> dict:
 
 
 def n_layers(config: dict) -> int:
+    """How many layers: ``num_hidden_layers`` (or GPT-2's ``n_layer``), else the length of the layer list."""
     for listed in ("layer_types", "layers_block_type"):
         if isinstance(config.get(listed), list) and config.get("num_hidden_layers") is None:
             return check_int(f"len({listed})", len(config[listed]), 1, MAX_LAYERS)
@@ -191,15 +192,17 @@ def layer_kinds(config: dict, model_type: str, count: int) -> list[str]:
         raise InputError("error.config_layer_list", field=field, value=entries)
     if len(entries) != count:
         raise InputError("error.config_layer_count", field=field, listed=len(entries), layers=count)
-    unknown = sorted({str(e) for e in entries if e not in table})
+    unknown = sorted({str(e) for e in entries if not isinstance(e, str) or e not in table})
     if unknown:
         raise InputError("error.config_layer_type", field=field, value=unknown[0], known=", ".join(table))
     return [table[e] for e in entries]
 
 
 def slide(config: dict, model_type: str, kinds: list[str]) -> list[str]:
-    """Mark the attention layers that keep only a window, when the config says so by rule, not by list."""
-    if config.get("sliding_window") is None or "sliding" in kinds:
+    """Mark the attention layers that keep only a window, when the config says so by rule (a list of
+    layer types, when there is one, already says it layer by layer)."""
+    listed = any(config.get(k) is not None for k in ("layer_types", "layers_block_type"))
+    if config.get("sliding_window") is None or listed:
         return kinds
     if "use_sliding_window" in config:  # Qwen2: layers from max_window_layers on slide, if switched on
         if config["use_sliding_window"] is not True:
@@ -226,11 +229,9 @@ def recurrent_state(config: dict, model_type: str, size: float) -> tuple[str, fl
     if kind is None:
         return "", None
     what = f"the {kind} state"
-    if kind == "Mamba-1":
-        pre = "mamba_d_" if hybrid else ""
-        d_state = _number(config, (f"{pre}state" if hybrid else "state_size",), what, high=65536)
-        d_conv = _number(config, (f"{pre}conv" if hybrid else "conv_kernel",), what, high=1024)
-        expand = _number(config, ("mamba_expand" if hybrid else "expand",), what, high=1024)
+    if kind == "Mamba-1":  # Jamba prefixes its Mamba fields; MambaForCausalLM does not
+        names = ("mamba_d_state", "mamba_d_conv", "mamba_expand") if hybrid else ("state_size", "conv_kernel", "expand")
+        d_state, d_conv, expand = (_number(config, (name,), what, high=65536) for name in names)
         d_inner = expand * _number(config, ("hidden_size", "d_model"), what)
         return kind, d_inner * (d_conv - 1) * size + d_inner * d_state * wide
     if kind == "Mamba-2":
