@@ -111,8 +111,9 @@ def config_rows(report: KVReport, context: int, batch: int, w: Words) -> list[li
 def summary(report: KVReport, context: int, batch: int, w: Words) -> str:
     """The count layer by layer, and what the generic formula says next to it."""
     total = report.bytes_at(context, batch)
-    lines = [w("calc.cfg_counted", per_token=report.bytes_per_token, fixed=size(report.fixed_bytes),
-               context=context, batch=batch, total=size(total))]
+    windowed = any(layer.cap is not None for layer in report.layers)
+    lines = [w("calc.cfg_counted_window" if windowed else "calc.cfg_counted", per_token=report.bytes_per_token,
+               fixed=size(report.fixed_bytes), context=context, batch=batch, total=size(total))]
     if report.uncounted_layers:
         lines.append(w("calc.cfg_uncounted", n=report.uncounted_layers))
     if report.generic_per_token is None:
