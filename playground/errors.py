@@ -38,6 +38,17 @@ MESSAGES: dict[str, str] = {
                              "variable {env} (in GB)",
     "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
                            "number; got {value!r}",
+    "error.cache_dtype": "cache dtype {dtype!r} is not one of: {valid}",
+    "error.config_object": "A config.json is a JSON object of fields ({{...}}), got a {kind}",
+    "error.config_missing": "config.json has no {field}, needed for {needed_for}",
+    "error.config_head_dim": "config.json: hidden_size={hidden} is not divisible by num_attention_heads={n_heads}; "
+                             "a config like this names head_dim",
+    "error.config_layer_list": "config.json: {field} must list the layers, got {value!r}",
+    "error.config_layer_count": "config.json: {field} lists {listed} layers but the model has {layers}",
+    "error.config_layer_type": "config.json: {field} has a layer type {value!r} this calculator does not know; "
+                               "known: {known}",
+    "error.config_unread": "model_type {model_type!r} lays out its layers in a way this calculator does not read "
+                           "(its cache would be miscounted)",
 }
 
 

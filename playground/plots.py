@@ -13,6 +13,7 @@ names. The default, ``ENGLISH``, writes the templates in ``WORDS``; the page pas
 from __future__ import annotations
 
 import html
+import itertools
 
 import numpy as np
 import plotly.graph_objects as go
@@ -409,6 +410,39 @@ def kv_whatif(rows: list[dict], title, words=ENGLISH) -> go.Figure:
                            marker_color=["#2b6cb0", "#3182ce", "#63b3ed", "#805ad5"][: len(rows)],
                            hovertemplate="%{x}: %{y:,.3f} GiB<extra></extra>"))
     return _layout(fig, title, height=380, words=words, yaxis=dict(title="GiB", gridcolor="#eee"))
+
+
+WORDS.update({
+    'plot.context_tokens': 'context (tokens)',
+    'plot.gib_hover': '%{x:,.0f} tokens: %{y:,.3f} GiB',
+    'plot.generic_formula': 'generic formula 2·L·n_kv·hd',
+})
+
+
+LAYER_KIND_COLOURS = ("#2b6cb0", "#63b3ed", "#805ad5", "#38a169", "#a0aec0")  # bands; the generic line is red
+
+
+def kv_by_layer_kind(context: np.ndarray, parts: dict, generic: np.ndarray | None, title,
+                     words=ENGLISH) -> go.Figure:
+    """Cache GiB over context length, counted layer by layer: one stacked band per kind of layer, the
+    generic formula as a dashed line over them (the gap between the two is what the formula gets wrong).
+
+    context: (n,) token counts. parts: band name (translated) -> (n,) GiB. generic: (n,) GiB, or None
+    for a model the formula does not describe (no attention heads).
+    """
+    fig = go.Figure()
+    for (name, gib), colour in zip(parts.items(), itertools.cycle(LAYER_KIND_COLOURS)):
+        fig.add_trace(go.Scatter(x=context, y=gib, mode="lines", stackgroup="layers", name=safe(name),
+                                 line=dict(color=colour, width=1),
+                                 hovertemplate=f"{safe(name)}<br>{words('plot.gib_hover')}<extra></extra>"))
+    if generic is not None:
+        name = safe(words("plot.generic_formula"))
+        fig.add_trace(go.Scatter(x=context, y=generic, mode="lines", name=name,
+                                 line=dict(dash="dash", color="#c53030", width=2),
+                                 hovertemplate=f"{name}<br>{words('plot.gib_hover')}<extra></extra>"))
+    return _layout(fig, title, height=420, words=words,
+                   xaxis=dict(title=words("plot.context_tokens"), gridcolor="#eee"),
+                   yaxis=dict(title="GiB", gridcolor="#eee", rangemode="tozero"), legend=dict(orientation="h", y=-0.2))
 
 
 def matrix(z: np.ndarray, title, *, x_title, y_title, colorscale: str = "RdBu_r",

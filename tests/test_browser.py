@@ -472,3 +472,18 @@ def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url
         wait_for_plot_title(pg, "HBM traffic over N")
         wait_for_plot_title(pg, "Memory hierarchy of the H100 SXM")
         shot(pg, "15-inside-one-head")
+
+
+def test_calculator_reads_a_config_json(browser, app_url):
+    """Pick a published config: its JSON fills the box and each kind of layer gets a row; in Chinese too."""
+    with fresh_page(browser, app_url, "zh-CN") as pg:
+        pg.get_by_role("tab", name="KV 缓存计算器").click()
+        table = "document.querySelector('#calc-config-table').innerText"
+        pg.wait_for_function(f"() => {table}.includes('层类型')")  # column names in the page's language on load
+        pg.get_by_label("示例（已发表的配置）").click()
+        pg.get_by_role("option", name="Gemma-3-1B (5 local : 1 global)").click()
+        pg.wait_for_function(f"() => {table}.includes('滑动窗口') && {table}.includes('5, 11, 17, 23')")
+        assert '"sliding_window_pattern": 6' in pg.locator("#calc-config-source textarea").input_value()
+        assert "通用公式" in pg.locator("#calc-config-summary").inner_text()
+        wait_for_plot_title(pg, "gemma3_text")
+        shot(pg, "18-calculator-config-zh")
