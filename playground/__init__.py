@@ -11,6 +11,7 @@ The notebook API (names are stable)::
     rollout(result.weights("self"), without_first=True)[-1]  # attention rollout (Abnar & Zuidema 2020)
     logit_lens(model, [5, 6, 7, 8], k=3).top_ids  # each layer's top next-token guesses
     ablate_heads(model, [5, 6, 7, 8], mode="mean").d_loss  # (n_layer, n_heads) loss change per ablated head
+    model, tok = load_pretrained("openai-community/gpt2")  # a Hub id or a folder: GPT-2, Llama, Qwen2, Mistral, Mamba
 
 The layers, lowest first (imports point down only; ``tests/test_architecture.py`` checks it):
 ``config`` -> ``nn`` (attention building blocks) -> ``models`` -> ``train`` -> ``zoo`` ->
@@ -25,6 +26,7 @@ from playground.inspect.generation import DecodeStep, Generation, generate, stre
 from playground.inspect.logit_lens import LogitLens, logit_lens
 from playground.models import build_model
 from playground.models.checkpoint import load_model, save_model
+from playground.models.pretrained import load_pretrained
 from playground.models.transformer import EncoderDecoder, TransformerLM
 from playground.nn.cache import KVCache, kv_bytes_per_token, kv_cache_bytes
 from playground.nn.kernels import KernelUnavailable, probe
@@ -35,5 +37,5 @@ __all__ = [
     "load_model", "save_model", "PRESETS", "ModelConfig", "from_name", "DecodeStep", "Generation",
     "generate", "stream", "KernelUnavailable", "probe", "EncoderDecoder", "TransformerLM", "build_model",
     "plots", "zoo", "Tokenizer", "ValueNorms", "value_norms", "rollout", "LogitLens", "logit_lens",
-    "Ablation", "ablate_heads", "heads_ablated",
+    "Ablation", "ablate_heads", "heads_ablated", "load_pretrained",
 ]

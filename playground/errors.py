@@ -16,6 +16,9 @@ MESSAGES: dict[str, str] = {
     "error.spec_syntax": "A model spec is 'source:name' (zoo:gqa, user:my-model, untrained:decoder/GQA/alibi), "
                          "got {spec!r}; sources: {schemes}",
     "error.spec_scheme": "Unknown model source {scheme!r} in {spec!r}; valid sources: {schemes}",
+    "error.spec_hf": "A Hub model is 'hf:owner/name' (e.g. hf:openai-community/gpt2), got {name!r}",
+    "error.spec_local": "A local model is 'local:<folder name>' (one folder in the operator's model directory), "
+                        "got {name!r}",
     "error.spec_zoo": "No zoo model is named {name!r}; the zoo has: {names}",
     "error.spec_user": "A model trained in the page is named with letters, digits, '-' or '_' "
                        "(up to 41 characters), got {name!r}",

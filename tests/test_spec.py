@@ -43,11 +43,16 @@ def test_a_bad_spec_says_what_is_valid(text, code, names):
 
 def test_specs_are_checked_however_they_are_made():
     with pytest.raises(InputError, match="valid sources"):
-        ModelSpec("hf", "gpt2")
+        ModelSpec("bert", "base")
+    with pytest.raises(InputError, match="A Hub model is 'hf:owner/name'"):
+        ModelSpec("hf", "gpt2")  # a bare legacy id is refused: a Hub id names its owner
+    for name in ("../secrets", "/etc", "a/b", ".hidden"):
+        with pytest.raises(InputError, match="A local model is"):
+            ModelSpec.parse(f"local:{name}")  # one folder name: a visitor cannot name a path
     with pytest.raises(InputError, match="Unknown architecture"):
         ModelSpec("untrained", "bert/MHA/rope")
     assert ModelSpec.untrained("rwkv", "GQA", "alibi") == ModelSpec.parse("untrained:rwkv")  # nothing to choose
-    assert set(SCHEMES) == {"zoo", "user", "untrained"}
+    assert set(SCHEMES) == {"zoo", "user", "untrained", "hf", "local"}
 
 
 def test_load_by_spec():

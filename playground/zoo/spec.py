@@ -4,6 +4,8 @@
     user:my-model                  a model trained in the page (``zoo.USER_DIR/my-model``)
     untrained:decoder/GQA/alibi    random weights of that shape: family/variant/position
     untrained:rwkv                 RWKV and Mamba have no variant or position to choose
+    hf:openai-community/gpt2       a pretrained model from the Hugging Face Hub (``zoo.hub_source``)
+    local:my-gpt2                  a pretrained model folder in the operator's $PLAYGROUND_LOCAL_MODELS
 
 ``ModelSpec.parse(text)`` checks a spec against the tables it names (families, variants, positions,
 zoo entries) and raises ``InputError`` saying what is valid; ``str(spec)`` gives the text back.
@@ -28,7 +30,7 @@ from playground.models import build_model
 from playground.models.base import LanguageModel
 from playground.models.checkpoint import CARD, load_model
 from playground.train.tokenizer import Tokenizer
-from playground.zoo import registry
+from playground.zoo import hub_source, registry
 
 UNTRAINED_SEED = 0  # every untrained spec builds the same random weights
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")  # also a safe folder name
@@ -119,6 +121,8 @@ SCHEMES: dict[str, Scheme] = {
     "user": Scheme(_check_user, lambda name: ModelConfig.load(_user_folder(name) / "config.json"),
                    lambda name: load_model(_user_folder(name))),
     "untrained": Scheme(_check_untrained, _untrained_config, _untrained_model, trained=False),
+    "hf": Scheme(**hub_source.hooks("hf")),
+    "local": Scheme(**hub_source.hooks("local")),
 }
 
 

@@ -53,12 +53,19 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -
     return dtype
 
 
+def model_config(hf: dict) -> ModelConfig:
+    """Our ModelConfig for a config.json dict, checked against ``LIMITS``; ValueError naming what is unsupported."""
+    if not isinstance(hf, dict):
+        raise ValueError(f"config.json must hold a JSON object, got {type(hf).__name__}")
+    cfg = family_for(hf.get("model_type")).to_config(hf)
+    check_sizes(cfg)
+    return cfg
+
+
 def config_of(folder: str | Path) -> tuple[dict, ModelConfig]:
     """(config.json as a dict, our ModelConfig for it), checked against ``LIMITS``; reads no weights."""
     hf = read_config(folder)
-    cfg = family_for(hf.get("model_type")).to_config(hf)
-    check_sizes(cfg)
-    return hf, cfg
+    return hf, model_config(hf)
 
 
 def _build(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[LanguageModel, HubTokenizer]:
