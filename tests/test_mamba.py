@@ -105,8 +105,8 @@ def test_a_wrong_hidden_attention_shows_in_max_abs_diff(model, monkeypatch, T):
     right = mamba.implicit_attention_blocks
 
     def wrong(*args, **kwargs):
-        for rows, alpha in right(*args, **kwargs):
-            yield rows, alpha * 1.01
+        for channels, rows, alpha in right(*args, **kwargs):
+            yield channels, rows, alpha * 1.01
 
     assert_badge_catches(model, x, lambda: monkeypatch.setattr(mamba, "implicit_attention_blocks", wrong))
 
