@@ -28,7 +28,9 @@ VARIANTS = ("MHA", "GQA", "MQA")        # read off n_kv_heads (ModelConfig.varia
 POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
-MLPS = ("gelu", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "swiglu")  # gelu_tanh: GPT-2's gelu_new, the tanh approximation
+ATTN_BIASES = ("auto", "none", "qkv", "qkvo")  # which attention projections carry a bias (auto: as `bias`)
+ROPE_SCALINGS = ("linear", "llama3")  # rope_scaling["rope_type"]; None: plain RoPE
 BACKENDS = ("auto", "flash", "efficient", "cudnn", "math", "flex", "explicit")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model runs in (auto: bf16 or fp16 on CUDA, fp32 on CPU)
 
@@ -47,12 +49,15 @@ class ModelConfig:
     d_ff: int = 512                # hidden width of the MLP
     # --- components, chosen by name
     position: str = "rope"         # sinusoidal | learned | rope | alibi | none
-    rope_base: float = 10000.0
+    rope_base: float = 10000.0     # RoPE theta (Hugging Face rope_theta: Llama 1e4 / 5e5, Qwen2 1e6)
+    rope_scaling: dict | None = None  # None | {"rope_type": "linear", "factor"} | {"rope_type": "llama3", "factor",
+                                   #   "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}
     norm: str = "layernorm"        # layernorm | rmsnorm
     norm_placement: str = "pre"    # pre (GPT-2, LLaMA) | post (Vaswani 2017)
     norm_eps: float = 1e-5
-    mlp: str = "gelu"              # gelu | swiglu
+    mlp: str = "gelu"              # gelu | gelu_tanh (GPT-2) | swiglu
     bias: bool = True              # biases in linear layers and LayerNorm
+    attn_bias: str = "auto"        # attention projections with a bias: auto (as bias) | none | qkv (Qwen2) | qkvo
     tie_embeddings: bool = True    # share token embedding and output projection
     sliding_window: int = 0        # 0: off; else each query sees at most this many keys back
     dropout: float = 0.0
@@ -70,6 +75,12 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    def attn_has_bias(self, projection: str) -> bool:
+        """Whether attention projection ``projection`` (q, k, v or o) carries a bias."""
+        if self.attn_bias == "auto":
+            return self.bias
+        return self.attn_bias != "none" and projection in self.attn_bias
 
     @property
     def variant(self) -> str:
@@ -100,6 +111,8 @@ class ModelConfig:
         _choice("norm", self.norm, NORMS)
         _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _choice("mlp", self.mlp, MLPS)
+        _choice("attn_bias", self.attn_bias, ATTN_BIASES)
+        _check_rope_scaling(self.rope_scaling)
         _choice("backend", self.backend, BACKENDS)
         if self.d_model % self.n_heads:
             raise ValueError(
@@ -171,6 +184,33 @@ def variant_kv_heads(variant: str, n_heads: int) -> int:
 def _choice(field: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{field}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+ROPE_SCALING_FIELDS = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def _check_rope_scaling(scaling: object) -> None:
+    """None, or a dict naming a rope_type of ROPE_SCALINGS with exactly that type's positive numbers."""
+    if scaling is None:
+        return
+    if not isinstance(scaling, dict):
+        raise ValueError(f"rope_scaling must be None or a JSON object, got {scaling!r}")
+    kind = scaling.get("rope_type")
+    if kind not in ROPE_SCALING_FIELDS:
+        raise ValueError(f"rope_scaling rope_type={kind!r} is not supported; choose one of: {', '.join(ROPE_SCALINGS)}")
+    need = {"rope_type", *ROPE_SCALING_FIELDS[kind]}
+    if set(scaling) != need:
+        raise ValueError(f"rope_scaling of type {kind!r} takes exactly the fields {sorted(need)}, got {sorted(scaling)}")
+    for name in ROPE_SCALING_FIELDS[kind]:
+        value = scaling[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"rope_scaling {name} must be a positive number, got {value!r}")
+    if kind == "llama3" and not scaling["high_freq_factor"] > scaling["low_freq_factor"]:
+        raise ValueError(f"rope_scaling high_freq_factor ({scaling['high_freq_factor']}) must be larger than "
+                         f"low_freq_factor ({scaling['low_freq_factor']})")
 
 
 def _divisors(n: int) -> list[int]:

@@ -1,4 +1,5 @@
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -153,3 +154,27 @@ def app_url():
     from playground.ui.warmup import FLEX
 
     FLEX.wait()  # a FlexAttention compile still running in its thread when Python exits would abort the process
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer_dir(tmp_path_factory):
+    """A folder with the byte-level BPE tokenizer.json of ``pretrained_fixtures``, trained once per session."""
+    require("tokenizers", "pip install -r requirements.txt")
+    from pretrained_fixtures import write_tokenizer
+    return write_tokenizer(tmp_path_factory.mktemp("hf-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def hf_checkpoint(tmp_path_factory, hf_tokenizer_dir):
+    """``hf_checkpoint(kind, **overrides)``: a tiny Hugging Face checkpoint folder written by transformers,
+    once per session per (kind, overrides). Shared: copy it before changing anything in it."""
+    require("transformers", "pip install -r requirements-dev.txt")
+    from pretrained_fixtures import write_checkpoint
+    folders = {}
+
+    def folder(kind: str, **overrides):
+        key = (kind, json.dumps(overrides, sort_keys=True))
+        if key not in folders:
+            folders[key] = write_checkpoint(kind, tmp_path_factory.mktemp(f"hf-{kind}"), **overrides)
+        return folders[key]
+    return folder

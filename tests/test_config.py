@@ -25,6 +25,13 @@ BAD_CONFIGS = [
     (dict(family="rwkv", position="none", n_heads=4, n_kv_heads=2), "n_kv_heads"),
     (dict(family="mamba", position="none", d_state=0), "d_state"),
     (dict(position="sinusoidal", d_model=33, n_heads=1, n_kv_heads=1), "sinusoidal"),
+    (dict(attn_bias="qk"), "attn_bias"),
+    (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope_scaling"),
+    (dict(rope_scaling={"rope_type": "linear"}), "rope_scaling"),
+    (dict(rope_scaling={"rope_type": "linear", "factor": -2.0}), "rope_scaling"),
+    (dict(rope_scaling=[4.0]), "rope_scaling"),
+    (dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+                        "original_max_position_embeddings": 8192}), "rope_scaling"),
 ]
 
 
@@ -63,3 +70,18 @@ def test_presets_build():
     assert from_name("llama-tiny", n_kv_heads=1).variant == "MQA"
     with pytest.raises(ValueError, match="unknown preset"):
         from_name("gpt5")
+
+
+def test_attention_biases_per_projection():
+    assert [ModelConfig(bias=True).attn_has_bias(p) for p in "qkvo"] == [True] * 4  # auto: as bias
+    assert [ModelConfig(bias=False).attn_has_bias(p) for p in "qkvo"] == [False] * 4
+    assert [ModelConfig(bias=False, attn_bias="qkv").attn_has_bias(p) for p in "qkvo"] == [True, True, True, False]
+    assert [ModelConfig(bias=True, attn_bias="none").attn_has_bias(p) for p in "qkvo"] == [False] * 4
+
+
+def test_rope_scaling_round_trips(tmp_path):
+    scaling = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 8192}
+    cfg = ModelConfig(norm="rmsnorm", mlp="gelu_tanh", rope_scaling=scaling, attn_bias="qkvo")
+    cfg.save(tmp_path / "config.json")
+    assert ModelConfig.load(tmp_path / "config.json") == cfg

@@ -2,7 +2,8 @@
 
 ``build_model(cfg)`` is the one builder: a ``ModelConfig`` in, a ``LanguageModel`` out. Every model
 takes token ids and returns ``ModelOutput(logits, attentions)``; ``checkpoint`` reads and writes
-them as safetensors + JSON.
+them as safetensors + JSON; ``pretrained`` turns Hugging Face checkpoints (GPT-2, Llama, Mistral,
+Qwen2, ...) into these same models.
 """
 from __future__ import annotations
 

@@ -72,7 +72,10 @@ class LanguageModel(nn.Module):
         return [getattr(self, name) for name in self.cached_stacks]
 
     def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
-        """Preallocate KV caches for ``max_len`` positions (default: context_length)."""
+        """Preallocate KV caches for ``max_len`` positions (default: context_length).
+
+        Pass the length a call really needs: a pretrained model's context_length is its
+        max_position_embeddings (32,768 for Qwen2.5), which the default would allocate in full."""
         p = self.lm_head.weight
         for stack in self._stacks():
             stack.setup_cache(batch, max_len or self.cfg.context_length, p.dtype, p.device)

@@ -25,7 +25,7 @@ from playground.nn.position import alibi_bias, alibi_slopes, rope_angles, sinuso
 
 
 class MLP(nn.Module):
-    """GELU: W2 gelu(W1 x). SwiGLU (LLaMA): W2 (silu(W1 x) * W3 x)."""
+    """GELU: W2 gelu(W1 x) (gelu_tanh: GPT-2's tanh approximation). SwiGLU (LLaMA): W2 (silu(W1 x) * W3 x)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -39,7 +39,8 @@ class MLP(nn.Module):
         """x (B, T, d) -> (B, T, d)."""
         if self.gate is not None:
             return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
-        return self.dropout(self.down(F.gelu(self.up(x))))
+        approximate = "tanh" if self.kind == "gelu_tanh" else "none"
+        return self.dropout(self.down(F.gelu(self.up(x), approximate=approximate)))
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -146,7 +147,7 @@ class Stack(nn.Module):
         self_inputs = AttentionInputs(
             mask=rule.dense(q_pos, k_pos, key_valid), input_pos=q_pos, rule=rule,
             q_start=start_pos, k_start=int(k_pos[0]), key_valid=_padding(key_valid),
-            rope=rope_angles(q_pos, cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None,
+            rope=rope_angles(q_pos, cfg.head_dim, cfg.rope_base, cfg.rope_scaling) if cfg.position == "rope" else None,
             bias=alibi_bias(self.alibi_slopes, q_pos, k_pos) if alibi else None,
             alibi_slopes=self.alibi_slopes if alibi else None,
         )

@@ -95,10 +95,10 @@ class Attention(nn.Module):
         self.kind, self.layer = kind, layer
         self.cross = kind == "cross"
         self.recorder = recorder if recorder is not None else Recorder()
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.bias)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.bias)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.bias)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=cfg.bias)
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.attn_has_bias("q"))
+        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.attn_has_bias("k"))
+        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.attn_has_bias("v"))
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=cfg.attn_has_bias("o"))
         self.dropout = nn.Dropout(cfg.dropout)  # on the output, before the residual add (nanoGPT's resid_dropout)
         self.cache: KVCache | None = None             # self-attention: grows one token at a time
         self.cross_kv: tuple[Tensor, Tensor] | None = None  # cross-attention: computed once per input

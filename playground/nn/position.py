@@ -33,16 +33,40 @@ def sinusoidal_table(pos: Tensor, d_model: int) -> Tensor:
     return table
 
 
-def rope_frequencies(head_dim: int, base: float = 10000.0) -> Tensor:
-    """theta_i = base^(-2i/hs) for i in 0..hs/2-1. (hs/2,)"""
+def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: dict | None = None) -> Tensor:
+    """theta_i = base^(-2i/hs) for i in 0..hs/2-1, optionally rescaled for a longer context. (hs/2,)
+
+    ``scaling`` is a config's ``rope_scaling``:
+    - ``linear`` (position interpolation): every theta_i / factor, i.e. positions / factor.
+    - ``llama3`` (Llama 3.1): wavelengths 2 pi / theta_i longer than original / low_freq_factor are
+      divided by ``factor``, those shorter than original / high_freq_factor are kept, and the band
+      between is blended: (1 - s) theta_i / factor + s theta_i with
+      s = (original / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor).
+    """
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
-    return 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    freqs = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    if scaling is None:
+        return freqs
+    kind, factor = scaling["rope_type"], scaling["factor"]
+    if kind == "linear":
+        return freqs / factor
+    if kind != "llama3":
+        raise ValueError(f"rope_scaling rope_type={kind!r} is not supported; valid: linear, llama3")
+    original = scaling["original_max_position_embeddings"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * math.pi / freqs  # (hs/2,)
+    scaled = torch.where(wavelength > original / low, freqs / factor, freqs)
+    smooth = (original / wavelength - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelength >= original / high) & (wavelength <= original / low)
+    return torch.where(medium, blended, scaled)
 
 
-def rope_angles(pos: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """cos and sin of pos * theta, laid out for ``apply_rope``. Each (T, hs)."""
-    freqs = rope_frequencies(head_dim, base).to(pos.device)
+def rope_angles(pos: Tensor, head_dim: int, base: float = 10000.0,
+                scaling: dict | None = None) -> tuple[Tensor, Tensor]:
+    """cos and sin of pos * theta (``rope_frequencies``), laid out for ``apply_rope``. Each (T, hs)."""
+    freqs = rope_frequencies(head_dim, base, scaling).to(pos.device)
     angles = pos.float()[:, None] * freqs[None, :]  # (T, hs/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, hs)
     return angles.cos(), angles.sin()

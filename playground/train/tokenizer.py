@@ -32,7 +32,6 @@ import json
 import os
 import shlex
 import sys
-import unicodedata
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -40,6 +39,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import sentencepiece as spm
 
+from playground.models import labels
+from playground.models.labels import display_text
+from playground.models.labels import utf8_length as _utf8_length
 from playground.paths import MODELS_DIR
 from playground.train import data
 
@@ -49,6 +51,7 @@ DEFAULT_VOCAB_SIZE = 2048
 PAD_ID, BOS_ID = data.PAD_ID, data.BOS_ID  # shared with the synthetic tasks
 EOS_ID, UNK_ID = 2, 3
 SPACE_SYMBOL = "\u2581"  # sentencepiece's space marker "▁"
+EMPTY_LABEL, HIDDEN_CATEGORIES = labels.EMPTY_LABEL, labels.HIDDEN_CATEGORIES  # label conventions (models.labels)
 
 TRAINER_OPTIONS = MappingProxyType({
     "model_type": "bpe",
@@ -64,48 +67,6 @@ TRAINER_OPTIONS = MappingProxyType({
     "input_sentence_size": 0,  # train on every line, no sampling
     "num_threads": 1,
 })
-
-# How characters that would be invisible or harmful in an axis label are shown.
-VISIBLE = MappingProxyType({" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "\\r"})
-EMPTY_LABEL = "∅"
-HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")
-
-
-def display_text(text: str) -> str:
-    """``text`` made safe and visible as a plain-text label (never empty, no control chars).
-
-    Spaces, newlines and tabs get markers (␣ ⏎ ⇥); other control, format, separator and
-    unassigned characters are escaped (``\\x00``, ``\\u200b``); a leading combining mark is
-    put on a dotted circle (◌) so it has something to combine with.
-    """
-    out = []
-    for ch in text:
-        if ch in VISIBLE:
-            out.append(VISIBLE[ch])
-        elif unicodedata.category(ch) in HIDDEN_CATEGORIES:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    label = "".join(out)
-    if label and unicodedata.category(label[0]).startswith("M"):
-        label = "◌" + label
-    return label or EMPTY_LABEL
-
-
-def _utf8_length(lead: int) -> int:
-    """Bytes in the UTF-8 sequence a lead byte starts; 0 for a byte that cannot lead."""
-    if lead < 0x80:
-        return 1
-    if 0xC2 <= lead <= 0xDF:
-        return 2
-    if 0xE0 <= lead <= 0xEF:
-        return 3
-    if 0xF0 <= lead <= 0xF4:
-        return 4
-    return 0
-
 
 class Tokenizer:
     """A sentencepiece model with byte fallback: any string in, readable labels out."""

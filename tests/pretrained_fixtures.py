@@ -1,0 +1,109 @@
+"""Tiny Hugging Face checkpoints written by ``transformers`` itself, for tests that need a real folder.
+
+``write_checkpoint(kind, folder, **overrides)`` writes ``config.json`` + ``model.safetensors`` with
+``save_pretrained(safe_serialization=True)`` from a random model built in eager attention, and
+``tokenizer.json`` (+ ``tokenizer_config.json``): a byte-level BPE trained by ``tokenizers`` on a
+paragraph of English and Chinese. ``reference(folder)`` loads the same folder with ``transformers``.
+No network is used. The serving, UI, browser and benchmark tests build their folders with these.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+PARAGRAPH = (
+    "Attention lets every token look back at the tokens before it. The keys and values of earlier tokens "
+    "are cached, so a new token only computes its own query. A sliding window keeps the cache small; "
+    "grouped queries share their keys and values. The quick brown fox jumps over the lazy dog.\n"
+    "注意力机制让每个词回看前面的词。我们在浏览器里观察每一个注意力头，也观察缓存如何增长。"
+)
+ENGLISH = "The keys and values are cached; attention looks back."
+CHINESE = "注意力机制让模型回看上下文。"
+TOKENIZER_VOCAB = 384
+MODEL_VOCAB = 400          # >= the tokenizer's vocabulary
+SPECIAL = ["<|endoftext|>", "<s>", "</s>"]
+
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=MODEL_VOCAB, max_position_embeddings=128, rms_norm_eps=1e-6)
+KINDS = {
+    # GPT-2: learned positions, fused c_attn, tied embeddings
+    "gpt2": ("GPT2Config", dict(n_embd=64, n_layer=2, n_head=4, vocab_size=MODEL_VOCAB, n_positions=128,
+                                bos_token_id=0, eos_token_id=0)),
+    # Llama with tied embeddings (SmolLM2-style), GQA 4:2
+    "llama": ("LlamaConfig", dict(SMALL, tie_word_embeddings=True)),
+    # Llama 3.x: untied, rope_theta 5e5 and rope_scaling llama3
+    "llama3": ("LlamaConfig", dict(SMALL, tie_word_embeddings=False, rope_parameters=dict(
+        rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=16))),
+    # linear position interpolation, and Llama's attention_bias (q, k, v, o) and mlp_bias
+    "llama-linear": ("LlamaConfig", dict(SMALL, tie_word_embeddings=False, attention_bias=True, mlp_bias=True,
+                                         rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=4.0))),
+    # Qwen2: q/k/v biases, rope_theta 1e6, tied
+    "qwen2": ("Qwen2Config", dict(SMALL, tie_word_embeddings=True,
+                                  rope_parameters=dict(rope_type="default", rope_theta=1000000.0))),
+    # Mistral: a sliding window of 8 keys
+    "mistral": ("MistralConfig", dict(SMALL, tie_word_embeddings=False, sliding_window=8)),
+}
+
+
+@lru_cache(maxsize=1)
+def tokenizer_json() -> str:
+    """A byte-level BPE tokenizer trained on PARAGRAPH, as tokenizer.json text (trained once per process)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=TOKENIZER_VOCAB, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([PARAGRAPH], trainer)
+    return tok.to_str()
+
+
+def write_tokenizer(folder: str | Path, bos: bool = False) -> Path:
+    """Write tokenizer.json and tokenizer_config.json into ``folder``; with ``bos`` its post-processor
+    prepends ``<s>`` to every text (as Llama's tokenizers do)."""
+    from tokenizers import Tokenizer, processors
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.from_str(tokenizer_json())
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                           special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    (folder / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    settings = {"tokenizer_class": "TokenizersBackend", "bos_token": "<s>", "eos_token": "</s>",
+                "add_bos_token": bos, "model_max_length": 128}
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    return folder
+
+
+def write_checkpoint(kind: str, folder: str | Path, *, seed: int = 0, tokenizer: bool = True,
+                     **overrides) -> Path:
+    """Write a random ``kind`` checkpoint (a key of KINDS) into ``folder``; ``overrides`` change the config."""
+    import transformers
+
+    name, fields = KINDS[kind]
+    config = getattr(transformers, name)(**{**fields, **overrides})
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # transformers initialises biases and norms to 0 / 1: make every tensor count
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer:
+        write_tokenizer(folder, bos=name != "GPT2Config")
+    return folder
+
+
+def reference(folder: str | Path):
+    """The transformers model of a folder, in eager attention (so it returns attention weights), eval mode."""
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    return model.eval()
