@@ -33,7 +33,7 @@ logits, and that they match ``transformers.MambaForCausalLM`` on random weights.
 ``forward`` scans from zeros; after ``setup_cache`` it continues from the held state: through
 ``step`` for one token, through the scan for a prefill or whenever capture is on.
 
-Config: d_model, n_layer, d_state, d_conv, expand, vocab_size, norm_eps (RMSNorm), tie_embeddings;
+Config: d_model, n_layer, d_state, d_conv, expand, dt_rank, vocab_size, norm_eps (RMSNorm), tie_embeddings;
 n_heads only groups channels for display. d_ff, norm, mlp, bias and dropout do not apply (no
 bias in the projections, one in the convolution and dt_proj, as in Mamba).
 
@@ -63,7 +63,8 @@ BLOCKS = (16, 4)          # implicit attention's blocks, and the blocks they are
 
 
 def dt_rank(cfg: ModelConfig) -> int:
-    return math.ceil(cfg.d_model / 16)
+    """R, the rank of delta's projection: the config's ``dt_rank``, or Mamba's default ceil(d / 16) when 0."""
+    return cfg.dt_rank or math.ceil(cfg.d_model / 16)
 
 
 @dataclass
