@@ -59,7 +59,8 @@ from playground.nn.cache import state_dtype
 from playground.nn.recorder import AttentionRecord, Recorder
 
 BLOCK_ELEMENTS = 1 << 22  # implicit attention is built a chunk at a time, about this many numbers per tensor
-BLOCKS = (16, 4)          # implicit attention's blocks, and the blocks they are cut into; the last computed directly
+BLOCKS = (16, 4)          # implicit attention's blocks, then the blocks each is cut into (each size divides
+                          # the one before); the last ones are computed directly
 
 
 def dt_rank(cfg: ModelConfig) -> int:
@@ -170,7 +171,8 @@ def _square(P: Tensor, keys: Tensor, C: Tensor, A: Tensor, sizes: tuple[int, ...
 
 
 def _place_diagonal(alpha: Tensor, own: Tensor, first: int) -> None:
-    """Write each query block's own square own (.., nq, S, S) into alpha (.., nq, S, nk * S), block i at key block first + i."""
+    """Write each query block's own square, own (.., nq, S, S), into alpha (.., nq, S, nk * S): query block i
+    sits on key block first + i."""
     nq, S = own.shape[-3], own.shape[-1]
     blocks = alpha.unflatten(-1, (alpha.shape[-1] // S, S))[..., first:first + nq, :]  # (.., nq, S, nq, S)
     blocks.diagonal(dim1=-4, dim2=-2).copy_(own.movedim(-3, -1))  # (.., S, S, nq)
@@ -211,7 +213,7 @@ def implicit_attention_blocks(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, st
     delta_p, B_p = F.pad(delta, (0, 0, 0, pad)), F.pad(B, (0, 0, 0, pad))  # (B, Kp, d_in), (B, Kp, n)
     P = F.pad(delta_p.double().cumsum(dim=1), (0, 0, 1, 0)).transpose(1, 2).contiguous()  # (B, d_in, Kp+1), float64
     first, last = start // S, (start + Tq - 1) // S  # the query blocks
-    C_p = F.pad(C, (0, 0, start - first * S, (last + 1) * S - start - Tq))[:, None]  # (B, 1, Qp, n) from position first*S
+    C_p = F.pad(C, (0, 0, start - first * S, (last + 1) * S - start - Tq))[:, None]  # (B, 1, Qp, n) from first * S
     per_chunk = max(1, BLOCK_ELEMENTS // (Bt * g * (Tk + pad) * max(n, S)))  # query blocks per chunk
     for c in range(0, d_in, g):
         channels = slice(c, c + g)
@@ -221,8 +223,9 @@ def implicit_attention_blocks(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, st
             i1 = min(i0 + per_chunk, last + 1)  # query blocks i0..i1-1 over key blocks 0..i1-1
             queries = C_p[:, :, (i0 - first) * S:(i1 - first) * S]  # (B, 1, nq S, n)
             alpha = _earlier_blocks(Pc, keys, queries, Ac, range(i0, i1))  # (B, g, nq, S, i1 S)
-            own = _square(Pc[..., i0 * S:i1 * S + 1].unfold(-1, S + 1, S), keys[:, :, i0 * S:i1 * S].unflatten(2, (-1, S)),
-                          queries.unflatten(2, (-1, S)), Ac, BLOCKS[1:])  # (B, g, nq, S, S)
+            own = _square(Pc[..., i0 * S:i1 * S + 1].unfold(-1, S + 1, S),  # (B, g, nq, S+1): each block's P
+                          keys[:, :, i0 * S:i1 * S].unflatten(2, (-1, S)), queries.unflatten(2, (-1, S)), Ac,
+                          BLOCKS[1:])  # (B, g, nq, S, S)
             _place_diagonal(alpha, own, i0)
             lo, hi = max(start, i0 * S), min(start + Tq, i1 * S)  # the chunk's queries, by position
             yield channels, slice(lo - start, hi - start), alpha.flatten(2, 3)[:, :, lo - i0 * S:hi - i0 * S, :hi]
