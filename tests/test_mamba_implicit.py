@@ -151,3 +151,15 @@ def test_a_130m_shaped_layer_never_holds_its_whole_alpha():
     whole = 256 * 256 * 1536 * 4
     assert records[0].weights.shape == (1, 12, 256, 256) and records[0].max_abs_diff < 1e-5
     assert rss.rise < whole / 3, f"rose {rss.rise / MIB:.0f} MiB; the whole alpha is {whole / MIB:.0f} MiB"
+
+
+def test_the_benchmark_reports_time_memory_and_the_check():
+    from playground.bench.pretrained import MAMBA_130M, mamba_implicit
+
+    assert (MAMBA_130M["n_layer"], MAMBA_130M["d_model"] * MAMBA_130M["expand"], MAMBA_130M["n_heads"]) == (24, 1536, 12)
+    report = mamba_implicit(20, n_layer=2, d_model=64, n_heads=2, n_kv_heads=2, vocab_size=100)
+    assert (report["tokens"], report["layers"], report["channels"], report["heads"]) == (20, 2, 128, 2)
+    assert report["seconds"] > 0 and report["forward_s"] > 0 and report["peak_rss_mib"] > 0
+    assert 0 <= report["max_abs_diff"] < 1e-4
+    with pytest.raises(ValueError, match="positive number of tokens"):
+        mamba_implicit(0)

@@ -25,16 +25,18 @@ MAMBA_130M = dict(family="mamba", position="none", d_model=768, n_layer=24, d_st
 
 
 @torch.no_grad()
-def mamba_implicit(T: int = 256, seed: int = 0) -> dict:
+def mamba_implicit(T: int = 256, seed: int = 0, **shape) -> dict:
     """Implicit attention of every layer of a random mamba-130m-shaped model over T tokens, on the CPU.
 
+    Args:
+        T: tokens. shape: fields of ``MAMBA_130M`` to change (a smaller model, for tests).
     Returns:
         {"tokens", "layers", "channels", "heads", "seconds", "forward_s", "peak_rss_mib", "rss_rise_mib",
         "max_abs_diff"}; ``seconds`` is the captured forward's wall time.
     """
-    if not isinstance(T, int) or T < 1:
+    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
         raise ValueError(f"T must be a positive number of tokens, got {T!r}")
-    cfg = ModelConfig(**MAMBA_130M)
+    cfg = ModelConfig(**{**MAMBA_130M, **shape})
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     ids = torch.randint(0, cfg.vocab_size, (1, T), generator=torch.Generator().manual_seed(seed))
