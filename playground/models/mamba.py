@@ -26,6 +26,8 @@ n_heads), and says so on the plot. The faithfulness check (``max_abs_diff``) use
 it compares sum_s alpha[t, s, c] x_s[c] + D x_t[c] with the output of ``selective_scan``, the
 recurrence run token by token, which shares no code with ``implicit_attention_blocks`` (the
 alpha is built from cumulative sums of delta and batched matmuls; the scan never forms it).
+alpha is built one channel group and chunk of query rows at a time, checked and added into its
+head, then dropped: a mamba-130m-sized layer (1,536 channels) never holds its (T, Tk, d_in) alpha.
 
 ``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
 ``step`` advances it one token from the conv and SSM state. A test proves both give the same
