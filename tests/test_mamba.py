@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 import playground.models.mamba as mamba
 from playground.config import ModelConfig
-from playground.models.mamba import Mamba, implicit_attention
+from playground.models.mamba import Mamba
+from playground.models.mamba_implicit import implicit_attention
 from playground.models import build_model
 from playground.nn.cache import state_bytes_per_layer
 

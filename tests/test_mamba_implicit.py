@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import playground.models.mamba as mamba
+import playground.models.mamba_implicit as chunked
 from playground.bench.measure import MIB, PeakRSS
 from playground.config import ModelConfig
 from playground.models import build_model
@@ -60,12 +61,12 @@ def assemble(blocks, shape):
     (12, 0, 6, 1 << 22, (16, 4)),    # shorter than one block
 ])
 def test_every_block_equals_the_double_loop(monkeypatch, Tk, start, group, budget, blocks):
-    monkeypatch.setattr(mamba, "BLOCK_ELEMENTS", budget)
-    monkeypatch.setattr(mamba, "BLOCKS", blocks)
+    monkeypatch.setattr(chunked, "BLOCK_ELEMENTS", budget)
+    monkeypatch.setattr(chunked, "BLOCKS", blocks)
     delta, B, C, A = inputs(Tk)
     C = C[:, start:]
     expected = brute_force(delta, B, C, A, start)
-    got = assemble(mamba.implicit_attention_blocks(delta, B, C, A, start, group), tuple(expected.shape))
+    got = assemble(chunked.implicit_attention_blocks(delta, B, C, A, start, group), tuple(expected.shape))
     assert (got.double() - expected).abs().max() < 1e-5 * expected.abs().max()
     assert (got.double() - expected).abs().max() < 1e-5
 
@@ -75,7 +76,7 @@ def test_strong_decay_underflows_to_zero_and_never_overflows():
     factors are all <= 1, so alpha stays finite and equals the float64 double loop."""
     delta, B, C, A = inputs(40, strength=40.0, seed=1)
     expected = brute_force(delta, B, C, A, 0)
-    got = mamba.implicit_attention(delta, B, C, A)
+    got = chunked.implicit_attention(delta, B, C, A)
     assert torch.isfinite(got).all()
     assert (got.double() - expected).abs().max() < 1e-5 * expected.abs().max()
 
@@ -83,16 +84,16 @@ def test_strong_decay_underflows_to_zero_and_never_overflows():
 def test_a_group_must_divide_the_channels():
     delta, B, C, A = inputs(8)
     with pytest.raises(ValueError, match="must divide the 6 channels"):
-        next(mamba.implicit_attention_blocks(delta, B, C, A, 0, group=4))
+        next(chunked.implicit_attention_blocks(delta, B, C, A, 0, group=4))
 
 
 def test_channel_groups_stay_inside_a_head_and_fit_the_budget():
     # mamba-130m: 1,536 channels as 12 heads of 128; 256 tokens x 16 states fit a whole head
-    assert mamba.channel_group(1536, 12, 256, 16) == 128
+    assert chunked.channel_group(1536, 12, 256, 16) == 128
     # 4,096 tokens do not: the largest divisor of 128 whose block of rows fits
-    g = mamba.channel_group(1536, 12, 4096, 16)
-    assert g == 64 and g * 4096 * 16 <= mamba.BLOCK_ELEMENTS
-    assert mamba.channel_group(64, 4, 20, 16) == 16
+    g = chunked.channel_group(1536, 12, 4096, 16)
+    assert g == 64 and g * 4096 * 16 <= chunked.BLOCK_ELEMENTS
+    assert chunked.channel_group(64, 4, 20, 16) == 16
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def model():
 def test_recorded_heads_equal_the_double_loop_in_small_groups_and_chunks(model, monkeypatch):
     """Groups of 2 channels (8 per head) and chunks of one block of rows: the record is still the mean
     of the double loop's alpha over each head's channels, for the prompt and for a decoded token."""
-    monkeypatch.setattr(mamba, "BLOCK_ELEMENTS", 2 * 32 * 16)
-    assert mamba.channel_group(64, 4, 20, 16) == 2
+    monkeypatch.setattr(chunked, "BLOCK_ELEMENTS", 2 * 32 * 16)
+    assert chunked.channel_group(64, 4, 20, 16) == 2
     captured = {}
 
     def keep(self, state, history, delta, B, C, xf, y):
@@ -124,7 +125,7 @@ def test_recorded_heads_equal_the_double_loop_in_small_groups_and_chunks(model, 
 def test_a_wrong_channel_group_alone_shows_in_max_abs_diff(model, monkeypatch):
     """The check covers every channel: alpha 1% off in the last group of channels only (the other
     groups honest) still moves max_abs_diff far above rounding, for the prompt and a decoded token."""
-    monkeypatch.setattr(mamba, "BLOCK_ELEMENTS", 4 * 32 * 16)  # groups of 4 channels: 16 groups
+    monkeypatch.setattr(chunked, "BLOCK_ELEMENTS", 4 * 32 * 16)  # groups of 4 channels: 16 groups
     right = mamba.implicit_attention_blocks
 
     def wrong_last_group(delta, *args, **kwargs):
