@@ -5,7 +5,7 @@
 50,280), drawn as 12 heads of 128 channels. One captured forward over ``T`` tokens
 (``model(ids, capture=True)``: the scan, then every layer's alpha built one channel group and block
 of rows at a time, checked over every channel and averaged per head) is timed after the model is
-built; ``forward_s`` is the same forward without capture, for comparison. ``peak_rss_mib`` is the
+built and has run once; ``forward_s`` is the same forward without capture, for comparison. ``peak_rss_mib`` is the
 process's peak resident memory during the captured forward, ``rss_rise_mib`` its rise above the
 start (the weights alone are about 500 MiB in float32). ``max_abs_diff`` is the worst faithfulness
 check over the layers: max |sum_s alpha x_s + D x - y| over every channel, y from the scan.
@@ -40,6 +40,7 @@ def mamba_implicit(T: int = 256, seed: int = 0, **shape) -> dict:
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     ids = torch.randint(0, cfg.vocab_size, (1, T), generator=torch.Generator().manual_seed(seed))
+    model(ids)  # warm-up: first-call allocations and kernel choices are not what is measured
     start = time.perf_counter()
     model(ids)
     forward_s = time.perf_counter() - start
