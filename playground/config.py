@@ -65,6 +65,7 @@ class ModelConfig:
     d_state: int = 16              # Mamba: SSM state size per channel
     d_conv: int = 4                # Mamba: causal depthwise convolution width
     expand: int = 2                # Mamba: d_inner = expand * d_model
+    dt_rank: int = 0               # Mamba: rank of the step-size projection (0: ceil(d_model / 16), Mamba's "auto")
     # --- how attention is computed
     backend: str = "auto"          # auto | flash | efficient | cudnn | math (SDPA kernels) | flex | explicit
 
@@ -97,6 +98,8 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         _choice("position", self.position, POSITIONS)
+        if not isinstance(self.dt_rank, int) or isinstance(self.dt_rank, bool) or self.dt_rank < 0:
+            raise ValueError(f"dt_rank must be 0 (ceil(d_model / 16)) or a positive integer, got {self.dt_rank!r}")
         if self.family not in TRANSFORMER_FAMILIES:
             for name in ("d_state", "d_conv", "expand"):
                 value = getattr(self, name)

@@ -24,6 +24,8 @@ BAD_CONFIGS = [
     (dict(family="mamba", position="rope"), "position"),
     (dict(family="rwkv", position="none", n_heads=4, n_kv_heads=2), "n_kv_heads"),
     (dict(family="mamba", position="none", d_state=0), "d_state"),
+    (dict(family="mamba", position="none", dt_rank=-1), "dt_rank"),
+    (dict(family="mamba", position="none", dt_rank=2.5), "dt_rank"),
     (dict(position="sinusoidal", d_model=33, n_heads=1, n_kv_heads=1), "sinusoidal"),
     (dict(attn_bias="qk"), "attn_bias"),
     (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope_scaling"),

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 import playground.models.mamba as mamba
 from playground.config import ModelConfig
-from playground.models.mamba import Mamba, implicit_attention
+from playground.models.mamba import Mamba
+from playground.models.mamba_implicit import implicit_attention
 from playground.models import build_model
 from playground.nn.cache import state_bytes_per_layer
 
@@ -105,8 +106,8 @@ def test_a_wrong_hidden_attention_shows_in_max_abs_diff(model, monkeypatch, T):
     right = mamba.implicit_attention_blocks
 
     def wrong(*args, **kwargs):
-        for rows, alpha in right(*args, **kwargs):
-            yield rows, alpha * 1.01
+        for channels, rows, alpha in right(*args, **kwargs):
+            yield channels, rows, alpha * 1.01
 
     assert_badge_catches(model, x, lambda: monkeypatch.setattr(mamba, "implicit_attention_blocks", wrong))
 

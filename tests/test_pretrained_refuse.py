@@ -111,7 +111,7 @@ def test_missing_path(tmp_path, watched):
 def test_unknown_model_type_names_it_and_the_supported_ones(folder, watched):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
-    refused(folder, watched, "'bert'", "gpt2, llama, mistral, qwen2")
+    refused(folder, watched, "'bert'", "gpt2, llama, mamba, mistral, qwen2")
 
 
 def test_unsupported_settings_are_named(folder, watched):

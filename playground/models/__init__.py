@@ -3,7 +3,7 @@
 ``build_model(cfg)`` is the one builder: a ``ModelConfig`` in, a ``LanguageModel`` out. Every model
 takes token ids and returns ``ModelOutput(logits, attentions)``; ``checkpoint`` reads and writes
 them as safetensors + JSON; ``pretrained`` turns Hugging Face checkpoints (GPT-2, Llama, Mistral,
-Qwen2, ...) into these same models.
+Qwen2, Mamba) into these same models; ``mamba_implicit`` builds Mamba's hidden attention a block at a time.
 """
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ n_heads), and says so on the plot. The faithfulness check (``max_abs_diff``) use
 it compares sum_s alpha[t, s, c] x_s[c] + D x_t[c] with the output of ``selective_scan``, the
 recurrence run token by token, which shares no code with ``implicit_attention_blocks`` (the
 alpha is built from cumulative sums of delta and batched matmuls; the scan never forms it).
+alpha is built one channel group and chunk of query rows at a time, checked and added into its
+head, then dropped: a mamba-130m-sized layer (1,536 channels) never holds its (T, Tk, d_in) alpha.
 
 ``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
 ``step`` advances it one token from the conv and SSM state. A test proves both give the same
@@ -33,7 +35,7 @@ logits, and that they match ``transformers.MambaForCausalLM`` on random weights.
 ``forward`` scans from zeros; after ``setup_cache`` it continues from the held state: through
 ``step`` for one token, through the scan for a prefill or whenever capture is on.
 
-Config: d_model, n_layer, d_state, d_conv, expand, vocab_size, norm_eps (RMSNorm), tie_embeddings;
+Config: d_model, n_layer, d_state, d_conv, expand, dt_rank, vocab_size, norm_eps (RMSNorm), tie_embeddings;
 n_heads only groups channels for display. d_ff, norm, mlp, bias and dropout do not apply (no
 bias in the projections, one in the convolution and dt_proj, as in Mamba).
 
@@ -44,7 +46,6 @@ delta (dt_rank), H display heads, V vocabulary.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -52,17 +53,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from playground.config import ModelConfig
+from playground.models.mamba_implicit import channel_group, implicit_attention_blocks
 from playground.models.recurrent import (History, RecurrentLM, RecurrentState, every_token, extend_history,
                                          implicit_record)
-from playground.nn import masks
 from playground.nn.cache import state_dtype
-from playground.nn.recorder import Recorder
+from playground.nn.recorder import AttentionRecord, Recorder
 
-BLOCK_ELEMENTS = 1 << 21  # implicit attention is built a block of query rows at a time, about this many numbers
 
 
 def dt_rank(cfg: ModelConfig) -> int:
-    return math.ceil(cfg.d_model / 16)
+    """R, the rank of delta's projection: the config's ``dt_rank``, or Mamba's default ceil(d / 16) when 0."""
+    return cfg.dt_rank or math.ceil(cfg.d_model / 16)
 
 
 @dataclass
@@ -112,51 +113,6 @@ def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         h = A_t * h + Bx_t                                     # (B, d_in, n)
         ys.append((h @ C_t[..., None]).squeeze(-1))            # (B, d_in)
     return torch.stack(ys, dim=1) + x * D, h
-
-
-def implicit_attention_blocks(delta: Tensor, B: Tensor, C: Tensor, A: Tensor,
-                              start: int = 0) -> Iterator[tuple[slice, Tensor]]:
-    """Mamba's hidden attention, per channel, a block of query rows at a time (to bound memory).
-
-    With L_t = delta_1 + ... + delta_t, alpha[t, s, c] = delta_s[c] sum_n C_t[n] B_s[n] exp(A[c, n] (L_t - L_s)[c]).
-    For a block of queries starting at position c0, keys s < c0 split the exponent at c0,
-    A (L_t - L_c0) + A (L_c0 - L_s), both <= 0, so the sum over n is one batched matmul; keys
-    inside the block are computed directly. No exponent is positive: nothing overflows.
-
-    Args:
-        delta: (B, Tk, d_in) and B: (B, Tk, n) of the tokens at positions 0..Tk-1.
-        C: (B, Tq, n) of the queries at positions start..start+Tq-1. A: (d_in, n), negative.
-    Yields:
-        (rows, alpha[:, rows] (B, tq, Tk, d_in)), zero above the diagonal, with
-        y_t[c] = sum_s alpha[t, s, c] x_s[c] + D[c] x_t[c] (Ali et al. 2024).
-    """
-    Bt, Tk, d_in = delta.shape
-    Tq, n = C.shape[1], A.shape[1]
-    L = delta.double().cumsum(dim=1)  # (B, Tk, d_in), float64 so differences of long sums stay exact
-    block = max(1, min(BLOCK_ELEMENTS // (Bt * Tk * d_in), math.isqrt(BLOCK_ELEMENTS // (Bt * d_in * n))))
-    for q0 in range(0, Tq, block):
-        rows = slice(q0, min(q0 + block, Tq))
-        c0, end = start + rows.start, start + rows.stop  # the block's positions; later keys are all zero
-        to_query = torch.exp(A * (L[:, c0:end] - L[:, c0, None]).to(A.dtype)[..., None])  # (B, tq, d_in, n)
-        from_key = torch.exp(A * (L[:, c0, None] - L[:, :c0]).to(A.dtype)[..., None])    # (B, c0, d_in, n)
-        past = torch.einsum("btcn,bscn->btsc", C[:, rows, None, :] * to_query,
-                            (B[:, :c0, None, :] * delta[:, :c0, :, None]) * from_key)  # (B, tq, c0, d_in)
-        span = (L[:, c0:end, None] - L[:, None, c0:end]).clamp(min=0).to(A.dtype)  # (B, tq, tq, d_in)
-        within = torch.einsum("btn,bsn,btscn->btsc", C[:, rows], B[:, c0:end], torch.exp(span[..., None] * A))
-        q_pos = torch.arange(c0, end, device=delta.device)
-        within = (within * delta[:, None, c0:end]).masked_fill(~masks.causal(q_pos, q_pos)[None, :, :, None], 0)
-        yield rows, F.pad(torch.cat([past, within], dim=2), (0, 0, 0, Tk - end))  # (B, tq, Tk, d_in)
-
-
-def implicit_attention(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, start: int = 0) -> Tensor:
-    """The whole per-channel alpha (B, Tq, Tk, d_in); see ``implicit_attention_blocks``."""
-    return torch.cat([alpha for _, alpha in implicit_attention_blocks(delta, B, C, A, start)], dim=1)
-
-
-def head_average(alpha: Tensor, n_heads: int) -> Tensor:
-    """alpha (B, Tq, Tk, d_in) -> (B, H, Tq, Tk): the mean over each group of d_in / H consecutive channels."""
-    Bt, Tq, Tk, d_in = alpha.shape
-    return alpha.view(Bt, Tq, Tk, n_heads, d_in // n_heads).mean(-1).permute(0, 3, 1, 2)
 
 
 class MambaMixer(nn.Module):
@@ -222,16 +178,33 @@ class MambaMixer(nn.Module):
         y, h_last = selective_scan(xf, delta, A, B, C, D, h0)  # (B, T, d_in)
         history = extend_history(state, delta, B, xf)
         if self.recorder.on:
-            past_delta, past_B, past_x = every_token(state, history, delta, B, xf)  # (B, Tk, d_in), (B, Tk, n), ...
-            heads, diff = [], 0.0
-            for rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, start=past_delta.shape[1] - T):
-                y_alpha = torch.einsum("btsc,bsc->btc", alpha, past_x) + xf[:, rows] * D  # (B, tq, d_in)
-                diff = max(diff, float((y_alpha - y[:, rows]).detach().abs().max()))
-                heads.append(head_average(alpha, self.n_heads))  # (B, H, tq, Tk)
-            self.recorder.write(implicit_record(self.layer, torch.cat(heads, dim=2), diff))
+            self.recorder.write(self._implicit(state, history, delta, B, C, xf, y))
         if state is not None:
             state = replace(state, conv=window[..., T:], ssm=h_last, history=history)
         return self.out_proj(y.to(z.dtype) * F.silu(z)), state
+
+    def _implicit(self, state: MambaState | None, history: ScanHistory | None, delta: Tensor, B: Tensor,
+                  C: Tensor, xf: Tensor, y: Tensor) -> AttentionRecord:
+        """The record of T new tokens: alpha averaged per head (B, H, T, Tk) and the check over every channel.
+
+        Built one channel group and block of rows at a time (``implicit_attention_blocks``): each
+        block is checked against the scan's y (B, T, d_in) and added into its head's mean, then dropped.
+        """
+        past_delta, past_B, past_x = every_token(state, history, delta, B, xf)  # (B, Tk, d_in), (B, Tk, n), ...
+        (Bt, Tk, d_in), T = past_delta.shape, C.shape[1]
+        A, D = self._A_D()
+        per_head = d_in // self.n_heads
+        heads = delta.new_zeros(Bt, self.n_heads, T, Tk)  # (B, H, T, Tk)
+        values = past_x.transpose(1, 2)[..., None]  # (B, d_in, Tk, 1)
+        direct = (xf * D - y).transpose(1, 2)  # (B, d_in, T): y_t[c] = sum_s alpha[t, s, c] x_s[c] + this
+        diff = 0.0
+        group = channel_group(d_in, self.n_heads, Tk, A.shape[1])
+        for channels, rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, Tk - T, group):
+            end = alpha.shape[-1]  # (B, g, tq, end)
+            miss = (alpha @ values[:, channels, :end]).squeeze(-1) + direct[:, channels, rows]  # (B, g, tq)
+            diff = max(diff, float(miss.detach().abs().max()))
+            heads[:, channels.start // per_head, rows, :end] += alpha.sum(1) / per_head
+        return implicit_record(self.layer, heads, diff)
 
     def step(self, hidden_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """Step mode, one token: hidden_t (B, d) normed input -> (B, d), the state after it."""
