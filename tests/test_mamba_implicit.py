@@ -94,6 +94,7 @@ def test_channel_groups_stay_inside_a_head_and_fit_the_budget():
     g = chunked.channel_group(1536, 12, 4096, 16)
     assert g == 64 and g * 4096 * 16 <= chunked.BLOCK_ELEMENTS
     assert chunked.channel_group(64, 4, 20, 16) == 16
+    assert chunked.channel_group(1536, 12, 256, 16, batch=16) == 64  # a batch of 16 takes 16 times the room
 
 
 @pytest.fixture(scope="module")

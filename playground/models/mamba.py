@@ -198,7 +198,7 @@ class MambaMixer(nn.Module):
         values = past_x.transpose(1, 2)[..., None]  # (B, d_in, Tk, 1)
         direct = (xf * D - y).transpose(1, 2)  # (B, d_in, T): y_t[c] = sum_s alpha[t, s, c] x_s[c] + this
         diff = 0.0
-        group = channel_group(d_in, self.n_heads, Tk, A.shape[1])
+        group = channel_group(d_in, self.n_heads, Tk, A.shape[1], Bt)
         for channels, rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, Tk - T, group):
             end = alpha.shape[-1]  # (B, g, tq, end)
             miss = (alpha @ values[:, channels, :end]).squeeze(-1) + direct[:, channels, rows]  # (B, g, tq)

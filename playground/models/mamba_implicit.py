@@ -154,10 +154,10 @@ def implicit_attention(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, start: in
     return alpha.permute(0, 2, 3, 1)  # (B, Tq, Tk, d_in)
 
 
-def channel_group(d_in: int, n_heads: int, Tk: int, n: int) -> int:
+def channel_group(d_in: int, n_heads: int, Tk: int, n: int, batch: int = 1) -> int:
     """Channels computed at a time: the largest divisor of a head's d_in / H channels for which one block
-    of query rows (S x Tk x max(n, S) numbers per channel) fits ``BLOCK_ELEMENTS``; a group never spans
-    two heads."""
-    per_head = d_in // n_heads
-    fits = [g for g in range(1, per_head + 1) if per_head % g == 0 and g * Tk * max(n, BLOCKS[0]) <= BLOCK_ELEMENTS]
+    of query rows (batch x S x Tk x max(n, S) numbers per channel) fits ``BLOCK_ELEMENTS``; a group
+    never spans two heads."""
+    per_head, row = d_in // n_heads, batch * Tk * max(n, BLOCKS[0])
+    fits = [g for g in range(1, per_head + 1) if per_head % g == 0 and g * row <= BLOCK_ELEMENTS]
     return max(fits, default=1)
