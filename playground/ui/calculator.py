@@ -172,6 +172,16 @@ def redraw_config(source, dtype, context, batch, request: gr.Request = None):
         return (empty_table(request) if not (source or "").strip() else gr.skip()), gr.skip(), gr.skip()
 
 
+def size_controls(context: int, action: str) -> tuple:
+    """One row: cache dtype, context length, batch and the button that computes (both calculators have it)."""
+    with gr.Row():
+        dtype = gr.Dropdown(["fp32", "bf16", "fp16", "fp8", "int4"], value="bf16", label=t("calc.dtype"))
+        length = gr.Number(context, precision=0, label=t("calc.context"))
+        batch = gr.Number(1, precision=0, label=t("calc.batch"))
+        button = gr.Button(t(action), variant="primary")
+    return dtype, length, batch, button
+
+
 def build_config_section(demo: gr.Blocks, localized: Localized):
     """From a config.json: a Hub id or pasted JSON in, each layer's cache out, next to the generic formula."""
     gr.Markdown(t("calc.cfg_heading"))
@@ -179,11 +189,7 @@ def build_config_section(demo: gr.Blocks, localized: Localized):
         example = gr.Dropdown(list(EXAMPLES), value=None, label=t("calc.cfg_example"), scale=1)
         source = gr.Textbox(lines=4, max_lines=16, label=t("calc.cfg_source"), placeholder=t("calc.cfg_placeholder"),
                             scale=3, elem_id="calc-config-source")
-    with gr.Row():
-        dtype = gr.Dropdown(["fp32", "bf16", "fp16", "fp8", "int4"], value="bf16", label=t("calc.dtype"))
-        context = gr.Number(32768, precision=0, label=t("calc.context"))
-        batch = gr.Number(1, precision=0, label=t("calc.batch"))
-        button = gr.Button(t("calc.cfg_read"), variant="primary")
+    dtype, context, batch, button = size_controls(32768, "calc.cfg_read")
     table = gr.Dataframe(headers=english(CONFIG_HEADERS), interactive=False, elem_id="calc-config-table")
     line = gr.Markdown(elem_id="calc-config-summary")
     chart = gr.Plot(show_label=False)
@@ -207,11 +213,7 @@ def build_calculator_tab(demo: gr.Blocks, localized: Localized):
         head_dim = gr.Number(first["head_dim"], precision=0, label=t("calc.head_dim"))
         d_latent = gr.Number(first["d_latent"], precision=0, label=t("calc.latent"))
         d_rope = gr.Number(first["d_rope"], precision=0, label=t("calc.rope_dim"))
-    with gr.Row():
-        dtype = gr.Dropdown(["fp32", "bf16", "fp16", "fp8", "int4"], value="bf16", label=t("calc.dtype"))
-        context = gr.Number(8192, precision=0, label=t("calc.context"))
-        batch = gr.Number(1, precision=0, label=t("calc.batch"))
-        button = gr.Button(t("calc.compute"), variant="primary")
+    dtype, context, batch, button = size_controls(8192, "calc.compute")
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, elem_id="calc-table")
     chart = gr.Plot(show_label=False)
     fields = [n_layer, n_heads, n_kv, head_dim, d_latent, d_rope]
