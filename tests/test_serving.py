@@ -146,14 +146,14 @@ def test_concurrent_requests_on_one_model_each_get_what_they_get_alone(fresh_cac
     for t in threads:
         t.join(120)
     assert not errors, errors
+    # within 1e-6, not bit for bit: a BLAS may split a product over fewer threads when the machine is busy,
+    # which moves the last bits; a request reading another's cache or mask is off by far more
     for job, mine, own in zip(jobs, results, alone):
         if job[0] == "analyze":
             assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(mine, own)), job
         else:
             assert mine[:3] == own[:3], job  # tokens, cache bytes held and allocated at every step
             assert all(np.allclose(a[k], b[k], rtol=0, atol=1e-6) for a, b in zip(mine[3], own[3]) for k in a), job
-    # within 1e-6, not bit for bit: a BLAS may split a product over fewer threads when the machine is busy,
-    # which moves the last bits; a request reading another's cache or mask is off by far more
     assert [name for name, _ in fresh_cache.contents()] == ["zoo:baseline"]  # one copy of the weights
 
 
