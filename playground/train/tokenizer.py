@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import sys
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -97,6 +98,12 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the sentencepiece model, as ``HubTokenizer.fingerprint``: equal fingerprints, same ids
+        for the same text."""
+        return hashlib.sha256(self._sp.serialized_model_proto()).hexdigest()
 
     @property
     def pad_id(self) -> int:

@@ -252,8 +252,8 @@ def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backen
     """Analyze a prompt: the badge (kernel that ran, timing, faithfulness) and the overview of every layer and
     head: self-attention (or encoder self, or implicit), decoder self and cross-attention (None where absent).
 
-    spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; prefix_len: bidirectional
-    prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
+    spec: 'zoo:gqa', 'user:<name>', 'untrained:<family>/<variant>/<position>', 'hf:owner/name' or 'local:<folder>';
+    prefix_len: bidirectional prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
     dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU); group_kv: head columns
     grouped by the K/V head they share (GQA, MQA; MHA and recurrent models: unchanged)."""
     w = Words(request)

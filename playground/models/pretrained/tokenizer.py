@@ -14,11 +14,12 @@ belongs to no valid character shows as ``\\xe4``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -81,6 +82,12 @@ class HubTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the whole tokenizer (vocabulary, merges, normalizer, pre- and post-processing): two
+        tokenizers with the same fingerprint turn a text into the same ids, so their models' heads compare."""
+        return hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``)."""
