@@ -12,8 +12,11 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+PIECES = 20  # a slow file (FakeHub.send_s) is sent in this many parts
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Repo:
 class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    send_s: float = 0.0   # seconds each downloaded file takes to send (in PIECES parts): a download in progress
 
     def downloads(self) -> list[str]:
         """Files whose bytes were sent (GET on resolve)."""
@@ -85,7 +89,14 @@ def serve(hub: FakeHub) -> http.server.ThreadingHTTPServer:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                slow = hub.send_s > 0 and "/resolve/" in self.path and status == 200
+                pieces = PIECES if slow else 1
+                step = -(-len(body) // pieces) or 1
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start:start + step])
+                    self.wfile.flush()
+                    if slow:
+                        time.sleep(hub.send_s / pieces)
 
         do_GET = do_HEAD = respond
 

@@ -125,14 +125,15 @@ def pretrained_sentence(spec: ModelSpec, cfg: ModelConfig) -> Message:
 
 def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0, dtype: str = "auto") -> Loaded:
     """A model of its own for one call: the spec's weights for this device and dtype (loaded once,
-    shared), built with this backend and sliding window (0: none)."""
+    shared), built with this backend and sliding window (0: the model's own, which only a pretrained
+    model such as Mistral has; none otherwise)."""
     if device not in devices():
         raise MessageError("error.device", device=device, devices=", ".join(devices()))
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
     if dtype not in DTYPES:
         raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
-    window = check_int("window", window, 0, spec.config().context_length)
+    window = check_int("window", window, 0, spec.config().context_length) or spec.config().sliding_window
     out = weights(spec, device, run_dtype(dtype, device))
     notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
     if out.reloaded:
