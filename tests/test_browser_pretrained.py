@@ -102,14 +102,18 @@ def test_open_a_hub_model_shows_the_download_progress_then_the_model(pg, hub_ser
     folder = operator_dir / "web-gpt2"
     hub_server.repos["owner/web-gpt2"] = Repo(files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
                                               parameters={"F32": parameters_in_folder(folder)})
-    hub_server.send_s = 3.0  # each file takes 3 s: long enough to see the bar
+    hub_server.rate = 100_000  # bytes/s: the weights take seconds, long enough to see the bar move
     box = pg.get_by_label("Or a pretrained model")
     box.fill("owner/web-gpt2")  # free text: any Hub id
     box.press("Enter")
     pg.get_by_role("button", name="Open", exact=True).click()
-    pg.get_by_text("Downloading owner/web-gpt2").first.wait_for(timeout=30_000)
-    pg.wait_for_timeout(1500)
-    shot(pg, "34-pretrained-hub-progress")
+    pg.get_by_text("Downloading owner/web-gpt2").first.wait_for(timeout=30_000)  # the small files are in
+    bar = pg.locator(".progress-level-inner, .progress-bar, .eta-bar").first
+    bar.wait_for(state="attached", timeout=10_000)
+    pg.evaluate("() => window.scrollTo(0, 0)")
+    pg.screenshot(path=str(SHOTS / "34-pretrained-hub-progress.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 900})
+    print("progress DOM:", pg.evaluate("() => [...document.querySelectorAll('[class*=progress], [class*=eta]')]"
+                                       ".map(e => e.className + ' :: ' + (e.textContent || '').slice(0, 80))"))
     pg.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=60_000)
     assert "model type gpt2" in note(pg) and "MHA (4 query heads over 4 K/V heads)" in note(pg)
     assert "model.safetensors" in hub_server.downloads()
@@ -128,8 +132,10 @@ def test_open_a_hub_model_shows_the_download_progress_then_the_model(pg, hub_ser
     other.locator(".js-plotly-plot .gtitle", has_text="layer 0, head 0").first.wait_for(timeout=30_000)
     assert "hf:owner/web-gpt2" in other.locator(".badge").inner_text()
     assert other.get_by_label("Or a pretrained model").input_value() == "hf:owner/web-gpt2"
-    other.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=15_000)
-    shot(other, "36-pretrained-share-link")
+    try:
+        other.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=15_000)
+    finally:
+        shot(other, "36-pretrained-share-link")
     other.close()
 
 

@@ -250,7 +250,7 @@ def test_open_makes_the_folder_the_model_and_the_note_describes_it(local_models)
     from playground.ui import controls
     from playground.ui.lang import Words
 
-    task, picked, _ = controls.open_pretrained("local:app-mistral", "zoo:induction", None, progress=Recorder())
+    task, picked = controls.open_pretrained("local:app-mistral", "zoo:induction", None, progress=Recorder())
     assert task["value"] == picked == "local:app-mistral"
     assert {"local:app-mistral", "zoo:induction"} <= {value for _, value in task["choices"]}
     spec, sentence = controls.choose(Words(), "decoder", "MHA", "rope", task["value"], "nearest")
@@ -292,7 +292,7 @@ def test_open_downloads_a_hub_model_with_progress_then_every_tab_uses_it(hub_ser
 
     hub_server.repos["owner/tiny-gpt2"] = hub_repo(local_models / "app-gpt2")
     progress = Recorder()
-    task, picked, _ = controls.open_pretrained("owner/tiny-gpt2", "", None, progress=progress)  # a bare Hub id
+    task, picked = controls.open_pretrained("owner/tiny-gpt2", "", None, progress=progress)  # a bare Hub id
     assert task["value"] == picked == "hf:owner/tiny-gpt2"
     fractions = [f for f, text in progress.calls if text and text.startswith("Downloading owner/tiny-gpt2")]
     assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -153,8 +153,7 @@ def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Pro
     except ValueError as e:
         raise gr.Error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
     w.info("info.pretrained_open", spec=str(spec))
-    # the note is an output only so that the progress bar shows over it; the task's change event rewrites it
-    return gr.update(choices=specific_models(str(spec), task), value=str(spec)), str(spec), gr.skip()
+    return gr.update(choices=specific_models(str(spec), task), value=str(spec)), str(spec)
 
 
 def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Controls:
@@ -196,8 +195,8 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private")
     # the task dropdown's change event describes the opened model in the note
-    open_btn.click(open_pretrained, [pretrained, task], [task, pretrained, note], api_visibility="private",
-                   concurrency_limit=2, concurrency_id="open_pretrained")
+    open_btn.click(open_pretrained, [pretrained, task], [task, pretrained], api_visibility="private",
+                   show_progress_on=[pretrained], concurrency_limit=2, concurrency_id="open_pretrained")
     # the operator's folders as they are when the page loads, and the sentence about them in the reader's language
     demo.load(lambda: gr.update(choices=pretrained_choices()), None, pretrained, api_visibility="private")
     if localized is not None:
