@@ -188,6 +188,21 @@ def test_ablate_scores_each_head(client, kind):
     assert len(out["target_tokens"]) == len(out["targets"]) and out["spec"] == f"local:app-{kind}"
 
 
+def test_export_names_the_checkpoint_and_holds_its_weights(local_models):
+    from playground.ui.attention import analysis_state, export_files
+    from playground.ui.lang import Words
+
+    state = analysis_state(Words(), "local:app-mistral", PROMPT)
+    json_path, npz_path = export_files(state)
+    data = json.loads(open(json_path).read())
+    arrays = np.load(npz_path)
+    n = len(token_ids(local_models / "app-mistral"))
+    assert data["spec"] == str(arrays["spec"]) == "local:app-mistral" and data["token_ids"] == arrays["token_ids"].tolist()
+    assert arrays["self_weights"].shape == (LAYERS, HEADS, n, n)
+    i, j = np.indices((n, n))
+    assert np.array_equal(arrays["self_mask"], (j <= i) & (i - j < 8))  # Mistral's own window
+
+
 def test_compare_needs_the_same_tokenizer_for_a_difference(client):
     """Llama and Mistral share the fixture's tokenizer (it prepends <s>); GPT-2's does not, nor does the zoo's."""
     a, b, diff, table, note = client.predict(spec_a="local:app-llama", spec_b="local:app-mistral", prompt=PROMPT,
