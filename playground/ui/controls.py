@@ -162,7 +162,8 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
         variant = gr.Radio(VARIANTS, value="MHA", label=t("controls.variant"), scale=3)
         position = gr.Dropdown(POSITIONS, value="rope", label=t("controls.position"), scale=2)
     with gr.Row(equal_height=True):
-        task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3)
+        # custom values: a spec opened or restored here stays valid when another event (a training) resets the list
+        task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3, allow_custom_value=True)
         fallback = gr.Radio(FALLBACKS, value="nearest", label=t("controls.fallback"), scale=2)
         backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
