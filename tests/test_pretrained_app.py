@@ -188,6 +188,16 @@ def test_ablate_scores_each_head(client, kind):
     assert len(out["target_tokens"]) == len(out["targets"]) and out["spec"] == f"local:app-{kind}"
 
 
+def test_an_ablation_target_is_one_token_without_the_bos_the_llama_tokenizer_adds(client, local_models):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(local_models / "app-llama")
+    assert tok(" keys")["input_ids"][0] == tok.convert_tokens_to_ids("<s>")  # the whole-text encoding has <s>
+    out = client.predict(spec="local:app-llama", prompt=PROMPT, target=" keys", api_name="/ablate")
+    assert out["targets"][-1] == tok.convert_tokens_to_ids("Ġkeys") and out["target_tokens"][-1] == "␣keys"
+    assert np.array(out["d_target_logit"]).shape == (LAYERS, HEADS)
+
+
 def test_export_names_the_checkpoint_and_holds_its_weights(local_models):
     from playground.ui.attention import analysis_state, export_files
     from playground.ui.lang import Words

@@ -117,8 +117,10 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self._sp.eos_id()
 
-    def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> list[int]:
-        """Token ids of ``text``; ``bos`` / ``eos`` add the boundary tokens."""
+    def encode(self, text: str, *, bos: bool = False, eos: bool = False, special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``bos`` / ``eos`` add the boundary tokens, unless ``special`` is False (the
+        bare pieces of the text, as ``HubTokenizer.encode(text, special=False)``)."""
+        bos, eos = bos and special, eos and special
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
         try:

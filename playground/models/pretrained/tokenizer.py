@@ -89,11 +89,12 @@ class HubTokenizer:
         tokenizers with the same fingerprint turn a text into the same ids, so their models' heads compare."""
         return hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``)."""
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``);
+        ``special=False``: the bare pieces of the text (a piece inside a sequence, e.g. a target token)."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
-        return self._tok.encode(text).ids
+        return self._tok.encode(text, add_special_tokens=special).ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         """ids as Python ints, each >= 0. An id past the tokenizer's vocabulary is allowed: a model's
