@@ -12,8 +12,11 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+PIECE = 8192  # a slow download (FakeHub.rate) is sent in pieces of this many bytes
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Repo:
 class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    rate: float = 0.0   # bytes per second a download is sent at (0: at once): a download a page can watch
 
     def downloads(self) -> list[str]:
         """Files whose bytes were sent (GET on resolve)."""
@@ -85,7 +89,13 @@ def serve(hub: FakeHub) -> http.server.ThreadingHTTPServer:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                slow = hub.rate > 0 and "/resolve/" in self.path and status == 200
+                step = PIECE if slow else max(len(body), 1)
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start:start + step])
+                    self.wfile.flush()
+                    if slow:
+                        time.sleep(len(body[start:start + step]) / hub.rate)
 
         do_GET = do_HEAD = respond
 

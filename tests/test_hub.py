@@ -417,26 +417,6 @@ def test_the_real_machine_reports_its_memory():
 
 # --- the real huggingface_hub against a local stand-in for the Hub -----------------------------
 
-@pytest.fixture
-def hub_server(tmp_path, monkeypatch):
-    """huggingface_hub talking to tests/hub_server.py on 127.0.0.1, its cache in tmp_path/cache."""
-    from hub_server import FakeHub, serve
-
-    fake = FakeHub()
-    server = serve(fake)
-    endpoint = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub, "get_token", lambda: None)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv(budget.ENV_MAX_GB, raising=False)
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
 def tiny_repo(**overrides):
     from hub_server import Repo
 

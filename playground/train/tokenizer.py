@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import sys
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -98,6 +99,12 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the sentencepiece model, as ``HubTokenizer.fingerprint``: equal fingerprints, same ids
+        for the same text."""
+        return hashlib.sha256(self._sp.serialized_model_proto()).hexdigest()
+
     @property
     def pad_id(self) -> int:
         return self._sp.pad_id()
@@ -110,8 +117,10 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self._sp.eos_id()
 
-    def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> list[int]:
-        """Token ids of ``text``; ``bos`` / ``eos`` add the boundary tokens."""
+    def encode(self, text: str, *, bos: bool = False, eos: bool = False, special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``bos`` / ``eos`` add the boundary tokens, unless ``special`` is False (the
+        bare pieces of the text, as ``HubTokenizer.encode(text, special=False)``)."""
+        bos, eos = bos and special, eos and special
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
         try:

@@ -59,7 +59,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
         flex_timer.tick(flex_note, None, [flex_line, flex_timer], api_visibility="private")
         with gr.Column(elem_classes="model-controls"):  # framed: what the tabs that run a model share
             gr.Markdown(t("scope.controls"), elem_classes="scope-note")
-            controls = build_controls(demo)
+            controls = build_controls(demo, localized)
             prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
                                 placeholder=t("app.placeholder"))
             gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))

@@ -168,18 +168,19 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int)
 
 
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
-    """The analysis as JSON (weights to 4 significant digits) and as a lossless .npz."""
+    """The analysis as JSON (weights to 4 significant digits) and as a lossless .npz, both naming the model's spec
+    (a Hub id for a pretrained model)."""
     if not state:
         raise Words(request).error("error.export_first")
     result: Analysis = state["result"]
     folder = Path(tempfile.mkdtemp(prefix="attention-"))
-    (folder / "attention.json").write_text(json.dumps(result.to_dict()))
+    (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
     arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
     arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
     np.savez_compressed(folder / "attention.npz", token_ids=np.array(result.token_ids),
                         labels=np.array(result.labels), source_ids=np.array(result.source_ids, dtype=np.int64),
                         source_labels=np.array(result.source_labels, dtype=str),
-                        config=np.array(json.dumps(result.config)), **arrays)
+                        config=np.array(json.dumps(result.config)), spec=np.array(str(state["spec"])), **arrays)
     return [str(folder / "attention.json"), str(folder / "attention.npz")]
 
 
@@ -252,8 +253,8 @@ def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backen
     """Analyze a prompt: the badge (kernel that ran, timing, faithfulness) and the overview of every layer and
     head: self-attention (or encoder self, or implicit), decoder self and cross-attention (None where absent).
 
-    spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; prefix_len: bidirectional
-    prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
+    spec: 'zoo:gqa', 'user:<name>', 'untrained:<family>/<variant>/<position>', 'hf:owner/name' or 'local:<folder>';
+    prefix_len: bidirectional prefix of a prefix decoder; window: sliding window (0: off); backend: auto|flash|efficient|cudnn|math|flex|explicit;
     dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU); group_kv: head columns
     grouped by the K/V head they share (GQA, MQA; MHA and recurrent models: unchanged)."""
     w = Words(request)

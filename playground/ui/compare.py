@@ -13,8 +13,10 @@ from playground import plots, zoo
 from playground.inspect import heads
 from playground.ui import service
 from playground.ui.i18n import Message, msg
+from playground.zoo import ModelSpec, hub_source
 from . import api
 from .attention import analysis_state, kind_labels, kind_title, prefix_and_window
+from .controls import pretrained_choices
 from .lang import Localized, Words, english, t
 
 SUMMARY = ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "induction"]
@@ -30,8 +32,11 @@ def _self_kind(result) -> str:
 
 
 def why_no_difference(sides: list[dict]) -> Message | None:
-    """None when A − B is a meaningful difference; else the reason it is not drawn."""
+    """None when A − B is a meaningful difference; else the reason it is not drawn. A side's "vocabulary" is
+    its tokenizer's fingerprint: two tokenizers split one prompt into different tokens."""
     (a, b) = sides
+    if a.get("vocabulary") != b.get("vocabulary"):
+        return msg("compare.note_tokenizers", a=str(a["spec"]), b=str(b["spec"]))
     implicit = [str(s["spec"]) for s in sides if s["kind"] == "implicit"]
     if implicit:
         return msg("compare.note_implicit", models=", ".join(implicit))
@@ -58,7 +63,8 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
                     head=msg("title.head", kind=kind_title(kind, result), layer=m.layer, head=h))
         figure = plots.head(m.weights[h], q, k, title, mask=m.mask, untrained=state["untrained"],
                             signed=kind == "implicit", words=w)
-        sides.append({**state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure})
+        sides.append({**state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure,
+                      "vocabulary": state["spec"].tokenizer().fingerprint})
     summary = []
     for side in sides:
         if side["kind"] != "implicit":  # role scores are shares of softmax attention
@@ -85,14 +91,40 @@ def compare(spec_a: str, spec_b: str, prompt: str, layer: int = 0, head: int = 0
     return api.plot(a), api.plot(b), api.plot(diff), table, note
 
 
+def depth(spec_a: str, spec_b: str) -> tuple[int, int]:
+    """The last layer and head both models have (the sliders' range), from their configs; a Hub model not yet
+    downloaded counts as 3 (its config comes with it, at Compare)."""
+    layers, heads_ = [], []
+    for text in (spec_a, spec_b):
+        try:
+            spec = ModelSpec.parse(text)
+            if spec.scheme == "hf" and not hub_source.is_prepared(spec.scheme, spec.name):
+                continue
+            cfg = spec.config()
+        except ValueError:  # a typed spec with a mistake: Compare says what is wrong
+            continue
+        layers.append(cfg.n_layer - 1)
+        heads_.append(cfg.n_heads - 1)
+    return min(layers, default=3), min(heads_, default=3)
+
+
 def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown, localized: Localized):
     names = [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in text_models()]
     gr.Markdown(t("compare.help"))
     with gr.Row():
-        model_a = gr.Dropdown(names, value=names[0][1] if names else None, label=t("compare.model_a"))
-        model_b = gr.Dropdown(names, value=names[1][1] if len(names) > 1 else None, label=t("compare.model_b"))
+        # any spec may be typed: a pretrained model (hf:owner/name, local:name) or one trained in the page
+        model_a = gr.Dropdown(names + pretrained_choices(), value=names[0][1] if names else None,
+                              label=t("compare.model_a"), allow_custom_value=True)
+        model_b = gr.Dropdown(names + pretrained_choices(), value=names[1][1] if len(names) > 1 else None,
+                              label=t("compare.model_b"), allow_custom_value=True)
         layer = gr.Slider(0, 3, value=0, step=1, label=t("common.layer"))
         head = gr.Slider(0, 3, value=0, step=1, label=t("common.head"))
+
+    def ranges(spec_a, spec_b):
+        last_layer, last_head = depth(spec_a, spec_b)
+        return gr.update(maximum=last_layer), gr.update(maximum=last_head)
+
+    gr.on([model_a.change, model_b.change], ranges, [model_a, model_b], [layer, head], api_visibility="private")
     with gr.Row():
         prefix_len, window = prefix_and_window(prefix_applies=True)  # either model may be a prefix decoder
         button = gr.Button(t("compare.compare"), variant="primary", scale=0, min_width=160)

@@ -2,17 +2,26 @@
 
 The five model controls resolve to one model spec (``choose``, through ``service.resolve``); the
 model note shows it, and every tab hands it to the same function its API endpoint calls.
+
+A pretrained model (a Hugging Face Hub id, or a folder in the operator's $PLAYGROUND_LOCAL_MODELS)
+is picked in its own dropdown and opened with a button: ``open_pretrained`` downloads it with the
+page's progress bar, then makes its spec the "specific model", which wins over the three choices
+as a synthetic-task or page-trained model does.
 """
 from __future__ import annotations
 
+import contextvars
+import threading
 from dataclasses import dataclass
 
 import gradio as gr
 
 from playground import config, zoo
+from playground.models.pretrained.hub import HubError, is_hub_id, local_root
+from playground.models.pretrained.suggested import SUGGESTED
 from playground.ui import service
-from playground.zoo import ModelSpec
-from .lang import Words, t
+from playground.zoo import ModelSpec, hub_source
+from .lang import Localized, Words, t
 
 ARCHITECTURES = [(t(f"family.{family}"), family) for family in config.FAMILIES]
 VARIANTS = [(t(f"variant.{variant}"), variant) for variant in config.VARIANTS]
@@ -33,6 +42,8 @@ class Controls:
     device: gr.Dropdown
     dtype: gr.Dropdown
     note: gr.Markdown
+    pretrained: gr.Dropdown = None   # a Hub id or local: folder, opened with ``open``
+    open: gr.Button = None
     describe: object = None   # (*inputs, request) -> updates of family, variant, position, note
 
     @property
@@ -71,27 +82,101 @@ def controls_for(spec: ModelSpec) -> dict:
     return {**chosen, "task": "" if spec.scheme == "zoo" and not spec.is_task else str(spec)}
 
 
-def specific_models() -> list[tuple]:
-    """Synthetic-task models and models trained in the page, for the 'specific model' picker (values are specs)."""
+def specific_models(*opened: str) -> list[tuple]:
+    """Synthetic-task models and models trained in the page, for the 'specific model' picker (values are specs),
+    then the pretrained specs ``opened`` in this page."""
     return ([(t("controls.no_specific"), "")] +
             [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in zoo.available() if zoo.is_task(n)] +
-            [(f"{n} · " + t("controls.trained_here"), n) for n in zoo.user_models()])
+            [(f"{n} · " + t("controls.trained_here"), n) for n in zoo.user_models()] +
+            [(pretrained_label(spec), spec) for spec in dict.fromkeys(opened) if spec])
 
 
-def build_controls(demo: gr.Blocks) -> Controls:
+# ----------------------------------------------------------------------------- pretrained models
+
+def pretrained_label(spec: str) -> str:
+    """A pretrained spec as a picker shows it: a suggested Hub id with its size and layout, else the spec."""
+    suggested = {f"hf:{s.hub_id}": s for s in SUGGESTED}
+    return f"hf:{suggested[spec].label()}" if spec in suggested else spec
+
+
+def pretrained_choices() -> list[tuple]:
+    """The pretrained picker's list: the suggested Hub ids, then the operator's local folders (if on)."""
+    return ([(pretrained_label(f"hf:{s.hub_id}"), f"hf:{s.hub_id}") for s in SUGGESTED] +
+            [(f"local:{name} · " + t("controls.local_folder"), f"local:{name}") for name in hub_source.local_names()])
+
+
+def local_note(w: Words) -> str:
+    """Whether this server opens local model folders, and how an operator turns them on."""
+    try:
+        on = local_root() is not None
+    except HubError as e:  # named, but not a directory
+        return f"{w('controls.local_off')} ({e})"
+    return w("controls.local_on", n=len(hub_source.local_names())) if on else w("controls.local_off")
+
+
+def pretrained_spec(w: Words, text: str) -> ModelSpec:
+    """What the pretrained picker holds -> its spec: 'hf:owner/name', 'local:name', or a bare Hub id."""
+    text = (text or "").strip()
+    if not text:
+        raise w.error("error.pretrained_empty")
+    if is_hub_id(text):
+        text = f"hf:{text}"
+    try:
+        spec = ModelSpec.parse(text)
+    except ValueError as e:
+        raise w.error(e) from None
+    if spec.scheme not in service.PRETRAINED:
+        raise w.error("error.pretrained_empty")
+    return spec
+
+
+def page_progress(progress: gr.Progress):
+    """``progress(fraction, text)`` for ``hub_source.prepare``: the downloads report from their own threads,
+    which do not carry the event's context, so each report runs in a copy of this (the handler's) context."""
+    context, lock = contextvars.copy_context(), threading.Lock()
+
+    def report(fraction: float, text: str) -> None:
+        with lock:  # one context cannot be entered by two threads at once
+            context.run(progress, fraction, text)
+    return report
+
+
+def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Progress()):
+    """The Open button: fetch the picked model (Hub download with progress, or the operator's folder), read
+    its config and tokenizer, and make it the specific model every tab runs. Refusals -> gr.Error."""
+    w = Words(request)
+    spec = pretrained_spec(w, choice)
+    progress(0, w("controls.open") + f" {spec}")
+    try:
+        hub_source.prepare(spec.scheme, spec.name, progress=page_progress(progress))
+        spec.config(), spec.tokenizer()  # a model the playground cannot read is refused here, not in a tab
+    except ValueError as e:
+        raise gr.Error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
+    w.info("info.pretrained_open", spec=str(spec))
+    return gr.update(choices=specific_models(str(spec), task), value=str(spec)), str(spec)
+
+
+def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Controls:
     with gr.Row(equal_height=True):
         family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"), scale=2)
         variant = gr.Radio(VARIANTS, value="MHA", label=t("controls.variant"), scale=3)
         position = gr.Dropdown(POSITIONS, value="rope", label=t("controls.position"), scale=2)
     with gr.Row(equal_height=True):
-        task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3)
+        # custom values: a spec opened or restored here stays valid when another event (a training) resets the list
+        task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3, allow_custom_value=True)
         fallback = gr.Radio(FALLBACKS, value="nearest", label=t("controls.fallback"), scale=2)
         backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
         device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
                              info=t("controls.device_info"))
         dtype = gr.Dropdown(DTYPES, value="auto", label=t("controls.dtype"), scale=1, info=t("controls.dtype_info"))
+    with gr.Row(equal_height=True, elem_classes="pretrained-picker"):
+        pretrained = gr.Dropdown(pretrained_choices(), value=None, allow_custom_value=True, scale=5,
+                                 label=t("controls.pretrained"), info=t("controls.pretrained_info"),
+                                 elem_id="pretrained-picker")
+        open_btn = gr.Button(t("controls.open"), scale=0, min_width=120, elem_id="pretrained-open")
+    local_line = gr.Markdown(elem_classes="scope-note", elem_id="local-models-note")
     note = gr.Markdown(elem_classes="model-note")
-    controls = Controls(family, variant, position, task, fallback, backend, device, dtype, note)
+    controls = Controls(family, variant, position, task, fallback, backend, device, dtype, note, pretrained, open_btn)
 
     def describe(family, variant, position, task, fallback, backend, device, dtype, request: gr.Request):
         w = Words(request)
@@ -110,4 +195,11 @@ def build_controls(demo: gr.Blocks) -> Controls:
     controls.describe = describe
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private")
+    # the task dropdown's change event describes the opened model in the note
+    open_btn.click(open_pretrained, [pretrained, task], [task, pretrained], api_visibility="private",
+                   show_progress_on=[pretrained], concurrency_limit=2, concurrency_id="open_pretrained")
+    # the operator's folders as they are when the page loads, and the sentence about them in the reader's language
+    demo.load(lambda: gr.update(choices=pretrained_choices()), None, pretrained, api_visibility="private")
+    if localized is not None:
+        localized.add(local_line, lambda w, _: local_note(w))
     return controls

@@ -60,8 +60,8 @@ def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: floa
     """Generate with the KV cache: the new text, the cache growth measured at every step (log_axis: log-log),
     the number of steps, and step 0 of the timeline (the new token's attention over the cache) with its caption.
 
-    spec: 'zoo:gqa', 'user:<name>' or 'untrained:<family>/<variant>/<position>'; temperature 0 is greedy;
-    top_k 0 and top_p 1 are off; window: sliding window (0: off); dtype: auto|float32|bfloat16|float16, the model's
+    spec: 'zoo:gqa', 'user:<name>', 'untrained:<family>/<variant>/<position>', 'hf:owner/name' or 'local:<folder>';
+    temperature 0 is greedy; top_k 0 and top_p 1 are off; window: sliding window (0: off); dtype: auto|float32|bfloat16|float16, the model's
     and its cache's."""
     w = Words(request)
     state = generation_state(w, spec, prompt, max_new_tokens, temperature, top_k, top_p, seed, window, backend,

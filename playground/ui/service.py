@@ -31,12 +31,13 @@ from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_
 from playground.nn.kernels import run_dtype
 from playground.train import data
 from playground.ui.i18n import Message, MessageError, msg
-from playground.zoo import ModelSpec
+from playground.zoo import ModelSpec, hub_source
 
 MAX_PROMPT_TOKENS = 1024
 MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention costs T² x channels
 MAX_PROMPT_CHARS = 20_000   # longer text is cut before tokenizing (1024 tokens are ~2,700 characters)
 MAX_NEW_TOKENS = 256
+PRETRAINED = ("hf", "local")  # spec schemes of pretrained checkpoints (``zoo.hub_source``)
 ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy continuation
 
 
@@ -82,6 +83,8 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
             raise
         except ValueError as e:
             raise MessageError("error.model_unreadable", name=str(spec), reason=str(e)) from None
+        if spec.scheme in PRETRAINED:
+            return spec, pretrained_sentence(spec, cfg)
         return spec, msg("choice.task", name=str(spec), shape=shape(cfg),
                          about=about(spec.name if spec.scheme == "zoo" else str(spec)))
     untrained = ModelSpec.untrained(family, variant, position)  # checks the three choices
@@ -98,16 +101,39 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
                                           nearest_shape=shape(zoo.entry_configs(nearest)[0]))
 
 
+def parameters(n: int) -> str:
+    """A parameter count as the Hub writes it: '124.4M', '1.24B', '96.5k'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.{2 if unit == 'B' else 1}f}{unit}"
+    return str(n)
+
+
+def pretrained_sentence(spec: ModelSpec, cfg: ModelConfig) -> Message:
+    """The model note of a pretrained model: its Hub id (or folder), size, family, attention layout and
+    position encoding."""
+    about_it = hub_source.summary(spec.scheme, spec.name)
+    if cfg.family in config.RECURRENT_FAMILIES:
+        layout = msg("choice.layout_recurrent", family=cfg.family)
+    else:
+        layout = msg("choice.layout", variant=cfg.variant, heads=cfg.n_heads, kv_heads=cfg.n_kv_heads,
+                     position=msg(f"position.{cfg.position}"),
+                     window=msg("choice.window", window=cfg.sliding_window) if cfg.sliding_window else "")
+    return msg("choice.pretrained", name=str(spec), params=parameters(about_it["parameters"]),
+               model_type=about_it["model_type"], layers=cfg.n_layer, layout=layout)
+
+
 def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0, dtype: str = "auto") -> Loaded:
     """A model of its own for one call: the spec's weights for this device and dtype (loaded once,
-    shared), built with this backend and sliding window (0: none)."""
+    shared), built with this backend and sliding window (0: the model's own, which only a pretrained
+    model such as Mistral has; none otherwise)."""
     if device not in devices():
         raise MessageError("error.device", device=device, devices=", ".join(devices()))
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
     if dtype not in DTYPES:
         raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
-    window = check_int("window", window, 0, spec.config().context_length)
+    window = check_int("window", window, 0, spec.config().context_length) or spec.config().sliding_window
     out = weights(spec, device, run_dtype(dtype, device))
     notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
     if out.reloaded:

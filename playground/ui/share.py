@@ -19,7 +19,7 @@ from playground.ui import service
 from playground.ui.i18n import MessageError
 from playground.zoo import ZOO, ModelSpec
 from .attention import AttentionTab, analysis_outputs, analysis_state, head_views
-from .controls import Controls, choose, controls_for
+from .controls import Controls, choose, controls_for, specific_models
 from .lang import Words, t
 
 SLIDER_MAX = 128  # the prefix and window sliders' range
@@ -94,10 +94,13 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         except ValueError as e:
             raise w.error(e) from None
         if view is None:
-            return [gr.skip()] * 9 + [None]
+            return [gr.skip()] * 9 + [None, gr.skip()]
         keep = lambda v: gr.skip() if v is None else v  # noqa: E731
-        return [chosen["family"], chosen["variant"], chosen["position"], chosen["task"], chosen["fallback"],
-                view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view]
+        pretrained = view["spec"].scheme in service.PRETRAINED  # the link names a Hub id or a local folder
+        task = gr.update(choices=specific_models(chosen["task"]), value=chosen["task"]) if pretrained else chosen["task"]
+        return [chosen["family"], chosen["variant"], chosen["position"], task, chosen["fallback"],
+                view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view,
+                str(view["spec"]) if pretrained else gr.skip()]
 
     def analyze_restored(view, prefix, device, dtype, grouped, request: gr.Request):
         """The link's spec itself is analyzed (the controls show it, but a spec needs no resolving)."""
@@ -113,7 +116,8 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], request)]
 
-    demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored],
+    demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
+                              controls.pretrained],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
         analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv], tab.outputs,

@@ -75,7 +75,7 @@ def retarget(w: Words, spec: ModelSpec, seq: dict, target: str) -> dict:
     token), instead of on every next token. A synthetic-task model scores its own answers: refused."""
     if spec.is_task:
         raise w.error("view.target_task", name=str(spec))
-    ids = spec.tokenizer().encode(target)
+    ids = spec.tokenizer().encode(target, special=False)  # without what a tokenizer adds to a whole text (<s>)
     if len(ids) != 1:
         raise w.error("view.target_one_token", target=target, n=len(ids),
                       tokens=" ".join(service.labels(spec, ids)) or "—")

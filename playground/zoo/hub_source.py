@@ -18,6 +18,7 @@ from playground.errors import InputError
 from playground.models.base import LanguageModel
 from playground.models.pretrained import HubTokenizer, load_folder, model_config
 from playground.models.pretrained import hub
+from playground.models.pretrained.budget import estimate_parameters, parameters_in_folder
 from playground.models.pretrained.checkpoint import read_config
 
 LOCAL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")  # one folder name, no '..'
@@ -54,6 +55,12 @@ def prepare(scheme: str, name: str, progress: hub.Progress | None = None) -> Pat
     return folder
 
 
+def is_prepared(scheme: str, name: str) -> bool:
+    """True once ``prepare`` has found this name's folder: its config and tokenizer read without a download."""
+    with _lock:
+        return (scheme, name) in _folders
+
+
 def local_names() -> list[str]:
     """The model folders (holding a config.json) in the operator's directory; [] when local folders are off."""
     try:
@@ -73,6 +80,16 @@ def _config(scheme: str, name: str) -> ModelConfig:
 @lru_cache(maxsize=16)
 def _tokenizer(scheme: str, name: str) -> HubTokenizer:
     return HubTokenizer.from_folder(prepare(scheme, name))
+
+
+@lru_cache(maxsize=64)
+def summary(scheme: str, name: str) -> dict:
+    """What the page says about a prepared model beside its shape: {model_type, parameters} (the
+    parameters stored in its safetensors headers, else counted from its config)."""
+    folder = prepare(scheme, name)
+    hf = read_config(folder)
+    return {"model_type": str(hf.get("model_type")),
+            "parameters": parameters_in_folder(folder) or estimate_parameters(hf)}
 
 
 def _load(scheme: str, name: str) -> LanguageModel:

@@ -14,11 +14,12 @@ belongs to no valid character shows as ``\\xe4``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -82,11 +83,18 @@ class HubTokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``)."""
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the whole tokenizer (vocabulary, merges, normalizer, pre- and post-processing): two
+        tokenizers with the same fingerprint turn a text into the same ids, so their models' heads compare."""
+        return hashlib.sha256(self._tok.to_str().encode("utf-8")).hexdigest()
+
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of ``text``, with the special tokens the family adds (as ``AutoTokenizer(text)``);
+        ``special=False``: the bare pieces of the text (a piece inside a sequence, e.g. a target token)."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
-        return self._tok.encode(text).ids
+        return self._tok.encode(text, add_special_tokens=special).ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         """ids as Python ints, each >= 0. An id past the tokenizer's vocabulary is allowed: a model's

@@ -1,0 +1,150 @@
+"""Pretrained models in a real browser: open one from the operator's directory through the picker, and
+one from the Hub (tests/hub_server.py standing in for it) with the download's progress bar, then analyze,
+open a head and generate. The page runs in this process, so the Hub stand-in's settings reach it."""
+import os
+
+import pytest
+
+from conftest import require
+from playground.bench.browser import free_port, launch
+from test_browser import CELL_JS, SHOTS, badge_text, playwright, set_prompt, shot, wait_for_plot_title
+
+PROMPT = "The keys and values are cached; attention looks back at every token."
+
+
+@pytest.fixture(scope="module")
+def operator_dir(tmp_path_factory):
+    """$PLAYGROUND_LOCAL_MODELS with web-gpt2 and web-llama, set before the page is built."""
+    require("transformers", "pip install -r requirements-dev.txt")
+    from pretrained_fixtures import write_checkpoint
+
+    root = tmp_path_factory.mktemp("operator-web")
+    for kind in ("gpt2", "llama"):
+        write_checkpoint(kind, root / f"web-{kind}")
+    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
+    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
+    else:
+        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+
+
+@pytest.fixture(scope="module")
+def site(operator_dir):
+    from playground.ui import LAUNCH, build_app
+
+    demo = build_app(warm_up=False)
+    port = free_port()
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                   quiet=True, **LAUNCH)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def chromium(site):
+    with playwright.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def pg(chromium, site):
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    page = context.new_page()
+    page.goto(site, wait_until="load")
+    page.get_by_role("heading", name="Attention Playground").wait_for()
+    yield page
+    context.close()
+
+
+def note(page) -> str:
+    return page.locator(".prose.model-note").inner_text()
+
+
+def test_open_a_model_from_the_operator_s_directory_analyze_open_a_head_and_generate(pg):
+    pg.locator("#local-models-note", has_text="Local model folders: on").wait_for(timeout=15_000)
+    assert "2 model folder" in pg.locator("#local-models-note").inner_text()
+    pg.get_by_label("Or a pretrained model").click()
+    pg.get_by_role("option", name="local:web-llama").click()
+    pg.get_by_role("button", name="Open", exact=True).click()
+    pg.locator(".prose.model-note", has_text="Pretrained model 'local:web-llama'").wait_for(timeout=30_000)
+    assert "model type llama" in note(pg) and "GQA (4 query heads over 2 K/V heads)" in note(pg)
+    shot(pg, "30-pretrained-local-opened")
+    set_prompt(pg, PROMPT)
+    pg.get_by_role("button", name="Analyze").click()
+    wait_for_plot_title(pg, "Self-attention (causal)")
+    wait_for_plot_title(pg, "layer 0, head 0")
+    assert "local:web-llama" in badge_text(pg)
+    ticks = pg.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .xtick text')].map(t => t.textContent)")
+    assert any("␣keys" in t for t in ticks)  # the checkpoint's own byte-level tokens, spaces shown as ␣
+    shot(pg, "31-pretrained-local-analyzed")
+    at = pg.evaluate(CELL_JS, [1, 2])
+    pg.mouse.click(at["x"], at["y"])
+    wait_for_plot_title(pg, "layer 1, head 2")
+    shot(pg, "32-pretrained-local-head")
+    pg.get_by_role("tab", name="Generate & KV cache").click()
+    pg.get_by_role("button", name="Generate").click()
+    wait_for_plot_title(pg, "KV cache")
+    wait_for_plot_title(pg, "Step 0")
+    legends = pg.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')].map(t => t.textContent)")
+    assert "measured, in use: local:web-llama" in legends
+    shot(pg, "33-pretrained-local-generate")
+
+
+def test_open_a_hub_model_shows_the_download_progress_then_the_model(pg, hub_server, operator_dir):
+    from hub_server import Repo
+
+    from playground.models.pretrained.budget import parameters_in_folder
+
+    folder = operator_dir / "web-gpt2"
+    hub_server.repos["owner/web-gpt2"] = Repo(files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
+                                              parameters={"F32": parameters_in_folder(folder)})
+    hub_server.rate = 100_000  # bytes/s: the weights take seconds, long enough to see the bar move
+    box = pg.get_by_label("Or a pretrained model")
+    box.fill("owner/web-gpt2")  # free text: any Hub id
+    box.press("Enter")
+    pg.get_by_role("button", name="Open", exact=True).click()
+    pg.get_by_text("Downloading owner/web-gpt2").first.wait_for(timeout=30_000)  # the small files are in
+    bar = pg.locator(".progress-level-inner, .progress-bar, .eta-bar").first
+    bar.wait_for(state="attached", timeout=10_000)
+    pg.evaluate("() => window.scrollTo(0, 0)")
+    pg.screenshot(path=str(SHOTS / "34-pretrained-hub-progress.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 900})
+    print("progress DOM:", pg.evaluate("() => [...document.querySelectorAll('[class*=progress], [class*=eta]')]"
+                                       ".map(e => e.className + ' :: ' + (e.textContent || '').slice(0, 80))"))
+    pg.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=60_000)
+    assert "model type gpt2" in note(pg) and "MHA (4 query heads over 4 K/V heads)" in note(pg)
+    assert "model.safetensors" in hub_server.downloads()
+    set_prompt(pg, PROMPT)
+    pg.get_by_role("button", name="Analyze").click()
+    wait_for_plot_title(pg, "layer 0, head 0")
+    assert "hf:owner/web-gpt2" in badge_text(pg)
+    shot(pg, "35-pretrained-hub-analyzed")
+    # a share link names the Hub id and restores the picker
+    pg.get_by_role("button", name="Make a share link").click()
+    pg.wait_for_function("() => document.querySelector('#share-link textarea').value.includes('?spec=hf')")
+    link = pg.locator("#share-link textarea").input_value()
+    assert "spec=hf%3Aowner%2Fweb-gpt2" in link
+    other = pg.context.new_page()
+    other.goto(link, wait_until="load")
+    other.locator(".js-plotly-plot .gtitle", has_text="layer 0, head 0").first.wait_for(timeout=30_000)
+    assert "hf:owner/web-gpt2" in other.locator(".badge").inner_text()
+    assert other.get_by_label("Or a pretrained model").input_value() == "hf:owner/web-gpt2"
+    try:
+        other.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=15_000)
+    finally:
+        shot(other, "36-pretrained-share-link")
+    other.close()
+
+
+def test_a_hub_refusal_is_a_message(pg, hub_server):
+    box = pg.get_by_label("Or a pretrained model")
+    box.fill("owner/not-there")
+    box.press("Enter")
+    pg.get_by_role("button", name="Open", exact=True).click()
+    pg.get_by_text("Could not open hf:owner/not-there: No model 'owner/not-there' on the Hub").first.wait_for(
+        timeout=30_000)
+    shot(pg, "37-pretrained-hub-refused")
+    assert SHOTS.is_dir()
