@@ -94,9 +94,17 @@ CLOCK_JS = """(() => {
 })()"""
 
 
-def browser_render_ms(url: str, texts: dict[int, str], repeats: int) -> tuple[dict[int, list[float]], int] | None:
+def title_of(n_tokens: int) -> str:
+    """What the overview's title says of an n-token prompt."""
+    return f"{n_tokens}×{n_tokens} tokens"
+
+
+def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
+                      query: str = "") -> tuple[dict[int, list[float]], int] | None:
     """({n_tokens: ms from the click on Analyze to the frame that first shows that overview, per repeat},
-    localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn."""
+    localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn.
+    ``query``: a share link's query string (``spec=local:gpt2&prompt=...``): the page opens on it, and its
+    analysis is drawn before the first click, which then runs the model the link named."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -108,13 +116,15 @@ def browser_render_ms(url: str, texts: dict[int, str], repeats: int) -> tuple[di
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(CLOCK_JS)
-        page.goto(url, wait_until="load")
+        page.goto(f"{url}?{query}" if query else url, wait_until="load")
+        if query:  # the link's own analysis: drawn, and every event after it finished
+            page.wait_for_selector(".js-plotly-plot .gtitle", timeout=120_000)
+            page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=120_000)
         box, button = page.get_by_label("Prompt"), page.get_by_role("button", name="Analyze")
         for i in range(repeats + 1):  # the first round warms up
             for n, text in texts.items():
                 box.fill(text)
-                title = f"{n}×{n} tokens"
-                page.evaluate("title => { window.__expect = title; }", title)
+                page.evaluate("title => { window.__expect = title; }", title_of(n))
                 button.click()
                 page.wait_for_function("() => window.__drawn_ms != null", timeout=60_000)
                 if i > 0:
