@@ -73,6 +73,8 @@ def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
 
 
 BUSY = ".eta-bar, .pending, .generating"  # Gradio's marks of an event still running
+ERROR_TOAST = ".toast-body.error"  # Gradio's notice of an event that raised
+DRAWN_OR_REFUSED = f".js-plotly-plot .gtitle, {ERROR_TOAST}"
 # In the page: a click on a button while window.__expect names a title starts a clock at the click event's own
 # time stamp; each animation frame then looks for an overview title holding that text, and the first frame that
 # has it stops the clock. Timing inside the page leaves out playwright's own round trips (its checks before a
@@ -117,8 +119,11 @@ def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(CLOCK_JS)
         page.goto(f"{url}?{query}" if query else url, wait_until="load")
-        if query:  # the link's own analysis: drawn, and every event after it finished
-            page.wait_for_selector(".js-plotly-plot .gtitle", timeout=120_000)
+        if query:  # the link's own analysis: drawn (or refused), and every event after it finished
+            page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=120_000)
+            refused = page.query_selector(ERROR_TOAST)
+            if refused is not None:
+                raise RuntimeError(f"the page refused the link {query[:80]}...: {refused.inner_text().strip()}")
             page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=120_000)
         box, button = page.get_by_label("Prompt"), page.get_by_role("button", name="Analyze")
         for i in range(repeats + 1):  # the first round warms up
