@@ -97,8 +97,9 @@ CLOCK_JS = """(() => {
 
 
 def title_of(n_tokens: int) -> str:
-    """What the overview's title says of an n-token prompt."""
-    return f"{n_tokens}×{n_tokens} tokens"
+    """What the overview's title, and no other figure's, says of an n-token prompt (the block-mask figure's
+    "tiles of 128×128 tokens" must not stop the clock)."""
+    return f"· {n_tokens}×{n_tokens} tokens"
 
 
 def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
