@@ -26,9 +26,9 @@ LAYERS = [
     ("playground.bench",),
     ("playground.ui",),
 ]
-# entry points sit above everything: command lines, the package's public names, the app
-# benchmark, which drives the page like a browser does, and the Space publisher
-ENTRY_POINTS = ("playground", "playground.bench.app", "playground.publish")
+# entry points sit above everything: command lines, the package's public names, the app and
+# pretrained benchmarks, which drive the page like a browser does, and the Space publisher
+ENTRY_POINTS = ("playground", "playground.bench.app", "playground.bench.pretrained", "playground.publish")
 UI_ONLY = ("gradio", "playground.ui")
 
 

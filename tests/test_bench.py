@@ -256,7 +256,8 @@ def test_decode_table_encdec_gqa(capsys):
 
 
 @pytest.mark.parametrize("argv", [["kernels", "--lengths", "0"], ["decode", "--family", "nope"], ["decode", "--tokens", "-1"],
-                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"], ["kernels", "--repeats", "4"]])
+                                  ["decode", "--repeats", "4"], ["app", "--repeats", "2"], ["kernels", "--repeats", "4"],
+                                  ["pretrained", "--repeats", "4"], ["pretrained", "--shape", "huge"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -309,3 +310,66 @@ def test_browser_render_is_timed_five_times_and_leaves_nothing_in_local_storage(
     assert set(times) == {16, 24}
     assert all(len(ms) == 5 and all(0 < t < 60_000 for t in ms) for ms in times.values())
     assert stored == 0  # the page keeps no copy of its results in the browser (Gradio's run history is off)
+
+
+PRETRAINED_FIGURES = ["load_s", "analyze_p50_ms_gpt2_128", "overview_bytes_gpt2_128", "browser_render_ms_gpt2_128",
+                      "cached_over_uncached_gpt2_256", "peak_rss_mb_gpt2_parallel", "mamba_implicit_130m_256_s"]
+
+
+def test_pretrained_benchmark_reports_every_figure_with_its_target(capsys, tmp_path):
+    result = run_json(capsys, "pretrained", "--shape", "tiny", "--no-browser", "--keep", str(tmp_path))
+    assert set(result) == TOP_KEYS and result["benchmark"] == "pretrained"
+    summary = result["summary"]
+    assert summary["shape"] == "tiny" and summary["repeats"] == 5 and summary["same_tokens"] is True
+    for key in PRETRAINED_FIGURES:
+        if key == "browser_render_ms_gpt2_128":
+            assert summary[key] is None and summary["browser_error"] is None  # --no-browser: not measured, no error
+        else:
+            assert positive(summary[key]), (key, summary[key])
+    assert isinstance(summary["overview_bytes_gpt2_128"], int) and summary["overview_bytes_gpt2_128"] < 2_000_000
+    check_spread(summary["load_s_spread"], summary["load_s"])
+    check_spread(summary["analyze_ms_gpt2_128_spread"], summary["analyze_p50_ms_gpt2_128"])
+    check_spread(summary["cached_over_uncached_gpt2_256_spread"], summary["cached_over_uncached_gpt2_256"])
+    # the app's own memory: read from its process, the peak at least what it held before the 8 calls
+    assert summary["peak_rss_mb_gpt2_parallel"] >= summary["rss_mb_before_parallel"] > 50
+    assert sorted(summary["parallel_calls"]) == sorted(
+        f"/{api}(backend={b}, window={w}{', max_new_tokens=32' if api == 'generate' else ''})"
+        for api in ("analyze", "generate") for b in ("math", "explicit") for w in (0, 64))
+    assert len(summary["parallel_call_s"]) == 8 and all(positive(s) for s in summary["parallel_call_s"])
+    assert 0 <= summary["mamba_max_abs_diff"] < 1e-3
+    assert summary["tokenizer_vocab"] <= 512 and summary["n_params"] > 100_000
+    # a row per figure, its target and whether the value meets it
+    rows = result["rows"]
+    assert [r["measure"] for r in rows] == PRETRAINED_FIGURES
+    for row in rows:
+        assert row["value"] == summary[row["measure"]]
+        if row["measure"] == "load_s":
+            assert row["target"] is None and row["pass"] is None
+        elif row["value"] is None:
+            assert row["pass"] is None and row["target"].startswith("<=")
+        else:
+            comparison, target = row["target"].split(" ")
+            target = float(target.replace(",", ""))
+            assert row["pass"] is (row["value"] <= target if comparison == "<=" else row["value"] >= target)
+    folder = tmp_path / "gpt2-tiny"
+    assert summary["folder"] == str(folder.resolve())
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+
+
+def test_the_benchmark_checkpoint_is_reused_and_needs_transformers(tmp_path, monkeypatch):
+    import sys
+
+    from playground.bench.hf_folder import write_gpt2
+    from playground.models.pretrained import load_folder
+
+    folder = write_gpt2(tmp_path / "a", "tiny")
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now fails
+    assert write_gpt2(folder, "tiny") == folder  # already there: nothing to write, transformers not needed
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    model, tok = load_folder(folder)
+    assert model.cfg.n_layer == 2 and model.cfg.vocab_size == 512 and 256 < tok.vocab_size <= 512
+    with pytest.raises(ValueError, match="requirements-dev"):
+        write_gpt2(tmp_path / "b", "tiny")
+    with pytest.raises(ValueError, match="unknown shape"):
+        write_gpt2(tmp_path / "c", "huge")

@@ -163,3 +163,24 @@ def test_a_bfloat16_model_generates_with_a_bfloat16_cache(family):
     assert [s.cache_bytes * 2 for s in bf16.steps] == [s.cache_bytes for s in fp32.steps]
     assert bf16.steps[0].logits.dtype == torch.float32  # sampling reads float32 logits
     assert (bf16.steps[0].logits - fp32.steps[0].logits).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("family", (*FAMILIES, "mamba", "rwkv"))
+def test_a_forward_computes_the_logits_asked_for(family):
+    """logits="last" is the last row of every position's logits; "none" skips the head and keeps the attention."""
+    recurrent = family in ("mamba", "rwkv")
+    model = tiny_model(family=family, position="none" if recurrent else "rope", n_kv_heads=4 if recurrent else 2)
+    ids = torch.tensor([[5, 9, 11, 2, 7, 3]])
+    args = (torch.tensor([[3, 4, 6, 8, 1, 2, 9]]), ids) if family == "encdec" else (ids,)
+    with torch.no_grad():
+        full = model(*args, capture=True)
+        last = model(*args, capture=True, logits="last")
+        none = model(*args, capture=True, logits="none")
+    assert full.logits.shape[:2] == (1, 6) and last.logits.shape == (1, 1, full.logits.shape[-1])
+    assert torch.allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
+    assert none.logits is None
+    assert len(none.attentions) == len(full.attentions) > 0
+    for a, b in zip(none.attentions, full.attentions):
+        assert a.kind == b.kind and torch.equal(a.weights, b.weights)
+    with pytest.raises(ValueError, match="logits must be one of"):
+        model(*args, logits="first")

@@ -74,7 +74,7 @@ def test_every_key_in_the_code_exists_and_every_catalogue_key_is_used():
     en = catalogues()["en"]
     namespaces = {k.split(".")[0] for k in en}
     literal = re.compile(r"[\"']((?:%s)\.[A-Za-z0-9_.]+[A-Za-z0-9_])[\"']" % "|".join(map(re.escape, namespaces)))
-    used = {m for src in SOURCES.values() for m in literal.findall(src)} - {"attention.json", "attention.npz"}  # files
+    used = {m for src in SOURCES.values() for m in literal.findall(src)} - {"attention.json", "attention.npz", "app.py"}  # files
     used |= {prefix + name for prefix, names in DYNAMIC.items() for name in names}
     assert used - set(en) == set(), f"keys used in code but missing from the catalogue: {used - set(en)}"
     assert set(en) - used == set(), f"catalogue keys nothing uses: {set(en) - used}"

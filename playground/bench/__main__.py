@@ -8,7 +8,9 @@ its options. Every benchmark is one function returning a plain dict
 ``kernels``: attention kernels side by side on the model's call patterns (``bench.kernels``); ``gpu``:
 attention TFLOP/s and decode tokens/s on a CUDA device (``bench.gpu``); ``decode``: generation with and
 without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
-through its API and a real chromium (``bench.app``).
+through its API and a real chromium (``bench.app``); ``pretrained``: a GPT-2-small-shaped checkpoint written by
+``transformers`` (load, analyze, payload, browser render, cache speed-up, the app's memory under 8 visitors) and
+Mamba-130m-shaped implicit attention (``bench.pretrained``).
 """
 from __future__ import annotations
 
@@ -50,6 +52,12 @@ def _app_from_args(args) -> dict:
     return make_result("app", "cpu", summary, rows)
 
 
+def _pretrained_from_args(args) -> dict:
+    from playground.bench.pretrained import bench_pretrained
+
+    return bench_pretrained(repeats=args.repeats, keep=args.keep, shape=args.shape, browser=not args.no_browser)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda if available, else cpu")
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app,pretrained}")
 
     k = sub.add_parser("kernels", parents=[common],
                        help="explicit attention vs SDPA flash/efficient/cudnn/math and FlexAttention, per call pattern")
@@ -119,6 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
                         f"max({MIN_REPEATS}, repeats // 2) times")
     a.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
     a.set_defaults(run=_app_from_args)
+
+    p = sub.add_parser("pretrained", parents=[common],
+                       help="a GPT-2-small-shaped checkpoint end to end, and Mamba-130m implicit attention "
+                            "(needs transformers: pip install -r requirements-dev.txt)",
+                       description="Writes a random GPT-2-small-shaped checkpoint with transformers (a development "
+                                   "dependency: pip install -r requirements-dev.txt) and measures loading it, the "
+                                   "page's analyze path, the overview payload, the browser render, generation with "
+                                   "and without the KV cache, the app's peak memory under 8 parallel visitors, and "
+                                   "Mamba-130m-shaped implicit attention, each against its target. CPU only.")
+    p.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,
+                   help=f"timed runs per figure (at least {MIN_REPEATS}, the default)")
+    p.add_argument("--keep", metavar="DIR", default=None,
+                   help="write the checkpoint into DIR/gpt2-<shape> and keep it (reused when present); "
+                        "default: a temporary directory")
+    p.add_argument("--shape", choices=("small", "tiny"), default="small",
+                   help="small: GPT-2 small and mamba-130m (default); tiny: 2-layer stand-ins that run in seconds")
+    p.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
+    p.set_defaults(run=_pretrained_from_args)
     return parser
 
 

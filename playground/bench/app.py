@@ -73,6 +73,8 @@ def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
 
 
 BUSY = ".eta-bar, .pending, .generating"  # Gradio's marks of an event still running
+ERROR_TOAST = ".toast-body.error"  # Gradio's notice of an event that raised
+DRAWN_OR_REFUSED = f".js-plotly-plot .gtitle, {ERROR_TOAST}"
 # In the page: a click on a button while window.__expect names a title starts a clock at the click event's own
 # time stamp; each animation frame then looks for an overview title holding that text, and the first frame that
 # has it stops the clock. Timing inside the page leaves out playwright's own round trips (its checks before a
@@ -94,9 +96,18 @@ CLOCK_JS = """(() => {
 })()"""
 
 
-def browser_render_ms(url: str, texts: dict[int, str], repeats: int) -> tuple[dict[int, list[float]], int] | None:
+def title_of(n_tokens: int) -> str:
+    """What the overview's title, and no other figure's, says of an n-token prompt (the block-mask figure's
+    "tiles of 128×128 tokens" must not stop the clock)."""
+    return f"· {n_tokens}×{n_tokens} tokens"
+
+
+def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
+                      query: str = "") -> tuple[dict[int, list[float]], int] | None:
     """({n_tokens: ms from the click on Analyze to the frame that first shows that overview, per repeat},
-    localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn."""
+    localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn.
+    ``query``: a share link's query string (``spec=local:gpt2&prompt=...``): the page opens on it, and its
+    analysis is drawn before the first click, which then runs the model the link named."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -108,13 +119,18 @@ def browser_render_ms(url: str, texts: dict[int, str], repeats: int) -> tuple[di
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(CLOCK_JS)
-        page.goto(url, wait_until="load")
+        page.goto(f"{url}?{query}" if query else url, wait_until="load")
+        if query:  # the link's own analysis: drawn (or refused), and every event after it finished
+            page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=120_000)
+            refused = page.query_selector(ERROR_TOAST)
+            if refused is not None:
+                raise RuntimeError(f"the page refused the link {query[:80]}...: {refused.inner_text().strip()}")
+            page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=120_000)
         box, button = page.get_by_label("Prompt"), page.get_by_role("button", name="Analyze")
         for i in range(repeats + 1):  # the first round warms up
             for n, text in texts.items():
                 box.fill(text)
-                title = f"{n}×{n} tokens"
-                page.evaluate("title => { window.__expect = title; }", title)
+                page.evaluate("title => { window.__expect = title; }", title_of(n))
                 button.click()
                 page.wait_for_function("() => window.__drawn_ms != null", timeout=60_000)
                 if i > 0:

@@ -127,6 +127,36 @@ def bench_decode_positions(family: str, positions=(64, 2048), steps: int = 16, r
     return make_result("decode_positions", device, summary, rows)
 
 
+MODES = {"cached": True, "uncached": False}
+
+
+def time_decode(model, prompt: list[int], tokens: int, repeats: int = MIN_REPEATS,
+                device: str | None = None) -> tuple[dict[str, list[float]], dict[str, list]]:
+    """Greedy generation of ``tokens`` new tokens with and without the KV cache, after a short warm-up
+    of each, the two modes alternating for ``repeats`` rounds: ({mode: seconds per round}, {mode:
+    the ``Generation`` of each round}), modes "cached" and "uncached"."""
+    _check_repeats(repeats)
+    device = device or str(model.lm_head.weight.device)
+    for use_cache in MODES.values():
+        generate(model, prompt, min(4, tokens), use_cache=use_cache)  # warm-up
+    seconds = {mode: [] for mode in MODES}
+    runs = {mode: [] for mode in MODES}  # every run's generation
+    for _ in range(repeats):
+        for mode, use_cache in MODES.items():
+            sync(device)
+            t0 = time.perf_counter()
+            gen = generate(model, prompt, tokens, use_cache=use_cache)
+            sync(device)
+            seconds[mode].append(time.perf_counter() - t0)
+            runs[mode].append(gen)
+    return seconds, runs
+
+
+def cache_speedup(seconds: dict[str, list[float]]) -> dict:
+    """The spread over rounds of uncached seconds / cached seconds: how many times the cache speeds generation up."""
+    return spread(u / c for c, u in zip(seconds["cached"], seconds["uncached"]))
+
+
 def bench_decode(tokens: int = 512, family: str = "decoder", n_kv_heads: int = 8, prompt_len: int = 16,
                  repeats: int = MIN_REPEATS, device: str | None = None, seed: int = 0) -> dict:
     """Greedy generation with and without the KV cache, rounds alternating: tokens/s, their ratio, cache bytes."""
@@ -137,28 +167,15 @@ def bench_decode(tokens: int = 512, family: str = "decoder", n_kv_heads: int = 8
     model = build_model(cfg).to(device).eval()
     prompt = torch.randint(0, cfg.vocab_size, (prompt_len,), generator=torch.Generator().manual_seed(seed)).tolist()
 
-    modes = {"cached": True, "uncached": False}
-    for use_cache in modes.values():
-        generate(model, prompt, min(4, tokens), use_cache=use_cache)  # warm-up
-    seconds = {mode: [] for mode in modes}
-    runs = {mode: [] for mode in modes}  # every run's generation
-    for _ in range(repeats):
-        for mode, use_cache in modes.items():
-            sync(device)
-            t0 = time.perf_counter()
-            gen = generate(model, prompt, tokens, use_cache=use_cache)
-            sync(device)
-            seconds[mode].append(time.perf_counter() - t0)
-            runs[mode].append(gen)
-
+    seconds, runs = time_decode(model, prompt, tokens, repeats, device)
     n = len(runs["cached"][0].tokens)
     rows = []
-    for mode in modes:
+    for mode in MODES:
         s = spread(seconds[mode])
         rows.append({"mode": mode, "tokens": n, "seconds": s["median"], "seconds_min": s["min"],
                      "seconds_max": s["max"], "repeats": s["n"], "tokens_per_s": n / s["median"],
                      "ms_per_token": s["median"] / n * 1e3, "cache_bytes": runs[mode][-1].steps[-1].cache_bytes})
-    ratio = spread(u / c for c, u in zip(seconds["cached"], seconds["uncached"]))  # per round
+    ratio = cache_speedup(seconds)  # per round
     decoder_start = 1 if family == "encdec" else prompt_len  # an encoder-decoder's decoder starts from BOS
     positions = decoder_start + n - 1  # the last token is yielded, never fed back
     dtype = model.lm_head.weight.dtype
@@ -167,7 +184,7 @@ def bench_decode(tokens: int = 512, family: str = "decoder", n_kv_heads: int = 8
     if family == "encdec":  # plus cross-attention K/V over the source, computed once
         formula += kv_cache_bytes(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, tokens=prompt_len,
                                   dtype=dtype, n_kv_heads=cfg.n_kv_heads)
-    chosen = [gen.tokens for mode in modes for gen in runs[mode]]
+    chosen = [gen.tokens for mode in MODES for gen in runs[mode]]
     summary = {
         f"cached_over_uncached_{n}": ratio["median"],
         "cached_over_uncached": ratio["median"],

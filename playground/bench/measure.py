@@ -94,6 +94,14 @@ def peak_rss_bytes(pid: int | None = None) -> int:
                      "(not Linux, or no such process)")
 
 
+def rss_bytes(pid: int | None = None) -> int:
+    """The resident memory of a process now (this one, or another of this user's), in bytes (Linux)."""
+    kib = _proc_status_kib("VmRSS", pid)
+    if kib is None:
+        raise ValueError(f"cannot read the memory of process {pid or 'self'}: no /proc status (not Linux?)")
+    return kib * 1024
+
+
 def reset_peak_rss(pid: int | None = None) -> bool:
     """Start a process's high-water mark again from its current resident memory (Linux: write 5 to
     /proc/<pid>/clear_refs). False where it cannot be reset; the peak then covers the process's life."""
@@ -146,6 +154,9 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "decode_positions": [("family", "family", ""), ("position", "position", "d"), ("repeats", "n", "d"),
                          ("ms_per_token", "median ms/token", ".2f"), ("ms_min", "min", ".2f"), ("ms_max", "max", ".2f"),
                          ("tokens_per_s", "tokens/s", ".1f"), ("cache_bytes", "cache/state bytes", ",d")],
+    "pretrained": [("measure", "measure", ""), ("value", "value", ",.4g"), ("unit", "unit", ""),
+                   ("target", "target", ""), ("pass", "pass", ""), ("n", "n", "d"), ("min", "min", ",.4g"),
+                   ("max", "max", ",.4g")],
     "app": [("measure", "measure", ""), ("n", "n", "d"), ("median", "median", ".1f"), ("min", "min", ".1f"),
             ("q1", "q1", ".1f"), ("q3", "q3", ".1f"), ("max", "max", ".1f")],
 }

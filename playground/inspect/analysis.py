@@ -123,10 +123,10 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
     start = time.perf_counter()
     if isinstance(model, EncoderDecoder):
         tgt = list(target_ids) if target_ids else [bos_id]
-        out = model(x, torch.tensor([tgt], device=device), capture=True)
+        out = model(x, torch.tensor([tgt], device=device), capture=True, logits="none")  # attention alone
         seq, seq_labels, source, source_labels = tgt, target_labels, list(ids), labels
     else:
-        out = model(x, prefix_len=prefix_len, capture=True)
+        out = model(x, prefix_len=prefix_len, capture=True, logits="none")
         seq, seq_labels, source, source_labels = list(ids), labels, [], []
     elapsed = (time.perf_counter() - start) * 1e3
     return Analysis(

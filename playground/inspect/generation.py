@@ -99,9 +99,9 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
     @torch.no_grad()
     def run(ids: list[int], start_pos: int, memory: Tensor | None) -> ModelOutput:
         x = torch.tensor([ids], device=device)
-        if encdec:
-            return model.decode(x, memory, start_pos=start_pos, capture=record)
-        return model(x, start_pos=start_pos, capture=record, **kwargs)
+        if encdec:  # only the last position's logits are read
+            return model.decode(x, memory, start_pos=start_pos, capture=record, logits="last")
+        return model(x, start_pos=start_pos, capture=record, logits="last", **kwargs)
 
     model.eval()
     if use_cache:

@@ -24,9 +24,12 @@ from playground.config import ModelConfig
 from playground.nn.recorder import AttentionRecord, Recorder
 
 
+LOGITS = ("all", "last", "none")  # which positions' logits a forward computes (``LanguageModel.project``)
+
+
 @dataclass
 class ModelOutput:
-    logits: Tensor  # (B, T, V)
+    logits: Tensor | None  # (B, T, V); (B, 1, V) with logits="last"; None with logits="none"
     attentions: list[AttentionRecord] = field(default_factory=list)  # empty unless capture=True
 
 
@@ -57,6 +60,19 @@ class LanguageModel(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         self.apply(_init_weights)
+
+    def project(self, h: Tensor, logits: str = "all") -> Tensor | None:
+        """The output head over the final hidden states h (B, T, d): logits (B, T, V) for ``"all"``
+        positions, (B, 1, V) for the ``"last"`` (what decoding reads), or None for ``"none"`` (a
+        forward run for its attention alone: the head is a d x V product per position, a third of
+        GPT-2 small's work on a prompt)."""
+        if logits == "all":
+            return self.lm_head(h)
+        if logits == "last":
+            return self.lm_head(h[:, -1:])
+        if logits == "none":
+            return None
+        raise ValueError(f"logits must be one of {', '.join(LOGITS)}, got {logits!r}")
 
     def embed(self, idx: Tensor) -> Tensor:
         if idx.dim() != 2:

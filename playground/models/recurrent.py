@@ -103,8 +103,9 @@ class RecurrentLM(LanguageModel):
         return self.embed(idx)  # (B, T, d)
 
     def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
-                capture: bool = False) -> ModelOutput:
-        """Logits for every position, and every layer's implicit attention when ``capture``.
+                capture: bool = False, logits: str = "all") -> ModelOutput:
+        """Logits for every position (``logits``: "last" or "none", see ``project``), and every layer's
+        implicit attention when ``capture``.
 
         Args:
             idx: (B, T) token ids at positions start_pos..start_pos+T-1.
@@ -135,7 +136,7 @@ class RecurrentLM(LanguageModel):
                     states[layer] = state
         if states is not None:
             self.seen = start_pos + T
-        return ModelOutput(self.lm_head(self.norm_out(x)), records)
+        return ModelOutput(self.project(self.norm_out(x), logits), records)
 
     def _states_at(self, start_pos: int, batch: int) -> list | None:
         if self.states is None:

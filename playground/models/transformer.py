@@ -211,8 +211,9 @@ class TransformerLM(LanguageModel):
         self._init_embeddings(cfg)
 
     def forward(self, idx: Tensor, *, start_pos: int = 0, prefix_len: int = 0, key_valid: Tensor | None = None,
-                capture: bool = False) -> ModelOutput:
-        """Logits for every position, and every layer's attention when ``capture``.
+                capture: bool = False, logits: str = "all") -> ModelOutput:
+        """Logits for every position (``logits``: "last" or "none", see ``project``), and every layer's
+        attention when ``capture``.
 
         Args:
             idx: (B, T) token ids at absolute positions start_pos..start_pos+T-1.
@@ -226,7 +227,7 @@ class TransformerLM(LanguageModel):
             raise ValueError("prefix_len applies to the prefix family only; this model is decoder-only (causal)")
         with self.recording(capture) as records:
             h = self.decoder(self.embed(idx), start_pos=start_pos, prefix_len=prefix_len, key_valid=key_valid)
-        return ModelOutput(self.lm_head(h), records)
+        return ModelOutput(self.project(h, logits), records)
 
 
 class EncoderDecoder(LanguageModel):
@@ -250,17 +251,18 @@ class EncoderDecoder(LanguageModel):
         return memory, records
 
     def decode(self, tgt: Tensor, memory: Tensor, *, src_valid: Tensor | None = None, start_pos: int = 0,
-               capture: bool = False) -> ModelOutput:
-        """tgt (B, T) decoder ids -> logits (B, T, V), with "decoder_self" and "cross" records per layer."""
+               capture: bool = False, logits: str = "all") -> ModelOutput:
+        """tgt (B, T) decoder ids -> logits (B, T, V) (``logits``: see ``project``), with "decoder_self" and
+        "cross" records per layer."""
         with self.recording(capture) as records:
             h = self.decoder(self.embed(tgt), start_pos=start_pos, memory=memory, memory_valid=src_valid)
-        return ModelOutput(self.lm_head(h), records)
+        return ModelOutput(self.project(h, logits), records)
 
     def forward(self, src: Tensor, tgt: Tensor, *, src_valid: Tensor | None = None, start_pos: int = 0,
-                capture: bool = False) -> ModelOutput:
+                capture: bool = False, logits: str = "all") -> ModelOutput:
         """Encode src (B, S), decode tgt (B, T): logits (B, T, V) and all three attention kinds,
         encoder layers first, then per decoder layer its self and cross records."""
         with self.recording(capture) as records:
             memory, _ = self.encode(src, src_valid)
-            logits = self.decode(tgt, memory, src_valid=src_valid, start_pos=start_pos).logits
-        return ModelOutput(logits, records)
+            out = self.decode(tgt, memory, src_valid=src_valid, start_pos=start_pos, logits=logits).logits
+        return ModelOutput(out, records)
