@@ -201,3 +201,14 @@ def test_models_without_heads_and_missing_tokens_are_refused():
     with pytest.raises(InputError) as info:
         step_through(encdec, IDS, 0, 0)
     assert info.value.code == "error.step_source"
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "qwen2", "mistral"])
+def test_the_heads_writes_sum_to_a_pretrained_layer(hf_checkpoint, kind):
+    """Checkpoints written by transformers: GPT-2 (fused c_attn, biases everywhere, learned positions),
+    Qwen2 (q/k/v biases, no o_proj bias, RoPE theta 1e6), Mistral (GQA, a sliding window shorter than IDS)."""
+    from playground.models.pretrained import load_folder
+
+    model, _ = load_folder(hf_checkpoint(kind))
+    for layer in range(model.cfg.n_layer):
+        check_layer(model, "self", layer)
