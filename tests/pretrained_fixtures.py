@@ -9,10 +9,14 @@ No network is used. The serving, UI, browser and benchmark tests build their fol
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from playground.bench.hf_folder import byte_level_bpe
 
 PARAGRAPH = (
     "Attention lets every token look back at the tokens before it. The keys and values of earlier tokens "
@@ -52,15 +56,7 @@ KINDS = {
 @lru_cache(maxsize=1)
 def tokenizer_json() -> str:
     """A byte-level BPE tokenizer trained on PARAGRAPH, as tokenizer.json text (trained once per process)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TOKENIZER_VOCAB, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([PARAGRAPH], trainer)
-    return tok.to_str()
+    return byte_level_bpe([PARAGRAPH], TOKENIZER_VOCAB, SPECIAL)
 
 
 def write_tokenizer(folder: str | Path, bos: bool = False) -> Path:
@@ -107,3 +103,35 @@ def reference(folder: str | Path):
 
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
     return model.eval()
+
+
+@contextmanager
+def operator_models(root: Path, kinds, prefix: str):
+    """$PLAYGROUND_LOCAL_MODELS set to ``root`` holding ``<prefix>-<kind>`` for each kind, restored after."""
+    for kind in kinds:
+        write_checkpoint(kind, root / f"{prefix}-{kind}")
+    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
+    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
+    try:
+        yield root
+    finally:
+        if before is None:
+            os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
+        else:
+            os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+
+
+@contextmanager
+def served_page():
+    """The page built and served in this process (so environment set here reaches it); yields its URL."""
+    from playground.bench.browser import free_port
+    from playground.ui import LAUNCH, build_app
+
+    demo = build_app(warm_up=False)
+    port = free_port()
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                   quiet=True, **LAUNCH)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -1,12 +1,11 @@
 """Pretrained models in a real browser: open one from the operator's directory through the picker, and
 one from the Hub (tests/hub_server.py standing in for it) with the download's progress bar, then analyze,
 open a head and generate. The page runs in this process, so the Hub stand-in's settings reach it."""
-import os
 
 import pytest
 
 from conftest import require
-from playground.bench.browser import free_port, launch
+from playground.bench.browser import launch
 from test_browser import CELL_JS, SHOTS, badge_text, playwright, set_prompt, shot, wait_for_plot_title
 
 PROMPT = "The keys and values are cached; attention looks back at every token."
@@ -16,30 +15,18 @@ PROMPT = "The keys and values are cached; attention looks back at every token."
 def operator_dir(tmp_path_factory):
     """$PLAYGROUND_LOCAL_MODELS with web-gpt2 and web-llama, set before the page is built."""
     require("transformers", "pip install -r requirements-dev.txt")
-    from pretrained_fixtures import write_checkpoint
+    from pretrained_fixtures import operator_models
 
-    root = tmp_path_factory.mktemp("operator-web")
-    for kind in ("gpt2", "llama"):
-        write_checkpoint(kind, root / f"web-{kind}")
-    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
-    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
-    else:
-        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+    with operator_models(tmp_path_factory.mktemp("operator-web"), ("gpt2", "llama"), "web") as root:
+        yield root
 
 
 @pytest.fixture(scope="module")
 def site(operator_dir):
-    from playground.ui import LAUNCH, build_app
+    from pretrained_fixtures import served_page
 
-    demo = build_app(warm_up=False)
-    port = free_port()
-    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                   quiet=True, **LAUNCH)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_page() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

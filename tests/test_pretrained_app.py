@@ -3,7 +3,6 @@
 picker's Open (a local folder, and a Hub download with its progress), Compare's tokenizer check and share links."""
 import base64
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import torch
 from gradio_client import Client
 
 from conftest import require
-from playground.bench.browser import free_port
 
 PROMPT = "The keys and values are cached; attention looks back."
 KINDS = ("gpt2", "llama")   # MHA with learned positions; GQA 4:2 with RoPE
@@ -22,31 +20,19 @@ HEADS, LAYERS = 4, 2        # pretrained_fixtures' tiny configs
 def local_models(tmp_path_factory):
     """The operator's directory ($PLAYGROUND_LOCAL_MODELS) with app-gpt2, app-llama and app-mistral."""
     require("transformers", "pip install -r requirements-dev.txt")
-    from pretrained_fixtures import write_checkpoint
+    from pretrained_fixtures import operator_models
 
-    root = tmp_path_factory.mktemp("operator-models")
-    for kind in ("gpt2", "llama", "mistral"):
-        write_checkpoint(kind, root / f"app-{kind}")
-    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
-    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
-    else:
-        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+    with operator_models(tmp_path_factory.mktemp("operator-models"), ("gpt2", "llama", "mistral"), "app") as root:
+        yield root
 
 
 @pytest.fixture(scope="module")
 def client(local_models):
     """The page served with local folders on, and an API client of it."""
-    from playground.ui import LAUNCH, build_app
+    from pretrained_fixtures import served_page
 
-    demo = build_app(warm_up=False)
-    port = free_port()
-    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                   quiet=True, **LAUNCH)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with served_page() as url:
+        yield Client(url, verbose=False)
 
 
 def token_ids(folder, text=PROMPT) -> list[int]:

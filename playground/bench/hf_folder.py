@@ -46,17 +46,22 @@ def shipped_text() -> list[str]:
     return [*examples, *(v for v in strings.values() if isinstance(v, str))]
 
 
-def tokenizer_json() -> str:
-    """A byte-level BPE (GPT-2's pre-tokenizer and decoder) trained on ``shipped_text``, as JSON text."""
+def byte_level_bpe(texts: list[str], vocab_size: int, special: list[str]) -> str:
+    """A byte-level BPE (GPT-2's pre-tokenizer and decoder) trained on ``texts``, as tokenizer.json text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TOKENIZER_VOCAB, special_tokens=SPECIAL, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(shipped_text(), trainer)
+    tok.train_from_iterator(texts, trainer)
     return tok.to_str()
+
+
+def tokenizer_json() -> str:
+    """The benchmark's tokenizer: ``byte_level_bpe`` on ``shipped_text``."""
+    return byte_level_bpe(shipped_text(), TOKENIZER_VOCAB, SPECIAL)
 
 
 def holds(folder: Path, shape: str) -> bool:
