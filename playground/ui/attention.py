@@ -22,7 +22,7 @@ from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from playground.ui.i18n import Message, msg
 from . import api
-from .controls import Controls, choose
+from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
 from .views import build_views
@@ -241,7 +241,7 @@ def analysis_outputs(w: Words, state: dict, group_kv: bool = False) -> list:
         w.info("info.long_prompt")
     # the head, its mask and the overlay follow in a second step, so the overview shows first
     return [badge(w, state), *overview_updates(w, state, group_kv), kind_choices(w, result, result.kinds[0]),
-            gr.update(maximum=cfg["n_layer"] - 1, value=0), gr.update(maximum=cfg["n_heads"] - 1, value=0), state]
+            index_range(cfg["n_layer"]), index_range(cfg["n_heads"]), state]
 
 
 # ----------------------------------------------------------------------------- the API

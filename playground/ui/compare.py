@@ -16,7 +16,7 @@ from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
 from . import api
 from .attention import analysis_state, kind_labels, kind_title, prefix_and_window
-from .controls import pretrained_choices
+from .controls import index_range, pretrained_choices
 from .lang import Localized, Words, english, t
 
 SUMMARY = ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "induction"]
@@ -122,7 +122,7 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
 
     def ranges(spec_a, spec_b):
         last_layer, last_head = depth(spec_a, spec_b)
-        return gr.update(maximum=last_layer), gr.update(maximum=last_head)
+        return index_range(last_layer + 1), index_range(last_head + 1)
 
     gr.on([model_a.change, model_b.change], ranges, [model_a, model_b], [layer, head], api_visibility="private")
     with gr.Row():

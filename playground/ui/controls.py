@@ -156,6 +156,12 @@ def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Pro
     return gr.update(choices=specific_models(str(spec), task), value=str(spec)), str(spec)
 
 
+def index_range(count: int) -> dict:
+    """The update of a slider over indices 0..count-1 (layers, heads, decode steps), back at 0. With one index
+    there is nothing to pick: the slider shows 0, locked (Gradio refuses a slider whose minimum equals its maximum)."""
+    return gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1)
+
+
 def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Controls:
     with gr.Row(equal_height=True):
         family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"), scale=2)

@@ -8,7 +8,7 @@ from playground import plots
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api
-from .controls import Controls, choose
+from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 
 
@@ -98,7 +98,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
         new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype)
         fig, info = step_view(new_state, 0, request)
         timeline = new_state["timeline"]
-        return (timeline.text, growth_figure(new_state, log, request), gr.update(maximum=len(timeline.rows) - 1, value=0),
+        return (timeline.text, growth_figure(new_state, log, request), index_range(len(timeline.rows)),
                 fig, info, new_state)
 
     generate_btn.click(run, [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis],
