@@ -135,3 +135,16 @@ def served_page():
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def check_cached_equals_uncached(model, prompt: list[int], steps: int = 32):
+    """Greedy decoding with the KV cache (or recurrent state) gives the tokens, and at every step the logits
+    within 1e-4, of recomputing the whole sequence without it. Returns the cached generation."""
+    from playground import generate
+
+    cached = generate(model, prompt, steps, use_cache=True)
+    uncached = generate(model, prompt, steps, use_cache=False)
+    assert len(cached.tokens) == steps and cached.tokens == uncached.tokens
+    for a, b in zip(cached.steps, uncached.steps):
+        assert (a.logits - b.logits).abs().max() < 1e-4
+    return cached

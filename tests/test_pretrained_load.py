@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import require
-from pretrained_fixtures import CHINESE, ENGLISH, KINDS, MODEL_VOCAB, reference
+from pretrained_fixtures import CHINESE, ENGLISH, KINDS, MODEL_VOCAB, check_cached_equals_uncached, reference
 
 transformers = require("transformers", "pip install -r requirements-dev.txt")
 
@@ -60,12 +60,7 @@ def test_logits_and_attention_equal_transformers(loaded, kind):
 def test_cached_greedy_decoding_equals_uncached(loaded, kind):
     _, model, tok, ref = loaded(kind)
     prompt = tok.encode(PROMPT)[:20]
-    cached = generate(model, prompt, 32, use_cache=True)
-    uncached = generate(model, prompt, 32, use_cache=False)
-    assert cached.tokens == uncached.tokens
-    assert len(cached.tokens) == 32
-    for a, b in zip(cached.steps, uncached.steps):
-        assert (a.logits - b.logits).abs().max() < 1e-4
+    cached = check_cached_equals_uncached(model, prompt)
     with torch.no_grad():  # the last step's logits are transformers' for the whole sequence
         full = ref(torch.tensor([prompt + cached.tokens[:-1]])).logits[0, -1]
     assert (cached.steps[-1].logits - full).abs().max() < 1e-4

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import require
-from pretrained_fixtures import ENGLISH, MODEL_VOCAB, write_tokenizer
+from pretrained_fixtures import ENGLISH, MODEL_VOCAB, check_cached_equals_uncached, write_tokenizer
 from test_mamba import randomize
 
 transformers = require("transformers", "pip install -r requirements-dev.txt")
 
-from playground import analyze, generate  # noqa: E402
+from playground import analyze  # noqa: E402
 from playground.models.mamba import Mamba  # noqa: E402
 from playground.models.pretrained.families import family_for, supported  # noqa: E402
 from playground.models.pretrained.families.mamba import display_heads, to_config  # noqa: E402
@@ -81,11 +81,7 @@ def test_cached_greedy_decoding_equals_uncached(loaded, kind):
     """Step mode from the recurrent state, against the scan over the whole sequence at every step."""
     _, model, tok, ref = loaded(kind)
     prompt = tok.encode(PROMPT)[:20]
-    cached = generate(model, prompt, 32, use_cache=True)
-    uncached = generate(model, prompt, 32, use_cache=False)
-    assert len(cached.tokens) == 32 and cached.tokens == uncached.tokens
-    for a, b in zip(cached.steps, uncached.steps):
-        assert (a.logits - b.logits).abs().max() < 1e-4
+    cached = check_cached_equals_uncached(model, prompt)
     with torch.no_grad():  # the last step's logits are transformers' for the whole sequence
         full = ref(torch.tensor([prompt + cached.tokens[:-1]]), use_cache=False).logits[0, -1]
     assert (cached.steps[-1].logits - full).abs().max() < 1e-4
