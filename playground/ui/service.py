@@ -133,7 +133,8 @@ def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: in
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
     if dtype not in DTYPES:
         raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
-    window = check_int("window", window, 0, spec.config().context_length) or spec.config().sliding_window
+    cfg = spec.config()
+    window = check_int("window", window, 0, cfg.context_length) or cfg.sliding_window
     out = weights(spec, device, run_dtype(dtype, device))
     notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
     if out.reloaded:
@@ -150,7 +151,7 @@ def weights_name(spec: ModelSpec, device: str, dtype: torch.dtype) -> str:
 
 def weights(spec: ModelSpec, device: str, dtype: torch.dtype) -> Checkout:
     """The spec's weights on this device in this dtype, from ``WEIGHTS`` (loaded on a miss)."""
-    return WEIGHTS.get((spec, device, dtype), lambda: Weights.of(spec.load(device=device).to(dtype)),
+    return WEIGHTS.get((spec, device, dtype), lambda: Weights.of(spec.load().to(device=device, dtype=dtype)),
                        lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype))
 
 
