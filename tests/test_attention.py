@@ -108,9 +108,9 @@ def test_capture_block_records_what_capture_true_returns(monkeypatch):
     assert not model.recorder.on
 
     def no_weights(*args, **kwargs):
-        raise AssertionError("weights computed while nothing records")
+        raise AssertionError("weights recorded while nothing records")
 
-    monkeypatch.setattr(attention_module, "explicit_attention", no_weights)
+    monkeypatch.setattr(attention_module, "AttentionSource", no_weights)
     with torch.no_grad():
         out = model(src, tgt)
         pos = torch.arange(9)

@@ -1,7 +1,7 @@
 """How each layer calls its kernel is recorded from the call itself, not assumed.
 
-A wrapper around ``torch.nn.functional.scaled_dot_product_attention`` keeps the arguments every
-SDPA call receives: causal prefill passes ``is_causal=True`` and no mask (what lets CUDA's flash
+A wrapper around ``torch.nn.functional.scaled_dot_product_attention`` (and around ``cpu_flash_with_lse``, the
+CPU flash kernel called so that it also returns its log-sum-exp) keeps the arguments every SDPA call receives: causal prefill passes ``is_causal=True`` and no mask (what lets CUDA's flash
 kernel run), a decoding step no mask, and a chunk written into a non-empty cache a correct mask.
 """
 import re
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from playground.nn import flex
+from playground.nn import flex, kernels
 from playground.nn.kernels import KernelUnavailable
 
 from conftest import tiny_model
@@ -26,7 +26,14 @@ def sdpa_calls(monkeypatch):
         calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
         return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
 
+    real_flash = kernels.cpu_flash_with_lse
+
+    def recording_flash(q, k, v, attn_mask=None, is_causal=False):
+        calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
+        return real_flash(q, k, v, attn_mask, is_causal)
+
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    monkeypatch.setattr(kernels, "cpu_flash_with_lse", recording_flash)
     return calls
 
 

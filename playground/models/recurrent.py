@@ -24,6 +24,7 @@ from torch import Tensor
 
 from playground.models.base import LanguageModel, ModelOutput
 from playground.nn import masks
+from playground.nn.rebuild import StoredWeights
 from playground.nn.recorder import AttentionRecord
 
 
@@ -88,7 +89,8 @@ def implicit_record(layer: int, alpha: Tensor, max_abs_diff: float) -> Attention
     """An "implicit" record of alpha (B, H, T, Tk): the T newest of Tk tokens, so the mask is causal at Tk - T."""
     T, Tk = alpha.shape[-2:]
     mask = masks.causal(masks.positions(Tk - T, T, alpha.device), masks.positions(0, Tk, alpha.device))  # (T, Tk)
-    return AttentionRecord("implicit", layer, alpha, mask, None, "implicit", False, max_abs_diff)
+    return AttentionRecord("implicit", layer, StoredWeights(alpha, mask).to_cpu(), "implicit", False,
+                           _max_abs_diff=float(max_abs_diff))
 
 
 class RecurrentLM(LanguageModel):

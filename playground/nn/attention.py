@@ -23,6 +23,7 @@ from playground.nn.cache import KVCache
 from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
 from playground.nn.masks import MaskRule
 from playground.nn.position import apply_rope
+from playground.nn.rebuild import AttentionSource
 from playground.nn.recorder import AttentionRecord, Recorder
 
 NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention has no backward on the CPU and would compile "
@@ -149,25 +150,26 @@ class Attention(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
                 call: str) -> tuple[Tensor, str, object, Tensor | None]:
         """Run the planned call. Returns out (B, nh, Tq, hs), the kernel that ran, the BlockMask FlexAttention
-        used (or None) and the explicit path's weights (B, nh, Tq, Tk) (or None)."""
+        used (or None) and the kernel's log-sum-exp per query row (B, nh, Tq), or None where it hands none back."""
         if call == "weights":
-            out, weights = explicit_attention(q, k, v, inputs.mask, inputs.bias)
-            return out, "explicit", None, weights
+            out, _, lse = explicit_attention(q, k, v, inputs.mask, inputs.bias, return_lse=True)
+            return out, "explicit", None, lse
         if call == "block mask":
-            out, block_mask = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
-                                                  k_start=inputs.k_start, key_valid=inputs.key_valid,
-                                                  alibi_slopes=inputs.alibi_slopes)
-            return out, "flex", block_mask, None
+            with_lse = flex.LSE_ON.get(q.device.type, False)
+            out, block_mask, *lse = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
+                                                        k_start=inputs.k_start, key_valid=inputs.key_valid,
+                                                        alibi_slopes=inputs.alibi_slopes, return_lse=with_lse)
+            return out, "flex", block_mask, lse[0] if lse else None
         mask = sdpa_mask(inputs.mask, inputs.bias, q.dtype) if call == "mask" else None
-        out, kernel = sdpa(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal")
-        return out, kernel, None, None
+        out, kernel, lse = sdpa(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal", return_lse=True)
+        return out, kernel, None, lse
 
     def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
         """Attend from x to itself (self) or to ``memory`` (cross).
 
-        While the recorder is on, the weights (B, nh, T, Tk) go into an ``AttentionRecord`` with
-        the kernel, the call and why auto fell back: from the explicit path itself in float32, or
-        recomputed by it in float32 beside any other kernel or dtype, with max |out - out_explicit|.
+        While the recorder is on, an ``AttentionRecord`` gets what every weight (B, nh, T, Tk) is rebuilt
+        from (q, k, the mask rule, ALiBi and the kernel's log-sum-exp; ``nn.rebuild``), the kernel, the
+        call and why auto fell back; its faithfulness check compares sum_j weight(i, j) v_j with the output.
 
         Args:
             x: (B, T, d) the queries' input.
@@ -180,7 +182,8 @@ class Attention(nn.Module):
         q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hs)
         if inputs.rope is not None and not self.cross:
             q = apply_rope(q, *inputs.rope)
-        k, v = self._keys_values(memory if self.cross else x, inputs)  # (B, n_kv, Tk, hs)
+        k_kv, v_kv = self._keys_values(memory if self.cross else x, inputs)  # (B, n_kv, Tk, hs)
+        k, v = k_kv, v_kv
         groups = self.n_heads // self.n_kv_heads
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
@@ -188,26 +191,29 @@ class Attention(nn.Module):
 
         call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad)
         try:
-            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+            out, kernel, block_mask, lse = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
         except flex.FlexUnavailable as e:  # the compile failed here: auto falls back and says why
             if self.backend == "flex":
                 raise KernelUnavailable(f"FlexAttention cannot run here: {e}. "
                                         "Choose another backend (math and explicit always run).") from None
             call, reason = "mask", str(e)
-            out, kernel, block_mask, weights = self._attend(q, k, v, inputs, call)
+            out, kernel, block_mask, lse = self._attend(q, k, v, inputs, call)
         if self.recorder.on:
-            self.recorder.write(self._record(q, k, v, out, weights, inputs, call, kernel, block_mask, reason))
+            self.recorder.write(self._record(q, k_kv, v_kv, out, lse, inputs, call, kernel, block_mask, reason))
         y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)
         return self.dropout(self.o_proj(y))  # (B, T, d)
 
-    def _record(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, weights: Tensor | None, inputs: AttentionInputs,
+    def _record(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor | None, inputs: AttentionInputs,
                 call: str, kernel: str, block_mask, reason: str | None) -> AttentionRecord:
-        """The record of this call. The weights shown come from the explicit path in float32 whatever the
-        model's dtype: the output's own when that is how it was computed, else recomputed beside it."""
-        if weights is not None and q.dtype == torch.float32:
-            recomputed, diff = False, 0.0
-        else:
-            reference, weights = explicit_attention(q.float(), k.float(), v.float(), inputs.mask, inputs.bias)
-            recomputed, diff = True, float((out.float() - reference).detach().abs().max())
-        return AttentionRecord(self.kind, self.layer, weights, inputs.mask, inputs.bias, kernel, recomputed,
-                               diff, call=call, block_mask=block_mask, reason=reason)
+        """The record of this call: what its weights are rebuilt from (q, k per K/V head, the mask rule, ALiBi
+        slopes and the kernel's log-sum-exp, streamed where the kernel hands none back), moved to the CPU,
+        with the values and output the faithfulness check reads. No (Tq, Tk) matrix is kept.
+
+        q: (B, nh, Tq, hs); k, v: (B, n_kv, Tk, hs); out: (B, nh, Tq, hs); lse: (B, nh, Tq) or None.
+        """
+        source = AttentionSource(q.detach(), k.detach(), None if lse is None else lse.detach().float(), inputs.rule,
+                                 inputs.q_start, inputs.k_start, inputs.key_valid, inputs.alibi_slopes)
+        recomputed = not (kernel == "explicit" and q.dtype == torch.float32)
+        return AttentionRecord(self.kind, self.layer, source.to_cpu(), kernel, recomputed, call=call,
+                               block_mask=block_mask, reason=reason,
+                               check=(v.detach().float().cpu(), out.detach().float().cpu()))

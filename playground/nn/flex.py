@@ -61,6 +61,11 @@ def _compile_settings():
         yield
 
 
+# Whether the compiled kernel hands back its log-sum-exp on a device type: torch 2.13's CPU template does not
+# ("return_lse is not supported yet"); there ``nn.rebuild.streamed_lse`` computes it.
+LSE_ON = {"cuda": True, "cpu": False}
+
+
 class FlexUnavailable(ValueError):
     """FlexAttention cannot be compiled or run here; the message says why."""
 
@@ -142,7 +147,8 @@ def warm_up(
             for tq, tk in ((130, 130), (1, 130)):
                 q = torch.zeros(2, heads, tq, head_dim, device=kind, dtype=dtype)
                 k, v = (torch.zeros(2, heads, tk, head_dim, device=kind, dtype=dtype) for _ in range(2))
-                flex_attention(q, k, v, MaskRule("causal"), q_start=tk - tq, k_start=0)
+                flex_attention(q, k, v, MaskRule("causal"), q_start=tk - tq, k_start=0,
+                               return_lse=LSE_ON[kind])
             _warm.add(key)
         except FlexUnavailable:
             pass
@@ -205,8 +211,8 @@ def _numbers(rule: MaskRule, q_start: int, k_start: int, device: torch.device) -
 
 def flex_attention(
     q: Tensor, k: Tensor, v: Tensor, rule: MaskRule, *, q_start: int, k_start: int,
-    key_valid: Tensor | None = None, alibi_slopes: Tensor | None = None,
-) -> tuple[Tensor, BlockMask]:
+    key_valid: Tensor | None = None, alibi_slopes: Tensor | None = None, return_lse: bool = False,
+) -> tuple[Tensor, BlockMask] | tuple[Tensor, BlockMask, Tensor]:
     """Attention through the compiled FlexAttention kernel, masked by ``rule``.
 
     Args:
@@ -214,8 +220,10 @@ def flex_attention(
         rule: the mask rule; query i sits at absolute position q_start + i, key j at k_start + j.
         key_valid: optional (B, Tk) bool, False at padding.
         alibi_slopes: optional (nh,): the score gets -slope[h] * |q_pos - k_pos| (``nn.position.alibi_bias``).
+        return_lse: also return the kernel's log-sum-exp of each query row (B, nh, Tq) float32 (CUDA only:
+            the CPU kernel does not compute it, ``LSE_ON``).
     Returns:
-        out (B, nh, Tq, hs) and the BlockMask the kernel used.
+        out (B, nh, Tq, hs) and the BlockMask the kernel used (and lse).
     Raises:
         FlexUnavailable (a ValueError) with the reason when the kernel cannot compile or run here.
     """
@@ -235,13 +243,16 @@ def flex_attention(
     score_mod = _alibi_mod(alibi_slopes.to(device=q.device, dtype=torch.float32), _numbers(rule, q_start, k_start, q.device))
     with _compile_lock, _compile_settings():
         try:
-            out = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)
+            result = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, return_lse=return_lse)
         except Exception as error:  # a compile failure: remember it, so callers fall back at once
             reason = _failure_reason(error)
             with _status_lock:
                 _status[q.device.type] = reason
             raise FlexUnavailable(reason) from error
-    return out, block_mask
+    if return_lse:
+        out, lse = result
+        return out, block_mask, lse.float()
+    return result, block_mask
 
 
 def block_grid(block_mask: BlockMask, batch: int = 0) -> np.ndarray:

@@ -51,16 +51,18 @@ class KernelUnavailable(ValueError):
 
 
 def explicit_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None, *,
+    return_lse: bool = False,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """softmax(Q K^T / sqrt(hs) + bias) V, with the weights.
 
     Args:
         q: (B, nh, Tq, hs); k, v: (B, nh, Tk, hs).
         mask: bool, broadcastable to (B, nh, Tq, Tk); True where a query may attend.
         bias: float, broadcastable to (B, nh, Tq, Tk) (ALiBi).
+        return_lse: also return each row's log-sum-exp of the scores (B, nh, Tq) float32.
     Returns:
-        out (B, nh, Tq, hs) and weights (B, nh, Tq, Tk), exactly 0 where the mask forbids.
+        out (B, nh, Tq, hs) and weights (B, nh, Tq, Tk), exactly 0 where the mask forbids (and lse).
     """
     scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
     if bias is not None:
@@ -68,7 +70,22 @@ def explicit_attention(
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1).to(q.dtype)
+    if return_lse:
+        return weights @ v, weights, scores.logsumexp(-1)
     return weights @ v, weights
+
+
+def cpu_flash_with_lse(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
+                       is_causal: bool = False) -> tuple[Tensor, Tensor]:
+    """The CPU flash kernel SDPA dispatches to, called so that it also hands back its log-sum-exp.
+
+    Returns out (B, nh, Tq, hs) and lse (B, nh, Tq) float32. A bool mask becomes the additive float
+    mask this op takes (it refuses a bool one).
+    """
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, is_causal, attn_mask=attn_mask)
+    return out, lse.float()
 
 
 def sdpa_mask(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -97,10 +114,13 @@ def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
 
 
 def sdpa(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
-) -> tuple[Tensor, str]:
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False,
+    *, return_lse: bool = False,
+) -> tuple[Tensor, str] | tuple[Tensor, str, Tensor | None]:
     """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
 
+    With ``return_lse`` a third item is the kernel's own log-sum-exp per query row (B, nh, Tq) where
+    the kernel that ran hands it back (the CPU flash kernel, through ``cpu_flash_with_lse``), else None.
     Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
     every kernel) cannot run.
     """
@@ -113,8 +133,11 @@ def sdpa(
             warnings.simplefilter("always")
             try:
                 with sdpa_kernel(SDPA_KERNELS[name]):
+                    if return_lse and name == "flash" and q.device.type == "cpu":
+                        out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal)
+                        return out, name, lse
                     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-                return out, name
+                return (out, name, None) if return_lse else (out, name)
             except RuntimeError as e:
                 why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
                 if q.device.type == "cpu" and name not in CPU_KERNELS:

@@ -21,38 +21,71 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from playground.nn.rebuild import AttentionSource, StoredWeights, max_output_diff
+
 
 @dataclass
 class AttentionRecord:
     """One layer's attention, as computed in a forward pass.
 
-    weights: (B, nh, Tq, Tk); softmax rows sum to 1 and are exactly 0 where ``mask`` is False;
-        implicit attention (RWKV, Mamba) is signed and not normalised.
-    mask: the bool tensor the layer computed with, broadcastable to (B, 1, Tq, Tk).
-    bias: the additive score bias (ALiBi), (nh, Tq, Tk), or None.
+    source: what the weights are read from, tile by tile or whole (``nn.rebuild``): for softmax
+        attention an ``AttentionSource`` (q, k and the kernel's log-sum-exp: the (Tq, Tk) matrix is
+        never held); for implicit attention (RWKV, Mamba) the ``StoredWeights`` the recurrence unrolled.
     kernel: what produced the output: explicit | flash | efficient | cudnn | math | flex | implicit.
-    recomputed: True when the output came from another kernel or dtype than the float32 explicit
-        path, and the weights from that path run beside it; max_abs_diff is then max |out - out_explicit|.
-    max_abs_diff: how far the weights applied to the values are from an independent computation
-        of the layer's output (0.0 for the explicit path, whose output is weights @ values).
+    recomputed: True when the output came from a kernel that returns no weights (every kernel but the
+        explicit path in float32): the weights shown are rebuilt from the source, and max_abs_diff
+        says how far sum_j weight(i, j) v_j is from that kernel's own output.
     call: how the kernel was called: is_causal | no mask | mask (SDPA) | block mask (FlexAttention) |
         weights (the explicit path).
     block_mask: the ``BlockMask`` FlexAttention computed with (which key blocks each query block
         skipped), or None.
     reason: why ``auto`` called SDPA with a mask where FlexAttention would have taken the call, or None.
+    check: (v (B, n_kv, Tk, hs), out (B, nh, Tq, hs)) until the faithfulness check has run: the first
+        read of ``max_abs_diff`` runs it tile by tile and lets them go (``settle`` sets a value
+        computed elsewhere, e.g. in the same pass as the statistics).
+
+    ``weights``, ``mask`` and ``bias`` are the whole (B, nh, Tq, Tk) / (Tq, Tk) tensors, built from the
+    source when read: fine for short prompts and tests; long ones ask the source for tiles.
     """
 
     kind: str  # self | encoder_self | decoder_self | cross | implicit
     layer: int
-    weights: Tensor
-    mask: Tensor
-    bias: Tensor | None
+    source: "AttentionSource | StoredWeights"
     kernel: str
     recomputed: bool
-    max_abs_diff: float
     call: str = "weights"
     block_mask: object = None
     reason: str | None = None
+    check: tuple[Tensor, Tensor] | None = None
+    _max_abs_diff: float | None = None
+
+    @property
+    def weights(self) -> Tensor:
+        """(B, nh, Tq, Tk): softmax rows sum to 1 and are exactly 0 where the mask is False;
+        implicit attention is signed and not normalised."""
+        return self.source.dense()
+
+    @property
+    def mask(self) -> Tensor:
+        """The mask rule evaluated at this call's positions: (Tq, Tk) bool, or (B, 1, Tq, Tk) with padding."""
+        return self.source.dense_mask()
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The additive score bias (ALiBi), (nh, Tq, Tk), or None."""
+        return self.source.dense_bias()
+
+    @property
+    def max_abs_diff(self) -> float:
+        """How far the weights applied to the values are from the kernel's own output."""
+        if self._max_abs_diff is None:
+            v, out = self.check
+            self.settle(max_output_diff(self.source, v, out))
+        return self._max_abs_diff
+
+    def settle(self, max_abs_diff: float) -> None:
+        """Record the faithfulness check's result and drop the tensors it read."""
+        self._max_abs_diff, self.check = float(max_abs_diff), None
 
 
 class Recorder:

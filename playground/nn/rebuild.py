@@ -1,0 +1,287 @@
+"""Attention weights rebuilt on demand from what the kernel saw: q, k and each query row's log-sum-exp.
+
+A fused kernel (FlashAttention, FlexAttention) never holds the (Tq, Tk) matrix of weights, and
+neither does this module. Softmax row i is
+
+    weight(i, j) = exp(s_ij - lse_i),   s_ij = q_i . k_j / sqrt(hs) + bias_ij,   lse_i = log sum_j exp(s_ij)
+
+over the keys j the mask rule lets query i see (0 elsewhere). So q (after RoPE), k (after RoPE, one
+per K/V head: a GQA or MQA model stores fewer), the rule, the ALiBi slopes and lse (Tq numbers per
+head) give any tile of weights exactly, at any time, in memory that grows with T, not T². The
+kernel returns lse where it can (CPU flash, FlexAttention, the explicit path); otherwise
+``streamed_lse`` computes it tile by tile, as FlashAttention's online softmax does.
+
+``output_from_tiles`` closes the loop: sum_j weight(i, j) v_j, tile by tile, must reproduce the
+kernel's own output (the faithfulness check).
+
+Glossary: B batch, nh query heads, n_kv K/V heads, g = nh / n_kv query heads per K/V head,
+Tq queries, Tk keys, hs head dim, r / c rows / columns of a tile.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from playground.nn.masks import MaskRule
+
+TILE = 512           # rows and columns per tile: 512 x 512 x nh float32 scores stay in a few MB
+MAX_DENSE = 1 << 27  # the most weights ``dense`` builds at once (512 MB of float32): larger asks for tiles
+MASKED = -1e30       # a finite "minus infinity": exp gives 0 and 0 * MASKED stays 0 (no NaN in sums)
+
+
+@dataclass
+class AttentionSource:
+    """What any weight of one attention call can be rebuilt from; held on the CPU.
+
+    q: (B, nh, Tq, hs) as the kernel saw it (after RoPE), in the run's dtype.
+    k: (B, n_kv, Tk, hs) per K/V head, after RoPE.
+    lse: (B, nh, Tq) float32, log sum_j exp(s_ij) over the keys each query sees.
+    rule / q_start / k_start / key_valid: the mask: query i at position q_start + i sees key j at
+        k_start + j when ``rule`` allows it and key_valid[b, j] (None: no padding).
+    alibi_slopes: (nh,) or None: s_ij gets -slope_h * |pos_i - pos_j| (``nn.position.alibi_bias``).
+    lse_source: "kernel" (returned by the kernel that ran) or "streamed" (``streamed_lse``).
+    """
+
+    q: Tensor
+    k: Tensor
+    lse: Tensor | None
+    rule: MaskRule
+    q_start: int = 0
+    k_start: int = 0
+    key_valid: Tensor | None = None
+    alibi_slopes: Tensor | None = None
+    lse_source: str = "kernel"
+
+    def __post_init__(self):
+        B, nh, _, hs = self.q.shape
+        if self.k.dim() != 4 or self.k.shape[0] != B or self.k.shape[3] != hs or nh % self.k.shape[1]:
+            raise ValueError(f"q {tuple(self.q.shape)} and k {tuple(self.k.shape)}: expected (B, nh, Tq, hs) and "
+                             "(B, n_kv, Tk, hs) with n_kv dividing nh")
+        if self.lse is None:
+            self.lse, self.lse_source = streamed_lse(self), "streamed"
+
+    @property
+    def n_heads(self) -> int:
+        return self.q.shape[1]
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(B, nh, Tq, Tk): the shape of the weights this rebuilds."""
+        return self.q.shape[0], self.q.shape[1], self.q.shape[2], self.k.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """What this source holds: q, k and lse (the weights would be B * nh * Tq * Tk * 4)."""
+        extra = 0 if self.key_valid is None else self.key_valid.nbytes
+        return self.q.nbytes + self.k.nbytes + self.lse.nbytes + extra
+
+    def to_cpu(self) -> "AttentionSource":
+        """The same source on the CPU (the device's memory is freed as each layer is recorded)."""
+        move = lambda t: None if t is None else t.detach().to("cpu")  # noqa: E731
+        return AttentionSource(move(self.q), move(self.k), move(self.lse), self.rule, self.q_start, self.k_start,
+                               move(self.key_valid), move(self.alibi_slopes), self.lse_source)
+
+    def mask_tile(self, r0: int, r1: int, c0: int, c1: int, batch: int = 0) -> Tensor:
+        """Whether query i may see key j, for rows r0..r1-1 and columns c0..c1-1. (r, c) bool
+
+        The rule's own arithmetic (``masks.allowed``), with the terms that are constant for this rule
+        left out: a tile is evaluated many times per view.
+        """
+        dev = self.q.device
+        q_pos = torch.arange(self.q_start + r0, self.q_start + r1, device=dev, dtype=torch.int32)[:, None]
+        k_pos = torch.arange(self.k_start + c0, self.k_start + c1, device=dev, dtype=torch.int32)[None, :]
+        rule = self.rule
+        if rule.sees_all:
+            mask = torch.ones(r1 - r0, c1 - c0, dtype=torch.bool, device=dev)
+        else:
+            mask = k_pos <= q_pos
+            if rule.prefix_len:
+                mask = mask | (k_pos < rule.prefix_len)
+        if rule.window > 0:
+            mask = mask & ((q_pos - k_pos).abs() < rule.window)
+        if self.key_valid is not None:
+            mask = mask & self.key_valid[batch, c0:c1].to(dev)[None, :]
+        return mask
+
+    def log_weights(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None,
+                    batch: int = 0, mask: Tensor | None = None) -> Tensor:
+        """s_ij - lse_i in float32, ``MASKED`` where the rule hides key j. (h, r, c)
+
+        Heads are computed per K/V head in one batched matmul (no K/V repeated to nh heads).
+        """
+        nh, n_kv = self.n_heads, self.n_kv_heads
+        g, r, c = nh // n_kv, r1 - r0, c1 - c0
+        hs = self.q.shape[-1]
+        k = self.k[batch, :, c0:c1].float()  # (n_kv, c, hs)
+        if heads is None:
+            q = self.q[batch, :, r0:r1].float().reshape(n_kv, g * r, hs)  # (n_kv, g * r, hs)
+            lse = self.lse[batch, :, r0:r1].reshape(n_kv, g * r, 1)
+            s = torch.baddbmm(lse, q, k.transpose(1, 2), beta=-1.0, alpha=1 / math.sqrt(hs))  # (n_kv, g * r, c)
+            s = s.view(nh, r, c)
+            heads_t = None
+        else:
+            heads_t = torch.as_tensor(heads, device=self.q.device)
+            q = self.q[batch, heads_t, r0:r1].float()  # (h, r, hs)
+            s = torch.baddbmm(self.lse[batch, heads_t, r0:r1, None], q, k[heads_t // g].transpose(1, 2),
+                              beta=-1.0, alpha=1 / math.sqrt(hs))  # (h, r, c)
+        if self.alibi_slopes is not None:
+            slopes = self.alibi_slopes.float().to(s.device)
+            slopes = slopes if heads_t is None else slopes[heads_t]
+            dist = (torch.arange(self.q_start + r0, self.q_start + r1, device=s.device)[:, None]
+                    - torch.arange(self.k_start + c0, self.k_start + c1, device=s.device)[None, :]).abs().float()
+            s = s - slopes[:, None, None] * dist[None]
+        if mask is None:
+            mask = self.mask_tile(r0, r1, c0, c1, batch)
+        return s.masked_fill_(~mask, MASKED)
+
+    def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:
+        """Exact weights of rows r0..r1-1 over keys c0..c1-1. (h, r, c) float32"""
+        self._check_range(r0, r1, c0, c1)
+        return self.log_weights(r0, r1, c0, c1, heads, batch).exp_()
+
+    def dense(self, batch: int | None = None) -> Tensor:
+        """The whole weights, built tile by tile: (B, nh, Tq, Tk), or (nh, Tq, Tk) for one ``batch``.
+
+        Raises ValueError past ``MAX_DENSE`` weights: ask for tiles (``tile``) or pooled cells instead.
+        """
+        B, nh, Tq, Tk = self.shape
+        batches = range(B) if batch is None else [batch]
+        if len(batches) * nh * Tq * Tk > MAX_DENSE:
+            raise ValueError(f"{len(batches)} x {nh} x {Tq} x {Tk} weights are too many to hold at once; "
+                             "ask for a tile (AttentionSource.tile) or pooled cells (inspect.tiles) instead")
+        out = torch.zeros(len(batches), nh, Tq, Tk)
+        for n, b in enumerate(batches):
+            for r0, r1, c0, c1 in tile_grid(Tq, Tk):
+                out[n, :, r0:r1, c0:c1] = self.tile(r0, r1, c0, c1, batch=b).cpu()
+        return out if batch is None else out[0]
+
+    def dense_mask(self) -> Tensor:
+        """The rule at every (query, key): (Tq, Tk) bool, or (B, 1, Tq, Tk) with padding."""
+        B, _, Tq, Tk = self.shape
+        q_pos = torch.arange(self.q_start, self.q_start + Tq)
+        k_pos = torch.arange(self.k_start, self.k_start + Tk)
+        return self.rule.dense(q_pos, k_pos, None if self.key_valid is None else self.key_valid.cpu())
+
+    def dense_bias(self) -> Tensor | None:
+        """The ALiBi bias at every (query, key), (nh, Tq, Tk), or None."""
+        if self.alibi_slopes is None:
+            return None
+        _, _, Tq, Tk = self.shape
+        dist = (torch.arange(self.q_start, self.q_start + Tq)[:, None]
+                - torch.arange(self.k_start, self.k_start + Tk)[None, :]).abs().float()
+        return -self.alibi_slopes.float().cpu()[:, None, None] * dist[None]
+
+    def _check_range(self, r0: int, r1: int, c0: int, c1: int) -> None:
+        _, _, Tq, Tk = self.shape
+        if not (0 <= r0 < r1 <= Tq and 0 <= c0 < c1 <= Tk):
+            raise ValueError(f"rows {r0}..{r1 - 1} and keys {c0}..{c1 - 1} are outside this attention's "
+                             f"{Tq} queries x {Tk} keys")
+
+
+@dataclass
+class StoredWeights:
+    """Weights held whole, with the same reading interface as ``AttentionSource``: implicit attention
+    (RWKV, Mamba), which has no log-sum-exp to rebuild from.
+
+    weights: (B, nh, Tq, Tk), signed and not normalised. mask: the (Tq, Tk) bool rule it was unrolled under.
+    """
+
+    weights: Tensor
+    mask: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.weights.shape)
+
+    @property
+    def n_heads(self) -> int:
+        return self.weights.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.weights.nbytes + self.mask.nbytes
+
+    def to_cpu(self) -> "StoredWeights":
+        return StoredWeights(self.weights.detach().float().cpu(), self.mask.cpu())
+
+    def mask_tile(self, r0: int, r1: int, c0: int, c1: int, batch: int = 0) -> Tensor:
+        return self.mask[r0:r1, c0:c1]
+
+    def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:
+        w = self.weights[batch, :, r0:r1, c0:c1]
+        return w if heads is None else w[torch.as_tensor(heads)]
+
+    def dense(self, batch: int | None = None) -> Tensor:
+        return self.weights if batch is None else self.weights[batch]
+
+    def dense_mask(self) -> Tensor:
+        return self.mask
+
+    def dense_bias(self) -> None:
+        return None
+
+
+def tile_grid(Tq: int, Tk: int, rows: int = TILE, cols: int = TILE, r_range: tuple[int, int] | None = None,
+              c_range: tuple[int, int] | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) of the tiles covering rows r_range x keys c_range (default: everything), row-major."""
+    ra, rb = r_range or (0, Tq)
+    ca, cb = c_range or (0, Tk)
+    for r0 in range(ra, rb, rows):
+        for c0 in range(ca, cb, cols):
+            yield r0, min(r0 + rows, rb), c0, min(c0 + cols, cb)
+
+
+def streamed_lse(src: AttentionSource, block: int = TILE) -> Tensor:
+    """log sum_j exp(s_ij) over the keys each query sees, one tile at a time (online, as FlashAttention). (B, nh, Tq)
+
+    A query that sees no key gets -inf.
+    """
+    B, nh, Tq, Tk = src.shape
+    zero = AttentionSource(src.q, src.k, torch.zeros(B, nh, Tq, device=src.q.device), src.rule, src.q_start,
+                           src.k_start, src.key_valid, src.alibi_slopes, "zero")
+    lse = torch.full((B, nh, Tq), float("-inf"), device=src.q.device)
+    for b in range(B):
+        for r0, r1, c0, c1 in tile_grid(Tq, Tk, block, block):
+            mask = zero.mask_tile(r0, r1, c0, c1, b)
+            if not bool(mask.any()):
+                continue
+            s = zero.log_weights(r0, r1, c0, c1, batch=b, mask=mask).masked_fill_(~mask, float("-inf"))
+            lse[b, :, r0:r1] = torch.logaddexp(lse[b, :, r0:r1], s.logsumexp(-1))
+    return lse
+
+
+def output_from_tiles(src: AttentionSource, v: Tensor, block: int = TILE, tile_fn=None) -> Tensor:
+    """sum_j weight(i, j) v_j, tile by tile, from the rebuilt weights: what the kernel's output must be.
+
+    Args:
+        v: (B, n_kv, Tk, hs) values per K/V head.
+        tile_fn: (r0, r1, c0, c1, batch) -> (nh, r, c) weights (default ``src.tile``; a test passes a perturbed one).
+    Returns:
+        (B, nh, Tq, hs) float32.
+    """
+    B, nh, Tq, Tk = src.shape
+    g = nh // src.n_kv_heads
+    tile_fn = tile_fn or (lambda r0, r1, c0, c1, b: src.tile(r0, r1, c0, c1, batch=b))
+    out = torch.zeros(B, nh, Tq, v.shape[-1], device=src.q.device)
+    for b in range(B):
+        for r0, r1, c0, c1 in tile_grid(Tq, Tk, block, block):
+            if not bool(src.mask_tile(r0, r1, c0, c1, b).any()):
+                continue
+            w = tile_fn(r0, r1, c0, c1, b)  # (nh, r, c)
+            r = r1 - r0
+            grouped = w.reshape(src.n_kv_heads, g * r, c1 - c0)  # (n_kv, g * r, c)
+            out[b, :, r0:r1] += (grouped @ v[b, :, c0:c1].float()).view(nh, r, -1)
+    return out
+
+
+def max_output_diff(src: AttentionSource, v: Tensor, out: Tensor, **kwargs) -> float:
+    """max |sum_j weight(i, j) v_j - out|: how far the rebuilt weights are from the kernel's output."""
+    return float((output_from_tiles(src, v, **kwargs) - out.float().to(src.q.device)).abs().max())
