@@ -39,6 +39,9 @@ MESSAGES: dict[str, str] = {
     "error.model_too_large": "{name} needs about {size_mb:,} MB of memory, more than this server's budget for "
                              "loaded models ({budget_mb:,} MB); the operator can raise it with the environment "
                              "variable {env} (in GB)",
+    "error.analysis_too_large": "Analyzing {name} needs about {size_mb:,} MB of memory, more than this server's "
+                                "budget for analyses ({budget_mb:,} MB); shorten the prompt, or the operator can "
+                                "raise it with the environment variable {env} (in GB)",
     "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
                            "number; got {value!r}",
     "error.cache_dtype": "cache dtype {dtype!r} is not one of: {valid}",

@@ -34,6 +34,12 @@ WORDS: dict[str, str] = {
     'plot.pooled': 'max over {block}×{block} blocks',
     'plot.pooled_signed': 'largest |α| over {block}×{block} blocks',
     'plot.tokens_grid': '{tq}×{tk} tokens',
+    'plot.cells_max': 'max over cells of {cr}×{cc} weights',
+    'plot.cells_mean': 'mean over cells of {cr}×{cc} weights',
+    'plot.cell_rows': 'rows {a}–{b}',
+    'plot.cell_keys': 'keys {a}–{b}',
+    'plot.cell_share': 'share allowed',
+    'plot.zoom_hint': 'box-zoom to see closer: {n} or fewer tokens a side are exact weights',
     'plot.key_axis': 'key (attended to)',
     'plot.query_axis': 'query (attending)',
     'plot.query': 'query',
@@ -137,7 +143,7 @@ def _layout(fig: go.Figure, title, height: int, words=ENGLISH, **extra) -> go.Fi
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
              max_cells: int = 160_000, untrained: bool = False, signed: bool = False, words=ENGLISH,
              kind: str = "", col_names: list[str] | None = None, scale_title=None,
-             groups: list[list[int]] | None = None) -> go.Figure:
+             groups: list[list[int]] | None = None, cells: dict | None = None) -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
@@ -153,12 +159,19 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
         groups: the query heads each K/V head serves (``inspect.step_through.kv_groups``): the columns are
             ordered group by group, labelled once per group ("kv0: h0 h1") and separated by a line. Groups
             of one head each (MHA) change nothing.
-    Hover names the layer, head, query and key (block indices when downsampled).
+        cells: ``weights`` are already pooled (``inspect.tiles``): {"tokens": (Tq, Tk), "rows": row edges,
+            "cols": key edges (token indices, n + 1 each), "cell": (cr, cc), "how": "max" | "mean"}.
+    Hover names the layer, head, query and key (block indices when downsampled; with ``cells``, the rows
+    and keys each cell pools, and max or mean of how many weights).
     """
-    L, H, tq, tk = weights.shape
+    if cells is not None:
+        L, H = weights.shape[:2]
+        (tq, tk), small, block = cells["tokens"], weights.astype(np.float32), 1
+    else:
+        L, H, tq, tk = weights.shape
+        side = max(16, min(max_px, int(np.sqrt(max_cells / (L * H)))))
+        small, block = downsample_max(weights.astype(np.float32), side, signed)
     order, groups = _column_order(groups, H)
-    side = max(16, min(max_px, int(np.sqrt(max_cells / (L * H)))))
-    small, block = downsample_max(weights.astype(np.float32), side, signed)
     small = small[:, order]
     sq, sk = small.shape[-2:]
     gap = max(1, sk // 12)
@@ -173,8 +186,16 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
     if groups:
         group_of = {h: g for g, members in enumerate(groups) for h in members}
         slot_name = [f"{words('plot.kv_short', g=group_of[h])} · {head_name[h]}" for h in order]
-    ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
-    xs = [f"{slot_name[c]} · k{j}" for c in range(H) for j in range(sk)]
+    if cells is not None:  # each cell says which rows and keys it pools
+        r_edges, c_edges = cells["rows"], cells["cols"]
+        ys = [f"{safe(row_names[l])} · {words('plot.cell_rows', a=r_edges[i], b=r_edges[i + 1] - 1)}"
+              for l in range(L) for i in range(sq)]
+        xs = [f"{slot_name[c]} · {words('plot.cell_keys', a=c_edges[j], b=c_edges[j + 1] - 1)}"
+              for c in range(H) for j in range(sk)]
+        unit = words(f"plot.cells_{cells['how']}", cr=cells["cell"][0], cc=cells["cell"][1])
+    else:
+        ys = [f"{safe(row_names[l])} · q{i}" for l in range(L) for i in range(sq)]
+        xs = [f"{slot_name[c]} · k{j}" for c in range(H) for j in range(sk)]
     ys = _with_gutters(ys, sq, gap, L)
     xs = _with_gutters(xs, sk, gap, H)
     value = words.render(scale_title) if scale_title else words("plot.weight")
@@ -196,6 +217,8 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
         tick_x = [xs[h * (sk + gap) + sk // 2] for h in range(H)]
         tick_text = head_name
     note = " · " + words("plot.pooled_signed" if signed else "plot.pooled", block=block) if block > 1 else ""
+    if cells is not None and cells["cell"] != (1, 1):
+        note = " · " + unit
     if groups:
         note += " · " + words("plot.grouped_kv", n=len(groups))
     title = f"{words.render(title)} · {words('plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, words)}"
@@ -234,15 +257,23 @@ def _head_list(heads: list[int]) -> str:
     return " ".join(f"h{h}" for h in heads)
 
 
-def overview_bytes(result, groups: list[list[int]] | None = None) -> int:
+def pooled_overview(result, kind: str, title, how: str = "max", **kwargs) -> go.Figure:
+    """The overview of one attention kind of an analysis (an ``inspect.analysis.Analysis``) from the cells its
+    pass over the tiles pooled (max or mean)."""
+    grid, geometry = result.pooled(kind, how)
+    cells = {"tokens": (geometry.rows[1], geometry.cols[1]), "rows": geometry.row_edges().tolist(),
+             "cols": geometry.col_edges().tolist(), "cell": geometry.cell, "how": how}
+    return overview(grid, title, signed=kind == "implicit", kind=kind, cells=cells, **kwargs)
+
+
+def overview_bytes(result, groups: list[list[int]] | None = None, how: str = "max") -> int:
     """Bytes of the overview figures the page sends for an analysis (an ``inspect.analysis.Analysis``): one
     figure per attention kind, its Plotly JSON encoded as UTF-8. ``groups``: columns grouped by K/V head, as
     the page draws them when asked (not applied to implicit attention, which has no K/V heads)."""
     total = 0
     for kind in result.kinds:
         implicit = kind == "implicit"
-        figure = overview(result.weights(kind), kind, signed=implicit, kind=kind,
-                          groups=None if implicit else groups)
+        figure = pooled_overview(result, kind, kind, how, groups=None if implicit else groups)
         total += len(figure.to_json().encode("utf-8"))
     return total
 
@@ -259,21 +290,27 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
          mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, words=ENGLISH,
-         scale_title=None) -> go.Figure:
-    """One head at full resolution, tokens on both axes; masked cells left blank ("masked" on hover).
+         scale_title=None, start: tuple[int, int] = (0, 0), numbered: bool = True, meta: dict | None = None,
+         value_key: str = "plot.weight") -> go.Figure:
+    """One head (or a window of it), tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
         weights: (Tq, Tk). mask: (Tq, Tk) bool, True where attention was allowed.
+        start: the index of the first query and key shown (a window of a longer prompt).
+        numbered: number the labels by position (tokens); False for labels that are already unique (cells).
+        meta: written into ``layout.meta`` (the window a zoom reads: ``assets/js/zoom_head.js``).
     """
     z = weights.astype(np.float32)
     if mask is not None:
         z = np.where(mask, z, np.nan)
+    xs = axis_labels(k_labels, start[1]) if numbered else [safe(label) for label in k_labels]
+    ys = axis_labels(q_labels, start[0]) if numbered else [safe(label) for label in q_labels]
     fig = go.Figure(go.Heatmap(
-        z=z, x=axis_labels(k_labels), y=axis_labels(q_labels), coloraxis="coloraxis", hoverongaps=False,
-        hovertemplate=_hover(words, "plot.weight", ":.4f")))
+        z=z, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
+        hovertemplate=_hover(words, value_key, ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
     return _layout(fig, words.render(title) + _status(untrained, words), height=side, words=words,
-                   coloraxis=colour_axis(z, signed, words, scale_title),
+                   coloraxis=colour_axis(z, signed, words, scale_title), meta=meta or {},
                    xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category"),
                    yaxis=dict(title=words("plot.query_axis"), autorange="reversed", type="category"))
 
@@ -284,10 +321,15 @@ def _hover(words, value_key: str, fmt: str = "") -> str:
             f"{words(value_key)} %{{z{fmt}}}<extra></extra>")
 
 
-def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, words=ENGLISH) -> go.Figure:
-    """The boolean mask a layer computed with: blue may attend, grey may not. (Tq, Tk)"""
+def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, words=ENGLISH,
+         start: tuple[int, int] = (0, 0), numbered: bool = True) -> go.Figure:
+    """The boolean mask a layer computed with: blue may attend, grey may not. (Tq, Tk); pooled cells (numbered
+    False) hold the share of their pairs the mask allows, 0..1."""
+    xs = axis_labels(k_labels, start[1]) if numbered else [safe(label) for label in k_labels]
+    ys = axis_labels(q_labels, start[0]) if numbered else [safe(label) for label in q_labels]
+    z = allowed.astype(np.int8) if allowed.dtype == bool else allowed.astype(np.float32)
     fig = go.Figure(go.Heatmap(
-        z=allowed.astype(np.int8), x=axis_labels(k_labels), y=axis_labels(q_labels), zmin=0, zmax=1,
+        z=z, x=xs, y=ys, zmin=0, zmax=1,
         colorscale=MASK_COLOURS, colorbar=dict(title=words("plot.mask"), tickvals=[0, 1],
                                                ticktext=[words("plot.blocked"), words("plot.allowed")]),
         hovertemplate=_hover(words, "plot.allowed")))
@@ -330,11 +372,14 @@ def block_grid(grid: np.ndarray, title, *, block: tuple[int, int] = (128, 128), 
 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
-                 title, signed: bool = False, words=ENGLISH) -> go.Figure:
+                 title, signed: bool = False, words=ENGLISH, start: tuple[int, int] = (0, 0),
+                 numbered: bool = True) -> go.Figure:
     """Weights where allowed, the mask's blocked cells grey on top. (Tq, Tk)"""
-    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, words=words)
+    allowed = allowed > 0  # pooled cells: grey where the mask allows no pair at all
+    fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, words=words, start=start,
+               numbered=numbered)
     blocked = np.where(allowed, np.nan, 1.0)
-    fig.add_trace(go.Heatmap(z=blocked, x=axis_labels(k_labels), y=axis_labels(q_labels), showscale=False,
+    fig.add_trace(go.Heatmap(z=blocked, x=fig.data[0].x, y=fig.data[0].y, showscale=False,
                              colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], hoverongaps=False,
                              hovertemplate=(f"{words('plot.query')} %{{y}}<br>{words('plot.key')} %{{x}}<br>"
                                             f"{words('plot.blocked_by_mask')}<extra></extra>")))

@@ -6,6 +6,8 @@ import pytest
 from gradio_client import Client
 
 from playground import zoo
+from playground.ui import service
+from playground.zoo import ModelSpec
 
 SPEC = "zoo:baseline"  # what the page's default controls resolve to
 
@@ -134,10 +136,15 @@ def test_dtype_runs_the_model_in_it_and_the_badge_names_each_layer(client):
     assert text and max(ys) == ys[-1] == 8 * 2048
 
 
-def test_long_prompt_is_truncated_and_downsampled(client):
+def test_long_prompt_is_pooled_and_a_learned_model_cut_at_its_positions(client):
     out = client.predict(spec=SPEC, prompt="all the world's a stage " * 600, api_name="/analyze")
     title = plot_json(out[1])["layout"]["title"]["text"]
-    assert "1024×1024 tokens" in title and "max over" in title
+    tokens = len(service.tokenize(ModelSpec.parse(SPEC), "all the world's a stage " * 600)[0])
+    assert tokens > 3000 and f"{tokens}×{tokens} tokens" in title and "max over cells of" in title
+    learned = ModelSpec.parse("zoo:learned")
+    ids, notes = service.tokenize(learned, "all the world's a stage " * 600)
+    assert len(ids) == learned.config().context_length
+    assert "the model's own positions end at" in str(notes[0])
 
 
 def test_generate_measures_the_cache(client):

@@ -105,9 +105,9 @@ def test_normalise():
 
 
 def test_messages_are_english_by_default_and_render_in_chinese():
-    m = msg("note.tokens_cut", tokens=2000, limit=1024, why=msg("note.why_page"))
-    assert str(m) == "The prompt has 2,000 tokens; it was truncated to the first 1,024 (the page's limit)."
-    assert render(m, "zh-CN") == "提示词有 2,000 个词元；已截断为前 1,024 个（本页的上限）。"
+    m = msg("note.tokens_cut", tokens=9000, limit=8192, why=msg("note.why_page", n=8192, device="cpu"))
+    assert str(m) == "The prompt has 9,000 tokens; it was truncated to the first 8,192 (the page's limit on cpu: 8,192 tokens)."
+    assert render(m, "zh-CN") == "提示词有 9,000 个词元；已截断为前 8,192 个（本页在 cpu 上的上限：8,192 个词元）。"
     assert render("plain text", "zh-CN") == "plain text"
     assert hash(m) == hash(Message("note.tokens_cut", dict(m.params)))
 

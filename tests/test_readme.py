@@ -43,7 +43,7 @@ def test_the_inside_one_head_example_runs_on_the_same_model():
     model, ids = namespace["model"], namespace["ids"]
     T, cfg = len(ids), model.cfg
     steps = namespace["steps"]
-    np.testing.assert_allclose(steps["weights"], namespace["result"].weights("self")[1, 2], atol=1e-6)
+    np.testing.assert_allclose(steps["weights"], namespace["result"].weights("self")[1, 2], atol=1e-5)
     assert steps.kv_head == 2 // (cfg.n_heads // cfg.n_kv_heads) and 2 in steps.shared_by
     assert namespace["flow"].shape == (cfg.n_layer, T, T)
     assert namespace["lens"].top_ids.shape == (cfg.n_layer, T, 3)

@@ -34,6 +34,7 @@ def fresh_cache(monkeypatch):
     """The service with an empty weight cache of its own (budget from the environment, as served)."""
     cache = WeightCache()
     monkeypatch.setattr(service, "WEIGHTS", cache)
+    monkeypatch.setattr(service, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))
     monkeypatch.delenv(BUDGET_ENV, raising=False)
     return cache
 

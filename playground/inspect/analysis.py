@@ -10,6 +10,7 @@ the model ran in, and the time taken. ``Analysis.to_dict`` is JSON-serialisable.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,32 +20,69 @@ from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder
 from playground.nn import flex
 from playground.nn.kernels import dtype_name
+from playground.nn.rebuild import AttentionSource, StoredWeights
 from playground.nn.recorder import AttentionRecord
+from playground.inspect.tiles import HeadStats, Pooled, sweep
 from playground.train.data import BOS_ID
+
+
+OVERVIEW_BUDGET_CELLS = 160_000  # cells in one overview figure: about 2 MB of Plotly JSON
 
 
 @dataclass
 class AttentionMap:
+    """One layer's attention of one kind: what its weights are rebuilt from, what its pass over the tiles
+    gave (the overview's cells, the head statistics), and how the kernel was called.
+
+    ``weights`` and ``mask`` are whole (nh, Tq, Tk) / (Tq, Tk) arrays, built when read (short prompts, tests,
+    export); views of long prompts ask ``source`` for tiles (``inspect.tiles.pool``).
+    """
+
     kind: str             # self | encoder_self | decoder_self | cross | implicit (RWKV, Mamba)
     layer: int
-    weights: np.ndarray   # (nh, Tq, Tk) float32: softmax rows sum to 1; implicit attention is signed
-    mask: np.ndarray      # (Tq, Tk) bool, the mask the layer computed with
+    source: AttentionSource | StoredWeights
     kernel: str           # explicit | flash | efficient | cudnn | math | flex | implicit
-    recomputed: bool      # weights from the float32 explicit path run beside the kernel
-    max_abs_diff: float   # max |out - out_explicit| when recomputed
+    recomputed: bool      # weights rebuilt beside a kernel that returns none (see AttentionRecord)
+    max_abs_diff: float   # max |sum_j weight v_j - the kernel's output| (implicit: the recurrence's own check)
     call: str = "weights"            # is_causal | no mask | mask | block mask | weights
     reason: str | None = None        # why auto called SDPA with a mask instead of FlexAttention
     block_grid: np.ndarray | None = None  # (query blocks, key blocks) int8 of FlexAttention's block mask:
                                           # 0 skipped, 1 computed with the mask, 2 computed in full
+    overview: Pooled | None = None   # every head in at most cells x cells (max and mean)
+    stats: HeadStats | None = None   # per-head statistics, streamed
 
     @classmethod
-    def from_record(cls, rec: AttentionRecord, batch_index: int = 0) -> "AttentionMap":
-        weights = rec.weights[batch_index].float().cpu().numpy()  # (nh, Tq, Tk)
-        mask = rec.mask if rec.mask.dim() == 2 else rec.mask[batch_index, 0]
-        mask = np.broadcast_to(mask.cpu().numpy(), weights.shape[1:]).copy()  # (Tq, Tk)
+    def from_record(cls, rec: AttentionRecord, cells: int, tokens=None) -> "AttentionMap":
+        """The record of one layer, swept once: overview cells, statistics and the faithfulness check in one pass
+        over its tiles; the record's values and output are let go after it."""
+        pass_ = sweep(rec.source, cells, tokens, check=rec.check)
+        if pass_.max_abs_diff is not None:
+            rec.settle(pass_.max_abs_diff)
         grid = None if rec.block_mask is None else flex.block_grid(rec.block_mask)
-        return cls(rec.kind, rec.layer, weights, mask, rec.kernel, rec.recomputed, rec.max_abs_diff,
-                   rec.call, rec.reason, grid)
+        return cls(rec.kind, rec.layer, rec.source, rec.kernel, rec.recomputed, rec.max_abs_diff,
+                   rec.call, rec.reason, grid, pass_.overview, pass_.stats)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nh, Tq, Tk)"""
+        return tuple(self.source.shape[1:])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(nh, Tq, Tk) float32: softmax rows sum to 1; implicit attention is signed."""
+        return self.source.dense(0).float().numpy()
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(Tq, Tk) bool: the rule the layer computed with, at its positions."""
+        mask = self.source.dense_mask()
+        mask = mask if mask.dim() == 2 else mask[0, 0]
+        return np.broadcast_to(mask.numpy(), self.shape[1:]).copy()
+
+    @property
+    def nbytes(self) -> int:
+        pooled = 0 if self.overview is None else self.overview.nbytes
+        return self.source.nbytes + pooled
 
 
 @dataclass
@@ -75,16 +113,35 @@ class Analysis:
     def max_abs_diff(self) -> float:
         return max((m.max_abs_diff for m in self.maps), default=0.0)
 
-    def weights(self, kind: str | None = None) -> np.ndarray:
-        """Stacked weights of one attention kind: (n_layer, nh, Tq, Tk)."""
+    def of_kind(self, kind: str | None = None) -> list[AttentionMap]:
+        """The maps of one attention kind, layer by layer."""
         kind = kind or self.kinds[0]
-        chosen = [m.weights for m in self.maps if m.kind == kind]
+        chosen = [m for m in self.maps if m.kind == kind]
         if not chosen:
             raise ValueError(f"no attention of kind {kind!r}; this model has: {', '.join(self.kinds)}")
-        return np.stack(chosen)
+        return chosen
+
+    def weights(self, kind: str | None = None) -> np.ndarray:
+        """Stacked weights of one attention kind: (n_layer, nh, Tq, Tk), rebuilt whole (short prompts)."""
+        return np.stack([m.weights for m in self.of_kind(kind)])
+
+    def pooled(self, kind: str | None = None, how: str = "max") -> tuple[np.ndarray, Pooled]:
+        """The overview's cells of one kind: (n_layer, nh, n, n) max or mean, and the first layer's ``Pooled``
+        (its cells' geometry, the same for every layer)."""
+        maps = self.of_kind(kind)
+        return np.stack([m.overview.cells(how) for m in maps]), maps[0].overview
+
+    def head_stats(self, kind: str | None = None) -> list[dict]:
+        """Every head's statistics (``inspect.tiles.STATS``), one dict per (layer, head)."""
+        return [row for m in self.of_kind(kind) for row in m.stats.rows(m.layer)]
+
+    @property
+    def nbytes(self) -> int:
+        """What this analysis holds: every layer's source (q, k, lse) and overview cells; no (Tq, Tk) matrix."""
+        return sum(m.nbytes for m in self.maps)
 
     def to_dict(self, digits: int = 4) -> dict:
-        """JSON-serialisable, weights rounded to ``digits`` significant digits."""
+        """JSON-serialisable, weights rounded to ``digits`` significant digits (whole: short prompts only)."""
         return {
             "config": self.config, "token_ids": self.token_ids, "labels": self.labels,
             "source_ids": self.source_ids, "source_labels": self.source_labels, "prefix_len": self.prefix_len,
@@ -104,34 +161,65 @@ def _round_sig(x: np.ndarray, digits: int) -> np.ndarray:
     return np.round(x * scale) / scale
 
 
+def overview_cells(n_heads_drawn: int, max_cells: int = OVERVIEW_BUDGET_CELLS, most: int = 128) -> int:
+    """Cells per head side of an overview of ``n_heads_drawn`` heads (every layer x head of every kind), so
+    the whole figure stays under ``max_cells`` cells (about 2 MB of figure JSON)."""
+    return max(16, min(most, int(np.sqrt(max_cells / max(1, n_heads_drawn)))))
+
+
 @torch.no_grad()
 def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target_ids: list[int] | None = None,
-            labels: list[str] | None = None, target_labels: list[str] | None = None, bos_id: int = BOS_ID) -> Analysis:
-    """Run ``ids`` through ``model`` once, capturing every layer's attention.
+            labels: list[str] | None = None, target_labels: list[str] | None = None, bos_id: int = BOS_ID,
+            progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None) -> Analysis:
+    """Run ``ids`` through ``model`` once, capturing every layer's attention as it is computed.
+
+    Each layer's record is swept as soon as it is written (``inspect.tiles.sweep``: overview cells,
+    head statistics, faithfulness check), so the forward never holds more than one layer's values.
 
     Args:
         ids: the prompt; for an encoder-decoder, the source.
         prefix_len: prefix family: the first prefix_len tokens attend bidirectionally.
         target_ids: encoder-decoder only: the decoder input (default: just bos_id).
         labels / target_labels: display strings for the tokens (default: the ids).
+        progress: called (done, total) after each attention layer.
+        cancelled: asked after each layer; True stops the analysis with ``Cancelled``.
     """
     if not ids:
         raise ValueError("the prompt is empty: give at least one token")
     model.eval()
     device = model.lm_head.weight.device
     x = torch.tensor([ids], device=device)
+    cfg = model.cfg
+    encdec = isinstance(model, EncoderDecoder)
+    tgt = (list(target_ids) if target_ids else [bos_id]) if encdec else None
+    total = cfg.n_layer * (3 if encdec else 1)
+    cells = overview_cells(total * cfg.n_heads)
+    maps: list[AttentionMap] = []
+
+    def take(rec: AttentionRecord) -> None:
+        tokens = (list(ids) if rec.kind == "encoder_self" else tgt) if encdec else list(ids)
+        maps.append(AttentionMap.from_record(rec, cells, tokens))
+        if progress is not None:
+            progress(len(maps), total)
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"stopped after {len(maps)} of {total} attention layers")
+
     start = time.perf_counter()
-    if isinstance(model, EncoderDecoder):
-        tgt = list(target_ids) if target_ids else [bos_id]
-        out = model(x, torch.tensor([tgt], device=device), capture=True, logits="none")  # attention alone
-        seq, seq_labels, source, source_labels = tgt, target_labels, list(ids), labels
-    else:
-        out = model(x, prefix_len=prefix_len, capture=True, logits="none")
-        seq, seq_labels, source, source_labels = list(ids), labels, [], []
+    with model.recorder.listen(take):
+        if encdec:
+            model(x, torch.tensor([tgt], device=device), capture=True, logits="none")  # attention alone
+            seq, seq_labels, source, source_labels = tgt, target_labels, list(ids), labels
+        else:
+            model(x, prefix_len=prefix_len, capture=True, logits="none")
+            seq, seq_labels, source, source_labels = list(ids), labels, [], []
     elapsed = (time.perf_counter() - start) * 1e3
     return Analysis(
-        config=model.cfg.to_dict(), token_ids=seq, labels=list(seq_labels or map(str, seq)),
-        maps=[AttentionMap.from_record(r) for r in out.attentions], elapsed_ms=elapsed,
+        config=cfg.to_dict(), token_ids=seq, labels=list(seq_labels or map(str, seq)),
+        maps=maps, elapsed_ms=elapsed,
         source_ids=source, source_labels=list(source_labels or map(str, source)), prefix_len=prefix_len,
         dtype=dtype_name(model.lm_head.weight.dtype),
     )
+
+
+class Cancelled(ValueError):
+    """The reader stopped an analysis before it finished."""

@@ -139,6 +139,18 @@ def pool(src: AttentionSource | StoredWeights, rows: tuple[int, int], cols: tupl
     return pooler.result()
 
 
+def pool_mask(src: AttentionSource | StoredWeights, rows: tuple[int, int], cols: tuple[int, int], cells: int,
+              batch: int = 0) -> np.ndarray:
+    """The mask over the same cells as ``pool``: the share of each cell's (query, key) pairs the rule allows
+    (exactly the mask, 0 or 1, when a cell is one pair). (n_rows, n_cols) float32"""
+    (r0, r1), (c0, c1) = rows, cols
+    cell = (cell_size(r1 - r0, cells), cell_size(c1 - c0, cells))
+    pooler = _Pooler(1, rows, cols, cell, False)
+    for a0, a1, b0, b1 in tile_grid(*src.shape[2:], _tile_side(cell[0]), _tile_side(cell[1]), rows, cols):
+        pooler.add(src.mask_tile(a0, a1, b0, b1, batch)[None].float(), a0, a1, b0, b1)
+    return pooler.result().mean[0]
+
+
 @dataclass
 class HeadStats:
     """Per-head statistics of one layer (arrays of nh), and its attention-by-distance profile."""

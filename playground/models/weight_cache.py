@@ -35,17 +35,17 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def memory_budget() -> int:
-    """Bytes that loaded weights may hold: ``BUDGET_ENV`` in GB, else half the machine's memory."""
-    text = os.environ.get(BUDGET_ENV, "").strip()
+def memory_budget(env: str = BUDGET_ENV, share: float = DEFAULT_SHARE) -> int:
+    """Bytes a cache may hold: ``env`` in GB, else ``share`` of the machine's memory."""
+    text = os.environ.get(env, "").strip()
     if not text:
-        return int(DEFAULT_SHARE * machine_memory())
+        return int(share * machine_memory())
     try:
         gb = float(text)
     except ValueError:
         gb = float("nan")
     if not gb > 0:  # NaN fails too
-        raise InputError("error.memory_budget", env=BUDGET_ENV, value=text)
+        raise InputError("error.memory_budget", env=env, value=text)
     return int(gb * GB)
 
 
@@ -60,11 +60,14 @@ class Checkout:
 
 
 class WeightCache:
-    """``Weights`` by key under a byte budget (``budget``: fixed bytes, or None to read
-    ``memory_budget()`` at each load, so the environment variable can change while serving)."""
+    """``Weights`` (or anything with ``nbytes``) by key under a byte budget (``budget``: fixed bytes, or None to
+    read ``memory_budget(env, share)`` at each load, so the environment variable can change while serving).
+    ``too_large``: the error code of an entry larger than the whole budget. The server's analyses use the
+    same cache (``ui.service.ANALYSES``)."""
 
-    def __init__(self, budget: int | None = None):
-        self.budget = budget
+    def __init__(self, budget: int | None = None, env: str = BUDGET_ENV, share: float = DEFAULT_SHARE,
+                 too_large: str = "error.model_too_large"):
+        self.budget, self.env, self.share, self.too_large = budget, env, share, too_large
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, Weights] = OrderedDict()  # least recently used first
         self._names: dict[Hashable, str] = {}
@@ -73,7 +76,7 @@ class WeightCache:
         self._evicted: set[Hashable] = set()        # evicted and not loaded since
 
     def limit(self) -> int:
-        return self.budget if self.budget is not None else memory_budget()
+        return self.budget if self.budget is not None else memory_budget(self.env, self.share)
 
     def get(self, key: Hashable, load: Callable[[], Weights], estimate: Callable[[], int], name: str) -> Checkout:
         """The weights under ``key``, loaded by ``load()`` if absent.
@@ -94,8 +97,8 @@ class WeightCache:
                 return Checkout(hit)
             limit, size = self.limit(), estimate()
             if size > limit:
-                raise InputError("error.model_too_large", name=name, size_mb=round(size / 1e6),
-                                 budget_mb=round(limit / 1e6), env=BUDGET_ENV)
+                raise InputError(self.too_large, name=name, size_mb=round(size / 1e6),
+                                 budget_mb=round(limit / 1e6), env=self.env)
             with self._lock:
                 evicted = self._make_room(size, limit)
                 self._reserved[key] = size
@@ -116,7 +119,7 @@ class WeightCache:
             weights = self._entries.get(key)
             if weights is not None:
                 self._entries.move_to_end(key)
-                weights.touch()
+                getattr(weights, "touch", lambda: None)()
             return weights
 
     def _make_room(self, size: int, limit: int) -> list[str]:

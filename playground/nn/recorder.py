@@ -93,6 +93,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self._records: list[AttentionRecord] | None = None  # None: off
+        self._listeners: list = []
 
     @property
     def on(self) -> bool:
@@ -102,6 +103,18 @@ class Recorder:
     def write(self, record: AttentionRecord) -> None:
         if self._records is not None:
             self._records.append(record)
+            for listener in self._listeners:
+                listener(record)
+
+    @contextmanager
+    def listen(self, listener) -> Iterator[None]:
+        """Call ``listener(record)`` as each record is written in the block (an analysis sweeps each layer
+        while the next one computes, and reports progress)."""
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
 
     @contextmanager
     def capture(self) -> Iterator[list[AttentionRecord]]:

@@ -17,7 +17,8 @@ import numpy as np
 from playground import plots
 from playground.bench.kernels import fused_vs_dense, rule_for
 from playground.config import RECURRENT_FAMILIES, ModelConfig
-from playground.inspect.analysis import Analysis
+from playground.inspect import tiles
+from playground.inspect.analysis import Analysis, Cancelled
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from playground.ui.i18n import Message, msg
@@ -28,12 +29,15 @@ from .scripts import page_script
 from .views import build_views
 from .warmup import FLEX
 
-FULL_RES_AUTO = 256  # longer prompts open a head only when asked
+HEAD_CELLS = 512  # one head's map: at most this many cells a side; a window this small shows exact weights
+POOLING = ("max", "mean")
+ZOOM_ID = "head-zoom"
+CANCELLED: set = set()  # sessions whose reader pressed Cancel: their analysis stops after the current layer
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
 PICK_ID = "head-pick"
 # A click on an overview cell opens that head (assets/js/click_head.js): the cell becomes {kind, layer, head},
 # typed into the hidden textbox PICK_ID, whose change event opens the head on the server.
-CLICK_HEAD = page_script("click_head", headPickId=PICK_ID)
+CLICK_HEAD = page_script("click_head", headPickId=PICK_ID) + page_script("zoom_head", headZoomId=ZOOM_ID)
 
 
 def kind_title(kind: str, result: Analysis) -> Message:
@@ -58,15 +62,52 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
     return result.labels, result.labels
 
 
+class AnalysisRef(dict):
+    """What a session keeps of an analysis: the request that made it (spec, prompt, options), a few hundred
+    bytes. The analysis itself lives in ``service.ANALYSES``, shared by every session that asks the same;
+    ``ref["result"]`` reads it from there, computing it again (it is deterministic) when the store let it go,
+    and ``recomputed`` then says so until a view has told the reader (``tell_recomputed``)."""
+
+    recomputed = False
+
+    def __getitem__(self, name):
+        if name != "result":
+            return super().__getitem__(name)
+        result, notes = service.analyze_text(self["spec"], self["prompt"], **self["options"])
+        if any(n.key == "note.analysis_recomputed" for n in notes):
+            self.recomputed = True
+        return result
+
+    def __contains__(self, name) -> bool:
+        return name == "result" or super().__contains__(name)
+
+    def extended(self, **more) -> "AnalysisRef":
+        """The same reference with more of the session's small things (``{**ref}`` would lose ``result``)."""
+        return AnalysisRef(self, **more)
+
+
+def tell_recomputed(w: Words, state: dict | None) -> None:
+    """Say once that an analysis a view needed had been evicted and was computed again."""
+    if isinstance(state, AnalysisRef) and state.recomputed:
+        state.recomputed = False
+        w.info(w.render(msg("note.analysis_recomputed")))
+
+
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-                   device: str = "cpu", dtype: str = "auto", where: str = "") -> dict:
+                   device: str = "cpu", dtype: str = "auto", where: str = "", progress=None,
+                   cancelled=None) -> AnalysisRef:
     """A spec, a prompt and the options -> what every view of one analysis draws from (bad input: gr.Error,
-    its message prefixed with ``where`` when given)."""
+    its message prefixed with ``where`` when given). The analysis goes into the server's store; the session
+    keeps only the request (``AnalysisRef``)."""
     model = api.spec(w, spec)
-    result = api.run(w, service.analyze_text, model, prompt, prefix_len=prefix_len, window=window, backend=backend,
-                     device=device, dtype=dtype, where=where)
-    return {"result": result, "spec": model, "untrained": not model.trained, "backend": backend, "device": device,
-            "prompt": prompt}
+    options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, dtype=dtype)
+    try:
+        api.run(w, service.analyze_text, model, prompt, progress=progress, cancelled=cancelled, where=where,
+                **options)
+    except Cancelled as e:
+        raise gr.Error(w("error.cancelled", detail=str(e))) from None
+    return AnalysisRef(spec=model, prompt=prompt, options=options, untrained=not model.trained, backend=backend,
+                       device=device)
 
 
 def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str]]:
@@ -109,9 +150,9 @@ def badge(w: Words, state: dict) -> str:
     return "<div class='badge'>" + "<br>".join(lines) + "</div>"
 
 
-def head_views(state: dict | None, kind: str, layer: int, head: int, request: gr.Request = None):
+def head_views(state: dict | None, kind: str, layer: int, head: int, how: str = "max", request: gr.Request = None):
     w = Words(request)
-    return *head_figures(w, state, kind, layer, head), *block_view(w, state, kind, layer)
+    return *head_figures(w, state, kind, layer, head, how=how), *block_view(w, state, kind, layer)
 
 
 def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
@@ -147,24 +188,47 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     return figure, note
 
 
-def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int):
-    """(head figure, mask figure, overlay figure) for one head; empty figures before any analysis.
-    A kind, layer or head the model does not have is a gr.Error naming what it has."""
+def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int, window: dict | None = None,
+                 how: str = "max"):
+    """(head figure, mask figure, overlay figure) for one head, or a window of it (``window``: {"rows": [a, b],
+    "cols": [c, d]}, token indices, end excluded; default the whole head), in at most ``HEAD_CELLS`` cells a
+    side: exact weights with their tokens when the window fits, else each cell the max or mean of the weights
+    it covers. The mask and the overlay show the same window. Empty figures before any analysis. A kind,
+    layer, head or window the model does not have is a gr.Error naming what it has."""
     if not state:
         return None, None, None
     result: Analysis = state["result"]
     try:
         m, head = service.attention_map(result, kind, layer, head)
+        rows, cols = service.head_window(m, window)
+        cells = tiles.pool(m.source, rows, cols, HEAD_CELLS, heads=[head])
+        allowed = tiles.pool_mask(m.source, rows, cols, HEAD_CELLS)
     except ValueError as e:
         raise w.error(e) from None
     layer = m.layer
     q, k = kind_labels(kind, result)
     where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
     untrained, signed = state["untrained"], kind == "implicit"
-    return (plots.head(m.weights[head], q, k, where, mask=m.mask, untrained=untrained, signed=signed, words=w),
-            plots.mask(m.mask, q, k, msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}")), words=w),
-            plots.mask_overlay(m.weights[head], m.mask, q, k, msg("title.overlay", layer=layer, head=head),
-                               signed=signed, words=w))
+    meta = dict(kind=kind, layer=layer, head=head, rows=list(rows), cols=list(cols), cell=list(cells.cell),
+                tokens=[m.shape[1], m.shape[2]])
+    z = cells.cells(how)[0]
+    if cells.exact:
+        q, k = q[rows[0]:rows[1]], k[cols[0]:cols[1]]
+        look = dict(start=(rows[0], cols[0]))
+        allowed = allowed > 0.5
+    else:
+        r_edges, c_edges = cells.row_edges(), cells.col_edges()
+        q = [w("plot.cell_rows", a=a, b=b - 1) for a, b in zip(r_edges[:-1], r_edges[1:])]
+        k = [w("plot.cell_keys", a=a, b=b - 1) for a, b in zip(c_edges[:-1], c_edges[1:])]
+        look = dict(numbered=False)
+        where = msg("title.head_cells", head=where, how=w(f"plot.cells_{how}", cr=cells.cell[0], cc=cells.cell[1]),
+                    hint=w("plot.zoom_hint", n=HEAD_CELLS))
+    mask_title = msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}"))
+    return (plots.head(z, q, k, where, mask=allowed > 0, untrained=untrained, signed=signed, words=w, meta=meta,
+                       **look),
+            plots.mask(allowed, q, k, mask_title, words=w, **look),
+            plots.mask_overlay(z, allowed, q, k, msg("title.overlay", layer=layer, head=head), signed=signed,
+                               words=w, **look))
 
 
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
@@ -206,19 +270,21 @@ def group_note(w: Words, result: Analysis | None) -> str:
     return w("attention.group_kv_shared", nh=sum(map(len, groups)), nkv=len(groups), groups=shared)
 
 
-def overview_plots(w: Words, state: dict, group_kv: bool = False) -> list:
+def overview_plots(w: Words, state: dict, group_kv: bool = False, how: str = "max") -> list:
     """(figure, title) of the three overview slots: self (or encoder self, or implicit), decoder self, cross;
-    (None, None) for a slot this model has no attention for. ``group_kv``: head columns grouped by K/V head."""
+    (None, None) for a slot this model has no attention for. ``group_kv``: head columns grouped by K/V head;
+    ``how``: each cell the max or the mean of the weights it pools."""
     result, slots = state["result"], []
+    if how not in POOLING:
+        raise w.error(ValueError(f"pooling must be one of {', '.join(POOLING)}, got {how!r}"))
     groups = head_groups(result) if group_kv else None
     for slot in OVERVIEW_SLOTS:
         kinds = [k for k in result.kinds if k == slot or (slot == "self" and k in ("encoder_self", "implicit"))]
         if kinds:
             title = w.render(kind_title(kinds[0], result))
             implicit = kinds[0] == "implicit"
-            slots.append((plots.overview(result.weights(kinds[0]), title, untrained=state["untrained"],
-                                         signed=implicit, words=w, kind=kinds[0],
-                                         groups=None if implicit else groups), title))
+            slots.append((plots.pooled_overview(result, kinds[0], title, how, untrained=state["untrained"], words=w,
+                                                groups=None if implicit else groups), title))
         else:
             slots.append((None, None))
     return slots
@@ -228,19 +294,19 @@ def kind_choices(w: Words, result: Analysis, value: str):
     return gr.update(choices=[(w(f"kind_short.{k}"), k) for k in result.kinds], value=value)
 
 
-def overview_updates(w: Words, state: dict, group_kv: bool = False) -> list:
+def overview_updates(w: Words, state: dict, group_kv: bool = False, how: str = "max") -> list:
     """The three overview slots, then the group-by-K/V-head box's note for this model."""
+    tell_recomputed(w, state)
     return [*(gr.update(value=fig, visible=True, label=title) if fig else gr.update(value=None, visible=False)
-              for fig, title in overview_plots(w, state, group_kv)), gr.update(info=group_note(w, state["result"]))]
+              for fig, title in overview_plots(w, state, group_kv, how)), gr.update(info=group_note(w, state["result"]))]
 
 
-def analysis_outputs(w: Words, state: dict, group_kv: bool = False) -> list:
+def analysis_outputs(w: Words, state: dict, group_kv: bool = False, how: str = "max") -> list:
     """What the Attention tab shows of an analysis: badge, overviews, the grouping note, head pickers, state."""
-    result, cfg = state["result"], state["result"].config
-    if max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
-        w.info("info.long_prompt")
+    result = state["result"]
+    cfg = result.config
     # the head, its mask and the overlay follow in a second step, so the overview shows first
-    return [badge(w, state), *overview_updates(w, state, group_kv), kind_choices(w, result, result.kinds[0]),
+    return [badge(w, state), *overview_updates(w, state, group_kv, how), kind_choices(w, result, result.kinds[0]),
             index_range(cfg["n_layer"]), index_range(cfg["n_heads"]), state]
 
 
@@ -273,6 +339,41 @@ def head(spec: str, prompt: str, kind: str, layer: int, head: int, prefix_len: i
     blocks, _ = block_view(w, state, kind, layer)
     return {**{name: fig.to_json() for name, fig in zip(("head", "mask", "overlay"), figures)},
             "blocks": blocks.to_json() if blocks else None}
+
+
+def tile(spec: str, prompt: str, kind: str, layer: int, head: int, rows: list[int], cols: list[int],
+         resolution: int = 512, how: str = "max", prefix_len: int = 0, window: int = 0, backend: str = "auto",
+         device: str = "cpu", dtype: str = "auto", request: gr.Request = None) -> dict:
+    """The numbers of a window of one head, rebuilt from the analysis' q, k and log-sum-exp: rows [a, b) x keys
+    [c, d) (token indices) in at most resolution x resolution cells (1..512), each the max or mean of the weights
+    it covers; at a window of resolution tokens a side or fewer every cell is one exact weight. The analysis is
+    the one /analyze makes of the same spec, prompt and options (computed if the server has none).
+
+    Returns {"rows": [a, b], "cols": [c, d], "cell": [cr, cc], "exact": bool, "how": ..., "row_edges": [...],
+    "col_edges": [...], "values": [[...]] (n_rows x n_cols), "allowed": [[...]] (share of each cell the mask
+    allows), "row_labels" / "col_labels" (the tokens, when exact)}."""
+    w = Words(request)
+    resolution = int(resolution) if str(resolution).lstrip("-").isdigit() else -1
+    if not 1 <= resolution <= HEAD_CELLS:
+        raise gr.Error(w("error.resolution", value=resolution, most=HEAD_CELLS))
+    if how not in POOLING:
+        raise gr.Error(w("error.pooling", value=how, valid=", ".join(POOLING)))
+    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
+    result = state["result"]
+    try:
+        m, head = service.attention_map(result, kind, layer, head)
+        r, c = service.head_window(m, {"rows": rows, "cols": cols})
+        cells = tiles.pool(m.source, r, c, resolution, heads=[head])
+        allowed = tiles.pool_mask(m.source, r, c, resolution)
+    except ValueError as e:
+        raise w.error(e) from None
+    out = {"rows": list(r), "cols": list(c), "cell": list(cells.cell), "exact": cells.exact, "how": how,
+           "row_edges": cells.row_edges().tolist(), "col_edges": cells.col_edges().tolist(),
+           "values": np.round(cells.cells(how)[0].astype(np.float64), 7).tolist(), "allowed": allowed.tolist()}
+    if cells.exact:
+        q, k = kind_labels(kind, result)
+        out.update(row_labels=q[r[0]:r[1]], col_labels=k[c[0]:c[1]])
+    return out
 
 
 # ----------------------------------------------------------------------------- the tab
@@ -318,11 +419,15 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     with gr.Row():
         prefix_len, window = prefix_and_window()
         analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
+        cancel_btn = gr.Button(t("attention.cancel"), scale=0, min_width=100, elem_id="cancel-analysis")
     badge_html = gr.HTML()
     wire_views = build_views(state, localized)
     with gr.Column() as overview_box:
-        group_kv = gr.Checkbox(False, label=t("attention.group_kv"), info=t("attention.group_kv_info"),
-                               elem_id="group-kv")
+        with gr.Row():
+            group_kv = gr.Checkbox(False, label=t("attention.group_kv"), info=t("attention.group_kv_info"),
+                                   elem_id="group-kv")
+            pooling = gr.Radio(list(POOLING), value="max", label=t("attention.pooling"),
+                               info=t("attention.pooling_info"), elem_id="pooling")
         overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
                      enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
     redraw_view = wire_views(overview_box)
@@ -333,7 +438,8 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         layer = gr.Slider(0, 3, value=0, step=1, label=t("common.layer"), scale=2)
         head_ = gr.Slider(0, 3, value=0, step=1, label=t("common.head"), scale=2)
         open_btn = gr.Button(t("attention.open_head"), scale=0, min_width=140)
-    head_plot = gr.Plot(label=t("common.head"))
+    head_plot = gr.Plot(label=t("common.head"), elem_classes="head-map")
+    zoom = gr.Textbox(visible="hidden", elem_id=ZOOM_ID)  # {kind, layer, head, rows, cols} from a box zoom
     with gr.Accordion(t("attention.masks"), open=True):
         with gr.Row():
             mask_plot = gr.Plot(label=t("attention.mask"))
@@ -346,32 +452,67 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         files = gr.File(label=t("attention.data"), file_count="multiple", interactive=False)
 
     def analyze_controls(family, variant, position, task, fallback, backend, device, dtype, text, prefix, win,
-                         grouped, request: gr.Request = None):
-        """The Analyze button: the controls' spec through the same function as /analyze."""
+                         grouped, how, request: gr.Request = None, progress=gr.Progress()):
+        """The Analyze button: the controls' spec through the same function as /analyze, with a progress bar
+        (attention layer k of L), an estimate first when the prompt is long, and the Cancel button."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        return analysis_outputs(w, analysis_state(w, str(spec), text, prefix, win, backend, device, dtype), grouped)
+        session = getattr(request, "session_hash", None)
+        CANCELLED.discard(session)
+        try:
+            guess = service.estimate(spec, text, device) if not spec.is_task else None
+        except ValueError:
+            guess = None  # the analysis itself says what is wrong
+        if guess and guess["seconds"] > 2:
+            w.info(w("info.estimate", tokens=guess["tokens"], seconds=guess["seconds"], mb=guess["bytes"] / 1e6,
+                     device=device))
 
-    def first_head(state: dict | None, kind: str, request: gr.Request):
-        """Layer 0, head 0 at full resolution after an analysis, unless the prompt is long; the block mask always."""
-        result = state["result"] if state else None
-        if result is None or max(len(result.labels), len(result.source_labels)) > FULL_RES_AUTO:
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc=w("progress.layer", done=done, total=total))
+
+        state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,
+                               cancelled=lambda: session in CANCELLED)
+        return analysis_outputs(w, state, grouped, how)
+
+    def cancel(request: gr.Request):
+        CANCELLED.add(getattr(request, "session_hash", None))
+
+    def first_head(state: dict | None, kind: str, how: str, request: gr.Request):
+        """Layer 0, head 0 after an analysis (pooled to at most HEAD_CELLS a side), its mask and the block mask."""
+        if not state:
             return None, None, None, *block_view(Words(request), state, kind, 0)
-        return head_views(state, kind, 0, 0, request)
+        return head_views(state, kind, 0, 0, how, request)
 
     outputs = [badge_html, *overviews, group_kv, kind, layer, head_, state]
     view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
-    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv], outputs,
+    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv, pooling], outputs,
                       api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
-        first_head, [state, kind], view_outputs, api_visibility="private").then(
+        first_head, [state, kind, pooling], view_outputs, api_visibility="private").then(
         *redraw_view, api_visibility="private")
+    cancel_btn.click(cancel, None, None, api_visibility="private", queue=False)
     gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
     gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(tile, api_name="tile", concurrency_limit=2, concurrency_id="analyze")
     export_btn.click(export_files, state, files, api_visibility="private")
-    view_inputs = [state, kind, layer, head_]
+    view_inputs = [state, kind, layer, head_, pooling]
+
+    def zoom_to(state: dict | None, asked: str, how: str, request: gr.Request):
+        """A box zoom on the head map: the same head, mask and overlay for the window it names."""
+        try:
+            z = json.loads(asked)
+            kind_, layer_, head_i = str(z["kind"]), int(z["layer"]), int(z["head"])
+            window_ = {"rows": [int(v) for v in z["rows"]], "cols": [int(v) for v in z["cols"]]}
+        except (ValueError, TypeError, KeyError):
+            return [gr.skip()] * 3
+        if not state or kind_ not in state["result"].kinds:
+            return [gr.skip()] * 3
+        return head_figures(Words(request), state, kind_, layer_, head_i, window_, how)
+
+    zoom.change(zoom_to, [state, zoom, pooling], [head_plot, mask_plot, overlay_plot], api_visibility="private",
+                concurrency_limit=2, concurrency_id="analyze")
     open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
 
-    def open_picked(state: dict | None, picked: str, request: gr.Request):
+    def open_picked(state: dict | None, picked: str, how: str, request: gr.Request):
         """The head a click on the overview named: set the pickers and open it."""
         try:
             p = json.loads(picked)
@@ -380,27 +521,29 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             return [gr.skip()] * (3 + len(view_outputs))
         if not state or kind_ not in state["result"].kinds:
             return [gr.skip()] * (3 + len(view_outputs))
-        return [kind_, layer_, head_i, *head_views(state, kind_, layer_, head_i, request)]
+        return [kind_, layer_, head_i, *head_views(state, kind_, layer_, head_i, how, request)]
 
-    picked.change(open_picked, [state, picked], [kind, layer, head_, *view_outputs], api_visibility="private")
+    picked.change(open_picked, [state, picked, pooling], [kind, layer, head_, *view_outputs], api_visibility="private")
 
-    def regroup(state: dict | None, grouped: bool, request: gr.Request):
-        """The group-by-K/V-head box: the overviews drawn again from the same analysis."""
+    def regroup(state: dict | None, grouped: bool, how: str, request: gr.Request):
+        """The group-by-K/V-head box and the max / mean switch: the overviews drawn again from the same analysis."""
         if not state:
             return [gr.skip()] * (len(overviews) + 1)
-        return overview_updates(Words(request), state, grouped)
+        return overview_updates(Words(request), state, grouped, how)
 
-    group_kv.change(regroup, [state, group_kv], [*overviews, group_kv], api_visibility="private")
+    gr.on([group_kv.change, pooling.change], regroup, [state, group_kv, pooling], [*overviews, group_kv],
+          api_visibility="private")
 
-    def relocalize(state: dict | None, kind_: str, layer_: int, head_i: int, grouped: bool, request: gr.Request):
+    def relocalize(state: dict | None, kind_: str, layer_: int, head_i: int, grouped: bool, how: str,
+                   request: gr.Request):
         """After a language switch: what is on screen, drawn again from the same analysis."""
         if not state:
             return [gr.skip()] * (3 + len(overviews) + len(view_outputs))
         w = Words(request)
-        return [badge(w, state), *overview_updates(w, state, grouped),
-                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_i, request)]
+        return [badge(w, state), *overview_updates(w, state, grouped, how),
+                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_i, how, request)]
 
-    localized.on_switch(relocalize, [state, kind, layer, head_, group_kv],
+    localized.on_switch(relocalize, [state, kind, layer, head_, group_kv, pooling],
                         [badge_html, *overviews, group_kv, kind, *view_outputs])
     gr.on([kind.input, layer.release, head_.release], head_views, view_inputs, view_outputs, api_visibility="private")
     wire_prefix(controls, prefix_len, localized)

@@ -10,7 +10,6 @@ layer and head, and the same prefix length and sliding window as the Attention t
 import gradio as gr
 
 from playground import plots, zoo
-from playground.inspect import heads
 from playground.ui import service
 from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
@@ -63,15 +62,14 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
                     head=msg("title.head", kind=kind_title(kind, result), layer=m.layer, head=h))
         figure = plots.head(m.weights[h], q, k, title, mask=m.mask, untrained=state["untrained"],
                             signed=kind == "implicit", words=w)
-        sides.append({**state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure,
+        sides.append({"result": result, **state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure,
                       "vocabulary": state["spec"].tokenizer().fingerprint})
     summary = []
     for side in sides:
         if side["kind"] != "implicit":  # role scores are shares of softmax attention
             result = side["result"]
-            tokens = result.source_ids if side["kind"] == "encoder_self" else result.token_ids
             summary += [[str(side["spec"])] + [r[c] if c in ("layer", "head") else round(r[c], 3) for c in SUMMARY[1:]]
-                        for r in heads.head_table(result.weights(side["kind"]), tokens)]
+                        for r in result.head_stats(side["kind"])]
     reason = why_no_difference(sides)
     a, b = sides
     diff = None if reason else plots.head(a["weights"] - b["weights"], *a["labels"],

@@ -6,10 +6,7 @@ Attention tab; the tab's button resolves the model controls to a spec and calls 
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
 
-from playground import plots
-from playground.inspect import heads as roles
-from playground.ui.i18n import msg
-from .attention import analysis_state, kind_labels, kind_title, prefix_and_window, wire_prefix
+from .attention import analysis_state, head_figures, prefix_and_window, wire_prefix
 from .controls import Controls, choose
 from .lang import Localized, Words, english, t
 
@@ -23,8 +20,7 @@ def score_rows(state: dict | None) -> list[list]:
         return []
     result = state["result"]
     kind = state["kind"]
-    tokens = result.source_ids if kind == "encoder_self" else result.token_ids
-    rows = roles.head_table(result.weights(kind), tokens)
+    rows = result.head_stats(kind)  # streamed over the tiles during the analysis
     return [[r[c] if c in ("layer", "head") else round(r[c], 3) for c in COLUMNS] for r in rows]
 
 
@@ -35,7 +31,7 @@ def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, 
     kind = next(k for k in state["result"].kinds if k != "cross")
     if kind == "implicit":
         raise w.error("error.heads_implicit")
-    return {**state, "kind": kind}
+    return state.extended(kind=kind)
 
 
 def table_of(w: Words, state: dict) -> dict:
@@ -74,11 +70,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
         if row is None:
             return None
         layer, head = int(row[0]), int(row[1])
-        result, kind = state["result"], state["kind"]
-        m = [m for m in result.maps if m.kind == kind][layer]
-        q, k = kind_labels(kind, result)
-        return plots.head(m.weights[head], q, k, msg("title.head", kind=kind_title(kind, result), layer=layer, head=head),
-                          mask=m.mask, untrained=state["untrained"], words=Words(request))
+        return head_figures(Words(request), state, state["kind"], layer, head)[0]
 
     button.click(run, [*controls.inputs, prompt, prefix_len, window], [table, figure, state], api_visibility="private",
                  concurrency_limit=2, concurrency_id="analyze")

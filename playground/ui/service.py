@@ -14,6 +14,8 @@ on each other nor share a cache. ``dtype`` "auto" runs bfloat16 on a CUDA device
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +35,13 @@ from playground.train import data
 from playground.ui.i18n import Message, MessageError, msg
 from playground.zoo import ModelSpec, hub_source
 
-MAX_PROMPT_TOKENS = 1024
-MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention costs T² x channels
-MAX_PROMPT_CHARS = 20_000   # longer text is cut before tokenizing (1024 tokens are ~2,700 characters)
+# A prompt is cut at the model's own positions, and at what an analysis on this device reads in reasonable time:
+# attention is kept as q, k and log-sum-exp (memory linear in T) and every view asks for tiles.
+MAX_PROMPT_TOKENS = {"cpu": 8192, "cuda": 32768}
+MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention is unrolled whole (T² x channels)
+MAX_PROMPT_CHARS = 150_000  # longer text is cut before tokenizing (32,768 tokens are ~130,000 characters)
+ANALYSIS_BUDGET_ENV = "PLAYGROUND_ANALYSIS_MEMORY_GB"
+ANALYSIS_SHARE = 0.25       # of the machine's memory, when ANALYSIS_BUDGET_ENV is not set
 MAX_NEW_TOKENS = 256
 PRETRAINED = ("hf", "local")  # spec schemes of pretrained checkpoints (``zoo.hub_source``)
 ENCDEC_TARGET_TOKENS = 24   # an encoder-decoder's decoder side: its own greedy continuation
@@ -155,7 +161,21 @@ def weights(spec: ModelSpec, device: str, dtype: torch.dtype) -> Checkout:
                        lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype))
 
 
-def tokenize(spec: ModelSpec, text: str) -> tuple[list[int], list[Message]]:
+def token_limit(cfg: ModelConfig, device: str = "cpu", pretrained: bool = False) -> tuple[int, Message]:
+    """The most prompt tokens an analysis takes for this model on this device, and why that many.
+
+    A pretrained model stops at its own positions (GPT-2 1,024, SmolLM2 8,192, Qwen2.5 32,768), and so do
+    learned positions; a shipped or trained model with RoPE, ALiBi, sinusoidal or no positions may run past its
+    training length (the position lab's "train short, test long"), up to the page's limit on this device."""
+    if cfg.family in config.RECURRENT_FAMILIES:
+        return MAX_IMPLICIT_TOKENS, msg("note.why_implicit")
+    page = MAX_PROMPT_TOKENS.get(device, MAX_PROMPT_TOKENS["cpu"])
+    if (pretrained or cfg.position == "learned") and cfg.context_length <= page:
+        return cfg.context_length, msg("note.why_positions", n=cfg.context_length)
+    return page, msg("note.why_page", n=page, device=device)
+
+
+def tokenize(spec: ModelSpec, text: str, device: str = "cpu") -> tuple[list[int], list[Message]]:
     """Token ids of a prompt by the spec's tokenizer, cut to what the model can take, and notes saying what was cut."""
     cfg = spec.config()
     if not isinstance(text, str) or not text.strip():
@@ -165,12 +185,7 @@ def tokenize(spec: ModelSpec, text: str) -> tuple[list[int], list[Message]]:
         notes.append(msg("note.chars_cut", chars=len(text), limit=MAX_PROMPT_CHARS))
         text = text[:MAX_PROMPT_CHARS]
     ids = spec.tokenizer().encode(text)
-    if cfg.position == "learned":
-        limit, why = cfg.context_length, msg("note.why_learned")
-    elif cfg.family in config.RECURRENT_FAMILIES:
-        limit, why = MAX_IMPLICIT_TOKENS, msg("note.why_implicit")
-    else:
-        limit, why = MAX_PROMPT_TOKENS, msg("note.why_page")
+    limit, why = token_limit(cfg, device, spec.scheme in PRETRAINED)
     if len(ids) > limit:
         notes.append(msg("note.tokens_cut", tokens=len(ids), limit=limit, why=why))
         ids = ids[:limit]
@@ -209,32 +224,87 @@ def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None
     return ids, None, answer_from + 1
 
 
+@dataclass
+class StoredAnalysis:
+    """An analysis in ``ANALYSES``, with the notes its computation made (what was cut, models unloaded)."""
+
+    result: Analysis
+    notes: list[Message]
+
+    @property
+    def nbytes(self) -> int:
+        return self.result.nbytes
+
+
+# Analyses live here, not in visitors' sessions: keyed by what they were computed from, shared by every session
+# that asks for the same, least recently used out first. A session keeps the key and the request (``analysis_key``).
+ANALYSES = WeightCache(env=ANALYSIS_BUDGET_ENV, share=ANALYSIS_SHARE, too_large="error.analysis_too_large")
+
+
+def analysis_key(spec: ModelSpec, text: str, **options) -> str:
+    """The store's key of an analysis: a hash of the spec, the prompt and every option that changes the result."""
+    blob = json.dumps({"spec": str(spec), "text": text, **options}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def analysis_bytes(cfg: ModelConfig, tokens: int) -> int:
+    """What an analysis of ``tokens`` tokens will hold, from the config: per layer q, k and lse in float32
+    (implicit attention: its whole T x T per head)."""
+    if cfg.family in config.RECURRENT_FAMILIES:
+        return cfg.n_layer * cfg.n_heads * tokens * tokens * 4
+    per_layer = (cfg.n_heads + cfg.n_kv_heads) * tokens * cfg.head_dim * 4 + cfg.n_heads * tokens * 4
+    return per_layer * cfg.n_layer * (3 if cfg.family == "encdec" else 1)
+
+
 def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
-                 device: str = "cpu", seed: int = 0, dtype: str = "auto") -> tuple[Analysis, list[Message]]:
-    """Run a prompt through the model once, capturing every layer's attention.
+                 device: str = "cpu", seed: int = 0, dtype: str = "auto", progress=None,
+                 cancelled=None) -> tuple[Analysis, list[Message]]:
+    """Run a prompt through the model once, capturing every layer's attention; from ``ANALYSES`` when an equal
+    request was analyzed before (a note says when it had been evicted and was computed again).
 
     ``prefix_len`` applies to a prefix decoder (cut to the prompt's length); ``window`` is the
     sliding window (0: none). A synthetic-task model runs on a seeded sequence of its own task
-    instead of the prompt.
+    instead of the prompt. ``progress(done, total)`` hears of each attention layer; ``cancelled()``
+    returning True stops the analysis (``inspect.analysis.Cancelled``).
     """
     prefix_len = check_int("prefix_len", prefix_len, 0)
+    options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, seed=seed, dtype=dtype)
+    key = analysis_key(spec, text, **options)
+
+    def estimate() -> int:
+        tokens = len(task_sequence(spec.name, seed)[0]) if spec.is_task else len(tokenize(spec, text, device)[0])
+        return analysis_bytes(spec.config(), tokens)
+
+    out = ANALYSES.get(key, lambda: _analyze(spec, text, progress=progress, cancelled=cancelled, **options),
+                       estimate, f"{spec} · {len(text)} characters")
+    stored: StoredAnalysis = out.weights
+    notes = list(stored.notes)
+    if out.reloaded:
+        notes.append(msg("note.analysis_recomputed"))
+    return stored.result, notes
+
+
+def _analyze(spec: ModelSpec, text: str, *, prefix_len: int, window: int, backend: str, device: str, seed: int,
+             dtype: str, progress=None, cancelled=None) -> StoredAnalysis:
     loaded = load(spec, backend, device, window, dtype)
     model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
+    watch = dict(progress=progress, cancelled=cancelled)
     if spec.is_task:
         ids, target, _ = task_sequence(spec.name, seed)
         result = analyze(model, ids, target_ids=target, labels=task_labels(spec, ids),
-                         target_labels=task_labels(spec, target) if target else None)
-        return result, notes + [msg("note.task_analyze", name=spec.name, seed=seed)]
-    ids, cut = tokenize(spec, text)
+                         target_labels=task_labels(spec, target) if target else None, **watch)
+        return StoredAnalysis(result, notes + [msg("note.task_analyze", name=spec.name, seed=seed)])
+    ids, cut = tokenize(spec, text, device)
     notes += cut
     if cfg.family == "encdec":
         target = [data.BOS_ID] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
-        result = analyze(model, ids, target_ids=target, labels=labels(spec, ids), target_labels=labels(spec, target))
+        result = analyze(model, ids, target_ids=target, labels=labels(spec, ids), target_labels=labels(spec, target),
+                         **watch)
         notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))
     else:
         prefix_len = min(prefix_len, len(ids)) if cfg.family == "prefix" else 0
-        result = analyze(model, ids, prefix_len=prefix_len, labels=labels(spec, ids))
-    return result, notes
+        result = analyze(model, ids, prefix_len=prefix_len, labels=labels(spec, ids), **watch)
+    return StoredAnalysis(result, notes)
 
 
 def attention_map(result: Analysis, kind: str, layer: int, head: int) -> tuple[AttentionMap, int]:
@@ -243,7 +313,38 @@ def attention_map(result: Analysis, kind: str, layer: int, head: int) -> tuple[A
         raise MessageError("error.kind_missing", kind=kind, kinds=", ".join(result.kinds))
     maps = [m for m in result.maps if m.kind == kind]
     m = maps[check_int("layer", layer, 0, len(maps) - 1)]
-    return m, check_int("head", head, 0, m.weights.shape[0] - 1)
+    return m, check_int("head", head, 0, m.shape[0] - 1)
+
+
+def head_window(m: AttentionMap, window: dict | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((r0, r1), (c0, c1)) of a window of one map: {"rows": [a, b], "cols": [c, d]}, token indices with the end
+    excluded, clipped to the map; None or {}: the whole map. A window with nothing in it is refused."""
+    _, Tq, Tk = m.shape
+    window = window or {}
+    try:
+        r0, r1 = (int(v) for v in window.get("rows", (0, Tq)))
+        c0, c1 = (int(v) for v in window.get("cols", (0, Tk)))
+    except (TypeError, ValueError):
+        raise MessageError("error.window_shape", value=str(window)) from None
+    r0, r1, c0, c1 = max(0, r0), min(Tq, r1), max(0, c0), min(Tk, c1)
+    if r0 >= r1 or c0 >= c1:
+        raise MessageError("error.window_empty", rows=f"{r0}..{r1}", cols=f"{c0}..{c1}", tq=Tq, tk=Tk)
+    return (r0, r1), (c0, c1)
+
+
+# Seconds per unit of L x nh x T² x hs for an analysis (forward, the log-sum-exp and the pass over the tiles),
+# from ``python -m playground.bench long`` on a 2-core CPU; a GPU's figure is a guess until measured there.
+SECONDS_PER_UNIT = {"cpu": 1.1e-10, "cuda": 2e-12}
+
+
+def estimate(spec: ModelSpec, text: str, device: str = "cpu") -> dict:
+    """Before a long analysis: its tokens, the memory the store will hold for it, and a rough time on this
+    kind of device (the forward and one pass over every tile of every head: proportional to L x nh x T² x hs)."""
+    cfg = spec.config()
+    tokens = len(tokenize(spec, text, device)[0])
+    work = cfg.n_layer * cfg.n_heads * tokens * tokens * cfg.head_dim * (3 if cfg.family == "encdec" else 1)
+    seconds = work * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]) + tokens * cfg.n_layer * 2e-5
+    return {"tokens": tokens, "bytes": analysis_bytes(cfg, tokens), "seconds": seconds}
 
 
 @dataclass
@@ -280,7 +381,7 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
         ids = ids if target else ids[:prompt_len]
         notes, show = notes + [msg("note.task_generate", name=spec.name, seed=seed)], task_labels
     else:
-        ids, cut = tokenize(spec, text)
+        ids, cut = tokenize(spec, text, device)
         notes += cut
     if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
         keep = max(1, cfg.context_length + 1 - max_new_tokens)
