@@ -7,11 +7,12 @@
 (() => {
   const {headZoomId} = window.PLAYGROUND;
   const bound = new WeakSet();
+  // the cells whose centres the box covers (category i is centred on i); a box inside one cell takes that cell
   const span = (range, first, end, cell) => {
     const lo = Math.min(range[0], range[1]), hi = Math.max(range[0], range[1]);
-    const a = first + Math.max(0, Math.ceil(lo - 0.5)) * cell;
-    const b = first + (Math.floor(hi + 0.5)) * cell;
-    return [Math.max(first, a), Math.min(end, Math.max(b, a + 1))];
+    let i = Math.max(0, Math.ceil(lo)), j = Math.floor(hi);
+    if (j < i) i = j = Math.max(0, Math.round((lo + hi) / 2));
+    return [Math.min(end - 1, first + i * cell), Math.min(end, first + (j + 1) * cell)];
   };
   const ask = (gd, ev) => {
     const meta = gd.layout && gd.layout.meta;

@@ -10,7 +10,8 @@ attention TFLOP/s and decode tokens/s on a CUDA device (``bench.gpu``); ``decode
 without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
 through its API and a real chromium (``bench.app``); ``pretrained``: a GPT-2-small-shaped checkpoint written by
 ``transformers`` (load, analyze, payload, browser render, cache speed-up, the app's memory under 8 visitors) and
-Mamba-130m-shaped implicit attention (``bench.pretrained``).
+Mamba-130m-shaped implicit attention (``bench.pretrained``); ``long``: a SmolLM2-135M-shaped checkpoint
+analyzed at 2,048 and 8,192 tokens, time, memory and the store's bytes (``bench.long``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def _pretrained_from_args(args) -> dict:
     return bench_pretrained(repeats=args.repeats, keep=args.keep, shape=args.shape, browser=not args.no_browser)
 
 
+def _long_from_args(args) -> dict:
+    from playground.bench.long import bench_long
+
+    return bench_long(repeats=args.repeats, keep=args.keep, shape=args.shape, lengths=tuple(args.lengths))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -78,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda if available, else cpu")
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app,pretrained}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app,pretrained,long}")
 
     k = sub.add_parser("kernels", parents=[common],
                        help="explicit attention vs SDPA flash/efficient/cudnn/math and FlexAttention, per call pattern")
@@ -145,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small: GPT-2 small and mamba-130m (default); tiny: 2-layer stand-ins that run in seconds")
     p.add_argument("--no-browser", action="store_true", help="skip the chromium render timing")
     p.set_defaults(run=_pretrained_from_args)
+
+    lp = sub.add_parser("long", parents=[common],
+                        help="a SmolLM2-135M-shaped checkpoint analyzed at 2,048 and 8,192 tokens: time, memory, "
+                             "store bytes, tile latency (needs transformers: pip install -r requirements-dev.txt)")
+    lp.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,
+                    help=f"analyses per length (at least {MIN_REPEATS}, the default)")
+    lp.add_argument("--keep", metavar="DIR", default=None, help="write the checkpoint under DIR and reuse it")
+    lp.add_argument("--shape", choices=("smollm2", "tiny"), default="smollm2",
+                    help="smollm2: SmolLM2-135M's shape (default); tiny: a 2-layer stand-in for tests")
+    lp.add_argument("--lengths", type=_positive_int, nargs=2, default=[2048, 8192], metavar=("SHORT", "LONG"))
+    lp.set_defaults(run=_long_from_args)
     return parser
 
 

@@ -10,8 +10,8 @@ spread beside it in ``<name>_spread`` and in the rows: n, min, quartiles, max):
   x 8 heads (the figure ``plots.overview`` makes and the page sends; computed with an 8-head
   model of the baseline's shape, since the shipped models have 4 heads), and
   ``overview_bytes_128_app``, the overview the app really sent for the baseline (4 x 4).
-- ``long_prompt_1024_ok``: a prompt of more than 1,024 tokens is analyzed, truncated to 1,024
-  and downsampled; ``long_prompt_1024_ms`` its time.
+- ``long_prompt_1024_ok``: a prompt of more than 1,024 tokens is analyzed whole (up to the page's
+  8,192 on a CPU) and its overview pooled into cells; ``long_prompt_1024_ms`` its time.
 - ``browser_render_ms_128`` and ``browser_render_ms_1024``: in Debian chromium, from the click on
   Analyze (the click event's time stamp) to the first animation frame that shows the overview of
   a 128- (1,024-) token prompt, timed inside the page, after one warm-up of each; the two sizes
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -48,6 +49,12 @@ SPEC = "zoo:baseline"  # what the page's default controls resolve to
 def analyze_call(client, text: str):
     """The page's /analyze endpoint on the baseline model's controls: its outputs (badge, overviews, ...)."""
     return client.predict(spec=SPEC, prompt=text, api_name="/analyze")
+
+
+def _whole_and_pooled(title: str, more_than: int) -> bool:
+    """Whether an overview's title says it shows more than ``more_than`` tokens, pooled into cells."""
+    found = re.search(r"(\d+)×(\d+) tokens", title)
+    return bool(found) and int(found.group(1)) > more_than and "max over cells" in title
 
 
 def prompt_of(n_tokens: int) -> str:
@@ -161,6 +168,8 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
     samples: dict[str, list[float]] = {}
 
     def timed(name: str, text: str):
+        if demo is not None:  # the page's own store would answer a repeat from memory: time the computation
+            service.ANALYSES.clear()
         start = time.perf_counter()
         out = analyze_call(client, text)
         samples.setdefault(name, []).append((time.perf_counter() - start) * 1e3)
@@ -198,7 +207,7 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
 
     summary = {"analyze_p50_ms": median("analyze_64_ms"), "analyze_p50_ms_spread": rounded("analyze_64_ms"),
                "overview_bytes_128": overview_bytes(128), "overview_bytes_128_app": _plot_bytes(app_128[1]),
-               "long_prompt_1024_ok": "1024×1024" in title and "max over" in title,
+               "long_prompt_1024_ok": _whole_and_pooled(title, 1024),
                "long_prompt_1024_ms": median("long_prompt_1024_ms"),
                "long_prompt_1024_ms_spread": rounded("long_prompt_1024_ms")}
     for n in (128, 1024):

@@ -214,7 +214,11 @@ def bench_pretrained(repeats: int = MIN_REPEATS, keep: str | None = None, shape:
 
         spec = ModelSpec.parse(f"local:{name}")
         service.analyze_text(spec, texts[PROMPT_TOKENS])  # warm-up: loads the weights into the page's cache
-        analyze_seconds, (analysis, _) = _timed(lambda: service.analyze_text(spec, texts[PROMPT_TOKENS]), repeats)
+        def analyze_afresh():  # the store would answer a repeat from memory: time the computation itself
+            service.ANALYSES.clear()
+            return service.analyze_text(spec, texts[PROMPT_TOKENS])
+
+        analyze_seconds, (analysis, _) = _timed(analyze_afresh, repeats)
         overview = plots.overview_bytes(analysis)
         service.WEIGHTS.clear()
         app = _in_app(root, str(spec), texts, repeats, browser)

@@ -1,0 +1,127 @@
+"""Long prompts: a SmolLM2-135M-shaped checkpoint analyzed at 2,048 and 8,192 tokens, with nothing T x T kept.
+
+The checkpoint is random, written by ``transformers`` (a development dependency) in the Llama layout
+SmolLM2-135M has: 30 layers, d 576, 9 query heads over 3 K/V heads, SwiGLU 1,536, RoPE, 8,192 positions
+(its vocabulary is the benchmark's small BPE tokenizer's, which changes nothing in attention). The figures,
+each the median of ``repeats`` runs where it is timed:
+
+- ``analyze_s_2048`` / ``analyze_s_8192``: the page's analysis (the forward with capture, each layer's
+  log-sum-exp, the overview's cells, the head statistics and the faithfulness check, tile by tile);
+- ``analysis_bytes_8192``: what the server's store holds for one 8,192-token analysis;
+- ``rss_rise_8192_over_2048``: the peak resident memory rise above the loaded weights during an analysis,
+  8,192 tokens over 2,048 (linear in T is 4, quadratic 16);
+- ``tile_p50_ms_8192``: one exact 512 x 512 window of one head, at random places of the causal triangle;
+- ``overview_bytes_8192``: the overview figure's Plotly JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from playground import plots
+from playground.bench import hf_folder
+from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, spread
+from playground.inspect import tiles
+from playground.inspect.analysis import analyze
+from playground.models.pretrained import load_pretrained
+
+SMOLLM2_135M = dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                    intermediate_size=1536, max_position_embeddings=8192, rope_theta=100000.0,
+                    tie_word_embeddings=True, rms_norm_eps=1e-5)
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, max_position_embeddings=8192, tie_word_embeddings=True)
+TARGETS = {
+    "analysis_bytes_8192": ("<=", 1.0e9), "rss_rise_8192_over_2048": ("<=", 5), "analyze_s_2048": ("<=", 15),
+    "analyze_s_8192": ("<=", 120), "tile_p50_ms_8192": ("<=", 300), "overview_bytes_8192": ("<=", 2e6),
+}
+LENGTHS = (2048, 8192)
+TILE = 512
+
+
+def write_llama(folder: Path, shape: dict, seed: int = 0) -> Path:
+    """A random Llama-layout checkpoint of ``shape`` with the benchmark's tokenizer, written unless present."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        if json.loads((folder / "config.json").read_text()).get("num_hidden_layers") == shape["num_hidden_layers"]:
+            return folder
+    transformers = hf_folder._transformers()
+    tokenizer = hf_folder.tokenizer_json()
+    vocab = len(json.loads(tokenizer)["model"]["vocab"])
+    config = transformers.LlamaConfig(**shape, vocab_size=vocab, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
+    return folder
+
+
+def _row(measure: str, value, unit: str, samples: list[float] | None = None) -> dict:
+    comparison, target = TARGETS.get(measure, (None, None))
+    met = None if value is None or target is None else (value <= target if comparison == "<=" else value >= target)
+    row = {"measure": measure, "value": value, "unit": unit,
+           "target": None if target is None else f"{comparison} {target:,}", "pass": met}
+    if samples:
+        s = spread(samples)
+        row.update(n=s["n"], min=s["min"], max=s["max"])
+    return row
+
+
+def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str = "smollm2",
+               lengths: tuple[int, int] = LENGTHS) -> dict:
+    """The figures of the module's docstring: (result dict) with a summary and a row per figure."""
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
+    short, long = lengths
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="playground-long-")) as root:
+        folder = write_llama(Path(root) / f"llama-{shape}", SMOLLM2_135M if shape == "smollm2" else TINY)
+        model, _ = load_pretrained(str(folder))
+    model.eval()
+    ids = {n: torch.randint(1, model.cfg.vocab_size, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+           for n in lengths}
+    seconds, rise, results = {}, {}, {}
+    for n in lengths:
+        runs = []
+        for _ in range(repeats):
+            with PeakRSS() as peak:
+                start = time.perf_counter()
+                results[n] = analyze(model, ids[n])
+                runs.append(time.perf_counter() - start)
+            rise[n] = max(rise.get(n, 0), peak.rise)
+        seconds[n] = runs
+    result = results[long]
+    rng = random.Random(0)
+    tile_ms = []
+    for _ in range(max(20, repeats)):
+        m = result.maps[rng.randrange(len(result.maps))]
+        r0 = rng.randrange(0, long - TILE + 1)
+        c0 = rng.randrange(0, r0 + 1)  # inside the causal triangle
+        start = time.perf_counter()
+        cells = tiles.pool(m.source, (r0, r0 + TILE), (c0, c0 + TILE), TILE, heads=[rng.randrange(m.shape[0])])
+        tile_ms.append((time.perf_counter() - start) * 1e3)
+        assert cells.exact
+    overview = plots.overview_bytes(result)
+    ratio = rise[long] / max(1, rise[short])
+    median = {n: spread(seconds[n])["median"] for n in lengths}
+    summary = {
+        f"analyze_s_{short}": median[short], f"analyze_s_{long}": median[long],
+        f"analysis_bytes_{long}": result.nbytes, f"rss_rise_{long}_over_{short}": ratio,
+        f"rss_rise_mb_{short}": rise[short] / 1e6, f"rss_rise_mb_{long}": rise[long] / 1e6,
+        f"tile_p50_ms_{long}": spread(tile_ms)["median"], f"overview_bytes_{long}": overview,
+        "max_abs_diff": result.max_abs_diff, "lse_source": result.maps[0].source.lse_source,
+        "kernels": result.kernels, "shape": shape, "layers": model.cfg.n_layer, "heads": model.cfg.n_heads,
+        "kv_heads": model.cfg.n_kv_heads, "repeats": repeats, "threads": torch.get_num_threads(),
+    }
+    rows = [_row(f"analyze_s_{short}", median[short], "s", seconds[short]),
+            _row(f"analyze_s_{long}", median[long], "s", seconds[long]),
+            _row(f"analysis_bytes_{long}", result.nbytes, "bytes"),
+            _row(f"rss_rise_{long}_over_{short}", ratio, "x"),
+            _row(f"tile_p50_ms_{long}", summary[f"tile_p50_ms_{long}"], "ms", tile_ms),
+            _row(f"overview_bytes_{long}", overview, "bytes")]
+    return make_result("long", "cpu", summary, rows)
