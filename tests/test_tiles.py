@@ -128,18 +128,20 @@ def store(monkeypatch):
 
 def test_the_store_shares_evicts_recomputes_and_counts_bytes(store, monkeypatch):
     spec = ModelSpec.parse("zoo:baseline")
-    first, notes = service.analyze_text(spec, "To be, or not to be")
-    again, _ = service.analyze_text(spec, "To be, or not to be")
+    long, short = "Now is the winter of our discontent", "To be"
+    first, notes = service.analyze_text(spec, long)
+    again, _ = service.analyze_text(spec, long)
     assert again is first and not any(n.key == "note.analysis_recomputed" for n in notes)  # one copy, shared
     assert store.held() == first.nbytes
     # a budget that holds one analysis: the second evicts the first, asking for the first again recomputes it
-    monkeypatch.setenv(service.ANALYSIS_BUDGET_ENV, repr(first.nbytes * 1.5 / 1e9))
-    other, _ = service.analyze_text(spec, "Now is the winter of our discontent")
-    assert [name for name, _ in store.contents()] == [f"{spec} · {len('Now is the winter of our discontent')} characters"]
-    back, notes = service.analyze_text(spec, "To be, or not to be")
+    store.budget = first.nbytes + 1
+    service.analyze_text(spec, short)
+    assert [name for name, _ in store.contents()] == [f"{spec} · {len(short)} characters"]
+    back, notes = service.analyze_text(spec, long)
     assert back is not first and any(n.key == "note.analysis_recomputed" for n in notes)
     np.testing.assert_array_equal(back.pooled("self")[0], first.pooled("self")[0])  # deterministic
     assert store.held() == back.nbytes <= store.limit()
+    store.budget = None
     monkeypatch.setenv(service.ANALYSIS_BUDGET_ENV, "0.000001")  # 1 kB: no analysis fits
     with pytest.raises(ValueError, match="budget for analyses"):
         service.analyze_text(spec, "A horse! a horse! my kingdom for a horse!")
@@ -155,8 +157,8 @@ def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
     assert isinstance(a, AnalysisRef) and first is b["result"] and not a.recomputed
     assert "result" not in dict.keys(a) and a.extended(kind="self")["result"] is first
     # another analysis pushes it out of a store that holds one: the session's next view computes it again
-    monkeypatch.setenv(service.ANALYSIS_BUDGET_ENV, repr(first.nbytes * 1.05 / 1e9))
-    analysis_state(Words(), "zoo:baseline", "Friends, Romans, countrymen, lend me your ears")
+    store.budget = first.nbytes + 1
+    analysis_state(Words(), "zoo:baseline", "Romans")
     again = a["result"]
     assert again is not first and a.recomputed
     np.testing.assert_array_equal(again.pooled("self")[0], first.pooled("self")[0])

@@ -24,7 +24,7 @@ import torch
 from playground import config, zoo
 from playground.config import BACKENDS, DTYPES, ModelConfig
 from playground.errors import InputError, check_float, check_int
-from playground.inspect.analysis import Analysis, AttentionMap, analyze
+from playground.inspect.analysis import Analysis, AttentionMap, analyze, overview_cells
 from playground.inspect.generation import generate
 from playground.models.base import LanguageModel
 from playground.models.shared import Weights, estimated_bytes, instance
@@ -249,11 +249,14 @@ def analysis_key(spec: ModelSpec, text: str, **options) -> str:
 
 def analysis_bytes(cfg: ModelConfig, tokens: int) -> int:
     """What an analysis of ``tokens`` tokens will hold, from the config: per layer q, k and lse in float32
-    (implicit attention: its whole T x T per head)."""
+    (implicit attention: its whole T x T per head), and the overview's max and mean cells."""
+    maps = cfg.n_layer * (3 if cfg.family == "encdec" else 1)
+    side = min(tokens, overview_cells(maps * cfg.n_heads))
+    pooled = maps * cfg.n_heads * side * side * 2 * 4
     if cfg.family in config.RECURRENT_FAMILIES:
-        return cfg.n_layer * cfg.n_heads * tokens * tokens * 4
+        return cfg.n_layer * cfg.n_heads * tokens * tokens * 4 + pooled
     per_layer = (cfg.n_heads + cfg.n_kv_heads) * tokens * cfg.head_dim * 4 + cfg.n_heads * tokens * 4
-    return per_layer * cfg.n_layer * (3 if cfg.family == "encdec" else 1)
+    return per_layer * maps + pooled
 
 
 def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
