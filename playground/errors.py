@@ -41,6 +41,8 @@ MESSAGES: dict[str, str] = {
                              "variable {env} (in GB)",
     "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
                            "number; got {value!r}",
+    "error.out_of_memory_at": "Out of {where} memory at {tokens:,} tokens; try fewer tokens or bf16",
+    "error.out_of_memory": "Out of {where} memory; try fewer tokens or bf16",
     "error.cache_dtype": "cache dtype {dtype!r} is not one of: {valid}",
     "error.config_object": "A config.json is a JSON object of fields ({{...}}), got a {kind}",
     "error.config_missing": "config.json has no {field}, needed for {needed_for}",

@@ -7,6 +7,10 @@ kernel that cannot run on this device, dtype or mask raises. ``auto`` tries them
 own priority order (flash, memory-efficient, math; cuDNN comes after math), so the first that
 runs is the one PyTorch would have dispatched to, and it is named in the result.
 
+Running out of device memory is not a refusal: it raises ``OutOfDeviceMemory`` (an ``InputError``
+the page renders in the reader's language) at once, after returning PyTorch's cached blocks to
+the device; trying another kernel would only need more memory.
+
 PyTorch's rules decide which kernel can run (``torch/backends/cuda``, ``sdp_utils``): on CUDA
 flash needs fp16/bf16 and no ``attn_mask`` (``is_causal=True`` is allowed); memory-efficient and
 math take a mask. So how a layer calls SDPA (``CALLS``) decides as much as the backend does.
@@ -22,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from playground.errors import InputError
 
 SDPA_KERNELS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -48,6 +54,48 @@ CALLS = ("is_causal", "no mask", "mask", "block mask", "weights")
 
 class KernelUnavailable(ValueError):
     """A forced SDPA kernel cannot run for this device, dtype or input."""
+
+
+def memory_name(device: str | torch.device) -> str:
+    """How a message names a device's memory: 'GPU' for an accelerator, else the device type ('CPU')."""
+    kind = torch.device(device).type
+    return "GPU" if kind in ("cuda", "mps", "xpu") else kind.upper()
+
+
+class OutOfDeviceMemory(InputError):
+    """The device ran out of memory (PyTorch's ``torch.OutOfMemoryError``) at ``tokens`` tokens, if known.
+
+    An ``InputError``: its ``str`` is English and the page renders it in the reader's language, as
+    "Out of GPU memory at 8,192 tokens; try fewer tokens or bf16". ``device`` is the device type.
+    """
+
+    def __init__(self, device: str | torch.device, tokens: int | None = None):
+        self.device, self.tokens = torch.device(device).type, tokens
+        if tokens is None:
+            super().__init__("error.out_of_memory", where=memory_name(device))
+        else:
+            super().__init__("error.out_of_memory_at", where=memory_name(device), tokens=int(tokens))
+
+
+def release_cached_memory(device: str | torch.device) -> None:
+    """Give the blocks PyTorch's CUDA allocator holds back to the device (after an out-of-memory)."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def causes(error: BaseException | None) -> list[BaseException]:
+    """``error`` and what caused it, outermost first: ``__cause__``, ``__context__`` and the
+    ``inner_exception`` a compiler's wrapper (``torch._dynamo.exc.BackendCompilerFailed``) keeps."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = getattr(error, "inner_exception", None) or error.__cause__ or error.__context__
+    return chain
+
+
+def out_of_memory(error: BaseException | None) -> torch.OutOfMemoryError | None:
+    """The ``torch.OutOfMemoryError`` that is ``error`` or caused it (a compiler may wrap one), else None."""
+    return next((e for e in causes(error) if isinstance(e, torch.OutOfMemoryError)), None)
 
 
 def explicit_attention(
@@ -102,7 +150,7 @@ def sdpa(
     """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
 
     Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
-    every kernel) cannot run.
+    every kernel) cannot run; OutOfDeviceMemory when the device runs out of memory.
     """
     names = AUTO_ORDER if kernel == "auto" else (kernel,)
     reasons = []
@@ -115,6 +163,9 @@ def sdpa(
                 with sdpa_kernel(SDPA_KERNELS[name]):
                     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
                 return out, name
+            except torch.OutOfMemoryError as e:
+                release_cached_memory(q.device)
+                raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
             except RuntimeError as e:
                 why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
                 if q.device.type == "cpu" and name not in CPU_KERNELS:

@@ -1,0 +1,113 @@
+"""The SDPA dispatch as it must behave on a GPU, checked on the CPU with stand-ins for what needs CUDA.
+
+Out of memory is not a refused kernel.
+"""
+import gradio as gr
+import pytest
+import torch
+import torch.nn.functional as F
+
+from playground.nn import kernels
+from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa
+
+OOM = "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 22.05 GiB"
+
+
+def enabled() -> set[str]:
+    """The SDPA kernels the process-global flags enable now."""
+    flags = {"flash": torch.backends.cuda.flash_sdp_enabled(), "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+             "cudnn": torch.backends.cuda.cudnn_sdp_enabled(), "math": torch.backends.cuda.math_sdp_enabled()}
+    return {name for name, on in flags.items() if on}
+
+
+def out_of_memory_sdpa(monkeypatch):
+    calls = []
+
+    def oom(q, k, v, **kwargs):
+        calls.append(enabled())
+        raise torch.OutOfMemoryError(OOM)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", oom)
+    return calls
+
+
+# ----------------------------------------------------------------------------- out of memory
+
+@pytest.mark.parametrize("kernel", ["auto", "flash", "math"])
+def test_out_of_memory_is_raised_as_such_and_no_other_kernel_is_tried(monkeypatch, kernel):
+    """torch.OutOfMemoryError is a RuntimeError: it must not read as "kernel refused" (auto would go on to
+    kernels that need more memory). It is OutOfDeviceMemory, naming the tokens, after freeing the cache."""
+    calls = out_of_memory_sdpa(monkeypatch)
+    released = []
+    monkeypatch.setattr(kernels, "release_cached_memory", lambda device: released.append(torch.device(device).type))
+    q, k = torch.randn(1, 2, 3, 16), torch.randn(1, 2, 700, 16)
+    with pytest.raises(OutOfDeviceMemory) as info:
+        sdpa(q, k, k, kernel=kernel)
+    assert not isinstance(info.value, KernelUnavailable) and isinstance(info.value, ValueError)
+    assert (info.value.device, info.value.tokens) == ("cpu", 700)
+    assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
+    assert len(calls) == 1 and released == ["cpu"]
+
+
+def test_the_cuda_cache_is_emptied_only_for_cuda(monkeypatch):
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    kernels.release_cached_memory("cpu")
+    assert emptied == []
+    kernels.release_cached_memory("cuda:0")
+    assert emptied == [True]
+
+
+def test_the_message_names_the_memory_and_the_tokens_in_both_languages():
+    from playground.ui.i18n import render
+
+    error = OutOfDeviceMemory("cuda", tokens=8192)
+    assert str(error) == "Out of GPU memory at 8,192 tokens; try fewer tokens or bf16"
+    assert render(error, "zh-CN") == "GPU 内存不足（8,192 个词元）；请减少词元数或改用 bf16"
+    assert str(OutOfDeviceMemory("cuda")) == "Out of GPU memory; try fewer tokens or bf16"
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("en", "Out of CPU memory at {n:,} tokens; try fewer tokens or bf16"),
+    ("zh-CN", "CPU 内存不足（{n:,} 个词元）；请减少词元数或改用 bf16"),
+])
+def test_the_page_says_out_of_memory_with_the_tokens(monkeypatch, lang, expected):
+    """Through the service and api.run, as a button or an API call reaches it."""
+    from playground.ui import api, service
+    from playground.ui.lang import Words
+    from playground.zoo import ModelSpec
+
+    out_of_memory_sdpa(monkeypatch)
+    spec = ModelSpec.parse("untrained:decoder/MHA/rope")
+    prompt = "all the world's a stage"
+    n = len(service.tokenize(spec, prompt)[0])
+    with pytest.raises(gr.Error) as info:
+        api.run(Words(lang=lang), service.analyze_text, spec, prompt, device="cpu")
+    assert info.value.message == expected.format(n=n)
+
+
+def test_an_out_of_memory_outside_the_kernels_still_reads_as_one(monkeypatch):
+    from playground.ui import api
+    from playground.ui.lang import Words
+
+    released = []
+    monkeypatch.setattr(api, "release_cached_memory", lambda device: released.append(device))
+
+    def service_call(device="cuda"):
+        raise torch.OutOfMemoryError(OOM)
+
+    with pytest.raises(gr.Error) as info:
+        api.run(Words(lang="en"), service_call, device="cuda")
+    assert info.value.message == "Out of GPU memory; try fewer tokens or bf16" and released == ["cuda"]
+
+
+def test_the_gpu_benchmark_reports_out_of_memory_as_a_row(monkeypatch):
+    from playground.bench.gpu import attention_rows
+
+    out_of_memory_sdpa(monkeypatch)
+    rows = attention_rows([16], [16], heads=1, kernels=("flash", "math"), dtype=torch.float32, device="cpu",
+                          repeats=5, tokens=16)
+    assert [r["kernel"] for r in rows] == ["flash", "math"]
+    for row in rows:
+        assert not row["available"] and row["reason"] == f"out of memory: {OOM}", row
