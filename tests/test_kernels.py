@@ -1,14 +1,15 @@
 """The SDPA dispatch as it must behave on a GPU, checked on the CPU with stand-ins for what needs CUDA.
 
-Out of memory is not a refused kernel.
+Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``).
 """
 import gradio as gr
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
 from playground.nn import kernels
-from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa
+from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa, sdpa_call
 
 OOM = "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 22.05 GiB"
 
@@ -18,6 +19,20 @@ def enabled() -> set[str]:
     flags = {"flash": torch.backends.cuda.flash_sdp_enabled(), "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
              "cudnn": torch.backends.cuda.cudnn_sdp_enabled(), "math": torch.backends.cuda.math_sdp_enabled()}
     return {name for name, on in flags.items() if on}
+
+
+@pytest.fixture
+def sdpa_log(monkeypatch):
+    """SDPA through a stand-in that notes the kernels enabled at each call, then runs the real one."""
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def noting(q, k, v, **kwargs):
+        calls.append(enabled())
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", noting)
+    return calls
 
 
 def out_of_memory_sdpa(monkeypatch):
@@ -111,3 +126,51 @@ def test_the_gpu_benchmark_reports_out_of_memory_as_a_row(monkeypatch):
     assert [r["kernel"] for r in rows] == ["flash", "math"]
     for row in rows:
         assert not row["available"] and row["reason"] == f"out of memory: {OOM}", row
+
+
+# ----------------------------------------------------------------------------- auto is PyTorch's choice
+
+@pytest.fixture
+def choice(monkeypatch):
+    """``torch._fused_sdp_choice`` answering ``choice.backend``; ``choice.args`` holds what it was asked."""
+    class Choice:
+        backend = SDPBackend.CUDNN_ATTENTION
+        args = []
+
+    def fused_sdp_choice(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
+        Choice.args.append((attn_mask, dropout_p, is_causal))
+        return int(Choice.backend)
+
+    monkeypatch.setattr(torch, "_fused_sdp_choice", fused_sdp_choice)
+    return Choice
+
+
+def test_auto_runs_pytorchs_pick_first_and_a_refusal_falls_back_with_the_reason(choice, sdpa_log):
+    """On Hopper PyTorch picks cuDNN: auto forces cuDNN first. Here the CPU refuses it, and auto falls back
+    (to flash, by AUTO_ORDER) and keeps cuDNN's reason."""
+    q = torch.randn(1, 2, 8, 16)
+    run = sdpa_call(q, q, q, kernel="auto", is_causal=True)
+    assert choice.args == [(None, 0.0, True)]
+    assert sdpa_log[0] == {"cudnn"} and sdpa_log[-1] == {"flash"}
+    assert run.kernel == "flash" and len(run.refused) == 1
+    assert run.refused[0].startswith("cudnn: PyTorch's CPU dispatcher has only the flash and math kernels")
+    ref, _ = kernels.explicit_attention(q, q, q, torch.ones(8, 8, dtype=torch.bool).tril())
+    assert torch.allclose(run.out, ref, atol=1e-5)
+
+
+def test_auto_names_the_kernel_pytorch_picks(choice, sdpa_log):
+    choice.backend = SDPBackend.MATH
+    q = torch.randn(1, 2, 8, 16)
+    mask = torch.ones(8, 8, dtype=torch.bool).tril()
+    run = sdpa_call(q, q, q, mask, kernel="auto")
+    assert (run.kernel, run.refused, sdpa_log) == ("math", (), [{"math"}])
+    assert choice.args[0][0] is mask
+
+
+def test_on_the_cpu_pytorchs_pick_is_flash_as_before(sdpa_log):
+    q = torch.randn(1, 2, 8, 16)
+    for mask in (None, torch.ones(8, 8, dtype=torch.bool).tril()):
+        assert int(torch._fused_sdp_choice(q, q, q, mask, 0.0, mask is None)) == int(SDPBackend.FLASH_ATTENTION)
+        run = sdpa_call(q, q, q, mask, kernel="auto", is_causal=mask is None)
+        assert (run.kernel, run.refused) == ("flash", ())
+    assert kernels.auto_kernel("cpu", torch.bfloat16) == "flash"

@@ -3,9 +3,11 @@
 The explicit path, ``softmax(Q K^T / sqrt(hs) + bias) V``, materialises the weights and returns
 them. The SDPA kernels (flash, memory-efficient, cuDNN, math) never return weights. Which kernel
 ran is not guessed: each kernel is forced with ``torch.nn.attention.sdpa_kernel``, and a forced
-kernel that cannot run on this device, dtype or mask raises. ``auto`` tries them in PyTorch's
-own priority order (flash, memory-efficient, math; cuDNN comes after math), so the first that
-runs is the one PyTorch would have dispatched to, and it is named in the result.
+kernel that cannot run on this device, dtype or mask raises. ``auto`` asks PyTorch which kernel
+its dispatcher picks for these very inputs (``torch._fused_sdp_choice``: on Hopper and Blackwell
+with a recent cuDNN that is cuDNN attention, elsewhere flash where it can run) and forces that
+one, so the kernel named is PyTorch's own choice; should it refuse, the others are tried in
+``AUTO_ORDER`` and the refusal is kept (``SdpaRun.refused``).
 
 Running out of device memory is not a refusal: it raises ``OutOfDeviceMemory`` (an ``InputError``
 the page renders in the reader's language) at once, after returning PyTorch's cached blocks to
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +38,8 @@ SDPA_KERNELS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "math": SDPBackend.MATH,
 }
-AUTO_ORDER = ("flash", "efficient", "math")
+AUTO_ORDER = ("flash", "efficient", "math")  # after PyTorch's own pick, should it refuse
+BACKEND_NAMES = {int(backend): name for name, backend in SDPA_KERNELS.items()}  # SDPBackend value -> kernel
 CPU_KERNELS = ("flash", "math")  # what torch's CPU SDPA dispatcher implements (sdp_utils_cpp)
 KERNEL_LABELS = {
     "flash": "SDPA flash attention",
@@ -144,25 +148,51 @@ def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
     return getattr(torch, name)
 
 
-def sdpa(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
-) -> tuple[Tensor, str]:
-    """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
+@dataclass
+class SdpaRun:
+    """One SDPA call: the output (B, nh, Tq, hs), the kernel that ran, and the kernels tried before it
+    that refused ("name: PyTorch's reason"; only ``auto`` tries more than one)."""
 
-    Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
-    every kernel) cannot run; OutOfDeviceMemory when the device runs out of memory.
+    out: Tensor
+    kernel: str
+    refused: tuple[str, ...] = ()
+
+
+def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
+                   is_causal: bool = False) -> str | None:
+    """The kernel PyTorch's own dispatcher picks for these inputs with every kernel enabled
+    (``torch._fused_sdp_choice``), or None when it names none of ours."""
+    try:
+        choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
+    except RuntimeError:  # no kernel at all for these inputs: the forced attempts say why
+        return None
+    return BACKEND_NAMES.get(int(choice))
+
+
+def sdpa_call(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
+) -> SdpaRun:
+    """Scaled dot-product attention on a forced kernel (``auto``: PyTorch's own pick, see the module docstring).
+
+    Raises:
+        KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``, every kernel)
+        cannot run. OutOfDeviceMemory when the device runs out of memory (no other kernel is tried).
     """
-    names = AUTO_ORDER if kernel == "auto" else (kernel,)
+    if kernel != "auto" and kernel not in SDPA_KERNELS:
+        raise ValueError(f"unknown SDPA kernel {kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
     reasons = []
+    if kernel == "auto":
+        first = pytorch_choice(q, k, v, attn_mask, is_causal)
+        names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
+    else:
+        names = (kernel,)
     for name in names:
-        if name not in SDPA_KERNELS:
-            raise ValueError(f"unknown SDPA kernel {name!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 with sdpa_kernel(SDPA_KERNELS[name]):
                     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-                return out, name
+                return SdpaRun(out, name, tuple(reasons))
             except torch.OutOfMemoryError as e:
                 release_cached_memory(q.device)
                 raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
@@ -175,6 +205,18 @@ def sdpa(
         f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
         f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
     )
+
+
+def sdpa(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False
+) -> tuple[Tensor, str]:
+    """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
+
+    Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
+    every kernel) cannot run; OutOfDeviceMemory when the device runs out of memory.
+    """
+    run = sdpa_call(q, k, v, attn_mask, kernel=kernel, is_causal=is_causal)
+    return run.out, run.kernel
 
 
 def probe(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, head_dim: int = 64) -> dict[str, str | None]:
