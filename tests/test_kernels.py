@@ -1,6 +1,7 @@
 """The SDPA dispatch as it must behave on a GPU, checked on the CPU with stand-ins for what needs CUDA.
 
-Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``).
+Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``);
+dtype ``auto`` does not take emulated bf16.
 """
 import gradio as gr
 import pytest
@@ -174,3 +175,14 @@ def test_on_the_cpu_pytorchs_pick_is_flash_as_before(sdpa_log):
         run = sdpa_call(q, q, q, mask, kernel="auto", is_causal=mask is None)
         assert (run.kernel, run.refused) == ("flash", ())
     assert kernels.auto_kernel("cpu", torch.bfloat16) == "flash"
+
+
+# ----------------------------------------------------------------------------- dtype auto
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_dtype_on_cuda_is_bf16_only_where_the_device_computes_in_it(monkeypatch, native, expected):
+    """A T4 (sm75) supports bf16 only by emulation (is_bf16_supported() is True there): auto takes fp16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
+    assert kernels.run_dtype("auto", "cuda") == expected
+    assert kernels.run_dtype("auto", "cpu") == torch.float32
+    assert kernels.run_dtype("bfloat16", "cuda") == torch.bfloat16

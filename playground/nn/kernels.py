@@ -136,13 +136,19 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def cuda_bf16_native() -> bool:
+    """Whether the CUDA device computes in bfloat16 itself (sm80 and later). Before Ampere (a T4, sm75)
+    PyTorch runs bf16 through emulation, where neither flash nor memory-efficient attention takes it."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
     """The dtype a model runs in: a name from ``config.DTYPES``; ``auto`` is bfloat16 on a CUDA device
-    that supports it (float16 on one that does not), float32 on the CPU."""
+    that computes in it natively (float16 on one that does not, e.g. a T4), float32 on the CPU."""
     if name == "auto":
         if torch.device(device).type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_bf16_native() else torch.float16
     if name not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"unknown dtype {name!r}; valid: auto, float32, bfloat16, float16")
     return getattr(torch, name)
