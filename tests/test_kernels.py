@@ -1,8 +1,12 @@
 """The SDPA dispatch as it must behave on a GPU, checked on the CPU with stand-ins for what needs CUDA.
 
 Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``);
-dtype ``auto`` does not take emulated bf16.
+dtype ``auto`` does not take emulated bf16; concurrent requests forcing different kernels each run
+their own.
 """
+import threading
+import time
+
 import gradio as gr
 import pytest
 import torch
@@ -186,3 +190,43 @@ def test_auto_dtype_on_cuda_is_bf16_only_where_the_device_computes_in_it(monkeyp
     assert kernels.run_dtype("auto", "cuda") == expected
     assert kernels.run_dtype("auto", "cpu") == torch.float32
     assert kernels.run_dtype("bfloat16", "cuda") == torch.bfloat16
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+def test_concurrent_forced_kernels_each_run_and_report_their_own(sdpa_log, monkeypatch):
+    """sdpa_kernel sets process-global flags: without a lock a request forcing flash runs (and is labelled)
+    under another's math, and the flags left behind are wrong. The stand-in holds each call for a moment
+    so that calls overlap."""
+    real = F.scaled_dot_product_attention  # the noting stand-in
+
+    def slow(q, k, v, **kwargs):
+        time.sleep(0.002)
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", slow)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 16, 16, generator=g) for _ in range(3))
+    expected = {name: sdpa(q, k, v, kernel=name, is_causal=True)[0] for name in ("flash", "math")}
+    before = enabled()
+    problems, lock = [], threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker(i: int):
+        start.wait()
+        for j in range(12):
+            forced = ("flash", "math")[(i + j) % 2]
+            out, ran = sdpa(q, k, v, kernel=forced, is_causal=True)
+            with lock:
+                if ran != forced or not torch.equal(out, expected[forced]):
+                    problems.append((forced, ran))
+
+    sdpa_log.clear()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert len(sdpa_log) == 8 * 12 and all(len(flags) == 1 for flags in sdpa_log)
+    assert enabled() == before

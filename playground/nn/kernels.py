@@ -9,6 +9,10 @@ with a recent cuDNN that is cuDNN attention, elsewhere flash where it can run) a
 one, so the kernel named is PyTorch's own choice; should it refuse, the others are tried in
 ``AUTO_ORDER`` and the refusal is kept (``SdpaRun.refused``).
 
+``sdpa_kernel`` sets process-global flags and ``warnings.catch_warnings`` (which collects
+PyTorch's reasons) swaps process-global state, so the forced section runs under one module lock:
+two requests forcing different kernels at once each run, and are labelled with, their own.
+
 Running out of device memory is not a refusal: it raises ``OutOfDeviceMemory`` (an ``InputError``
 the page renders in the reader's language) at once, after returning PyTorch's cached blocks to
 the device; trying another kernel would only need more memory.
@@ -22,6 +26,7 @@ Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -154,6 +159,9 @@ def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
     return getattr(torch, name)
 
 
+_forced = threading.Lock()  # sdpa_kernel's flags and catch_warnings are process-global
+
+
 @dataclass
 class SdpaRun:
     """One SDPA call: the output (B, nh, Tq, hs), the kernel that ran, and the kernels tried before it
@@ -167,7 +175,7 @@ class SdpaRun:
 def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
                    is_causal: bool = False) -> str | None:
     """The kernel PyTorch's own dispatcher picks for these inputs with every kernel enabled
-    (``torch._fused_sdp_choice``), or None when it names none of ours."""
+    (``torch._fused_sdp_choice``), or None when it names none of ours. Call it under ``_forced``."""
     try:
         choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
     except RuntimeError:  # no kernel at all for these inputs: the forced attempts say why
@@ -187,26 +195,27 @@ def sdpa_call(
     if kernel != "auto" and kernel not in SDPA_KERNELS:
         raise ValueError(f"unknown SDPA kernel {kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
     reasons = []
-    if kernel == "auto":
-        first = pytorch_choice(q, k, v, attn_mask, is_causal)
-        names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
-    else:
-        names = (kernel,)
-    for name in names:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                with sdpa_kernel(SDPA_KERNELS[name]):
-                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-                return SdpaRun(out, name, tuple(reasons))
-            except torch.OutOfMemoryError as e:
-                release_cached_memory(q.device)
-                raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
-            except RuntimeError as e:
-                why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
-                if q.device.type == "cpu" and name not in CPU_KERNELS:
-                    why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
-                reasons.append(f"{name}: {why}")
+    with _forced:
+        if kernel == "auto":
+            first = pytorch_choice(q, k, v, attn_mask, is_causal)
+            names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
+        else:
+            names = (kernel,)
+        for name in names:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    with sdpa_kernel(SDPA_KERNELS[name]):
+                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+                    return SdpaRun(out, name, tuple(reasons))
+                except torch.OutOfMemoryError as e:
+                    release_cached_memory(q.device)
+                    raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
+                except RuntimeError as e:
+                    why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
+                    if q.device.type == "cpu" and name not in CPU_KERNELS:
+                        why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
+                    reasons.append(f"{name}: {why}")
     raise KernelUnavailable(
         f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
         f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
