@@ -150,7 +150,7 @@ def test_alibi_is_a_float_mask_and_all_true_padding_is_no_padding(sdpa_calls):
 @torch.no_grad()
 def test_auto_says_why_it_used_a_mask_where_flex_cannot_run(monkeypatch, sdpa_calls, family, kwargs):
     reason = "no C++ compiler for TorchInductor"
-    monkeypatch.setattr(flex, "flex_status", lambda device=None: reason)
+    monkeypatch.setattr(flex, "flex_status", lambda device=None, dtype=None, head_dim=None: reason)
     prefix_len = kwargs.pop("prefix_len", 0)
     model = tiny_model(family=family, position="rope", backend="auto", **kwargs)
     out = model(ids(140), prefix_len=prefix_len, capture=True)
