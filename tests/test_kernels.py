@@ -2,8 +2,9 @@
 
 Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``);
 dtype ``auto`` does not take emulated bf16; concurrent requests forcing different kernels each run
-their own.
+their own; the start-up log says what runs here.
 """
+import logging
 import threading
 import time
 
@@ -230,3 +231,36 @@ def test_concurrent_forced_kernels_each_run_and_report_their_own(sdpa_log, monke
     assert problems == []
     assert len(sdpa_log) == 8 * 12 and all(len(flags) == 1 for flags in sdpa_log)
     assert enabled() == before
+
+
+# ----------------------------------------------------------------------------- the start-up log
+
+def test_the_runtime_description_names_versions_device_and_auto():
+    text = kernels.describe_runtime("cpu")
+    assert f"torch {torch.__version__}" in text
+    assert f"CUDA {torch.version.cuda or 'none (a CPU build)'}" in text
+    assert f"device: cpu ({torch.get_num_threads()} threads)" in text
+    assert "auto: dtype float32; SDPA flash (PyTorch's pick" in text
+    assert "masks past one 128-key block:" in text
+
+
+def test_on_zerogpu_the_description_does_not_touch_cuda(monkeypatch):
+    def touched(*args, **kwargs):
+        raise AssertionError("CUDA touched at start-up")
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("current_device", "get_device_properties", "is_bf16_supported", "mem_get_info"):
+        monkeypatch.setattr(torch.cuda, name, touched)
+    assert kernels.default_device() == "cuda"
+    text = kernels.describe_runtime()
+    assert "ZeroGPU" in text and "not probed" in text
+
+
+def test_the_runtime_is_logged_once(monkeypatch, caplog):
+    monkeypatch.setattr(kernels, "_logged", threading.Event())
+    with caplog.at_level(logging.INFO, logger="playground"):
+        results = [kernels.log_runtime("cpu"), kernels.log_runtime("cpu")]
+    assert results == [True, False]
+    records = [r for r in caplog.records if r.name == "playground"]
+    assert len(records) == 1 and f"torch {torch.__version__}" in records[0].getMessage()
