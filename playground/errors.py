@@ -39,6 +39,9 @@ MESSAGES: dict[str, str] = {
     "error.model_too_large": "{name} needs about {size_mb:,} MB of memory, more than this server's budget for "
                              "loaded models ({budget_mb:,} MB); the operator can raise it with the environment "
                              "variable {env} (in GB)",
+    "error.model_too_large_device": "{name} needs about {size_mb:,} MB on {device}, which has {free_mb:,} MB free "
+                                    "even with the other models there unloaded; pick a smaller model or dtype, or "
+                                    "run it on the CPU",
     "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
                            "number; got {value!r}",
     "error.out_of_memory_at": "Out of {where} memory at {tokens:,} tokens; try fewer tokens or bf16",
