@@ -271,3 +271,17 @@ def test_cuda_head_dims_below_16_are_refused_by_the_documented_limit(monkeypatch
     assert "at least 16" in flex.flex_status("cuda", torch.bfloat16, 8)
     assert flex.flex_status("cuda", torch.bfloat16, 16) is None and flex.flex_status("cuda") is None
     assert flex.flex_status("cpu", torch.float32, 8) is None
+
+
+def test_the_block_mask_view_asks_the_status_of_its_own_device_dtype_and_head_dim(monkeypatch, fresh_status):
+    """The page's block-mask view (bench.kernels.fused_vs_dense) says why, without compiling, when the kernel of
+    that dtype and head dim failed to compile, and runs for another dtype."""
+    from playground.bench.kernels import fused_vs_dense
+
+    compiled, calls = stand_in(lambda q: None)
+    monkeypatch.setattr(flex, "_compiled_flex", compiled)
+    flex._failed[("cpu", torch.bfloat16, 16)] = "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"
+    out = fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="bfloat16")
+    assert out == {"reason": "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"} and calls == []
+    assert "grid" in fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="float32")
+    assert set(calls) == {16}
