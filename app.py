@@ -4,8 +4,10 @@ On a ZeroGPU Space the `spaces` package is installed, and the functions that run
 on the GPU run inside ``spaces.GPU``, which holds a GPU for the length of the call; elsewhere the
 package is absent (or its decorator a no-op) and nothing changes.
 """
+import logging
 import os
 
+from playground.nn.kernels import log_runtime
 from playground.ui import LAUNCH, attention, build_app, kernel_lab, service
 
 try:
@@ -21,6 +23,20 @@ if spaces is not None:
     for module, name in GPU_WORK:
         setattr(module, name, spaces.GPU(getattr(module, name)))
 
+
+def log_start_up() -> None:
+    """Say once, in the server's log, what this process runs on: torch and CUDA, the device, what auto means."""
+    log = logging.getLogger("playground")
+    if not log.handlers and not logging.getLogger().handlers:  # the host has not set up logging: print ours
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    log_runtime()
+
+
+log_start_up()
 demo = build_app()
 
 if __name__ == "__main__":

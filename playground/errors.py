@@ -42,8 +42,13 @@ MESSAGES: dict[str, str] = {
     "error.analysis_too_large": "Analyzing {name} needs about {size_mb:,} MB of memory, more than this server's "
                                 "budget for analyses ({budget_mb:,} MB); shorten the prompt, or the operator can "
                                 "raise it with the environment variable {env} (in GB)",
+    "error.model_too_large_device": "{name} needs about {size_mb:,} MB on {device}, which has {free_mb:,} MB free "
+                                    "even with the other models there unloaded; pick a smaller model or dtype, or "
+                                    "run it on the CPU",
     "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
                            "number; got {value!r}",
+    "error.out_of_memory_at": "Out of {where} memory at {tokens:,} tokens; try fewer tokens or bf16",
+    "error.out_of_memory": "Out of {where} memory; try fewer tokens or bf16",
     "error.cache_dtype": "cache dtype {dtype!r} is not one of: {valid}",
     "error.config_object": "A config.json is a JSON object of fields ({{...}}), got a {kind}",
     "error.config_missing": "config.json has no {field}, needed for {needed_for}",

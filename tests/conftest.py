@@ -60,6 +60,26 @@ def tiny_model(seed: int = 0, **overrides):
     return build_model(tiny_config(**overrides)).eval()
 
 
+# The tests marked cuda run models whose head dim the CUDA kernels take: FlexAttention (TorchInductor's
+# Triton template) needs at least 16, flash at most 256 and a multiple of 8. The tiny config's 8 is
+# below FlexAttention's limit (tests/test_dispatch.py checks these configs against the limits on the CPU).
+GPU_HEAD_DIMS = (16, 64, 128)
+
+
+def gpu_config(head_dim: int, **overrides) -> ModelConfig:
+    """The tiny config with 4 heads of ``head_dim`` and room for a few hundred tokens, for the cuda tests."""
+    return tiny_config(**{"d_model": 4 * head_dim, "n_heads": 4, "d_ff": 8 * head_dim, "context_length": 512,
+                          **overrides})
+
+
+def gpu_model(head_dim: int, seed: int = 0, **overrides):
+    """``gpu_config``'s model on CUDA in the dtype ``auto`` runs there (bf16, or fp16 without native bf16)."""
+    from playground.nn.kernels import run_dtype
+
+    torch.manual_seed(seed)
+    return build_model(gpu_config(head_dim, **overrides)).eval().to("cuda", run_dtype("auto", "cuda"))
+
+
 def implicit_records(model, ids, mixer: str):
     """Run ``ids`` (B, T) with capture; return the implicit-attention records, each paired with the input
     its layer's ``mixer`` submodule saw, after checking what every record must be: causal, exact, signed."""

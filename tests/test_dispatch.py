@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from playground.nn import flex, kernels
 from playground.nn.kernels import KernelUnavailable
 
-from conftest import tiny_model
+from conftest import GPU_HEAD_DIMS, gpu_config, gpu_model, tiny_config, tiny_model
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_alibi_is_a_float_mask_and_all_true_padding_is_no_padding(sdpa_calls):
 @torch.no_grad()
 def test_auto_says_why_it_used_a_mask_where_flex_cannot_run(monkeypatch, sdpa_calls, family, kwargs):
     reason = "no C++ compiler for TorchInductor"
-    monkeypatch.setattr(flex, "flex_status", lambda device=None: reason)
+    monkeypatch.setattr(flex, "flex_status", lambda device=None, dtype=None, head_dim=None: reason)
     prefix_len = kwargs.pop("prefix_len", 0)
     model = tiny_model(family=family, position="rope", backend="auto", **kwargs)
     out = model(ids(140), prefix_len=prefix_len, capture=True)
@@ -243,37 +243,77 @@ def test_flex_equals_explicit_for_every_family_mask_and_position(family, situati
 # ----------------------------------------------------------------------------- on a GPU (skipped without CUDA)
 
 BF16_TOLERANCE = 3e-2  # max |out - out_explicit(fp32)| for bf16 attention over a few hundred keys
+FLASH_CASE = dict(family="decoder", position="rope", n_kv_heads=2)
+FLEX_CASES = {"window": dict(family="decoder", position="rope", sliding_window=64),
+              "alibi": dict(family="decoder", position="alibi")}
+BADGE_CASES = (("untrained:decoder/MHA/rope", 0, "{sdpa} (is_causal=True, no mask)"),  # sdpa: PyTorch's pick
+               ("untrained:decoder/MHA/rope", 32, "FlexAttention (compiled, block-sparse) (block mask)"),
+               ("untrained:decoder/MHA/alibi", 0, "FlexAttention (compiled, block-sparse) (block mask)"))
+
+# The CUDA kernels' documented limits on the head dim (torch 2.13): TorchInductor's FlexAttention template
+# raises "NYI: embedding dimension of the query, key, and value must be at least 16" below 16; the flash
+# kernel takes head dims up to 256, and a multiple of 8 is what it and memory-efficient take unpadded.
+FLEX_CUDA_MIN_HEAD_DIM, FLASH_MAX_HEAD_DIM, FLASH_HEAD_DIM_MULTIPLE = 16, 256, 8
 
 
-def gpu_model(**overrides):
-    """The tiny model on CUDA in bf16, as dtype auto runs it there (head dim 8: flash takes it)."""
-    from playground.nn.kernels import run_dtype
+def test_the_cuda_tests_use_head_dims_the_cuda_kernels_take(monkeypatch):
+    """Runs on the CPU: every model the cuda tests build has a head dim FlexAttention and flash take on CUDA,
+    and together they cover 16, 64 and 128."""
+    from playground.zoo import ModelSpec
 
-    return tiny_model(context_length=512, **overrides).to("cuda", run_dtype("auto", "cuda"))
+    configs = [gpu_config(hd, **case) for hd in GPU_HEAD_DIMS for case in (FLASH_CASE, *FLEX_CASES.values())]
+    assert all(cfg.context_length >= 301 for cfg in configs)  # the tests' 300-token prompt and one decoding step
+    configs += [ModelSpec.parse(spec).config() for spec, _, _ in BADGE_CASES]
+    for cfg in configs:
+        hs = cfg.head_dim
+        assert hs >= FLEX_CUDA_MIN_HEAD_DIM, f"FlexAttention on CUDA refuses head dim {hs}"
+        assert hs <= FLASH_MAX_HEAD_DIM and hs % FLASH_HEAD_DIM_MULTIPLE == 0, f"flash on CUDA: head dim {hs}"
+    assert {16, 64, 128} <= {cfg.head_dim for cfg in configs}
+    monkeypatch.setitem(flex._status, "cuda", None)  # as where Triton is installed
+    assert flex.CUDA_MIN_HEAD_DIM == FLEX_CUDA_MIN_HEAD_DIM
+    assert all(flex.flex_status("cuda", torch.bfloat16, cfg.head_dim) is None for cfg in configs)
+    assert flex.flex_status("cuda", torch.bfloat16, tiny_config().head_dim) is not None
+
+
+def pytorch_pick(Tq: int, Tk: int, head_dim: int, dtype: torch.dtype, is_causal: bool) -> str:
+    """The SDPA kernel PyTorch's dispatcher picks on CUDA for (1, 4, T, head_dim) inputs without a mask."""
+    from playground.nn.kernels import BACKEND_NAMES
+
+    q = torch.randn(1, 4, Tq, head_dim, device="cuda", dtype=dtype)
+    k = torch.randn(1, 4, Tk, head_dim, device="cuda", dtype=dtype)
+    return BACKEND_NAMES[int(torch._fused_sdp_choice(q, k, k, None, 0.0, is_causal))]
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("head_dim", GPU_HEAD_DIMS)
 @torch.no_grad()
-def test_on_a_gpu_auto_runs_flash_for_causal_prefill_and_decoding():
-    model = gpu_model(family="decoder", position="rope", n_kv_heads=2)
-    assert model.lm_head.weight.dtype in (torch.bfloat16, torch.float16)
+def test_on_a_gpu_auto_runs_pytorchs_pick_for_causal_prefill_and_decoding(head_dim):
+    """Flash, or cuDNN where PyTorch prefers it (Hopper and Blackwell with a recent cuDNN): the record names
+    what torch._fused_sdp_choice picks for the call, never something else."""
+    model = gpu_model(head_dim, **FLASH_CASE)
+    dtype = model.lm_head.weight.dtype
+    assert dtype in (torch.bfloat16, torch.float16)
     x = ids(300).cuda()
+    picked = pytorch_pick(300, 300, head_dim, dtype, is_causal=True)
+    assert picked in ("flash", "cudnn")
     prefill = model(x, capture=True)
-    assert {(r.kernel, r.call) for r in prefill.attentions} == {("flash", "is_causal")}
+    assert {(r.kernel, r.call) for r in prefill.attentions} == {(picked, "is_causal")}
     assert max(r.max_abs_diff for r in prefill.attentions) < BF16_TOLERANCE
     model.setup_cache(batch=1, max_len=301)
     model(x)
     step = model(ids(1, seed=7).cuda(), start_pos=300, capture=True)
     model.clear_cache()
-    assert {(r.kernel, r.call) for r in step.attentions} == {("flash", "no mask")}
+    picked = pytorch_pick(1, 301, head_dim, dtype, is_causal=False)
+    assert {(r.kernel, r.call) for r in step.attentions} == {(picked, "no mask")}
     assert max(r.max_abs_diff for r in step.attentions) < BF16_TOLERANCE
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("position, window", [("rope", 64), ("alibi", 0)])
+@pytest.mark.parametrize("head_dim", GPU_HEAD_DIMS)
+@pytest.mark.parametrize("case", list(FLEX_CASES))
 @torch.no_grad()
-def test_on_a_gpu_auto_runs_flex_for_a_window_and_alibi(position, window):
-    model = gpu_model(family="decoder", position=position, sliding_window=window)
+def test_on_a_gpu_auto_runs_flex_for_a_window_and_alibi(case, head_dim):
+    model = gpu_model(head_dim, **FLEX_CASES[case])
     out = model(ids(300).cuda(), capture=True)
     assert {(r.kernel, r.call, r.reason) for r in out.attentions} == {("flex", "block mask", None)}
     assert max(r.max_abs_diff for r in out.attentions) < BF16_TOLERANCE
@@ -286,13 +326,15 @@ def test_on_a_gpu_the_badge_says_what_ran():
     from playground.ui.lang import Words
     from playground.zoo import ModelSpec
 
+    from playground.nn.kernels import KERNEL_LABELS, run_dtype
+
     w = Words(lang="en")
     prompt = "all the world's a stage " * 20  # past one 128-key block
-    for spec, window, expected in (("untrained:decoder/MHA/rope", 0, "SDPA flash attention (is_causal=True, no mask)"),
-                                   ("untrained:decoder/MHA/rope", 32, "FlexAttention (compiled, block-sparse) (block mask)"),
-                                   ("untrained:decoder/MHA/alibi", 0, "FlexAttention (compiled, block-sparse) (block mask)")):
+    for spec, window, expected in BADGE_CASES:
         result, _ = service.analyze_text(ModelSpec.parse(spec), prompt, window=window, device="cuda")
         state = {"result": result, "spec": spec, "untrained": True, "backend": "auto", "device": "cuda"}
         text = badge(w, state)
-        assert expected in text and "bfloat16" in text, text
+        T, hs = len(result.token_ids), ModelSpec.parse(spec).config().head_dim
+        expected = expected.format(sdpa=KERNEL_LABELS[pytorch_pick(T, T, hs, run_dtype("auto", "cuda"), True)])
+        assert expected in text and str(run_dtype("auto", "cuda")).removeprefix("torch.") in text, text
         assert result.max_abs_diff < BF16_TOLERANCE

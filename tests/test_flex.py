@@ -181,16 +181,107 @@ def test_status_names_a_missing_cpp_compiler(monkeypatch):
         flex.flex_attention(q, k, v, MaskRule("causal"), q_start=0, k_start=0)
 
 
-def test_a_failed_compile_becomes_the_status(monkeypatch):
-    def broken():
-        def call(*args, **kwargs):
-            raise RuntimeError("CppCompileError: C++ compile error\nlong compiler output")
-        return call
+def stand_in(fail):
+    """A stand-in for the compiled kernel: raises ``fail(q)`` when that is not None, else returns q.
+    Records the head dims it was called with."""
+    calls = []
 
+    def compiled():
+        def call(q, k, v, **kwargs):
+            calls.append(q.shape[-1])
+            error = fail(q)
+            if error is not None:
+                raise error
+            return q
+        return call
+    return compiled, calls
+
+
+@pytest.fixture
+def fresh_status(monkeypatch):
     monkeypatch.setattr(flex, "_status", {})
-    monkeypatch.setattr(flex, "_compiled_flex", broken)
+    monkeypatch.setattr(flex, "_failed", {})
+
+
+def test_a_failed_compile_becomes_the_status_of_that_dtype_and_head_dim_only(monkeypatch, fresh_status):
+    """A compile that fails for one head dim (a shared-memory limit at 128 on some GPUs) leaves FlexAttention
+    on for every other head dim, dtype and device; for that one, the next call falls back at once."""
+    from torch._inductor.exc import CppCompileError
+
+    compiled, calls = stand_in(lambda q: CppCompileError(["g++"], "long compiler output") if q.shape[-1] == HS else None)
+    monkeypatch.setattr(flex, "_compiled_flex", compiled)
     q, k, v = qkv(1, 4, 4)
     with pytest.raises(flex.FlexUnavailable, match="CppCompileError"):
         flex.flex_attention(q, k, v, MaskRule("causal"), q_start=0, k_start=0)
-    assert "CppCompileError: C++ compile error" in flex.flex_status("cpu")
-    assert "long compiler output" not in flex.flex_status("cpu")
+    reason = flex.flex_status("cpu", torch.float32, HS)
+    assert "failed to compile for float32 at head dim 32 on cpu" in reason and "C++ compile error" in reason
+    assert "long compiler output" not in reason
+    assert flex.flex_status("cpu") is None
+    assert flex.flex_status("cpu", torch.float32, 16) is None and flex.flex_status("cpu", torch.bfloat16, HS) is None
+    with pytest.raises(flex.FlexUnavailable, match="head dim 32"):  # not compiled again
+        flex.flex_attention(q, k, v, MaskRule("causal"), q_start=0, k_start=0)
+    assert calls == [HS]
+    assert flex.warm_up("cpu", torch.float32, heads=NH, head_dim=HS) == reason  # what the page's note shows
+    q16 = torch.randn(1, NH, 4, 16)
+    out, _ = flex.flex_attention(q16, q16, q16, MaskRule("causal"), q_start=0, k_start=0)
+    assert out.shape == q16.shape and calls == [HS, 16]
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("CUDA error: an illegal memory access was encountered"),
+    ValueError("something about this one call"),
+])
+def test_a_call_that_fails_without_compiling_says_so_for_that_call_only(monkeypatch, fresh_status, error):
+    failures = [error]
+    compiled, calls = stand_in(lambda q: failures.pop() if failures else None)
+    monkeypatch.setattr(flex, "_compiled_flex", compiled)
+    q, k, v = qkv(1, 4, 4)
+    with pytest.raises(flex.FlexUnavailable, match="failed to run"):
+        flex.flex_attention(q, k, v, MaskRule("causal"), q_start=0, k_start=0)
+    assert flex.flex_status("cpu") is None and flex.flex_status("cpu", torch.float32, HS) is None
+    out, _ = flex.flex_attention(q, k, v, MaskRule("causal"), q_start=0, k_start=0)
+    assert out.shape == q.shape and len(calls) == 2
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_out_of_memory_is_out_of_memory_not_a_status(monkeypatch, fresh_status, wrapped):
+    """torch.OutOfMemoryError (a RuntimeError), raised by the kernel or wrapped by the compiler, is
+    OutOfDeviceMemory naming the tokens; FlexAttention stays on."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from playground.nn.kernels import OutOfDeviceMemory
+
+    def oom(q):
+        error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return BackendCompilerFailed(lambda: None, error, None) if wrapped else error
+
+    failures = [oom]
+    compiled, calls = stand_in(lambda q: failures.pop()(q) if failures else None)
+    monkeypatch.setattr(flex, "_compiled_flex", compiled)
+    q, k, v = qkv(1, 4, 9)
+    with pytest.raises(OutOfDeviceMemory, match="Out of CPU memory at 9 tokens") as info:
+        flex.flex_attention(q, k, v, MaskRule("cross"), q_start=0, k_start=0)
+    assert (info.value.device, info.value.tokens) == ("cpu", 9)
+    assert flex.flex_status("cpu") is None and flex.flex_status("cpu", torch.float32, HS) is None
+    flex.flex_attention(q, k, v, MaskRule("cross"), q_start=0, k_start=0)
+    assert len(calls) == 2
+
+
+def test_cuda_head_dims_below_16_are_refused_by_the_documented_limit(monkeypatch, fresh_status):
+    monkeypatch.setitem(flex._status, "cuda", None)  # as on a CUDA machine with Triton
+    assert "at least 16" in flex.flex_status("cuda", torch.bfloat16, 8)
+    assert flex.flex_status("cuda", torch.bfloat16, 16) is None and flex.flex_status("cuda") is None
+    assert flex.flex_status("cpu", torch.float32, 8) is None
+
+
+def test_the_block_mask_view_asks_the_status_of_its_own_device_dtype_and_head_dim(monkeypatch, fresh_status):
+    """The page's block-mask view (bench.kernels.fused_vs_dense) says why, without compiling, when the kernel of
+    that dtype and head dim failed to compile, and runs for another dtype."""
+    from playground.bench.kernels import fused_vs_dense
+
+    compiled, calls = stand_in(lambda q: None)
+    monkeypatch.setattr(flex, "_compiled_flex", compiled)
+    flex._failed[("cpu", torch.bfloat16, 16)] = "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"
+    out = fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="bfloat16")
+    assert out == {"reason": "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"} and calls == []
+    assert "grid" in fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="float32")
+    assert set(calls) == {16}

@@ -184,3 +184,20 @@ def test_a_forward_computes_the_logits_asked_for(family):
         assert a.kind == b.kind and torch.equal(a.weights, b.weights)
     with pytest.raises(ValueError, match="logits must be one of"):
         model(*args, logits="first")
+
+
+@pytest.mark.parametrize("dtype, size", [("bfloat16", 2), ("float32", 4)])
+def test_the_generate_tabs_formula_curves_count_the_bytes_of_the_dtype_the_cache_ran_in(dtype, size):
+    """The formula for the model's own variant equals the measured growth per token, in bf16 (as auto runs
+    on CUDA) as in fp32: a bf16 cache measured against fp32 formulas would read half the formula."""
+    from playground.ui.generation import generation_state
+    from playground.ui.i18n import msg
+    from playground.ui.lang import Words
+
+    state = generation_state(Words(lang="en"), "untrained:decoder/MHA/rope", "to be or not to be", 4, 0.0, 0, 1.0,
+                             0, 0, "auto", "cpu", dtype)
+    tl = state["timeline"]
+    cfg = tl.config
+    per_token = tl.cache_bytes[1] - tl.cache_bytes[0]
+    assert per_token == 2 * cfg.n_layer * cfg.n_kv_heads * cfg.head_dim * size  # K and V, every layer
+    assert state["formulas"][msg("kv.heads", variant="MHA", n=cfg.n_heads)]["per_token"] == per_token

@@ -31,7 +31,7 @@ from playground.config import ModelConfig, from_name
 from playground.inspect.generation import generate
 from playground.models import build_model
 from playground.nn import flex, masks
-from playground.nn.kernels import KernelUnavailable, sdpa
+from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa
 from playground.zoo.registry import BASE_MODEL
 
 GPU_KERNELS = ("flash", "cudnn", "efficient", "math", "flex")
@@ -87,8 +87,9 @@ def attention_rows(lengths, head_dims, heads: int = 16, kernels=GPU_KERNELS, dty
                                       warm_ups=2 if kernel == "flex" else 1)
                 except (KernelUnavailable, flex.FlexUnavailable) as e:
                     row.update(available=False, reason=str(e))
-                except torch.OutOfMemoryError as e:
-                    row.update(available=False, reason=f"out of memory: {str(e).splitlines()[0]}")
+                except (OutOfDeviceMemory, torch.OutOfMemoryError) as e:  # the kernels raise the first
+                    why = e.__cause__ if isinstance(e, OutOfDeviceMemory) and e.__cause__ is not None else e
+                    row.update(available=False, reason=f"out of memory: {str(why).splitlines()[0]}")
                     if device.startswith("cuda"):
                         torch.cuda.empty_cache()
                 else:

@@ -333,7 +333,7 @@ def fused_vs_dense(rule: masks.MaskRule, n_queries: int, n_keys: int, heads: int
     skipped_share; flex_ms; dense_ms; dense_kernel (the SDPA kernel an unforced masked call ran); repeats;
     device_name}, or {reason} where FlexAttention cannot run here.
     """
-    if (why := flex.flex_status()) is not None:
+    if (why := flex.flex_status(device, DTYPES[dtype], head_dim)) is not None:
         return {"reason": why}
     q_start = 0 if rule.kind == "cross" else n_keys - n_queries
     q, k, v = _inputs(n_keys, n_queries, heads, head_dim, DTYPES[dtype], device)

@@ -3,7 +3,10 @@
 A server holds each model's ``Weights`` (``models.shared``) once per key (the caller's: a model,
 a device, a dtype) in a ``WeightCache``. Before a load, the cache makes room for the model's
 estimated size, dropping the least recently used weights until it fits the budget; a model larger
-than the whole budget is refused (``InputError`` naming both sizes and ``BUDGET_ENV``).
+than the whole budget is refused (``InputError`` naming both sizes and ``BUDGET_ENV``). The budget
+is the machine's memory, or its container's (cgroup) limit where that is lower (``models.memory``).
+Weights bound for a CUDA device (``get``'s ``device``) must also fit the memory free on it, after
+dropping, least recently used first, cached weights on that device if that makes room.
 
 Eviction only drops the cache's reference: a request that holds an instance over evicted weights
 keeps its tensors alive and runs to the end; the memory is freed when the last one finishes.
@@ -22,7 +25,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+import torch
+
 from playground.errors import InputError
+from playground.models import memory
 from playground.models.shared import Weights
 
 BUDGET_ENV = "PLAYGROUND_MODEL_MEMORY_GB"
@@ -31,8 +37,8 @@ GB = 1e9
 
 
 def machine_memory() -> int:
-    """Bytes of physical memory on this machine."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    """Bytes of memory this process may use: the machine's physical memory, or its cgroup's limit if lower."""
+    return memory.host_total()
 
 
 def memory_budget(env: str = BUDGET_ENV, share: float = DEFAULT_SHARE) -> int:
@@ -74,17 +80,21 @@ class WeightCache:
         self._loading: dict[Hashable, threading.Lock] = {}
         self._reserved: dict[Hashable, int] = {}   # bytes promised to loads under way
         self._evicted: set[Hashable] = set()        # evicted and not loaded since
+        self._devices: dict[Hashable, str] = {}     # the CUDA device of weights held there
 
     def limit(self) -> int:
         return self.budget if self.budget is not None else memory_budget(self.env, self.share)
 
-    def get(self, key: Hashable, load: Callable[[], Weights], estimate: Callable[[], int], name: str) -> Checkout:
+    def get(self, key: Hashable, load: Callable[[], Weights], estimate: Callable[[], int], name: str,
+            device: str | torch.device | None = None) -> Checkout:
         """The weights under ``key``, loaded by ``load()`` if absent.
 
         Args:
             estimate: the bytes the weights will hold (from the config; asked on a miss only),
                 checked against the budget before anything is loaded.
             name: how messages name the model.
+            device: where ``load`` puts the weights; on CUDA they must also fit the device's free memory
+                (``torch.cuda.mem_get_info``), counting cached weights there that may be dropped for them.
         """
         hit = self._hit(key)
         if hit is not None:
@@ -99,8 +109,10 @@ class WeightCache:
             if size > limit:
                 raise InputError(self.too_large, name=name, size_mb=round(size / 1e6),
                                  budget_mb=round(limit / 1e6), env=self.env)
+            gpu = str(torch.device(device)) if memory.on_cuda(device) else None
             with self._lock:
-                evicted = self._make_room(size, limit)
+                evicted = [] if gpu is None else self._make_device_room(size, gpu, name)
+                evicted += self._make_room(size, limit)
                 self._reserved[key] = size
             try:
                 weights = load()
@@ -109,6 +121,8 @@ class WeightCache:
                     self._reserved.pop(key, None)
             with self._lock:
                 self._entries[key], self._names[key] = weights, name
+                if gpu is not None:
+                    self._devices[key] = gpu
                 evicted += self._make_room(0, limit)  # the estimate was short: make room for what was loaded
                 reloaded = key in self._evicted
                 self._evicted.discard(key)
@@ -127,10 +141,32 @@ class WeightCache:
         entry stays: it is the one just loaded, or room is being made for a model that fits alone."""
         evicted = []
         while len(self._entries) > (0 if size else 1) and self.held() + size > limit:
-            key, _ = self._entries.popitem(last=False)
-            self._evicted.add(key)
-            evicted.append(self._names.pop(key))
+            key = next(iter(self._entries))
+            evicted.append(self._evict(key))
         return evicted
+
+    def _make_device_room(self, size: int, device: str, name: str) -> list[str]:
+        """Evict least recently used weights on CUDA ``device`` until ``size`` bytes are free there (the lock is
+        held); refuse, evicting nothing, when even all of them would not make room. Weights a running request
+        still holds are freed when it ends: the room counted for them comes a moment later."""
+        free = memory.device_memory(device)[0]
+        there = [key for key in self._entries if self._devices.get(key) == device]  # least recently used first
+        if size > free + sum(self._entries[key].nbytes for key in there):
+            raise InputError("error.model_too_large_device", name=name, size_mb=round(size / 1e6), device=device,
+                             free_mb=round(free / 1e6))
+        evicted = []
+        for key in there:
+            if size <= free:
+                break
+            free += self._entries[key].nbytes
+            evicted.append(self._evict(key))
+        return evicted
+
+    def _evict(self, key: Hashable) -> str:
+        del self._entries[key]
+        self._devices.pop(key, None)
+        self._evicted.add(key)
+        return self._names.pop(key)
 
     def held(self) -> int:
         """Bytes held by the cached weights and promised to loads under way."""
@@ -146,3 +182,4 @@ class WeightCache:
             self._entries.clear()
             self._names.clear()
             self._evicted.clear()
+            self._devices.clear()

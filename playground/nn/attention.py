@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from playground.config import ModelConfig
 from playground.nn import flex
 from playground.nn.cache import KVCache
-from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
+from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa_call, sdpa_mask
 from playground.nn.masks import MaskRule
 from playground.nn.position import apply_rope
 from playground.nn.rebuild import AttentionSource
@@ -124,7 +124,8 @@ class Attention(nn.Module):
             k, v = self.cache.update(inputs.input_pos, k, v)  # (B, n_kv, Tk, hs)
         return k, v
 
-    def plan(self, inputs: AttentionInputs, device: torch.device, needs_grad: bool = False) -> tuple[str, str | None]:
+    def plan(self, inputs: AttentionInputs, device: torch.device, needs_grad: bool = False,
+             dtype: torch.dtype | None = None) -> tuple[str, str | None]:
         """How this layer calls its kernel for these inputs: (call, why auto did not use FlexAttention or None).
 
         call: "weights" (explicit), "block mask" (FlexAttention), or SDPA with "is_causal", "no mask" or "mask".
@@ -144,25 +145,26 @@ class Attention(nn.Module):
             return "mask", NO_GRAD_FLEX
         if inputs.mask.shape[-1] <= FLEX_BLOCK:
             return "mask", ONE_BLOCK
-        reason = flex.flex_status(device)
+        reason = flex.flex_status(device, dtype, self.head_dim)
         return ("mask", reason) if reason else ("block mask", None)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
-                call: str) -> tuple[Tensor, str, object, Tensor | None]:
+                call: str) -> tuple[Tensor, str, object, Tensor | None, tuple[str, ...]]:
         """Run the planned call. Returns out (B, nh, Tq, hs), the kernel that ran, the BlockMask FlexAttention
-        used (or None) and the kernel's log-sum-exp per query row (B, nh, Tq), or None where it hands none back."""
+        used (or None), the kernel's log-sum-exp per query row (B, nh, Tq) or None where it hands none back,
+        and the kernels auto tried first that refused ("name: PyTorch's reason")."""
         if call == "weights":
             out, _, lse = explicit_attention(q, k, v, inputs.mask, inputs.bias, return_lse=True)
-            return out, "explicit", None, lse
+            return out, "explicit", None, lse, ()
         if call == "block mask":
             with_lse = flex.LSE_ON.get(q.device.type, False)
             out, block_mask, *lse = flex.flex_attention(q, k, v, inputs.rule, q_start=inputs.q_start,
                                                         k_start=inputs.k_start, key_valid=inputs.key_valid,
                                                         alibi_slopes=inputs.alibi_slopes, return_lse=with_lse)
-            return out, "flex", block_mask, lse[0] if lse else None
+            return out, "flex", block_mask, lse[0] if lse else None, ()
         mask = sdpa_mask(inputs.mask, inputs.bias, q.dtype) if call == "mask" else None
-        out, kernel, lse = sdpa(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal", return_lse=True)
-        return out, kernel, None, lse
+        run = sdpa_call(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal", return_lse=True)
+        return run.out, run.kernel, None, run.lse, run.refused
 
     def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
         """Attend from x to itself (self) or to ``memory`` (cross).
@@ -189,15 +191,18 @@ class Attention(nn.Module):
             k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
             v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
 
-        call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad)
+        call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad,
+                                 dtype=q.dtype)
         try:
-            out, kernel, block_mask, lse = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+            out, kernel, block_mask, lse, refused = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
         except flex.FlexUnavailable as e:  # the compile failed here: auto falls back and says why
             if self.backend == "flex":
                 raise KernelUnavailable(f"FlexAttention cannot run here: {e}. "
                                         "Choose another backend (math and explicit always run).") from None
             call, reason = "mask", str(e)
-            out, kernel, block_mask, lse = self._attend(q, k, v, inputs, call)
+            out, kernel, block_mask, lse, refused = self._attend(q, k, v, inputs, call)
+        if refused:  # auto's first pick (PyTorch's) refused: say why another kernel ran
+            reason = "; ".join(filter(None, (reason, *refused)))
         if self.recorder.on:
             self.recorder.write(self._record(q, k_kv, v_kv, out, lse, inputs, call, kernel, block_mask, reason))
         y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)

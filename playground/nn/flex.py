@@ -14,6 +14,13 @@ compiled kernel. A single query (one decoding step) compiles once more, and so d
 count, head size or dtype (one per model shape). Without ALiBi the slopes are zeros: one kernel
 serves both.
 
+What can fail, and what it means: a missing toolchain (no C++ compiler, no Triton) means
+FlexAttention cannot run on that device type at all. A failed compile (TorchInductor, Triton, or
+the kernel's own limits such as CUDA's head dim of at least 16 or a shared-memory limit at one
+head size) means it cannot run for that (device type, dtype, head dim), and only that: other
+models keep it. Any other failure of one call says so for that call only. Running out of device
+memory raises ``kernels.OutOfDeviceMemory``, as SDPA does.
+
 Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 """
 from __future__ import annotations
@@ -30,6 +37,7 @@ from torch._inductor import config as inductor_config
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 
+from playground.nn.kernels import OutOfDeviceMemory, causes, dtype_name, out_of_memory, release_cached_memory, run_dtype
 from playground.nn.masks import MaskRule, allowed
 
 # Each model shape (head count, head size, dtype) compiles a prompt and a decoding-step kernel;
@@ -39,7 +47,11 @@ RECOMPILE_LIMIT = 64
 _compile_lock = threading.RLock()   # one compile or call at a time (compiling is not thread-safe)
 _status_lock = threading.Lock()     # flex_status answers while a compile runs
 _compiled = None                    # the compiled flex_attention, made on first use
-_status: dict[str, str | None] = {}  # device type -> None (runs) or why FlexAttention cannot run
+_status: dict[str, str | None] = {}  # device type -> None (toolchain present) or why FlexAttention cannot run
+_failed: dict[tuple, str] = {}       # (device type, dtype, head_dim) -> why its compile failed
+CUDA_MIN_HEAD_DIM = 16               # Triton's tl.dot: TorchInductor refuses FlexAttention on CUDA below it
+# where a compile failure's exception classes live (NotImplementedError: a kernel's documented limit)
+COMPILER_MODULES = ("torch._dynamo", "torch._inductor", "triton")
 _last_block_mask = None             # (key, key_valid, BlockMask) of the last call
 _warm: set[tuple] = set()           # (device type, dtype, heads, head_dim) warm_up has compiled for
 
@@ -95,23 +107,44 @@ def _toolchain_reason(device_type: str) -> str | None:
     return None
 
 
-def _failure_reason(error: Exception) -> str:
+def is_compile_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) comes from compiling the kernel: an exception of TorchDynamo,
+    TorchInductor or Triton (a C++ or Triton compile error, an out-of-resource limit of one kernel), or a
+    NotImplementedError (a limit the lowering states, such as CUDA's head dim below 16)."""
+    return any(isinstance(e, NotImplementedError) or type(e).__module__.startswith(COMPILER_MODULES)
+               for e in causes(error))
+
+
+def _failure_reason(error: Exception, compiled: bool = True, key: tuple | None = None) -> str:
     """A one-line reason from a compile or run failure."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return f"FlexAttention failed to compile or run: {type(error).__name__}: {first[:300]}"
+    if not compiled:
+        return f"FlexAttention failed to run: {type(error).__name__}: {first[:300]}"
+    where = "" if key is None else f" for {dtype_name(key[1])} at head dim {key[2]} on {key[0]}"
+    return f"FlexAttention failed to compile{where}: {type(error).__name__}: {first[:300]}"
 
 
-def flex_status(device: str | torch.device | None = None) -> str | None:
-    """None when FlexAttention compiles and runs on this device type, else the reason; cached per process.
+def flex_status(device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                head_dim: int | None = None) -> str | None:
+    """None when FlexAttention can run here, else the reason; ``device`` defaults to CUDA when present.
 
-    The toolchain (C++ compiler, Triton) is checked at once; a compile that fails later (in
-    ``warm_up`` or a call) replaces None by its reason. ``device`` defaults to CUDA when present.
+    For a device type: whether its toolchain (C++ compiler, Triton) is present, checked once per
+    process. With ``dtype`` and ``head_dim`` too: whether that kernel can be compiled here, by the
+    kernel's documented limits and by an earlier compile of it that failed (``flex_attention``
+    records that, for that key only).
     """
     kind = _device_type(device)
     with _status_lock:
         if kind not in _status:
             _status[kind] = _toolchain_reason(kind)
-        return _status[kind]
+        if _status[kind] is not None:
+            return _status[kind]
+        if head_dim is not None and kind == "cuda" and head_dim < CUDA_MIN_HEAD_DIM:
+            return (f"FlexAttention on CUDA needs a head dim of at least {CUDA_MIN_HEAD_DIM} (Triton's tl.dot); "
+                    f"this model's is {head_dim}")
+        if dtype is not None and head_dim is not None:
+            return _failed.get((kind, dtype, head_dim))
+        return None
 
 
 def is_warm(device: str | torch.device | None = None) -> bool:
@@ -128,21 +161,22 @@ def _compiled_flex():
 
 def warm_up(
     device: str | torch.device | None = None, dtype: torch.dtype | None = None, heads: int = 4, head_dim: int = 32
-) -> None:
+) -> str | None:
     """Compile the kernel now, for a prompt and for a single decoding query; idempotent, thread-safe.
 
     The kernel is specialised to a head count and head size (the zoo's 4 heads of 32 by default);
     any length, rule, padding or ALiBi then reuses it. ``dtype`` defaults to float32 on the CPU and
-    bfloat16 on CUDA (float16 where bf16 is not supported). A failure becomes ``flex_status``'s
-    reason instead of raising.
+    bfloat16 on CUDA (float16 where the device has no native bf16). A failed compile becomes
+    ``flex_status``'s reason for that dtype and head dim instead of raising. Returns that status
+    (None: FlexAttention can run for this dtype and head dim).
     """
     kind = _device_type(device)
     if dtype is None:
-        dtype = torch.float32 if kind == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        dtype = run_dtype("auto", kind)
     key = (kind, dtype, heads, head_dim)
     with _compile_lock:
-        if key in _warm or flex_status(kind) is not None:
-            return
+        if key in _warm or flex_status(kind, dtype, head_dim) is not None:
+            return flex_status(kind, dtype, head_dim)
         try:
             for tq, tk in ((130, 130), (1, 130)):
                 q = torch.zeros(2, heads, tq, head_dim, device=kind, dtype=dtype)
@@ -150,8 +184,9 @@ def warm_up(
                 flex_attention(q, k, v, MaskRule("causal"), q_start=tk - tq, k_start=0,
                                return_lse=LSE_ON[kind])
             _warm.add(key)
-        except FlexUnavailable:
+        except (FlexUnavailable, OutOfDeviceMemory):  # only a failed compile is a status (below)
             pass
+        return flex_status(kind, dtype, head_dim)
 
 
 def _mask_mod(numbers: Tensor, key_valid: Tensor):
@@ -226,16 +261,22 @@ def flex_attention(
         out (B, nh, Tq, hs) and the BlockMask the kernel used (and lse).
     Raises:
         FlexUnavailable (a ValueError) with the reason when the kernel cannot compile or run here.
+        OutOfDeviceMemory when the device runs out of memory.
     """
     B, nh, Tq, hs = q.shape
     Tk = k.shape[2]
     if k.shape != (B, nh, Tk, hs) or v.shape != k.shape:
         raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected (B, nh, T, hs) with one B, nh, hs")
     q, k, v = (t.contiguous() for t in (q, k, v))  # one memory layout: a transposed view would compile anew
-    reason = flex_status(q.device)
+    reason = flex_status(q.device, q.dtype, hs)
     if reason is not None:
         raise FlexUnavailable(reason)
-    block_mask = block_mask_for(rule, B, Tq, Tk, q_start=q_start, k_start=k_start, key_valid=key_valid, device=q.device)
+    try:
+        block_mask = block_mask_for(rule, B, Tq, Tk, q_start=q_start, k_start=k_start, key_valid=key_valid,
+                                    device=q.device)
+    except torch.OutOfMemoryError as error:
+        release_cached_memory(q.device)
+        raise OutOfDeviceMemory(q.device, tokens=Tk) from error
     if alibi_slopes is None:
         alibi_slopes = torch.zeros(nh, device=q.device)
     elif alibi_slopes.shape != (nh,):
@@ -244,10 +285,16 @@ def flex_attention(
     with _compile_lock, _compile_settings():
         try:
             result = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, return_lse=return_lse)
-        except Exception as error:  # a compile failure: remember it, so callers fall back at once
-            reason = _failure_reason(error)
-            with _status_lock:
-                _status[q.device.type] = reason
+        except Exception as error:
+            if out_of_memory(error) is not None:
+                release_cached_memory(q.device)
+                raise OutOfDeviceMemory(q.device, tokens=Tk) from error
+            key = (q.device.type, q.dtype, hs)
+            compiled = is_compile_failure(error)
+            reason = _failure_reason(error, compiled, key)
+            if compiled:  # remembered for this dtype and head dim only, so their callers fall back at once
+                with _status_lock:
+                    _failed[key] = reason
             raise FlexUnavailable(reason) from error
     if return_lse:
         out, lse = result

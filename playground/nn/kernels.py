@@ -3,9 +3,19 @@
 The explicit path, ``softmax(Q K^T / sqrt(hs) + bias) V``, materialises the weights and returns
 them. The SDPA kernels (flash, memory-efficient, cuDNN, math) never return weights. Which kernel
 ran is not guessed: each kernel is forced with ``torch.nn.attention.sdpa_kernel``, and a forced
-kernel that cannot run on this device, dtype or mask raises. ``auto`` tries them in PyTorch's
-own priority order (flash, memory-efficient, math; cuDNN comes after math), so the first that
-runs is the one PyTorch would have dispatched to, and it is named in the result.
+kernel that cannot run on this device, dtype or mask raises. ``auto`` asks PyTorch which kernel
+its dispatcher picks for these very inputs (``torch._fused_sdp_choice``: on Hopper and Blackwell
+with a recent cuDNN that is cuDNN attention, elsewhere flash where it can run) and forces that
+one, so the kernel named is PyTorch's own choice; should it refuse, the others are tried in
+``AUTO_ORDER`` and the refusal is kept (``SdpaRun.refused``).
+
+``sdpa_kernel`` sets process-global flags and ``warnings.catch_warnings`` (which collects
+PyTorch's reasons) swaps process-global state, so the forced section runs under one module lock:
+two requests forcing different kernels at once each run, and are labelled with, their own.
+
+Running out of device memory is not a refusal: it raises ``OutOfDeviceMemory`` (an ``InputError``
+the page renders in the reader's language) at once, after returning PyTorch's cached blocks to
+the device; trying another kernel would only need more memory.
 
 PyTorch's rules decide which kernel can run (``torch/backends/cuda``, ``sdp_utils``): on CUDA
 flash needs fp16/bf16 and no ``attn_mask`` (``is_causal=True`` is allowed); memory-efficient and
@@ -15,13 +25,19 @@ Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from playground.errors import InputError
 
 SDPA_KERNELS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -29,7 +45,8 @@ SDPA_KERNELS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "math": SDPBackend.MATH,
 }
-AUTO_ORDER = ("flash", "efficient", "math")
+AUTO_ORDER = ("flash", "efficient", "math")  # after PyTorch's own pick, should it refuse
+BACKEND_NAMES = {int(backend): name for name, backend in SDPA_KERNELS.items()}  # SDPBackend value -> kernel
 CPU_KERNELS = ("flash", "math")  # what torch's CPU SDPA dispatcher implements (sdp_utils_cpp)
 KERNEL_LABELS = {
     "flash": "SDPA flash attention",
@@ -48,6 +65,48 @@ CALLS = ("is_causal", "no mask", "mask", "block mask", "weights")
 
 class KernelUnavailable(ValueError):
     """A forced SDPA kernel cannot run for this device, dtype or input."""
+
+
+def memory_name(device: str | torch.device) -> str:
+    """How a message names a device's memory: 'GPU' for an accelerator, else the device type ('CPU')."""
+    kind = torch.device(device).type
+    return "GPU" if kind in ("cuda", "mps", "xpu") else kind.upper()
+
+
+class OutOfDeviceMemory(InputError):
+    """The device ran out of memory (PyTorch's ``torch.OutOfMemoryError``) at ``tokens`` tokens, if known.
+
+    An ``InputError``: its ``str`` is English and the page renders it in the reader's language, as
+    "Out of GPU memory at 8,192 tokens; try fewer tokens or bf16". ``device`` is the device type.
+    """
+
+    def __init__(self, device: str | torch.device, tokens: int | None = None):
+        self.device, self.tokens = torch.device(device).type, tokens
+        if tokens is None:
+            super().__init__("error.out_of_memory", where=memory_name(device))
+        else:
+            super().__init__("error.out_of_memory_at", where=memory_name(device), tokens=int(tokens))
+
+
+def release_cached_memory(device: str | torch.device) -> None:
+    """Give the blocks PyTorch's CUDA allocator holds back to the device (after an out-of-memory)."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def causes(error: BaseException | None) -> list[BaseException]:
+    """``error`` and what caused it, outermost first: ``__cause__``, ``__context__`` and the
+    ``inner_exception`` a compiler's wrapper (``torch._dynamo.exc.BackendCompilerFailed``) keeps."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = getattr(error, "inner_exception", None) or error.__cause__ or error.__context__
+    return chain
+
+
+def out_of_memory(error: BaseException | None) -> torch.OutOfMemoryError | None:
+    """The ``torch.OutOfMemoryError`` that is ``error`` or caused it (a compiler may wrap one), else None."""
+    return next((e for e in causes(error) if isinstance(e, torch.OutOfMemoryError)), None)
 
 
 def explicit_attention(
@@ -101,16 +160,90 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def cuda_bf16_native() -> bool:
+    """Whether the CUDA device computes in bfloat16 itself (sm80 and later). Before Ampere (a T4, sm75)
+    PyTorch runs bf16 through emulation, where neither flash nor memory-efficient attention takes it."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
     """The dtype a model runs in: a name from ``config.DTYPES``; ``auto`` is bfloat16 on a CUDA device
-    that supports it (float16 on one that does not), float32 on the CPU."""
+    that computes in it natively (float16 on one that does not, e.g. a T4), float32 on the CPU."""
     if name == "auto":
         if torch.device(device).type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_bf16_native() else torch.float16
     if name not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"unknown dtype {name!r}; valid: auto, float32, bfloat16, float16")
     return getattr(torch, name)
+
+
+_forced = threading.Lock()  # sdpa_kernel's flags and catch_warnings are process-global
+
+
+@dataclass
+class SdpaRun:
+    """One SDPA call: the output (B, nh, Tq, hs), the kernel that ran, and the kernels tried before it
+    that refused ("name: PyTorch's reason"; only ``auto`` tries more than one)."""
+
+    out: Tensor
+    kernel: str
+    refused: tuple[str, ...] = ()
+    lse: Tensor | None = None  # (B, nh, Tq) the kernel's log-sum-exp, where it hands one back (return_lse)
+
+
+def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
+                   is_causal: bool = False) -> str | None:
+    """The kernel PyTorch's own dispatcher picks for these inputs with every kernel enabled
+    (``torch._fused_sdp_choice``), or None when it names none of ours. Call it under ``_forced``."""
+    try:
+        choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
+    except RuntimeError:  # no kernel at all for these inputs: the forced attempts say why
+        return None
+    return BACKEND_NAMES.get(int(choice))
+
+
+def sdpa_call(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False,
+    return_lse: bool = False,
+) -> SdpaRun:
+    """Scaled dot-product attention on a forced kernel (``auto``: PyTorch's own pick, see the module docstring).
+
+    Raises:
+        KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``, every kernel)
+        cannot run. OutOfDeviceMemory when the device runs out of memory (no other kernel is tried).
+    """
+    if kernel != "auto" and kernel not in SDPA_KERNELS:
+        raise ValueError(f"unknown SDPA kernel {kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
+    reasons = []
+    with _forced:
+        if kernel == "auto":
+            first = pytorch_choice(q, k, v, attn_mask, is_causal)
+            names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
+        else:
+            names = (kernel,)
+        for name in names:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    with sdpa_kernel(SDPA_KERNELS[name]):
+                        if return_lse and name == "flash" and q.device.type == "cpu":
+                            out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal)
+                            return SdpaRun(out, name, tuple(reasons), lse)
+                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+                    return SdpaRun(out, name, tuple(reasons))
+                except torch.OutOfMemoryError as e:
+                    release_cached_memory(q.device)
+                    raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
+                except RuntimeError as e:
+                    why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
+                    if q.device.type == "cpu" and name not in CPU_KERNELS:
+                        why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
+                    reasons.append(f"{name}: {why}")
+    raise KernelUnavailable(
+        f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
+        f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
+    )
 
 
 def sdpa(
@@ -122,31 +255,10 @@ def sdpa(
     With ``return_lse`` a third item is the kernel's own log-sum-exp per query row (B, nh, Tq) where
     the kernel that ran hands it back (the CPU flash kernel, through ``cpu_flash_with_lse``), else None.
     Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
-    every kernel) cannot run.
+    every kernel) cannot run; OutOfDeviceMemory when the device runs out of memory.
     """
-    names = AUTO_ORDER if kernel == "auto" else (kernel,)
-    reasons = []
-    for name in names:
-        if name not in SDPA_KERNELS:
-            raise ValueError(f"unknown SDPA kernel {name!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                with sdpa_kernel(SDPA_KERNELS[name]):
-                    if return_lse and name == "flash" and q.device.type == "cpu":
-                        out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal)
-                        return out, name, lse
-                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-                return (out, name, None) if return_lse else (out, name)
-            except RuntimeError as e:
-                why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
-                if q.device.type == "cpu" and name not in CPU_KERNELS:
-                    why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
-                reasons.append(f"{name}: {why}")
-    raise KernelUnavailable(
-        f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
-        f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
-    )
+    run = sdpa_call(q, k, v, attn_mask, kernel=kernel, is_causal=is_causal, return_lse=return_lse)
+    return (run.out, run.kernel, run.lse) if return_lse else (run.out, run.kernel)
 
 
 def probe(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, head_dim: int = 64) -> dict[str, str | None]:
@@ -166,3 +278,67 @@ def auto_kernel(device: str | torch.device = "cpu", dtype: torch.dtype = torch.f
     """The kernel PyTorch runs for a plain causal call on this device and dtype."""
     q = torch.randn(1, 2, 16, 64, device=device, dtype=dtype)
     return sdpa(q, q, q, kernel="auto", is_causal=True)[1]
+
+
+# ----------------------------------------------------------------------------- what this process runs on
+
+log = logging.getLogger("playground")
+_logged = threading.Event()
+_log_lock = threading.Lock()
+
+
+def zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space (``SPACES_ZERO_GPU``, read as the ``spaces`` package reads it), where
+    CUDA may be initialised only inside a ``spaces.GPU`` call, never at start-up."""
+    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+
+
+def default_device() -> str:
+    """The device the page offers first: "cuda" where a CUDA device is present, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_runtime(device: str | torch.device | None = None) -> str:
+    """Torch and CUDA versions, the device, and what ``auto`` means on it (dtype, SDPA kernel, FlexAttention).
+
+    The auto kernel is found by running one small causal call, as the page's models make it. On a
+    ZeroGPU Space the CUDA device is not touched (that is allowed only inside a GPU call).
+    """
+    from playground.nn import flex
+
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    lines = [f"torch {torch.__version__}; CUDA {torch.version.cuda or 'none (a CPU build)'}; "
+             f"cuDNN {cudnn or 'none'}"]
+    kind = torch.device(device or default_device()).type
+    if kind == "cuda" and zero_gpu():
+        lines.append("device: cuda on ZeroGPU: CUDA is reached only inside a GPU call, so the GPU and what auto "
+                     "picks on it are not probed at start-up")
+        return "\n".join(lines)
+    if kind == "cuda":
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        lines.append(f"device: cuda:{index} {props.name} (sm{props.major}{props.minor}, "
+                     f"{props.total_memory / 1024 ** 3:.1f} GiB); bf16 native: {cuda_bf16_native()}")
+    else:
+        lines.append(f"device: {kind} ({torch.get_num_threads()} threads)")
+    dtype = run_dtype("auto", kind)
+    try:
+        kernel = f"SDPA {auto_kernel(kind, dtype)} (PyTorch's pick for a causal prefill, head dim 64)"
+    except (KernelUnavailable, OutOfDeviceMemory) as e:
+        kernel = f"no SDPA kernel runs: {e}"
+    reason = flex.flex_status(kind)
+    masked = "FlexAttention" if reason is None else f"SDPA with a dense mask (FlexAttention cannot run: {reason})"
+    lines.append(f"auto: dtype {dtype_name(dtype)}; {kernel}; masks past one 128-key block: {masked}")
+    return "\n".join(lines)
+
+
+def log_runtime(device: str | torch.device | None = None) -> bool:
+    """Log ``describe_runtime`` once per process (logger "playground", INFO). True if this call logged it."""
+    if _logged.is_set():
+        return False
+    with _log_lock:  # two first calls at once log once
+        if _logged.is_set():
+            return False
+        _logged.set()
+    log.info("runtime:\n%s", describe_runtime(device))
+    return True

@@ -2,7 +2,9 @@
 
 An endpoint takes a model spec as text, a prompt and named options. ``spec`` reads the spec,
 ``run`` calls a service function; either answers bad input with a ``gr.Error`` in the reader's
-language and shows the service's notes as warnings. ``plot`` sends a figure in the shape a
+language and shows the service's notes as warnings. Running out of device memory is answered the
+same way: "Out of GPU memory at N tokens; try fewer tokens or bf16" (``kernels.OutOfDeviceMemory``,
+raised where the tokens are known; a bare ``torch.OutOfMemoryError`` from elsewhere says it without them). ``plot`` sends a figure in the shape a
 ``gr.Plot`` sends it (``{'type': 'plotly', 'plot': '<figure JSON>'}``), so an API client reads
 every figure the same way.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 from typing import Callable
 
 import gradio as gr
+import torch
 
+from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from playground.zoo import ModelSpec
 from .lang import Words
 
@@ -31,6 +35,10 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
         result, notes = fn(*args, **kwargs)
     except ValueError as e:
         raise gr.Error(prefix + str(w.render(e))) from None
+    except torch.OutOfMemoryError:
+        device = kwargs.get("device") or "cuda"  # PyTorch raises it for an accelerator's memory
+        release_cached_memory(device)
+        raise gr.Error(prefix + str(w.render(OutOfDeviceMemory(device)))) from None
     for note in notes:
         w.warn(prefix + w.render(note))
     return result

@@ -172,7 +172,7 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
         FLEX.wait()  # the page's start-up compile, if it is still running
         try:
             measured[kind] = fused_vs_dense(rule, len(q), len(k), cfg["n_heads"], cfg["d_model"] // cfg["n_heads"],
-                                            device=state["device"])
+                                            device=state["device"], dtype=result.dtype)
         except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
             measured[kind] = {"reason": str(e).splitlines()[0]}
     m = measured[kind]

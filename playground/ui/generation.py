@@ -5,6 +5,7 @@ import html
 import gradio as gr
 
 from playground import plots
+from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api
@@ -46,12 +47,15 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
 
 def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
                      top_p: float, seed: int, window: int, backend: str, device: str, dtype: str = "auto") -> dict:
-    """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from."""
+    """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from.
+
+    The formula curves count bytes at the dtype the cache ran in (bf16 on CUDA under auto), as measured."""
     model = api.spec(w, spec)
     timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
+    ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
-            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(timeline.config, "fp32")}
+            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(timeline.config, ran_in)}
 
 
 def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,

@@ -158,7 +158,7 @@ def weights_name(spec: ModelSpec, device: str, dtype: torch.dtype) -> str:
 def weights(spec: ModelSpec, device: str, dtype: torch.dtype) -> Checkout:
     """The spec's weights on this device in this dtype, from ``WEIGHTS`` (loaded on a miss)."""
     return WEIGHTS.get((spec, device, dtype), lambda: Weights.of(spec.load().to(device=device, dtype=dtype)),
-                       lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype))
+                       lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype), device=device)
 
 
 def token_limit(cfg: ModelConfig, device: str = "cpu", pretrained: bool = False) -> tuple[int, Message]:

@@ -30,7 +30,7 @@ class FlexWarmUp:
         try:
             self.reason = flex.flex_status()
             if self.reason is None:
-                flex.warm_up()
+                self.reason = flex.warm_up()  # None, or why the zoo's kernel did not compile
         except Exception as e:  # a compiler that fails: the page says why, auto falls back to SDPA with a mask
             self.reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         finally:

@@ -31,7 +31,8 @@ def load_pretrained(source: str | Path, device: str | torch.device = "cpu", dtyp
     Args:
         source: ``owner/name`` on the Hub, or a folder with config.json, *.safetensors and tokenizer.json.
         device: where the model runs. dtype: float32 / bfloat16 / float16 (a name or a torch dtype), or None:
-            float32 on the CPU, bfloat16 on CUDA. The size at this dtype is checked before downloading.
+            float32 on the CPU, bfloat16 on CUDA. The size at this dtype is checked before downloading, against
+            the memory budget and, on CUDA, the device's free memory.
         progress: ``progress(fraction, text)`` while downloading. token, revision: for the Hub.
         allow_local: read any local folder (a notebook's own files); a server passes False, and then only
             folders inside $PLAYGROUND_LOCAL_MODELS are read.
@@ -44,7 +45,7 @@ def load_pretrained(source: str | Path, device: str | torch.device = "cpu", dtyp
     """
     run = resolve_dtype(dtype, torch.device(device))
     folder = resolve(str(source), dtype=run, progress=progress, token=token, revision=revision,
-                     allow_local=allow_local)
+                     allow_local=allow_local, device=device)
     return load_folder(folder, device, run)
 
 

@@ -5,8 +5,9 @@ The count comes, best first, from the Hub's safetensors metadata (``hub.py`` ask
 safetensors headers of a folder (read lazily, no tensor is loaded), or from ``config.json`` by the
 formula of its family (``estimate_parameters``). The budget is, first of all, what the caller
 passes; else ``PLAYGROUND_MAX_MODEL_GB`` (an operator's choice, in GB); else half of the memory
-this machine has available now, which leaves room for activations, the KV cache and the page.
-This module only counts; ``hub.py`` refuses.
+this process has available now (its container's limit where that is lower than the machine's:
+``models.memory``), which leaves room for activations, the KV cache and the page. Weights bound
+for a CUDA device must also fit the memory free on it. This module only counts; ``hub.py`` refuses.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from playground.models import memory
 
 ENV_MAX_GB = "PLAYGROUND_MAX_MODEL_GB"
 DEFAULT_DTYPE = torch.float32  # dtype=None: what the playground computes in on a CPU
@@ -45,19 +48,21 @@ def itemsize(dtype: str | torch.dtype | None) -> int:
 
 
 def available_bytes() -> int:
-    """Memory this machine can give now: MemAvailable from /proc/meminfo, else free physical pages."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # the file counts kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Memory this process can take now: MemAvailable, or its cgroup's limit less its working set if lower."""
+    return memory.host_available()
 
 
-def budget_bytes(budget: int | None = None) -> int:
+def budget_bytes(budget: int | None = None, device: str | torch.device | None = None) -> int:
     """The most bytes one model may take: ``budget`` if given, else $PLAYGROUND_MAX_MODEL_GB, else half of
-    the available memory. A malformed env value is a ValueError naming the variable."""
+    the available memory; for a CUDA ``device``, no more than the memory free on it. A malformed env value
+    is a ValueError naming the variable."""
+    allowed = _host_budget(budget)
+    if memory.on_cuda(device):
+        allowed = min(allowed, memory.device_memory(device)[0])
+    return allowed
+
+
+def _host_budget(budget: int | None) -> int:
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
             raise ValueError(f"budget_bytes must be a positive integer, got {budget!r}")

@@ -182,13 +182,20 @@ def _check_weights(repo: str, files: list[str]) -> list[str]:
     raise HubError("no_weights", f"{repo} holds no model weights (no .safetensors file)")
 
 
-def _check_budget(name: str, n_params: int, dtype, budget: int | None) -> None:
+def _check_budget(name: str, n_params: int, dtype, budget: int | None, device=None) -> None:
     need, allowed = n_params * mem.itemsize(dtype), mem.budget_bytes(budget)
     if need > allowed:
         raise HubError("too_large", f"{name} needs {mem.size(need)} in {mem.dtype_name(dtype)} "
                                     f"({n_params:,} parameters) but one model may take {mem.size(allowed)} on this "
                                     f"server; an operator raises the limit with {mem.ENV_MAX_GB} (in GB), or "
                                     "pick a smaller model or dtype")
+    if not mem.memory.on_cuda(device):
+        return
+    free = mem.memory.device_memory(device)[0]
+    if need > free:
+        raise HubError("too_large", f"{name} needs {mem.size(need)} in {mem.dtype_name(dtype)} "
+                                    f"({n_params:,} parameters) but {torch.device(device)} has {mem.size(free)} "
+                                    "free; pick a smaller model or dtype, or run it on the CPU")
 
 
 def _bar_class(progress: Progress, name: str, expected: int):
@@ -231,7 +238,7 @@ def _report(progress: Progress | None, fraction: float, text: str) -> None:
 
 def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes: int | None = None,
             progress: Progress | None = None, token: str | None = None, revision: str | None = None,
-            allow_local: bool = False) -> Path:
+            allow_local: bool = False, device: str | torch.device | None = None) -> Path:
     """A local folder with the model's config, safetensors weights and tokenizer files.
 
     Args:
@@ -242,12 +249,13 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         token: a Hub token for gated or private models (None: HF_TOKEN or the stored login).
         revision: a branch, tag or commit of the Hub repository (None: main).
         allow_local: accept any local folder (a notebook's own files); the page leaves it False.
+        device: where the weights will go; a CUDA device must also have the memory free for them.
     Returns:
         The folder's real path. Raises HubError (a ValueError) with the next step on any refusal.
     """
     repo, folder = _hub_or_local(source, allow_local)
     if folder is not None:
-        return _checked_folder(folder, folder.name, dtype, budget_bytes)
+        return _checked_folder(folder, folder.name, dtype, budget_bytes, device)
 
     _report(progress, 0.0, f"Asking the Hub about {repo}")
     try:
@@ -257,7 +265,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         cached = _cached(repo, revision, token) if e.reason == "offline" else None
         if cached is None:
             raise
-        return _checked_folder(cached, repo, dtype, budget_bytes)
+        return _checked_folder(cached, repo, dtype, budget_bytes, device)
 
     siblings = {s.rfilename: s.size for s in info.siblings or []}
     weights = _check_weights(repo, list(siblings))
@@ -267,7 +275,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         n_params = info.safetensors.total
     else:  # no metadata on the Hub: count from config.json (a few kB)
         n_params = _count(fetch_config(repo, token=token, revision=revision))
-    _check_budget(repo, n_params, dtype, budget_bytes)
+    _check_budget(repo, n_params, dtype, budget_bytes, device)
 
     wanted = FILES + weights
     expected = sum(siblings[f] or 0 for f in filter_repo_objects(list(siblings), allow_patterns=wanted))
@@ -279,14 +287,14 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     return folder
 
 
-def _checked_folder(folder: Path, name: str, dtype, budget: int | None) -> Path:
+def _checked_folder(folder: Path, name: str, dtype, budget: int | None, device=None) -> Path:
     """``folder`` once its size (safetensors headers, else config.json) fits the budget. A folder whose size
     cannot be read is returned as is: the loader says what is wrong with it."""
     n_params = mem.parameters_in_folder(folder)
     if n_params is None and (folder / "config.json").is_file():
         n_params = _count(_read_config(folder / "config.json"))
     if n_params is not None:
-        _check_budget(name, n_params, dtype, budget)
+        _check_budget(name, n_params, dtype, budget, device)
     return folder
 
 
