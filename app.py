@@ -7,7 +7,7 @@ package is absent (or its decorator a no-op) and nothing changes.
 import logging
 import os
 
-from playground.nn.kernels import log_runtime
+from playground.nn.runtime import log_runtime
 from playground.ui import LAUNCH, attention, build_app, kernel_lab, service
 
 try:

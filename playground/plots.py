@@ -422,14 +422,17 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
 
 
 def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = "",
-              untrained: bool = False, signed: bool = False, words=ENGLISH, key_start: int = 0) -> go.Figure:
+              untrained: bool = False, signed: bool = False, words=ENGLISH, key_start: int = 0,
+              numbered: bool = True) -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
     rows: (n_layer, nh, Tk). key_start: the position of the first key (a sliding window drops older ones).
+    numbered: False when the columns are pooled key ranges already labelled.
     """
     L, H, tk = rows.shape
     names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
-    fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=axis_labels(k_labels, key_start), y=names, coloraxis="coloraxis",
+    xs = axis_labels(k_labels, key_start) if numbered else [safe(label) for label in k_labels]
+    fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=xs, y=names, coloraxis="coloraxis",
                                hovertemplate=(f"%{{y}}<br>{words('plot.key')} %{{x}}<br>"
                                               f"{words('plot.weight')} %{{z:.4f}}<extra></extra>")))
     title = f"{words.render(title)} → {words('plot.next_token', token=safe(new_token))}{_status(untrained, words)}"

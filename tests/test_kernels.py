@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 
-from playground.nn import kernels
+from playground.nn import kernels, runtime
 from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa, sdpa_call
 
 OOM = "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 22.05 GiB"
@@ -48,7 +48,11 @@ def out_of_memory_sdpa(monkeypatch):
         calls.append(enabled())
         raise torch.OutOfMemoryError(OOM)
 
+    def oom_with_lse(q, k, v, attn_mask=None, is_causal=False):  # the CPU flash kernel called for its lse
+        return oom(q, k, v)
+
     monkeypatch.setattr(F, "scaled_dot_product_attention", oom)
+    monkeypatch.setattr(kernels, "cpu_flash_with_lse", oom_with_lse)
     return calls
 
 
@@ -99,7 +103,10 @@ def test_the_page_says_out_of_memory_with_the_tokens(monkeypatch, lang, expected
     from playground.ui.lang import Words
     from playground.zoo import ModelSpec
 
+    from playground.models.weight_cache import WeightCache
+
     out_of_memory_sdpa(monkeypatch)
+    monkeypatch.setattr(service, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))  # nothing stored yet
     spec = ModelSpec.parse("untrained:decoder/MHA/rope")
     prompt = "all the world's a stage"
     n = len(service.tokenize(spec, prompt)[0])
@@ -236,7 +243,7 @@ def test_concurrent_forced_kernels_each_run_and_report_their_own(sdpa_log, monke
 # ----------------------------------------------------------------------------- the start-up log
 
 def test_the_runtime_description_names_versions_device_and_auto():
-    text = kernels.describe_runtime("cpu")
+    text = runtime.describe_runtime("cpu")
     assert f"torch {torch.__version__}" in text
     assert f"CUDA {torch.version.cuda or 'none (a CPU build)'}" in text
     assert f"device: cpu ({torch.get_num_threads()} threads)" in text
@@ -253,14 +260,14 @@ def test_on_zerogpu_the_description_does_not_touch_cuda(monkeypatch):
     for name in ("current_device", "get_device_properties", "is_bf16_supported", "mem_get_info"):
         monkeypatch.setattr(torch.cuda, name, touched)
     assert kernels.default_device() == "cuda"
-    text = kernels.describe_runtime()
+    text = runtime.describe_runtime()
     assert "ZeroGPU" in text and "not probed" in text
 
 
 def test_the_runtime_is_logged_once(monkeypatch, caplog):
-    monkeypatch.setattr(kernels, "_logged", threading.Event())
+    monkeypatch.setattr(runtime, "_logged", threading.Event())
     with caplog.at_level(logging.INFO, logger="playground"):
-        results = [kernels.log_runtime("cpu"), kernels.log_runtime("cpu")]
+        results = [runtime.log_runtime("cpu"), runtime.log_runtime("cpu")]
     assert results == [True, False]
     records = [r for r in caplog.records if r.name == "playground"]
     assert len(records) == 1 and f"torch {torch.__version__}" in records[0].getMessage()

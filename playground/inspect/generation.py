@@ -28,7 +28,9 @@ class DecodeStep:
     logits: Tensor      # (V,) float32, the logits the token was chosen from
     cache_bytes: int    # bytes of the positions the model's caches hold after this step; 0 without a cache
     cache_bytes_allocated: int  # bytes of the cache tensors as allocated (tensor.nbytes), >= cache_bytes
-    attention: dict[str, np.ndarray] | None = None  # kind -> (n_layer, nh, Tk): the new query's rows
+    attention: dict[str, np.ndarray] | None = None  # kind -> (n_layer, nh, Tk): the new query's rows (pooled past
+                                                    # ROW_CELLS keys)
+    keys_held: int = 0  # the keys the new query's self-attention saw (Tk before pooling)
 
 
 @dataclass
@@ -58,12 +60,36 @@ def sample_next(logits: Tensor, temperature: float = 0.0, top_k: int = 0, top_p:
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+ROW_CELLS = 512  # a step's row over a long cache is kept as at most this many key cells (max over each)
+
+
+def pool_row(row: np.ndarray, cells: int = ROW_CELLS) -> np.ndarray:
+    """A row of weights over Tk keys (..., Tk) as at most ``cells`` cells of ceil(Tk / cells) keys, the max of each
+    (the value of largest magnitude for signed implicit attention); unchanged when it fits."""
+    tk = row.shape[-1]
+    if tk <= cells:
+        return row
+    cell = -(-tk // cells)
+    padded = np.pad(row, [(0, 0)] * (row.ndim - 1) + [(0, (-tk) % cell)])
+    blocks = padded.reshape(*row.shape[:-1], -1, cell)
+    hi, lo = blocks.max(-1), blocks.min(-1)
+    return np.where(np.abs(hi) >= np.abs(lo), hi, lo)
+
+
+def _keys_held(out: ModelOutput) -> int:
+    """How many keys the new query's self-attention (or implicit attention) saw in this forward."""
+    return next((rec.source.shape[-1] for rec in out.attentions if rec.kind not in ("encoder_self", "cross")), 0)
+
+
 def _rows(out: ModelOutput) -> dict[str, np.ndarray]:
-    """The last query's attention in every layer: kind -> (n_layer, nh, Tk)."""
+    """The last query's attention in every layer: kind -> (n_layer, nh, Tk), rebuilt for that row alone (a long
+    prompt's prefill never builds its T x T), pooled to ``ROW_CELLS`` key cells past that many keys."""
     rows: dict[str, list] = {}
     for rec in out.attentions:
         if rec.kind != "encoder_self":
-            rows.setdefault(rec.kind, []).append(rec.weights[0, :, -1, :].float().cpu().numpy())
+            _, _, Tq, Tk = rec.source.shape
+            row = rec.source.tile(Tq - 1, Tq, 0, Tk)[:, 0].float().cpu().numpy()  # (nh, Tk)
+            rows.setdefault(rec.kind, []).append(pool_row(row))
     return {kind: np.stack(layers) for kind, layers in rows.items()}
 
 
@@ -114,7 +140,7 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
             logits = out.logits[0, -1].float()
             token = int(sample_next(logits[None], temperature, top_k, top_p, generator)[0])
             yield DecodeStep(i, token, logits, model.cache_bytes(), model.cache_bytes_allocated(),
-                             _rows(out) if record else None)
+                             _rows(out) if record else None, _keys_held(out) if record else 0)
             seq.append(token)
             if token == stop_id or i == max_new_tokens - 1:
                 break

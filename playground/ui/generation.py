@@ -32,12 +32,19 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     step = max(0, min(int(step), len(tl.rows) - 1))
     kind = next(k for k in tl.rows[step] if k != "cross")  # self, decoder_self or implicit
     keys = tl.prompt_labels + tl.new_labels[:step]
-    first = 0 if kind == "implicit" else len(keys) - tl.rows[step][kind].shape[-1]  # a sliding window drops older keys
+    held = tl.held[step] if tl.held else tl.rows[step][kind].shape[-1]
+    first = 0 if kind == "implicit" else len(keys) - held  # a sliding window drops older keys
     keys = keys[first:]
+    row = tl.rows[step][kind]
+    pooled = row.shape[-1] < len(keys)
+    if pooled:  # a long cache: each column the max over a block of keys
+        cell = -(-len(keys) // row.shape[-1])
+        keys = [w("plot.cell_keys", a=first + a, b=first + min(a + cell, len(keys)) - 1)
+                for a in range(0, len(keys), cell)]
     implicit = kind == "implicit"
     title = msg("generate.step_state" if implicit else "generate.step_cache", step=step, n=len(keys))
-    fig = plots.step_rows(tl.rows[step][kind], keys, title, new_token=tl.new_labels[step],
-                          untrained=state["untrained"], signed=implicit, words=w, key_start=first)
+    fig = plots.step_rows(row, keys, title, new_token=tl.new_labels[step], untrained=state["untrained"],
+                          signed=implicit, words=w, key_start=first, numbered=not pooled)
     info = w("generate.step_info_state" if implicit else "generate.step_info_cache", step=step,
              last=len(tl.rows) - 1, n=len(keys), bytes=tl.cache_bytes[step],
              allocated=tl.cache_bytes_allocated[step],

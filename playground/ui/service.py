@@ -358,7 +358,8 @@ class Timeline:
     prompt_labels: list[str]
     new_labels: list[str]
     text: str
-    rows: list[dict[str, np.ndarray]]   # per step: kind -> (n_layer, nh, Tk)
+    rows: list[dict[str, np.ndarray]]   # per step: kind -> (n_layer, nh, Tk), or pooled to ROW_CELLS key cells
+    held: list[int]                     # per step, the keys the new token's self-attention saw (Tk before pooling)
     cache_bytes: list[int]              # per step, the positions the model's own cache holds
     cache_bytes_allocated: list[int]    # per step, its tensors as allocated (tensor.nbytes)
     source_labels: list[str]            # encoder-decoder: the source (cross-attention keys)
@@ -396,7 +397,7 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
     encdec = cfg.family == "encdec"
     return Timeline(
         prompt_labels=show(spec, [data.BOS_ID]) if encdec else show(spec, ids), new_labels=show(spec, gen.tokens),
-        text=decode(spec, gen.tokens), rows=[s.attention for s in gen.steps],
+        text=decode(spec, gen.tokens), rows=[s.attention for s in gen.steps], held=[s.keys_held for s in gen.steps],
         cache_bytes=[s.cache_bytes for s in gen.steps],
         cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps],
         source_labels=show(spec, ids) if encdec else [], n_layer=cfg.n_layer, n_heads=cfg.n_heads, config=cfg), notes
