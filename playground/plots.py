@@ -39,6 +39,9 @@ WORDS: dict[str, str] = {
     'plot.cell_rows': 'rows {a}–{b}',
     'plot.cell_keys': 'keys {a}–{b}',
     'plot.cell_share': 'share allowed',
+    'plot.layer_mean': 'layer {i} (mean)',
+    'plot.log_weight': 'log10 mean weight',
+    'plot.distance': 'distance |i − j| (tokens)',
     'plot.zoom_hint': 'box-zoom to see closer: {n} or fewer tokens a side are exact weights',
     'plot.key_axis': 'key (attended to)',
     'plot.query_axis': 'query (attending)',
@@ -439,6 +442,33 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = 
     return _layout(fig, title, height=max(300, 22 * L * H + 160), words=words,
                    coloraxis=colour_axis(rows, signed=signed, words=words),
                    xaxis=dict(title=words("plot.key_in_cache"), tickangle=-60, type="category"),
+                   yaxis=dict(autorange="reversed", type="category"))
+
+
+def distance_profile(profile: np.ndarray, edges: np.ndarray, title, words=ENGLISH) -> go.Figure:
+    """Attention by distance: the mean weight at each log2 bin of |i - j|, one row per head and, after each
+    layer's heads, the layer's mean; colour on a log10 scale (weights span orders of magnitude).
+
+    profile: (n_layer, nh, nb), NaN where no (query, key) pair has that distance. edges: (nb + 1,) distances.
+    """
+    L, H, nb = profile.shape
+    rows, names = [], []
+    for layer in range(L):
+        for h in range(H):
+            rows.append(profile[layer, h])
+            names.append(f"L{layer} H{h}")
+        finite = np.isfinite(profile[layer])  # (nh, nb): a bin no pair reaches is NaN for every head
+        counts = finite.sum(0)
+        rows.append(np.where(counts > 0, np.where(finite, profile[layer], 0).sum(0) / np.maximum(counts, 1), np.nan))
+        names.append(words("plot.layer_mean", i=layer))
+    z = np.log10(np.clip(np.array(rows, dtype=np.float64), 1e-12, None))
+    bins = [f"{a}" if b - a == 1 else f"{a}–{b - 1}" for a, b in zip(edges[:-1], edges[1:])]
+    fig = go.Figure(go.Heatmap(z=z, x=bins, y=names, colorscale=WEIGHT_SCALE, hoverongaps=False,
+                               colorbar=dict(title=words("plot.log_weight")),
+                               hovertemplate=(f"%{{y}}<br>{words('plot.distance')} %{{x}}<br>"
+                                              f"{words('plot.log_weight')} %{{z:.2f}}<extra></extra>")))
+    return _layout(fig, title, height=max(320, 16 * len(names) + 160), words=words,
+                   xaxis=dict(title=words("plot.distance"), type="category"),
                    yaxis=dict(autorange="reversed", type="category"))
 
 

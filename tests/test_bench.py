@@ -373,3 +373,19 @@ def test_the_benchmark_checkpoint_is_reused_and_needs_transformers(tmp_path, mon
         write_gpt2(tmp_path / "b", "tiny")
     with pytest.raises(ValueError, match="unknown shape"):
         write_gpt2(tmp_path / "c", "huge")
+
+
+def test_long_benchmark_on_a_tiny_shape_reports_every_figure_against_its_target():
+    """``bench long`` on a 2-layer stand-in: the analysis keeps q, k and lse (bytes linear in T), its tiles are exact."""
+    from playground.bench.long import bench_long
+
+    result = bench_long(repeats=5, shape="tiny", lengths=(128, 512), browser=False)
+    summary = result["summary"]
+    assert summary["analyze_s_128"] > 0 and summary["analyze_s_512"] > 0
+    assert summary["lse_source"] == "kernel" and summary["kernels"] == ["flash"] and summary["max_abs_diff"] < 1e-5
+    per_layer = (4 + 2) * 512 * 16 * 4 + 4 * 512 * 4  # q, k (2 K/V heads), lse: float32, hs 16
+    assert per_layer * 2 < summary["analysis_bytes_512"] < per_layer * 2 + 2 * 4 * 128 * 128 * 2 * 4 + 1
+    assert summary["tile_p50_ms_512"] > 0 and summary["overview_bytes_512"] > 0
+    measures = {row["measure"] for row in result["rows"]}
+    assert {"analyze_s_128", "analyze_s_512", "analysis_bytes_512", "rss_rise_512_over_128", "tile_p50_ms_512",
+            "overview_bytes_512"} == measures

@@ -62,7 +62,8 @@ def _pretrained_from_args(args) -> dict:
 def _long_from_args(args) -> dict:
     from playground.bench.long import bench_long
 
-    return bench_long(repeats=args.repeats, keep=args.keep, shape=args.shape, lengths=tuple(args.lengths))
+    return bench_long(repeats=args.repeats, keep=args.keep, shape=args.shape, lengths=tuple(args.lengths),
+                      browser=not args.no_browser)
 
 
 def _positive_int(text: str) -> int:
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--shape", choices=("smollm2", "tiny"), default="smollm2",
                     help="smollm2: SmolLM2-135M's shape (default); tiny: a 2-layer stand-in for tests")
     lp.add_argument("--lengths", type=_positive_int, nargs=2, default=[2048, 8192], metavar=("SHORT", "LONG"))
+    lp.add_argument("--no-browser", action="store_true",
+                    help="skip the app figures (render time of a 4,096-token overview, memory with 8 sessions)")
     lp.set_defaults(run=_long_from_args)
     return parser
 

@@ -11,22 +11,36 @@ each the median of ``repeats`` runs where it is timed:
 - ``rss_rise_8192_over_2048``: the peak resident memory rise above the loaded weights during an analysis,
   8,192 tokens over 2,048 (linear in T is 4, quadratic 16);
 - ``tile_p50_ms_8192``: one exact 512 x 512 window of one head, at random places of the causal triangle;
-- ``overview_bytes_8192``: the overview figure's Plotly JSON.
+- ``overview_bytes_8192``: the overview figure's Plotly JSON;
+
+and, through the app (``python app.py`` serving both checkpoints from an operator's directory) in chromium:
+
+- ``browser_render_ms_4096``: click on Analyze to the overview drawn for a 4,096-token prompt on the
+  SmolLM2-shaped model, the analysis itself taken out: the first click computes it, the timed clicks find
+  it in the server's store (median of repeats);
+- ``session_rss_mb_gpt2_1024_x8``: the app's resident memory once 8 browser sessions each hold a
+  different 1,024-token analysis of a GPT-2-small-shaped checkpoint (share links, every overview drawn).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import torch
 
 from playground import plots
 from playground.bench import hf_folder
-from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, spread
+from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
+from playground.bench.browser import has_chromium, launch
+from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread
+from playground.bench.server import AppServer
+from playground.models.pretrained.hub import ENV_LOCAL
 from playground.inspect import tiles
 from playground.inspect.analysis import analyze
 from playground.models.pretrained import load_pretrained
@@ -39,7 +53,9 @@ TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_
 TARGETS = {
     "analysis_bytes_8192": ("<=", 1.0e9), "rss_rise_8192_over_2048": ("<=", 5), "analyze_s_2048": ("<=", 15),
     "analyze_s_8192": ("<=", 120), "tile_p50_ms_8192": ("<=", 300), "overview_bytes_8192": ("<=", 2e6),
+    "browser_render_ms_4096": ("<=", 2000), "session_rss_mb_gpt2_1024_x8": ("<=", 2500),
 }
+SESSIONS = 8
 LENGTHS = (2048, 8192)
 TILE = 512
 
@@ -73,15 +89,62 @@ def _row(measure: str, value, unit: str, samples: list[float] | None = None) -> 
     return row
 
 
+def text_of(tokenizer, n_tokens: int, skip: int = 0) -> str:
+    """A Shakespeare text of exactly ``n_tokens`` tokens by ``tokenizer``, starting ``skip`` tokens in."""
+    ids = tokenizer.encode(PASSAGE * (2 + (n_tokens + skip) // 100))[skip:skip + n_tokens]
+    text = tokenizer.decode(ids)
+    if len(tokenizer.encode(text)) != n_tokens:
+        raise ValueError(f"could not build a {n_tokens}-token prompt with this tokenizer")
+    return text
+
+
+def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -> dict:
+    """The app serving ``root``: the render time of a ``llama_tokens``-token overview, then its memory with
+    ``SESSIONS`` browser sessions each holding a different 1,024-token GPT-2 analysis."""
+    from playwright.sync_api import sync_playwright
+
+    from playground.zoo import ModelSpec
+
+    with contextlib.ExitStack() as stack:
+        old = os.environ.get(ENV_LOCAL)
+        os.environ[ENV_LOCAL] = str(root)
+        stack.callback(lambda: os.environ.pop(ENV_LOCAL) if old is None else os.environ.update({ENV_LOCAL: old}))
+        llama_text = text_of(ModelSpec.parse(llama).tokenizer(), llama_tokens)
+        gpt2_tok = ModelSpec.parse(gpt2).tokenizer()
+        gpt2_texts = [text_of(gpt2_tok, 1024, skip=7 * i) for i in range(SESSIONS)]
+        server = stack.enter_context(AppServer({ENV_LOCAL: str(root)}))
+        query = urlencode({"spec": llama, "prompt": "To be, or not to be"})
+        rendered, _ = browser_render_ms(server.url, {llama_tokens: llama_text}, repeats, query=query)
+        with sync_playwright() as p:
+            browser = launch(p)
+            pages = []
+            for text in gpt2_texts:
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                page.goto(f"{server.url}?{urlencode({'spec': gpt2, 'prompt': text})}", wait_until="load")
+                pages.append(page)
+            for page in pages:
+                page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=600_000)
+                page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=600_000)
+            rss = rss_bytes(server.pid)
+            browser.close()
+    return {"render_ms": rendered[llama_tokens], "rss": rss}
+
+
 def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str = "smollm2",
-               lengths: tuple[int, int] = LENGTHS) -> dict:
+               lengths: tuple[int, int] = LENGTHS, browser: bool = True) -> dict:
     """The figures of the module's docstring: (result dict) with a summary and a row per figure."""
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
     short, long = lengths
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="playground-long-")) as root:
         folder = write_llama(Path(root) / f"llama-{shape}", SMOLLM2_135M if shape == "smollm2" else TINY)
+        hf_folder.write_gpt2(Path(root) / f"gpt2-{'small' if shape == 'smollm2' else 'tiny'}",
+                             "small" if shape == "smollm2" else "tiny")
         model, _ = load_pretrained(str(folder))
+        app = None
+        if browser and has_chromium():
+            app = in_app(Path(root), f"local:{folder.name}", f"local:gpt2-{'small' if shape == 'smollm2' else 'tiny'}",
+                         min(4096, long), repeats)
     model.eval()
     ids = {n: torch.randint(1, model.cfg.vocab_size, (n,), generator=torch.Generator().manual_seed(n)).tolist()
            for n in lengths}
@@ -118,10 +181,17 @@ def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str =
         "kernels": result.kernels, "shape": shape, "layers": model.cfg.n_layer, "heads": model.cfg.n_heads,
         "kv_heads": model.cfg.n_kv_heads, "repeats": repeats, "threads": torch.get_num_threads(),
     }
+    render_key = f"browser_render_ms_{min(4096, long)}"
+    if app is not None:
+        summary[render_key] = spread(app["render_ms"])["median"]
+        summary["session_rss_mb_gpt2_1024_x8"] = app["rss"] / 1e6
     rows = [_row(f"analyze_s_{short}", median[short], "s", seconds[short]),
             _row(f"analyze_s_{long}", median[long], "s", seconds[long]),
             _row(f"analysis_bytes_{long}", result.nbytes, "bytes"),
             _row(f"rss_rise_{long}_over_{short}", ratio, "x"),
             _row(f"tile_p50_ms_{long}", summary[f"tile_p50_ms_{long}"], "ms", tile_ms),
             _row(f"overview_bytes_{long}", overview, "bytes")]
+    if app is not None:
+        rows += [_row(render_key, summary[render_key], "ms", app["render_ms"]),
+                 _row("session_rss_mb_gpt2_1024_x8", summary["session_rss_mb_gpt2_1024_x8"], "MB")]
     return make_result("long", "cpu", summary, rows)

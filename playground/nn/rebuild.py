@@ -140,6 +140,8 @@ class AttentionSource:
             s = s - slopes[:, None, None] * dist[None]
         if mask is None:
             mask = self.mask_tile(r0, r1, c0, c1, batch)
+        if bool(mask.all()):  # most tiles of a long causal prompt lie wholly below the diagonal
+            return s
         return s.masked_fill_(~mask, MASKED)
 
     def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:

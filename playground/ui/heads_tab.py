@@ -5,6 +5,10 @@ Attention tab; the tab's button resolves the model controls to a spec and calls 
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import gradio as gr
+import numpy as np
+
+from playground import plots
+from playground.ui.i18n import msg
 
 from .attention import analysis_state, head_figures, prefix_and_window, wire_prefix
 from .controls import Controls, choose
@@ -34,6 +38,13 @@ def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, 
     return state.extended(kind=kind)
 
 
+def distance_figure(w: Words, state: dict):
+    """Attention by distance of every head of the scored kind, from the analysis' streamed statistics."""
+    maps = state["result"].of_kind(state["kind"])
+    profile = np.stack([m.stats.profile for m in maps])  # (n_layer, nh, nb)
+    return plots.distance_profile(profile, maps[0].stats.bin_edges, msg("title.by_distance"), words=w)
+
+
 def table_of(w: Words, state: dict) -> dict:
     return {"headers": [w(k) for k in HEADERS], "data": score_rows(state)}
 
@@ -55,13 +66,14 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, label=t("heads.table"), elem_id="head-table")
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))
+    by_distance = gr.Plot(label=t("heads.by_distance"), elem_id="by-distance")
 
     def run(family, variant, position, task, fallback, backend, device, dtype, text, prefix, win, request: gr.Request):
         """The button: the controls' spec through the same function as /heads."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
         new_state = heads_state(w, str(spec), text, prefix, win, backend, device, dtype)
-        return table_of(w, new_state), None, new_state
+        return table_of(w, new_state), None, distance_figure(w, new_state), new_state
 
     def open_row(state: dict | None, evt: gr.SelectData, request: gr.Request):
         if not state:
@@ -72,7 +84,8 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
         layer, head = int(row[0]), int(row[1])
         return head_figures(Words(request), state, state["kind"], layer, head)[0]
 
-    button.click(run, [*controls.inputs, prompt, prefix_len, window], [table, figure, state], api_visibility="private",
+    button.click(run, [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state],
+                 api_visibility="private",
                  concurrency_limit=2, concurrency_id="analyze")
     gr.api(heads, api_name="heads", concurrency_limit=2, concurrency_id="analyze")
     table.select(open_row, state, figure, api_visibility="private")
