@@ -40,6 +40,7 @@ WORDS: dict[str, str] = {
     'plot.cell_keys': 'keys {a}–{b}',
     'plot.cell_share': 'share allowed',
     'plot.layer_mean': 'layer {i} (mean)',
+    'plot.fitted_scale': 'colours from 0 to the largest weight in view, {zmax:.2g}',
     'plot.log_weight': 'log10 mean weight',
     'plot.distance': 'distance |i − j| (tokens)',
     'plot.zoom_hint': 'box-zoom to see closer: {n} or fewer tokens a side are exact weights',
@@ -146,7 +147,7 @@ def _layout(fig: go.Figure, title, height: int, words=ENGLISH, **extra) -> go.Fi
 def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, max_px: int = 128,
              max_cells: int = 160_000, untrained: bool = False, signed: bool = False, words=ENGLISH,
              kind: str = "", col_names: list[str] | None = None, scale_title=None,
-             groups: list[list[int]] | None = None, cells: dict | None = None) -> go.Figure:
+             groups: list[list[int]] | None = None, cells: dict | None = None, fit: bool = False) -> go.Figure:
     """A layer x head grid of heatmaps, drawn as one heatmap with blank gutters (fast to send and draw).
 
     Args:
@@ -164,6 +165,7 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
             of one head each (MHA) change nothing.
         cells: ``weights`` are already pooled (``inspect.tiles``): {"tokens": (Tq, Tk), "rows": row edges,
             "cols": key edges (token indices, n + 1 each), "cell": (cr, cc), "how": "max" | "mean"}.
+        fit: colours from 0 to the largest value drawn (a long prompt's weights are small), said in the title.
     Hover names the layer, head, query and key (block indices when downsampled; with ``cells``, the rows
     and keys each cell pools, and max or mean of how many weights).
     """
@@ -224,12 +226,16 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
         note = " · " + unit
     if groups:
         note += " · " + words("plot.grouped_kv", n=len(groups))
+    top = float(np.nanmax(small)) if np.isfinite(small).any() else 1.0
+    fit = fit and not signed and 0 < top < 1
+    if fit:
+        note += " · " + words("plot.fitted_scale", zmax=top)
     title = f"{words.render(title)} · {words('plot.tokens_grid', tq=tq, tk=tk)}{note}{_status(untrained, words)}"
     # as tall as the grid is at ~OVERVIEW_WIDTH px wide (cells stay square), so a wide grid leaves no blank band
     height = max(300, min(150 * L, round(OVERVIEW_WIDTH * grid.shape[0] / grid.shape[1])) + 90)
     return _layout(fig, title, height=height, words=words,
                    coloraxis=colour_axis(small, signed, words, scale_title,
-                                         zmax=(float(np.nanmax(small)) or 1.0) if scale_title else 1.0),
+                                         zmax=(top or 1.0) if scale_title or fit else 1.0),
                    meta=dict(kind=kind, rows=sq, cols=sk, gap=gap, heads=order),
                    xaxis=dict(type="category", tickvals=tick_x, ticktext=tick_text,
                               side="top", showgrid=False),
@@ -237,6 +243,7 @@ def overview(weights: np.ndarray, title, *, row_names: list[str] | None = None, 
                               autorange="reversed", showgrid=False, scaleanchor="x"))
 
 
+FIT_SCALE_KEYS = 256  # past this many keys an overview's colours run from 0 to its largest value
 OVERVIEW_WIDTH = 1100  # px: about the plot area's width on the page
 
 
@@ -266,7 +273,8 @@ def pooled_overview(result, kind: str, title, how: str = "max", **kwargs) -> go.
     grid, geometry = result.pooled(kind, how)
     cells = {"tokens": (geometry.rows[1], geometry.cols[1]), "rows": geometry.row_edges().tolist(),
              "cols": geometry.col_edges().tolist(), "cell": geometry.cell, "how": how}
-    return overview(grid, title, signed=kind == "implicit", kind=kind, cells=cells, **kwargs)
+    return overview(grid, title, signed=kind == "implicit", kind=kind, cells=cells,
+                    fit=geometry.cols[1] > FIT_SCALE_KEYS, **kwargs)
 
 
 def overview_bytes(result, groups: list[list[int]] | None = None, how: str = "max") -> int:
@@ -294,7 +302,7 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
          mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, words=ENGLISH,
          scale_title=None, start: tuple[int, int] = (0, 0), numbered: bool = True, meta: dict | None = None,
-         value_key: str = "plot.weight") -> go.Figure:
+         value_key: str = "plot.weight", zmax: float = 1.0) -> go.Figure:
     """One head (or a window of it), tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
@@ -302,6 +310,7 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         start: the index of the first query and key shown (a window of a longer prompt).
         numbered: number the labels by position (tokens); False for labels that are already unique (cells).
         meta: written into ``layout.meta`` (the window a zoom reads: ``assets/js/zoom_head.js``).
+        zmax: the top of the colour scale (a long prompt's weights are small: the page fits it to the window).
     """
     z = weights.astype(np.float32)
     if mask is not None:
@@ -313,7 +322,7 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         hovertemplate=_hover(words, value_key, ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
     return _layout(fig, words.render(title) + _status(untrained, words), height=side, words=words,
-                   coloraxis=colour_axis(z, signed, words, scale_title), meta=meta or {},
+                   coloraxis=colour_axis(z, signed, words, scale_title, zmax=zmax), meta=meta or {},
                    xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category"),
                    yaxis=dict(title=words("plot.query_axis"), autorange="reversed", type="category"))
 
@@ -376,11 +385,11 @@ def block_grid(grid: np.ndarray, title, *, block: tuple[int, int] = (128, 128), 
 
 def mask_overlay(weights: np.ndarray, allowed: np.ndarray, q_labels: list[str], k_labels: list[str],
                  title, signed: bool = False, words=ENGLISH, start: tuple[int, int] = (0, 0),
-                 numbered: bool = True) -> go.Figure:
+                 numbered: bool = True, zmax: float = 1.0) -> go.Figure:
     """Weights where allowed, the mask's blocked cells grey on top. (Tq, Tk)"""
     allowed = allowed > 0  # pooled cells: grey where the mask allows no pair at all
     fig = head(weights, q_labels, k_labels, title, mask=allowed, signed=signed, words=words, start=start,
-               numbered=numbered)
+               numbered=numbered, zmax=zmax)
     blocked = np.where(allowed, np.nan, 1.0)
     fig.add_trace(go.Heatmap(z=blocked, x=fig.data[0].x, y=fig.data[0].y, showscale=False,
                              colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], hoverongaps=False,

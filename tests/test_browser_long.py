@@ -10,7 +10,7 @@ from test_browser import playwright, set_prompt, shot, wait_for_plot_title
 MIN_TOKENS = 4096
 # Shakespeare's words and the tests' tokenizer: about 4 tokens a word, so this is well over 4,096 tokens
 TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds "
-        "that lour'd upon our house in the deep bosom of the ocean buried. ") * 70
+        "that lour'd upon our house in the deep bosom of the ocean buried. ") * 42
 
 # the head map's geometry, and the page coordinates of a category position on its axes
 AXES_JS = """([x, y]) => {
@@ -76,38 +76,49 @@ def test_a_long_prompt_shows_progress_every_head_and_zooms_to_exact_weights(long
         wait_for_plot_title(pg, f"{len(ids)}×{len(ids)} tokens", timeout=240_000)
         seen = " ".join(pg.evaluate("() => window.seenProgress"))
         assert "attention layer" in seen, seen[:500]
-        title = pg.locator(".overview-plot .gtitle").first.inner_text()
+        title = pg.locator(".overview-plot .gtitle").first.text_content()
         assert "max over cells of" in title
         shot(pg, "40-long-prompt-overview")
         wait_for_plot_title(pg, "layer 0, head 0", timeout=120_000)
         first = pg.evaluate(AXES_JS, [0, 0])["meta"]
         assert first["cell"][0] > 1 and first["rows"] == [0, len(ids)]  # pooled: several tokens a cell
         cell = first["cell"][0]
-        a = 3000 // cell  # cells a .. a+63/cell: rows and keys 3000-ish, inside the causal triangle
-        n = 64 // cell
-        start = pg.evaluate(AXES_JS, [a - 0.4, a - 0.4 - 8])
-        end = pg.evaluate(AXES_JS, [a + n - 1 + 0.4, a + n - 1 + 0.4 - 8])
-        pg.mouse.move(start["x"], start["y"])
-        pg.mouse.down()
-        pg.mouse.move((start["x"] + end["x"]) / 2, (start["y"] + end["y"]) / 2, steps=5)
-        pg.mouse.move(end["x"], end["y"], steps=5)
-        pg.mouse.up()
+
+        def box_zoom(x0, y0, x1, y1):
+            """Drag a box on the head map from category position (x0, y0) to (x1, y1), as a person does."""
+            start, end = pg.evaluate(AXES_JS, [x0, y0]), pg.evaluate(AXES_JS, [x1, y1])
+            pg.mouse.move(start["x"], start["y"])
+            pg.mouse.down()
+            pg.mouse.move((start["x"] + end["x"]) / 2, (start["y"] + end["y"]) / 2, steps=5)
+            pg.mouse.move(end["x"], end["y"], steps=5)
+            pg.mouse.up()
+
+        # first zoom: 8 cells a side around query 3000, keys 8 cells to its left: few enough tokens to be exact
+        a, n = 3000 // cell, 8
+        box_zoom(a - 8, a, a - 8 + n - 1, a + n - 1)  # from the centre of the first cell to that of the last
         pg.wait_for_function("() => { const m = document.querySelector('.head-map .js-plotly-plot')._fullLayout.meta;"
                              " return m && m.cell[0] === 1 && m.cell[1] === 1; }", timeout=60_000)
+        meta = pg.evaluate(AXES_JS, [0, 0])["meta"]  # cells are about a pixel wide here: near a * cell, give or take
+        assert abs(meta["rows"][0] - a * cell) <= cell and abs(meta["cols"][0] - (a - 8) * cell) <= cell
+        assert 64 < meta["rows"][1] - meta["rows"][0] <= 512 and 64 < meta["cols"][1] - meta["cols"][0] <= 512
+        # second zoom, on the exact weights: a 64 x 64 window
+        box_zoom(2, 3, 2 + 63, 3 + 63)
+        want_rows, want_cols = [meta["rows"][0] + 3, meta["rows"][0] + 67], [meta["cols"][0] + 2, meta["cols"][0] + 66]
+        pg.wait_for_function("([r, c]) => { const m = document.querySelector('.head-map .js-plotly-plot')._fullLayout"
+                             ".meta; return m && m.rows[0] === r[0] && m.rows[1] === r[1] && m.cols[0] === c[0]; }",
+                             arg=[want_rows, want_cols], timeout=60_000)
         meta = pg.evaluate(AXES_JS, [0, 0])["meta"]
         r0, c0 = meta["rows"][0], meta["cols"][0]
-        assert meta["rows"][1] - r0 == 64 and meta["cols"][1] - c0 == 64, meta
-        assert r0 == a * cell and c0 == (a - 8) * cell
-        title = pg.locator(".head-map .gtitle").inner_text()
+        assert meta["rows"] == want_rows and meta["cols"] == want_cols and meta["cell"] == [1, 1], meta
+        title = pg.locator(".head-map .gtitle").first.text_content()
         assert "max over cells" not in title
         shot(pg, "41-long-prompt-zoomed-exact")
-        at = pg.evaluate(AXES_JS, [10, 5])  # query r0 + 10, key c0 + 5
+        at = pg.evaluate(AXES_JS, [10, 5])  # key c0 + 10, query r0 + 5
         pg.mouse.move(at["x"], at["y"])
         hover = pg.locator(".hoverlayer .hovertext").first
         hover.wait_for(timeout=10_000)
-        text = hover.inner_text()
-        assert f"{r0 + 10} " in text and f"{c0 + 5} " in text
-        assert labels[r0 + 10].strip() in text and labels[c0 + 5].strip() in text
+        text = hover.text_content()
+        assert f"query {r0 + 5} {labels[r0 + 5]}" in text and f"key {c0 + 10} {labels[c0 + 10]}" in text, text
         shot(pg, "42-long-prompt-hover")
         context.close()
         browser.close()

@@ -7,11 +7,11 @@
 (() => {
   const {headZoomId} = window.PLAYGROUND;
   const bound = new WeakSet();
-  // the cells whose centres the box covers (category i is centred on i); a box inside one cell takes that cell
+  // the cells from the one nearest the box's first edge to the one nearest its last (category i is centred on
+  // i), so a box drawn from cell centre to cell centre takes both end cells even a few pixels short
   const span = (range, first, end, cell) => {
     const lo = Math.min(range[0], range[1]), hi = Math.max(range[0], range[1]);
-    let i = Math.max(0, Math.ceil(lo)), j = Math.floor(hi);
-    if (j < i) i = j = Math.max(0, Math.round((lo + hi) / 2));
+    const i = Math.max(0, Math.round(lo)), j = Math.max(i, Math.round(hi));
     return [Math.min(end - 1, first + i * cell), Math.min(end, first + (j + 1) * cell)];
   };
   const ask = (gd, ev) => {

@@ -224,11 +224,15 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
         where = msg("title.head_cells", head=where, how=w(f"plot.cells_{how}", cr=cells.cell[0], cc=cells.cell[1]),
                     hint=w("plot.zoom_hint", n=HEAD_CELLS))
     mask_title = msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}"))
+    zmax = 1.0
+    if m.shape[2] > plots.FIT_SCALE_KEYS and not signed and np.isfinite(z).any() and float(np.nanmax(z)) > 0:
+        zmax = float(np.nanmax(z))  # over thousands of keys a weight is small: a 0..1 scale would show nothing
+        where = msg("title.with_scale", title=where, scale=w("plot.fitted_scale", zmax=zmax))
     return (plots.head(z, q, k, where, mask=allowed > 0, untrained=untrained, signed=signed, words=w, meta=meta,
-                       **look),
+                       zmax=zmax, **look),
             plots.mask(allowed, q, k, mask_title, words=w, **look),
             plots.mask_overlay(z, allowed, q, k, msg("title.overlay", layer=layer, head=head), signed=signed,
-                               words=w, **look))
+                               words=w, zmax=zmax, **look))
 
 
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
