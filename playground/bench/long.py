@@ -38,7 +38,7 @@ from playground import plots
 from playground.bench import hf_folder
 from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
 from playground.bench.browser import has_chromium, launch
-from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread
+from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
 from playground.bench.server import AppServer
 from playground.models.pretrained.hub import ENV_LOCAL
 from playground.inspect import tiles
@@ -79,14 +79,7 @@ def write_llama(folder: Path, shape: dict, seed: int = 0) -> Path:
 
 
 def _row(measure: str, value, unit: str, samples: list[float] | None = None) -> dict:
-    comparison, target = TARGETS.get(measure, (None, None))
-    met = None if value is None or target is None else (value <= target if comparison == "<=" else value >= target)
-    row = {"measure": measure, "value": value, "unit": unit,
-           "target": None if target is None else f"{comparison} {target:,}", "pass": met}
-    if samples:
-        s = spread(samples)
-        row.update(n=s["n"], min=s["min"], max=s["max"])
-    return row
+    return target_row(measure, value, unit, TARGETS, samples)
 
 
 def text_of(tokenizer, n_tokens: int, skip: int = 0) -> str:

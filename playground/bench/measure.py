@@ -62,6 +62,19 @@ def spread(samples) -> dict:
 
 
 # ---------------------------------------------------------------------------------- CPU memory
+def target_row(measure: str, value, unit: str, targets: dict, samples: list[float] | None = None) -> dict:
+    """A benchmark's row for one figure against its target (``targets``: measure -> ("<=" | ">=", number)):
+    the value, the target as text, whether it is met (None without a value or a target), and the spread."""
+    comparison, target = targets.get(measure, (None, None))
+    met = None if value is None or target is None else (value <= target if comparison == "<=" else value >= target)
+    row = {"measure": measure, "value": value, "unit": unit,
+           "target": None if target is None else f"{comparison} {target:,}", "pass": met}
+    if samples:
+        s = spread(samples)
+        row.update(n=s["n"], min=s["min"], max=s["max"])
+    return row
+
+
 def _proc_status_kib(field: str, pid: int | None = None) -> int | None:
     try:
         with open(f"/proc/{pid or 'self'}/status") as f:

@@ -53,7 +53,7 @@ from playground.bench import hf_folder
 from playground.bench.app import PASSAGE, browser_render_ms
 from playground.bench.concurrent import Call, parallel_calls, peak_rss_during
 from playground.bench.decode import cache_speedup, time_decode
-from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, make_result, spread
+from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, make_result, spread, target_row
 from playground.bench.server import AppServer
 from playground.config import ModelConfig
 from playground.models import build_model
@@ -140,14 +140,7 @@ def _timed(fn, repeats: int) -> tuple[list[float], object]:
 
 
 def _row(measure: str, value, unit: str, samples: list[float] | None = None) -> dict:
-    comparison, target = TARGETS.get(measure, (None, None))
-    met = None if value is None or target is None else (value <= target if comparison == "<=" else value >= target)
-    row = {"measure": measure, "value": value, "unit": unit,
-           "target": None if target is None else f"{comparison} {target:,}", "pass": met}
-    if samples:
-        s = spread(samples)
-        row.update(n=s["n"], min=s["min"], max=s["max"])
-    return row
+    return target_row(measure, value, unit, TARGETS, samples)
 
 
 @contextlib.contextmanager
