@@ -162,3 +162,17 @@ def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
     again = a["result"]
     assert again is not first and a.recomputed
     np.testing.assert_array_equal(again.pooled("self")[0], first.pooled("self")[0])
+
+
+def test_export_refuses_a_prompt_whose_weights_it_cannot_write(store):
+    import gradio as gr
+
+    from playground.ui.attention import EXPORT_MAX_WEIGHTS, analysis_state, export_files
+    from playground.ui.lang import Words
+
+    state = analysis_state(Words(), "zoo:baseline", "all the world's a stage " * 300)
+    result = state["result"]
+    weights = sum(int(np.prod(m.shape)) for m in result.maps)
+    assert weights > EXPORT_MAX_WEIGHTS
+    with pytest.raises(gr.Error, match="more than an export writes"):
+        export_files(state)

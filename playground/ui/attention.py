@@ -32,6 +32,7 @@ from .warmup import FLEX
 HEAD_CELLS = 512  # one head's map: at most this many cells a side; a window this small shows exact weights
 POOLING = ("max", "mean")
 ZOOM_ID = "head-zoom"
+EXPORT_MAX_WEIGHTS = 1 << 24  # an export writes every weight: 16.7 M of them is already ~150 MB of JSON
 CANCELLED: set = set()  # sessions whose reader pressed Cancel: their analysis stops after the current layer
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
 PICK_ID = "head-pick"
@@ -241,6 +242,9 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     if not state:
         raise Words(request).error("error.export_first")
     result: Analysis = state["result"]
+    weights = sum(int(np.prod(m.shape)) for m in result.maps)
+    if weights > EXPORT_MAX_WEIGHTS:  # every weight of a long prompt would be gigabytes of JSON
+        raise Words(request).error("error.export_too_large", weights=weights, most=EXPORT_MAX_WEIGHTS)
     folder = Path(tempfile.mkdtemp(prefix="attention-"))
     (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
     arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
