@@ -271,6 +271,8 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     returning True stops the analysis (``inspect.analysis.Cancelled``).
     """
     prefix_len = check_int("prefix_len", prefix_len, 0)
+    if spec.config().family != "prefix":  # only a prefix decoder reads it: one key for every value elsewhere
+        prefix_len = 0
     options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, seed=seed, dtype=dtype)
     key = analysis_key(spec, text, **options)
 
