@@ -2,6 +2,7 @@
 that says where it stands: compiling (first use, ~15 s), ready, or why it cannot run here."""
 from __future__ import annotations
 
+import atexit
 import threading
 
 import gradio as gr
@@ -25,6 +26,9 @@ class FlexWarmUp:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="flex-warm-up", daemon=True)
                 self.thread.start()
+                # a process that ends while the compiler runs in this thread would abort in C++ ("terminate
+                # called without an active exception"): at exit, let the compile finish first
+                atexit.register(self.wait)
 
     def _run(self) -> None:
         try:
