@@ -91,7 +91,7 @@ def tell_recomputed(w: Words, state: dict | None) -> None:
     """Say once that an analysis a view needed had been evicted and was computed again."""
     if isinstance(state, AnalysisRef) and state.recomputed:
         state.recomputed = False
-        w.info(w.render(msg("note.analysis_recomputed")))
+        w.info("note.analysis_recomputed")
 
 
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
@@ -472,8 +472,8 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         except ValueError:
             guess = None  # the analysis itself says what is wrong
         if guess and guess["seconds"] > 2:
-            w.info(w("info.estimate", tokens=guess["tokens"], seconds=guess["seconds"], mb=guess["bytes"] / 1e6,
-                     device=device))
+            w.info("info.estimate", tokens=guess["tokens"], seconds=guess["seconds"], mb=guess["bytes"] / 1e6,
+                   device=device)
 
         def report(done: int, total: int) -> None:
             progress((done, total), desc=w("progress.layer", done=done, total=total))
