@@ -114,7 +114,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         if view is None or state is None:
             return [gr.skip()] * (3 + len(tab.view_outputs))
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
-        return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], request)]
+        return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
 
     demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
                               controls.pretrained],
