@@ -128,6 +128,10 @@ class WeightCache:
                 self._evicted.discard(key)
         return Checkout(weights, tuple(evicted), reloaded)
 
+    def peek(self, key: Hashable):
+        """The entry under ``key`` (now the most recently used), or None: never loads."""
+        return self._hit(key)
+
     def _hit(self, key: Hashable) -> Weights | None:
         with self._lock:
             weights = self._entries.get(key)

@@ -74,6 +74,9 @@ class AnalysisRef(dict):
     def __getitem__(self, name):
         if name != "result":
             return super().__getitem__(name)
+        stored = service.stored_analysis(self["key"])  # every view reads it: no config read or hash per read
+        if stored is not None:
+            return stored
         result, notes = service.analyze_text(self["spec"], self["prompt"], **self["options"])
         if any(n.key == "note.analysis_recomputed" for n in notes):
             self.recomputed = True
@@ -107,8 +110,9 @@ def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window
                 **options)
     except Cancelled as e:
         raise gr.Error(w("error.cancelled", detail=str(e))) from None
-    return AnalysisRef(spec=model, prompt=prompt, options=options, untrained=not model.trained, backend=backend,
-                       device=device)
+    key, _ = service.request_key(model, prompt, **options)
+    return AnalysisRef(spec=model, prompt=prompt, options=options, key=key, untrained=not model.trained,
+                       backend=backend, device=device)
 
 
 def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str]]:

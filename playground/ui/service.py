@@ -247,6 +247,23 @@ def analysis_key(spec: ModelSpec, text: str, **options) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
+def request_key(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
+                device: str = "cpu", seed: int = 0, dtype: str = "auto") -> tuple[str, dict]:
+    """The store's key of an analysis request and its options, checked; the prefix length counts only for a
+    prefix decoder (one key for every value elsewhere)."""
+    prefix_len = check_int("prefix_len", prefix_len, 0)
+    if spec.config().family != "prefix":
+        prefix_len = 0
+    options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, seed=seed, dtype=dtype)
+    return analysis_key(spec, text, **options), options
+
+
+def stored_analysis(key: str) -> Analysis | None:
+    """The analysis the store holds under ``key``, or None when it has none (it never computes)."""
+    stored = ANALYSES.peek(key)
+    return None if stored is None else stored.result
+
+
 def analysis_bytes(cfg: ModelConfig, tokens: int) -> int:
     """What an analysis of ``tokens`` tokens will hold, from the config: per layer q, k and lse in float32
     (implicit attention: its whole T x T per head), and the overview's max and mean cells."""
@@ -270,11 +287,8 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     instead of the prompt. ``progress(done, total)`` hears of each attention layer; ``cancelled()``
     returning True stops the analysis (``inspect.analysis.Cancelled``).
     """
-    prefix_len = check_int("prefix_len", prefix_len, 0)
-    if spec.config().family != "prefix":  # only a prefix decoder reads it: one key for every value elsewhere
-        prefix_len = 0
-    options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, seed=seed, dtype=dtype)
-    key = analysis_key(spec, text, **options)
+    key, options = request_key(spec, text, prefix_len=prefix_len, window=window, backend=backend, device=device,
+                               seed=seed, dtype=dtype)
 
     def estimate() -> int:
         tokens = len(task_sequence(spec.name, seed)[0]) if spec.is_task else len(tokenize(spec, text, device)[0])
