@@ -29,7 +29,9 @@ from torch import Tensor
 
 from playground.nn.rebuild import TILE, AttentionSource, StoredWeights, tile_grid
 
-SWEEP_TILE = 1024  # a whole layer's pass: larger tiles, fewer steps (9 heads x 1024² float32 is 38 MB)
+# a whole layer's pass: 9 heads x 512² float32 is 9.4 MB a tile. Larger tiles are slower, not faster: past
+# the C allocator's largest reuse threshold (32 MB) every tile's buffers are fresh pages from the kernel.
+SWEEP_TILE = 512
 STATS = ("entropy", "mean_distance", "first_token_sink", "previous_token", "duplicate_token", "induction")
 
 
@@ -202,11 +204,14 @@ class _Stats:
             self.has_copy = torch.from_numpy(_earlier_copy(np.asarray(tokens)))
 
     def add(self, w: Tensor, log_w: Tensor, mask: Tensor, r0: int, r1: int, c0: int, c1: int) -> None:
+        """Adds one tile: w (h, r, c) its weights, log_w their logs (overwritten: it is scratch afterwards)."""
         h, r, c = w.shape
+        flat = w.view(h, r * c)
         i = torch.arange(r0, r1)[:, None]
         j = torch.arange(c0, c1)[None, :]
-        # per row in float32 (c terms), rows summed in float64: a float32 sum over a whole tile loses digits
-        self.entropy -= torch.einsum("hrc,hrc->hr", w, log_w).double().sum(-1)
+        # w log w in place; per row in float32 (c terms), rows summed in float64: a float32 sum over a whole
+        # tile loses digits
+        self.entropy -= log_w.mul_(w).sum(-1).double().sum(-1)
         # sum_j w_ij |i - j| from two matrix-vector products: i * rowsum - sum_j w_ij j, where every key is
         # at or before its query; the tiles the diagonal crosses weigh |i - j| directly
         row_sum = w.sum(-1)  # (h, r)
@@ -215,7 +220,7 @@ class _Stats:
             by_key = w @ torch.arange(c0, c1, dtype=w.dtype)  # (h, r)
             self.distance += (sign * (torch.arange(r0, r1, dtype=w.dtype) * row_sum - by_key)).double().sum(-1)
         else:
-            self.distance += torch.einsum("hrc,rc->hr", w, (i - j).abs().float()).double().sum(-1)
+            self.distance += (flat @ (i - j).abs().float().view(r * c)).double()
         self.row_sum[:, r0:r1] += row_sum.double()
         if c0 == 0:
             self.sink += w[:, :, 0].sum(-1).double()
@@ -228,15 +233,21 @@ class _Stats:
             same = (tq == self.tokens[None, c0:c1]) & (j < i)       # duplicate-token pairs (r, c)
             after = (tq == self.prev_tokens[None, c0:c1]) & (j >= 1) & (j <= i)  # induction pairs
             if bool(same.any()):
-                self.dup += torch.einsum("hrc,rc->hr", w, same.float()).double().sum(-1)
+                self.dup += (flat @ same.view(r * c).float()).double()
             if bool(after.any()):
-                self.ind += torch.einsum("hrc,rc->hr", w, after.float()).double().sum(-1)
+                self.ind += (flat @ after.view(r * c).float()).double()
         self._by_distance(w, mask, r0, c0)
 
     def _by_distance(self, w: Tensor, mask: Tensor, r0: int, c0: int) -> None:
         """Weight mass and allowed pairs per distance bin, from row-wise prefix sums: the keys at distance
         [e_b, e_{b+1}) on either side of query i are two column ranges."""
         h, r, c = w.shape
+        lo, hi = max(0, r0 - (c0 + c - 1), c0 - (r0 + r - 1)), max(abs(r0 - (c0 + c - 1)), abs(r0 + r - 1 - c0))
+        b_lo, b_hi = np.searchsorted(self.edges, [lo, hi], side="right") - 1
+        if b_lo == b_hi:  # every pair of the tile is in one bin (most tiles far from the diagonal)
+            self.mass[:, b_lo] += w.sum((1, 2)).double()
+            self.pairs[b_lo] += float(mask.sum())
+            return
         prefix = w.new_zeros(h + 1, r, c + 1)  # prefix[..., x] = sum_{j < x}; the last row counts the pairs
         torch.cumsum(w, -1, out=prefix[:h, :, 1:])
         torch.cumsum(mask.float(), -1, out=prefix[h, :, 1:])
@@ -311,12 +322,12 @@ def sweep(src: AttentionSource | StoredWeights, cells: int, tokens=None, check: 
             continue
         if isinstance(src, AttentionSource):
             log_w = src.log_weights(r0, r1, c0, c1, batch=batch, mask=mask)  # (nh, r, c)
-            w = log_w.exp()
+            w = torch.exp(log_w)
         else:
             w = src.tile(r0, r1, c0, c1, batch=batch).float()
             log_w = w.clamp(1e-12, 1.0).log()
         pooler.add(w, r0, r1, c0, c1)
-        stats.add(w, log_w, mask, r0, r1, c0, c1)
+        stats.add(w, log_w, mask, r0, r1, c0, c1)  # log_w is scratch after this
         if rebuilt is not None:
             r = r1 - r0
             grouped = w.view(src.n_kv_heads, g * r, c1 - c0)  # (n_kv, g * r, c)
