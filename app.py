@@ -1,27 +1,20 @@
 """Attention Playground: the web page (also the Hugging Face Space's entry point).
 
-On a ZeroGPU Space the `spaces` package is installed, and the functions that run a model or a kernel
-on the GPU run inside ``spaces.GPU``, which holds a GPU for the length of the call; elsewhere the
-package is absent (or its decorator a no-op) and nothing changes.
+On a ZeroGPU Space (the ``spaces`` package installed, ``SPACES_ZERO_GPU`` set) all model work goes
+through one function decorated with ``spaces.GPU`` (``playground.ui.gpu``), nothing touches CUDA at
+start-up, and FlexAttention, which compiles at run time, is not offered. Elsewhere nothing changes.
 """
 import logging
 import os
 
+from playground.nn.kernels import zero_gpu
 from playground.nn.runtime import log_runtime
-from playground.ui import LAUNCH, attention, build_app, kernel_lab, service
+from playground.ui import LAUNCH, build_app, gpu
 
-try:
+if zero_gpu():
     import spaces
-except ImportError:  # not a Hugging Face Space: no GPU to borrow
-    spaces = None
 
-# (module, function) pairs whose calls do the GPU work: the handlers look them up on the module at call time
-GPU_WORK = ((service, "analyze_text"), (service, "generate_text"), (attention, "fused_vs_dense"),
-            (kernel_lab, "bench_kernels"))
-
-if spaces is not None:
-    for module, name in GPU_WORK:
-        setattr(module, name, spaces.GPU(getattr(module, name)))
+    gpu.install(spaces)
 
 
 def log_start_up() -> None:
@@ -37,7 +30,7 @@ def log_start_up() -> None:
 
 
 log_start_up()
-demo = build_app()
+demo = build_app(warm_up=not zero_gpu())  # no CUDA at start-up on ZeroGPU
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2, max_size=64).launch(

@@ -1,6 +1,6 @@
 """Publish this checkout as a Hugging Face Space, in one command:
 
-    python -m playground.publish OWNER/NAME [--private] [--dry-run]
+    python -m playground.publish OWNER/NAME [--private] [--dry-run] [--hardware NAME]
 
 The Hub refuses a git push that carries binary files outside its large-file storage, and the
 shipped checkpoints (``models/*/model.safetensors``) and the tokenizer are such files. This command
@@ -13,6 +13,8 @@ virtual environment, caches, ``runs/`` and the models trained in the page (``zoo
 lies inside the checkout), training data prepared at run time, optimizer states and the browser
 tests' artifacts. ``--dry-run`` lists the files and the total size without contacting the Hub. The
 Space is created (Gradio SDK) if it does not exist; README.md's front matter configures it.
+``--hardware`` then asks the Hub for that hardware (``cpu-basic``, ``zero-a10g`` for ZeroGPU, ``l4x1``, ...;
+README.md's "Space hardware" says what runs where).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, SpaceHardware
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
@@ -76,13 +78,19 @@ def size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.1f} kB"
 
 
-def publish(repo_id: str, *, private: bool = False, dry_run: bool = False, root: Path = ROOT,
-            api: HfApi | None = None, out=print) -> list[tuple[str, int]]:
+HARDWARE = [h.value for h in SpaceHardware]
+
+
+def publish(repo_id: str, *, private: bool = False, dry_run: bool = False, hardware: str | None = None,
+            root: Path = ROOT, api: HfApi | None = None, out=print) -> list[tuple[str, int]]:
     """Create the Space ``repo_id`` (Gradio) if needed and upload the checkout to it; return what was sent.
 
-    With ``dry_run`` nothing is created or sent: the files and the total size are written to ``out``."""
+    With ``dry_run`` nothing is created or sent: the files and the total size are written to ``out``.
+    ``hardware``: a ``huggingface_hub.SpaceHardware`` value the Space is then asked to run on."""
     if not is_hub_id(repo_id):
         raise ValueError(f"A Space is named OWNER/NAME (letters, digits, '.', '_', '-'), got {repo_id!r}")
+    if hardware is not None and hardware not in HARDWARE:
+        raise ValueError(f"unknown Space hardware {hardware!r}; the Hub offers: {', '.join(HARDWARE)}")
     files = plan(root)
     entry = app_file(root)
     if entry not in {path for path, _ in files}:
@@ -99,6 +107,9 @@ def publish(repo_id: str, *, private: bool = False, dry_run: bool = False, root:
     api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(Path(root).resolve()),
                       ignore_patterns=ignore_patterns(),  # upload_folder adds DEFAULT_IGNORE_PATTERNS itself
                       commit_message="Publish the Attention Playground")
+    if hardware is not None:
+        api.request_space_hardware(repo_id, SpaceHardware(hardware))
+        out(f"Asked for hardware {hardware}")
     out(f"Done: https://huggingface.co/spaces/{repo_id}")
     return files
 
@@ -109,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("repo_id", metavar="OWNER/NAME", help="the Space, e.g. alice/attention-playground")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--dry-run", action="store_true", help="list the files and the total size; send nothing")
+    parser.add_argument("--hardware", metavar="NAME",
+                        help=f"ask the Hub for this hardware after the upload ({', '.join(HARDWARE)})")
     args = parser.parse_args(argv)
     try:
-        publish(args.repo_id, private=args.private, dry_run=args.dry_run)
+        publish(args.repo_id, private=args.private, dry_run=args.dry_run, hardware=args.hardware)
     except LocalTokenNotFoundError:
         print("error: not logged in to the Hub: run `hf auth login` or set HF_TOKEN to a token with write "
               "access", file=sys.stderr)

@@ -127,8 +127,8 @@ def test_service_notes_and_sentences_are_messages():
     _, sentence = service.resolve("decoder", "MQA", "alibi", fallback="nearest")
     assert isinstance(sentence, Message)
     assert "not shipped" in str(sentence) and "没有预训练模型" in render(sentence, "zh-CN")
-    _, notes = service.tokenize(zoo.ModelSpec.untrained("rwkv"), "word " * 3000)
-    assert "T² × 通道数" in render(notes[0], "zh-CN")
+    _, notes = service.tokenize(zoo.ModelSpec.untrained("rwkv"), "word " * 9000)  # RWKV: the page's limit too
+    assert "本页在 cpu 上的上限：8,192 个词元" in render(notes[0], "zh-CN")
 
 
 def test_plots_speak_the_reader_language():

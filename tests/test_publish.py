@@ -52,6 +52,9 @@ class FakeApi:
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
 
+    def request_space_hardware(self, repo_id, hardware):
+        self.calls.append(("request_space_hardware", repo_id, hardware))
+
 
 def uploaded_by(kwargs) -> set[str]:
     """The files HfApi.upload_folder sends for these arguments: its own listing and filter."""
@@ -119,3 +122,11 @@ def test_the_command_line(monkeypatch, capsys):
     monkeypatch.setattr(publish, "HfApi", lambda: FakeApi(refused))
     assert publish.main(["alice/playground"]) == 1
     assert "hf auth login" in capsys.readouterr().err
+
+
+def test_publish_asks_for_the_hardware_it_is_given(checkout):
+    api = FakeApi()
+    publish.publish("alice/playground", hardware="zero-a10g", root=checkout, api=api, out=lambda _: None)
+    assert api.calls[-1] == ("request_space_hardware", "alice/playground", publish.SpaceHardware.ZERO_A10G)
+    with pytest.raises(ValueError, match="unknown Space hardware 'gpu-please'.*cpu-basic"):
+        publish.publish("alice/playground", hardware="gpu-please", root=checkout, api=FakeApi())

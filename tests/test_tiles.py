@@ -63,7 +63,7 @@ def test_a_small_window_is_exact_and_signed_weights_pool_by_magnitude():
     assert exact.exact and exact.max.shape == (1, 40, 41)
     np.testing.assert_allclose(exact.max[0], src.dense(0)[2, 100:140, 60:101].numpy(), atol=1e-6)
     signed = torch.randn(1, 2, 50, 50)
-    stored = StoredWeights(signed.tril(), torch.ones(50, 50, dtype=torch.bool).tril())
+    stored = StoredWeights(signed.tril())
     pooled = tiles.pool(stored, (0, 50), (0, 50), 10)
     b = blocks(signed.tril()[0].numpy(), (0, 50), (0, 50), pooled.cell)
     hi, lo = b.max((2, 4)), b.min((2, 4))

@@ -19,7 +19,8 @@ and, through the app (``python app.py`` serving both checkpoints from an operato
   SmolLM2-shaped model, the analysis itself taken out: the first click computes it, the timed clicks find
   it in the server's store (median of repeats);
 - ``session_rss_mb_gpt2_1024_x8``: the app's resident memory once 8 browser sessions each hold a
-  different 1,024-token analysis of a GPT-2-small-shaped checkpoint (share links, every overview drawn).
+  different 1,024-token analysis of a GPT-2-small-shaped checkpoint (share links, every overview drawn), in
+  a server started for them.
 """
 from __future__ import annotations
 
@@ -105,13 +106,15 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
         llama_text = text_of(ModelSpec.parse(llama).tokenizer(), llama_tokens)
         gpt2_tok = ModelSpec.parse(gpt2).tokenizer()
         gpt2_texts = [text_of(gpt2_tok, 1024, skip=7 * i) for i in range(SESSIONS)]
-        server = stack.enter_context(AppServer({ENV_LOCAL: str(root)}))
         from gradio_client import Client
 
-        # the analysis itself, once, into the server's store: the timed clicks then measure the page alone
-        Client(server.url, verbose=False).predict(spec=llama, prompt=llama_text, api_name="/analyze")
-        query = urlencode({"spec": llama, "prompt": "To be, or not to be"})
-        rendered, _ = browser_render_ms(server.url, {llama_tokens: llama_text}, repeats, query=query)
+        with AppServer({ENV_LOCAL: str(root)}) as server:
+            # the analysis itself, once, into the server's store: the timed clicks then measure the page alone
+            Client(server.url, verbose=False).predict(spec=llama, prompt=llama_text, api_name="/analyze")
+            query = urlencode({"spec": llama, "prompt": "To be, or not to be"})
+            rendered, _ = browser_render_ms(server.url, {llama_tokens: llama_text}, repeats, query=query)
+        # the sessions' memory in a server of their own: GPT-2's weights and the eight analyses, nothing else
+        server = stack.enter_context(AppServer({ENV_LOCAL: str(root)}))
         with sync_playwright() as p:
             browser = launch(p)
             pages = []

@@ -20,7 +20,7 @@ from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder
 from playground.nn import flex
 from playground.nn.kernels import dtype_name
-from playground.nn.rebuild import AttentionSource, StoredWeights
+from playground.nn.rebuild import AttentionSource, ImplicitSource
 from playground.nn.recorder import AttentionRecord
 from playground.inspect.tiles import HeadStats, Pooled, sweep
 from playground.train.data import BOS_ID
@@ -40,7 +40,7 @@ class AttentionMap:
 
     kind: str             # self | encoder_self | decoder_self | cross | implicit (RWKV, Mamba)
     layer: int
-    source: AttentionSource | StoredWeights
+    source: AttentionSource | ImplicitSource
     kernel: str           # explicit | flash | efficient | cudnn | math | flex | implicit
     recomputed: bool      # weights rebuilt beside a kernel that returns none (see AttentionRecord)
     max_abs_diff: float   # max |sum_j weight v_j - the kernel's output| (implicit: the recurrence's own check)

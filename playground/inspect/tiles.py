@@ -1,6 +1,6 @@
 """Views that ask for tiles: pooled cells, exact windows and head statistics, streamed over a source.
 
-A source (``nn.rebuild.AttentionSource`` for softmax attention, ``StoredWeights`` for implicit attention)
+A source (``nn.rebuild.AttentionSource`` for softmax attention, an ``ImplicitSource`` for RWKV and Mamba)
 answers any tile of weights. Nothing here holds a (Tq, Tk) matrix: every function walks tiles of at
 most ``nn.rebuild.TILE`` x TILE keys, skips tiles the mask rule hides entirely, and keeps only what it
 reduces them to.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from playground.nn.rebuild import TILE, AttentionSource, StoredWeights, tile_grid
+from playground.nn.rebuild import TILE, AttentionSource, ImplicitSource, tile_grid
 
 # a whole layer's pass: 9 heads x 512² float32 is 9.4 MB a tile. Larger tiles are slower, not faster: past
 # the C allocator's largest reuse threshold (32 MB) every tile's buffers are fresh pages from the kernel.
@@ -120,10 +120,10 @@ class _Pooler:
 
 
 def _signed(src) -> bool:
-    return isinstance(src, StoredWeights)
+    return isinstance(src, ImplicitSource)
 
 
-def pool(src: AttentionSource | StoredWeights, rows: tuple[int, int], cols: tuple[int, int], cells: int,
+def pool(src: AttentionSource | ImplicitSource, rows: tuple[int, int], cols: tuple[int, int], cells: int,
          heads: list[int] | None = None, batch: int = 0) -> Pooled:
     """A window (rows r0..r1-1, keys c0..c1-1) of the chosen heads in at most ``cells`` x ``cells`` cells, each
     the max and the mean of the weights it covers; exact weights when the window fits (cell 1 x 1)."""
@@ -141,7 +141,7 @@ def pool(src: AttentionSource | StoredWeights, rows: tuple[int, int], cols: tupl
     return pooler.result()
 
 
-def pool_mask(src: AttentionSource | StoredWeights, rows: tuple[int, int], cols: tuple[int, int], cells: int,
+def pool_mask(src: AttentionSource | ImplicitSource, rows: tuple[int, int], cols: tuple[int, int], cells: int,
               batch: int = 0) -> np.ndarray:
     """The mask over the same cells as ``pool``: the share of each cell's (query, key) pairs the rule allows
     (exactly the mask, 0 or 1, when a cell is one pair). (n_rows, n_cols) float32"""
@@ -298,7 +298,7 @@ class LayerSweep:
     max_abs_diff: float | None
 
 
-def sweep(src: AttentionSource | StoredWeights, cells: int, tokens=None, check: tuple[Tensor, Tensor] | None = None,
+def sweep(src: AttentionSource | ImplicitSource, cells: int, tokens=None, check: tuple[Tensor, Tensor] | None = None,
           batch: int = 0) -> LayerSweep:
     """One pass over every tile of a layer (batch ``batch``) the mask does not hide entirely.
 

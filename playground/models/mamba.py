@@ -26,8 +26,9 @@ n_heads), and says so on the plot. The faithfulness check (``max_abs_diff``) use
 it compares sum_s alpha[t, s, c] x_s[c] + D x_t[c] with the output of ``selective_scan``, the
 recurrence run token by token, which shares no code with ``implicit_attention_blocks`` (the
 alpha is built from cumulative sums of delta and batched matmuls; the scan never forms it).
-alpha is built one channel group and chunk of query rows at a time, checked and added into its
-head, then dropped: a mamba-130m-sized layer (1,536 channels) never holds its (T, Tk, d_in) alpha.
+For the check alpha is built one channel group and chunk of query rows at a time, then dropped; the
+drawn per-head mean is a ``MambaSource`` that rebuilds any tile from delta, B and C: a
+mamba-130m-sized layer (1,536 channels) never holds its (T, Tk, d_in) alpha, nor its (H, T, Tk) mean.
 
 ``selective_scan`` runs the recurrence over the sequence (mamba-minimal's reference scan);
 ``step`` advances it one token from the conv and SSM state. A test proves both give the same
@@ -53,11 +54,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from playground.config import ModelConfig
-from playground.models.mamba_implicit import channel_group, implicit_attention_blocks
+from playground.models.mamba_implicit import MambaSource, channel_group, implicit_attention_blocks
 from playground.models.recurrent import (History, RecurrentLM, RecurrentState, every_token, extend_history,
                                          implicit_record)
 from playground.nn.cache import state_dtype
 from playground.nn.recorder import AttentionRecord, Recorder
+
+CHECK_ALL_ROWS = 512  # up to this many new tokens the check covers every query row,
+CHECK_ROWS = 128      # past it the last this many (each row costs Tk x d_in x n)
 
 
 
@@ -156,9 +160,10 @@ class MambaMixer(nn.Module):
     def forward(self, hidden: Tensor, state: MambaState | None = None) -> tuple[Tensor, MambaState | None]:
         """Scan mode over a sequence.
 
-        While the recorder is on, writes alpha averaged per head (B, H, T, Tk), with max_abs_diff =
-        the max over channels of |sum_s alpha[t, s, c] x_s[c] + D x_t[c] - y_t[c]|, y the output of
-        ``selective_scan`` (before gating), which never forms alpha: an independent check.
+        While the recorder is on, writes alpha averaged per head (a ``MambaSource``: (B, H, T, Tk) rebuilt
+        tile by tile), with max_abs_diff = the max over channels of |sum_s alpha[t, s, c] x_s[c] + D x_t[c]
+        - y_t[c]|, y the output of ``selective_scan`` (before gating), which never forms alpha: an
+        independent check (see ``_implicit`` for the rows it covers).
 
         Args:
             hidden: (B, T, d) normed input. state: this layer's state before it; None: zeros (no state returned).
@@ -185,26 +190,27 @@ class MambaMixer(nn.Module):
 
     def _implicit(self, state: MambaState | None, history: ScanHistory | None, delta: Tensor, B: Tensor,
                   C: Tensor, xf: Tensor, y: Tensor) -> AttentionRecord:
-        """The record of T new tokens: alpha averaged per head (B, H, T, Tk) and the check over every channel.
+        """The record of T new tokens: a ``MambaSource`` (alpha averaged per head, rebuilt tile by tile) and the
+        check over every channel: y_t[c] = sum_s alpha[t, s, c] x_s[c] + D x_t[c] against the scan's y.
 
-        Built one channel group and block of rows at a time (``implicit_attention_blocks``): each
-        block is checked against the scan's y (B, T, d_in) and added into its head's mean, then dropped.
+        The check is built one channel group and block of rows at a time (``implicit_attention_blocks``) and
+        dropped; past ``CHECK_ALL_ROWS`` tokens it covers the last ``CHECK_ROWS`` queries, which see the most
+        keys (every row costs Tk x d_in x n).
         """
         past_delta, past_B, past_x = every_token(state, history, delta, B, xf)  # (B, Tk, d_in), (B, Tk, n), ...
         (Bt, Tk, d_in), T = past_delta.shape, C.shape[1]
         A, D = self._A_D()
-        per_head = d_in // self.n_heads
-        heads = delta.new_zeros(Bt, self.n_heads, T, Tk)  # (B, H, T, Tk)
+        rows = T if T <= CHECK_ALL_ROWS else CHECK_ROWS
         values = past_x.transpose(1, 2)[..., None]  # (B, d_in, Tk, 1)
-        direct = (xf * D - y).transpose(1, 2)  # (B, d_in, T): y_t[c] = sum_s alpha[t, s, c] x_s[c] + this
+        direct = (xf * D - y)[:, T - rows:].transpose(1, 2)  # (B, d_in, rows): y_t[c] = sum_s alpha x_s[c] + this
         diff = 0.0
         group = channel_group(d_in, self.n_heads, Tk, A.shape[1], Bt)
-        for channels, rows, alpha in implicit_attention_blocks(past_delta, past_B, C, A, Tk - T, group):
+        for channels, chunk, alpha in implicit_attention_blocks(past_delta, past_B, C[:, T - rows:], A, Tk - rows,
+                                                                group):
             end = alpha.shape[-1]  # (B, g, tq, end)
-            miss = (alpha @ values[:, channels, :end]).squeeze(-1) + direct[:, channels, rows]  # (B, g, tq)
+            miss = (alpha @ values[:, channels, :end]).squeeze(-1) + direct[:, channels, chunk]  # (B, g, tq)
             diff = max(diff, float(miss.detach().abs().max()))
-            heads[:, channels.start // per_head, rows, :end] += alpha.sum(1) / per_head
-        return implicit_record(self.layer, heads, diff)
+        return implicit_record(self.layer, MambaSource(past_delta, past_B, C, A, self.n_heads), max_abs_diff=diff)
 
     def step(self, hidden_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """Step mode, one token: hidden_t (B, d) normed input -> (B, d), the state after it."""

@@ -19,12 +19,14 @@ size, S block size, nq / nk query / key blocks, P cumulative delta (float64).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from playground.nn import masks
+from playground.nn.rebuild import ImplicitSource
 
 BLOCK_ELEMENTS = 1 << 22  # implicit attention is built a chunk at a time, about this many numbers per tensor
 BLOCKS = (16, 4)          # blocks, then the blocks each is cut into (each size divides the one before);
@@ -161,3 +163,69 @@ def channel_group(d_in: int, n_heads: int, Tk: int, n: int, batch: int = 1) -> i
     per_head, row = d_in // n_heads, batch * Tk * max(n, BLOCKS[0])
     fits = [g for g in range(1, per_head + 1) if per_head % g == 0 and g * row <= BLOCK_ELEMENTS]
     return max(fits, default=1)
+
+
+@dataclass
+class MambaSource(ImplicitSource):
+    """Mamba's hidden attention averaged over each head's d_in / H channels, any tile rebuilt from the
+    per-token delta, B and C (memory linear in T; alpha itself is never held).
+
+    For a tile whose keys all come before its first query t0 the exponent splits at t0, both parts <= 0:
+
+        alpha[t, s, c] = sum_n (C_t[n] exp(A[c, n] (P_{t+1} - P_{t0})[c])) (delta_s[c] B_s[n] exp(A[c, n] (P_{t0} - P_{s+1})[c]))
+
+    so a head's mean over its channels is one matmul over (channel, state) pairs. The differences of P
+    are summed in float64 from delta (a float32 P would lose the small differences of a long prompt).
+    Keys from t0 on (the diagonal's square) go through ``implicit_attention_blocks``.
+
+    delta: (B, Tk, d_in) and B: (B, Tk, n) of every token; C: (B, Tq, n) of the Tq newest; A: (d_in, n).
+    """
+
+    delta: Tensor
+    B: Tensor
+    C: Tensor
+    A: Tensor
+    heads: int
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        Bt, Tk, _ = self.delta.shape
+        return Bt, self.heads, self.C.shape[1], Tk
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.delta, self.B, self.C, self.A))
+
+    def to_cpu(self) -> "MambaSource":
+        return MambaSource(*(t.detach().cpu() for t in (self.delta, self.B, self.C, self.A)), self.heads)
+
+    def _tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int], batch: int) -> Tensor:
+        d_in, n = self.A.shape
+        g = d_in // self.heads
+        channels = torch.cat([torch.arange(h * g, (h + 1) * g) for h in heads])  # (h g,)
+        delta, A = self.delta[batch][:, channels], self.A[channels]  # (Tk, h g), (h g, n)
+        B, C = self.B[batch], self.C[batch, r0:r1]  # (Tk, n), (r, n)
+        t0 = self.q_start + r0  # the first query's position
+        out = torch.zeros(len(heads), r1 - r0, c1 - c0, dtype=A.dtype)
+        split = min(max(t0, c0), c1)  # keys c0..split-1 come before every query of the tile
+        if split > c0:
+            q_span = delta[t0:t0 + r1 - r0].double().cumsum(0)  # (r, h g): P_{t+1} - P_{t0}
+            inner = delta[c0:split].double()
+            # P_{t0} - P_{s+1}: the keys after s in this tile, then the gap up to t0
+            k_span = inner.sum(0) - inner.cumsum(0) + delta[split:t0].double().sum(0)  # (c', h g)
+            queries = C[:, None, :] * torch.exp(q_span.to(A.dtype)[..., None] * A)  # (r, h g, n)
+            keys = (delta[c0:split, :, None] * B[c0:split, None, :]
+                    * torch.exp(k_span.to(A.dtype)[..., None] * A))  # (c', h g, n)
+            h = len(heads)
+            q = queries.reshape(r1 - r0, h, g * n).transpose(0, 1)  # (h, r, g n)
+            k = keys.reshape(split - c0, h, g * n).permute(1, 2, 0)  # (h, g n, c')
+            out[..., :split - c0] = torch.bmm(q, k) / g
+        if split < c1:  # keys at or after the first query: the diagonal's square, channel by channel
+            last = t0 + r1 - r0  # one past the last query's position
+            first_row = split - t0  # queries before ``split`` see none of these keys
+            for chans, rows, alpha in implicit_attention_blocks(delta[None, split:last], B[None, split:last],
+                                                                C[None, first_row:], A, 0, g):
+                width = min(alpha.shape[-1], c1 - split)
+                out[chans.start // g, first_row + rows.start:first_row + rows.stop, split - c0:split - c0 + width] \
+                    += alpha[0, :, :, :width].sum(0) / g
+        return out

@@ -10,6 +10,8 @@ total memory come from ``torch.cuda.mem_get_info``.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -75,6 +77,27 @@ def host_available(meminfo: Path = Path("/proc/meminfo")) -> int:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     limits = cgroup()
     return available if limits is None else min(available, max(0, limits[0] - limits[1]))
+
+
+def _libc():
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc() if os.name == "posix" else None
+
+
+def release_freed() -> bool:
+    """Give the pages the C allocator holds free back to the system (glibc's ``malloc_trim``); True if it could.
+
+    A long analysis frees many tile-sized buffers; glibc keeps the pages of freed blocks that sit below its
+    heaps' tops, so without this a server's resident memory ratchets up with every analysis although the
+    tensors it keeps are a fraction of it. Elsewhere (musl, macOS, Windows) a no-op that returns False.
+    """
+    return bool(_LIBC.malloc_trim(0)) if _LIBC is not None else False
 
 
 def on_cuda(device: str | torch.device | None) -> bool:

@@ -23,8 +23,7 @@ import torch
 from torch import Tensor
 
 from playground.models.base import LanguageModel, ModelOutput
-from playground.nn import masks
-from playground.nn.rebuild import StoredWeights
+from playground.nn.rebuild import ImplicitSource
 from playground.nn.recorder import AttentionRecord
 
 
@@ -85,12 +84,18 @@ def every_token(state: RecurrentState | None, history: History | None, *new: Ten
     return new if state is None else check_history(history).tensors
 
 
-def implicit_record(layer: int, alpha: Tensor, max_abs_diff: float) -> AttentionRecord:
-    """An "implicit" record of alpha (B, H, T, Tk): the T newest of Tk tokens, so the mask is causal at Tk - T."""
-    T, Tk = alpha.shape[-2:]
-    mask = masks.causal(masks.positions(Tk - T, T, alpha.device), masks.positions(0, Tk, alpha.device))  # (T, Tk)
-    return AttentionRecord("implicit", layer, StoredWeights(alpha, mask).to_cpu(), "implicit", False,
-                           _max_abs_diff=float(max_abs_diff))
+def implicit_record(layer: int, source: ImplicitSource, *, check: tuple[Tensor, Tensor] | None = None,
+                    max_abs_diff: float | None = None) -> AttentionRecord:
+    """An "implicit" record of the T newest of Tk tokens (causal at Tk - T), kept on the CPU.
+
+    check: (values (B, H, Tk, N), reference output (B, H, T, N)) for the faithfulness check tile by tile;
+    or max_abs_diff, a check the layer ran itself."""
+    if (check is None) == (max_abs_diff is None):
+        raise ValueError("an implicit record needs exactly one of check and max_abs_diff")
+    if check is not None:
+        check = tuple(t.detach().float().cpu() for t in check)
+    return AttentionRecord("implicit", layer, source.to_cpu(), "implicit", False, check=check,
+                           _max_abs_diff=None if max_abs_diff is None else float(max_abs_diff))
 
 
 class RecurrentLM(LanguageModel):

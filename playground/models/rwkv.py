@@ -48,6 +48,7 @@ from playground.config import ModelConfig
 from playground.models.recurrent import (History, RecurrentLM, RecurrentState, every_token, extend_history,
                                          implicit_record)
 from playground.nn.cache import state_dtype
+from playground.nn.rebuild import ImplicitSource
 from playground.nn.recorder import Recorder
 
 CHUNK = 32                # tokens per chunk of the parallel form
@@ -124,6 +125,57 @@ def implicit_attention(r: Tensor, k: Tensor, log_w: Tensor, u: Tensor, start: in
         powers = decay_powers(log_w, u, q_pos, k_pos)  # (H, tq, Tk, N)
         rows.append(torch.einsum("bhti,bhsi,htsi->bhts", r[:, :, q0:q0 + block], k, powers))
     return torch.cat(rows, dim=2)  # (B, H, Tq, Tk)
+
+
+@dataclass
+class RWKVSource(ImplicitSource):
+    """RWKV-5's implicit attention, any tile rebuilt from r, k, w and u (memory linear in T).
+
+    For a tile whose keys all come before its first query r0 the power splits at r0, both parts
+    non-negative powers of w in (0, 1), so nothing overflows and the sum over channels is one matmul:
+
+        alpha[t, s] = sum_i (r_t[i] w[i]^(t - r0)) (k_s[i] w[i]^(r0 - 1 - s))       (s < r0 <= t)
+
+    The keys from r0 on (the diagonal's square) go through ``implicit_attention`` directly.
+
+    r: (B, H, Tq, N) receptances of the Tq newest tokens. k: (B, H, Tk, N) every token's key.
+    log_w, u: (H, N). All float32 at least, on the CPU.
+    """
+
+    r: Tensor
+    k: Tensor
+    log_w: Tensor
+    u: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        B, H, Tq, _ = self.r.shape
+        return B, H, Tq, self.k.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.r, self.k, self.log_w, self.u))
+
+    def to_cpu(self) -> "RWKVSource":
+        return RWKVSource(*(t.detach().cpu() for t in (self.r, self.k, self.log_w, self.u)))
+
+    def _tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int], batch: int) -> Tensor:
+        hs = torch.as_tensor(heads)
+        log_w, u = self.log_w[hs], self.u[hs]  # (h, N)
+        r = self.r[batch, hs, r0:r1]  # (h, r, N)
+        t0 = self.q_start + r0  # the first query's position
+        out = r.new_zeros(len(heads), r1 - r0, c1 - c0)
+        split = min(max(t0, c0), c1)  # keys c0..split-1 come before every query of the tile
+        if split > c0:
+            lag_q = torch.arange(r1 - r0, dtype=r.dtype)[:, None]  # t - t0
+            lag_k = (t0 - 1 - torch.arange(c0, split, dtype=r.dtype))[:, None]  # t0 - 1 - s >= 0
+            queries = r * torch.exp(lag_q * log_w[:, None, :])  # (h, r, N)
+            keys = self.k[batch, hs, c0:split] * torch.exp(lag_k * log_w[:, None, :])  # (h, c', N)
+            out[..., :split - c0] = queries @ keys.transpose(1, 2)
+        if split < c1:  # keys at or after the first query: within the diagonal's reach
+            rows = implicit_attention(r[None], self.k[batch, hs, split:c1][None], log_w, u, start=t0 - split)
+            out[..., split - c0:] = rows[0]
+        return out
 
 
 def wkv_parallel(r: Tensor, k: Tensor, v: Tensor, log_w: Tensor, u: Tensor, state: Tensor,
@@ -230,9 +282,9 @@ class TimeMix(nn.Module):
     def forward(self, x: Tensor, state: RWKVState | None = None) -> tuple[Tensor, RWKVState | None]:
         """Parallel (chunked) time mixing of a whole sequence.
 
-        While the recorder is on, writes the implicit attention alpha (B, H, T, Tk) of the new tokens
-        over every token seen, with max_abs_diff = max |alpha @ v - o| over o the WKV this method
-        used and o the WKV token by token (``wkv_recurrent``) from the same state.
+        While the recorder is on, writes the implicit attention of the new tokens over every token seen
+        (an ``RWKVSource``: alpha (B, H, T, Tk) rebuilt tile by tile), checked against the WKV token by
+        token (``wkv_recurrent``) from the same state: max |alpha @ v - o_step|, settled tile by tile.
 
         Args:
             x: (B, T, d) normed input. state: this layer's state before x; None: zeros (no state returned).
@@ -247,11 +299,8 @@ class TimeMix(nn.Module):
         history = extend_history(state, k, v)
         if self.recorder.on:
             keys, values = every_token(state, history, k, v)  # (B, H, Tk, N)
-            alpha = implicit_attention(r, keys, log_w, u, start=keys.shape[2] - T)  # (B, H, T, Tk)
             o_step, _ = wkv_recurrent(r, k, v, log_w.exp(), u, S0)  # (B, H, T, N)
-            explained = alpha @ values  # (B, H, T, N)
-            diff = max(float((explained - o_step).detach().abs().max()), float((explained - o).detach().abs().max()))
-            self.recorder.write(implicit_record(self.layer, alpha, diff))
+            self.recorder.write(implicit_record(self.layer, RWKVSource(r, keys, log_w, u), check=(values, o_step)))
         if state is not None:
             state = replace(state, time_shift=x[:, -1], wkv=S, history=history)
         return self._out(o, g), state

@@ -37,7 +37,8 @@ from torch._inductor import config as inductor_config
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 
-from playground.nn.kernels import OutOfDeviceMemory, causes, dtype_name, out_of_memory, release_cached_memory, run_dtype
+from playground.nn.kernels import (OutOfDeviceMemory, causes, dtype_name, out_of_memory, release_cached_memory,
+                                   run_dtype, zero_gpu)
 from playground.nn.masks import MaskRule, allowed
 
 # Each model shape (head count, head size, dtype) compiles a prompt and a decoding-step kernel;
@@ -93,6 +94,9 @@ def _toolchain_reason(device_type: str) -> str | None:
     if device_type == "cuda":
         from torch.utils._triton import has_triton
 
+        if zero_gpu():
+            return ("FlexAttention compiles its kernel at run time, which ZeroGPU does not allow: SDPA with a mask "
+                    "runs instead")
         return None if has_triton() else "Triton is not installed: TorchInductor needs it to compile FlexAttention on CUDA"
     if device_type != "cpu":
         return f"FlexAttention is compiled here for the CPU and CUDA only, not {device_type}"

@@ -78,6 +78,10 @@ class AttentionSource:
         return self.q.shape[0], self.q.shape[1], self.q.shape[2], self.k.shape[2]
 
     @property
+    def device(self) -> torch.device:
+        return self.q.device
+
+    @property
     def nbytes(self) -> int:
         """What this source holds: q, k and lse (the weights would be B * nh * Tq * Tk * 4)."""
         extra = 0 if self.key_valid is None else self.key_valid.nbytes
@@ -154,16 +158,7 @@ class AttentionSource:
 
         Raises ValueError past ``MAX_DENSE`` weights: ask for tiles (``tile``) or pooled cells instead.
         """
-        B, nh, Tq, Tk = self.shape
-        batches = range(B) if batch is None else [batch]
-        if len(batches) * nh * Tq * Tk > MAX_DENSE:
-            raise ValueError(f"{len(batches)} x {nh} x {Tq} x {Tk} weights are too many to hold at once; "
-                             "ask for a tile (AttentionSource.tile) or pooled cells (inspect.tiles) instead")
-        out = torch.zeros(len(batches), nh, Tq, Tk)
-        for n, b in enumerate(batches):
-            for r0, r1, c0, c1 in tile_grid(Tq, Tk):
-                out[n, :, r0:r1, c0:c1] = self.tile(r0, r1, c0, c1, batch=b).cpu()
-        return out if batch is None else out[0]
+        return dense_of(self, batch)
 
     def dense_mask(self) -> Tensor:
         """The rule at every (query, key): (Tq, Tk) bool, or (B, 1, Tq, Tk) with padding."""
@@ -188,47 +183,105 @@ class AttentionSource:
                              f"{Tq} queries x {Tk} keys")
 
 
-@dataclass
-class StoredWeights:
-    """Weights held whole, with the same reading interface as ``AttentionSource``: implicit attention
-    (RWKV, Mamba), which has no log-sum-exp to rebuild from.
+class ImplicitSource:
+    """Implicit attention (RWKV, Mamba) read tile by tile: signed, not normalised, causal, with no log-sum-exp.
 
-    weights: (B, nh, Tq, Tk), signed and not normalised. mask: the (Tq, Tk) bool rule it was unrolled under.
+    A subclass holds the per-token quantities its recurrence unrolls from (memory linear in T) and
+    computes one tile in ``_tile``; this class gives the interface ``AttentionSource`` has (``shape``,
+    ``mask_tile``, ``tile``, ``dense``, ...). Queries are the ``Tq`` newest of ``Tk`` tokens (positions
+    Tk - Tq .. Tk - 1), and each sees the keys at or before it.
     """
 
+    signed = True
+    device = torch.device("cpu")  # sources are kept on the CPU, like the softmax ones
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        raise NotImplementedError
+
+    @property
+    def n_heads(self) -> int:
+        return self.shape[1]
+
+    @property
+    def n_kv_heads(self) -> int:
+        """One value row per head (the output check applies a head's weights to its own values)."""
+        return self.shape[1]
+
+    @property
+    def q_start(self) -> int:
+        _, _, Tq, Tk = self.shape
+        return Tk - Tq
+
+    def _tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int], batch: int) -> Tensor:
+        """The weights of rows r0..r1-1 over keys c0..c1-1 of ``heads`` (h, r, c); any value above the diagonal
+        is overwritten with 0 by ``tile``."""
+        raise NotImplementedError
+
+    def mask_tile(self, r0: int, r1: int, c0: int, c1: int, batch: int = 0) -> Tensor:
+        """Causal: query i (position q_start + i) sees key j <= q_start + i. (r, c) bool"""
+        q_pos = torch.arange(self.q_start + r0, self.q_start + r1)[:, None]
+        return torch.arange(c0, c1)[None, :] <= q_pos
+
+    def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:
+        """Weights of rows r0..r1-1 over keys c0..c1-1. (h, r, c) float32"""
+        _, nh, Tq, Tk = self.shape
+        if not (0 <= r0 < r1 <= Tq and 0 <= c0 < c1 <= Tk):
+            raise ValueError(f"rows {r0}..{r1 - 1} and keys {c0}..{c1 - 1} are outside this attention's "
+                             f"{Tq} queries x {Tk} keys")
+        heads = list(range(nh)) if heads is None else list(heads)
+        mask = self.mask_tile(r0, r1, c0, c1, batch)
+        if not bool(mask.any()):
+            return torch.zeros(len(heads), r1 - r0, c1 - c0)
+        return self._tile(r0, r1, c0, c1, heads, batch).float().masked_fill_(~mask, 0.0)
+
+    def dense(self, batch: int | None = None) -> Tensor:
+        """The whole weights, tile by tile: (B, nh, Tq, Tk), or (nh, Tq, Tk) for one ``batch`` (``MAX_DENSE`` at most)."""
+        return dense_of(self, batch)
+
+    def dense_mask(self) -> Tensor:
+        _, _, Tq, Tk = self.shape
+        return self.mask_tile(0, Tq, 0, Tk)
+
+    def dense_bias(self) -> None:
+        return None
+
+
+@dataclass
+class StoredWeights(ImplicitSource):
+    """Implicit attention held whole: weights (B, nh, Tq, Tk), signed, zero above the causal diagonal of the
+    Tq newest tokens. For short sequences and tests; the models' own sources rebuild tiles instead."""
+
     weights: Tensor
-    mask: Tensor
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return tuple(self.weights.shape)
 
     @property
-    def n_heads(self) -> int:
-        return self.weights.shape[1]
-
-    @property
     def nbytes(self) -> int:
-        return self.weights.nbytes + self.mask.nbytes
+        return self.weights.nbytes
 
     def to_cpu(self) -> "StoredWeights":
-        return StoredWeights(self.weights.detach().float().cpu(), self.mask.cpu())
+        return StoredWeights(self.weights.detach().float().cpu())
 
-    def mask_tile(self, r0: int, r1: int, c0: int, c1: int, batch: int = 0) -> Tensor:
-        return self.mask[r0:r1, c0:c1]
+    def _tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int], batch: int) -> Tensor:
+        return self.weights[batch, torch.as_tensor(heads), r0:r1, c0:c1]
 
-    def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:
-        w = self.weights[batch, :, r0:r1, c0:c1]
-        return w if heads is None else w[torch.as_tensor(heads)]
 
-    def dense(self, batch: int | None = None) -> Tensor:
-        return self.weights if batch is None else self.weights[batch]
-
-    def dense_mask(self) -> Tensor:
-        return self.mask
-
-    def dense_bias(self) -> None:
-        return None
+def dense_of(src: "AttentionSource | ImplicitSource", batch: int | None = None) -> Tensor:
+    """A source's whole weights, tile by tile: (B, nh, Tq, Tk), or (nh, Tq, Tk) for one ``batch``; ValueError past
+    ``MAX_DENSE`` weights (ask for tiles or pooled cells instead)."""
+    B, nh, Tq, Tk = src.shape
+    batches = range(B) if batch is None else [batch]
+    if len(batches) * nh * Tq * Tk > MAX_DENSE:
+        raise ValueError(f"{len(batches)} x {nh} x {Tq} x {Tk} weights are too many to hold at once; "
+                         "ask for a tile (source.tile) or pooled cells (inspect.tiles) instead")
+    out = torch.zeros(len(batches), nh, Tq, Tk)
+    for n, b in enumerate(batches):
+        for r0, r1, c0, c1 in tile_grid(Tq, Tk):
+            out[n, :, r0:r1, c0:c1] = src.tile(r0, r1, c0, c1, batch=b).cpu()
+    return out if batch is None else out[0]
 
 
 def tile_grid(Tq: int, Tk: int, rows: int = TILE, cols: int = TILE, r_range: tuple[int, int] | None = None,
@@ -260,11 +313,11 @@ def streamed_lse(src: AttentionSource, block: int = TILE) -> Tensor:
     return lse
 
 
-def output_from_tiles(src: AttentionSource, v: Tensor, block: int = TILE, tile_fn=None) -> Tensor:
+def output_from_tiles(src: "AttentionSource | ImplicitSource", v: Tensor, block: int = TILE, tile_fn=None) -> Tensor:
     """sum_j weight(i, j) v_j, tile by tile, from the rebuilt weights: what the kernel's output must be.
 
     Args:
-        v: (B, n_kv, Tk, hs) values per K/V head.
+        v: (B, n_kv, Tk, hs) values per K/V head (implicit attention: per head).
         tile_fn: (r0, r1, c0, c1, batch) -> (nh, r, c) weights (default ``src.tile``; a test passes a perturbed one).
     Returns:
         (B, nh, Tq, hs) float32.
@@ -272,7 +325,7 @@ def output_from_tiles(src: AttentionSource, v: Tensor, block: int = TILE, tile_f
     B, nh, Tq, Tk = src.shape
     g = nh // src.n_kv_heads
     tile_fn = tile_fn or (lambda r0, r1, c0, c1, b: src.tile(r0, r1, c0, c1, batch=b))
-    out = torch.zeros(B, nh, Tq, v.shape[-1], device=src.q.device)
+    out = torch.zeros(B, nh, Tq, v.shape[-1], device=src.device)
     for b in range(B):
         for r0, r1, c0, c1 in tile_grid(Tq, Tk, block, block):
             if not bool(src.mask_tile(r0, r1, c0, c1, b).any()):
@@ -284,6 +337,6 @@ def output_from_tiles(src: AttentionSource, v: Tensor, block: int = TILE, tile_f
     return out
 
 
-def max_output_diff(src: AttentionSource, v: Tensor, out: Tensor, **kwargs) -> float:
+def max_output_diff(src: "AttentionSource | ImplicitSource", v: Tensor, out: Tensor, **kwargs) -> float:
     """max |sum_j weight(i, j) v_j - out|: how far the rebuilt weights are from the kernel's output."""
-    return float((output_from_tiles(src, v, **kwargs) - out.float().to(src.q.device)).abs().max())
+    return float((output_from_tiles(src, v, **kwargs) - out.float().to(src.device)).abs().max())

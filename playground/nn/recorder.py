@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from playground.nn.rebuild import AttentionSource, StoredWeights, max_output_diff
+from playground.nn.rebuild import AttentionSource, ImplicitSource, max_output_diff
 
 
 @dataclass
@@ -30,7 +30,8 @@ class AttentionRecord:
 
     source: what the weights are read from, tile by tile or whole (``nn.rebuild``): for softmax
         attention an ``AttentionSource`` (q, k and the kernel's log-sum-exp: the (Tq, Tk) matrix is
-        never held); for implicit attention (RWKV, Mamba) the ``StoredWeights`` the recurrence unrolled.
+        never held); for implicit attention (RWKV, Mamba) an ``ImplicitSource`` that rebuilds any tile from the
+        recurrence's per-token quantities.
     kernel: what produced the output: explicit | flash | efficient | cudnn | math | flex | implicit.
     recomputed: True when the output came from a kernel that returns no weights (every kernel but the
         explicit path in float32): the weights shown are rebuilt from the source, and max_abs_diff
@@ -50,7 +51,7 @@ class AttentionRecord:
 
     kind: str  # self | encoder_self | decoder_self | cross | implicit
     layer: int
-    source: "AttentionSource | StoredWeights"
+    source: "AttentionSource | ImplicitSource"
     kernel: str
     recomputed: bool
     call: str = "weights"

@@ -30,6 +30,9 @@ def describe_runtime(device: str | torch.device | None = None) -> str:
     lines = [f"torch {torch.__version__}; CUDA {torch.version.cuda or 'none (a CPU build)'}; "
              f"cuDNN {cudnn or 'none'}"]
     kind = torch.device(device or default_device()).type
+    if zero_gpu():
+        lines.append("ZeroGPU: all model work runs inside one spaces.GPU call; FlexAttention on CUDA, which compiles "
+                     "at run time, is not offered")
     if kind == "cuda" and zero_gpu():
         lines.append("device: cuda on ZeroGPU: CUDA is reached only inside a GPU call, so the GPU and what auto "
                      "picks on it are not probed at start-up")

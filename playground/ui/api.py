@@ -33,6 +33,8 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     prefix = f"{where}: " if where else ""
     try:
         result, notes = fn(*args, **kwargs)
+    except gr.Error as e:  # rendered inside a GPU call (``ui.gpu``): add the prefix it could not know
+        raise (gr.Error(prefix + str(e.message)) if prefix else e) from None
     except ValueError as e:
         raise gr.Error(prefix + str(w.render(e))) from None
     except torch.OutOfMemoryError:

@@ -22,7 +22,7 @@ from playground.inspect.analysis import Analysis, Cancelled
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from playground.ui.i18n import Message, msg
-from . import api
+from . import api, gpu
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
@@ -107,7 +107,7 @@ def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window
     options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, dtype=dtype)
     try:
         api.run(w, service.analyze_text, model, prompt, progress=progress, cancelled=cancelled, where=where,
-                **options)
+                lang=w.lang, **options)
     except Cancelled as e:
         raise gr.Error(w("error.cancelled", detail=str(e))) from None
     key, _ = service.request_key(model, prompt, **options)
@@ -176,8 +176,8 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     if kind not in measured:  # the same call in every layer of a kind: measure it once
         FLEX.wait()  # the page's start-up compile, if it is still running
         try:
-            measured[kind] = fused_vs_dense(rule, len(q), len(k), cfg["n_heads"], cfg["d_model"] // cfg["n_heads"],
-                                            device=state["device"], dtype=result.dtype)
+            measured[kind] = gpu.work(w, fused_vs_dense, rule, len(q), len(k), cfg["n_heads"],
+                                      cfg["d_model"] // cfg["n_heads"], device=state["device"], dtype=result.dtype)
         except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
             measured[kind] = {"reason": str(e).splitlines()[0]}
     m = measured[kind]
@@ -191,6 +191,17 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
              full=int((grid == 2).sum()), device=html.escape(m["device_name"]), n=m["repeats"], flex_ms=m["flex_ms"],
              kernel=w(f"kernel.{m['dense_kernel']}"), dense_ms=m["dense_ms"], ratio=m["dense_ms"] / m["flex_ms"])
     return figure, note
+
+
+def cell_labels(w: Words, cells: tiles.Pooled, q: list[str], k: list[str]) -> tuple[list[str], list[str], dict]:
+    """Axis labels of pooled cells and how ``plots.head`` draws them: the window's tokens when each cell is one
+    weight, else each cell's range of rows and keys. (query labels, key labels, keyword arguments)"""
+    (r0, r1), (c0, c1) = cells.rows, cells.cols
+    if cells.exact:
+        return q[r0:r1], k[c0:c1], dict(start=(r0, c0))
+    r_edges, c_edges = cells.row_edges(), cells.col_edges()
+    return ([w("plot.cell_rows", a=a, b=b - 1) for a, b in zip(r_edges[:-1], r_edges[1:])],
+            [w("plot.cell_keys", a=a, b=b - 1) for a, b in zip(c_edges[:-1], c_edges[1:])], dict(numbered=False))
 
 
 def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int, window: dict | None = None,
@@ -217,15 +228,10 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
     meta = dict(kind=kind, layer=layer, head=head, rows=list(rows), cols=list(cols), cell=list(cells.cell),
                 tokens=[m.shape[1], m.shape[2]])
     z = cells.cells(how)[0]
+    q, k, look = cell_labels(w, cells, q, k)
     if cells.exact:
-        q, k = q[rows[0]:rows[1]], k[cols[0]:cols[1]]
-        look = dict(start=(rows[0], cols[0]))
         allowed = allowed > 0.5
     else:
-        r_edges, c_edges = cells.row_edges(), cells.col_edges()
-        q = [w("plot.cell_rows", a=a, b=b - 1) for a, b in zip(r_edges[:-1], r_edges[1:])]
-        k = [w("plot.cell_keys", a=a, b=b - 1) for a, b in zip(c_edges[:-1], c_edges[1:])]
-        look = dict(numbered=False)
         where = msg("title.head_cells", head=where, how=w(f"plot.cells_{how}", cr=cells.cell[0], cc=cells.cell[1]),
                     hint=w("plot.zoom_hint", n=HEAD_CELLS))
     mask_title = msg("title.mask", layer=layer, kind=msg(f"kind_short.{kind}"))

@@ -10,11 +10,12 @@ layer and head, and the same prefix length and sliding window as the Attention t
 import gradio as gr
 
 from playground import plots, zoo
+from playground.inspect import tiles
 from playground.ui import service
 from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
 from . import api
-from .attention import analysis_state, kind_labels, kind_title, prefix_and_window
+from .attention import HEAD_CELLS, analysis_state, cell_labels, head_figures, kind_labels, prefix_and_window
 from .controls import index_range, pretrained_choices
 from .lang import Localized, Words, english, t
 
@@ -41,7 +42,7 @@ def why_no_difference(sides: list[dict]) -> Message | None:
         return msg("compare.note_implicit", models=", ".join(implicit))
     if a["kind"] != b["kind"]:
         return msg("compare.note_kinds", a=msg(f"kind_short.{a['kind']}"), b=msg(f"kind_short.{b['kind']}"))
-    if a["weights"].shape != b["weights"].shape:
+    if a["cells"].mean.shape != b["cells"].mean.shape or a["cells"].cell != b["cells"].cell:
         return msg("warning.compare_shapes")
     return None
 
@@ -57,12 +58,12 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
             m, h = service.attention_map(result, kind, layer, head)
         except ValueError as e:
             raise gr.Error(f"{state['spec']}: {w.render(e)}") from None
-        q, k = kind_labels(kind, result)
-        title = msg("compare.title", name=str(state["spec"]),
-                    head=msg("title.head", kind=kind_title(kind, result), layer=m.layer, head=h))
-        figure = plots.head(m.weights[h], q, k, title, mask=m.mask, untrained=state["untrained"],
-                            signed=kind == "implicit", words=w)
-        sides.append({"result": result, **state, "kind": kind, "weights": m.weights[h], "labels": (q, k), "figure": figure,
+        _, Tq, Tk = m.shape
+        cells = tiles.pool(m.source, (0, Tq), (0, Tk), HEAD_CELLS, heads=[h])  # exact up to HEAD_CELLS tokens
+        figure = head_figures(w, state, kind, layer, head)[0]
+        figure.layout.title.text = w.render(msg("compare.title", name=str(state["spec"]), head=figure.layout.title.text))
+        sides.append({"result": result, **state, "kind": kind, "cells": cells, "figure": figure,
+                      "labels": cell_labels(w, cells, *kind_labels(kind, result)),
                       "vocabulary": state["spec"].tokenizer().fingerprint})
     summary = []
     for side in sides:
@@ -72,9 +73,11 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
                         for r in result.head_stats(side["kind"])]
     reason = why_no_difference(sides)
     a, b = sides
-    diff = None if reason else plots.head(a["weights"] - b["weights"], *a["labels"],
+    # past HEAD_CELLS tokens each cell is the mean of A - B over the weights it covers (the mean is linear)
+    q, k, look = a["labels"]
+    diff = None if reason else plots.head(a["cells"].mean[0] - b["cells"].mean[0], q, k,
                                           msg("compare.diff_title", a=str(a["spec"]), b=str(b["spec"])), signed=True,
-                                          words=w, scale_title=msg("compare.diff_scale"))
+                                          words=w, scale_title=msg("compare.diff_scale"), **look)
     table = {"headers": [w(k) for k in SUMMARY_HEADERS], "data": summary}
     return a["figure"], b["figure"], diff, table, w.render(reason) if reason else ""
 

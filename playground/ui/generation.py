@@ -8,7 +8,7 @@ from playground import plots
 from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg
-from . import api
+from . import api, gpu
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 
@@ -58,7 +58,8 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
 
     The formula curves count bytes at the dtype the cache ran in (bf16 on CUDA under auto), as measured."""
     model = api.spec(w, spec)
-    timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
+    service.prepare(model, device, dtype)
+    timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),

@@ -18,7 +18,7 @@ from playground.inspect import flash_replay as fr
 from playground.inspect.step_through import step_through
 from playground.train import data
 from playground.ui import service
-from . import api
+from . import api, gpu
 from .controls import Controls, choose
 from .lang import Localized, Words, t
 
@@ -47,25 +47,29 @@ def step_data(w: Words, spec_text: str, prompt: str, layer: int, head: int, quer
     """The steps of one head as JSON, the token labels, and a note when the prompt was cut (or a model was
     unloaded to make room for this one)."""
     spec = api.spec(w, spec_text)
-    loaded = api.run(w, lambda: (service.load(spec), []))
     ids, source, labels, source_labels = _tokens(w, spec, prompt)
-    notes = [w.render(n) for n in loaded.notes]
+    notes = []
     if len(source or ids) > MAX_TOKENS:
         notes.append(w("inside.cut", tokens=len(source or ids), limit=MAX_TOKENS))
         ids, labels = ids[:MAX_TOKENS], labels[:MAX_TOKENS]
         source, source_labels = (source[:MAX_TOKENS], source_labels[:MAX_TOKENS]) if source else (source, [])
-    model = loaded.model
     kind = "encoder_self" if source is not None else None
-    try:
-        steps = step_through(model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
-                             source_ids=source)
-    except ValueError as e:
-        raise w.error(e) from None
+    service.prepare(spec, "cpu")
+    out, loaded_notes = api.run(w, gpu.work, w, _steps, spec, ids, layer, head, query, kind, prefix_len, source)
+    cfg = spec.config()
     q_labels = source_labels if kind == "encoder_self" else labels
-    out = steps.to_dict()
-    out.update(query_labels=q_labels, key_labels=q_labels, note=" ".join(notes), spec=str(spec),
-               n_heads=model.cfg.n_heads, n_kv_heads=model.cfg.n_kv_heads, untrained=not spec.trained)
+    out.update(query_labels=q_labels, key_labels=q_labels, note=" ".join([w.render(n) for n in loaded_notes] + notes),
+               spec=str(spec), n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads, untrained=not spec.trained)
     return out
+
+
+def _steps(spec, ids: list[int], layer: int, head: int, query: int, kind: str | None, prefix_len: int,
+           source: list[int] | None) -> tuple[tuple[dict, list], list]:
+    """``step_data``'s model work, through the GPU door: ((the steps as JSON, the load's notes), [])."""
+    loaded = service.load(spec)
+    steps = step_through(loaded.model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
+                         source_ids=source)
+    return (steps.to_dict(), loaded.notes), []
 
 
 def step(spec: str, prompt: str, layer: int = 0, head: int = 0, query: int = 0, prefix_len: int = 0,

@@ -7,6 +7,7 @@ import gradio as gr
 from playground import plots
 from playground.ui import service
 from playground.bench.kernels import PATTERNS, bench_kernels
+from . import gpu
 from .lang import Localized, Words, english, t
 
 HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_pattern", "kernels.col_call",
@@ -38,7 +39,7 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, p
     if device not in service.devices():
         raise w.error("error.device", device=device, devices=", ".join(service.devices()))
     try:
-        result = bench_kernels(lengths=lengths, heads=int(heads), head_dim=int(head_dim), dtype=dtype, device=device,
+        result = gpu.work(w, bench_kernels, lengths=lengths, heads=int(heads), head_dim=int(head_dim), dtype=dtype, device=device,
                                patterns=patterns, repeats=5, budget_s=0.5, in_process=True)
     except (ValueError, RuntimeError) as e:
         raise w.error("error.kernels", reason=str(e)) from None

@@ -27,18 +27,21 @@ from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze, overview_cells
 from playground.inspect.generation import generate
 from playground.models.base import LanguageModel
+from playground.models.memory import release_freed
+from playground.nn import gpu_call
 from playground.models.shared import Weights, estimated_bytes, instance
 from playground.models.weight_cache import Checkout, WeightCache
 from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
 from playground.nn.kernels import run_dtype
 from playground.train import data
+from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
+from playground.ui.lang import Words
 from playground.zoo import ModelSpec, hub_source
 
 # A prompt is cut at the model's own positions, and at what an analysis on this device reads in reasonable time:
 # attention is kept as q, k and log-sum-exp (memory linear in T) and every view asks for tiles.
 MAX_PROMPT_TOKENS = {"cpu": 8192, "cuda": 32768}
-MAX_IMPLICIT_TOKENS = 512   # RWKV / Mamba: implicit attention is unrolled whole (T² x channels)
 MAX_PROMPT_CHARS = 150_000  # longer text is cut before tokenizing (32,768 tokens are ~130,000 characters)
 ANALYSIS_BUDGET_ENV = "PLAYGROUND_ANALYSIS_MEMORY_GB"
 ANALYSIS_SHARE = 0.25       # of the machine's memory, when ANALYSIS_BUDGET_ENV is not set
@@ -148,6 +151,13 @@ def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: in
     return Loaded(instance(out.weights, backend=backend, sliding_window=window), spec, notes)
 
 
+def prepare(spec: ModelSpec, device: str, dtype: str = "auto") -> None:
+    """Before model work goes through a GPU door (ZeroGPU): the weights into CPU memory here, in the main
+    process, once; each call's worker moves them to the GPU (``weights``). Without a door: nothing to do."""
+    if gpu_call.installed() and device != "cpu":
+        weights(spec, "cpu", run_dtype(dtype, device))
+
+
 def weights_name(spec: ModelSpec, device: str, dtype: torch.dtype) -> str:
     """How notes name a model's weights: the spec, with device and dtype unless CPU float32."""
     if device == "cpu" and dtype == torch.float32:
@@ -156,8 +166,14 @@ def weights_name(spec: ModelSpec, device: str, dtype: torch.dtype) -> str:
 
 
 def weights(spec: ModelSpec, device: str, dtype: torch.dtype) -> Checkout:
-    """The spec's weights on this device in this dtype, from ``WEIGHTS`` (loaded on a miss)."""
-    return WEIGHTS.get((spec, device, dtype), lambda: Weights.of(spec.load().to(device=device, dtype=dtype)),
+    """The spec's weights on this device in this dtype, from ``WEIGHTS`` (loaded on a miss). Behind a GPU door
+    (ZeroGPU) a device's copy is made from the CPU copy ``prepare`` loaded in the main process."""
+    def load() -> Weights:
+        if device != "cpu" and gpu_call.installed():
+            return Weights.of(instance(weights(spec, "cpu", dtype).weights).to(device))
+        return Weights.of(spec.load().to(device=device, dtype=dtype))
+
+    return WEIGHTS.get((spec, device, dtype), load,
                        lambda: estimated_bytes(spec.config(), dtype), weights_name(spec, device, dtype), device=device)
 
 
@@ -167,8 +183,6 @@ def token_limit(cfg: ModelConfig, device: str = "cpu", pretrained: bool = False)
     A pretrained model stops at its own positions (GPT-2 1,024, SmolLM2 8,192, Qwen2.5 32,768), and so do
     learned positions; a shipped or trained model with RoPE, ALiBi, sinusoidal or no positions may run past its
     training length (the position lab's "train short, test long"), up to the page's limit on this device."""
-    if cfg.family in config.RECURRENT_FAMILIES:
-        return MAX_IMPLICIT_TOKENS, msg("note.why_implicit")
     page = MAX_PROMPT_TOKENS.get(device, MAX_PROMPT_TOKENS["cpu"])
     if (pretrained or cfg.position == "learned") and cfg.context_length <= page:
         return cfg.context_length, msg("note.why_positions", n=cfg.context_length)
@@ -265,20 +279,36 @@ def stored_analysis(key: str) -> Analysis | None:
 
 
 def analysis_bytes(cfg: ModelConfig, tokens: int) -> int:
-    """What an analysis of ``tokens`` tokens will hold, from the config: per layer q, k and lse in float32
-    (implicit attention: its whole T x T per head), and the overview's max and mean cells."""
+    """What an analysis of ``tokens`` tokens will hold, from the config: per layer what its tiles are rebuilt
+    from in float32 (softmax: q, k and lse; RWKV: r and k; Mamba: delta, B and C), and the overview's max and
+    mean cells."""
     maps = cfg.n_layer * (3 if cfg.family == "encdec" else 1)
     side = min(tokens, overview_cells(maps * cfg.n_heads))
     pooled = maps * cfg.n_heads * side * side * 2 * 4
-    if cfg.family in config.RECURRENT_FAMILIES:
-        return cfg.n_layer * cfg.n_heads * tokens * tokens * 4 + pooled
-    per_layer = (cfg.n_heads + cfg.n_kv_heads) * tokens * cfg.head_dim * 4 + cfg.n_heads * tokens * 4
+    if cfg.family == "rwkv":  # r and k per token, w and u per channel
+        per_layer = 2 * (tokens + 1) * cfg.d_model * 4
+    elif cfg.family == "mamba":  # delta, B and C per token, A per channel and state
+        d_in = cfg.expand * cfg.d_model
+        per_layer = (tokens * (d_in + 2 * cfg.d_state) + d_in * cfg.d_state) * 4
+    else:
+        per_layer = (cfg.n_heads + cfg.n_kv_heads) * tokens * cfg.head_dim * 4 + cfg.n_heads * tokens * 4
     return per_layer * maps + pooled
+
+
+def score_width(cfg: ModelConfig) -> int:
+    """Multiply-adds per (query, key) pair of a layer, over its heads: what rebuilding a weight costs.
+    Softmax: q . k over nh heads (nh x hs); RWKV: r . k weighted by w's powers (d); Mamba: each head's
+    channels x states (d_in x n)."""
+    if cfg.family == "mamba":
+        return cfg.expand * cfg.d_model * cfg.d_state
+    if cfg.family == "rwkv":
+        return cfg.d_model
+    return cfg.n_heads * cfg.head_dim * (3 if cfg.family == "encdec" else 1)
 
 
 def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int = 0, backend: str = "auto",
                  device: str = "cpu", seed: int = 0, dtype: str = "auto", progress=None,
-                 cancelled=None) -> tuple[Analysis, list[Message]]:
+                 cancelled=None, lang: str = "en") -> tuple[Analysis, list[Message]]:
     """Run a prompt through the model once, capturing every layer's attention; from ``ANALYSES`` when an equal
     request was analyzed before (a note says when it had been evicted and was computed again).
 
@@ -294,7 +324,13 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
         tokens = len(task_sequence(spec.name, seed)[0]) if spec.is_task else len(tokenize(spec, text, device)[0])
         return analysis_bytes(spec.config(), tokens)
 
-    out = ANALYSES.get(key, lambda: _analyze(spec, text, progress=progress, cancelled=cancelled, **options),
+    def compute() -> StoredAnalysis:
+        prepare(spec, device, dtype)
+        # behind a GPU door the work runs in another process: no callbacks cross it (no progress, no cancel)
+        watch = {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
+        return gpu.work(Words(lang=lang), _analyze_and_release, spec, text, **watch, **options)
+
+    out = ANALYSES.get(key, compute,
                        estimate, f"{spec} · {len(text)} characters")
     stored: StoredAnalysis = out.weights
     notes = list(stored.notes)
@@ -326,6 +362,15 @@ def _analyze(spec: ModelSpec, text: str, *, prefix_len: int, window: int, backen
     return StoredAnalysis(result, notes)
 
 
+def _analyze_and_release(spec: ModelSpec, text: str, **options) -> StoredAnalysis:
+    """``_analyze``, then the pages its tiles and activations used handed back to the system: the store's
+    budget counts what an analysis keeps, and the server's memory should be that, not the peak of the last one."""
+    try:
+        return _analyze(spec, text, **options)
+    finally:
+        release_freed()
+
+
 def attention_map(result: Analysis, kind: str, layer: int, head: int) -> tuple[AttentionMap, int]:
     """One layer's map of one attention kind and a head index in it, all three checked against the model."""
     if kind not in result.kinds:
@@ -351,19 +396,28 @@ def head_window(m: AttentionMap, window: dict | None) -> tuple[tuple[int, int], 
     return (r0, r1), (c0, c1)
 
 
-# Seconds per unit of L x nh x T² x hs for an analysis (forward, the log-sum-exp and the pass over the tiles),
+# Seconds per unit of L x T² x score_width for an analysis (forward, the log-sum-exp and the pass over the tiles),
 # from ``python -m playground.bench long`` on a 2-core CPU; a GPU's figure is a guess until measured there.
-SECONDS_PER_UNIT = {"cpu": 1.1e-10, "cuda": 2e-12}
+SECONDS_PER_UNIT = {"cpu": 8e-11, "cuda": 2e-12}
 
 
 def estimate(spec: ModelSpec, text: str, device: str = "cpu") -> dict:
     """Before a long analysis: its tokens, the memory the store will hold for it, and a rough time on this
-    kind of device (the forward and one pass over every tile of every head: proportional to L x nh x T² x hs)."""
+    kind of device (the forward and one pass over every tile of every head: proportional to L x T² x
+    ``score_width``)."""
     cfg = spec.config()
     tokens = len(tokenize(spec, text, device)[0])
-    work = cfg.n_layer * cfg.n_heads * tokens * tokens * cfg.head_dim * (3 if cfg.family == "encdec" else 1)
+    work = cfg.n_layer * tokens * tokens * score_width(cfg)
     seconds = work * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]) + tokens * cfg.n_layer * 2e-5
     return {"tokens": tokens, "bytes": analysis_bytes(cfg, tokens), "seconds": seconds}
+
+
+def _gpu_seconds(spec: ModelSpec, text: str, *, device: str = "cpu", **_) -> float:
+    """A GPU call's duration for an analysis: the estimate with room to spare, and the weights' move."""
+    return 10 + 1.5 * estimate(spec, text, device)["seconds"]
+
+
+_analyze_and_release.gpu_seconds = _gpu_seconds
 
 
 @dataclass

@@ -12,6 +12,7 @@ import time
 
 import gradio as gr
 
+from playground.nn import gpu_call
 from playground.train import data
 from playground import plots
 from playground import zoo
@@ -60,8 +61,9 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
 
     def run():
         try:
-            train(mcfg, tcfg, out, command=f"trained in the page: {family} {variant} {position} on {dataset}",
-                  on_step=events.append, should_stop=stop.is_set)
+            with gpu_call.host_work():  # on the CPU, in this thread, never behind a GPU call's time limit
+                train(mcfg, tcfg, out, command=f"trained in the page: {family} {variant} {position} on {dataset}",
+                      on_step=events.append, should_stop=stop.is_set)
         except KeyboardInterrupt:
             failure.append("cancelled")
         except Exception as e:  # reported to the person below, never a stack trace

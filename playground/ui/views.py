@@ -22,7 +22,7 @@ from playground.train import data
 from playground.ui import service
 from playground.ui.i18n import msg
 from playground.zoo import ModelSpec
-from . import api
+from . import api, gpu
 from .lang import Localized, Words, t
 
 VIEWS = ("raw", "norms", "rollout", "lens", "ablation")
@@ -95,6 +95,15 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
     cfg = spec.config()
     if cfg.family in RECURRENT_FAMILIES or cfg.family == "encdec":
         raise ValueError(w("view.refused", family=cfg.family))
+    service.prepare(spec, device)
+    return gpu.work(w, _on_device, w, spec, prompt, view, prefix_len=prefix_len, without_first=without_first,
+                    mode=mode, target=target, backend=backend, device=device)
+
+
+def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int, without_first: bool, mode: str,
+               target: str, backend: str, device: str) -> tuple[list, dict, list[str]]:
+    """``compute``'s model work, through the GPU door (``ui.gpu``)."""
+    cfg = spec.config()
     try:
         loaded = service.load(spec, backend, device)
     except ValueError as e:

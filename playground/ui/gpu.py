@@ -1,0 +1,66 @@
+"""The page's model work through the GPU door (``nn.gpu_call``), its errors already in the visitor's words.
+
+``work(w, fn, *args, **kwargs)`` runs ``fn`` through the door. Inside it a bad input (a ValueError, such as
+an empty prompt or a kernel this device refuses) or running out of device memory becomes a ``gr.Error``
+rendered in the visitor's language: on ZeroGPU only a ``gr.Error`` comes back from the worker with its words,
+anything else arrives as its class name.
+
+``install(spaces)`` (``app.py``, on a ZeroGPU Space) makes the door ``spaces.GPU``, with each call's
+duration from the work's own estimate (a function's ``gpu_seconds`` attribute, given the same
+arguments) and ``DEFAULT_SECONDS`` otherwise, and guards CUDA: model work that would touch it outside
+the door fails at once with ``OutsideGPUCall``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+import torch
+
+from playground.nn import gpu_call
+from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
+from .lang import Words
+
+DEFAULT_SECONDS = 60          # ZeroGPU's own default
+MIN_SECONDS, MAX_SECONDS = 15, 240  # a short estimate still pays for moving the weights; a long one waits longer in the queue
+
+
+def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict):
+    """``fn(*args, **kwargs)`` with its errors as ``gr.Error``s in ``lang`` (this runs in ZeroGPU's worker)."""
+    w = Words(lang=lang)
+    try:
+        return fn(*args, **kwargs)
+    except gr.Error:
+        raise
+    except ValueError as e:
+        raise gr.Error(w.render(e)) from None
+    except torch.OutOfMemoryError:
+        device = kwargs.get("device") or "cuda"
+        release_cached_memory(device)
+        raise gr.Error(w.render(OutOfDeviceMemory(device))) from None
+
+
+def work(w: Words, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` through the GPU door; there, a bad input comes back as a ``gr.Error`` in ``w``'s
+    language (with no door installed, a plain call whose errors are the caller's to answer)."""
+    if not gpu_call.installed():
+        return fn(*args, **kwargs)
+    return gpu_call.call(_rendered, w.lang, fn, args, kwargs)
+
+
+def seconds(entry: Callable, args: tuple, kwargs: dict) -> int:
+    """The door's duration for one call: the door runs entry(_rendered, (lang, fn, args, kwargs), {})."""
+    try:
+        _, fn, fn_args, fn_kwargs = args
+    except ValueError:
+        return DEFAULT_SECONDS
+    estimate = getattr(fn, "gpu_seconds", None)
+    if estimate is None:
+        return DEFAULT_SECONDS
+    return int(min(MAX_SECONDS, max(MIN_SECONDS, estimate(*fn_args, **fn_kwargs))))
+
+
+def install(spaces, guard: str = "cuda") -> None:
+    """Make ``spaces.GPU`` the door for all model work, and fail model work on ``guard`` outside it."""
+    gpu_call.install(lambda entry: spaces.GPU(entry, duration=seconds))
+    gpu_call.start_guard(guard)

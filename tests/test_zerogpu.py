@@ -1,0 +1,227 @@
+"""ZeroGPU without a GPU: the page under a stand-in ``spaces`` (``tests/standin/spaces``) that keeps ZeroGPU's
+rules, with this machine's CPU playing the GPU. Every endpoint runs its model work inside the one GPU call
+(``nn.gpu_call`` / ``ui.gpu``), nothing touches the "GPU" at start-up, arguments and results survive pickling,
+errors keep their words, and each call asks for a duration from its own estimate. The real ``spaces`` package
+is tried as far as it runs here: outside ZeroGPU its decorator hands the function back unchanged."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from playground.bench.server import AppServer
+from playground.nn import gpu_call
+from playground.ui import gpu
+
+from conftest import require
+
+STANDIN = Path(__file__).parent / "standin"
+SPEC = "zoo:baseline"
+
+
+def _standin_env(log: Path, user_dir: Path) -> dict:
+    return {"PYTHONPATH": os.pathsep.join([str(STANDIN), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "SPACES_ZERO_GPU": "true", "STANDIN_SPACES_LOG": str(log), "PLAYGROUND_USER_MODELS": str(user_dir)}
+
+
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def zerogpu_app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zerogpu")
+    log = root / "spaces.jsonl"
+    with AppServer(_standin_env(log, root / "user")) as server:
+        from gradio_client import Client
+
+        yield Client(server.url, verbose=False), log, server
+
+
+def test_nothing_runs_a_model_at_start_up_and_flex_is_not_offered(zerogpu_app):
+    client, log, server = zerogpu_app
+    assert not [e for e in _events(log) if e["event"] == "violation"]
+    text = Path(server.log).read_text(errors="replace")
+    assert "ZeroGPU" in text  # the start-up log says CUDA is reached only inside a GPU call
+
+
+# every endpoint that runs a model or a kernel, with arguments a person would send
+CALLS = [
+    dict(api_name="/analyze", spec=SPEC, prompt="The cat sat on the mat. The cat"),
+    dict(api_name="/head", spec=SPEC, prompt="The cat sat on the mat. The cat", kind="self", layer=1, head=2),
+    dict(api_name="/tile", spec=SPEC, prompt="The cat sat on the mat. The cat", kind="self", layer=0, head=0,
+         rows=[0, 8], cols=[0, 8]),
+    dict(api_name="/heads", spec="zoo:induction", prompt="ignored"),
+    dict(api_name="/compare", spec_a=SPEC, spec_b="zoo:mamba", prompt="To be, or not to be"),
+    dict(api_name="/generate", spec=SPEC, prompt="Once upon a time", max_new_tokens=6),
+    dict(api_name="/generate", spec="zoo:rwkv", prompt="Once upon a time", max_new_tokens=4),
+    dict(api_name="/view", spec=SPEC, prompt="The cat sat on the mat", view="norms"),
+    dict(api_name="/view", spec=SPEC, prompt="The cat sat on the mat", view="lens"),
+    dict(api_name="/ablate", spec=SPEC, prompt="The cat sat on the mat"),
+    dict(api_name="/step", spec=SPEC, prompt="The cat sat", layer=0, head=1, query=2),
+    dict(api_name="/flash_replay", spec=SPEC, prompt="The cat sat on the mat", layer=0, head=0),
+]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: c["api_name"] + ":" + c.get("view", c.get("spec", "")))
+def test_every_endpoint_runs_its_model_work_inside_the_gpu_call(zerogpu_app, call):
+    client, log, _ = zerogpu_app
+    before = len(_events(log))
+    client.predict(**call)
+    new = _events(log)[before:]
+    assert not [e for e in new if e["event"] == "violation"], new
+    if call["api_name"] != "/tile" and call["api_name"] != "/head":  # these read the stored analysis only
+        calls = [e for e in new if e["event"] == "call"]
+        assert calls and all(gpu.MIN_SECONDS <= e["duration"] <= gpu.MAX_SECONDS for e in calls), calls
+
+
+def test_training_in_the_page_stays_on_the_host(zerogpu_app):
+    """Training is CPU work on purpose (``gpu_call.host_work``): it runs outside the GPU call, and the model
+    it saves then runs inside one like any other."""
+    client, log, _ = zerogpu_app
+    out = client.submit("decoder", "MHA", "rope", "task:copy", 10, 0.003, "zero-test", api_name="/train").result(timeout=300)
+    assert "user:zero-test" in out[0]
+    before = len(_events(log))
+    client.predict(spec="user:zero-test", prompt="hi", api_name="/analyze")
+    new = _events(log)[before:]
+    assert not [e for e in _events(log) if e["event"] == "violation"]
+    assert any(e["event"] == "call" for e in new)
+
+
+@pytest.mark.parametrize("call, words", [
+    (dict(api_name="/analyze", spec=SPEC, prompt="hello", backend="efficient"), "cannot run"),
+    (dict(api_name="/generate", spec=SPEC, prompt="hello", backend="efficient"), "cannot run"),
+    (dict(api_name="/view", spec=SPEC, prompt="hello", view="norms", backend="efficient"), "cannot run"),
+])
+def test_errors_inside_the_gpu_call_keep_their_words(zerogpu_app, call, words):
+    """Inside the GPU call a refused kernel becomes a gr.Error in words; ZeroGPU would reduce anything else to
+    its class name ("KernelUnavailable")."""
+    client, log, _ = zerogpu_app
+    with pytest.raises(Exception) as caught:
+        client.predict(**call)
+    assert words in str(caught.value) and "KernelUnavailable" not in str(caught.value)
+    assert _events(log)[-1].get("error") == "gr.Error"
+
+
+def test_an_empty_prompt_is_answered_in_words(zerogpu_app):
+    client, _, _ = zerogpu_app
+    with pytest.raises(Exception, match="The prompt is empty"):
+        client.predict(spec=SPEC, prompt="", api_name="/analyze")
+
+
+def test_the_door_is_a_plain_call_without_spaces_and_guards_with_one():
+    model = torch.nn.Linear(2, 2)
+    assert not gpu_call.installed() and gpu_call.call(lambda x: x + 1, 1) == 2
+    seen = []
+
+    def decorate(entry):
+        def door(*args):
+            seen.append(args[0].__name__)
+            return entry(*args)
+        return door
+
+    gpu_call.install(decorate)
+    try:
+        with gpu_call.guard("cpu"):
+            with pytest.raises(gpu_call.OutsideGPUCall, match="outside the GPU call"):
+                model(torch.zeros(1, 2))
+            assert gpu_call.call(lambda x: model(x).shape, torch.zeros(3, 2)) == (3, 2)
+            with gpu_call.host_work():
+                model(torch.zeros(1, 2))  # CPU work on purpose passes
+        model(torch.zeros(1, 2))  # the guard is gone with its block
+    finally:
+        gpu_call.uninstall()
+    assert seen == ["<lambda>"]
+
+
+def test_a_calls_duration_comes_from_its_own_estimate():
+    from playground.ui import service
+    from playground.zoo import ModelSpec
+
+    spec = ModelSpec.parse("zoo:baseline")
+    args = ("en", service._analyze_and_release, (spec, "hello " * 50), {"device": "cpu"})
+    assert gpu.MIN_SECONDS <= gpu.seconds(None, args, {}) <= gpu.MAX_SECONDS
+    assert gpu.seconds(None, ("en", print, (), {}), {}) == gpu.DEFAULT_SECONDS
+
+
+def test_the_real_spaces_package_hands_functions_back_outside_zerogpu():
+    """``spaces`` 0.51 outside ZeroGPU (no SPACES_ZERO_GPU): its decorator returns the function itself, so the
+    page's door is a plain call; on ZeroGPU without the Hub's device API it refuses to import."""
+    require("spaces", "pip install -r requirements-dev.txt")
+    import spaces
+
+    def twice(x):
+        return 2 * x
+
+    assert spaces.GPU(twice, duration=lambda x: 20) is twice
+    gpu.install(spaces, guard="cuda")
+    try:
+        assert gpu_call.installed() and gpu_call.call(twice, 4) == 8
+    finally:
+        gpu_call.reset()
+    env = {**os.environ, "SPACES_ZERO_GPU": "true"}
+    env.pop("SPACES_ZERO_DEVICE_API_URL", None)
+    done = subprocess.run([sys.executable, "-c", "import spaces"], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "SPACES_ZERO_DEVICE_API_URL" in done.stderr
+
+
+def test_the_stand_in_catches_model_work_outside_a_gpu_call(tmp_path):
+    """The stand-in's rule is real: a forward outside ``spaces.GPU`` fails and is logged, the same forward inside
+    one runs, and a non-gr.Error exception comes back as its class name alone."""
+    log = tmp_path / "spaces.jsonl"
+    script = """
+import torch, spaces
+model = torch.nn.Linear(2, 2)
+try:
+    model(torch.zeros(1, 2))
+    raise SystemExit("a forward outside a GPU call ran")
+except RuntimeError as e:
+    assert "outside a GPU call" in str(e)
+print(spaces.GPU(lambda x: model(x).shape, duration=20)(torch.zeros(3, 2)))
+def refuse():
+    raise ValueError("words that ZeroGPU drops")
+try:
+    spaces.GPU(refuse)()
+except RuntimeError as e:
+    print("error:", e)
+"""
+    env = {**os.environ, **_standin_env(log, tmp_path / "user")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "torch.Size([3, 2])" in done.stdout and "error: ValueError" in done.stdout
+    assert "words" not in done.stdout
+    events = _events(log)
+    assert [e["event"] for e in events] == ["violation", "call", "call"] and events[1]["duration"] == 20
+
+
+def test_the_page_clicked_through_runs_its_model_work_inside_the_gpu_call(zerogpu_app):
+    """Analyze, the View switch, Generate, Inside a head and the kernel lab, clicked in chromium on the page under
+    the stand-in: every figure is drawn and no model work ran outside a GPU call."""
+    from playground.bench.browser import launch
+    from test_browser import playwright, set_prompt, shot, wait_for_plot_title
+
+    _, log, server = zerogpu_app
+    before = len(_events(log))
+    with playwright.sync_playwright() as p:
+        browser = launch(p)
+        pg = browser.new_context(viewport={"width": 1800, "height": 1000}, locale="en-US").new_page()
+        pg.goto(server.url, wait_until="load")
+        set_prompt(pg, "The cat sat on the mat. The cat")
+        pg.get_by_role("button", name="Analyze").click()
+        wait_for_plot_title(pg, "layer 0, head 0", timeout=60_000)
+        pg.get_by_label("Value-weighted norms").check()
+        wait_for_plot_title(pg, "value-weighted", timeout=60_000)
+        pg.get_by_role("tab", name="Generate & KV cache").click()
+        pg.get_by_role("button", name="Generate").click()
+        wait_for_plot_title(pg, "Step 0", timeout=60_000)
+        pg.get_by_role("tab", name="Inside a head").click()
+        pg.get_by_role("button", name="Step through").click()
+        wait_for_plot_title(pg, "weights · layer 0, head 0", timeout=60_000)
+        shot(pg, "30-zerogpu-stand-in")
+        browser.close()
+    new = _events(log)[before:]
+    assert not [e for e in new if e["event"] == "violation"], [e for e in new if e["event"] == "violation"][:2]
+    assert sum(e["event"] == "call" for e in new) >= 4
