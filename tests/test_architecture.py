@@ -27,9 +27,9 @@ LAYERS = [
     ("playground.ui",),
 ]
 # entry points sit above everything: command lines, the package's public names, the app and
-# pretrained and long-prompt benchmarks, which drive the page like a browser does, and the Space publisher
+# pretrained, long-prompt and GPU benchmarks, which drive the page like a browser does, and the Space publisher
 ENTRY_POINTS = ("playground", "playground.bench.app", "playground.bench.pretrained", "playground.bench.long",
-                "playground.publish")
+                "playground.bench.gpu", "playground.publish")
 UI_ONLY = ("gradio", "playground.ui")
 
 

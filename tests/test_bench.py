@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from playground.bench.__main__ import main
-from playground.bench.measure import PeakRSS
+from playground.nn.timing import PeakRSS
 
 TOP_KEYS = {"benchmark", "device", "torch", "summary", "rows"}
 
@@ -101,7 +101,7 @@ def test_every_call_pattern_on_flex_and_sdpa_matches_the_explicit_path(capsys):
 
 
 def test_flex_over_dense_mask_is_the_dense_call_over_flex(monkeypatch):
-    from playground.bench import kernels
+    from playground.nn import kernel_timing as kernels
 
     result = kernels.bench_kernels(lengths=(2048,), patterns=("window",), kernels=("flash", "flex"), repeats=5,
                                    budget_s=0, in_process=True, device="cpu")
@@ -128,7 +128,7 @@ def sdpa_calls(monkeypatch) -> list[tuple]:
 
 def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
     from conftest import tiny_model
-    from playground.bench.kernels import bench_kernels
+    from playground.nn.kernel_timing import bench_kernels
 
     T = 24
     calls = sdpa_calls(monkeypatch)
@@ -152,7 +152,7 @@ def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
 
 
 def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
-    from playground.bench import kernels
+    from playground.nn import kernel_timing as kernels
 
     real = kernels.explicit_attention
     monkeypatch.setattr(kernels, "explicit_attention", lambda q, k, v, mask: (real(q, k, v, mask)[0] + 0.5, None))
@@ -217,7 +217,7 @@ def check_spread(s: dict, median: float, repeats: int = 5) -> None:
 
 
 def test_spread_of_known_samples():
-    from playground.bench.measure import spread
+    from playground.nn.timing import spread
 
     assert spread([5, 1, 4, 2, 3]) == {"n": 5, "min": 1, "q1": 2, "median": 3, "q3": 4, "max": 5}
     with pytest.raises(ValueError):
@@ -389,3 +389,27 @@ def test_long_benchmark_on_a_tiny_shape_reports_every_figure_against_its_target(
     measures = {row["measure"] for row in result["rows"]}
     assert {"analyze_s_128", "analyze_s_512", "analysis_bytes_512", "rss_rise_512_over_128", "tile_p50_ms_512",
             "overview_bytes_512"} == measures
+
+
+def test_gpu_benchmark_masks_the_page_and_the_readme_on_any_device(tmp_path):
+    """The whole ``bench gpu`` on tiny sizes on the CPU: FlexAttention against SDPA on the masked calls, the page's
+    own analysis at growing lengths until one passes the budget, and the README section it writes."""
+    from playground.bench import gpu
+
+    result = gpu.bench_gpu(lengths=[64], head_dims=[16], heads=2, repeats=5, decode_tokens=4, device="cpu",
+                           masked_lengths=[256], page_lengths=[32, 64], decode_shapes=("zoo",), dtype=torch.float32)
+    s = result["summary"]
+    assert {r["pattern"] for r in s["masked"]} == set(gpu.MASKED_PATTERNS)
+    assert any(r["kernel"] == "flex" and r["available"] for r in s["masked"])
+    tokens = [r["tokens"] for r in s["page"]]
+    assert len(tokens) == 2 and 24 <= tokens[0] < tokens[1] <= 72 and all(r["overview_bytes"] > 0 for r in s["page"])
+    assert s["page_largest_tokens_2s"] in (0, *tokens) and all(r["max_abs_diff"] < 1e-4 for r in s["page"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{gpu.README_START}\nold\n{gpu.README_END}\nafter\n")
+    gpu.write_readme(result, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{gpu.README_END}\nafter\n") and "old" not in text
+    assert "`flash_tflops_L8192_d128`" in text and "| window | 256 | flex |" in text and f"| {tokens[1]} |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        gpu.write_readme(result, readme)

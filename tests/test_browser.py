@@ -30,21 +30,32 @@ def page(browser, app_url):
     pg.dialogs = dialogs
     pg.goto(app_url, wait_until="load")
     pg.get_by_role("heading", name="Attention Playground").wait_for()
+    settle(pg)
     yield pg
     context.close()
 
 
 @contextlib.contextmanager
 def fresh_page(browser, app_url, locale="en-US", width=1400):
-    """A new browser context in ``locale`` with the page loaded; closed afterwards even if the test fails.
-    Below about 1,600 px Gradio folds the last of the ten tabs into a "..." menu."""
+    """A new browser context in ``locale`` with the page loaded; closed afterwards even if the test fails."""
     context = browser.new_context(viewport={"width": width, "height": 1000}, locale=locale)
     try:
         pg = context.new_page()
         pg.goto(app_url, wait_until="load")
+        settle(pg)
         yield pg
     finally:
         context.close()
+
+
+def settle(pg, timeout=120_000):
+    """Wait for what the page draws on its own when it opens (the landing analysis and its first head, the
+    default generation): a click before that could be answered by the landing's figures."""
+    from playground.bench.app import BUSY
+
+    pg.locator(".head-map .js-plotly-plot .gtitle").first.wait_for(timeout=timeout)
+    pg.wait_for_timeout(300)
+    pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=timeout)
 
 
 def shot(page, name):
@@ -63,6 +74,13 @@ def badge_text(page):
 
 def wait_for_plot_title(page, text, timeout=30_000):
     page.locator(".js-plotly-plot .gtitle:visible", has_text=text).first.wait_for(timeout=timeout)
+
+
+def open_advanced(page):
+    """Unfold the model box's Advanced fold (fallback, backend, device, dtype, local folders) if it is folded."""
+    if not page.locator("#local-models-note").is_visible():
+        page.locator("#advanced-controls").get_by_text("Advanced:").first.click()
+        page.locator("#local-models-note").wait_for()
 
 
 def pick(page, label, option):
@@ -132,7 +150,12 @@ def test_html_prompt_is_shown_as_text(page):
 def test_generate_and_scrub_the_timeline(page):
     set_prompt(page, "Now is the winter of our discontent")
     page.get_by_role("tab", name="Generate & KV cache").click()
+    output = page.get_by_label("Generated text")
+    landing = output.input_value()  # the generation the page opened with, for the default prompt
     page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("(before) => { const t = [...document.querySelectorAll('label')].find(l => "
+                           "l.innerText.startsWith('Generated text'))?.querySelector('textarea'); "
+                           "return t && t.value && t.value !== before; }", arg=landing, timeout=60_000)
     wait_for_plot_title(page, "KV cache")
     wait_for_plot_title(page, "Step 0")
     step = page.get_by_label("number input for Step")
@@ -217,6 +240,7 @@ def test_head_insights_tab(page):
 
 
 def test_position_and_kernel_labs(page):
+    page.get_by_role("tab", name="Labs").click()
     page.get_by_role("tab", name="Position-encoding lab").click()
     wait_for_plot_title(page, "Validation loss by position")
     wait_for_plot_title(page, "RoPE: q·k depends only on the offset")
@@ -234,6 +258,7 @@ def test_rwkv_shows_implicit_attention_and_disables_what_does_not_apply(page):
     pick(page, "Architecture", "RWKV-5.2 (linear-attention RNN)")
     page.get_by_text("the recurrence itself carries token order").wait_for(timeout=15_000)
     assert page.get_by_label("Position encoding").is_disabled()
+    open_advanced(page)
     page.get_by_label("untrained (random weights)").check()
     set_prompt(page, "To be, or not to be, that is the question")
     page.get_by_role("button", name="Analyze").click()
@@ -299,7 +324,7 @@ def test_switch_to_chinese_in_settings(browser, app_url):
         # the analysis on screen is drawn again in Chinese, without analyzing again
         wait_for_plot_title(pg, "自注意力（因果） · 层 0，头 0")
         assert "实际运行的算子" in pg.locator(".badge").inner_text()
-        for name in ("生成与 KV 缓存", "对比", "注意力头洞察", "位置编码实验室", "算子实验室", "训练", "KV 缓存计算器"):
+        for name in ("单个注意力头内部", "生成与 KV 缓存", "注意力头洞察", "对比", "实验室", "训练"):
             pg.get_by_role("tab", name=name).wait_for(timeout=15_000)  # every tab renamed, not just the open one
         pg.get_by_role("button", name="分析").click()
         wait_for_plot_title(pg, "自注意力（因果）")
@@ -310,6 +335,7 @@ def test_switch_to_chinese_in_settings(browser, app_url):
 def test_tabs_open_filled_and_say_which_controls_they_use(browser, app_url):
     with fresh_page(browser, app_url, "en-US") as pg:
         pg.get_by_text("for the Attention, Generate & KV cache and Head insights tabs").wait_for()  # above the controls
+        pg.get_by_role("tab", name="Labs").click()
         pg.get_by_role("tab", name="KV-cache calculator").click()
         pg.get_by_text("Ignores the model controls above: the KV-cache size").wait_for()
         # the default preset's chart and table, computed when the page loaded: Compute was never pressed
@@ -321,6 +347,7 @@ def test_tabs_open_filled_and_say_which_controls_they_use(browser, app_url):
         pg.get_by_label("Preset (published configurations)").click()
         pg.get_by_role("option").nth(0).click()  # another preset: its numbers follow without a click on Compute
         pg.wait_for_function(f"(before) => {table} !== before && {table}.includes('bytes per token')", arg=before)
+        pg.get_by_role("tab", name="Labs").click()
         pg.get_by_role("tab", name="Kernel lab").click()
         pg.get_by_text("Nothing runs until you press Run the kernels").wait_for()
 
@@ -428,8 +455,8 @@ def test_group_the_overview_by_kv_head_on_the_gqa_model(browser, app_url):
         pg.get_by_label("GQA (2 K/V heads)").check()
         set_prompt(pg, "To be, or not to be, that is the question")
         pg.get_by_role("button", name="Analyze").click()
+        pg.locator(".badge", has_text="zoo:gqa").wait_for(timeout=60_000)  # this analysis, not the landing one
         wait_for_plot_title(pg, "Self-attention (causal)")
-        assert "zoo:gqa" in badge_text(pg)
         assert overview_ticks(pg) == ["head 0", "head 1", "head 2", "head 3"]
         box = pg.locator("#group-kv")
         box.get_by_text("4 query heads share 2 K/V heads: kv0: h0 h1; kv1: h2 h3").wait_for()
@@ -477,6 +504,7 @@ def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url
 def test_calculator_reads_a_config_json(browser, app_url):
     """Pick a published config: its JSON fills the box and each kind of layer gets a row; in Chinese too."""
     with fresh_page(browser, app_url, "zh-CN") as pg:
+        pg.get_by_role("tab", name="实验室").click()
         pg.get_by_role("tab", name="KV 缓存计算器").click()
         table = "document.querySelector('#calc-config-table').innerText"
         pg.wait_for_function(f"() => {table}.includes('层类型')")  # column names in the page's language on load
@@ -487,3 +515,74 @@ def test_calculator_reads_a_config_json(browser, app_url):
         assert "通用公式" in pg.locator("#calc-config-summary").inner_text()
         wait_for_plot_title(pg, "gemma3_text")
         shot(pg, "18-calculator-config-zh")
+
+
+TOP_TABS = {"en-US": ("Learn", "Attention", "Inside a head", "Generate & KV cache", "Head insights", "Compare", "Labs", "Train",
+                      "Model zoo"),
+            "zh-CN": ("导览", "注意力", "单个注意力头内部", "生成与 KV 缓存", "注意力头洞察", "对比", "实验室", "训练", "模型库")}
+
+
+@pytest.mark.parametrize("locale", TOP_TABS)
+def test_every_tab_is_in_sight_at_1280_px(browser, app_url, locale):
+    """Nine tabs in the order a newcomer needs them, none folded into Gradio's "..." overflow menu, in English
+    and in Chinese; the advanced model settings sit in a fold that says what it holds."""
+    with fresh_page(browser, app_url, locale, width=1280) as pg:
+        names = TOP_TABS[locale]
+        pg.get_by_role("tab", name=names[0], exact=True).wait_for()
+        pg.wait_for_timeout(500)  # Gradio measures the tab bar after the first paint
+        shown = pg.evaluate("""() => [...document.querySelectorAll('#main-tabs > .tab-wrapper [role=tab]')]
+            .filter(b => b.offsetParent !== null).map(b => b.innerText.trim())""")
+        assert shown == list(names), shown
+        assert not pg.locator("#main-tabs > .tab-wrapper .overflow-menu").first.is_visible()
+        assert not pg.locator("#local-models-note").is_visible()  # folded under Advanced
+        shot(pg, f"22-tabs-1280-{locale}")
+
+
+def test_the_page_is_usable_in_a_768_px_window(browser, app_url):
+    """A tablet-wide window: nothing wider than the window (no sideways scrolling), the figures fit it, and the
+    landing analysis is drawn."""
+    with fresh_page(browser, app_url, "en-US", width=768) as pg:
+        wait_for_plot_title(pg, "layer 0, head 0", timeout=60_000)
+        overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow} px wider than the window"
+        widths = pg.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent)"
+                             ".map(p => p.getBoundingClientRect().right)")
+        assert widths and max(widths) <= 768, widths
+        shot(pg, "23-768px")
+
+
+def test_the_page_opens_with_attention_and_a_generation_drawn(browser, app_url):
+    """Nothing pressed: the default prompt's overview and first head, and the Generate tab's cache curves and
+    timeline, are on screen."""
+    with fresh_page(browser, app_url, "en-US") as pg:
+        wait_for_plot_title(pg, "Self-attention (causal)", timeout=60_000)
+        wait_for_plot_title(pg, "layer 0, head 0", timeout=60_000)
+        assert "Kernel that ran" in badge_text(pg)
+        pg.get_by_role("tab", name="Generate & KV cache").click()
+        wait_for_plot_title(pg, "KV cache", timeout=60_000)
+        wait_for_plot_title(pg, "Step 0", timeout=60_000)
+        assert pg.get_by_label("Generated text").input_value().strip()
+        shot(pg, "00-landing")
+
+
+def test_the_readme_screenshot_is_the_page_as_it_opens(browser, app_url):
+    """The README's picture, made the way ``python -m playground.bench.screenshot`` makes it: the landing view at
+    1,280 x 1,000 from the tab bar down, a PNG under 300 KB. Written to the artifacts on every run, so a changed page shows."""
+    from PIL import Image
+
+    from playground.bench import screenshot
+
+    out = SHOTS / "readme-screenshot.png"
+    n = screenshot.capture(app_url, out, browser=browser)
+    assert n == out.stat().st_size <= screenshot.MAX_BYTES
+    assert Image.open(out).size == screenshot.SIZE
+    committed = screenshot.OUT
+    assert committed.is_file() and committed.stat().st_size <= screenshot.MAX_BYTES
+    assert Image.open(committed).size == screenshot.SIZE
+
+
+def test_the_landing_overview_is_timed_from_navigation_start(browser, app_url):
+    from playground.bench.app import landing_overview_ms
+
+    times = landing_overview_ms(app_url, 1, browser)
+    assert len(times) == 1 and 0 < times[0] < 120_000

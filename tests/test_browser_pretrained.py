@@ -6,7 +6,7 @@ import pytest
 
 from conftest import require
 from playground.bench.browser import launch
-from test_browser import CELL_JS, SHOTS, badge_text, playwright, set_prompt, shot, wait_for_plot_title
+from test_browser import CELL_JS, SHOTS, badge_text, open_advanced, playwright, set_prompt, shot, wait_for_plot_title
 
 PROMPT = "The keys and values are cached; attention looks back at every token."
 
@@ -52,6 +52,7 @@ def note(page) -> str:
 
 
 def test_open_a_model_from_the_operator_s_directory_analyze_open_a_head_and_generate(pg):
+    open_advanced(pg)
     pg.locator("#local-models-note", has_text="Local model folders: on").wait_for(timeout=15_000)
     assert "2 model folder" in pg.locator("#local-models-note").inner_text()
     pg.get_by_label("Or a pretrained model").click()

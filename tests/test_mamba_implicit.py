@@ -7,7 +7,7 @@ import torch
 
 import playground.models.mamba as mamba
 import playground.models.mamba_implicit as chunked
-from playground.bench.measure import MIB, PeakRSS
+from playground.nn.timing import MIB, PeakRSS
 from playground.config import ModelConfig
 from playground.models import build_model
 

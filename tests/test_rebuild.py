@@ -120,3 +120,26 @@ def test_dense_refuses_what_is_too_large_to_hold(monkeypatch):
     src = AttentionSource(torch.randn(1, 2, 12, 8), torch.randn(1, 1, 12, 8), None, MaskRule("causal"))
     with pytest.raises(ValueError, match="ask for a tile"):
         src.dense()
+
+
+def test_each_record_leaves_the_device_as_it_is_written(monkeypatch):
+    """A layer's record is moved off the device (``to_cpu``) when it is written, before the next layer runs: on a
+    GPU no layer's q, k and lse (nor the check's values and output) wait there for the forward to end."""
+    moved = []
+    original = AttentionSource.to_cpu
+
+    def spy(self):
+        moved.append(original(self))
+        return moved[-1]
+
+    monkeypatch.setattr(AttentionSource, "to_cpu", spy)
+    model = tiny_model(family="decoder", n_kv_heads=2, position="rope")
+    seen = []
+
+    def listener(rec):
+        v, out = rec.check
+        seen.append((rec.source is moved[-1], len(moved), v.device.type, out.device.type))
+
+    with torch.no_grad(), model.recorder.listen(listener):
+        model(torch.randint(0, model.cfg.vocab_size, (1, 12)), capture=True)
+    assert seen == [(True, layer + 1, "cpu", "cpu") for layer in range(model.cfg.n_layer)]

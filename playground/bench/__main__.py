@@ -5,7 +5,7 @@ its options. Every benchmark is one function returning a plain dict
 ``{"benchmark", "device", "torch", "summary", "rows"}``; one printer shows it as a table, or
 ``--json`` prints that dict as exactly one JSON object.
 
-``kernels``: attention kernels side by side on the model's call patterns (``bench.kernels``); ``gpu``:
+``kernels``: attention kernels side by side on the model's call patterns (``nn.kernel_timing``); ``gpu``:
 attention TFLOP/s and decode tokens/s on a CUDA device (``bench.gpu``); ``decode``: generation with and
 without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
 through its API and a real chromium (``bench.app``); ``pretrained``: a GPT-2-small-shaped checkpoint written by
@@ -22,8 +22,9 @@ import torch
 
 from playground.bench.decode import bench_decode, bench_decode_positions
 from playground.config import FAMILIES, RECURRENT_FAMILIES
-from playground.bench.kernels import DTYPES, KERNELS, PATTERNS, bench_kernels
-from playground.bench.measure import MIN_REPEATS, make_result, print_result
+from playground.nn.kernel_timing import DTYPES, KERNELS, PATTERNS, bench_kernels
+from playground.nn.timing import MIN_REPEATS, make_result
+from playground.bench.measure import print_result
 
 
 def _kernels_from_args(args) -> dict:
@@ -35,8 +36,14 @@ def _kernels_from_args(args) -> dict:
 def _gpu_from_args(args) -> dict:
     from playground.bench.gpu import bench_gpu
 
-    return bench_gpu(lengths=args.lengths, head_dims=args.head_dims, heads=args.heads, repeats=args.repeats,
-                     decode_tokens=args.tokens)
+    result = bench_gpu(lengths=args.lengths, head_dims=args.head_dims, heads=args.heads, repeats=args.repeats,
+                       decode_tokens=args.tokens)
+    if args.readme:
+        from playground.bench.gpu import write_readme
+        from playground.paths import ROOT
+
+        write_readme(result, ROOT / "README.md")
+    return result
 
 
 def _decode_from_args(args) -> dict:
@@ -115,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", type=_positive_int, default=16)
     g.add_argument("--repeats", type=_repeats, default=10, help=f"timed calls per cell (at least {MIN_REPEATS})")
     g.add_argument("--tokens", type=_positive_int, default=256, help="decode: new tokens per model (default 256)")
+    g.add_argument("--readme", action="store_true", help="write the figures into README.md's bench gpu section")
     g.set_defaults(run=_gpu_from_args)
 
     d = sub.add_parser("decode", parents=[common], help="greedy generation with and without the KV cache")

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from playground.bench.measure import peak_rss_bytes, reset_peak_rss, rss_bytes
+from playground.nn.timing import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 @dataclass(frozen=True)

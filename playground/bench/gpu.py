@@ -15,8 +15,18 @@
     prompt, by a random-weight model of the zoo's shape and one of GPT-2 small's shape (12 layers,
     d_model 768, 12 heads, vocab 50,257): ``tokens_per_s`` (median of 5 runs after a warm-up).
 
-Without a CUDA device ``python -m playground.bench gpu`` exits with status 2 and says so; the
-functions take ``device`` and run anywhere, which is how the tests check them on tiny sizes.
+    Masks: FlexAttention on the window, GLM prefix and ALiBi calls the models make against SDPA with
+    the dense mask (``nn.kernel_timing.bench_kernels``, bf16, d = 64, L = 1k..8k): median ms, peak memory.
+
+    The page on the device: ``service.analyze_text`` (what /analyze runs: the forward with capture, the
+    log-sum-exp, the overview's cells, the head statistics, the faithfulness check) on the zoo's
+    baseline at growing lengths until one takes longer than ``PAGE_BUDGET_S``, each with the build
+    of the overview's figure (the JSON the browser draws) and the device's peak memory:
+    ``page_largest_tokens_2s``, the longest prompt analyzed within the budget.
+
+``--readme`` writes the table into README.md between its ``bench gpu`` markers. Without a CUDA device
+``python -m playground.bench gpu`` exits with status 2 and says so; the functions take ``device`` and
+run anywhere, which is how the tests check them on tiny sizes.
 """
 from __future__ import annotations
 
@@ -26,7 +36,7 @@ import time
 
 import torch
 
-from playground.bench.measure import MIN_REPEATS, device_name, make_result, spread, sync
+from playground.nn.timing import MIN_REPEATS, device_name, make_result, spread, sync
 from playground.config import ModelConfig, from_name
 from playground.inspect.generation import generate
 from playground.models import build_model
@@ -36,6 +46,12 @@ from playground.zoo.registry import BASE_MODEL
 
 GPU_KERNELS = ("flash", "cudnn", "efficient", "math", "flex")
 TOKENS_PER_CELL = 16384  # B x L
+MASKED_PATTERNS = ("window", "prefix", "alibi")
+PAGE_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)
+PAGE_BUDGET_S = 2.0
+PAGE_SPEC = "zoo:baseline"
+TARGETS = {"flash_tflops_L8192_d128": (">=", 150), "flash_over_math_tflops_L8192_d128": (">=", 8),
+           "page_largest_tokens_2s": (">=", 8192)}
 
 
 def attention_flops(L: int, head_dim: int, heads: int = 1, batch: int = 1, causal: bool = True) -> float:
@@ -134,11 +150,63 @@ def decode_rows(tokens: int = 256, dtype=torch.bfloat16, device: str = "cuda", r
     return rows
 
 
+def masked_rows(lengths=(1024, 2048, 4096, 8192), heads: int = 16, head_dim: int = 64, dtype: str = "bfloat16",
+                device: str = "cuda", repeats: int = 10) -> list[dict]:
+    """FlexAttention against SDPA with the dense mask (and the explicit reference) on the models' masked calls."""
+    from playground.nn.kernel_timing import bench_kernels
+
+    result = bench_kernels(lengths=lengths, heads=heads, head_dim=head_dim, dtype=dtype, device=device,
+                           kernels=("flash", "efficient", "cudnn", "math", "flex"), patterns=MASKED_PATTERNS,
+                           repeats=repeats, budget_s=0, in_process=True)
+    return result["rows"]
+
+
+def page_rows(device: str = "cuda", lengths=PAGE_LENGTHS, budget_s: float = PAGE_BUDGET_S,
+              spec: str = PAGE_SPEC) -> list[dict]:
+    """The page's analysis on ``device`` at each length until one takes longer than ``budget_s``: seconds, the
+    overview figure's build time and bytes, the device's peak memory (CUDA) and the store's bytes."""
+    from playground import plots
+    from playground.bench.app import PASSAGE
+    from playground.ui import service
+    from playground.zoo import ModelSpec
+
+    model = ModelSpec.parse(spec)
+    tokenizer = model.tokenizer()
+    words = tokenizer.encode(PASSAGE * (2 + max(lengths) // 50))
+    rows = []
+    service.analyze_text(model, tokenizer.decode(words[:64]), device=device)  # loads the weights, warms the kernels
+    for n in lengths:
+        text = tokenizer.decode(words[:n])
+        service.ANALYSES.clear()
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        result, _ = service.analyze_text(model, text, device=device)
+        sync(device)
+        analyze_s = time.perf_counter() - start
+        start = time.perf_counter()
+        figure_bytes = plots.overview_bytes(result)
+        rows.append({"tokens": len(result.token_ids), "analyze_s": analyze_s,
+                     "overview_ms": (time.perf_counter() - start) * 1e3, "overview_bytes": figure_bytes,
+                     "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.startswith("cuda")
+                     else None, "store_mb": result.nbytes / 1e6, "kernels": ", ".join(result.kernels),
+                     "max_abs_diff": result.max_abs_diff})
+        if analyze_s > budget_s:
+            break
+    service.ANALYSES.clear()
+    return rows
+
+
 def bench_gpu(lengths=(1024, 2048, 4096, 8192, 16384), head_dims=(64, 128), heads: int = 16,
-              repeats: int = 10, decode_tokens: int = 256, device: str = "cuda") -> dict:
-    """Attention TFLOP/s per kernel and decode tokens/s, bf16. Summary: the headline numbers at L=8192, d=128."""
-    rows = attention_rows(lengths, head_dims, heads, device=device, repeats=repeats)
-    decode = decode_rows(decode_tokens, device=device)
+              repeats: int = 10, decode_tokens: int = 256, device: str = "cuda",
+              masked_lengths=(1024, 2048, 4096, 8192), page_lengths=PAGE_LENGTHS, decode_shapes=("zoo", "gpt2"),
+              dtype=torch.bfloat16) -> dict:
+    """Attention TFLOP/s per kernel, the masked calls, decode tokens/s and the page on the device, bf16.
+    Summary: the headline numbers at L=8192, d=128, against ``TARGETS``."""
+    rows = attention_rows(lengths, head_dims, heads, device=device, repeats=repeats, dtype=dtype)
+    masked = masked_rows(masked_lengths, heads, device=device, repeats=repeats, dtype=str(dtype).removeprefix("torch."))
+    page = page_rows(device, page_lengths)
+    decode = decode_rows(decode_tokens, device=device, shapes=decode_shapes, dtype=dtype)
 
     def tflops(kernel: str, L: int = 8192, d: int = 128) -> float | None:
         return next((r["tflops"] for r in rows if (r["kernel"], r["L"], r["head_dim"]) == (kernel, L, d)), None)
@@ -153,5 +221,56 @@ def bench_gpu(lengths=(1024, 2048, 4096, 8192, 16384), head_dims=(64, 128), head
         "device_name": device_name(device), "dtype": "bfloat16", "causal": True, "heads": heads,
         "tokens_per_cell": TOKENS_PER_CELL,
         "flops": "4 * B * H * L^2 * d / 2 (causal forward: QK^T and PV)",
+        "page_largest_tokens_2s": max((r["tokens"] for r in page if r["analyze_s"] <= PAGE_BUDGET_S), default=0),
+        "page_peak_gpu_mib": max((r["peak_gpu_mib"] or 0 for r in page), default=0),
+        "page": page, "masked": masked,
+        "targets": {k: f"{c} {v}" for k, (c, v) in TARGETS.items()},
     }
     return make_result("gpu", device, summary, rows)
+
+
+README_START, README_END = "<!-- bench gpu: start -->", "<!-- bench gpu: end -->"
+
+
+def readme_section(result: dict) -> str:
+    """Markdown of a ``bench gpu`` result: the headline figures against their targets, TFLOP/s per kernel at each
+    length for d = 128 and d = 64, FlexAttention against SDPA on the masked calls, the page on the device."""
+    s = result["summary"]
+    lines = [f"Measured on {result['device']}, torch {result['torch']} (`python -m playground.bench gpu --readme`):", "",
+             "| figure | measured | target |", "|---|---:|---:|"]
+    for key, target in s["targets"].items():
+        value = s.get(key)
+        lines.append(f"| `{key}` | {'-' if value is None else f'{value:,.3g}'} | {target} |")
+    for d in sorted({r["head_dim"] for r in result["rows"]}, reverse=True):
+        kernels = [k for k in GPU_KERNELS if any(r["kernel"] == k for r in result["rows"])]
+        lines += ["", f"Causal bf16 attention, d = {d}, TFLOP/s (causal counts half the FLOPs):", "",
+                  "| L | " + " | ".join(kernels) + " |", "|---:|" + "---:|" * len(kernels)]
+        for L in sorted({r["L"] for r in result["rows"]}):
+            cells = [next((f"{r['tflops']:.1f}" if r["tflops"] else "-" for r in result["rows"]
+                           if (r["head_dim"], r["L"], r["kernel"]) == (d, L, k)), "-") for k in kernels]
+            lines.append(f"| {L:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Masked calls, median ms (FlexAttention against SDPA with the dense mask):", "",
+              "| pattern | L | kernel | ms | peak MiB |", "|---|---:|---|---:|---:|"]
+    for r in s["masked"]:
+        if r["available"]:
+            peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+            lines.append(f"| {r['pattern']} | {r['L']:,} | {r['kernel']} | {r['median_ms']:.2f} | {peak} |")
+    lines += ["", "The page on the device (zoo:baseline, `service.analyze_text`):", "",
+              "| tokens | analyze s | overview ms | overview bytes | peak GPU MiB | kernels |",
+              "|---:|---:|---:|---:|---:|---|"]
+    for r in s["page"]:
+        peak = "-" if r["peak_gpu_mib"] is None else f"{r['peak_gpu_mib']:,.0f}"
+        lines.append(f"| {r['tokens']:,} | {r['analyze_s']:.2f} | {r['overview_ms']:.0f} | {r['overview_bytes']:,} | "
+                     f"{peak} | {r['kernels']} |")
+    lines += ["", "Decoding, tokens/s: " + ", ".join(f"{r['shape']} {r['tokens_per_s']:,.0f}" for r in s["decode"])]
+    return "\n".join(lines)
+
+
+def write_readme(result: dict, readme) -> None:
+    """Replace what lies between README's ``bench gpu`` markers with ``readme_section(result)``."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write between")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{readme_section(result)}\n{README_END}{tail}", encoding="utf-8")

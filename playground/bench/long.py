@@ -39,7 +39,7 @@ from playground import plots
 from playground.bench import hf_folder
 from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
 from playground.bench.browser import has_chromium, launch
-from playground.bench.measure import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
+from playground.nn.timing import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
 from playground.bench.server import AppServer
 from playground.models.pretrained.hub import ENV_LOCAL
 from playground.inspect import tiles

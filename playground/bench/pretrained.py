@@ -53,7 +53,7 @@ from playground.bench import hf_folder
 from playground.bench.app import PASSAGE, browser_render_ms
 from playground.bench.concurrent import Call, parallel_calls, peak_rss_during
 from playground.bench.decode import cache_speedup, time_decode
-from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, make_result, spread, target_row
+from playground.nn.timing import MIB, MIN_REPEATS, PeakRSS, make_result, spread, target_row
 from playground.bench.server import AppServer
 from playground.config import ModelConfig
 from playground.models import build_model

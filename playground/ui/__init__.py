@@ -21,6 +21,7 @@ from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
+from .learn_tab import build_learn_tab
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
 from .share import build_share
@@ -40,10 +41,11 @@ def examples() -> list[str]:
 
 
 # tab id -> the line at the top of the tab saying what it takes from the model controls and the prompt above
-SCOPE = {"attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
+SCOPE = {"learn": "scope.learn", "attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
          "heads": "scope.heads", "inside": "scope.inside", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
          "calculator": "scope.calculator", "zoo": "scope.zoo"}
-USES_CONTROLS = ("attention", "generate", "compare", "heads", "inside")
+USES_CONTROLS = ("learn", "attention", "generate", "compare", "heads", "inside")
+LABS = ("positions", "kernels", "calculator")  # one "Labs" tab holds these, in this order
 
 
 def build_app(warm_up: bool = True) -> gr.Blocks:
@@ -63,36 +65,59 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
             prompt = gr.Textbox(examples()[0], lines=3, max_lines=12, label=t("app.prompt"),
                                 placeholder=t("app.placeholder"))
             gr.Examples([[e] for e in examples()], [prompt], label=t("app.examples"))
-        builders = {  # tab id -> what fills it
-            "attention": lambda: build_share(demo, controls, prompt, build_attention_tab(controls, prompt, localized)),
-            "generate": lambda: build_generation_tab(controls, prompt, localized),
-            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
+        built = {}  # what a builder hands back that another part wires to
+
+        def attention_tab():
+            built["attention"] = build_attention_tab(controls, prompt, localized)
+            build_share(demo, controls, prompt, built["attention"])
+
+        builders = {  # tab id -> what fills it, in the order a newcomer needs them
+            "learn": lambda: built.setdefault("learn", build_learn_tab(localized)),
+            "attention": attention_tab,
+            "inside": lambda: build_inside_tab(controls, prompt, localized),
+            "generate": lambda: build_generation_tab(demo, controls, prompt, localized),
             "heads": lambda: build_heads_tab(controls, prompt, localized),
+            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
-            "train": lambda: build_train_tab(controls),
             "calculator": lambda: build_calculator_tab(demo, localized),
+            "train": lambda: build_train_tab(controls),
             "zoo": lambda: build_zoo_tab(localized),
-            "inside": lambda: build_inside_tab(controls, prompt, localized),
         }
-        tabs = []
-        with gr.Tabs():
-            for tab_id, build in builders.items():
-                with gr.Tab(t(f"tab.{tab_id}"), id=tab_id) as tab:
-                    uses = "scope-uses" if tab_id in USES_CONTROLS else "scope-own"
-                    gr.Markdown(t(SCOPE[tab_id]), elem_classes=["scope-note", uses])
-                    build()
-                tabs.append(tab)
+        tabs = {}
+
+        def add_tab(tab_id: str) -> None:
+            with gr.Tab(t(f"tab.{tab_id}"), id=tab_id) as tab:
+                uses = "scope-uses" if tab_id in USES_CONTROLS else "scope-own"
+                gr.Markdown(t(SCOPE[tab_id]), elem_classes=["scope-note", uses])
+                builders[tab_id]()
+            tabs[tab_id] = tab
+
+        # the tour comes first in the bar; the page opens on Attention, already drawn
+        with gr.Tabs(elem_id="main-tabs", selected="attention") as main_tabs:
+            for tab_id in builders:
+                if tab_id in LABS[1:]:
+                    continue
+                if tab_id == LABS[0]:  # the three labs share one tab, each a tab of its own inside it
+                    with gr.Tab(t("tab.labs"), id="labs") as labs:
+                        gr.Markdown(t("scope.labs"), elem_classes=["scope-note", "scope-own"])
+                        with gr.Tabs(elem_id="lab-tabs") as lab_tabs:
+                            for lab in LABS:
+                                add_tab(lab)
+                    tabs["labs"] = labs
+                else:
+                    add_tab(tab_id)
+        built["learn"].wire(controls, prompt, main_tabs, lab_tabs, built["attention"].group_kv)
         build_export_size()  # the size every figure's PNG and SVG buttons download at
 
         def tab_labels(request: gr.Request):
             """The browser re-translates a tab's label on a switch only when that tab redraws: name them all anew."""
             w = Words(request)
-            return [gr.update(label=w(f"tab.{tab_id}")) for tab_id in builders]
+            return [gr.update(label=w(f"tab.{tab_id}")) for tab_id in tabs]
 
         # pressed by the page's language script when the reader switches language (lang.HEAD)
         switch = gr.Button("relocalize", visible="hidden", elem_id=RELOCALIZE_ID)
-        localized.on_switch(tab_labels, [], tabs)
+        localized.on_switch(tab_labels, [], list(tabs.values()))
         localized.on_switch(controls.describe, controls.inputs,
                             [controls.family, controls.variant, controls.position, controls.note])
         localized.wire(demo, switch)

@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 
 from playground import plots
-from playground.bench.kernels import fused_vs_dense, rule_for
+from playground.nn.kernel_timing import fused_vs_dense, rule_for
 from playground.config import RECURRENT_FAMILIES, ModelConfig
 from playground.inspect import tiles
 from playground.inspect.analysis import Analysis, Cancelled
@@ -436,7 +436,8 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     state = gr.State(None)
     with gr.Row():
         prefix_len, window = prefix_and_window()
-        analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160)
+        analyze_btn = gr.Button(t("attention.analyze"), variant="primary", scale=0, min_width=160,
+                                elem_id="attention-analyze")
         cancel_btn = gr.Button(t("attention.cancel"), scale=0, min_width=100, elem_id="cancel-analysis")
     badge_html = gr.HTML()
     wire_views = build_views(state, localized)

@@ -167,21 +167,24 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
         family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"), scale=2)
         variant = gr.Radio(VARIANTS, value="MHA", label=t("controls.variant"), scale=3)
         position = gr.Dropdown(POSITIONS, value="rope", label=t("controls.position"), scale=2)
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_classes="pretrained-picker"):
         # custom values: a spec opened or restored here stays valid when another event (a training) resets the list
         task = gr.Dropdown(specific_models(), value="", label=t("controls.specific"), scale=3, allow_custom_value=True)
-        fallback = gr.Radio(FALLBACKS, value="nearest", label=t("controls.fallback"), scale=2)
-        backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
-        device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
-                             info=t("controls.device_info"))
-        dtype = gr.Dropdown(DTYPES, value="auto", label=t("controls.dtype"), scale=1, info=t("controls.dtype_info"))
-    with gr.Row(equal_height=True, elem_classes="pretrained-picker"):
-        pretrained = gr.Dropdown(pretrained_choices(), value=None, allow_custom_value=True, scale=5,
+        pretrained = gr.Dropdown(pretrained_choices(), value=None, allow_custom_value=True, scale=4,
                                  label=t("controls.pretrained"), info=t("controls.pretrained_info"),
                                  elem_id="pretrained-picker")
         open_btn = gr.Button(t("controls.open"), scale=0, min_width=120, elem_id="pretrained-open")
-    local_line = gr.Markdown(elem_classes="scope-note", elem_id="local-models-note")
     note = gr.Markdown(elem_classes="model-note")
+    # what fewer people change, folded: the fold's title says what it holds
+    with gr.Accordion(t("controls.advanced"), open=False, elem_id="advanced-controls"):
+        with gr.Row(equal_height=True):
+            fallback = gr.Radio(FALLBACKS, value="nearest", label=t("controls.fallback"), scale=2)
+            backend = gr.Dropdown(BACKENDS, value="auto", label=t("controls.backend"), scale=2)
+            device = gr.Dropdown(service.devices(), value=service.devices()[0], label=t("controls.device"), scale=1,
+                                 info=t("controls.device_info"))
+            dtype = gr.Dropdown(DTYPES, value="auto", label=t("controls.dtype"), scale=1,
+                                info=t("controls.dtype_info"))
+        local_line = gr.Markdown(elem_classes="scope-note", elem_id="local-models-note")
     controls = Controls(family, variant, position, task, fallback, backend, device, dtype, note, pretrained, open_btn)
 
     def describe(family, variant, position, task, fallback, backend, device, dtype, request: gr.Request):

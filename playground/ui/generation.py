@@ -83,7 +83,7 @@ def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: floa
     return timeline.text, api.plot(growth_figure(state, log_axis, request)), len(timeline.rows), api.plot(fig), info
 
 
-def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_generation_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, localized: Localized):
     state = gr.State(None)
     with gr.Row():
         new_tokens = gr.Slider(1, 128, value=32, step=1, label=t("generate.new_tokens"))
@@ -92,7 +92,8 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
         top_p = gr.Slider(0.05, 1, value=1, step=0.05, label=t("generate.top_p"))
         seed = gr.Number(0, precision=0, label=t("generate.seed"))
         window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("generate.window_info"))
-        generate_btn = gr.Button(t("generate.generate"), variant="primary", scale=0, min_width=160)
+        generate_btn = gr.Button(t("generate.generate"), variant="primary", scale=0, min_width=160,
+                                 elem_id="generate-run")
     output = gr.Textbox(label=t("generate.output"), lines=3, interactive=False)
     with gr.Row():
         log_axis = gr.Checkbox(False, label=t("generate.log_axis"))
@@ -113,9 +114,23 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
         return (timeline.text, growth_figure(new_state, log, request), index_range(len(timeline.rows)),
                 fig, info, new_state)
 
-    generate_btn.click(run, [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis],
-                       [output, growth_plot, step, step_plot, step_info, state], api_visibility="private",
-                       concurrency_limit=2, concurrency_id="generate")
+    run_inputs = [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis]
+    run_outputs = [output, growth_plot, step, step_plot, step_info, state]
+    generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
+                       concurrency_id="generate")
+
+    def landing(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win, log,
+                request: gr.Request):
+        """On open, the default prompt's generation is already drawn (the tab is never blank); a control the page
+        cannot run yet leaves it empty, and Generate then says why."""
+        try:
+            return run(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win,
+                       log, request)
+        except gr.Error:
+            return [gr.skip()] * len(run_outputs)
+
+    demo.load(landing, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
+              concurrency_id="generate")
     gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
     step.change(step_view, [state, step], [step_plot, step_info], api_visibility="private")

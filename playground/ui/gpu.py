@@ -22,7 +22,8 @@ from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from .lang import Words
 
 DEFAULT_SECONDS = 60          # ZeroGPU's own default
-MIN_SECONDS, MAX_SECONDS = 15, 240  # a short estimate still pays for moving the weights; a long one waits longer in the queue
+# a short estimate still pays for moving the weights; a long one waits longer in ZeroGPU's queue
+MIN_SECONDS, MAX_SECONDS = 15, 240
 
 
 def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict):

@@ -62,7 +62,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
     gr.Markdown(t("heads.help"))
     with gr.Row():
         prefix_len, window = prefix_and_window()
-        button = gr.Button(t("heads.score"), variant="primary", scale=0, min_width=160)
+        button = gr.Button(t("heads.score"), variant="primary", scale=0, min_width=160, elem_id="heads-score")
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, label=t("heads.table"), elem_id="head-table")
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))

@@ -102,17 +102,28 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
                 view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view,
                 str(view["spec"]) if pretrained else gr.skip()]
 
-    def analyze_restored(view, prefix, device, dtype, grouped, request: gr.Request):
-        """The link's spec itself is analyzed (the controls show it, but a spec needs no resolving)."""
-        if view is None:
-            return [gr.skip()] * len(tab.outputs)
+    def analyze_restored(view, prefix, device, dtype, grouped, family, variant, position, task, fallback, backend,
+                         text, request: gr.Request):
+        """The link's spec itself is analyzed (the controls show it, but a spec needs no resolving). Without a
+        link the page opens on the controls' model and the default prompt, analyzed: something to see before
+        any click (the server's store keeps the analysis, so later visitors get it at once)."""
         w = Words(request)
+        if view is None:
+            try:
+                spec, _ = choose(w, family, variant, position, task, fallback)
+                state = analysis_state(w, str(spec), text, prefix, 0, backend, device, dtype)
+            except gr.Error:  # the controls hold something the page cannot run yet: the reader will see why on Analyze
+                return [gr.skip()] * len(tab.outputs)
+            return analysis_outputs(w, state, grouped)
         return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
                                                   view["backend"], device, dtype), grouped)
 
     def open_restored(view, state, request: gr.Request):
-        if view is None or state is None:
+        if state is None:
             return [gr.skip()] * (3 + len(tab.view_outputs))
+        if view is None:  # the landing view: the first head of the first kind
+            kind = state["result"].kinds[0]
+            return [kind, 0, 0, *head_views(state, kind, 0, 0, "max", request)]
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
 
@@ -120,7 +131,8 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
                               controls.pretrained],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
-        analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv], tab.outputs,
+        analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv, *controls.model,
+                           controls.backend, prompt], tab.outputs,
         api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
         api_visibility="private")

@@ -1,4 +1,5 @@
-"""Benchmark: attention kernels side by side, on the model's own call patterns (``python -m playground.bench kernels``).
+"""Attention kernels timed side by side, on the model's own call patterns (``python -m playground.bench kernels``,
+the kernel lab and the block-mask view).
 
     Random Q, K, V of shape (B=1, H, T, d_head), attention made the way ``playground.nn.attention.Attention``
     makes it for each call pattern (``PATTERNS``), L the length of the keys:
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 
 import torch
 
-from playground.bench.measure import MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, spread, sync
+from playground.nn.timing import MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, spread, sync
 from playground.nn import flex, masks
 from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
 from playground.nn.position import alibi_bias, alibi_slopes

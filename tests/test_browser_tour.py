@@ -1,0 +1,66 @@
+"""The tour (Learn / 导览) in chromium, in English and in Chinese: every step's Show me sets the model its step
+names (the model note shows the spec), opens the tab the step names and draws its live view there."""
+import pytest
+
+from playground.ui.learn_tab import STEPS
+from test_browser import browser, fresh_page, shot  # noqa: F401  (browser: the fixture)
+
+TOUR = {"en-US": "Learn", "zh-CN": "导览"}
+LABS = {"en-US": "Labs", "zh-CN": "实验室"}
+
+# what each tab draws, in either language: (a selector that must appear inside the open tab, and the text it holds)
+VIEWS = {
+    "inside": ".js-plotly-plot .gtitle",
+    "heads": "#head-table",
+    "generate": ".js-plotly-plot .gtitle",
+    "attention": ".overview-plot .js-plotly-plot",
+    "labs": ".js-plotly-plot .gtitle",
+}
+TITLES = {  # a plot title (or table text) the step's view writes, per language
+    ("inside", "en-US"): "· layer 0, head 0 ·", ("inside", "zh-CN"): "· 第 0 层，第 0 头 ·",
+    ("generate", "en-US"): "Step 0", ("generate", "zh-CN"): "第 0 步",
+    ("heads", "en-US"): "0.", ("heads", "zh-CN"): "0.",
+    ("labs", "en-US"): "Validation loss by position", ("labs", "zh-CN"): "逐位置验证损失",
+    ("attention", "en-US"): "", ("attention", "zh-CN"): "",
+}
+
+
+def _selected_tab(pg, container: str) -> str:
+    return pg.evaluate(f"""() => [...document.querySelectorAll('{container} > .tab-wrapper [role=tab]')]
+        .find(b => b.getAttribute('aria-selected') === 'true')?.innerText.trim()""")
+
+
+@pytest.mark.parametrize("locale", TOUR)
+def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale):
+    from playground.ui.lang import Words
+
+    w = Words(lang="zh-CN" if locale == "zh-CN" else "en")
+    with fresh_page(browser, app_url, locale, width=1400) as pg:
+        for n, step in enumerate(STEPS, start=1):
+            pg.get_by_role("tab", name=TOUR[locale], exact=True).click()
+            title = pg.locator(f"#learn-{step.key}-title")
+            assert title.inner_text().startswith(f"{n}.")
+            overview_title = "() => document.querySelector('.overview-plot .gtitle')?.textContent || ''"
+            before = pg.evaluate(overview_title)
+            pg.locator(f"#learn-{step.key}").click()
+            tab_name = LABS[locale] if step.tab == "labs" else w(f"tab.{step.tab}")
+            pg.wait_for_function(f"""() => [...document.querySelectorAll('#main-tabs > .tab-wrapper [role=tab]')]
+                .find(b => b.getAttribute('aria-selected') === 'true')?.innerText.trim() === {tab_name!r}""",
+                                 timeout=15_000)
+            if step.tab != "labs":  # the model note names the step's model
+                pg.locator(".prose.model-note", has_text=step.spec).wait_for(timeout=30_000)
+            text = TITLES[(step.tab, locale)]
+            view = pg.locator(f"{VIEWS[step.tab]}:visible", has_text=text) if text else \
+                pg.locator(f"{VIEWS[step.tab]}:visible")
+            view.first.wait_for(timeout=240_000 if step.long else 90_000)
+            if step.tab == "attention":  # the overview is drawn anew for the step's model and prompt
+                pg.wait_for_function(f"() => ({overview_title})() !== {before!r}",
+                                     timeout=240_000 if step.long else 90_000)
+                assert pg.locator(".badge").inner_text()
+                if step.long:  # "... · 4,0xx×4,0xx tokens": the prompt's own length
+                    grid = pg.evaluate(overview_title)
+                    tokens = int(grid.split("×")[0].split()[-1].replace(",", ""))
+                    assert tokens > 3500, grid
+                if step.group_kv:
+                    assert pg.get_by_label(w("attention.group_kv")).is_checked()
+            shot(pg, f"tour-{locale}-{n}-{step.key}")
