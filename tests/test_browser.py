@@ -83,6 +83,14 @@ def open_advanced(page):
         page.locator("#local-models-note").wait_for()
 
 
+def analyze_and_wait(page, timeout=60_000):
+    """Press Analyze and wait until the overview on screen is a new one (not the landing's or the last one)."""
+    read = "() => document.querySelector('.overview-plot .gtitle')?.textContent || ''"
+    before = page.evaluate(read)
+    page.get_by_role("button", name="Analyze").click()
+    page.wait_for_function(f"() => ({read})() !== {before!r}", timeout=timeout)
+
+
 def pick(page, label, option):
     page.get_by_label(label).click()
     page.get_by_role("option", name=option).click()
@@ -388,8 +396,7 @@ def test_every_figure_downloads_as_svg_and_png_at_the_chosen_size(browser, app_u
     with fresh_page(browser, app_url, "en-US") as pg:
         pg.get_by_role("tab", name="Attention").click()
         set_prompt(pg, "To be, or not to be, that is the question")
-        pg.get_by_role("button", name="Analyze").click()
-        wait_for_plot_title(pg, "Self-attention")
+        analyze_and_wait(pg)
         gd = pg.locator(".overview-plot .js-plotly-plot").first
         title = gd.locator(".gtitle").first.text_content()
         box = gd.bounding_box()

@@ -74,10 +74,10 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
         builders = {  # tab id -> what fills it, in the order a newcomer needs them
             "learn": lambda: built.setdefault("learn", build_learn_tab(localized)),
             "attention": attention_tab,
-            "inside": lambda: build_inside_tab(controls, prompt, localized),
+            "inside": lambda: build_inside_tab(demo, controls, prompt, localized),
             "generate": lambda: build_generation_tab(demo, controls, prompt, localized),
-            "heads": lambda: build_heads_tab(controls, prompt, localized),
-            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
+            "heads": lambda: build_heads_tab(demo, controls, prompt, localized),
+            "compare": lambda: build_compare_tab(demo, prompt, controls.device, controls.dtype, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "calculator": lambda: build_calculator_tab(demo, localized),

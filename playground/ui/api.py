@@ -10,6 +10,7 @@ every figure the same way.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import gradio as gr
@@ -44,6 +45,20 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     for note in notes:
         w.warn(prefix + w.render(note))
     return result
+
+
+def on_open(demo: gr.Blocks, fn: Callable, inputs: list, outputs: list, **kwargs):
+    """Run a tab's own handler ``fn`` once when the page opens, with the controls' default values, so the tab
+    is never blank; a ``gr.Error`` (the controls hold something the page cannot run) leaves the outputs as
+    they are, and the tab's button then says why. Returns the event (``.then`` chains after it)."""
+    @functools.wraps(fn)  # the same signature: Gradio passes the request where fn asks for one
+    def first_view(*args, **kw):
+        try:
+            return fn(*args, **kw)
+        except gr.Error:
+            return [gr.skip()] * len(outputs)
+
+    return demo.load(first_view, inputs, outputs, api_visibility="private", **kwargs)
 
 
 def plot(figure) -> dict | None:

@@ -109,7 +109,8 @@ def depth(spec_a: str, spec_b: str) -> tuple[int, int]:
     return min(layers, default=3), min(heads_, default=3)
 
 
-def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown, localized: Localized):
+def build_compare_tab(demo: gr.Blocks, prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown,
+                      localized: Localized):
     names = [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in text_models()]
     gr.Markdown(t("compare.help"))
     with gr.Row():
@@ -128,7 +129,7 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
     gr.on([model_a.change, model_b.change], ranges, [model_a, model_b], [layer, head], api_visibility="private")
     with gr.Row():
         prefix_len, window = prefix_and_window(prefix_applies=True)  # either model may be a prefix decoder
-        button = gr.Button(t("compare.compare"), variant="primary", scale=0, min_width=160)
+        button = gr.Button(t("compare.compare"), variant="primary", scale=0, min_width=160, elem_id="compare-run")
     note = gr.Markdown()
     with gr.Row():
         plot_a = gr.Plot(label="A")
@@ -146,7 +147,8 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
                                               dtype_)
         return a, b, gr.update(value=diff, visible=diff is not None), rows, why
 
-    button.click(run, [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype],
-                 [plot_a, plot_b, diff_plot, table, note], api_visibility="private", concurrency_limit=2,
-                 concurrency_id="analyze")
+    run_inputs = [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype]
+    run_outputs = [plot_a, plot_b, diff_plot, table, note]
+    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+    api.on_open(demo, run, run_inputs, run_outputs, concurrency_limit=2, concurrency_id="analyze")
     gr.api(compare, api_name="compare", concurrency_limit=2, concurrency_id="analyze")

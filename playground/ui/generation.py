@@ -118,19 +118,8 @@ def build_generation_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox
     run_outputs = [output, growth_plot, step, step_plot, step_info, state]
     generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
                        concurrency_id="generate")
+    api.on_open(demo, run, run_inputs, run_outputs, concurrency_limit=2, concurrency_id="generate")
 
-    def landing(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win, log,
-                request: gr.Request):
-        """On open, the default prompt's generation is already drawn (the tab is never blank); a control the page
-        cannot run yet leaves it empty, and Generate then says why."""
-        try:
-            return run(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win,
-                       log, request)
-        except gr.Error:
-            return [gr.skip()] * len(run_outputs)
-
-    demo.load(landing, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
-              concurrency_id="generate")
     gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
     step.change(step_view, [state, step], [step_plot, step_info], api_visibility="private")
