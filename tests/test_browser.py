@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require, require_binary
+from playground.bench.app import BUSY
 from playground.bench.browser import CHROMIUM, INSTALL, launch
 
 playwright = require("playwright.sync_api", "pip install -r requirements-dev.txt")
@@ -490,6 +491,8 @@ def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url
         tab.click()
         pg.get_by_label("Query token").fill("3")
         pg.get_by_role("button", name="Step through").click()
+        pg.wait_for_timeout(300)  # the page opened with this tab drawn: wait for this step-through and its replay
+        pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=60_000)
         wait_for_plot_title(pg, "weights · layer 0, head 0")
         wait_for_plot_title(pg, "write · layer 0, head 0")
         pg.get_by_text("which query heads 0 share").wait_for()

@@ -12,6 +12,7 @@ import gradio as gr
 
 from playground.paths import ASSETS_DIR
 
+from . import api
 from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
 from .compare import build_compare_tab
@@ -53,6 +54,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
     if warm_up:
         FLEX.start()
     localized = Localized()
+    api.FIRST_VIEWS.clear()  # the tabs of this page register theirs below
     with gr.Blocks(title="Attention Playground") as demo:
         gr.Markdown(t("app.intro"))
         flex_line = gr.Markdown(elem_id="flex-status", elem_classes="scope-note")
@@ -69,15 +71,15 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
 
         def attention_tab():
             built["attention"] = build_attention_tab(controls, prompt, localized)
-            build_share(demo, controls, prompt, built["attention"])
+            built["landing"] = build_share(demo, controls, prompt, built["attention"])
 
         builders = {  # tab id -> what fills it, in the order a newcomer needs them
             "learn": lambda: built.setdefault("learn", build_learn_tab(localized)),
             "attention": attention_tab,
-            "inside": lambda: build_inside_tab(demo, controls, prompt, localized),
-            "generate": lambda: build_generation_tab(demo, controls, prompt, localized),
-            "heads": lambda: build_heads_tab(demo, controls, prompt, localized),
-            "compare": lambda: build_compare_tab(demo, prompt, controls.device, controls.dtype, localized),
+            "inside": lambda: build_inside_tab(controls, prompt, localized),
+            "generate": lambda: build_generation_tab(controls, prompt, localized),
+            "heads": lambda: build_heads_tab(controls, prompt, localized),
+            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "calculator": lambda: build_calculator_tab(demo, localized),
@@ -108,6 +110,8 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
                 else:
                     add_tab(tab_id)
         built["learn"].wire(controls, prompt, main_tabs, lab_tabs, built["attention"].group_kv)
+        # the other tabs' first views, after the landing analysis (drawn first), one after another
+        api.run_first_views(built["landing"], list(api.FIRST_VIEWS))
         build_export_size()  # the size every figure's PNG and SVG buttons download at
 
         def tab_labels(request: gr.Request):

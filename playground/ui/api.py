@@ -11,6 +11,7 @@ every figure the same way.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable
 
 import gradio as gr
@@ -47,18 +48,42 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     return result
 
 
-def on_open(demo: gr.Blocks, fn: Callable, inputs: list, outputs: list, **kwargs):
-    """Run a tab's own handler ``fn`` once when the page opens, with the controls' default values, so the tab
-    is never blank; a ``gr.Error`` (the controls hold something the page cannot run) leaves the outputs as
-    they are, and the tab's button then says why. Returns the event (``.then`` chains after it)."""
-    @functools.wraps(fn)  # the same signature: Gradio passes the request where fn asks for one
-    def first_view(*args, **kw):
-        try:
-            return fn(*args, **kw)
-        except gr.Error:
-            return [gr.skip()] * len(outputs)
+@dataclass
+class FirstView:
+    """A tab's own handler, run once when the page opens so the tab is never blank (``on_open``), then what
+    follows it (``then``: (fn, inputs, outputs) run after it, as its button's ``.then`` does)."""
 
-    return demo.load(first_view, inputs, outputs, api_visibility="private", **kwargs)
+    fn: Callable
+    inputs: list
+    outputs: list
+    then: tuple | None = None
+
+
+FIRST_VIEWS: list[FirstView] = []  # filled while the page is built; ``run_first_views`` chains them
+
+
+def on_open(fn: Callable, inputs: list, outputs: list, then: tuple | None = None) -> None:
+    """Draw a tab's first view when the page opens, with the controls' default values: ``fn`` is the handler of
+    the tab's button. A ``gr.Error`` (the controls hold something the page cannot run) leaves the outputs as
+    they are, and the button then says why."""
+    FIRST_VIEWS.append(FirstView(fn, inputs, outputs, then))
+
+
+def run_first_views(event, views: list[FirstView]):
+    """Chain the first views one after another after ``event`` (the landing analysis): the overview the reader
+    sees first is not queued behind them on a small machine."""
+    for view in views:
+        @functools.wraps(view.fn)  # the same signature: Gradio passes the request where fn asks for one
+        def first_view(*args, _view=view, **kw):
+            try:
+                return _view.fn(*args, **kw)
+            except gr.Error:
+                return [gr.skip()] * len(_view.outputs)
+
+        event = event.then(first_view, view.inputs, view.outputs, api_visibility="private")
+        if view.then is not None:
+            event = event.then(*view.then, api_visibility="private")
+    return event
 
 
 def plot(figure) -> dict | None:

@@ -58,7 +58,7 @@ def heads(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend:
     return table_of(w, heads_state(w, spec, prompt, prefix_len, window, backend, device, dtype))
 
 
-def build_heads_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
     state = gr.State(None)
     gr.Markdown(t("heads.help"))
     with gr.Row():
@@ -87,7 +87,7 @@ def build_heads_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, loc
 
     run_inputs, run_outputs = [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
-    api.on_open(demo, run, run_inputs, run_outputs, concurrency_limit=2, concurrency_id="analyze")
+    api.on_open(run, run_inputs, run_outputs)
     gr.api(heads, api_name="heads", concurrency_limit=2, concurrency_id="analyze")
     table.select(open_row, state, figure, api_visibility="private")
     wire_prefix(controls, prefix_len, localized)

@@ -216,7 +216,7 @@ def flash_views(w: Words, st: dict | None, index: int) -> tuple:
     return text, tiles, figure, hierarchy
 
 
-def build_inside_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_inside_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
     result_state = gr.State(None)
     flash = gr.State(None)
     gr.Markdown(t("inside.help"))
@@ -275,8 +275,7 @@ def build_inside_tab(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, lo
     run_inputs, run_outputs = [*controls.model, prompt, layer, head, query, prefix_len], [result_state, note, *slots]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
                  concurrency_id="analyze").then(do_replay, replay_inputs, replay_outputs, api_visibility="private")
-    api.on_open(demo, run, run_inputs, run_outputs, concurrency_limit=2, concurrency_id="analyze").then(
-        do_replay, replay_inputs, replay_outputs, api_visibility="private")
+    api.on_open(run, run_inputs, run_outputs, then=(do_replay, replay_inputs, replay_outputs))
     for control in (replay_button,):
         control.click(do_replay, replay_inputs, replay_outputs, api_visibility="private")
     for control in (gpu_name, shrink, causal, order):

@@ -69,7 +69,9 @@ def parse(query: dict) -> dict | None:
             "layer": _int(query, "layer"), "head": _int(query, "head")}
 
 
-def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab) -> None:
+def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab):
+    """The share-link button, and what the page does when it opens: the link's view (or, without one, the
+    default prompt's analysis) restored and drawn. Returns that load chain's last event."""
     with gr.Row():
         link_btn = gr.Button(t("share.make"), scale=0, min_width=200)
         link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4, elem_id="share-link")
@@ -127,7 +129,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
 
-    demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
+    return demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
                               controls.pretrained],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
