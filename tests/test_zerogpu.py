@@ -225,3 +225,36 @@ def test_the_page_clicked_through_runs_its_model_work_inside_the_gpu_call(zerogp
     new = _events(log)[before:]
     assert not [e for e in new if e["event"] == "violation"], [e for e in new if e["event"] == "violation"][:2]
     assert sum(e["event"] == "call" for e in new) >= 4
+
+
+def test_behind_the_door_a_devices_weights_come_from_the_main_processs_cpu_copy(monkeypatch):
+    """``prepare`` loads the CPU copy (in ZeroGPU's main process); the device's copy is made from it inside the
+    call, never by reading the checkpoint again. The meta device stands in for CUDA."""
+    from playground.ui import service
+    from playground.zoo import ModelSpec
+
+    spec = ModelSpec.parse("zoo:gqa")
+    reads = []
+    original = ModelSpec.load
+    monkeypatch.setattr(ModelSpec, "load", lambda self, *a, **k: reads.append(str(self)) or original(self, *a, **k))
+    monkeypatch.setattr(service, "WEIGHTS", service.WeightCache())
+    gpu_call.install(lambda entry: entry)
+    try:
+        service.prepare(spec, "meta", "float32")
+        assert reads == ["zoo:gqa"]
+        moved = gpu_call.call(service.weights, spec, "meta", torch.float32).weights
+    finally:
+        gpu_call.reset()
+    assert reads == ["zoo:gqa"] and moved.device.type == "meta"
+    cpu = service.weights(spec, "cpu", torch.float32).weights
+    assert cpu.device.type == "cpu" and set(cpu.parameters) == set(moved.parameters)
+
+
+def test_on_zerogpu_flexattention_is_not_offered_on_cuda(monkeypatch):
+    from playground.nn import flex
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    reason = flex._toolchain_reason("cuda")
+    assert reason is not None and "ZeroGPU" in reason and "SDPA with a mask" in reason
+    monkeypatch.setenv("SPACES_ZERO_GPU", "")
+    assert "ZeroGPU" not in (flex._toolchain_reason("cuda") or "")
