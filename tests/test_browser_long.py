@@ -5,7 +5,7 @@ import pytest
 
 from conftest import require
 from playground.bench.browser import launch
-from test_browser import playwright, set_prompt, shot, wait_for_plot_title
+from test_browser import playwright, set_prompt, settle, shot, wait_for_plot_title
 
 MIN_TOKENS = 4096
 # Shakespeare's words and the tests' tokenizer: about 4 tokens a word, so this is well over 4,096 tokens
@@ -62,6 +62,7 @@ def test_a_long_prompt_shows_progress_every_head_and_zooms_to_exact_weights(long
         pg = context.new_page()
         pg.goto(site, wait_until="load")
         pg.get_by_role("heading", name="Attention Playground").wait_for()
+        settle(pg)  # the page's own landing analysis first
         pg.get_by_label("Or a pretrained model").click()
         pg.get_by_role("option", name=long_model).click()
         pg.get_by_role("button", name="Open", exact=True).click()
@@ -79,6 +80,10 @@ def test_a_long_prompt_shows_progress_every_head_and_zooms_to_exact_weights(long
         title = pg.locator(".overview-plot .gtitle").first.text_content()
         assert "max over cells of" in title
         shot(pg, "40-long-prompt-overview")
+        # the head map of this analysis (the page opened with another one's): its meta names this prompt's length
+        pg.wait_for_function(f"""() => {{ const gd = document.querySelector('.head-map .js-plotly-plot');
+            return gd && gd._fullLayout && gd._fullLayout.meta && gd._fullLayout.meta.tokens[0] === {len(ids)}; }}""",
+                             timeout=120_000)
         wait_for_plot_title(pg, "layer 0, head 0", timeout=120_000)
         first = pg.evaluate(AXES_JS, [0, 0])["meta"]
         assert first["cell"][0] > 1 and first["rows"] == [0, len(ids)]  # pooled: several tokens a cell
