@@ -30,7 +30,7 @@ def log_start_up() -> None:
 
 
 log_start_up()
-demo = build_app(warm_up=not zero_gpu())  # no CUDA at start-up on ZeroGPU
+demo = build_app(warm_up=not zero_gpu(), landing=not zero_gpu())  # no CUDA at start-up on ZeroGPU
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2, max_size=64).launch(

@@ -20,8 +20,7 @@ spread beside it in ``<name>_spread`` and in the rows: n, min, quartiles, max):
   the page left in the browser's localStorage after them. All null without chromium.
 - ``landing_overview_ms`` (target <= 3,000): a fresh browser context opens the page and nothing is clicked;
   from navigation start to the frame that first shows the overview of the default prompt's analysis (the
-  page analyzes it on load; after one warm-up visit the server's store holds it, as for every visitor
-  after the first).
+  server analyzes it while it builds the page, so the page arrives with it; after one warm-up visit).
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ import sys
 import time
 
 from playground import plots
-from playground.bench.browser import free_port, has_chromium, launch
+from playground.bench.browser import available, free_port, using
 from playground.nn.timing import MIN_REPEATS, spread
 from playground.ui import service
 from playground.inspect.analysis import analyze
@@ -119,15 +118,10 @@ def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
     localStorage bytes afterwards); None without chromium. ``texts``: a prompt of each size, rendered in turn.
     ``query``: a share link's query string (``spec=local:gpt2&prompt=...``): the page opens on it, and its
     analysis is drawn before the first click, which then runs the model the link named."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    if not has_chromium():
+    if not available():
         return None
     times: dict[int, list[float]] = {n: [] for n in texts}
-    with sync_playwright() as p:
-        browser = launch(p)
+    with using() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(CLOCK_JS)
         page.goto(f"{url}?{query}" if query else url, wait_until="load")
@@ -150,7 +144,6 @@ def browser_render_ms(url: str, texts: dict[int, str], repeats: int,
                 page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=60_000)
         stored = page.evaluate("() => Object.keys(localStorage).reduce((n, k) => n + k.length"
                                " + localStorage.getItem(k).length, 0)")
-        browser.close()
     return times, stored
 
 
@@ -163,29 +156,19 @@ LANDING_JS = """new MutationObserver((_, observer) => {
 def landing_overview_ms(url: str, repeats: int, browser=None) -> list[float] | None:
     """ms from navigation start to the overview drawn with no click, in a fresh context each time (after one
     warm-up visit); None without chromium. ``browser``: a launched playwright browser (default: launch one)."""
-    if browser is None:
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            return None
-        if not has_chromium():
-            return None
-        with sync_playwright() as p:
-            launched = launch(p)
-            try:
-                return landing_overview_ms(url, repeats, launched)
-            finally:
-                launched.close()
+    if browser is None and not available():
+        return None
     times = []
-    for i in range(repeats + 1):
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.add_init_script(LANDING_JS)
-        page.goto(url, wait_until="load")
-        page.wait_for_function("() => window.__landing_ms != null", timeout=120_000)
-        if i > 0:
-            times.append(page.evaluate("() => window.__landing_ms"))
-        context.close()
+    with using(browser) as chromium:
+        for i in range(repeats + 1):
+            context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.add_init_script(LANDING_JS)
+            page.goto(url, wait_until="load")
+            page.wait_for_function("() => window.__landing_ms != null", timeout=120_000)
+            if i > 0:
+                times.append(page.evaluate("() => window.__landing_ms"))
+            context.close()
     return times
 
 

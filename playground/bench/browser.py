@@ -5,9 +5,11 @@ render is the page's own work. Playwright is imported only when a browser is lau
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -22,6 +24,27 @@ def has_chromium() -> bool:
 def launch(playwright):
     """A headless chromium from a started ``sync_playwright()`` (close it, or leave the ``with`` block)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def available() -> bool:
+    """Whether a page can be driven here: playwright installed and chromium at ``CHROMIUM``."""
+    return importlib.util.find_spec("playwright") is not None and has_chromium()
+
+
+@contextmanager
+def using(browser=None):
+    """``browser`` (a launched playwright browser) as it is, or a chromium launched for the ``with`` block."""
+    if browser is not None:
+        yield browser
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = launch(p)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def free_port() -> int:

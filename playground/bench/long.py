@@ -38,7 +38,7 @@ import torch
 from playground import plots
 from playground.bench import hf_folder
 from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
-from playground.bench.browser import has_chromium, launch
+from playground.bench.browser import available, using
 from playground.nn.timing import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
 from playground.bench.server import AppServer
 from playground.models.pretrained.hub import ENV_LOCAL
@@ -95,8 +95,6 @@ def text_of(tokenizer, n_tokens: int, skip: int = 0) -> str:
 def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -> dict:
     """The app serving ``root``: the render time of a ``llama_tokens``-token overview, then its memory with
     ``SESSIONS`` browser sessions each holding a different 1,024-token GPT-2 analysis."""
-    from playwright.sync_api import sync_playwright
-
     from playground.zoo import ModelSpec
 
     with contextlib.ExitStack() as stack:
@@ -115,8 +113,7 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
             rendered, _ = browser_render_ms(server.url, {llama_tokens: llama_text}, repeats, query=query)
         # the sessions' memory in a server of their own: GPT-2's weights and the eight analyses, nothing else
         server = stack.enter_context(AppServer({ENV_LOCAL: str(root)}))
-        with sync_playwright() as p:
-            browser = launch(p)
+        with using() as browser:
             pages = []
             for text in gpt2_texts:
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
@@ -126,7 +123,6 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
                 page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=600_000)
                 page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=600_000)
             rss = rss_bytes(server.pid)
-            browser.close()
     return {"render_ms": rendered[llama_tokens], "rss": rss}
 
 
@@ -142,7 +138,7 @@ def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str =
                              "small" if shape == "smollm2" else "tiny")
         model, _ = load_pretrained(str(folder))
         app = None
-        if browser and has_chromium():
+        if browser and available():
             app = in_app(Path(root), f"local:{folder.name}", f"local:gpt2-{'small' if shape == 'smollm2' else 'tiny'}",
                          min(4096, long), repeats)
     model.eval()

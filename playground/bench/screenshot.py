@@ -14,7 +14,7 @@ import argparse
 import io
 from pathlib import Path
 
-from playground.bench.browser import launch
+from playground.bench.browser import using
 from playground.bench.server import AppServer
 from playground.paths import ROOT
 
@@ -30,26 +30,18 @@ def capture(url: str, out: Path = OUT, size: tuple[int, int] = SIZE, timeout_ms:
     ``browser``: a launched playwright browser to use (default: launch chromium for this picture)."""
     from PIL import Image
 
-    if browser is None:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            launched = launch(p)
-            try:
-                return capture(url, out, size, timeout_ms, launched)
-            finally:
-                launched.close()
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="en-US")
-    try:
-        page = context.new_page()
-        page.goto(url, wait_until="load")
-        page.locator(f"{DRAWN}:visible", has_text="head 0").first.wait_for(timeout=timeout_ms)
-        page.evaluate("() => window.scrollTo(0, document.querySelector('#main-tabs').getBoundingClientRect().top"
-                      " + window.scrollY - 8)")
-        page.wait_for_timeout(500)  # the head map's last paint
-        png = page.screenshot(full_page=False)
-    finally:
-        context.close()
+    with using(browser) as chromium:
+        context = chromium.new_context(viewport={"width": size[0], "height": size[1]}, locale="en-US")
+        try:
+            page = context.new_page()
+            page.goto(url, wait_until="load")
+            page.locator(f"{DRAWN}:visible", has_text="head 0").first.wait_for(timeout=timeout_ms)
+            page.evaluate("() => window.scrollTo(0, document.querySelector('#main-tabs').getBoundingClientRect()"
+                          ".top + window.scrollY - 8)")
+            page.wait_for_timeout(500)  # the head map's last paint
+            png = page.screenshot(full_page=False)
+        finally:
+            context.close()
     if len(png) > MAX_BYTES:  # a palette of 256 colours: the figures' scales stay smooth enough, text stays sharp
         image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         buffer = io.BytesIO()

@@ -49,8 +49,9 @@ USES_CONTROLS = ("learn", "attention", "generate", "compare", "heads", "inside")
 LABS = ("positions", "kernels", "calculator")  # one "Labs" tab holds these, in this order
 
 
-def build_app(warm_up: bool = True) -> gr.Blocks:
-    """The page; ``warm_up`` starts compiling FlexAttention in the background (once per process)."""
+def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
+    """The page; ``warm_up`` starts compiling FlexAttention in the background (once per process); ``landing``
+    analyzes the default prompt now, so the page opens with it drawn (else each visitor's page asks for it)."""
     if warm_up:
         FLEX.start()
     localized = Localized()
@@ -71,7 +72,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
 
         def attention_tab():
             built["attention"] = build_attention_tab(controls, prompt, localized)
-            built["landing"] = build_share(demo, controls, prompt, built["attention"])
+            built["landing"] = build_share(demo, controls, prompt, built["attention"], landing)
 
         builders = {  # tab id -> what fills it, in the order a newcomer needs them
             "learn": lambda: built.setdefault("learn", build_learn_tab(localized)),
@@ -111,7 +112,7 @@ def build_app(warm_up: bool = True) -> gr.Blocks:
                     add_tab(tab_id)
         built["learn"].wire(controls, prompt, main_tabs, lab_tabs, built["attention"].group_kv)
         # the other tabs' first views, after the landing analysis (drawn first), one after another
-        api.run_first_views(built["landing"], list(api.FIRST_VIEWS))
+        api.run_first_views(built["landing"], list(api.FIRST_VIEWS), precompute=landing)
         build_export_size()  # the size every figure's PNG and SVG buttons download at
 
         def tab_labels(request: gr.Request):

@@ -11,6 +11,7 @@ every figure the same way.
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +20,7 @@ import torch
 
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from playground.zoo import ModelSpec
+from .initial import set_initial
 from .lang import Words
 
 
@@ -29,6 +31,16 @@ def spec(w: Words, text: str) -> ModelSpec:
         raise w.error(e) from None
 
 
+def rendered(w: Words, e: ValueError | torch.OutOfMemoryError, device: str | None, prefix: str = "") -> gr.Error:
+    """A bad input (a ValueError) or a device out of memory as the gr.Error the visitor reads, in ``w``'s language;
+    out of memory first releases what PyTorch caches on ``device`` (default: CUDA, the memory it raises it for)."""
+    if isinstance(e, torch.OutOfMemoryError):
+        device = device or "cuda"
+        release_cached_memory(device)
+        e = OutOfDeviceMemory(device)
+    return gr.Error(prefix + str(w.render(e)))
+
+
 def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     """``fn(*args, **kwargs)`` -> (result, notes): the result, with notes shown as warnings and a
     ValueError as a gr.Error (prefixed with ``where``, e.g. which of two models it concerns)."""
@@ -37,12 +49,8 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
         result, notes = fn(*args, **kwargs)
     except gr.Error as e:  # rendered inside a GPU call (``ui.gpu``): add the prefix it could not know
         raise (gr.Error(prefix + str(e.message)) if prefix else e) from None
-    except ValueError as e:
-        raise gr.Error(prefix + str(w.render(e))) from None
-    except torch.OutOfMemoryError:
-        device = kwargs.get("device") or "cuda"  # PyTorch raises it for an accelerator's memory
-        release_cached_memory(device)
-        raise gr.Error(prefix + str(w.render(OutOfDeviceMemory(device)))) from None
+    except (ValueError, torch.OutOfMemoryError) as e:
+        raise rendered(w, e, kwargs.get("device"), prefix) from None
     for note in notes:
         w.warn(prefix + w.render(note))
     return result
@@ -69,20 +77,63 @@ def on_open(fn: Callable, inputs: list, outputs: list, then: tuple | None = None
     FIRST_VIEWS.append(FirstView(fn, inputs, outputs, then))
 
 
-def run_first_views(event, views: list[FirstView]):
-    """Chain the first views one after another after ``event`` (the landing analysis): the overview the reader
-    sees first is not queued behind them on a small machine."""
-    for view in views:
-        @functools.wraps(view.fn)  # the same signature: Gradio passes the request where fn asks for one
-        def first_view(*args, _view=view, **kw):
-            try:
-                return _view.fn(*args, **kw)
-            except gr.Error:
-                return [gr.skip()] * len(_view.outputs)
+def _same(a, b) -> bool:
+    """Whether two input values are equal (values Gradio cannot compare, such as tables, count as different)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: tensors of more than one value
+        return False
 
-        event = event.then(first_view, view.inputs, view.outputs, api_visibility="private")
-        if view.then is not None:
-            event = event.then(*view.then, api_visibility="private")
+
+def _request_of(args: tuple, kwargs: dict) -> gr.Request | None:
+    return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+
+
+def _call_as_page(fn: Callable, inputs: list) -> tuple[list, object]:
+    """``fn`` called as its event would call it, with the inputs' starting values and no request (the page's
+    own language): (the values passed, what it returned)."""
+    values = [c.value for c in inputs]
+    asks = [name for name, p in inspect.signature(fn).parameters.items() if p.annotation in (gr.Request, "gr.Request")]
+    return values, fn(*values, **{name: None for name in asks})
+
+
+def _first_view(fn: Callable, outputs: list, shown: tuple | None):
+    """``fn`` as a first view: a ``gr.Error`` leaves the outputs as they are, and so does a call the page
+    already shows (``shown``: the page's language and the values it was computed from)."""
+    @functools.wraps(fn)  # the same signature: Gradio passes the request where fn asks for one
+    def first_view(*args, **kw):
+        if shown is not None:
+            lang, values = shown
+            given = [a for a in args if not isinstance(a, gr.Request)]
+            if Words(_request_of(args, kw)).lang == lang and len(given) == len(values) and all(
+                    _same(a, b) for a, b in zip(given, values)):
+                return [gr.skip()] * len(outputs)
+        try:
+            return fn(*args, **kw)
+        except gr.Error:
+            return [gr.skip()] * len(outputs)
+    return first_view
+
+
+def run_first_views(event, views: list[FirstView], precompute: bool = False):
+    """Chain the first views one after another after ``event`` (the landing analysis): the overview the reader
+    sees first is not queued behind them on a small machine. ``precompute``: each view is computed now, in the
+    page's own language, and written into the page (``initial``); on load a view then runs only where the
+    page differs (a share link's model, another language)."""
+    for view in views:
+        steps = [(view.fn, view.inputs, view.outputs)] + ([view.then] if view.then is not None else [])
+        ahead = precompute  # a step follows from the one before: none is computed now after one that was not
+        for fn, inputs, outputs in steps:
+            shown = None
+            if ahead:
+                try:
+                    values, returned = _call_as_page(fn, inputs)
+                except gr.Error:  # the controls' defaults cannot run here: the page asks on load
+                    ahead = False
+                else:
+                    set_initial(outputs, list(returned))
+                    shown = (Words(None).lang, values)
+            event = event.then(_first_view(fn, outputs, shown), inputs, outputs, api_visibility="private")
     return event
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 import torch
 
 from playground.nn import gpu_call
-from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
+from . import api
 from .lang import Words
 
 DEFAULT_SECONDS = 60          # ZeroGPU's own default
@@ -28,17 +28,12 @@ MIN_SECONDS, MAX_SECONDS = 15, 240
 
 def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict):
     """``fn(*args, **kwargs)`` with its errors as ``gr.Error``s in ``lang`` (this runs in ZeroGPU's worker)."""
-    w = Words(lang=lang)
     try:
         return fn(*args, **kwargs)
-    except gr.Error:
+    except gr.Error:  # already in the visitor's words (a gr.Error is a ValueError too)
         raise
-    except ValueError as e:
-        raise gr.Error(w.render(e)) from None
-    except torch.OutOfMemoryError:
-        device = kwargs.get("device") or "cuda"
-        release_cached_memory(device)
-        raise gr.Error(w.render(OutOfDeviceMemory(device))) from None
+    except (ValueError, torch.OutOfMemoryError) as e:
+        raise api.rendered(Words(lang=lang), e, kwargs.get("device")) from None
 
 
 def work(w: Words, fn: Callable, *args, **kwargs):

@@ -18,6 +18,7 @@ import gradio as gr
 
 from playground.errors import InputError
 from playground.ui.i18n import catalogues, from_accept_language, normalise, render, text
+from playground.ui.initial import set_initial
 from playground.ui.scripts import page_script
 
 I18N = gr.I18n(**catalogues())
@@ -100,17 +101,30 @@ class Localized:
     def table(self, component, header_keys: list[str]) -> None:
         """A Dataframe whose column names come from the catalogue; its rows are kept."""
         def render(w: Words, value):
-            rows = value.values.tolist() if hasattr(value, "values") else (value or {}).get("data", [])
+            # a DataFrame from the page, or the table as the page's config holds it ({"headers", "data"})
+            rows = (value or {}).get("data", []) if value is None or isinstance(value, dict) else value.values.tolist()
             return {"headers": [w(k) for k in header_keys], "data": rows}
         self.add(component, render)
 
     def wire(self, demo: gr.Blocks, switch: gr.Button) -> None:
+        """The parts written now in the page's own language (``Words(None)``); a page that opens in another
+        language gets them from the server on load, and every part is written again on a switch."""
         components = [c for c, _ in self.parts]
+        page = Words(None)
+        set_initial(components, [draw(page, c.value) for c, draw in self.parts])
 
         def fill(request: gr.Request, *values):  # Gradio passes the request first, then the values
             w = Words(request)
             return [render(w, value) for (_, render), value in zip(self.parts, values)]
 
-        gr.on([demo.load, switch.click], fill, components, components, api_visibility="private")
+        def fill_on_open(request: gr.Request):
+            """On load the values are still the page's own: nothing to send unless the language differs."""
+            w = Words(request)
+            if w.lang == page.lang:
+                return [gr.skip()] * len(self.parts)
+            return [draw(w, c.value) for c, draw in self.parts]
+
+        demo.load(fill_on_open, None, components, api_visibility="private")
+        switch.click(fill, components, components, api_visibility="private")
         for fn, inputs, outputs in self.redraws:
             switch.click(fn, inputs, outputs, api_visibility="private")

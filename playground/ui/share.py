@@ -19,6 +19,7 @@ from playground.ui import service
 from playground.ui.i18n import MessageError
 from playground.zoo import ZOO, ModelSpec
 from .attention import AttentionTab, analysis_outputs, analysis_state, head_views
+from .initial import set_initial
 from .controls import Controls, choose, controls_for, specific_models
 from .lang import Words, t
 
@@ -69,9 +70,13 @@ def parse(query: dict) -> dict | None:
             "layer": _int(query, "layer"), "head": _int(query, "head")}
 
 
-def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab):
+def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: AttentionTab, landing: bool = True):
     """The share-link button, and what the page does when it opens: the link's view (or, without one, the
-    default prompt's analysis) restored and drawn. Returns that load chain's last event."""
+    default prompt's analysis) restored and drawn. Returns that load chain's last event.
+
+    ``landing``: the default prompt's analysis is made now and written into the page (``initial``), in the
+    page's own language, so the overview is drawn as soon as the page is; the load chain then analyzes only
+    for a link, a visitor reading another language, or controls that changed before it ran."""
     with gr.Row():
         link_btn = gr.Button(t("share.make"), scale=0, min_width=200)
         link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4, elem_id="share-link")
@@ -110,6 +115,9 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         link the page opens on the controls' model and the default prompt, analyzed: something to see before
         any click (the server's store keeps the analysis, so later visitors get it at once)."""
         w = Words(request)
+        if view is None and shown == (w.lang, family, variant, position, task, fallback, backend, text, prefix,
+                                      device, dtype, grouped):
+            return [gr.skip()] * len(tab.outputs)  # the page opened with this analysis drawn
         if view is None:
             try:
                 spec, _ = choose(w, family, variant, position, task, fallback)
@@ -128,6 +136,18 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
             return [kind, 0, 0, *head_views(state, kind, 0, 0, "max", request)]
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
+
+    shown = None  # (language, the inputs of analyze_restored) of the analysis the page opens with
+    if landing:
+        inputs = [controls.device, controls.dtype, tab.group_kv, *controls.model, controls.backend, prompt]
+        device, dtype, grouped, family, variant, position, task, fallback, backend, text = (c.value for c in inputs)
+        prefix = tab.prefix_len.value
+        returned = analyze_restored(None, prefix, device, dtype, grouped, family, variant, position, task,
+                                    fallback, backend, text, None)
+        if not all(r == gr.skip() for r in returned):
+            set_initial(tab.outputs, returned)
+            shown = (Words(None).lang, family, variant, position, task, fallback, backend, text, prefix, device,
+                     dtype, grouped)
 
     return demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
                               controls.pretrained],
