@@ -185,7 +185,8 @@ def test_an_ablation_target_is_one_token_without_the_bos_the_llama_tokenizer_add
 
 
 def test_export_names_the_checkpoint_and_holds_its_weights(local_models):
-    from playground.ui.attention import analysis_state, export_files
+    from playground.ui.attention import export_files
+    from playground.ui.session import analysis_state
     from playground.ui.lang import Words
 
     state = analysis_state(Words(), "local:app-mistral", PROMPT)

@@ -226,14 +226,14 @@ def test_the_page_says_which_model_was_unloaded_and_which_came_back(fresh_cache,
 
 
 def test_the_attention_tab_shows_the_note_in_the_readers_language(fresh_cache, monkeypatch):
-    from playground.ui import attention
+    from playground.ui import session
     from playground.ui.lang import Words
 
     specs = [f"untrained:decoder/{v}/rope" for v in ("MHA", "GQA")]
     monkeypatch.setenv(BUDGET_ENV, repr(1.5 * estimated_bytes(ModelSpec.parse(specs[0]).config()) / 1e9))
     with pytest.warns(UserWarning) as shown:  # gr.Warning outside a running page: a Python warning
         for spec in specs:
-            attention.analysis_state(Words(lang="zh-CN"), spec, PROMPT)
+            session.analysis_state(Words(lang="zh-CN"), spec, PROMPT)
     assert [str(w.message) for w in shown if "卸载" in str(w.message)] == [
         f"已加载模型的内存上限为 {round(memory_budget() / 1e6):,} MB：为加载此模型，卸载了 {specs[0]}（最久未使用）；再次请求时会重新加载。"]
 

@@ -148,7 +148,7 @@ def test_the_store_shares_evicts_recomputes_and_counts_bytes(store, monkeypatch)
 
 
 def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
-    from playground.ui.attention import AnalysisRef, analysis_state, tell_recomputed
+    from playground.ui.session import AnalysisRef, analysis_state, tell_recomputed
     from playground.ui.lang import Words
 
     a = analysis_state(Words(), "zoo:baseline", "Friends, Romans, countrymen")
@@ -169,7 +169,8 @@ def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
 def test_export_refuses_a_prompt_whose_weights_it_cannot_write(store):
     import gradio as gr
 
-    from playground.ui.attention import EXPORT_MAX_WEIGHTS, analysis_state, export_files
+    from playground.ui.attention import EXPORT_MAX_WEIGHTS, export_files
+    from playground.ui.session import analysis_state
     from playground.ui.lang import Words
 
     state = analysis_state(Words(), "zoo:baseline", "all the world's a stage " * 300)

@@ -15,7 +15,9 @@ from playground.ui import service
 from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
 from . import api
-from .attention import HEAD_CELLS, analysis_state, cell_labels, head_figures, kind_labels, prefix_and_window
+from .attention import prefix_and_window
+from .head_view import HEAD_CELLS, cell_labels, head_figures
+from .session import analysis_state, kind_labels
 from .controls import index_range, pretrained_choices
 from .lang import Localized, Words, english, t
 

@@ -11,7 +11,9 @@ from playground import plots
 from playground.ui.i18n import msg
 
 from . import api
-from .attention import analysis_state, head_figures, prefix_and_window, wire_prefix
+from .attention import prefix_and_window, wire_prefix
+from .head_view import head_figures
+from .session import analysis_state
 from .controls import Controls, choose
 from .lang import Localized, Words, english, t
 

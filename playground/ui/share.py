@@ -18,7 +18,9 @@ from playground.errors import check_int
 from playground.ui import service
 from playground.ui.i18n import MessageError
 from playground.zoo import ZOO, ModelSpec
-from .attention import AttentionTab, analysis_outputs, analysis_state, head_views
+from .attention import AttentionTab, analysis_outputs
+from .head_view import head_views
+from .session import analysis_state
 from .initial import set_initial
 from .controls import Controls, choose, controls_for, specific_models
 from .lang import Words, t
