@@ -100,3 +100,20 @@ def test_the_static_parts_are_written_in_english_and_sent_in_chinese_only_to_a_c
     assert len(chinese) == len(fill.outputs) and not any(v == SKIP for v in chinese)
     english = [props(page, c).get("value") for c in fill.outputs]
     assert all(v not in (None, "") for v in english)
+
+
+def test_without_landing_the_page_is_built_empty_and_asks_on_load():
+    """ZeroGPU's way (``app.py``: nothing may touch the device at start-up): the load events compute it all."""
+    demo = build_app(warm_up=False, landing=False)
+    overviews = [c["props"] for c in demo.config["components"]
+                 if "overview-plot" in (c["props"].get("elem_classes") or [])]
+    assert overviews and all(p.get("value") is None for p in overviews)
+    analyze, = handlers(demo, "analyze_restored")
+    badge = analyze.fn(*[c.value for c in analyze.inputs], request("en"))[0]
+    assert "Kernel that ran" in badge
+    tabs = [f for f in first_views(demo) if f.fn.__wrapped__.__name__ == "run"]  # each tab's button handler
+    assert {f.fn.__wrapped__.__module__.rsplit(".", 1)[1] for f in tabs} == {"inside_tab", "generation", "heads_tab",
+                                                                             "compare"}
+    for f in tabs:
+        assert not all(v == SKIP for v in f.fn(*[c.value for c in f.inputs], request=request("en"))), \
+            f.fn.__wrapped__.__qualname__
