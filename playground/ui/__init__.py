@@ -55,7 +55,7 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
     if warm_up:
         FLEX.start()
     localized = Localized()
-    api.FIRST_VIEWS.clear()  # the tabs of this page register theirs below
+    first_views = api.FirstViews()  # the tabs that draw on open add theirs below
     with gr.Blocks(title="Attention Playground") as demo:
         gr.Markdown(t("app.intro"))
         flex_line = gr.Markdown(elem_id="flex-status", elem_classes="scope-note")
@@ -77,10 +77,10 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
         builders = {  # tab id -> what fills it, in the order a newcomer needs them
             "learn": lambda: built.setdefault("learn", build_learn_tab(localized)),
             "attention": attention_tab,
-            "inside": lambda: build_inside_tab(controls, prompt, localized),
-            "generate": lambda: build_generation_tab(controls, prompt, localized),
-            "heads": lambda: build_heads_tab(controls, prompt, localized),
-            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized),
+            "inside": lambda: build_inside_tab(controls, prompt, localized, first_views),
+            "generate": lambda: build_generation_tab(controls, prompt, localized, first_views),
+            "heads": lambda: build_heads_tab(controls, prompt, localized, first_views),
+            "compare": lambda: build_compare_tab(prompt, controls.device, controls.dtype, localized, first_views),
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "calculator": lambda: build_calculator_tab(demo, localized),
@@ -112,7 +112,7 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
                     add_tab(tab_id)
         built["learn"].wire(controls, prompt, main_tabs, lab_tabs, built["attention"].group_kv)
         # the other tabs' first views, after the landing analysis (drawn first), one after another
-        api.run_first_views(built["landing"], list(api.FIRST_VIEWS), precompute=landing)
+        first_views.chain(built["landing"], precompute=landing)
         build_export_size()  # the size every figure's PNG and SVG buttons download at
 
         def tab_labels(request: gr.Request):

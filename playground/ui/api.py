@@ -58,8 +58,8 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
 
 @dataclass
 class FirstView:
-    """A tab's own handler, run once when the page opens so the tab is never blank (``on_open``), then what
-    follows it (``then``: (fn, inputs, outputs) run after it, as its button's ``.then`` does)."""
+    """A tab's own handler, run once when the page opens so the tab is never blank, then what follows it
+    (``then``: (fn, inputs, outputs) run after it, as its button's ``.then`` does)."""
 
     fn: Callable
     inputs: list
@@ -67,14 +67,21 @@ class FirstView:
     then: tuple | None = None
 
 
-FIRST_VIEWS: list[FirstView] = []  # filled while the page is built; ``run_first_views`` chains them
+class FirstViews:
+    """One page's first views: each tab adds its own while the page is built (``add``), and the page chains them
+    after its landing analysis (``chain``, see ``run_first_views``)."""
 
+    def __init__(self):
+        self.views: list[FirstView] = []
 
-def on_open(fn: Callable, inputs: list, outputs: list, then: tuple | None = None) -> None:
-    """Draw a tab's first view when the page opens, with the controls' default values: ``fn`` is the handler of
-    the tab's button. A ``gr.Error`` (the controls hold something the page cannot run) leaves the outputs as
-    they are, and the button then says why."""
-    FIRST_VIEWS.append(FirstView(fn, inputs, outputs, then))
+    def add(self, fn: Callable, inputs: list, outputs: list, then: tuple | None = None) -> None:
+        """Draw a tab's first view when the page opens, with the controls' default values: ``fn`` is the handler
+        of the tab's button. A ``gr.Error`` (the controls hold something the page cannot run) leaves the outputs
+        as they are, and the button then says why."""
+        self.views.append(FirstView(fn, inputs, outputs, then))
+
+    def chain(self, event, precompute: bool = False):
+        return run_first_views(event, self.views, precompute)
 
 
 def _same(a, b) -> bool:

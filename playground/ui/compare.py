@@ -111,7 +111,8 @@ def depth(spec_a: str, spec_b: str) -> tuple[int, int]:
     return min(layers, default=3), min(heads_, default=3)
 
 
-def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown, localized: Localized):
+def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdown,
+                      localized: Localized, first_views: api.FirstViews):
     names = [(f"{n}: " + t(f"zoo.about.{n}"), f"zoo:{n}") for n in text_models()]
     gr.Markdown(t("compare.help"))
     with gr.Row():
@@ -151,5 +152,5 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
     run_inputs = [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype]
     run_outputs = [plot_a, plot_b, diff_plot, table, note]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
-    api.on_open(run, run_inputs, run_outputs)
+    first_views.add(run, run_inputs, run_outputs)
     gr.api(compare, api_name="compare", concurrency_limit=2, concurrency_id="analyze")

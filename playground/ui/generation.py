@@ -83,7 +83,8 @@ def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: floa
     return timeline.text, api.plot(growth_figure(state, log_axis, request)), len(timeline.rows), api.plot(fig), info
 
 
-def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_generation_tab(controls: Controls, prompt: gr.Textbox,
+                         localized: Localized, first_views: api.FirstViews):
     state = gr.State(None)
     with gr.Row():
         new_tokens = gr.Slider(1, 128, value=32, step=1, label=t("generate.new_tokens"))
@@ -118,7 +119,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox, localized: Loca
     run_outputs = [output, growth_plot, step, step_plot, step_info, state]
     generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
                        concurrency_id="generate")
-    api.on_open(run, run_inputs, run_outputs)
+    first_views.add(run, run_inputs, run_outputs)
 
     gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")

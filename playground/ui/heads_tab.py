@@ -60,7 +60,8 @@ def heads(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend:
     return table_of(w, heads_state(w, spec, prompt, prefix_len, window, backend, device, dtype))
 
 
-def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_heads_tab(controls: Controls, prompt: gr.Textbox,
+                    localized: Localized, first_views: api.FirstViews):
     state = gr.State(None)
     gr.Markdown(t("heads.help"))
     with gr.Row():
@@ -89,7 +90,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox, localized: Localized
 
     run_inputs, run_outputs = [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
-    api.on_open(run, run_inputs, run_outputs)
+    first_views.add(run, run_inputs, run_outputs)
     gr.api(heads, api_name="heads", concurrency_limit=2, concurrency_id="analyze")
     table.select(open_row, state, figure, api_visibility="private")
     wire_prefix(controls, prefix_len, localized)

@@ -216,7 +216,8 @@ def flash_views(w: Words, st: dict | None, index: int) -> tuple:
     return text, tiles, figure, hierarchy
 
 
-def build_inside_tab(controls: Controls, prompt: gr.Textbox, localized: Localized):
+def build_inside_tab(controls: Controls, prompt: gr.Textbox,
+                     localized: Localized, first_views: api.FirstViews):
     result_state = gr.State(None)
     flash = gr.State(None)
     gr.Markdown(t("inside.help"))
@@ -275,7 +276,7 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox, localized: Localize
     run_inputs, run_outputs = [*controls.model, prompt, layer, head, query, prefix_len], [result_state, note, *slots]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
                  concurrency_id="analyze").then(do_replay, replay_inputs, replay_outputs, api_visibility="private")
-    api.on_open(run, run_inputs, run_outputs, then=(do_replay, replay_inputs, replay_outputs))
+    first_views.add(run, run_inputs, run_outputs, then=(do_replay, replay_inputs, replay_outputs))
     for control in (replay_button,):
         control.click(do_replay, replay_inputs, replay_outputs, api_visibility="private")
     for control in (gpu_name, shrink, causal, order):
