@@ -104,17 +104,35 @@ def _call_as_page(fn: Callable, inputs: list) -> tuple[list, object]:
     return values, fn(*values, **{name: None for name in asks})
 
 
+def built_in(fn: Callable, inputs: list, outputs: list) -> tuple | None:
+    """``fn`` computed now, as the page would call it on open, and its return written into ``outputs``
+    (``initial``): what the page then shows, (its language, the input values), for ``shows``; None where
+    ``fn`` refused its starting values (a ``gr.Error``), and nothing was written."""
+    try:
+        values, returned = _call_as_page(fn, inputs)
+    except gr.Error:
+        return None
+    set_initial(outputs, list(returned))
+    return Words(None).lang, values
+
+
+def shows(shown: tuple | None, lang: str, values: list) -> bool:
+    """Whether a call in ``lang`` with these input values is what the page was built showing (``built_in``)."""
+    if shown is None:
+        return False
+    built_lang, built_values = shown
+    return lang == built_lang and len(values) == len(built_values) and all(
+        _same(a, b) for a, b in zip(values, built_values))
+
+
 def _first_view(fn: Callable, outputs: list, shown: tuple | None):
     """``fn`` as a first view: a ``gr.Error`` leaves the outputs as they are, and so does a call the page
-    already shows (``shown``: the page's language and the values it was computed from)."""
+    already shows (``shown``: from ``built_in``)."""
     @functools.wraps(fn)  # the same signature: Gradio passes the request where fn asks for one
     def first_view(*args, **kw):
-        if shown is not None:
-            lang, values = shown
-            given = [a for a in args if not isinstance(a, gr.Request)]
-            if Words(_request_of(args, kw)).lang == lang and len(given) == len(values) and all(
-                    _same(a, b) for a, b in zip(given, values)):
-                return [gr.skip()] * len(outputs)
+        given = [a for a in args if not isinstance(a, gr.Request)]
+        if shows(shown, Words(_request_of(args, kw)).lang, given):
+            return [gr.skip()] * len(outputs)
         try:
             return fn(*args, **kw)
         except gr.Error:
@@ -125,21 +143,14 @@ def _first_view(fn: Callable, outputs: list, shown: tuple | None):
 def run_first_views(event, views: list[FirstView], precompute: bool = False):
     """Chain the first views one after another after ``event`` (the landing analysis): the overview the reader
     sees first is not queued behind them on a small machine. ``precompute``: each view is computed now, in the
-    page's own language, and written into the page (``initial``); on load a view then runs only where the
+    page's own language, and written into the page (``built_in``); on load a view then runs only where the
     page differs (a share link's model, another language)."""
     for view in views:
         steps = [(view.fn, view.inputs, view.outputs)] + ([view.then] if view.then is not None else [])
         ahead = precompute  # a step follows from the one before: none is computed now after one that was not
         for fn, inputs, outputs in steps:
-            shown = None
-            if ahead:
-                try:
-                    values, returned = _call_as_page(fn, inputs)
-                except gr.Error:  # the controls' defaults cannot run here: the page asks on load
-                    ahead = False
-                else:
-                    set_initial(outputs, list(returned))
-                    shown = (Words(None).lang, values)
+            shown = built_in(fn, inputs, outputs) if ahead else None
+            ahead = shown is not None
             event = event.then(_first_view(fn, outputs, shown), inputs, outputs, api_visibility="private")
     return event
 

@@ -18,10 +18,10 @@ from playground.errors import check_int
 from playground.ui import service
 from playground.ui.i18n import MessageError
 from playground.zoo import ZOO, ModelSpec
+from . import api
 from .attention import AttentionTab, analysis_outputs
 from .head_view import head_views
 from .session import analysis_state
-from .initial import set_initial
 from .controls import Controls, choose, controls_for, specific_models
 from .lang import Words, t
 
@@ -117,8 +117,8 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         link the page opens on the controls' model and the default prompt, analyzed: something to see before
         any click (the server's store keeps the analysis, so later visitors get it at once)."""
         w = Words(request)
-        if view is None and shown == (w.lang, family, variant, position, task, fallback, backend, text, prefix,
-                                      device, dtype, grouped):
+        if api.shows(shown, w.lang, [view, prefix, device, dtype, grouped, family, variant, position, task, fallback,
+                                     backend, text]):
             return [gr.skip()] * len(tab.outputs)  # the page opened with this analysis drawn
         if view is None:
             try:
@@ -139,24 +139,16 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
 
-    shown = None  # (language, the inputs of analyze_restored) of the analysis the page opens with
-    if landing:
-        inputs = [controls.device, controls.dtype, tab.group_kv, *controls.model, controls.backend, prompt]
-        device, dtype, grouped, family, variant, position, task, fallback, backend, text = (c.value for c in inputs)
-        prefix = tab.prefix_len.value
-        returned = analyze_restored(None, prefix, device, dtype, grouped, family, variant, position, task,
-                                    fallback, backend, text, None)
-        if not all(r == gr.skip() for r in returned):
-            set_initial(tab.outputs, returned)
-            shown = (Words(None).lang, family, variant, position, task, fallback, backend, text, prefix, device,
-                     dtype, grouped)
+    analyze_inputs = [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv, *controls.model,
+                      controls.backend, prompt]
+    shown = None  # read by analyze_restored, which built_in calls before it is set
+    shown = api.built_in(analyze_restored, analyze_inputs, tab.outputs) if landing else None
 
     return demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
                               controls.pretrained],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
-        analyze_restored, [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv, *controls.model,
-                           controls.backend, prompt], tab.outputs,
+        analyze_restored, analyze_inputs, tab.outputs,
         api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
         api_visibility="private")
