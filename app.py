@@ -9,7 +9,7 @@ import os
 
 from playground.nn.kernels import zero_gpu
 from playground.nn.runtime import log_runtime
-from playground.ui import LAUNCH, build_app, gpu
+from playground.ui import build_app, launch_options, gpu
 
 if zero_gpu():
     import spaces
@@ -36,5 +36,5 @@ if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2, max_size=64).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        **LAUNCH,
+        **launch_options(),
     )

@@ -125,12 +125,12 @@ def operator_models(root: Path, kinds, prefix: str):
 def served_page():
     """The page built and served in this process (so environment set here reaches it); yields its URL."""
     from playground.bench.browser import free_port
-    from playground.ui import LAUNCH, build_app
+    from playground.ui import build_app, launch_options
 
     demo = build_app(warm_up=False)
     port = free_port()
     demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                   quiet=True, **LAUNCH)
+                                                   quiet=True, **launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

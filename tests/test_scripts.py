@@ -32,7 +32,7 @@ def test_a_constant_cannot_close_the_script_tag():
 
 
 def test_figure_downloads_get_the_size_row_ids_and_both_languages_titles():
-    from playground.ui import LAUNCH
+    from playground.ui import launch_options
     from playground.ui.figure_export import HEIGHT_ID, MAX_PX, SCRIPT, WIDTH_ID
     from playground.ui.i18n import LANGUAGES, text
 
@@ -43,7 +43,7 @@ def test_figure_downloads_get_the_size_row_ids_and_both_languages_titles():
     assert set(constants["exportTitles"]) == set(LANGUAGES)
     assert constants["exportTitles"]["zh-CN"]["svg"] == text("zh-CN", "export.svg") != "Download as SVG"
     assert (SCRIPTS_DIR / "figure_export.js").read_text() in SCRIPT
-    assert SCRIPT in LAUNCH["head"]  # loaded with the page like the other scripts
+    assert SCRIPT in launch_options()["head"]  # loaded with the page like the other scripts
 
 
 def test_the_export_script_writes_no_size_row_id_itself():

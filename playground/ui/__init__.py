@@ -1,6 +1,6 @@
 """The web page: ``build_app`` assembles the tabs; each tab lives in its own module.
 
-Launch it with ``demo.launch(**LAUNCH)``: the CSS, the page's scripts and the translations.
+Launch it with ``demo.launch(**launch_options())``: the CSS, the page's scripts and the translations.
 ``build_app`` also starts compiling FlexAttention in a background thread (``FLEX``), once per
 process, and the page says so until it is ready, or why it cannot run here.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from playground.paths import ASSETS_DIR
 
@@ -23,6 +24,7 @@ from .heads_tab import build_heads_tab
 from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
 from .learn_tab import build_learn_tab
+from .plotly_bundle import PartialPlotly
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .position_lab import build_position_lab_tab
 from .share import build_share
@@ -32,9 +34,20 @@ from .zoo_tab import build_zoo_tab
 
 ASSETS = ASSETS_DIR
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
-# run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
-# into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click)
-LAUNCH = dict(css=CSS, head=HEAD + CLICK_HEAD + EXPORT_SCRIPT, i18n=I18N, theme=gr.themes.Soft(), run_history=False)
+THEME = gr.themes.Soft()
+
+
+def launch_options() -> dict:
+    """What ``demo.launch`` takes besides the address: the CSS, the page's scripts, the translations.
+
+    run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
+    into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click).
+    PartialPlotly: the figures draw with plotly.js's cartesian bundle (``plotly_bundle``), which this Python
+    server hands out; ssr_mode=False keeps the page rendered by the browser from it. A fresh dict each call:
+    Gradio adds its own entries to ``app_kwargs``.
+    """
+    return dict(css=CSS, head=HEAD + CLICK_HEAD + EXPORT_SCRIPT, i18n=I18N, theme=THEME, run_history=False,
+                ssr_mode=False, app_kwargs={"middleware": [Middleware(PartialPlotly)]})
 
 
 def examples() -> list[str]:
