@@ -2,6 +2,8 @@
 names (the model note shows the spec), opens the tab the step names and draws its live view there."""
 import pytest
 
+from playground.bench.app import BUSY
+
 from playground.ui.learn_tab import STEPS
 from test_browser import browser, fresh_page, shot  # noqa: F401  (browser: the fixture)
 
@@ -53,6 +55,12 @@ def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale):
             view = pg.locator(f"{VIEWS[step.tab]}:visible", has_text=text) if text else \
                 pg.locator(f"{VIEWS[step.tab]}:visible")
             view.first.wait_for(timeout=240_000 if step.long else 90_000)
+            # the step's own run has finished, so the view on screen is its answer, not what the tab held before
+            pg.wait_for_timeout(300)
+            pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=240_000 if step.long else 90_000)
+            if step.tab == "generate":  # the cache curve's legend names the model that generated
+                legend = pg.locator(".js-plotly-plot:visible .legendtext", has_text=step.spec)
+                assert legend.count() >= 1, f"{step.key}: no cache curve of {step.spec}"
             if step.tab == "attention":  # the overview is drawn anew for the step's model and prompt
                 pg.wait_for_function(f"() => ({overview_title})() !== {before!r}",
                                      timeout=240_000 if step.long else 90_000)
