@@ -1,5 +1,6 @@
 """The page's figures draw with plotly.js's cartesian bundle, served in place of Gradio's full one."""
 import re
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +80,13 @@ def test_the_server_hands_out_the_spliced_chunk_and_other_assets_as_they_are(app
     with urllib.request.urlopen(app_url + "assets/" + name) as r:
         assert r.read() == body
         assert r.headers["content-type"].startswith("text/javascript")
+        etag = r.headers["etag"]
+    with pytest.raises(urllib.error.HTTPError) as unchanged:  # a browser that holds this body gets 304
+        urllib.request.urlopen(urllib.request.Request(app_url + "assets/" + name, headers={"If-None-Match": etag}))
+    assert unchanged.value.code == 304
+    stale = urllib.request.Request(app_url + "assets/" + name, headers={"If-None-Match": '"another"'})
+    with urllib.request.urlopen(stale) as r:
+        assert r.read() == body
     other = next(p for p in gradio_chunk().parent.glob("Plot-*.js"))
     with urllib.request.urlopen(app_url + "assets/" + other.name) as r:
         assert r.read() == other.read_bytes()

@@ -15,6 +15,7 @@ have that shape (another Gradio release), nothing is replaced and the page loads
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -78,14 +79,18 @@ class PartialPlotly:
         self.app = app
         made = chunk()
         self.name, self.body = (made[0], made[1]) if made else (None, b"")
+        # the chunk's name carries Gradio's hash, not this body's: browsers revalidate against this tag, so a
+        # new vendored bundle reaches them under the same name
+        self.etag = f'"{hashlib.sha256(self.body).hexdigest()[:32]}"'.encode()
 
     async def __call__(self, scope, receive, send):
         if (self.name is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD")
                 or not scope["path"].endswith("/assets/" + self.name)):
             await self.app(scope, receive, send)
             return
-        headers = [(b"content-type", b"text/javascript; charset=utf-8"),
-                   (b"content-length", str(len(self.body)).encode()),
-                   (b"cache-control", b"public, max-age=31536000, immutable")]  # the name carries a hash
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else self.body})
+        cached = self.etag in dict(scope["headers"]).get(b"if-none-match", b"")
+        body = b"" if cached or scope["method"] == "HEAD" else self.body
+        headers = [(b"content-type", b"text/javascript; charset=utf-8"), (b"etag", self.etag),
+                   (b"cache-control", b"no-cache"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 304 if cached else 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
