@@ -597,3 +597,16 @@ def test_the_landing_overview_is_timed_from_navigation_start(browser, app_url):
     times = landing_ms(app_url, 1, browser)
     boot, overview = times["landing_boot_ms"], times["landing_overview_ms"]
     assert len(boot) == len(overview) == 1 and 0 < boot[0] <= overview[0] < 120_000
+
+
+def test_the_page_draws_with_plotlys_cartesian_bundle(browser, app_url):
+    """The figures draw with the vendored cartesian plotly.js (``ui/plotly_bundle``), not Gradio's full one."""
+    import re
+
+    from playground.ui.plotly_bundle import BUNDLE, TRACES
+
+    version = re.search(r"v(\d+\.\d+\.\d+)", BUNDLE.read_text()[:200]).group(1)
+    with fresh_page(browser, app_url) as pg:
+        assert pg.evaluate("() => window.Plotly.version") == version
+        assert set(pg.evaluate("() => Object.keys(window.Plotly.PlotSchema.get().traces)")) == TRACES
+        assert pg.locator(".overview-plot .js-plotly-plot .heatmaplayer").count() == 1

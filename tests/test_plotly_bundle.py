@@ -1,4 +1,5 @@
-"""The page's figures draw with plotly.js's cartesian bundle, served in place of Gradio's full one."""
+"""The page's figures draw with plotly.js's cartesian bundle, served in place of Gradio's full one (in chromium:
+test_browser.py::test_the_page_draws_with_plotlys_cartesian_bundle)."""
 import re
 import urllib.error
 import urllib.request
@@ -6,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require, require_binary
 from playground.ui import plotly_bundle
-from playground.ui.plotly_bundle import BUNDLE, TRACES, chunk, gradio_chunk, splice
+from playground.ui.plotly_bundle import TRACES, chunk, gradio_chunk, splice
 
 PLOTS = Path(plotly_bundle.__file__).parents[1] / "plots"
 # the shape of Gradio's chunk: imports, the factory (a UMD build inside a CommonJS wrapper), the component
@@ -91,21 +91,3 @@ def test_the_server_hands_out_the_spliced_chunk_and_other_assets_as_they_are(app
     with urllib.request.urlopen(app_url + "assets/" + other.name) as r:
         assert r.read() == other.read_bytes()
 
-
-def test_the_page_draws_with_the_cartesian_bundle(app_url):
-    playwright = require("playwright.sync_api", "pip install -r requirements-dev.txt")
-    from playground.bench.browser import CHROMIUM, INSTALL, launch
-    require_binary(CHROMIUM, INSTALL)
-    from test_browser import settle
-    version = re.search(r"v(\d+\.\d+\.\d+)", BUNDLE.read_text()[:200]).group(1)
-    with playwright.sync_playwright() as p:
-        browser = launch(p)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url, wait_until="load")
-            settle(page)
-            assert page.evaluate("() => window.Plotly.version") == version
-            assert set(page.evaluate("() => Object.keys(window.Plotly.PlotSchema.get().traces)")) == TRACES
-            assert page.locator(".overview-plot .js-plotly-plot .heatmaplayer").count() == 1
-        finally:
-            browser.close()
