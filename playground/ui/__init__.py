@@ -24,8 +24,8 @@ from .heads_tab import build_heads_tab
 from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
 from .learn_tab import build_learn_tab
-from .plotly_bundle import PartialPlotly
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
+from .plotly_bundle import PartialPlotly
 from .position_lab import build_position_lab_tab
 from .share import build_share
 from .train_tab import build_train_tab

@@ -31,7 +31,7 @@ TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2
                     "pie", "scatter", "scatterternary", "violin"})
 
 # where the factory starts: `var p=r(f(((e,t)=>{` (esModule interop of a CommonJS wrapper taking exports, module)
-_FACTORY = re.compile(r"var (\w+)=\w+\(\w+\(\(\((\w+),(\w+)\)=>\{")
+_FACTORY = re.compile(r"var \w+=\w+\(\w+\(\(\((\w+),(\w+)\)=>\{")
 # where it ends: the full bundle's last statement, then the wrapper's close and call
 _FACTORY_END = re.compile(r"return window\.Plotly=\w+,\w+\}\)\}\)\)\(\)\)")
 log = logging.getLogger("playground")
@@ -51,7 +51,7 @@ def splice(chunk: str, bundle: str) -> str:
     if len(start) != 1 or len(end) != 1 or start[0].end() > end[0].start():
         raise ValueError("Gradio's Plotly chunk does not have the shape this replacement expects "
                          f"({len(start)} factory starts, {len(end)} ends)")
-    exports, module = start[0].group(2), start[0].group(3)
+    exports, module = start[0].groups()
     body = f"var exports={exports},module={module};\n{bundle}\n"
     return chunk[:start[0].end()] + body + chunk[end[0].end() - len("}))())"):]  # the wrapper's close and call
 
