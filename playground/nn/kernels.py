@@ -122,7 +122,8 @@ def explicit_attention(
     Returns:
         out (B, nh, Tq, hs) and weights (B, nh, Tq, Tk), exactly 0 where the mask forbids (and lse).
     """
-    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
+    # float32 before the product: scores rounded to bf16 would give an lse the rebuild (in float32) disagrees with
+    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
@@ -134,7 +135,7 @@ def explicit_attention(
 
 
 def cpu_flash_with_lse(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
-                       is_causal: bool = False) -> tuple[Tensor, Tensor]:
+                       is_causal: bool = False, scale: float | None = None) -> tuple[Tensor, Tensor]:
     """The CPU flash kernel SDPA dispatches to, called so that it also hands back its log-sum-exp.
 
     Returns out (B, nh, Tq, hs) and lse (B, nh, Tq) float32. A bool mask becomes the additive float
@@ -142,7 +143,8 @@ def cpu_flash_with_lse(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None
     """
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, is_causal, attn_mask=attn_mask)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, is_causal, attn_mask=attn_mask,
+                                                                           scale=scale)
     return out, lse.float()
 
 
@@ -204,9 +206,11 @@ def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = N
 
 def sdpa_call(
     q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False,
-    return_lse: bool = False,
+    return_lse: bool = False, scale: float | None = None,
 ) -> SdpaRun:
     """Scaled dot-product attention on a forced kernel (``auto``: PyTorch's own pick, see the module docstring).
+
+    ``scale`` multiplies q . k (None: 1 / sqrt(hs)).
 
     Raises:
         KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``, every kernel)
@@ -227,9 +231,10 @@ def sdpa_call(
                 try:
                     with sdpa_kernel(SDPA_KERNELS[name]):
                         if return_lse and name == "flash" and q.device.type == "cpu":
-                            out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal)
+                            out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal, scale)
                             return SdpaRun(out, name, tuple(reasons), lse)
-                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                                             scale=scale)
                     return SdpaRun(out, name, tuple(reasons))
                 except torch.OutOfMemoryError as e:
                     release_cached_memory(q.device)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -44,6 +44,13 @@ class AttentionSource:
         k_start + j when ``rule`` allows it and key_valid[b, j] (None: no padding).
     alibi_slopes: (nh,) or None: s_ij gets -slope_h * |pos_i - pos_j| (``nn.position.alibi_bias``).
     lse_source: "kernel" (returned by the kernel that ran) or "streamed" (``streamed_lse``).
+    scale: what q . k is multiplied by (None: 1 / sqrt(hs); checkpoints such as Gemma's set their own).
+    softcap: None, or c: the scaled score becomes c * tanh(score / c) before any bias (Gemma 2).
+    rel_bias / rel_offset: None, or (nh, n) float32: a bias that depends only on the offset key - query
+        (T5's bucketed relative positions): key position p_j and query position p_i read
+        rel_bias[:, p_j - p_i - rel_offset]. Held per offset, so it grows with T, not T².
+    sinks: None, or (nh,) float32: one extra logit per head that enters each row's softmax with no value
+        (gpt-oss's learned sinks): lse counts it, the keys' weights sum to 1 - exp(sink_h - lse_i).
     """
 
     q: Tensor
@@ -55,6 +62,11 @@ class AttentionSource:
     key_valid: Tensor | None = None
     alibi_slopes: Tensor | None = None
     lse_source: str = "kernel"
+    scale: float | None = None
+    softcap: float | None = None
+    rel_bias: Tensor | None = None
+    rel_offset: int = 0
+    sinks: Tensor | None = None
 
     def __post_init__(self):
         B, nh, _, hs = self.q.shape
@@ -84,14 +96,25 @@ class AttentionSource:
     @property
     def nbytes(self) -> int:
         """What this source holds: q, k and lse (the weights would be B * nh * Tq * Tk * 4)."""
-        extra = 0 if self.key_valid is None else self.key_valid.nbytes
+        extra = sum(t.nbytes for t in (self.key_valid, self.rel_bias, self.sinks) if t is not None)
         return self.q.nbytes + self.k.nbytes + self.lse.nbytes + extra
+
+    @property
+    def score_scale(self) -> float:
+        """What q . k is multiplied by: ``scale``, or 1 / sqrt(hs)."""
+        return 1 / math.sqrt(self.q.shape[-1]) if self.scale is None else float(self.scale)
 
     def to_cpu(self) -> "AttentionSource":
         """The same source on the CPU (the device's memory is freed as each layer is recorded)."""
         move = lambda t: None if t is None else t.detach().to("cpu")  # noqa: E731
-        return AttentionSource(move(self.q), move(self.k), move(self.lse), self.rule, self.q_start, self.k_start,
-                               move(self.key_valid), move(self.alibi_slopes), self.lse_source)
+        return replace(self, q=move(self.q), k=move(self.k), lse=move(self.lse), key_valid=move(self.key_valid),
+                       alibi_slopes=move(self.alibi_slopes), rel_bias=move(self.rel_bias), sinks=move(self.sinks))
+
+    def sink_share(self, batch: int = 0) -> Tensor | None:
+        """(nh, Tq) float32: the share of each row's softmax that went to the sink logit, or None without sinks."""
+        if self.sinks is None:
+            return None
+        return (self.sinks.float().to(self.lse.device)[:, None] - self.lse[batch]).exp()
 
     def mask_tile(self, r0: int, r1: int, c0: int, c1: int, batch: int = 0) -> Tensor:
         """Whether query i may see key j, for rows r0..r1-1 and columns c0..c1-1. (r, c) bool
@@ -123,30 +146,45 @@ class AttentionSource:
         """
         nh, n_kv = self.n_heads, self.n_kv_heads
         g, r, c = nh // n_kv, r1 - r0, c1 - c0
-        hs = self.q.shape[-1]
+        hs, scale = self.q.shape[-1], self.score_scale
         k = self.k[batch, :, c0:c1].float()  # (n_kv, c, hs)
+        # Without soft-capping lse folds into the matmul; with it, tanh comes between the product and lse.
+        fold = self.softcap is None
         if heads is None:
+            heads_t = None
             q = self.q[batch, :, r0:r1].float().reshape(n_kv, g * r, hs)  # (n_kv, g * r, hs)
             lse = self.lse[batch, :, r0:r1].reshape(n_kv, g * r, 1)
-            s = torch.baddbmm(lse, q, k.transpose(1, 2), beta=-1.0, alpha=1 / math.sqrt(hs))  # (n_kv, g * r, c)
-            s = s.view(nh, r, c)
-            heads_t = None
+            kt = k.transpose(1, 2)
         else:
             heads_t = torch.as_tensor(heads, device=self.q.device)
             q = self.q[batch, heads_t, r0:r1].float()  # (h, r, hs)
-            s = torch.baddbmm(self.lse[batch, heads_t, r0:r1, None], q, k[heads_t // g].transpose(1, 2),
-                              beta=-1.0, alpha=1 / math.sqrt(hs))  # (h, r, c)
+            lse = self.lse[batch, heads_t, r0:r1, None]
+            kt = k[heads_t // g].transpose(1, 2)
+        if fold:
+            s = torch.baddbmm(lse, q, kt, beta=-1.0, alpha=scale)  # (n_kv, g * r, c) or (h, r, c)
+        else:
+            s = torch.bmm(q, kt).mul_(scale).div_(self.softcap).tanh_().mul_(self.softcap).sub_(lse)
+        s = s.view(nh if heads_t is None else len(heads), r, c)
         if self.alibi_slopes is not None:
             slopes = self.alibi_slopes.float().to(s.device)
             slopes = slopes if heads_t is None else slopes[heads_t]
             dist = (torch.arange(self.q_start + r0, self.q_start + r1, device=s.device)[:, None]
                     - torch.arange(self.k_start + c0, self.k_start + c1, device=s.device)[None, :]).abs().float()
             s = s - slopes[:, None, None] * dist[None]
+        if self.rel_bias is not None:
+            s = s + self.rel_bias_tile(r0, r1, c0, c1, heads_t).to(s.device)
         if mask is None:
             mask = self.mask_tile(r0, r1, c0, c1, batch)
         if bool(mask.all()):  # most tiles of a long causal prompt lie wholly below the diagonal
             return s
         return s.masked_fill_(~mask, MASKED)
+
+    def rel_bias_tile(self, r0: int, r1: int, c0: int, c1: int, heads: Tensor | None = None) -> Tensor:
+        """The relative bias of rows r0..r1-1 over keys c0..c1-1, read from its per-offset table. (h, r, c) float32"""
+        off = (torch.arange(self.k_start + c0, self.k_start + c1)[None, :]
+               - torch.arange(self.q_start + r0, self.q_start + r1)[:, None]) - self.rel_offset  # (r, c)
+        table = self.rel_bias.float() if heads is None else self.rel_bias[heads.cpu()].float()
+        return table[:, off]
 
     def tile(self, r0: int, r1: int, c0: int, c1: int, heads: list[int] | None = None, batch: int = 0) -> Tensor:
         """Exact weights of rows r0..r1-1 over keys c0..c1-1. (h, r, c) float32"""
@@ -168,7 +206,10 @@ class AttentionSource:
         return self.rule.dense(q_pos, k_pos, None if self.key_valid is None else self.key_valid.cpu())
 
     def dense_bias(self) -> Tensor | None:
-        """The ALiBi bias at every (query, key), (nh, Tq, Tk), or None."""
+        """The additive bias at every (query, key) (ALiBi, or a relative-position table), (nh, Tq, Tk), or None."""
+        if self.rel_bias is not None:
+            _, _, Tq, Tk = self.shape
+            return self.rel_bias_tile(0, Tq, 0, Tk)
         if self.alibi_slopes is None:
             return None
         _, _, Tq, Tk = self.shape
@@ -300,8 +341,7 @@ def streamed_lse(src: AttentionSource, block: int = TILE) -> Tensor:
     A query that sees no key gets -inf.
     """
     B, nh, Tq, Tk = src.shape
-    zero = AttentionSource(src.q, src.k, torch.zeros(B, nh, Tq, device=src.q.device), src.rule, src.q_start,
-                           src.k_start, src.key_valid, src.alibi_slopes, "zero")
+    zero = replace(src, lse=torch.zeros(B, nh, Tq, device=src.q.device), lse_source="zero", sinks=None)
     lse = torch.full((B, nh, Tq), float("-inf"), device=src.q.device)
     for b in range(B):
         for r0, r1, c0, c1 in tile_grid(Tq, Tk, block, block):
@@ -310,6 +350,8 @@ def streamed_lse(src: AttentionSource, block: int = TILE) -> Tensor:
                 continue
             s = zero.log_weights(r0, r1, c0, c1, batch=b, mask=mask).masked_fill_(~mask, float("-inf"))
             lse[b, :, r0:r1] = torch.logaddexp(lse[b, :, r0:r1], s.logsumexp(-1))
+    if src.sinks is not None:  # the sink logit is one more term of every row's sum
+        lse = torch.logaddexp(lse, src.sinks.float().to(lse.device)[None, :, None])
     return lse
 
 

@@ -41,6 +41,8 @@ class AttentionRecord:
     block_mask: the ``BlockMask`` FlexAttention computed with (which key blocks each query block
         skipped), or None.
     reason: why ``auto`` called SDPA with a mask where FlexAttention would have taken the call, or None.
+    layer_type: what sets this layer apart in a model whose layers differ (``sliding 512``, ``full``, ``NoPE``,
+        ``attention 3 of 8``), or None where every layer is alike.
     check: (v (B, n_kv, Tk, hs), out (B, nh, Tq, hs)) until the faithfulness check has run: the first
         read of ``max_abs_diff`` runs it tile by tile and lets them go (``settle`` sets a value
         computed elsewhere, e.g. in the same pass as the statistics).
@@ -58,6 +60,7 @@ class AttentionRecord:
     block_mask: object = None
     reason: str | None = None
     check: tuple[Tensor, Tensor] | None = None
+    layer_type: str | None = None
     _max_abs_diff: float | None = None
 
     @property

@@ -1,0 +1,165 @@
+"""A transformers model that records its attention: ``HubModel`` wraps any checkpoint whose class uses the interface.
+
+The model itself is transformers' own (``AutoModelForCausalLM``, ``...ForMaskedLM``, ``...ForSeq2SeqLM``), loaded with
+``attn_implementation="playground"``: nothing of it is rewritten. ``HubModel`` tags each of its modules in the
+registry ``attention.LAYERS`` with the attention kind its place in the model implies (self, encoder_self,
+decoder_self, cross) and the layer's type, and owns the recorder those layers write into. Layers are numbered per
+kind in the order a forward calls them, so an encoder-decoder's interleaved decoder-self and cross calls each count
+0, 1, 2, ... and a hybrid's attention layers count among themselves (their label names their place in the stack).
+
+Glossary: B batch, T tokens, S source tokens (encoder-decoder), V vocabulary.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from playground.models.base import LOGITS, ModelOutput
+from playground.models.hf.attention import LAYERS, LayerTag, RunSettings, check_backend
+from playground.nn.recorder import AttentionRecord, Recorder
+
+TASKS = ("causal", "masked", "seq2seq")  # what the head on top predicts
+CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention")
+ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "attention", "hybrid")
+
+
+def kind_of(path: str, encoder_decoder: bool) -> str:
+    """The attention kind of the module at ``path`` (``model.decoder.layers.0.encoder_attn``) in its model."""
+    low = path.lower()
+    if any(name in low for name in CROSS_NAMES):
+        return "cross"
+    if not encoder_decoder:
+        return "self"
+    parts = low.split(".")
+    return "encoder_self" if "encoder" in parts and "decoder" not in parts else "decoder_self"
+
+
+def layer_types(config) -> list[str] | None:
+    """Each layer's type as the config lists it (``layer_types``, Jamba / Granite's ``layers_block_type``), or None."""
+    types = getattr(config, "layer_types", None) or getattr(config, "layers_block_type", None)
+    return list(types) if types else None
+
+
+def layer_label(config, layer_idx: int | None) -> str | None:
+    """What sets the layer ``layer_idx`` apart: ``sliding 512`` / ``full`` where they alternate, ``NoPE`` where
+    RoPE skips it, ``attention, layer 3 of 8`` among Mamba or convolution layers; None where layers are alike."""
+    if layer_idx is None:
+        return None
+    parts = []
+    types = layer_types(config)
+    if types and layer_idx < len(types):
+        mine = types[layer_idx]
+        hybrid = any(t not in ATTENTION_TYPES for t in types)
+        if hybrid:
+            parts.append(f"attention, layer {layer_idx} of {len(types)}")
+        elif len(set(types)) > 1:
+            window = getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None)
+            parts.append(f"sliding {window}" if mine != "full_attention" and window else "full")
+    no_rope = getattr(config, "no_rope_layers", None)
+    if no_rope and layer_idx < len(no_rope) and not no_rope[layer_idx]:
+        parts.append("NoPE")
+    return ", ".join(parts) or None
+
+
+class HubModel(nn.Module):
+    """A transformers model with every attention call recorded while ``capture()`` is open.
+
+    Args:
+        hf: the transformers model, loaded with ``attn_implementation="playground"``.
+        task: causal | masked | seq2seq (``TASKS``).
+        backend: the kernel every layer runs (``attention.KERNELS``).
+    """
+
+    def __init__(self, hf: nn.Module, task: str, backend: str = "auto"):
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.hf, self.task = hf, task
+        self.settings = RunSettings(backend=backend)
+        config = hf.config
+        self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        for path, module in hf.named_modules():
+            LAYERS[module] = LayerTag(kind_of(path, self.encoder_decoder),
+                                      layer_label(config, getattr(module, "layer_idx", None)), self.settings)
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.settings.recorder
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    def set_backend(self, backend: str) -> None:
+        """The kernel every attention layer runs from now on (``attention.KERNELS``)."""
+        check_backend(backend)
+        self.settings.backend = backend
+
+    @property
+    def config(self):
+        """transformers' config of the model."""
+        return self.hf.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.hf.get_output_embeddings().weight.shape[0])
+
+    @contextmanager
+    def capture(self) -> Iterator[list[AttentionRecord]]:
+        """Record every attention call of the block, in the order the layers run."""
+        with self.recorder.capture() as records:
+            yield records
+
+    def forward(self, ids: Tensor, target_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
+                capture: bool = False, logits: str = "all") -> ModelOutput:
+        """One forward of the wrapped model.
+
+        Args:
+            ids: (B, T) the prompt (an encoder-decoder's source).
+            target_ids: (B, T') the decoder's input (encoder-decoder only; default: its start token).
+            attention_mask: (B, T) 1 for real tokens, 0 for padding.
+            logits: all | last | none (``base.LOGITS``): none skips nothing transformers cannot skip, and returns None.
+        Returns:
+            ModelOutput: logits (B, T, V) (the decoder's positions for an encoder-decoder), and the records of the call
+            when ``capture``.
+        """
+        if logits not in LOGITS:
+            raise ValueError(f"logits must be one of {', '.join(LOGITS)}, got {logits!r}")
+        if ids.dim() != 2:
+            raise ValueError(f"token ids must have shape (batch, length), got {tuple(ids.shape)}")
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": attention_mask, "use_cache": False}
+        if self.encoder_decoder:
+            if target_ids is None:
+                start = self.config.decoder_start_token_id
+                target_ids = torch.full((ids.shape[0], 1), int(start), dtype=torch.long)
+            kwargs["decoder_input_ids"] = target_ids.to(self.device)
+        elif target_ids is not None:
+            raise ValueError("target_ids are for an encoder-decoder; this model reads one sequence")
+        if logits == "last" and self.task == "causal":
+            kwargs["logits_to_keep"] = 1
+        self.settings.calls.clear()
+        context = self.capture() if capture else _outer(self.recorder)
+        with context as records:
+            out = self.hf(**{k: v for k, v in kwargs.items() if v is not None})
+        result = out.logits if logits == "all" else (out.logits[:, -1:] if logits == "last" else None)
+        return ModelOutput(result, list(records))
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.hf.parameters())
+
+
+@contextmanager
+def _outer(recorder: Recorder) -> Iterator[list]:
+    yield []
