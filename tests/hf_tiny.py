@@ -17,7 +17,7 @@ ARCHS: dict[str, tuple[str, str, dict]] = {
     "qwen2": ("qwen2", "causal", dict(SMALL)),
     "mistral": ("mistral", "causal", dict(SMALL, sliding_window=5)),
     "qwen3": ("qwen3", "causal", dict(SMALL)),
-    "gemma2": ("gemma2", "causal", dict(SMALL, sliding_window=5, attn_logit_softcapping=5.0,
+    "gemma2": ("gemma2", "causal", dict(SMALL, sliding_window=5, attn_logit_softcapping=0.2, query_pre_attn_scalar=1,
                                         layer_types=["sliding_attention", "full_attention"])),
     "gemma3": ("gemma3_text", "causal", dict(SMALL, num_hidden_layers=4, sliding_window=5,
                                              layer_types=["sliding_attention"] * 3 + ["full_attention"])),

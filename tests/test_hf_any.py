@@ -1,0 +1,185 @@
+"""Any transformers architecture through the playground's one attention function, against transformers' own eager path.
+
+Each tiny checkpoint (``hf_tiny``: random weights, written by transformers) runs twice: in eager attention with
+``output_attentions`` (the reference) and wrapped in ``HubModel`` with the playground's attention function. The
+logits must agree, and every record's weights, rebuilt from q, k, the rule and the log-sum-exp, must equal the
+reference's weights of the same kind and layer.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import hf_tiny
+from conftest import require
+
+require("transformers", "pip install -r requirements-dev.txt")
+
+ATOL = 1e-5
+
+
+def _wrapped(name: str, backend: str = "auto"):
+    from playground.models.hf import NAME, HubModel
+
+    ref = hf_tiny.build(name)
+    _, task, _ = hf_tiny.ARCHS[name]
+    hf = hf_tiny.auto_class(task).from_config(hf_tiny.config(name), attn_implementation=NAME)
+    hf.load_state_dict(ref.state_dict())
+    return ref, HubModel(hf.float().eval(), task, backend)
+
+
+def _inputs(name: str, batch: int = 1, T: int = 12, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 96, (batch, T), generator=g)
+    tgt = torch.randint(3, 96, (batch, 7), generator=g) if hf_tiny.ARCHS[name][1] == "seq2seq" else None
+    return ids, tgt
+
+
+def _reference(ref, ids, tgt, mask=None) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+    with torch.no_grad():
+        if tgt is not None:
+            r = ref(input_ids=ids, decoder_input_ids=tgt, attention_mask=mask, output_attentions=True)
+            return r.logits, {"encoder_self": list(r.encoder_attentions), "decoder_self": list(r.decoder_attentions),
+                              "cross": list(r.cross_attentions)}
+        r = ref(input_ids=ids, attention_mask=mask, output_attentions=True)
+        return r.logits, {"self": [a for a in r.attentions if a is not None]}
+
+
+def _capture(model, ids, tgt, mask=None):
+    with torch.no_grad():
+        return model(ids, tgt, mask, capture=True)
+
+
+@pytest.mark.parametrize("name", list(hf_tiny.ARCHS))
+def test_logits_and_every_weight_equal_transformers_eager(name):
+    ref, model = _wrapped(name)
+    ids, tgt = _inputs(name)
+    logits, weights = _reference(ref, ids, tgt)
+    out = _capture(model, ids, tgt)
+    assert (out.logits - logits).abs().max() < ATOL
+    kinds = {}
+    for rec in out.attentions:
+        kinds[rec.kind] = kinds.get(rec.kind, 0) + 1
+        expected = weights[rec.kind][rec.layer]
+        assert rec.weights.shape == expected.shape, (rec.kind, rec.layer)
+        assert (rec.weights - expected).abs().max() < ATOL, (rec.kind, rec.layer, rec.kernel)
+        assert rec.max_abs_diff < 1e-4  # sum_j weight v_j against the kernel's own output
+    assert kinds == {kind: len(ws) for kind, ws in weights.items()}
+
+
+@pytest.mark.parametrize("backend", ["explicit", "math", "flash"])
+@pytest.mark.parametrize("name", ["gpt_oss", "t5", "modernbert"])
+def test_every_cpu_kernel_gives_the_same_weights(name, backend):
+    ref, model = _wrapped(name, backend)
+    ids, tgt = _inputs(name)
+    _, weights = _reference(ref, ids, tgt)
+    for rec in _capture(model, ids, tgt).attentions:
+        assert rec.kernel == backend
+        assert (rec.weights - weights[rec.kind][rec.layer]).abs().max() < ATOL
+
+
+def _drop(rec, **changes):
+    """The record's source with one feature left out, its lse computed again without it."""
+    from playground.nn.rebuild import AttentionSource
+
+    src = dataclasses.replace(rec.source, lse=None, **changes)
+    assert isinstance(src, AttentionSource)
+    return src.dense()
+
+
+@pytest.mark.parametrize("name, feature, changes", [
+    ("gpt_oss", "sinks", {"sinks": None}),
+    ("gemma2", "soft-capping", {"softcap": None}),
+    ("t5", "relative position bias", {"rel_bias": None}),
+])
+def test_a_feature_left_out_would_be_seen(name, feature, changes):
+    """Each feature the tiny configs exercise changes the weights: the exactness test fails without it."""
+    ref, model = _wrapped(name)
+    ids, tgt = _inputs(name)
+    _, weights = _reference(ref, ids, tgt)
+    recs = [r for r in _capture(model, ids, tgt).attentions if r.kind != "cross"]
+    worst = max(float((_drop(r, **changes) - weights[r.kind][r.layer]).abs().max()) for r in recs)
+    assert worst > 1e-3, feature
+
+
+def test_alternating_sliding_and_full_layers_are_read_from_the_mask():
+    ref, model = _wrapped("gemma3")
+    ids, _ = _inputs("gemma3", T=12)
+    recs = _capture(model, ids, None).attentions
+    assert [r.source.rule.window for r in recs] == [5, 5, 5, 0]
+    assert [r.layer_type for r in recs] == ["sliding 5"] * 3 + ["full"]
+    assert not bool(recs[0].mask[11, 0]) and bool(recs[3].mask[11, 0])
+
+
+def test_nope_and_hybrid_layers_are_labelled():
+    _, smol = _wrapped("smollm3")
+    labels = [r.layer_type for r in _capture(smol, *_inputs("smollm3")).attentions]
+    assert labels == [None, None, None, "NoPE"]
+    _, granite = _wrapped("granitemoehybrid")
+    recs = _capture(granite, *_inputs("granitemoehybrid")).attentions
+    assert [(r.layer, r.layer_type) for r in recs] == [(0, "attention, layer 1 of 3")]
+
+
+def test_mla_keeps_its_query_key_width_apart_from_the_values():
+    """DeepSeek-V2's MLA hands the kernel q and k of nope + rope dims (16 + 8) and v of 16: the record keeps them so."""
+    ref, model = _wrapped("deepseek_v2")
+    ids, _ = _inputs("deepseek_v2")
+    rec = _capture(model, ids, None).attentions[0]
+    v, out = rec.check
+    assert rec.source.q.shape[-1] == rec.source.k.shape[-1] == 24 and v.shape[-1] == out.shape[-1] == 16
+    assert rec.source.score_scale == pytest.approx(24 ** -0.5)
+
+
+def test_encoder_only_attention_is_bidirectional_and_cross_sees_every_source_token():
+    _, bert = _wrapped("bert")
+    rec = _capture(bert, *_inputs("bert")).attentions[0]
+    assert rec.source.rule.kind == "bidirectional" and bool(rec.mask.all())
+    _, marian = _wrapped("marian")
+    ids, tgt = _inputs("marian")
+    cross = [r for r in _capture(marian, ids, tgt).attentions if r.kind == "cross"]
+    assert cross[0].weights.shape == (1, 4, tgt.shape[1], ids.shape[1])
+
+
+@pytest.mark.parametrize("name", ["qwen3", "bert", "bart"])
+def test_a_padded_batch_rebuilds_the_rows_of_real_tokens(name):
+    ref, model = _wrapped(name)
+    ids, tgt = _inputs(name, batch=2)
+    mask = torch.ones_like(ids)
+    mask[1, -4:] = 0  # the second sequence is 4 tokens shorter (right padding)
+    logits, weights = _reference(ref, ids, tgt, mask)
+    out = _capture(model, ids, tgt, mask)
+    real = mask[1].bool()
+    rows = slice(None) if tgt is not None else real
+    assert (out.logits[1][rows] - logits[1][rows]).abs().max() < ATOL
+    for rec in out.attentions:
+        assert (rec.source.key_valid is not None) == (rec.kind != "decoder_self")  # the decoder's input is unpadded
+        w, expected = rec.weights[1], weights[rec.kind][rec.layer][1]
+        keys = real if rec.kind != "decoder_self" else slice(None)
+        qrows = real if rec.kind in ("self", "encoder_self") else slice(None)
+        assert (w[:, qrows][..., keys] - expected[:, qrows][..., keys]).abs().max() < ATOL
+
+
+def test_a_chunked_mask_is_refused_by_name():
+    from transformers.masking_utils import chunked_causal_mask_function
+
+    from playground.models.hf.mask import UnsupportedMask, read_rule
+
+    with pytest.raises(UnsupportedMask, match="chunked or custom"):
+        read_rule(chunked_causal_mask_function(4, torch.zeros(1, dtype=torch.long)), 0, 16, 0, 16)
+
+
+def test_windows_are_read_off_the_mask_function():
+    from transformers.masking_utils import (causal_mask_function, sliding_window_bidirectional_mask_function,
+                                            sliding_window_causal_mask_function)
+
+    from playground.models.hf.mask import read_rule
+
+    assert read_rule(causal_mask_function, 0, 20, 0, 20).kind == "causal"
+    rule = read_rule(sliding_window_causal_mask_function(6), 0, 20, 0, 20)
+    assert (rule.kind, rule.window) == ("causal", 6)
+    rule = read_rule(sliding_window_bidirectional_mask_function(3), 0, 20, 0, 20)  # keys at most 3 away either side
+    assert (rule.kind, rule.window) == ("bidirectional", 4)
+    rule = read_rule(causal_mask_function, 19, 1, 0, 20)  # one decoding query over a cache of 20
+    assert (rule.kind, rule.window) == ("causal", 0)
