@@ -27,7 +27,7 @@ def _wrapped(name: str, backend: str = "auto"):
     _, task, _ = hf_tiny.ARCHS[name]
     hf = hf_tiny.auto_class(task).from_config(hf_tiny.config(name), attn_implementation=NAME)
     hf.load_state_dict(ref.state_dict())
-    return ref, HubModel(hf.float().eval(), task, backend)
+    return ref, HubModel.wrap(hf.float().eval(), backend)
 
 
 def _inputs(name: str, batch: int = 1, T: int = 12, seed: int = 1):

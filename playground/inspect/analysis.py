@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from playground.models.base import LanguageModel
-from playground.models.transformer import EncoderDecoder
+from playground.models.hf.model import HubModel
 from playground.nn import flex
 from playground.nn.kernels import dtype_name
 from playground.nn.rebuild import AttentionSource, ImplicitSource
@@ -50,6 +50,7 @@ class AttentionMap:
                                           # 0 skipped, 1 computed with the mask, 2 computed in full
     overview: Pooled | None = None   # every head in at most cells x cells (max and mean)
     stats: HeadStats | None = None   # per-head statistics, streamed
+    layer_type: str | None = None    # what sets the layer apart (sliding 512, full, NoPE, attention among Mamba layers)
 
     @classmethod
     def from_record(cls, rec: AttentionRecord, cells: int, tokens=None) -> "AttentionMap":
@@ -60,7 +61,7 @@ class AttentionMap:
             rec.settle(pass_.max_abs_diff)
         grid = None if rec.block_mask is None else flex.block_grid(rec.block_mask)
         return cls(rec.kind, rec.layer, rec.source, rec.kernel, rec.recomputed, rec.max_abs_diff,
-                   rec.call, rec.reason, grid, pass_.overview, pass_.stats)
+                   rec.call, rec.reason, grid, pass_.overview, pass_.stats, rec.layer_type)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -147,7 +148,7 @@ class Analysis:
             "source_ids": self.source_ids, "source_labels": self.source_labels, "prefix_len": self.prefix_len,
             "elapsed_ms": round(self.elapsed_ms, 3), "kernels": self.kernels, "recomputed": self.recomputed,
             "max_abs_diff": self.max_abs_diff, "dtype": self.dtype,
-            "maps": [{"kind": m.kind, "layer": m.layer, "kernel": m.kernel, "call": m.call, "reason": m.reason,
+            "maps": [{"kind": m.kind, "layer": m.layer, "layer_type": m.layer_type, "kernel": m.kernel, "call": m.call, "reason": m.reason,
                       "block_grid": None if m.block_grid is None else m.block_grid.tolist(),
                       "recomputed": m.recomputed,
                       "max_abs_diff": m.max_abs_diff, "mask": m.mask.astype(int).tolist(),
@@ -187,12 +188,13 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
     if not ids:
         raise ValueError("the prompt is empty: give at least one token")
     model.eval()
-    device = model.lm_head.weight.device
+    weight = next(model.parameters())
+    device, dtype = weight.device, weight.dtype
     x = torch.tensor([ids], device=device)
     cfg = model.cfg
-    encdec = isinstance(model, EncoderDecoder)
-    tgt = (list(target_ids) if target_ids else [bos_id]) if encdec else None
-    total = cfg.n_layer * (3 if encdec else 1)
+    encdec = cfg.family == "encdec"
+    tgt = (list(target_ids) if target_ids else [_start_id(model, bos_id)]) if encdec else None
+    total = cfg.attention_calls if isinstance(model, HubModel) else cfg.n_layer * (3 if encdec else 1)
     cells = overview_cells(total * cfg.n_heads)
     maps: list[AttentionMap] = []
 
@@ -217,8 +219,15 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
         config=cfg.to_dict(), token_ids=seq, labels=list(seq_labels or map(str, seq)),
         maps=maps, elapsed_ms=elapsed,
         source_ids=source, source_labels=list(source_labels or map(str, source)), prefix_len=prefix_len,
-        dtype=dtype_name(model.lm_head.weight.dtype),
+        dtype=dtype_name(dtype),
     )
+
+
+def _start_id(model, bos_id: int) -> int:
+    """The token an encoder-decoder's decoder starts from: a Hub model's own ``decoder_start_token_id``, else ``bos_id``."""
+    if isinstance(model, HubModel):
+        return int(model.config.decoder_start_token_id)
+    return bos_id
 
 
 class Cancelled(ValueError):

@@ -36,11 +36,17 @@ def storage_bytes(tensors) -> int:
     return sum(storages.values())
 
 
-def estimated_bytes(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> int:
+def build(cfg) -> nn.Module:
+    """The model of a config: a playground ``ModelConfig`` through ``build_model``, a Hub model's shape
+    (``models.hf.shape.HubConfig``) through its own ``build``."""
+    return build_model(cfg) if isinstance(cfg, ModelConfig) else cfg.build()
+
+
+def estimated_bytes(cfg, dtype: torch.dtype = torch.float32) -> int:
     """What ``Weights`` of this config will hold at ``dtype`` (floating tensors cast, others as built),
     counted from the tensors' shapes on the meta device: nothing is allocated."""
     with torch.device("meta"):
-        model = build_model(cfg)
+        model = build(cfg)
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
     return sum(t.numel() * (dtype.itemsize if t.is_floating_point() else t.element_size()) for t in tensors)
 
@@ -102,7 +108,7 @@ def instance(weights: Weights, **overrides) -> LanguageModel:
                          "other fields can change the shape of a shared tensor; load that model separately")
     cfg = weights.config.replace(**overrides)
     with torch.device("meta"):
-        model = build_model(cfg)
+        model = build(cfg)
     params = dict(model.named_parameters(remove_duplicate=False))
     buffers = dict(model.named_buffers(remove_duplicate=False))
     if params.keys() != weights.parameters.keys() or buffers.keys() != weights.buffers.keys():

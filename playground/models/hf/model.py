@@ -69,21 +69,27 @@ class HubModel(nn.Module):
 
     Args:
         hf: the transformers model, loaded with ``attn_implementation="playground"``.
-        task: causal | masked | seq2seq (``TASKS``).
-        backend: the kernel every layer runs (``attention.KERNELS``).
+        cfg: its shape (``shape.HubConfig``): the task (causal | masked | seq2seq) and the kernel every layer runs.
     """
 
-    def __init__(self, hf: nn.Module, task: str, backend: str = "auto"):
+    def __init__(self, hf: nn.Module, cfg):
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-        self.hf, self.task = hf, task
-        self.settings = RunSettings(backend=backend)
+        if cfg.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
+        self.hf, self.cfg, self.task = hf, cfg, cfg.task
+        self.settings = RunSettings(backend=cfg.backend)
         config = hf.config
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         for path, module in hf.named_modules():
             LAYERS[module] = LayerTag(kind_of(path, self.encoder_decoder),
                                       layer_label(config, getattr(module, "layer_idx", None)), self.settings)
+
+    @classmethod
+    def wrap(cls, hf: nn.Module, backend: str = "auto") -> "HubModel":
+        """A transformers model already built with ``attn_implementation="playground"``, wrapped."""
+        from playground.models.hf.shape import HubConfig
+
+        return cls(hf, HubConfig.of(hf.config.to_dict(), backend))
 
     @property
     def recorder(self) -> Recorder:
@@ -97,6 +103,7 @@ class HubModel(nn.Module):
         """The kernel every attention layer runs from now on (``attention.KERNELS``)."""
         check_backend(backend)
         self.settings.backend = backend
+        self.cfg = self.cfg.replace(backend=backend)
 
     @property
     def config(self):
@@ -122,7 +129,7 @@ class HubModel(nn.Module):
             yield records
 
     def forward(self, ids: Tensor, target_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
-                capture: bool = False, logits: str = "all") -> ModelOutput:
+                capture: bool = False, logits: str = "all", prefix_len: int = 0) -> ModelOutput:
         """One forward of the wrapped model.
 
         Args:
@@ -130,6 +137,7 @@ class HubModel(nn.Module):
             target_ids: (B, T') the decoder's input (encoder-decoder only; default: its start token).
             attention_mask: (B, T) 1 for real tokens, 0 for padding.
             logits: all | last | none (``base.LOGITS``): none skips nothing transformers cannot skip, and returns None.
+            prefix_len: 0 (a prefix decoder's bidirectional prefix is the playground's own GLM-style models').
         Returns:
             ModelOutput: logits (B, T, V) (the decoder's positions for an encoder-decoder), and the records of the call
             when ``capture``.
@@ -138,6 +146,11 @@ class HubModel(nn.Module):
             raise ValueError(f"logits must be one of {', '.join(LOGITS)}, got {logits!r}")
         if ids.dim() != 2:
             raise ValueError(f"token ids must have shape (batch, length), got {tuple(ids.shape)}")
+        if prefix_len:
+            raise ValueError(f"prefix_len={prefix_len}: a Hub model's mask is its own (a prefix is for GLM-style "
+                             "playground models)")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
+            raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
         kwargs = {"input_ids": ids.to(self.device), "attention_mask": attention_mask, "use_cache": False}
         if self.encoder_decoder:
             if target_ids is None:
