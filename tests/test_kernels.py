@@ -48,7 +48,7 @@ def out_of_memory_sdpa(monkeypatch):
         calls.append(enabled())
         raise torch.OutOfMemoryError(OOM)
 
-    def oom_with_lse(q, k, v, attn_mask=None, is_causal=False):  # the CPU flash kernel called for its lse
+    def oom_with_lse(q, k, v, attn_mask=None, is_causal=False, scale=None):  # the CPU flash kernel, for its lse
         return oom(q, k, v)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", oom)
