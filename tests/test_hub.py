@@ -192,7 +192,8 @@ def test_a_repository_with_only_pickled_weights_is_refused_before_download(fake_
     fake_hub.info = model_info({"config.json": 1, "pytorch_model.bin": 10, "tokenizer.json": 1}, params=None)
     with pytest.raises(HubError, match="only as pickles.*pytorch_model.bin.*safetensors") as info:
         hub.resolve("owner/name")
-    assert info.value.reason == "pickle_only" and fake_hub.downloads == [] and fake_hub.config_calls == []
+    assert info.value.reason == "pickle_only" and fake_hub.downloads == []
+    assert fake_hub.config_calls == [("owner/name", "config.json")]  # config.json only, a few kB
     fake_hub.info = model_info({"config.json": 1, "README.md": 1}, params=None)
     with pytest.raises(HubError, match="no model weights"):
         hub.resolve("owner/name")
@@ -436,7 +437,8 @@ def test_a_real_download_then_the_same_model_offline(hub_server, monkeypatch):
     assert sorted(hub_server.downloads()) == ["config.json", "merges.txt", "model.safetensors", "tokenizer.json"]
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(calls) >= 4
-    total = sum(len(hub_server.repos["owner/name"].files[f]) for f in hub_server.downloads())
+    total = sum(len(hub_server.repos["owner/name"].files[f]) for f in hub_server.downloads()
+                if f != "config.json")  # read first, to check the architecture, before the progress bar
     assert f"Downloading owner/name: {budget.size(total)} of {budget.size(total)}" in [text for _, text in calls]
     # offline, the cached copy is found without one request, and still sized
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
@@ -467,3 +469,42 @@ def test_real_client_errors(hub_server):
         hub.resolve("owner/large", budget_bytes=1000)
     assert info.value.reason == "too_large"
     assert hub_server.downloads() == []
+
+
+def test_an_architecture_that_bypasses_the_interface_is_refused_after_config_json_alone(hub_server):
+    """bloom computes attention in its own code: refused from its config.json, not one weight byte fetched."""
+    repo = tiny_repo()
+    repo.files["config.json"] = json.dumps({"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4,
+                                            "vocab_size": 96}).encode()
+    hub_server.repos["owner/bloom"] = repo
+    with pytest.raises(HubError, match="BloomForCausalLM computes attention in its own code") as info:
+        hub.resolve("owner/bloom")
+    assert info.value.reason == "unsupported"
+    assert hub_server.downloads() == ["config.json"]
+    fetched = sum(len(repo.files[f]) for f in hub_server.downloads())
+    assert fetched < 200  # the bytes sent before the refusal: config.json's
+
+
+def test_any_interface_architecture_downloads_and_opens(hub_server):
+    """A Qwen3-shaped checkpoint on the stand-in Hub: resolved, downloaded and opened as transformers' own class."""
+    import tempfile
+    from pathlib import Path
+
+    import hf_tiny
+    from hub_server import Repo
+
+    from playground.models.hf import HubModel
+    from playground.models.pretrained import load_pretrained
+    from playground.bench.hf_folder import byte_level_bpe
+
+    folder = Path(tempfile.mkdtemp())
+    ref = hf_tiny.save("qwen3", folder)
+    (folder / "tokenizer.json").write_text(byte_level_bpe(["the keys and values are cached"] * 4, 300,
+                                                          ["<pad>", "<s>", "</s>"]))
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    hub_server.repos["owner/qwen3"] = Repo(files=files, parameters={"F32": sum(p.numel() for p in ref.parameters())})
+    model, tok = load_pretrained("owner/qwen3")
+    assert isinstance(model, HubModel) and model.cfg.model_type == "qwen3"
+    ids = torch.tensor([tok.encode("the keys and values")])
+    with torch.no_grad():
+        assert (model(ids).logits - ref(ids).logits).abs().max() < 1e-5

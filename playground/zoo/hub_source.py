@@ -13,10 +13,11 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from playground.config import ModelConfig
+import torch
+
 from playground.errors import InputError
 from playground.models.base import LanguageModel
-from playground.models.pretrained import HubTokenizer, load_folder, model_config
+from playground.models.pretrained import HubTokenizer, open_checkpoint, shape_of
 from playground.models.pretrained import hub
 from playground.models.pretrained.budget import estimate_parameters, parameters_in_folder
 from playground.models.pretrained.checkpoint import read_config
@@ -73,8 +74,9 @@ def local_names() -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def _config(scheme: str, name: str) -> ModelConfig:
-    return model_config(read_config(prepare(scheme, name)))
+def _config(scheme: str, name: str):
+    """A hand-written family's ``ModelConfig``, or any other architecture's ``HubConfig``."""
+    return shape_of(read_config(prepare(scheme, name)))
 
 
 @lru_cache(maxsize=16)
@@ -93,7 +95,7 @@ def summary(scheme: str, name: str) -> dict:
 
 
 def _load(scheme: str, name: str) -> LanguageModel:
-    model, _ = load_folder(prepare(scheme, name))
+    model, _ = open_checkpoint(prepare(scheme, name), "cpu", torch.float32)
     return model
 
 

@@ -1,14 +1,16 @@
-"""Pretrained Hugging Face checkpoints as playground models: GPT-2, Llama-family, Qwen2, Mistral and Mamba.
+"""Pretrained Hugging Face checkpoints: any architecture transformers runs through its attention interface
+(``models.hf``), and the playground's own modules for GPT-2, Llama-family, Qwen2, Mistral and Mamba.
 
     from playground import load_pretrained
     model, tok = load_pretrained("openai-community/gpt2")          # a Hub id, or a local folder
     ids = tok.encode("The cat sat on the mat")
     model(torch.tensor([ids])).logits                                # (1, T, 50257)
 
-``hub.resolve`` turns the source into a folder (downloading only config, safetensors and tokenizer
-files, after checking the size against a memory budget); ``loader.load_folder`` maps the checkpoint's
-tensors into our modules through the family's weight map (``families/``) and reads the tokenizer
-(``tokenizer.py``). Weights are read only from safetensors: nothing is ever unpickled.
+``hub.resolve`` turns the source into a folder (config.json first: an architecture the playground cannot open is
+refused before a weight byte is fetched; then the size against a memory budget; then config, safetensors and
+tokenizer files); ``opening.open_checkpoint`` opens it: ``loader.load_folder`` maps a hand-written family's tensors
+into our modules (``families/``), ``models.hf.loader.open_folder`` loads any other through transformers' own
+class. Weights are read only from safetensors: nothing is ever unpickled.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from playground.models.base import LanguageModel
 from playground.models.pretrained.families import supported
 from playground.models.pretrained.hub import HubError, Progress, fetch_config, resolve
 from playground.models.pretrained.loader import load_folder, model_config, resolve_dtype
+from playground.models.pretrained.opening import open_checkpoint, shape_of
 from playground.models.pretrained.tokenizer import HubTokenizer
 
 
@@ -46,8 +49,8 @@ def load_pretrained(source: str | Path, device: str | torch.device = "cpu", dtyp
     run = resolve_dtype(dtype, torch.device(device))
     folder = resolve(str(source), dtype=run, progress=progress, token=token, revision=revision,
                      allow_local=allow_local, device=device)
-    return load_folder(folder, device, run)
+    return open_checkpoint(folder, device, run)
 
 
-__all__ = ["HubError", "HubTokenizer", "fetch_config", "load_folder", "load_pretrained", "model_config", "resolve",
-           "supported"]
+__all__ = ["HubError", "HubTokenizer", "fetch_config", "load_folder", "load_pretrained", "model_config",
+           "open_checkpoint", "resolve", "shape_of", "supported"]

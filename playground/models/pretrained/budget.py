@@ -171,11 +171,18 @@ FORMULAS = {"gpt2": _gpt2, "mamba": _mamba}
 
 
 def estimate_parameters(config: dict) -> int:
-    """Parameter count from a Hugging Face ``config.json`` dict, by its ``model_type``'s formula
-    (gpt2, mamba; llama, mistral, qwen2 and other decoders with the same field names)."""
+    """Parameter count from a Hugging Face ``config.json`` dict: by its ``model_type``'s formula (gpt2, mamba;
+    llama, mistral, qwen2), and for any other architecture by building transformers' model on the meta device
+    (shapes only, nothing allocated)."""
     if not isinstance(config, dict):
         raise ValueError(f"config.json must hold a JSON object, got {type(config).__name__}")
-    return FORMULAS.get(config.get("model_type"), _llama)(config)
+    if config.get("model_type") in FORMULAS or config.get("model_type") in ("llama", "mistral", "qwen2"):
+        return FORMULAS.get(config.get("model_type"), _llama)(config)
+    from playground.models.hf.shape import HubConfig
+
+    with torch.device("meta"):
+        model = HubConfig.of(config).build()
+    return sum(p.numel() for p in model.parameters())
 
 
 def estimate_bytes(config: dict, dtype: str | torch.dtype | None = None) -> int:

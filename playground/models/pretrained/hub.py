@@ -12,8 +12,8 @@ On a public Space a visitor types the source, so by default no local path is rea
 files stay private): the operator turns folders on by naming one directory, and a path that leaves
 it, through ``..`` or a symbolic link, is refused after every link is resolved.
 
-Before anything is downloaded, ``resolve`` asks the Hub what the repository holds: it refuses a
-repository with pickled weights only (nothing is ever unpickled), a gated one without a token, and a
+Before anything is downloaded, ``resolve`` asks the Hub what the repository holds and reads its config.json
+(a few kB): it refuses an architecture the playground cannot open, a repository with pickled weights only (nothing is ever unpickled), a gated one without a token, and a
 model whose size at the chosen dtype exceeds the memory budget (``budget.py``). Then only
 ``*.json``, the safetensors weights, ``tokenizer*``, ``*.model`` and ``*.txt`` are fetched with
 ``snapshot_download``: a tqdm bar in a terminal, ``progress(fraction, text)`` calls for the page.
@@ -61,7 +61,8 @@ class HubError(ValueError):
     """A pretrained source that cannot be used, with what to do about it.
 
     ``reason`` names the case for a caller that words it itself: bad_id, local_off, local_outside,
-    local_missing, offline, not_found, gated, revision, http, pickle_only, no_weights, too_large, config.
+    local_missing, offline, not_found, gated, revision, http, pickle_only, no_weights, too_large, config,
+    unsupported (an architecture the playground cannot open, read from config.json).
     """
 
     def __init__(self, reason: str, message: str):
@@ -268,17 +269,23 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         return _checked_folder(cached, repo, dtype, budget_bytes, device)
 
     siblings = {s.rfilename: s.size for s in info.siblings or []}
-    weights = _check_weights(repo, list(siblings))
     if info.gated and not (token or get_token()):
         raise _gated(repo)
-    if info.safetensors is not None and info.safetensors.total:
-        n_params = info.safetensors.total
-    else:  # no metadata on the Hub: count from config.json (a few kB)
-        n_params = _count(fetch_config(repo, token=token, revision=revision))
-    _check_budget(repo, n_params, dtype, budget_bytes, device)
+    has_metadata = info.safetensors is not None and bool(info.safetensors.total)
+    if has_metadata:  # the size from the Hub's safetensors metadata: refused before any file is read
+        _check_budget(repo, info.safetensors.total, dtype, budget_bytes, device)
+    if "config.json" not in siblings:
+        raise HubError("config", f"{repo} has no config.json: it is not a model the playground can open")
+    config = fetch_config(repo, token=token, revision=revision)  # a few kB, read before any weight
+    _check_architecture(repo, config)
+    weights = _check_weights(repo, list(siblings))
+    if not has_metadata:  # no metadata on the Hub: count from config.json
+        _check_budget(repo, _count(config), dtype, budget_bytes, device)
 
     wanted = FILES + weights
-    expected = sum(siblings[f] or 0 for f in filter_repo_objects(list(siblings), allow_patterns=wanted))
+    fetched = {"config.json"}  # already in the cache: the snapshot does not send it again
+    expected = sum(siblings[f] or 0 for f in filter_repo_objects(list(siblings), allow_patterns=wanted)
+                   if f not in fetched)
     bar = _bar_class(progress, repo, expected) if progress is not None else None
     with _hub_errors(repo, revision):
         folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted,
@@ -287,9 +294,22 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     return folder
 
 
+def _check_architecture(name: str, config: dict) -> None:
+    """HubError("unsupported") when config.json names an architecture the playground cannot open."""
+    from playground.models.pretrained.opening import shape_of
+
+    try:
+        shape_of(config)
+    except ValueError as e:
+        raise HubError("unsupported", f"{name}: {e}") from None
+
+
 def _checked_folder(folder: Path, name: str, dtype, budget: int | None, device=None) -> Path:
-    """``folder`` once its size (safetensors headers, else config.json) fits the budget. A folder whose size
-    cannot be read is returned as is: the loader says what is wrong with it."""
+    """``folder`` once its architecture is one the playground opens and its size (safetensors headers, else
+    config.json) fits the budget. A folder whose config cannot be read is returned as is: the loader says what is
+    wrong with it."""
+    if (folder / "config.json").is_file():
+        _check_architecture(name, _read_config(folder / "config.json"))
     n_params = mem.parameters_in_folder(folder)
     if n_params is None and (folder / "config.json").is_file():
         n_params = _count(_read_config(folder / "config.json"))
