@@ -183,3 +183,37 @@ def test_windows_are_read_off_the_mask_function():
     assert (rule.kind, rule.window) == ("bidirectional", 4)
     rule = read_rule(causal_mask_function, 19, 1, 0, 20)  # one decoding query over a cache of 20
     assert (rule.kind, rule.window) == ("causal", 0)
+
+
+GENERATORS = [n for n, (_, task, _) in hf_tiny.ARCHS.items() if task != "masked"]
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_greedy_generation_with_the_cache_equals_transformers_generate(name):
+    from playground.inspect.generation import generate
+
+    ref, model = _wrapped(name)
+    ids, _ = _inputs(name)
+    got = generate(model, ids[0].tolist(), 6, record=True)
+    kw = dict(decoder_start_token_id=model.start_id, forced_eos_token_id=None) if model.encoder_decoder else {}
+    with torch.no_grad():
+        want = ref.generate(ids, max_new_tokens=6, min_new_tokens=6, do_sample=False, **kw)[0]
+    want = want[1:] if model.encoder_decoder else want[ids.shape[1]:]
+    assert got.tokens == want.tolist()
+    assert all(step.cache_bytes > 0 for step in got.steps)
+
+
+def test_the_cache_bytes_are_transformers_own_tensors():
+    """Gemma-3-shaped: the sliding layers' cache stops at the window, so the bytes fall once the prompt passes it."""
+    from playground.inspect.generation import stream
+
+    _, model = _wrapped("gemma3")
+    ids, _ = _inputs("gemma3", T=12)
+    seen = []
+    for step in stream(model, ids[0].tolist(), 3):
+        layers = model.past.layers
+        seen.append((step.cache_bytes, sum(layer.keys.nbytes + layer.values.nbytes for layer in layers)))
+        assert step.cache_bytes_allocated >= step.cache_bytes
+    assert all(measured == direct for measured, direct in seen)
+    per_token_full = 2 * 2 * 16 * 4  # K and V, 2 K/V heads x 16 dims, float32, one full layer
+    assert seen[0][0] < 4 * 13 * per_token_full  # three of four layers hold at most their window of 5 keys

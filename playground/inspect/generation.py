@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from playground.models.base import LanguageModel, ModelOutput
-from playground.models.transformer import EncoderDecoder
+from playground.models.hf.model import HubModel
 from playground.train.data import BOS_ID
 
 
@@ -83,14 +83,20 @@ def _keys_held(out: ModelOutput) -> int:
 
 def _rows(out: ModelOutput) -> dict[str, np.ndarray]:
     """The last query's attention in every layer: kind -> (n_layer, nh, Tk), rebuilt for that row alone (a long
-    prompt's prefill never builds its T x T), pooled to ``ROW_CELLS`` key cells past that many keys."""
+    prompt's prefill never builds its T x T), pooled to ``ROW_CELLS`` key cells past that many keys. A layer whose
+    cache holds only the newest keys (a sliding window's) has its row placed at those keys' positions, 0 before."""
     rows: dict[str, list] = {}
     for rec in out.attentions:
         if rec.kind != "encoder_self":
             _, _, Tq, Tk = rec.source.shape
             row = rec.source.tile(Tq - 1, Tq, 0, Tk)[:, 0].float().cpu().numpy()  # (nh, Tk)
-            rows.setdefault(rec.kind, []).append(pool_row(row))
-    return {kind: np.stack(layers) for kind, layers in rows.items()}
+            start = rec.source.k_start if rec.kind != "cross" else 0
+            rows.setdefault(rec.kind, []).append(np.pad(row, [(0, 0), (start, 0)]))
+    out_rows = {}
+    for kind, layers in rows.items():
+        width = max(r.shape[-1] for r in layers)
+        out_rows[kind] = pool_row(np.stack([np.pad(r, [(0, 0), (0, width - r.shape[-1])]) for r in layers]))
+    return out_rows
 
 
 def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temperature: float = 0.0,
@@ -109,7 +115,11 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     cfg = model.cfg
-    encdec = isinstance(model, EncoderDecoder)
+    if cfg.family == "encoder":
+        raise ValueError("an encoder-only model fills in masked tokens; it does not generate text after a prompt")
+    encdec = cfg.family == "encdec"
+    if encdec and isinstance(model, HubModel):
+        bos_id = model.start_id  # a checkpoint's decoder starts from its own token
     seq = [bos_id] if encdec else list(prompt)  # the sequence the decoder stack sees
     total = len(seq) + max_new_tokens
     if cfg.position == "learned" and max(total - 1, len(prompt)) > cfg.context_length:
@@ -118,7 +128,7 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
     kwargs = {}
     if cfg.family == "prefix":
         kwargs["prefix_len"] = len(prompt) if prefix_len is None else prefix_len
-    device = model.lm_head.weight.device
+    device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     src = torch.tensor([prompt], device=device)
 

@@ -78,6 +78,8 @@ class HubModel(nn.Module):
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
         self.hf, self.cfg, self.task = hf, cfg, cfg.task
         self.settings = RunSettings(backend=cfg.backend)
+        self.past = None          # transformers' own cache object while decoding (``setup_cache``), else None
+        self.use_cache = False
         config = hf.config
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         for path, module in hf.named_modules():
@@ -129,7 +131,7 @@ class HubModel(nn.Module):
             yield records
 
     def forward(self, ids: Tensor, target_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
-                capture: bool = False, logits: str = "all", prefix_len: int = 0) -> ModelOutput:
+                capture: bool = False, logits: str = "all", prefix_len: int = 0, start_pos: int = 0) -> ModelOutput:
         """One forward of the wrapped model.
 
         Args:
@@ -138,6 +140,7 @@ class HubModel(nn.Module):
             attention_mask: (B, T) 1 for real tokens, 0 for padding.
             logits: all | last | none (``base.LOGITS``): none skips nothing transformers cannot skip, and returns None.
             prefix_len: 0 (a prefix decoder's bidirectional prefix is the playground's own GLM-style models').
+            start_pos: the position of ids[0]; while a cache is set up, transformers counts it from the cache itself.
         Returns:
             ModelOutput: logits (B, T, V) (the decoder's positions for an encoder-decoder), and the records of the call
             when ``capture``.
@@ -151,22 +154,67 @@ class HubModel(nn.Module):
                              "playground models)")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
-        kwargs = {"input_ids": ids.to(self.device), "attention_mask": attention_mask, "use_cache": False}
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": attention_mask}
         if self.encoder_decoder:
             if target_ids is None:
-                start = self.config.decoder_start_token_id
-                target_ids = torch.full((ids.shape[0], 1), int(start), dtype=torch.long)
+                target_ids = torch.full((ids.shape[0], 1), self.start_id, dtype=torch.long)
             kwargs["decoder_input_ids"] = target_ids.to(self.device)
         elif target_ids is not None:
             raise ValueError("target_ids are for an encoder-decoder; this model reads one sequence")
+        return self._run(kwargs, capture, logits)
+
+    def _run(self, kwargs: dict, capture: bool, logits: str) -> ModelOutput:
+        """One call of the wrapped model with ``kwargs``, through the cache while one is set up."""
         if logits == "last" and self.task == "causal":
             kwargs["logits_to_keep"] = 1
+        kwargs["use_cache"] = self.use_cache
+        if self.use_cache and self.past is not None:
+            kwargs["cache"] = self.past
         self.settings.calls.clear()
         context = self.capture() if capture else _outer(self.recorder)
         with context as records:
             out = self.hf(**{k: v for k, v in kwargs.items() if v is not None})
+        if self.use_cache:
+            self.past = out.past_key_values
         result = out.logits if logits == "all" else (out.logits[:, -1:] if logits == "last" else None)
         return ModelOutput(result, list(records))
+
+    @property
+    def start_id(self) -> int:
+        """The token an encoder-decoder's decoder starts from (``decoder_start_token_id``)."""
+        start = getattr(self.config, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(self.config, "bos_token_id", None) or 0
+        return int(start)
+
+    # --- decoding, with transformers' own cache --------------------------------------------
+    def encode(self, src: Tensor) -> tuple:
+        """An encoder-decoder's encoder over the source (B, S): (its output, as transformers' decoder takes it,)."""
+        if not self.encoder_decoder:
+            raise ValueError("encode is for an encoder-decoder")
+        return (self.hf.get_encoder()(input_ids=src.to(self.device)),)
+
+    def decode(self, target_ids: Tensor, memory, *, start_pos: int = 0, capture: bool = False,
+               logits: str = "all") -> ModelOutput:
+        """The decoder over ``target_ids`` (B, T) (the tokens after ``start_pos`` while a cache is set up), attending to
+        the encoder output ``memory``."""
+        return self._run({"encoder_outputs": memory, "decoder_input_ids": target_ids.to(self.device)}, capture, logits)
+
+    def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
+        """Decode through transformers' cache from the next call on (it creates the cache object it needs: dynamic,
+        sliding-window layers capped, a hybrid's fixed state, an encoder-decoder's cross-attention K/V)."""
+        self.use_cache, self.past = True, None
+
+    def clear_cache(self) -> None:
+        self.use_cache, self.past = False, None
+
+    def cache_bytes(self) -> int:
+        """Bytes of the tensors transformers' cache object holds now (``nbytes``: the positions in use)."""
+        return _tensor_bytes(self.past)
+
+    def cache_bytes_allocated(self) -> int:
+        """Bytes of the storages behind them (>= ``cache_bytes``: a view keeps its whole block alive)."""
+        return _tensor_bytes(self.past, allocated=True)
 
     @property
     def n_params(self) -> int:
@@ -176,3 +224,30 @@ class HubModel(nn.Module):
 @contextmanager
 def _outer(recorder: Recorder) -> Iterator[list]:
     yield []
+
+
+def _tensor_bytes(obj, allocated: bool = False, depth: int = 5) -> int:
+    """Bytes of the floating-point tensors reachable from ``obj`` (a cache object: its layers' keys, values and
+    states; integer bookkeeping left out): their ``nbytes`` (the positions held), or with ``allocated`` the storages
+    behind them, each once (a sliding layer's keys may be a view into a larger block)."""
+    seen: dict[int, int] = {}
+
+    def walk(o, d: int) -> None:
+        if isinstance(o, Tensor):
+            if o.is_floating_point():
+                storage = o.untyped_storage()
+                key, size = (storage.data_ptr(), storage.nbytes()) if allocated else (id(o), o.nbytes)
+                seen[key] = size
+        elif d > 0 and isinstance(o, (list, tuple)):
+            for item in o:
+                walk(item, d - 1)
+        elif d > 0 and isinstance(o, dict):
+            for item in o.values():
+                walk(item, d - 1)
+        elif d > 0 and hasattr(o, "__dict__") and not isinstance(o, nn.Module):
+            for item in vars(o).values():
+                walk(item, d - 1)
+
+    if obj is not None:
+        walk(obj, depth)
+    return sum(seen.values())
