@@ -90,12 +90,13 @@ def _rows(out: ModelOutput) -> dict[str, np.ndarray]:
         if rec.kind != "encoder_self":
             _, _, Tq, Tk = rec.source.shape
             row = rec.source.tile(Tq - 1, Tq, 0, Tk)[:, 0].float().cpu().numpy()  # (nh, Tk)
-            start = rec.source.k_start if rec.kind != "cross" else 0
-            rows.setdefault(rec.kind, []).append(np.pad(row, [(0, 0), (start, 0)]))
+            rows.setdefault(rec.kind, []).append((rec.source.k_start if rec.kind != "cross" else 0, row))
     out_rows = {}
     for kind, layers in rows.items():
-        width = max(r.shape[-1] for r in layers)
-        out_rows[kind] = pool_row(np.stack([np.pad(r, [(0, 0), (0, width - r.shape[-1])]) for r in layers]))
+        first = min(start for start, _ in layers)  # layers that hold fewer keys start later: aligned by position
+        placed = [np.pad(row, [(0, 0), (start - first, 0)]) for start, row in layers]
+        width = max(r.shape[-1] for r in placed)
+        out_rows[kind] = pool_row(np.stack([np.pad(r, [(0, 0), (0, width - r.shape[-1])]) for r in placed]))
     return out_rows
 
 
