@@ -109,17 +109,17 @@ def test_alternating_sliding_and_full_layers_are_read_from_the_mask():
     ids, _ = _inputs("gemma3", T=12)
     recs = _capture(model, ids, None).attentions
     assert [r.source.rule.window for r in recs] == [5, 5, 5, 0]
-    assert [r.layer_type for r in recs] == ["sliding 5"] * 3 + ["full"]
+    assert [r.layer_type for r in recs] == ["sliding:5"] * 3 + ["full"]
     assert not bool(recs[0].mask[11, 0]) and bool(recs[3].mask[11, 0])
 
 
 def test_nope_and_hybrid_layers_are_labelled():
     _, smol = _wrapped("smollm3")
     labels = [r.layer_type for r in _capture(smol, *_inputs("smollm3")).attentions]
-    assert labels == [None, None, None, "NoPE"]
+    assert labels == [None, None, None, "nope"]
     _, granite = _wrapped("granitemoehybrid")
     recs = _capture(granite, *_inputs("granitemoehybrid")).attentions
-    assert [(r.layer, r.layer_type) for r in recs] == [(0, "attention, layer 1 of 3")]
+    assert [(r.layer, r.layer_type) for r in recs] == [(0, "hybrid:1:3")]
 
 
 def test_mla_keeps_its_query_key_width_apart_from_the_values():

@@ -22,6 +22,7 @@ from playground.nn import flex
 from playground.nn.kernels import dtype_name
 from playground.nn.rebuild import AttentionSource, ImplicitSource
 from playground.nn.recorder import AttentionRecord
+from playground.inspect.generation import decoder_start
 from playground.inspect.tiles import HeadStats, Pooled, sweep
 from playground.train.data import BOS_ID
 
@@ -193,7 +194,7 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
     x = torch.tensor([ids], device=device)
     cfg = model.cfg
     encdec = cfg.family == "encdec"
-    tgt = (list(target_ids) if target_ids else [_start_id(model, bos_id)]) if encdec else None
+    tgt = (list(target_ids) if target_ids else [decoder_start(model, bos_id)]) if encdec else None
     total = cfg.attention_calls if isinstance(model, HubModel) else cfg.n_layer * (3 if encdec else 1)
     cells = overview_cells(total * cfg.n_heads)
     maps: list[AttentionMap] = []
@@ -222,12 +223,6 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
         dtype=dtype_name(dtype),
     )
 
-
-def _start_id(model, bos_id: int) -> int:
-    """The token an encoder-decoder's decoder starts from: a Hub model's own ``decoder_start_token_id``, else ``bos_id``."""
-    if isinstance(model, HubModel):
-        return int(model.config.decoder_start_token_id)
-    return bos_id
 
 
 class Cancelled(ValueError):

@@ -100,6 +100,12 @@ def _rows(out: ModelOutput) -> dict[str, np.ndarray]:
     return out_rows
 
 
+def decoder_start(model, bos_id: int = BOS_ID) -> int:
+    """The token an encoder-decoder's decoder starts from: a checkpoint's own (``decoder_start_token_id``), else
+    ``bos_id`` (the playground's models)."""
+    return model.start_id if isinstance(model, HubModel) else bos_id
+
+
 def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temperature: float = 0.0,
            top_k: int = 0, top_p: float = 1.0, use_cache: bool = True, seed: int | None = None,
            record: bool = False, prefix_len: int | None = None, bos_id: int = BOS_ID,
@@ -119,8 +125,8 @@ def stream(model: LanguageModel, prompt: list[int], max_new_tokens: int, *, temp
     if cfg.family == "encoder":
         raise ValueError("an encoder-only model fills in masked tokens; it does not generate text after a prompt")
     encdec = cfg.family == "encdec"
-    if encdec and isinstance(model, HubModel):
-        bos_id = model.start_id  # a checkpoint's decoder starts from its own token
+    if encdec:
+        bos_id = decoder_start(model, bos_id)
     seq = [bos_id] if encdec else list(prompt)  # the sequence the decoder stack sees
     total = len(seq) + max_new_tokens
     if cfg.position == "learned" and max(total - 1, len(prompt)) > cfg.context_length:

@@ -103,10 +103,10 @@ def _finite_or_none(array: np.ndarray) -> list:
     return np.where(np.isfinite(array), array, None).tolist()
 
 
-def kv_groups(cfg: ModelConfig) -> list[list[int]]:
+def kv_groups(n_heads: int, n_kv_heads: int) -> list[list[int]]:
     """The query heads each K/V head serves, K/V head by K/V head: MHA [[0], [1], ...], MQA [[0, 1, ...]]."""
-    group = cfg.n_heads // cfg.n_kv_heads
-    return [list(range(g * group, (g + 1) * group)) for g in range(cfg.n_kv_heads)]
+    group = n_heads // n_kv_heads
+    return [list(range(g * group, (g + 1) * group)) for g in range(n_kv_heads)]
 
 
 def attention_kinds(model: LanguageModel) -> list[str]:
@@ -183,7 +183,7 @@ def layer_steps(model: LanguageModel, ids, layer: int, *, query: int = 0, kind: 
 
     attn = _module(model, kind, layer)
     seen = _capture(model, attn, target, source, prefix_len)
-    groups = kv_groups(cfg)
+    groups = kv_groups(cfg.n_heads, cfg.n_kv_heads)
     out = []
     for head in heads:
         steps = _head_steps(attn, seen["x"][0], seen["memory"], seen["inputs"], head, cfg.norm_placement)

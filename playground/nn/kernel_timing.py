@@ -311,19 +311,6 @@ def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64,
 
 
 # ---------------------------------------------------------------------------------- one analysed call
-def rule_for(kind: str, family: str, prefix_len: int = 0, window: int = 0) -> masks.MaskRule | None:
-    """The mask rule of an attention kind of an analysed model (None: recurrent, no attention kernel)."""
-    if kind == "implicit":
-        return None
-    if kind == "cross":
-        return masks.MaskRule("cross")
-    if kind == "encoder_self":
-        return masks.MaskRule("bidirectional", window=window)
-    if kind == "self" and family == "prefix":
-        return masks.MaskRule("prefix", prefix_len=prefix_len, window=window)
-    return masks.MaskRule("causal", window=window)
-
-
 def fused_vs_dense(rule: masks.MaskRule, n_queries: int, n_keys: int, heads: int, head_dim: int, *,
                    device: str = "cpu", dtype: str = "float32", repeats: int = MIN_REPEATS) -> dict:
     """The BlockMask FlexAttention builds for one call (queries at the last ``n_queries`` of ``n_keys`` positions),

@@ -235,6 +235,7 @@ class ImplicitSource:
 
     signed = True
     device = torch.device("cpu")  # sources are kept on the CPU, like the softmax ones
+    k_start = 0                   # key j is token j: a recurrence keeps every token in its state
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

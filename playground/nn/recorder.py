@@ -41,8 +41,8 @@ class AttentionRecord:
     block_mask: the ``BlockMask`` FlexAttention computed with (which key blocks each query block
         skipped), or None.
     reason: why ``auto`` called SDPA with a mask where FlexAttention would have taken the call, or None.
-    layer_type: what sets this layer apart in a model whose layers differ (``sliding 512``, ``full``, ``NoPE``,
-        ``attention 3 of 8``), or None where every layer is alike.
+    layer_type: what sets this layer apart in a model whose layers differ, as codes joined by "," (``sliding:512``,
+        ``full``, ``nope``, ``hybrid:3:8``: attention at layer 3 of 8 among other mixers), or None where layers are alike.
     check: (v (B, n_kv, Tk, hs), out (B, nh, Tq, hs)) until the faithfulness check has run: the first
         read of ``max_abs_diff`` runs it tile by tile and lets them go (``settle`` sets a value
         computed elsewhere, e.g. in the same pass as the statistics).

@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 
 from playground import plots
-from playground.config import RECURRENT_FAMILIES, ModelConfig
+from playground.config import RECURRENT_FAMILIES
 from playground.inspect.analysis import Analysis
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
@@ -25,7 +25,7 @@ from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
 from .head_view import POOLING, block_view, head, head_figures, head_views, tile
-from .session import analysis_state, kind_title, tell_recomputed
+from .session import analysis_state, kind_title, layer_name, layer_type, tell_recomputed
 from .views import build_views
 
 ZOOM_ID = "head-zoom"
@@ -38,17 +38,17 @@ PICK_ID = "head-pick"
 CLICK_HEAD = page_script("click_head", headPickId=PICK_ID) + page_script("zoom_head", headZoomId=ZOOM_ID)
 
 
-def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str]]:
-    """What ran, as recorded per layer: (kind, layers, kernel, call) for each run of consecutive layers of one
-    attention kind that ran the same kernel with the same call."""
-    groups: list[tuple[str, list[int], str, str]] = []
+def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str, str | None]]:
+    """What ran, as recorded per layer: (kind, layers, kernel, call, layer type) for each run of consecutive layers
+    of one attention kind and type that ran the same kernel with the same call."""
+    groups: list[tuple[str, list[int], str, str, str | None]] = []
     for kind in result.kinds:
         for m in (m for m in result.maps if m.kind == kind):
             last = groups[-1] if groups else None
-            if last and last[0] == kind and last[2:] == (m.kernel, m.call) and last[1][-1] == m.layer - 1:
+            if last and last[0] == kind and last[2:] == (m.kernel, m.call, m.layer_type) and last[1][-1] == m.layer - 1:
                 last[1].append(m.layer)
             else:
-                groups.append((kind, [m.layer], m.kernel, m.call))
+                groups.append((kind, [m.layer], m.kernel, m.call, m.layer_type))
     return groups
 
 
@@ -59,9 +59,11 @@ def badge(w: Words, state: dict) -> str:
     lines = [f"<code>{html.escape(str(state['spec']))}</code>",
              w("badge.ran", asked=html.escape(state["backend"]), device=html.escape(state["device"]),
                dtype=html.escape(result.dtype), ms=result.elapsed_ms)]
-    for kind, layers, kernel, call in kernel_groups(result):
+    for kind, layers, kernel, call, code in kernel_groups(result):
         which = (w("badge.layer", n=layers[0]) if len(layers) == 1 else
                  w("badge.layers", first=layers[0], last=layers[-1]))
+        if code:
+            which = w("badge.typed", layers=which, type=w.render(layer_type(code)))
         how = "" if kernel == "implicit" else w(f"call.{call.replace(' ', '_')}")
         lines.append(w("badge.group", kind=w(f"kind_short.{kind}"), layers=which, kernel=w(f"kernel.{kernel}"),
                        call=html.escape(how)))
@@ -102,7 +104,8 @@ def head_groups(result: Analysis) -> list[list[int]] | None:
     """The query heads each K/V head serves, K/V head by K/V head; None for a recurrent model (no K/V heads)."""
     if result.config["family"] in RECURRENT_FAMILIES:
         return None
-    return kv_groups(ModelConfig.from_dict(result.config))
+    source = result.maps[0].source  # the heads as the layer computed them (a Hub model's config may name them otherwise)
+    return kv_groups(source.n_heads, source.n_kv_heads)
 
 
 def group_note(w: Words, result: Analysis | None) -> str:
@@ -133,8 +136,9 @@ def overview_plots(w: Words, state: dict, group_kv: bool = False, how: str = "ma
         if kinds:
             title = w.render(kind_title(kinds[0], result))
             implicit = kinds[0] == "implicit"
+            rows = [w.render(layer_name(m.layer, m.layer_type)) for m in result.of_kind(kinds[0])]
             slots.append((plots.pooled_overview(result, kinds[0], title, how, untrained=state["untrained"], words=w,
-                                                groups=None if implicit else groups), title))
+                                                groups=None if implicit else groups, row_names=rows), title))
         else:
             slots.append((None, None))
     return slots

@@ -10,12 +10,13 @@ import numpy as np
 from playground import plots
 from playground.inspect import tiles
 from playground.inspect.analysis import Analysis
-from playground.nn.kernel_timing import fused_vs_dense, rule_for
+from playground.nn.kernel_timing import fused_vs_dense
+from playground.nn.rebuild import AttentionSource
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import gpu
 from .lang import Words
-from .session import analysis_state, kind_labels, kind_title
+from .session import analysis_state, kind_labels, kind_title, layer_type
 from .warmup import FLEX
 
 HEAD_CELLS = 512  # one head's map: at most this many cells a side; a window this small shows exact weights
@@ -34,20 +35,22 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     if not state or kind not in state["result"].kinds:
         return None, ""
     result: Analysis = state["result"]
-    cfg = result.config
-    rule = rule_for(kind, cfg["family"], result.prefix_len, cfg.get("sliding_window", 0))
-    if rule is None:
+    maps = result.of_kind(kind)
+    source = maps[min(layer, len(maps) - 1)].source
+    if not isinstance(source, AttentionSource):  # implicit attention: no kernel, no block mask
         return None, w("blocks.none")
+    rule = source.rule  # the very rule this layer computed with
     q, k = kind_labels(kind, result)
     measured = state.setdefault("blocks", {})
-    if kind not in measured:  # the same call in every layer of a kind: measure it once
+    key = f"{kind}:{rule}"
+    if key not in measured:  # the same call in every layer of a kind with this rule: measured once
         FLEX.wait()  # the page's start-up compile, if it is still running
         try:
-            measured[kind] = gpu.work(w, fused_vs_dense, rule, len(q), len(k), cfg["n_heads"],
-                                      cfg["d_model"] // cfg["n_heads"], device=state["device"], dtype=result.dtype)
+            measured[key] = gpu.work(w, fused_vs_dense, rule, len(q), len(k), source.n_heads, source.q.shape[-1],
+                                     device=state["device"], dtype=result.dtype)
         except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
-            measured[kind] = {"reason": str(e).splitlines()[0]}
-    m = measured[kind]
+            measured[key] = {"reason": str(e).splitlines()[0]}
+    m = measured[key]
     if "reason" in m:
         return None, w("blocks.unavailable", reason=html.escape(m["reason"]))
     grid, (bq, bk) = m["grid"], m["block_size"]
@@ -91,6 +94,8 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
     layer = m.layer
     q, k = kind_labels(kind, result)
     where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
+    if m.layer_type:
+        where = msg("title.head_typed", head=where, type=layer_type(m.layer_type))
     untrained, signed = state["untrained"], kind == "implicit"
     meta = dict(kind=kind, layer=layer, head=head, rows=list(rows), cols=list(cols), cell=list(cells.cell),
                 tokens=[m.shape[1], m.shape[2]])

@@ -25,7 +25,7 @@ from playground import config, zoo
 from playground.config import BACKENDS, DTYPES, ModelConfig
 from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze, overview_cells
-from playground.inspect.generation import generate
+from playground.inspect.generation import decoder_start, generate
 from playground.models.base import LanguageModel
 from playground.models.memory import release_freed
 from playground.nn import gpu_call
@@ -352,7 +352,7 @@ def _analyze(spec: ModelSpec, text: str, *, prefix_len: int, window: int, backen
     ids, cut = tokenize(spec, text, device)
     notes += cut
     if cfg.family == "encdec":
-        target = [data.BOS_ID] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
+        target = [decoder_start(model)] + generate(model, ids, ENCDEC_TARGET_TOKENS).tokens
         result = analyze(model, ids, target_ids=target, labels=labels(spec, ids), target_labels=labels(spec, target),
                          **watch)
         notes.append(msg("note.encdec_target", n=ENCDEC_TARGET_TOKENS))

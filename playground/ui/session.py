@@ -19,6 +19,8 @@ def kind_title(kind: str, result: Analysis) -> Message:
     if kind == "self":
         if result.config["family"] == "prefix":
             return msg("kind.self_prefix", n=result.prefix_len)
+        if result.config["family"] == "encoder":
+            return msg("kind.self_encoder")
         return msg("kind.self")
     if kind == "implicit":
         if result.config["family"] == "mamba":
@@ -26,6 +28,29 @@ def kind_title(kind: str, result: Analysis) -> Message:
             return msg("kind.implicit_mamba", channels=cfg["expand"] * cfg["d_model"] // cfg["n_heads"])
         return msg("kind.implicit_rwkv")
     return msg(f"kind.{kind}")  # encoder_self, decoder_self, cross
+
+
+def layer_type(code: str | None) -> Message | None:
+    """A layer's type (``AttentionRecord.layer_type``: ``sliding:512``, ``full``, ``nope``, ``hybrid:3:8``, joined by
+    ",") in the reader's words, or None for a layer like every other."""
+    if not code:
+        return None
+    words = []
+    for part in code.split(","):
+        name, *args = part.split(":")
+        if name == "sliding":
+            words.append(msg("layer_type.sliding", n=args[0]))
+        elif name == "hybrid":
+            words.append(msg("layer_type.hybrid", i=args[0], n=args[1]))
+        else:
+            words.append(msg({"full": "layer_type.full", "nope": "layer_type.nope"}[name]))
+    return words[0] if len(words) == 1 else msg("layer_type.both", first=words[0], second=words[1])
+
+
+def layer_name(layer: int, code: str | None) -> Message:
+    """How a plot names a layer: "layer 3", or "layer 3 · sliding window 512" in a model whose layers differ."""
+    kind = layer_type(code)
+    return msg("plot.layer", i=layer) if kind is None else msg("plot.layer_typed", i=layer, type=kind)
 
 
 def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:

@@ -46,7 +46,7 @@ class LayerTag:
     """What the playground knows of one attention module of a wrapped model.
 
     kind: self | encoder_self | decoder_self | cross.
-    label: the layer's type as the page shows it (``full``, ``sliding 512``, ``NoPE``, ``attention 3 of 8``).
+    label: the layer's type (``model.layer_label``: ``sliding:512``, ``full``, ``nope``, ``hybrid:3:8``), or None.
     """
 
     kind: str

@@ -44,8 +44,9 @@ def layer_types(config) -> list[str] | None:
 
 
 def layer_label(config, layer_idx: int | None) -> str | None:
-    """What sets the layer ``layer_idx`` apart: ``sliding 512`` / ``full`` where they alternate, ``NoPE`` where
-    RoPE skips it, ``attention, layer 3 of 8`` among Mamba or convolution layers; None where layers are alike."""
+    """What sets the layer ``layer_idx`` apart, as codes joined by ",": ``sliding:512`` / ``full`` where window and
+    full layers alternate, ``nope`` where RoPE skips the layer, ``hybrid:3:8`` for attention at layer 3 of 8 among
+    Mamba or convolution layers; None where every layer is alike. The page words them (``layer_type.*``)."""
     if layer_idx is None:
         return None
     parts = []
@@ -54,14 +55,14 @@ def layer_label(config, layer_idx: int | None) -> str | None:
         mine = types[layer_idx]
         hybrid = any(t not in ATTENTION_TYPES for t in types)
         if hybrid:
-            parts.append(f"attention, layer {layer_idx} of {len(types)}")
+            parts.append(f"hybrid:{layer_idx}:{len(types)}")
         elif len(set(types)) > 1:
             window = getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None)
-            parts.append(f"sliding {window}" if mine != "full_attention" and window else "full")
+            parts.append(f"sliding:{window}" if mine != "full_attention" and window else "full")
     no_rope = getattr(config, "no_rope_layers", None)
     if no_rope and layer_idx < len(no_rope) and not no_rope[layer_idx]:
-        parts.append("NoPE")
-    return ", ".join(parts) or None
+        parts.append("nope")
+    return ",".join(parts) or None
 
 
 class HubModel(nn.Module):
