@@ -16,16 +16,18 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
     measured_bytes: the positions the cache holds. allocated_bytes: its tensors as allocated (a cache
         without a window preallocates every position); drawn before the bytes in use, which come last.
     formulas: name -> {"per_token": bytes, "fixed": bytes, optional "cap": tokens} (fixed: recurrent
-        state; cap: a sliding window, the cache stops growing at that many positions).
+        state; cap: a sliding window, the cache stops growing at that many positions), or {"layers": [such dicts]}
+        for a model whose layers cache differently (a window on some, a state on others): their sum.
     """
     span = max_tokens or (max(tokens) if tokens else 1)
     xs = np.linspace(1, span, 64)
     fig = go.Figure()
     for name, f in formulas.items():
         name = words.render(name)
-        dash = "dot" if f["fixed"] else "dash"
-        held = np.minimum(xs, f["cap"]) if f.get("cap") else xs
-        fig.add_trace(go.Scatter(x=xs, y=f["fixed"] + f["per_token"] * held, mode="lines", name=safe(name),
+        parts = f.get("layers", [f])
+        dash = "dot" if all(p["fixed"] for p in parts) else "dash" if "layers" not in f else "dashdot"
+        ys = sum(p["fixed"] + p["per_token"] * (np.minimum(xs, p["cap"]) if p.get("cap") else xs) for p in parts)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=safe(name),
                                  line=dict(dash=dash, width=1.5),
                                  hovertemplate=f"{safe(name)}<br>{words('plot.formula_hover')}<extra></extra>"))
     if allocated_bytes is not None:

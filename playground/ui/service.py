@@ -26,13 +26,15 @@ from playground.config import BACKENDS, DTYPES, ModelConfig
 from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze, overview_cells
 from playground.inspect.generation import decoder_start, generate
+from playground.models.hf.shape import HubConfig
+from playground.nn.kv_config import kv_from_config
 from playground.models.base import LanguageModel
 from playground.models.memory import release_freed
 from playground.nn import gpu_call
 from playground.models.shared import Weights, estimated_bytes, instance
 from playground.models.weight_cache import Checkout, WeightCache
 from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
-from playground.nn.kernels import run_dtype
+from playground.nn.kernels import dtype_name, run_dtype
 from playground.train import data
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
@@ -490,7 +492,13 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
         own = 2 * cfg.n_kv_heads * hs  # the model's own K/V heads
         out[msg("kv.window", n=cfg.n_kv_heads, window=cfg.sliding_window)] = {
             "per_token": layers * own * size, "fixed": 0.0, "cap": cfg.sliding_window}
-    for kind in ("RWKV", "Mamba"):
-        out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
-                                          "fixed": layers * state_bytes_per_layer(kind, cfg, dtype)}
+    if isinstance(cfg, ModelConfig):  # the recurrent families' fixed state at the same width
+        for kind in ("RWKV", "Mamba"):
+            out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
+                                              "fixed": layers * state_bytes_per_layer(kind, cfg, dtype)}
+    elif cfg.family != "encdec":  # the checkpoint's own layers, counted from its config.json as they cache (the
+        # counter reads decoder-only and hybrid configs; an encoder-decoder's measured curve stands alone)
+        report = kv_from_config(cfg.hf, dtype if isinstance(dtype, str) else dtype_name(dtype))
+        out[msg("kv.this_model", model_type=cfg.model_type)] = {"layers": [
+            {"per_token": layer.per_token, "fixed": layer.fixed or 0.0, "cap": layer.cap} for layer in report.layers]}
     return out
