@@ -14,7 +14,7 @@ from .lang import Localized, Words, t
 
 
 def growth_figure(state: dict | None, log: bool, request: gr.Request = None):
-    if not state:
+    if not state or state["timeline"].choices is not None:  # filling masks caches nothing
         return None
     tl: service.Timeline = state["timeline"]
     held = [state["start"] + i for i in range(len(tl.cache_bytes))]
@@ -30,6 +30,8 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     w = Words(request)
     tl: service.Timeline = state["timeline"]
     step = max(0, min(int(step), len(tl.rows) - 1))
+    if tl.choices is not None:
+        return mask_view(w, state, step)
     kind = next(k for k in tl.rows[step] if k != "cross")  # self, decoder_self or implicit
     keys = tl.prompt_labels + tl.new_labels[:step]
     held = tl.held[step] if tl.held else tl.rows[step][kind].shape[-1]
@@ -52,6 +54,18 @@ def step_view(state: dict | None, step: int, request: gr.Request = None):
     return fig, info
 
 
+def mask_view(w: Words, state: dict, step: int):
+    """(figure, note) of one masked position: its attention over the whole prompt in every layer and head, and the
+    tokens the model puts there."""
+    tl: service.Timeline = state["timeline"]
+    at = tl.positions[step]
+    title = msg("generate.step_mask", step=step, position=at, n=len(tl.prompt_labels))
+    fig = plots.step_rows(tl.rows[step]["self"], tl.prompt_labels, title, new_token=tl.new_labels[step],
+                          untrained=state["untrained"], words=w, key_start=0, numbered=True)
+    best = ", ".join(f"{html.escape(label)} {p:.1%}" for label, p in tl.choices[step])
+    return fig, w("generate.step_info_mask", step=step, last=len(tl.rows) - 1, position=at, best=best)
+
+
 def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
                      top_p: float, seed: int, window: int, backend: str, device: str, dtype: str = "auto") -> dict:
     """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from.
@@ -59,6 +73,11 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
     The formula curves count bytes at the dtype the cache ran in (bf16 on CUDA under auto), as measured."""
     model = api.spec(w, spec)
     service.prepare(model, device, dtype)
+    if api.run(w, lambda: (model.config().family, [])) == "encoder":  # BERT-like: it fills masks, it does not generate
+        timeline = api.run(w, gpu.work, w, service.fill_text, model, prompt, backend=backend, device=device,
+                           dtype=dtype)
+        return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
+                "formulas": {}}
     timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in

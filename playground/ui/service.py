@@ -25,6 +25,7 @@ from playground import config, zoo
 from playground.config import BACKENDS, DTYPES, ModelConfig
 from playground.errors import InputError, check_float, check_int
 from playground.inspect.analysis import Analysis, AttentionMap, analyze, overview_cells
+from playground.inspect.fill_mask import fill_mask, mask_token_id
 from playground.inspect.generation import decoder_start, generate
 from playground.models.hf.shape import HubConfig
 from playground.nn.kv_config import kv_from_config
@@ -438,6 +439,9 @@ class Timeline:
     n_layer: int
     n_heads: int
     config: ModelConfig                 # what it ran with: the model's, with the call's backend and window
+    choices: list[list[tuple[str, float]]] | None = None  # fill-mask: per masked position, its top tokens and
+                                                          # their probabilities (steps are masks, not new tokens)
+    positions: list[int] | None = None  # fill-mask: where each mask stands in the prompt
 
 
 def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
@@ -467,12 +471,45 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
     gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                    seed=seed, record=True)
     encdec = cfg.family == "encdec"
+    layers = max(rows.shape[0] for rows in gen.steps[0].attention.values())  # attention layers (a hybrid has fewer)
     return Timeline(
-        prompt_labels=show(spec, [data.BOS_ID]) if encdec else show(spec, ids), new_labels=show(spec, gen.tokens),
+        prompt_labels=show(spec, [decoder_start(model)]) if encdec else show(spec, ids), new_labels=show(spec, gen.tokens),
         text=decode(spec, gen.tokens), rows=[s.attention for s in gen.steps], held=[s.keys_held for s in gen.steps],
         cache_bytes=[s.cache_bytes for s in gen.steps],
         cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps],
-        source_labels=show(spec, ids) if encdec else [], n_layer=cfg.n_layer, n_heads=cfg.n_heads, config=cfg), notes
+        source_labels=show(spec, ids) if encdec else [], n_layer=layers, n_heads=cfg.n_heads, config=cfg), notes
+
+
+def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str = "cpu",
+              dtype: str = "auto") -> tuple[Timeline, list[Message]]:
+    """An encoder-only model fills every mask token of the prompt: per mask, its top tokens and that position's
+    attention in every layer and head, as a timeline whose steps are the masks (no cache: nothing is generated)."""
+    loaded = load(spec, backend, device, 0, dtype)
+    model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
+    tok = spec.tokenizer()
+    try:
+        mask_id = mask_token_id(tok)
+    except ValueError:
+        raise MessageError("error.no_mask_token") from None
+    ids, cut = tokenize(spec, text, device)
+    if mask_id not in ids:
+        raise MessageError("error.no_mask", token=tok_label(tok, mask_id))
+    fills = fill_mask(model, ids, mask_id)
+    filled = list(ids)
+    for f in fills:
+        filled[f.position] = f.top_ids[0]
+    n = len(fills)
+    return Timeline(
+        prompt_labels=labels(spec, ids), new_labels=[labels(spec, [f.top_ids[0]])[0] for f in fills],
+        text=decode(spec, filled), rows=[{"self": f.attention} for f in fills], held=[len(ids)] * n,
+        cache_bytes=[0] * n, cache_bytes_allocated=[0] * n, source_labels=[],
+        n_layer=fills[0].attention.shape[0], n_heads=cfg.n_heads, config=cfg,
+        choices=[[(label, p) for label, p in zip(labels(spec, f.top_ids), f.top_probs)] for f in fills],
+        positions=[f.position for f in fills]), notes + cut
+
+
+def tok_label(tok, token_id: int) -> str:
+    return tok.labels([token_id])[0]
 
 
 def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:

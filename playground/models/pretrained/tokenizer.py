@@ -96,6 +96,10 @@ class HubTokenizer:
             raise ValueError(f"encode expects a str, got {type(text).__name__}")
         return self._tok.encode(text, add_special_tokens=special).ids
 
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token of the vocabulary (added tokens included), or None."""
+        return self._tok.token_to_id(token)
+
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         """ids as Python ints, each >= 0. An id past the tokenizer's vocabulary is allowed: a model's
         embedding often has more rows than its tokenizer has tokens (Qwen2.5: 151,936 for 151,665)."""
