@@ -47,11 +47,12 @@ def kv_growth(tokens: list[int], measured_bytes: list[int], formulas: dict, *, l
 
 def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = "",
               untrained: bool = False, signed: bool = False, words=ENGLISH, key_start: int = 0,
-              numbered: bool = True) -> go.Figure:
+              numbered: bool = True, filled: bool = False) -> go.Figure:
     """One decode step: the new query's attention over every cached key, one row per layer/head.
 
     rows: (n_layer, nh, Tk). key_start: the position of the first key (a sliding window drops older ones).
     numbered: False when the columns are pooled key ranges already labelled.
+    filled: the row of a masked position an encoder-only model filled (keys: the whole prompt, no cache).
     """
     L, H, tk = rows.shape
     names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
@@ -59,8 +60,10 @@ def step_rows(rows: np.ndarray, k_labels: list[str], title, *, new_token: str = 
     fig = go.Figure(go.Heatmap(z=rows.reshape(L * H, tk), x=xs, y=names, coloraxis="coloraxis",
                                hovertemplate=(f"%{{y}}<br>{words('plot.key')} %{{x}}<br>"
                                               f"{words('plot.weight')} %{{z:.4f}}<extra></extra>")))
-    title = f"{words.render(title)} → {words('plot.next_token', token=safe(new_token))}{_status(untrained, words)}"
+    predicted = words("plot.filled_token" if filled else "plot.next_token", token=safe(new_token))
+    title = f"{words.render(title)} → {predicted}{_status(untrained, words)}"
     return _layout(fig, title, height=max(300, 22 * L * H + 160), words=words,
                    coloraxis=colour_axis(rows, signed=signed, words=words),
-                   xaxis=dict(title=words("plot.key_in_cache"), tickangle=-60, type="category"),
+                   xaxis=dict(title=words("plot.key_in_prompt" if filled else "plot.key_in_cache"), tickangle=-60,
+                              type="category"),
                    yaxis=dict(autorange="reversed", type="category"))

@@ -61,7 +61,7 @@ def mask_view(w: Words, state: dict, step: int):
     at = tl.positions[step]
     title = msg("generate.step_mask", step=step, position=at, n=len(tl.prompt_labels))
     fig = plots.step_rows(tl.rows[step]["self"], tl.prompt_labels, title, new_token=tl.new_labels[step],
-                          untrained=state["untrained"], words=w, key_start=0, numbered=True)
+                          untrained=state["untrained"], words=w, key_start=0, numbered=True, filled=True)
     best = ", ".join(f"{html.escape(label)} {p:.1%}" for label, p in tl.choices[step])
     return fig, w("generate.step_info_mask", step=step, last=len(tl.rows) - 1, position=at, best=best)
 
