@@ -16,6 +16,7 @@ from playground import plots
 from playground.errors import check_int
 from playground.inspect import flash_replay as fr
 from playground.inspect.step_through import step_through
+from playground.models.hf.shape import HubConfig
 from playground.train import data
 from playground.ui import service
 from . import api, gpu
@@ -47,6 +48,8 @@ def step_data(w: Words, spec_text: str, prompt: str, layer: int, head: int, quer
     """The steps of one head as JSON, the token labels, and a note when the prompt was cut (or a model was
     unloaded to make room for this one)."""
     spec = api.spec(w, spec_text)
+    if isinstance(spec.config(), HubConfig):  # the steps read the playground's own projections
+        raise w.error("inside.refused_hub", model_type=spec.config().model_type)
     ids, source, labels, source_labels = _tokens(w, spec, prompt)
     notes = []
     if len(source or ids) > MAX_TOKENS:

@@ -18,6 +18,7 @@ from playground.config import RECURRENT_FAMILIES
 from playground.inspect.ablation import MODES, ablate_heads
 from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.logit_lens import logit_lens
+from playground.models.hf.shape import HubConfig
 from playground.train import data
 from playground.ui import service
 from playground.ui.i18n import msg
@@ -93,6 +94,8 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
     if mode not in MODES:
         raise w.error("view.unknown_mode", mode=mode, modes=", ".join(MODES))
     cfg = spec.config()
+    if isinstance(cfg, HubConfig):  # these views read the playground's own layers (W_V, W_O, the final norm)
+        raise ValueError(w("view.refused_hub", model_type=cfg.model_type))
     if cfg.family in RECURRENT_FAMILIES or cfg.family == "encdec":
         raise ValueError(w("view.refused", family=cfg.family))
     service.prepare(spec, device)

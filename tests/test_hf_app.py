@@ -1,0 +1,63 @@
+"""Any-architecture checkpoints through the API, as a notebook or another program calls the page: the views that read
+them, and a clear refusal (never a traceback) from the views that read only the playground's own layers."""
+from pathlib import Path
+
+import pytest
+
+from conftest import require
+
+PROMPT = "The keys and [MASK] are cached; attention looks back."
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    require("transformers", "pip install -r requirements-dev.txt")
+    import os
+
+    from gradio_client import Client
+
+    import hf_tiny
+    from pretrained_fixtures import PARAGRAPH, SPECIAL, served_page
+    from playground.bench.hf_folder import byte_level_bpe
+
+    root = Path(tmp_path_factory.mktemp("operator-api"))
+    tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
+    for name in ("qwen3", "bert", "t5"):
+        hf_tiny.save(name, root / f"api-{name}")
+        (root / f"api-{name}" / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
+    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
+    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
+    with served_page() as url:
+        yield Client(url, verbose=False)
+    if before is None:
+        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
+    else:
+        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+
+
+@pytest.mark.parametrize("name", ["qwen3", "bert", "t5"])
+def test_analysis_tiles_and_head_insights_read_any_architecture(client, name):
+    spec = f"local:api-{name}"
+    badge, overview, _, _ = client.predict(spec=spec, prompt=PROMPT, api_name="/analyze")
+    assert spec in badge and overview["type"] == "plotly"
+    kind = "encoder_self" if name == "t5" else "self"
+    tile = client.predict(spec=spec, prompt=PROMPT, kind=kind, layer=1, head=2, rows=[0, 6], cols=[0, 6],
+                          api_name="/tile")
+    assert tile["exact"] and len(tile["values"]) == 6
+    table = client.predict(spec=spec, prompt=PROMPT, api_name="/heads")
+    assert table["headers"][:2] == ["layer", "head"] and len(table["data"]) >= 8
+
+
+def test_a_bert_checkpoint_fills_the_mask_through_generate(client):
+    text, growth, steps, step0, caption = client.predict(spec="local:api-bert", prompt=PROMPT, api_name="/generate")
+    assert growth is None and steps == 1 and "The model puts there:" in caption
+    assert "[MASK]" not in text and text.startswith("The keys and")
+
+
+@pytest.mark.parametrize("api, kwargs", [("/view", dict(view="norms")), ("/view", dict(view="lens")),
+                                         ("/ablate", {}), ("/step", {}), ("/flash_replay", {})])
+def test_views_of_the_playgrounds_own_layers_refuse_a_hub_model_by_name(client, api, kwargs):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="qwen3 checkpoint runs in transformers' own classes"):
+        client.predict(spec="local:api-qwen3", prompt=PROMPT, api_name=api, **kwargs)
