@@ -12,7 +12,7 @@ from test_browser import open_advanced, playwright, set_prompt, settle, shot, wa
 from test_browser_long import AXES_JS
 
 PROMPT = "The keys and values are cached; attention looks back."
-MODELS = ("qwen3", "bert", "marian", "gemma3")
+MODELS = ("qwen3", "bert", "marian", "gemma3", "gpt_oss")
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,13 @@ def test_a_marian_checkpoint_translates_and_shows_its_cross_attention(pg):
     pg.locator(".js-plotly-plot .legendtext", has_text="local:any-marian").first.wait_for(timeout=60_000)
     wait_for_plot_title(pg, "Step 0")
     shot(pg, "56-any-marian-translate")
+
+
+def test_gpt_oss_shows_each_rows_sink_share_beside_its_keys(pg):
+    open_and_analyze(pg, "gpt_oss")
+    assert "Attention sinks" in pg.locator(".badge").inner_text()
+    wait_for_plot_title(pg, "layer 0, head 0")
+    sink = pg.evaluate("""() => { const gd = document.querySelector('.head-map .js-plotly-plot');
+        const t = gd.data.find(d => d.xaxis === 'x2'); return t && {x: t.x, z: t.z.map(r => r[0])}; }""")
+    assert sink["x"] == ["sink"] and all(0 < v < 1 for v in sink["z"])
+    shot(pg, "57-any-gpt-oss-sinks")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from playground.config import ModelConfig
 from playground.models import build_model
 from playground.models.base import LanguageModel
+from playground.models.hf.model import build as hub_model
 
 PER_CALL = ("backend", "sliding_window")  # config fields an instance may change: no tensor depends on them
 
@@ -38,8 +39,8 @@ def storage_bytes(tensors) -> int:
 
 def build(cfg) -> nn.Module:
     """The model of a config: a playground ``ModelConfig`` through ``build_model``, a Hub model's shape
-    (``models.hf.shape.HubConfig``) through its own ``build``."""
-    return build_model(cfg) if isinstance(cfg, ModelConfig) else cfg.build()
+    (``models.hf.shape.HubConfig``) through ``models.hf.model.build``."""
+    return build_model(cfg) if isinstance(cfg, ModelConfig) else hub_model(cfg)
 
 
 def estimated_bytes(cfg, dtype: torch.dtype = torch.float32) -> int:

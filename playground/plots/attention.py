@@ -168,7 +168,7 @@ def _with_gutters(names: list[str], size: int, gap: int, count: int) -> list[str
 def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *,
          mask: np.ndarray | None = None, untrained: bool = False, signed: bool = False, words=ENGLISH,
          scale_title=None, start: tuple[int, int] = (0, 0), numbered: bool = True, meta: dict | None = None,
-         value_key: str = "plot.weight", zmax: float = 1.0) -> go.Figure:
+         value_key: str = "plot.weight", zmax: float = 1.0, sink: np.ndarray | None = None) -> go.Figure:
     """One head (or a window of it), tokens on both axes; masked cells left blank ("masked" on hover).
 
     Args:
@@ -177,6 +177,8 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         numbered: number the labels by position (tokens); False for labels that are already unique (cells).
         meta: written into ``layout.meta`` (the window a zoom reads: ``assets/js/zoom_head.js``).
         zmax: the top of the colour scale (a long prompt's weights are small: the page fits it to the window).
+        sink: (Tq,) or None: each row's weight on a sink logit (gpt-oss), drawn as one more column at the right, on
+            an axis of its own (the keys' axis stays the keys'); the row's key weights sum to 1 minus it.
     """
     z = weights.astype(np.float32)
     if mask is not None:
@@ -187,10 +189,17 @@ def head(weights: np.ndarray, q_labels: list[str], k_labels: list[str], title, *
         z=z, x=xs, y=ys, coloraxis="coloraxis", hoverongaps=False,
         hovertemplate=_hover(words, value_key, ":.4f")))
     side = min(900, max(420, 14 * len(q_labels) + 160))
+    extra = {}
+    if sink is not None:
+        sink_name = words("plot.sink")
+        fig.add_trace(go.Heatmap(z=np.asarray(sink, np.float32)[:, None], x=[sink_name], y=ys, xaxis="x2",
+                                 coloraxis="coloraxis", hovertemplate=f"%{{y}}<br>{sink_name} %{{z:.4f}}<extra></extra>"))
+        extra = dict(xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category", domain=[0, 0.93]),
+                     xaxis2=dict(type="category", domain=[0.95, 1.0], tickangle=-60))
+    axes = extra or dict(xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category"))
     return _layout(fig, words.render(title) + _status(untrained, words), height=side, words=words,
                    coloraxis=colour_axis(z, signed, words, scale_title, zmax=zmax), meta=meta or {},
-                   xaxis=dict(title=words("plot.key_axis"), tickangle=-60, type="category"),
-                   yaxis=dict(title=words("plot.query_axis"), autorange="reversed", type="category"))
+                   yaxis=dict(title=words("plot.query_axis"), autorange="reversed", type="category"), **axes)
 
 
 def mask(allowed: np.ndarray, q_labels: list[str], k_labels: list[str], title, words=ENGLISH,

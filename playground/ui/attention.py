@@ -69,6 +69,11 @@ def badge(w: Words, state: dict) -> str:
                        call=html.escape(how)))
     for reason in dict.fromkeys(m.reason for m in result.maps if m.reason):
         lines.append(w("badge.fallback", reason=html.escape(reason)))
+    caps = sorted({m.source.softcap for m in result.maps if getattr(m.source, "softcap", None)})
+    if caps:  # Gemma 2: every score passes through c·tanh(s/c) before the softmax
+        lines.append(w("badge.softcap", cap=", ".join(f"{c:g}" for c in caps)))
+    if any(getattr(m.source, "sinks", None) is not None for m in result.maps):
+        lines.append(w("badge.sinks"))
     if result.kernels == ["implicit"]:
         lines.append(w("badge.implicit", diff=result.max_abs_diff))
     elif result.recomputed:

@@ -111,8 +111,13 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
     if m.shape[2] > plots.FIT_SCALE_KEYS and not signed and np.isfinite(z).any() and float(np.nanmax(z)) > 0:
         zmax = float(np.nanmax(z))  # over thousands of keys a weight is small: a 0..1 scale would show nothing
         where = msg("title.with_scale", title=where, scale=w("plot.fitted_scale", zmax=zmax))
+    sink = None
+    if getattr(m.source, "sinks", None) is not None:  # gpt-oss: each row's share of softmax that went to its sink
+        share = m.source.sink_share()[head].numpy()
+        edges = cells.row_edges()
+        sink = np.array([getattr(share[a:b], how)() for a, b in zip(edges[:-1], edges[1:])], dtype=np.float32)
     return (plots.head(z, q, k, where, mask=allowed > 0, untrained=untrained, signed=signed, words=w, meta=meta,
-                       zmax=zmax, **look),
+                       zmax=zmax, sink=sink, **look),
             plots.mask(allowed, q, k, mask_title, words=w, **look),
             plots.mask_overlay(z, allowed, q, k, msg("title.overlay", layer=layer, head=head), signed=signed,
                                words=w, zmax=zmax, **look))

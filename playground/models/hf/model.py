@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from playground.models.base import LOGITS, ModelOutput
-from playground.models.hf.attention import LAYERS, LayerTag, RunSettings, check_backend
+from playground.models.hf.attention import LAYERS, NAME, LayerTag, RunSettings, check_backend
+from playground.models.hf.shape import ATTENTION_TYPES, HubConfig, layer_types
 from playground.nn.recorder import AttentionRecord, Recorder
 
 TASKS = ("causal", "masked", "seq2seq")  # what the head on top predicts
 CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention")
-ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "attention", "hybrid")
 
 
 def kind_of(path: str, encoder_decoder: bool) -> str:
@@ -35,12 +35,6 @@ def kind_of(path: str, encoder_decoder: bool) -> str:
         return "self"
     parts = low.split(".")
     return "encoder_self" if "encoder" in parts and "decoder" not in parts else "decoder_self"
-
-
-def layer_types(config) -> list[str] | None:
-    """Each layer's type as the config lists it (``layer_types``, Jamba / Granite's ``layers_block_type``), or None."""
-    types = getattr(config, "layer_types", None) or getattr(config, "layers_block_type", None)
-    return list(types) if types else None
 
 
 def layer_label(config, layer_idx: int | None) -> str | None:
@@ -90,8 +84,6 @@ class HubModel(nn.Module):
     @classmethod
     def wrap(cls, hf: nn.Module, backend: str = "auto") -> "HubModel":
         """A transformers model already built with ``attn_implementation="playground"``, wrapped."""
-        from playground.models.hf.shape import HubConfig
-
         return cls(hf, HubConfig.of(hf.config.to_dict(), backend))
 
     @property
@@ -220,6 +212,13 @@ class HubModel(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.hf.parameters())
+
+
+def build(cfg: HubConfig) -> HubModel:
+    """A ``HubModel`` of this shape with transformers' initial weights (under ``torch.device("meta")`` it allocates
+    nothing, as ``models.shared.instance`` and the parameter count build it)."""
+    hf = cfg.model_class._from_config(cfg.transformers_config, attn_implementation=NAME)
+    return HubModel(hf.eval(), cfg)
 
 
 @contextmanager

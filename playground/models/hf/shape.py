@@ -7,7 +7,7 @@ playground cannot record (its class does not route attention through the interfa
 
 It holds the same names ``ModelConfig`` gives a playground model (family, n_layer, n_heads, n_kv_heads, head_dim,
 d_model, position, sliding_window, context_length, vocab_size, backend, variant), so the page's sentences, budgets
-and limits read both; ``build`` makes the ``HubModel`` (on the meta device for a shape-only count).
+and limits read both; ``model.build`` makes its ``HubModel``.
 """
 from __future__ import annotations
 
@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 FAMILY_OF_TASK = {"causal": "decoder", "masked": "encoder", "seq2seq": "encdec"}
+ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "attention", "hybrid")
 ROPE_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_pct", "rotary_emb_base", "partial_rotary_factor",
              "qk_rope_head_dim")
 RELATIVE_TYPES = ("t5", "mt5", "umt5", "longt5")
 SINUSOIDAL_TYPES = ("marian", "m2m_100", "pegasus", "fsmt")
+
+
+def layer_types(config) -> list[str] | None:
+    """Each layer's type as the config lists it (``layer_types``, Jamba / Granite's ``layers_block_type``), or None."""
+    types = getattr(config, "layer_types", None) or getattr(config, "layers_block_type", None)
+    return list(types) if types else None
 
 
 class UnsupportedModel(ValueError):
@@ -206,15 +213,11 @@ class HubConfig:
 
     @property
     def layer_types(self) -> list[str] | None:
-        from playground.models.hf.model import layer_types
-
         return layer_types(self.text_config)
 
     @property
     def attention_layers(self) -> int:
         """Attention layers per stack: hybrids count only theirs."""
-        from playground.models.hf.model import ATTENTION_TYPES
-
         types = self.layer_types
         if types and any(t not in ATTENTION_TYPES for t in types):
             return sum(t in ATTENTION_TYPES for t in types)
@@ -243,15 +246,6 @@ class HubConfig:
         if unknown:
             raise ValueError(f"a Hub model's instance may change only its backend, not {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
-
-    def build(self):
-        """A ``HubModel`` of this shape with transformers' initial weights (call it under ``torch.device("meta")`` to
-        allocate nothing, as ``models.shared.instance`` does)."""
-        from playground.models.hf import NAME
-        from playground.models.hf.model import HubModel
-
-        hf = self.model_class._from_config(self.transformers_config, attn_implementation=NAME)
-        return HubModel(hf.eval(), self)
 
     def __hash__(self) -> int:
         return hash((json.dumps(self.hf, sort_keys=True, default=str), self.backend))

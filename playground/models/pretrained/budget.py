@@ -178,10 +178,11 @@ def estimate_parameters(config: dict) -> int:
         raise ValueError(f"config.json must hold a JSON object, got {type(config).__name__}")
     if config.get("model_type") in FORMULAS or config.get("model_type") in ("llama", "mistral", "qwen2"):
         return FORMULAS.get(config.get("model_type"), _llama)(config)
+    from playground.models.hf.model import build
     from playground.models.hf.shape import HubConfig
 
     with torch.device("meta"):
-        model = HubConfig.of(config).build()
+        model = build(HubConfig.of(config))
     return sum(p.numel() for p in model.parameters())
 
 

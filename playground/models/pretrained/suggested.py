@@ -1,7 +1,9 @@
-"""Pretrained models the page suggests: small enough for a CPU Space, one per family the loader reads.
+"""Pretrained models the page suggests: current small models, one per idea worth seeing (QK-norm, alternating
+sliding and full layers, encoder-only, encoder-decoder, implicit attention, sinks).
 
 Plain data (no download): each entry's size and attention layout come from its published config.json,
-so the page can show them before anything is fetched. Any other Hub id of a supported family works too.
+so the page can show them before anything is fetched. Any other Hub id whose architecture transformers runs
+through its attention interface works too.
 """
 from __future__ import annotations
 
@@ -25,11 +27,19 @@ class Suggested:
 
 
 SUGGESTED = (
-    Suggested("openai-community/gpt2", "124M", "gpt2", 12, "MHA 12", "learned"),
+    Suggested("Qwen/Qwen3-0.6B", "0.6B", "qwen3", 28, "GQA 16:8", "RoPE θ=1e6", "QK-norm"),
+    Suggested("google/gemma-3-270m", "270M", "gemma3_text", 18, "MQA 4:1", "RoPE",
+              "5 sliding-window (512) layers per full one; gated: needs HF_TOKEN"),
     Suggested("HuggingFaceTB/SmolLM2-135M", "135M", "llama", 30, "GQA 9:3", "RoPE"),
     Suggested("HuggingFaceTB/SmolLM2-360M", "362M", "llama", 32, "GQA 15:5", "RoPE"),
-    Suggested("Qwen/Qwen2.5-0.5B", "494M", "qwen2", 24, "GQA 14:2", "RoPE θ=1e6", "q/k/v biases, reads Chinese"),
-    Suggested("state-spaces/mamba-130m-hf", "130M", "mamba", 24, "no attention (implicit)", "none"),
+    Suggested("openai-community/gpt2", "124M", "gpt2", 12, "MHA 12", "learned"),
     Suggested("meta-llama/Llama-3.2-1B", "1.24B", "llama", 16, "GQA 32:8", "RoPE llama3 scaling", "gated: needs HF_TOKEN"),
-    Suggested("mistralai/Mistral-7B-v0.1", "7.24B", "mistral", 32, "GQA 32:8", "RoPE", "sliding window 4096; needs ~29 GB"),
+    Suggested("allenai/OLMo-2-0425-1B", "1.5B", "olmo2", 16, "MHA 16", "RoPE", "QK-norm"),
+    Suggested("google-bert/bert-base-uncased", "110M", "bert", 12, "MHA 12", "learned", "encoder-only: fill the mask"),
+    Suggested("answerdotai/ModernBERT-base", "149M", "modernbert", 22, "MHA 12", "RoPE",
+              "encoder-only; local window 128, global every 3rd layer"),
+    Suggested("google-t5/t5-small", "60M", "t5", 6, "MHA 8", "relative buckets", "encoder-decoder"),
+    Suggested("state-spaces/mamba-130m-hf", "130M", "mamba", 24, "no attention (implicit)", "none"),
+    Suggested("openai/gpt-oss-20b", "21B", "gpt_oss", 24, "GQA 64:8", "RoPE",
+              "attention sinks; sliding (128) and full layers alternate; GPU only (~42 GB in bf16)"),
 )
