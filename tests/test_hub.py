@@ -508,3 +508,31 @@ def test_any_interface_architecture_downloads_and_opens(hub_server):
     ids = torch.tensor([tok.encode("the keys and values")])
     with torch.no_grad():
         assert (model(ids).logits - ref(ids).logits).abs().max() < 1e-5
+
+
+def test_the_cache_stays_under_its_disk_budget_least_recently_used_out_first(hub_server, monkeypatch):
+    """Three repositories of ~4 kB each under a 10 kB budget: opening the third deletes the oldest, never the one
+    downloading, and a model larger than the whole budget is refused before a byte is fetched."""
+    import time as clock
+
+    from playground.models.pretrained import disk
+
+    for name in ("owner/a", "owner/b", "owner/c"):
+        hub_server.repos[name] = tiny_repo()
+    monkeypatch.setenv(disk.ENV_DISK_GB, str(10_000 / 1e9))
+    forgotten = []
+    hub.resolve("owner/a", forget=forgotten.append)
+    clock.sleep(0.01)
+    hub.resolve("owner/b", forget=forgotten.append)
+    cached = {r.repo_id for r in __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).repos}
+    assert cached == {"owner/a", "owner/b"}
+    hub.resolve("owner/c", forget=forgotten.append)
+    cached = {r.repo_id for r in __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).repos}
+    assert forgotten == ["owner/a"] and cached == {"owner/b", "owner/c"}
+    assert __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).size_on_disk <= 10_000
+    monkeypatch.setenv(disk.ENV_DISK_GB, str(3_000 / 1e9))
+    hub_server.repos["owner/big"] = tiny_repo()
+    before = len(hub_server.downloads())
+    with pytest.raises(HubError, match="needs .* on disk but this server keeps at most") as info:
+        hub.resolve("owner/big")
+    assert info.value.reason == "disk" and hub_server.downloads()[before:] == ["config.json"]

@@ -22,6 +22,8 @@ each a median of ``--repeats`` runs (at least 5) with its spread, and its target
   while 8 clients call it at once: analyze and generate (32 new tokens), each with backends math and
   explicit and windows 0 and 64 (``bench.concurrent``).
 - ``mamba_implicit_130m_256_s`` (<= 15): ``mamba_implicit`` below.
+- ``any_model_analyze_ms_qwen3_shape_128``, ``any_model_overhead_ratio`` (<= 1.3) and ``any_model_archs_exact``
+  (every architecture of ``bench.hf_archs``): ``bench.any_model``.
 
 ``--shape tiny`` runs the same steps on a 2-layer, 64-wide GPT-2 and Mamba in seconds (for tests);
 the keys keep their names. ``transformers`` writes the checkpoint: it is a development dependency
@@ -49,7 +51,7 @@ from urllib.parse import urlencode
 import torch
 
 from playground import plots
-from playground.bench import hf_folder
+from playground.bench import any_model, hf_folder
 from playground.bench.app import PASSAGE, browser_render_ms
 from playground.bench.concurrent import Call, parallel_calls, peak_rss_during
 from playground.bench.decode import cache_speedup, time_decode
@@ -110,6 +112,7 @@ TARGETS = {  # summary key -> (comparison, target)
     "analyze_p50_ms_gpt2_128": ("<=", 1500), "overview_bytes_gpt2_128": ("<=", 2_000_000),
     "browser_render_ms_gpt2_128": ("<=", 2500), "cached_over_uncached_gpt2_256": (">=", 3),
     "peak_rss_mb_gpt2_parallel": ("<=", 2000), "mamba_implicit_130m_256_s": ("<=", 15),
+    "any_model_overhead_ratio": ("<=", 1.3),
 }
 MAMBA_TINY = dict(n_layer=2, d_model=64, n_heads=2, n_kv_heads=2, vocab_size=512)
 
@@ -216,6 +219,8 @@ def bench_pretrained(repeats: int = MIN_REPEATS, keep: str | None = None, shape:
         service.WEIGHTS.clear()
         app = _in_app(root, str(spec), texts, repeats, browser)
     mamba = mamba_implicit(NEW_TOKENS, **(MAMBA_TINY if shape == "tiny" else {}))
+    any_cost = any_model.overhead(repeats, shape)
+    exact = any_model.archs_exact()
 
     analyze_ms = [s * 1e3 for s in analyze_seconds]
     render = app["render_ms"]
@@ -233,6 +238,11 @@ def bench_pretrained(repeats: int = MIN_REPEATS, keep: str | None = None, shape:
         "peak_reset_before_parallel": app["reset"], "parallel_calls": app["calls"],
         "parallel_call_s": [round(s, 2) for s in app["call_s"]], "parallel_wall_s": app["wall_s"],
         "mamba_implicit_130m_256_s": mamba["seconds"], "mamba_max_abs_diff": mamba["max_abs_diff"],
+        "any_model_analyze_ms_qwen3_shape_128": spread(any_cost["analyze_ms"])["median"],
+        "any_model_sdpa_ms_qwen3_shape_128": spread(any_cost["sdpa_ms"])["median"],
+        "any_model_overhead_ratio": any_cost["ratio"],
+        "any_model_archs_exact": sum(exact.values()), "any_model_archs": len(exact),
+        "any_model_archs_not_exact": sorted(name for name, ok in exact.items() if not ok),
         "shape": shape, "n_params": n_params, "tokenizer_vocab": vocab, "repeats": repeats,
         "folder": str(folder) if keep else None,
     }
@@ -242,5 +252,9 @@ def bench_pretrained(repeats: int = MIN_REPEATS, keep: str | None = None, shape:
             _row("browser_render_ms_gpt2_128", summary["browser_render_ms_gpt2_128"], "ms", render),
             _row("cached_over_uncached_gpt2_256", speedup["median"], "x"),
             _row("peak_rss_mb_gpt2_parallel", summary["peak_rss_mb_gpt2_parallel"], "MB"),
-            _row("mamba_implicit_130m_256_s", mamba["seconds"], "s")]
+            _row("mamba_implicit_130m_256_s", mamba["seconds"], "s"),
+            _row("any_model_analyze_ms_qwen3_shape_128", summary["any_model_analyze_ms_qwen3_shape_128"], "ms",
+                 any_cost["analyze_ms"]),
+            _row("any_model_overhead_ratio", any_cost["ratio"], "x"),
+            _row("any_model_archs_exact", summary["any_model_archs_exact"], "archs")]
     return make_result("pretrained", "cpu", summary, rows)

@@ -48,12 +48,19 @@ def prepare(scheme: str, name: str, progress: hub.Progress | None = None) -> Pat
         if key in _folders:
             return _folders[key]
     if scheme == "hf":
-        folder = hub.resolve(name, progress=progress)
+        folder = hub.resolve(name, progress=progress, forget=_forget)
     else:
         folder = hub.local_folder(name)
     with _lock:
         _folders[key] = folder
     return folder
+
+
+def _forget(repo: str) -> None:
+    """A repository deleted from the Hugging Face cache to make room: found and downloaded again on its next use
+    (a model already loaded keeps its weights, config and tokenizer in memory)."""
+    with _lock:
+        _folders.pop(("hf", repo), None)
 
 
 def is_prepared(scheme: str, name: str) -> bool:

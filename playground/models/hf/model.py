@@ -158,7 +158,7 @@ class HubModel(nn.Module):
 
     def _run(self, kwargs: dict, capture: bool, logits: str) -> ModelOutput:
         """One call of the wrapped model with ``kwargs``, through the cache while one is set up."""
-        if logits == "last" and self.task == "causal":
+        if logits != "all" and self.task == "causal":  # "none": the head over one position, not every one
             kwargs["logits_to_keep"] = 1
         kwargs["use_cache"] = self.use_cache
         if self.use_cache and self.past is not None:

@@ -40,7 +40,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import filter_repo_objects, tqdm as hf_tqdm
 
-from playground.models.pretrained import budget as mem
+from playground.models.pretrained import budget as mem, disk
 from playground.models.pretrained.budget import estimate_bytes
 
 __all__ = ["ENV_LOCAL", "HUB_ID", "HubError", "estimate_bytes", "fetch_config", "is_hub_id", "local_folder",
@@ -62,7 +62,7 @@ class HubError(ValueError):
 
     ``reason`` names the case for a caller that words it itself: bad_id, local_off, local_outside,
     local_missing, offline, not_found, gated, revision, http, pickle_only, no_weights, too_large, config,
-    unsupported (an architecture the playground cannot open, read from config.json).
+    unsupported (an architecture the playground cannot open, read from config.json), disk (past the disk budget).
     """
 
     def __init__(self, reason: str, message: str):
@@ -239,7 +239,8 @@ def _report(progress: Progress | None, fraction: float, text: str) -> None:
 
 def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes: int | None = None,
             progress: Progress | None = None, token: str | None = None, revision: str | None = None,
-            allow_local: bool = False, device: str | torch.device | None = None) -> Path:
+            allow_local: bool = False, device: str | torch.device | None = None,
+            forget: Callable[[str], None] | None = None) -> Path:
     """A local folder with the model's config, safetensors weights and tokenizer files.
 
     Args:
@@ -251,6 +252,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         revision: a branch, tag or commit of the Hub repository (None: main).
         allow_local: accept any local folder (a notebook's own files); the page leaves it False.
         device: where the weights will go; a CUDA device must also have the memory free for them.
+        forget: called with each repository deleted from the cache to make room (``disk.make_room``).
     Returns:
         The folder's real path. Raises HubError (a ValueError) with the next step on any refusal.
     """
@@ -287,9 +289,14 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
     expected = sum(siblings[f] or 0 for f in filter_repo_objects(list(siblings), allow_patterns=wanted)
                    if f not in fetched)
     bar = _bar_class(progress, repo, expected) if progress is not None else None
-    with _hub_errors(repo, revision):
-        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted,
-                                        token=token, tqdm_class=bar))
+    with disk.downloading(repo):
+        try:
+            disk.make_room(repo, expected + (siblings.get("config.json") or 0), forget=forget)
+        except disk.DiskFull as e:
+            raise HubError("disk", str(e)) from None
+        with _hub_errors(repo, revision):
+            folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted,
+                                            token=token, tqdm_class=bar))
     _report(progress, 1.0, f"Downloaded {repo}")
     return folder
 
