@@ -217,3 +217,35 @@ def test_the_cache_bytes_are_transformers_own_tensors():
     assert all(measured == direct for measured, direct in seen)
     per_token_full = 2 * 2 * 16 * 4  # K and V, 2 K/V heads x 16 dims, float32, one full layer
     assert seen[0][0] < 4 * 13 * per_token_full  # three of four layers hold at most their window of 5 keys
+
+
+def test_a_model_spread_over_cpu_and_disk_gives_the_figures_of_the_model_loaded_whole(tmp_path):
+    """device_map with half the layers offloaded to disk (accelerate's big-model loading): the same analysis."""
+    require("accelerate", "pip install -r requirements-dev.txt")
+    import numpy as np
+
+    from playground.bench.hf_folder import byte_level_bpe
+    from playground.inspect.analysis import analyze
+    from playground.models.hf.loader import open_folder
+
+    name = "qwen3"
+    model_type, task, fields = hf_tiny.ARCHS[name]
+    hf_tiny.ARCHS["qwen3-4"] = (model_type, task, dict(fields, num_hidden_layers=4))
+    try:
+        hf_tiny.save("qwen3-4", tmp_path / "ckpt")
+    finally:
+        del hf_tiny.ARCHS["qwen3-4"]
+    (tmp_path / "ckpt" / "tokenizer.json").write_text(byte_level_bpe(["the keys and values"] * 3, 300, ["<s>"]))
+    whole, _ = open_folder(tmp_path / "ckpt")
+    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu",
+                  "model.layers.2": "disk", "model.layers.3": "disk", "model.norm": "cpu", "model.rotary_emb": "cpu",
+                  "lm_head": "cpu"}
+    spread, _ = open_folder(tmp_path / "ckpt", device_map=device_map, offload_folder=tmp_path / "offload")
+    assert spread.hf.hf_device_map["model.layers.3"] == "disk"
+    assert all(p.device.type == "meta" for p in spread.hf.model.layers[3].parameters())  # read from disk per call
+    ids = list(range(3, 40))
+    a, b = analyze(whole, ids), analyze(spread, ids)
+    assert len(a.maps) == len(b.maps) == 4
+    for x, y in zip(a.maps, b.maps):
+        np.testing.assert_array_equal(x.weights, y.weights)
+        np.testing.assert_array_equal(x.overview.cells("max"), y.overview.cells("max"))

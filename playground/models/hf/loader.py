@@ -18,8 +18,14 @@ from playground.models.pretrained.tokenizer import HubTokenizer
 
 
 def open_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                backend: str = "auto") -> tuple[HubModel, HubTokenizer]:
+                backend: str = "auto", *, device_map: str | dict | None = None,
+                offload_folder: str | Path | None = None) -> tuple[HubModel, HubTokenizer]:
     """The model in ``folder`` (config.json, *.safetensors, tokenizer.json) on ``device`` in ``dtype``.
+
+    ``device_map`` (``"auto"`` or a dict of module -> device, ``"cpu"`` or ``"disk"``; needs ``accelerate``) spreads
+    a model too large for one device over several GPUs, then the CPU, then ``offload_folder`` on disk, as
+    transformers' big-model loading does; ``device`` is then ignored. Each layer's record moves to the CPU as it is
+    written, so an analysis holds q, k and lse there whatever device the layer ran on.
 
     Raises ValueError (``shape.UnsupportedModel`` for the architecture) saying what is wrong, before any weight is
     read where config.json already says it.
@@ -28,10 +34,11 @@ def open_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
     shape = HubConfig.of(read_config(folder), backend)
     weight_files(folder)  # no safetensors (pickles only): refused, nothing opened
     tokenizer = HubTokenizer.from_folder(folder)
+    spread = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
     try:
         hf = shape.model_class.from_pretrained(folder, attn_implementation=NAME, dtype=dtype, use_safetensors=True,
-                                               local_files_only=True, trust_remote_code=False)
+                                               local_files_only=True, trust_remote_code=False, **spread)
     except (OSError, RuntimeError) as e:
         raise ValueError(f"transformers could not read the weights of this {shape.model_type} checkpoint: "
                          f"{str(e).splitlines()[0][:300]}") from None
-    return HubModel(hf.to(device).eval(), shape), tokenizer
+    return HubModel((hf if device_map is not None else hf.to(device)).eval(), shape), tokenizer
