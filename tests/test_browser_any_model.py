@@ -21,7 +21,7 @@ def operator_dir(tmp_path_factory):
     require("transformers", "pip install -r requirements-dev.txt")
     import os
 
-    import hf_tiny
+    from playground.bench import hf_archs
     from pretrained_fixtures import PARAGRAPH, SPECIAL
 
     from playground.bench.hf_folder import byte_level_bpe
@@ -30,7 +30,7 @@ def operator_dir(tmp_path_factory):
     tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
     for name in MODELS:
         folder = Path(root) / f"any-{name}"
-        hf_tiny.save(name, folder)
+        hf_archs.save(name, folder)
         (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
     before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
     os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
@@ -168,6 +168,6 @@ def test_gpt_oss_shows_each_rows_sink_share_beside_its_keys(pg):
     assert "Attention sinks" in pg.locator(".badge").inner_text()
     wait_for_plot_title(pg, "layer 0, head 0")
     sink = pg.evaluate("""() => { const gd = document.querySelector('.head-map .js-plotly-plot');
-        const t = gd.data.find(d => d.xaxis === 'x2'); return t && {x: t.x, z: t.z.map(r => r[0])}; }""")
+        const t = gd._fullData.find(d => d.xaxis === 'x2'); return t && {x: Array.from(t.x), z: Array.from(t.z, r => r[0])}; }""")
     assert sink["x"] == ["sink"] and all(0 < v < 1 for v in sink["z"])
     shot(pg, "57-any-gpt-oss-sinks")

@@ -28,9 +28,9 @@ def sdpa_calls(monkeypatch):
 
     real_flash = kernels.cpu_flash_with_lse
 
-    def recording_flash(q, k, v, attn_mask=None, is_causal=False):
+    def recording_flash(q, k, v, attn_mask=None, is_causal=False, scale=None):
         calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
-        return real_flash(q, k, v, attn_mask, is_causal)
+        return real_flash(q, k, v, attn_mask, is_causal, scale)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
     monkeypatch.setattr(kernels, "cpu_flash_with_lse", recording_flash)

@@ -1,6 +1,6 @@
 """Any transformers architecture through the playground's one attention function, against transformers' own eager path.
 
-Each tiny checkpoint (``hf_tiny``: random weights, written by transformers) runs twice: in eager attention with
+Each tiny checkpoint (``hf_archs``: random weights, written by transformers) runs twice: in eager attention with
 ``output_attentions`` (the reference) and wrapped in ``HubModel`` with the playground's attention function. The
 logits must agree, and every record's weights, rebuilt from q, k, the rule and the log-sum-exp, must equal the
 reference's weights of the same kind and layer.
@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 import torch
 
-import hf_tiny
+from playground.bench import hf_archs
 from conftest import require
 
 require("transformers", "pip install -r requirements-dev.txt")
@@ -23,9 +23,9 @@ ATOL = 1e-5
 def _wrapped(name: str, backend: str = "auto"):
     from playground.models.hf import NAME, HubModel
 
-    ref = hf_tiny.build(name)
-    _, task, _ = hf_tiny.ARCHS[name]
-    hf = hf_tiny.auto_class(task).from_config(hf_tiny.config(name), attn_implementation=NAME)
+    ref = hf_archs.build(name)
+    _, task, _ = hf_archs.ARCHS[name]
+    hf = hf_archs.auto_class(task).from_config(hf_archs.config(name), attn_implementation=NAME)
     hf.load_state_dict(ref.state_dict())
     return ref, HubModel.wrap(hf.float().eval(), backend)
 
@@ -33,7 +33,7 @@ def _wrapped(name: str, backend: str = "auto"):
 def _inputs(name: str, batch: int = 1, T: int = 12, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, 96, (batch, T), generator=g)
-    tgt = torch.randint(3, 96, (batch, 7), generator=g) if hf_tiny.ARCHS[name][1] == "seq2seq" else None
+    tgt = torch.randint(3, 96, (batch, 7), generator=g) if hf_archs.ARCHS[name][1] == "seq2seq" else None
     return ids, tgt
 
 
@@ -52,7 +52,7 @@ def _capture(model, ids, tgt, mask=None):
         return model(ids, tgt, mask, capture=True)
 
 
-@pytest.mark.parametrize("name", list(hf_tiny.ARCHS))
+@pytest.mark.parametrize("name", list(hf_archs.ARCHS))
 def test_logits_and_every_weight_equal_transformers_eager(name):
     ref, model = _wrapped(name)
     ids, tgt = _inputs(name)
@@ -185,7 +185,7 @@ def test_windows_are_read_off_the_mask_function():
     assert (rule.kind, rule.window) == ("causal", 0)
 
 
-GENERATORS = [n for n, (_, task, _) in hf_tiny.ARCHS.items() if task != "masked"]
+GENERATORS = [n for n, (_, task, _) in hf_archs.ARCHS.items() if task != "masked"]
 
 
 @pytest.mark.parametrize("name", GENERATORS)
@@ -229,12 +229,12 @@ def test_a_model_spread_over_cpu_and_disk_gives_the_figures_of_the_model_loaded_
     from playground.models.hf.loader import open_folder
 
     name = "qwen3"
-    model_type, task, fields = hf_tiny.ARCHS[name]
-    hf_tiny.ARCHS["qwen3-4"] = (model_type, task, dict(fields, num_hidden_layers=4))
+    model_type, task, fields = hf_archs.ARCHS[name]
+    hf_archs.ARCHS["qwen3-4"] = (model_type, task, dict(fields, num_hidden_layers=4))
     try:
-        hf_tiny.save("qwen3-4", tmp_path / "ckpt")
+        hf_archs.save("qwen3-4", tmp_path / "ckpt")
     finally:
-        del hf_tiny.ARCHS["qwen3-4"]
+        del hf_archs.ARCHS["qwen3-4"]
     (tmp_path / "ckpt" / "tokenizer.json").write_text(byte_level_bpe(["the keys and values"] * 3, 300, ["<s>"]))
     whole, _ = open_folder(tmp_path / "ckpt")
     device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu",

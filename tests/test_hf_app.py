@@ -16,14 +16,14 @@ def client(tmp_path_factory):
 
     from gradio_client import Client
 
-    import hf_tiny
+    from playground.bench import hf_archs
     from pretrained_fixtures import PARAGRAPH, SPECIAL, served_page
     from playground.bench.hf_folder import byte_level_bpe
 
     root = Path(tmp_path_factory.mktemp("operator-api"))
     tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
     for name in ("qwen3", "bert", "t5"):
-        hf_tiny.save(name, root / f"api-{name}")
+        hf_archs.save(name, root / f"api-{name}")
         (root / f"api-{name}" / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
     before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
     os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)

@@ -490,7 +490,7 @@ def test_any_interface_architecture_downloads_and_opens(hub_server):
     import tempfile
     from pathlib import Path
 
-    import hf_tiny
+    from playground.bench import hf_archs
     from hub_server import Repo
 
     from playground.models.hf import HubModel
@@ -498,7 +498,7 @@ def test_any_interface_architecture_downloads_and_opens(hub_server):
     from playground.bench.hf_folder import byte_level_bpe
 
     folder = Path(tempfile.mkdtemp())
-    ref = hf_tiny.save("qwen3", folder)
+    ref = hf_archs.save("qwen3", folder)
     (folder / "tokenizer.json").write_text(byte_level_bpe(["the keys and values are cached"] * 4, 300,
                                                           ["<pad>", "<s>", "</s>"]))
     files = {p.name: p.read_bytes() for p in folder.iterdir()}

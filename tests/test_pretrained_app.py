@@ -240,7 +240,7 @@ def test_the_picker_lists_suggestions_and_the_operator_s_folders(local_models):
 
     values = [value for _, value in controls.pretrained_choices()]
     assert values == [f"hf:{s.hub_id}" for s in SUGGESTED] + ["local:app-gpt2", "local:app-llama", "local:app-mistral"]
-    assert "124M · gpt2 · 12 layers · MHA 12 · learned" in controls.pretrained_choices()[0][0]
+    assert "0.6B · qwen3 · 28 layers · GQA 16:8 · RoPE θ=1e6 · QK-norm" in controls.pretrained_choices()[0][0]
     assert "Local model folders: on" in controls.local_note(Words()) and "3 model folder" in controls.local_note(Words())
     assert "本地模型文件夹：已开启" in controls.local_note(Words(lang="zh-CN"))
 

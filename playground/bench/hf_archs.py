@@ -1,4 +1,5 @@
-"""Tiny random checkpoints of current transformers architectures, written by transformers itself (no network).
+"""Tiny random checkpoints of current transformers architectures, written by transformers itself (no network): what
+the tests and ``bench.any_model`` check the playground's attention function on.
 
 ``ARCHS`` maps a name to (model_type, task, config overrides): two or four layers, width 64, 4 heads, so a
 forward takes milliseconds. ``build(name)`` returns the model in eager attention (the reference: its
