@@ -51,7 +51,7 @@ from urllib.parse import urlencode
 import torch
 
 from playground import plots
-from playground.bench import any_model, hf_folder
+from playground.bench import any_model, hf_archs, hf_folder
 from playground.bench.app import PASSAGE, browser_render_ms
 from playground.bench.concurrent import Call, parallel_calls, peak_rss_during
 from playground.bench.decode import cache_speedup, time_decode
@@ -112,7 +112,7 @@ TARGETS = {  # summary key -> (comparison, target)
     "analyze_p50_ms_gpt2_128": ("<=", 1500), "overview_bytes_gpt2_128": ("<=", 2_000_000),
     "browser_render_ms_gpt2_128": ("<=", 2500), "cached_over_uncached_gpt2_256": (">=", 3),
     "peak_rss_mb_gpt2_parallel": ("<=", 2000), "mamba_implicit_130m_256_s": ("<=", 15),
-    "any_model_overhead_ratio": ("<=", 1.3),
+    "any_model_overhead_ratio": ("<=", 1.3), "any_model_archs_exact": (">=", len(hf_archs.ARCHS)),
 }
 MAMBA_TINY = dict(n_layer=2, d_model=64, n_heads=2, n_kv_heads=2, vocab_size=512)
 
