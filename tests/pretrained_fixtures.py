@@ -106,10 +106,8 @@ def reference(folder: str | Path):
 
 
 @contextmanager
-def operator_models(root: Path, kinds, prefix: str):
-    """$PLAYGROUND_LOCAL_MODELS set to ``root`` holding ``<prefix>-<kind>`` for each kind, restored after."""
-    for kind in kinds:
-        write_checkpoint(kind, root / f"{prefix}-{kind}")
+def local_models(root: Path):
+    """$PLAYGROUND_LOCAL_MODELS set to ``root`` for the block, restored after."""
     before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
     os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
     try:
@@ -119,6 +117,30 @@ def operator_models(root: Path, kinds, prefix: str):
             os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
         else:
             os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+
+
+@contextmanager
+def operator_models(root: Path, kinds, prefix: str):
+    """$PLAYGROUND_LOCAL_MODELS set to ``root`` holding ``<prefix>-<kind>`` for each kind, restored after."""
+    for kind in kinds:
+        write_checkpoint(kind, root / f"{prefix}-{kind}")
+    with local_models(root):
+        yield root
+
+
+@contextmanager
+def any_models(root: Path, names, prefix: str):
+    """$PLAYGROUND_LOCAL_MODELS set to ``root`` holding ``<prefix>-<name>`` for each architecture of
+    ``playground.bench.hf_archs`` (random weights, transformers' own classes) with a byte-level tokenizer that has
+    ``[MASK]``, restored after."""
+    from playground.bench import hf_archs
+
+    tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
+    for name in names:
+        hf_archs.save(name, root / f"{prefix}-{name}")
+        (root / f"{prefix}-{name}" / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
+    with local_models(root):
+        yield root
 
 
 @contextmanager

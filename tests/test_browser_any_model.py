@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import require
-from playground.bench.browser import launch
-from test_browser import open_advanced, playwright, set_prompt, settle, shot, wait_for_plot_title
+from test_browser import open_advanced, set_prompt, settle, shot, wait_for_plot_title
 from test_browser_long import AXES_JS
+from test_browser_pretrained import chromium, pg, site  # noqa: F401 (fixtures: the page over this module's operator_dir)
 
 PROMPT = "The keys and values are cached; attention looks back."
 MODELS = ("qwen3", "bert", "marian", "gemma3", "gpt_oss")
@@ -19,53 +19,10 @@ MODELS = ("qwen3", "bert", "marian", "gemma3", "gpt_oss")
 def operator_dir(tmp_path_factory):
     """$PLAYGROUND_LOCAL_MODELS holding any-<name> for each of MODELS, with a byte-level tokenizer that has [MASK]."""
     require("transformers", "pip install -r requirements-dev.txt")
-    import os
+    from pretrained_fixtures import any_models
 
-    from playground.bench import hf_archs
-    from pretrained_fixtures import PARAGRAPH, SPECIAL
-
-    from playground.bench.hf_folder import byte_level_bpe
-
-    root = tmp_path_factory.mktemp("operator-any")
-    tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
-    for name in MODELS:
-        folder = Path(root) / f"any-{name}"
-        hf_archs.save(name, folder)
-        (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
-    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
-    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
-    else:
-        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
-
-
-@pytest.fixture(scope="module")
-def site(operator_dir):
-    from pretrained_fixtures import served_page
-
-    with served_page() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def chromium(site):
-    with playwright.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def pg(chromium, site):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    page = context.new_page()
-    page.goto(site, wait_until="load")
-    page.get_by_role("heading", name="Attention Playground").wait_for()
-    settle(page)
-    yield page
-    context.close()
+    with any_models(Path(tmp_path_factory.mktemp("operator-any")), MODELS, "any") as root:
+        yield root
 
 
 def open_and_analyze(pg, name: str, prompt: str = PROMPT) -> str:

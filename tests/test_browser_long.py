@@ -25,20 +25,13 @@ AXES_JS = """([x, y]) => {
 def long_model(tmp_path_factory):
     """$PLAYGROUND_LOCAL_MODELS holding long-llama: a 6-layer Llama (GQA 4:2) with 8,192 positions."""
     require("transformers", "pip install -r requirements-dev.txt")
-    import os
-
-    from pretrained_fixtures import write_checkpoint
+    from pretrained_fixtures import local_models, write_checkpoint
 
     root = tmp_path_factory.mktemp("operator-long")
     # six layers: six progress updates, spread over seconds even on a fast machine
     write_checkpoint("llama", root / "long-llama", max_position_embeddings=8192, num_hidden_layers=6)
-    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
-    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
-    yield "local:long-llama"
-    if before is None:
-        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
-    else:
-        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
+    with local_models(root):
+        yield "local:long-llama"
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,12 @@ PROMPT = "The keys and [MASK] are cached; attention looks back."
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     require("transformers", "pip install -r requirements-dev.txt")
-    import os
-
     from gradio_client import Client
 
-    from playground.bench import hf_archs
-    from pretrained_fixtures import PARAGRAPH, SPECIAL, served_page
-    from playground.bench.hf_folder import byte_level_bpe
+    from pretrained_fixtures import any_models, served_page
 
-    root = Path(tmp_path_factory.mktemp("operator-api"))
-    tokenizer = byte_level_bpe([PARAGRAPH], 300, [*SPECIAL, "[MASK]"])
-    for name in ("qwen3", "bert", "t5"):
-        hf_archs.save(name, root / f"api-{name}")
-        (root / f"api-{name}" / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
-    before = os.environ.get("PLAYGROUND_LOCAL_MODELS")
-    os.environ["PLAYGROUND_LOCAL_MODELS"] = str(root)
-    with served_page() as url:
+    with any_models(Path(tmp_path_factory.mktemp("operator-api")), ("qwen3", "bert", "t5"), "api"), served_page() as url:
         yield Client(url, verbose=False)
-    if before is None:
-        os.environ.pop("PLAYGROUND_LOCAL_MODELS", None)
-    else:
-        os.environ["PLAYGROUND_LOCAL_MODELS"] = before
 
 
 @pytest.mark.parametrize("name", ["qwen3", "bert", "t5"])
