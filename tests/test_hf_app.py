@@ -16,7 +16,12 @@ def client(tmp_path_factory):
 
     from pretrained_fixtures import any_models, served_page
 
-    with any_models(Path(tmp_path_factory.mktemp("operator-api")), ("qwen3", "bert", "t5"), "api"), served_page() as url:
+    root = Path(tmp_path_factory.mktemp("operator-api"))
+    bloom = root / "api-bloom"  # an architecture that computes attention in its own code
+    bloom.mkdir()
+    (bloom / "config.json").write_text('{"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4, '
+                                       '"vocab_size": 320}')
+    with any_models(root, ("qwen3", "bert", "t5"), "api"), served_page() as url:
         yield Client(url, verbose=False)
 
 
@@ -46,3 +51,18 @@ def test_views_of_the_playgrounds_own_layers_refuse_a_hub_model_by_name(client, 
 
     with pytest.raises(AppError, match="qwen3 checkpoint runs in transformers' own classes"):
         client.predict(spec="local:api-qwen3", prompt=PROMPT, api_name=api, **kwargs)
+
+
+def test_an_architecture_that_bypasses_the_interface_is_refused_with_the_reason(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="BloomForCausalLM computes attention in its own code"):
+        client.predict(spec="local:api-bloom", prompt=PROMPT, api_name="/analyze")
+
+
+def test_a_notebook_gets_the_same_refusal_as_a_value_error(tmp_path):
+    from playground.models.pretrained import load_pretrained
+
+    (tmp_path / "config.json").write_text('{"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4}')
+    with pytest.raises(ValueError, match="BloomForCausalLM computes attention in its own code"):
+        load_pretrained(tmp_path)
