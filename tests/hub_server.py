@@ -31,6 +31,7 @@ class Repo:
 class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    tokens: list[str | None] = field(default_factory=list)  # the Authorization header of each request, or None
     rate: float = 0.0   # bytes per second a download is sent at (0: at once): a download a page can watch
 
     def downloads(self) -> list[str]:
@@ -47,6 +48,7 @@ class FakeHub:
     def answer(self, method: str, path: str, headers) -> tuple[int, dict, bytes]:
         """(status, headers, body) for one request."""
         self.requests.append((method, path))
+        self.tokens.append(headers.get("authorization"))
         parts = unquote(urlsplit(path).path).strip("/").split("/")
         api = parts[:2] == ["api", "models"]
         repo_id = "/".join(parts[2:4] if api else parts[:2])

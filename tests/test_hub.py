@@ -536,3 +536,29 @@ def test_the_cache_stays_under_its_disk_budget_least_recently_used_out_first(hub
     with pytest.raises(HubError, match="needs .* on disk but this server keeps at most") as info:
         hub.resolve("owner/big")
     assert info.value.reason == "disk" and hub_server.downloads()[before:] == ["config.json"]
+
+
+def test_a_visitors_hub_id_never_carries_the_operators_token(hub_server, monkeypatch):
+    """The page opens an id a visitor typed with no token; the operator's token goes only to the repositories they
+    list in PLAYGROUND_TOKEN_REPOS. (The stand-in records each request's Authorization header.)"""
+    from playground.zoo import hub_source
+
+    monkeypatch.setattr(hub, "get_token", lambda: "hf_operator")
+    monkeypatch.setenv("HF_TOKEN", "hf_operator")
+    monkeypatch.delenv(hub.ENV_TOKEN_REPOS, raising=False)
+    hub_server.repos["owner/open"] = tiny_repo()
+    hub_server.repos["owner/gated"] = tiny_repo(gated=True)
+    hub_source.prepare("hf", "owner/open")
+    assert hub_server.tokens and not any(hub_server.tokens)  # not one request carried a token
+    with pytest.raises(HubError, match="only for the repositories its operator lists in PLAYGROUND_TOKEN_REPOS"):
+        hub_source.prepare("hf", "owner/gated")
+    assert not any(hub_server.tokens)
+    hub_server.tokens.clear()
+    monkeypatch.setenv(hub.ENV_TOKEN_REPOS, "owner/gated, owner/other")
+    folder = hub_source.prepare("hf", "owner/gated")
+    assert (folder / "config.json").is_file() and all(t == "Bearer hf_operator" for t in hub_server.tokens)
+    # the KV-cache calculator reads a visitor's config.json the same way
+    hub_server.tokens.clear()
+    monkeypatch.setenv(hub.ENV_TOKEN_REPOS, "")
+    assert hub.fetch_config("owner/open", token=hub.server_token("owner/open")) == GPT2_TINY
+    assert not any(hub_server.tokens)

@@ -62,11 +62,11 @@ def read_config(source: str, w: Words) -> dict:
     if not HUB_ID.fullmatch(text):
         raise w.error("error.config_source", text=text[:80])
     try:
-        from playground.models.pretrained.hub import fetch_config
+        from playground.models.pretrained.hub import fetch_config, server_token
     except ImportError:
         raise w.error("error.hub_unavailable") from None
     try:
-        return fetch_config(text)
+        return fetch_config(text, token=server_token(text.strip()))
     except (ValueError, OSError) as e:  # offline, an unknown id, a gated model: the loader's own message
         raise w.error(e) from None
 

@@ -48,7 +48,7 @@ def prepare(scheme: str, name: str, progress: hub.Progress | None = None) -> Pat
         if key in _folders:
             return _folders[key]
     if scheme == "hf":
-        folder = hub.resolve(name, progress=progress, forget=_forget)
+        folder = hub.resolve(name, progress=progress, forget=_forget, token=hub.server_token(name))
     else:
         folder = hub.local_folder(name)
     with _lock:

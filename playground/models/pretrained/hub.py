@@ -47,6 +47,7 @@ __all__ = ["ENV_LOCAL", "HUB_ID", "HubError", "estimate_bytes", "fetch_config", 
            "local_root", "resolve"]
 
 ENV_LOCAL = "PLAYGROUND_LOCAL_MODELS"
+ENV_TOKEN_REPOS = "PLAYGROUND_TOKEN_REPOS"  # the repositories a server may open with its own token (comma-separated)
 # owner/name: letters, digits, '.', '_', '-'; starts and ends with a letter or digit; no '..' or '--'
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HUB_ID = re.compile(rf"(?!.*(?:\.\.|--)){_PART}/{_PART}")
@@ -71,6 +72,22 @@ class HubError(ValueError):
 
 
 # --- which source ------------------------------------------------------------------------------
+
+def token_repos() -> set[str]:
+    """The Hub ids the operator lets the server open with its own token (``$PLAYGROUND_TOKEN_REPOS``)."""
+    return {r.strip() for r in os.environ.get(ENV_TOKEN_REPOS, "").split(",") if r.strip()}
+
+
+def server_token(repo: str) -> bool | None:
+    """The token a server uses for a repository a visitor named: the operator's (None: huggingface_hub's own
+    lookup of HF_TOKEN or the stored login) only for the repositories in ``$PLAYGROUND_TOKEN_REPOS``, else False
+    (no token at all), so a visitor never reaches the operator's private or gated repositories."""
+    return None if repo in token_repos() else False
+
+
+def _has_token(token) -> bool:
+    return bool(get_token()) if token is None else bool(token)
+
 
 def is_hub_id(source: str) -> bool:
     """True for a well-formed ``owner/name`` Hub id (no path tricks: no '..', no leading '/')."""
@@ -131,18 +148,21 @@ def _hub_or_local(source: str, allow_local: bool) -> tuple[str | None, Path | No
 
 # --- talking to the Hub ------------------------------------------------------------------------
 
-def _gated(repo: str) -> HubError:
+def _gated(repo: str, token=None) -> HubError:
+    if token is False:  # a server opening a visitor's id: the operator's token is not offered for it
+        return HubError("gated", f"{repo} is a gated model, and this server opens gated or private models only for "
+                                 f"the repositories its operator lists in {ENV_TOKEN_REPOS}; pick an open model")
     return HubError("gated", f"{repo} is a gated model: accept its licence on https://huggingface.co/{repo} "
                              "and set HF_TOKEN (or pass token=) to a token of that account")
 
 
 @contextmanager
-def _hub_errors(repo: str, revision: str | None):
+def _hub_errors(repo: str, revision: str | None, token=None):
     """Turn huggingface_hub's exceptions into a HubError that says what to do next."""
     try:
         yield
     except GatedRepoError:  # before RepositoryNotFoundError: it is one
-        raise _gated(repo) from None
+        raise _gated(repo, token) from None
     except RepositoryNotFoundError:
         raise HubError("not_found", f"No model {repo!r} on the Hub (or it is private: set HF_TOKEN); check the "
                                     "id, e.g. openai-community/gpt2") from None
@@ -248,7 +268,8 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         dtype: the dtype the model will run in (None: float32); it sets the size checked against the budget.
         budget_bytes: the most one model may take; None: $PLAYGROUND_MAX_MODEL_GB, else half the free memory.
         progress: ``progress(fraction, text)``, called while asking and downloading (e.g. gr.Progress()).
-        token: a Hub token for gated or private models (None: HF_TOKEN or the stored login).
+        token: a Hub token for gated or private models (None: HF_TOKEN or the stored login; False: none, as a
+            server passes for a visitor's id outside ``$PLAYGROUND_TOKEN_REPOS``: ``server_token``).
         revision: a branch, tag or commit of the Hub repository (None: main).
         allow_local: accept any local folder (a notebook's own files); the page leaves it False.
         device: where the weights will go; a CUDA device must also have the memory free for them.
@@ -262,7 +283,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
 
     _report(progress, 0.0, f"Asking the Hub about {repo}")
     try:
-        with _hub_errors(repo, revision):
+        with _hub_errors(repo, revision, token):
             info = HfApi().model_info(repo, revision=revision, files_metadata=True, token=token)
     except HubError as e:
         cached = _cached(repo, revision, token) if e.reason == "offline" else None
@@ -271,8 +292,8 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
         return _checked_folder(cached, repo, dtype, budget_bytes, device)
 
     siblings = {s.rfilename: s.size for s in info.siblings or []}
-    if info.gated and not (token or get_token()):
-        raise _gated(repo)
+    if info.gated and not _has_token(token):
+        raise _gated(repo, token)
     has_metadata = info.safetensors is not None and bool(info.safetensors.total)
     if has_metadata:  # the size from the Hub's safetensors metadata: refused before any file is read
         _check_budget(repo, info.safetensors.total, dtype, budget_bytes, device)
@@ -294,7 +315,7 @@ def resolve(source: str, *, dtype: str | torch.dtype | None = None, budget_bytes
             disk.make_room(repo, expected + (siblings.get("config.json") or 0), forget=forget)
         except disk.DiskFull as e:
             raise HubError("disk", str(e)) from None
-        with _hub_errors(repo, revision):
+        with _hub_errors(repo, revision, token):
             folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted,
                                             token=token, tqdm_class=bar))
     _report(progress, 1.0, f"Downloaded {repo}")
@@ -351,6 +372,6 @@ def fetch_config(source: str, *, token: str | None = None, revision: str | None 
         if not (folder / "config.json").is_file():
             raise HubError("config", f"{source!r} has no config.json")
         return _read_config(folder / "config.json")
-    with _hub_errors(repo, revision):
+    with _hub_errors(repo, revision, token):
         path = hf_hub_download(repo, "config.json", revision=revision, token=token)
     return _read_config(Path(path))
