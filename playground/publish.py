@@ -8,10 +8,11 @@ therefore uploads with ``huggingface_hub`` (``HfApi.upload_folder``), which puts
 Hub's storage itself; this repository's own ``.gitattributes`` is neither needed nor touched (its
 checkpoints stay plain files in its history), and the Space keeps the one the Hub wrote for it.
 
-What is sent: every file of the checkout except what only this machine needs (``IGNORE``): the
-virtual environment, caches, ``runs/`` and the models trained in the page (``zoo.USER_DIR`` when it
-lies inside the checkout), training data prepared at run time, optimizer states and the browser
-tests' artifacts. ``--dry-run`` lists the files and the total size without contacting the Hub. The
+What is sent: exactly the files git tracks in the checkout (``git ls-files``), as they are in the working tree,
+less what only this machine needs even when tracked (``IGNORE``: ``.gitattributes``, optimizer states, the
+browser tests' artifacts, the models trained in the page). An untracked ``.env``, log or notebook is never sent.
+A republish deletes from the Space every file the checkout no longer has (``delete_patterns``; the Hub keeps the
+Space's own ``.gitattributes``). ``--dry-run`` lists the files and the total size without contacting the Hub. The
 Space is created (Gradio SDK) if it does not exist; README.md's front matter configures it.
 ``--hardware`` then asks the Hub for that hardware (``cpu-basic``, ``zero-a10g`` for ZeroGPU, ``l4x1``, ...;
 README.md's "Space hardware" says what runs where).
@@ -19,7 +20,9 @@ README.md's "Space hardware" says what runs where).
 from __future__ import annotations
 
 import argparse
+import glob
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,12 +58,26 @@ def ignore_patterns() -> list[str]:
     return IGNORE + extra
 
 
+def tracked(root: Path = ROOT) -> list[str]:
+    """The files git tracks under ``root`` that exist in the working tree, relative to it; ValueError outside a
+    git checkout (nothing could say which files are the project's)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--full-name", "."], capture_output=True,
+                             check=True).stdout
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             check=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise ValueError("publish uploads the files git tracks: run it in a git checkout of the playground") from None
+    base = Path(top).resolve()
+    paths = [(base / name).relative_to(root).as_posix() for name in out.decode().split("\0") if name]
+    return sorted(p for p in paths if (root / p).is_file())
+
+
 def plan(root: Path = ROOT) -> list[tuple[str, int]]:
-    """(path relative to ``root``, bytes) of every file the upload sends, sorted: the same listing and
-    filter ``HfApi.upload_folder`` applies to ``root`` with ``ignore_patterns()``."""
+    """(path relative to ``root``, bytes) of every file the upload sends, sorted: the tracked files, less
+    ``ignore_patterns()`` and huggingface_hub's own ``DEFAULT_IGNORE_PATTERNS``."""
     root = Path(root).resolve()
-    files = sorted(p.relative_to(root).as_posix() for p in root.glob("**/*") if p.is_file())
-    kept = filter_repo_objects(files, ignore_patterns=ignore_patterns() + DEFAULT_IGNORE_PATTERNS)
+    kept = filter_repo_objects(tracked(root), ignore_patterns=ignore_patterns() + DEFAULT_IGNORE_PATTERNS)
     return [(path, (root / path).stat().st_size) for path in kept]
 
 
@@ -105,7 +122,9 @@ def publish(repo_id: str, *, private: bool = False, dry_run: bool = False, hardw
     url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     out(f"Uploading {len(files)} files ({size(total)}) to {url}")
     api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(Path(root).resolve()),
+                      allow_patterns=[glob.escape(path) for path, _ in files],  # exactly the tracked files
                       ignore_patterns=ignore_patterns(),  # upload_folder adds DEFAULT_IGNORE_PATTERNS itself
+                      delete_patterns=["*"],  # what the checkout no longer has goes (the Hub keeps .gitattributes)
                       commit_message="Publish the Attention Playground")
     if hardware is not None:
         api.request_space_hardware(repo_id, SpaceHardware(hardware))

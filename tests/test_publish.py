@@ -21,20 +21,29 @@ SENT = {  # a checkout's files that belong on the Space
     "tests/test_zoo.py": "", ".ci/run": "#!/bin/sh\n",
 }
 LEFT_OUT = {  # what only this machine needs
-    ".git/HEAD": "ref", ".git/objects/ab/cdef": "blob", ".gitattributes": "*.bin filter=lfs",
+    ".gitattributes": "*.bin filter=lfs",
     ".venv/lib/python3.11/site-packages/torch/__init__.py": "", ".venv/pyvenv.cfg": "",
     "playground/__pycache__/config.cpython-311.pyc": "", "playground/ui/__pycache__/app.cpython-311.pyc": "",
     "runs/user/mine/model.safetensors": "z" * 100, "runs/train.log": "", "my-models/alice/model.safetensors": "",
     ".pytest_cache/v/cache/lastfailed": "", "tests/artifacts/browser.png": "", "data/tokens/part0.bin": "",
     "models/gqa/train_state.pt": "", ".cache/huggingface/download/x": "",
+    ".env": "HF_TOKEN=hf_secret\n", "notes.ipynb": "{}", "debug.log": "",  # untracked: never sent
 }
+TRACKED_BUT_LEFT_OUT = (".gitattributes", "models/gqa/train_state.pt")  # in git, but only this machine needs them
 
 
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
+    """A git checkout: SENT and TRACKED_BUT_LEFT_OUT committed, the rest of LEFT_OUT lying untracked beside them."""
+    import subprocess
+
     for path, text in {**SENT, **LEFT_OUT}.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-f", *SENT, *TRACKED_BUT_LEFT_OUT], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "checkout"], check=True)
     monkeypatch.setattr(publish, "USER_DIR", ROOT / "my-models")  # the page's models kept inside the checkout
     return tmp_path
 
@@ -73,7 +82,8 @@ def test_the_upload_sends_the_app_and_the_shipped_models_and_nothing_else(checko
     assert create == ("create_repo", "alice/playground",
                       {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True})
     assert upload[0] == "upload_folder" and upload[2]["repo_type"] == "space"
-    assert uploaded_by(upload[2]) == set(SENT)
+    assert uploaded_by(upload[2]) == set(SENT)  # the untracked .env, notebook and log stay on this machine
+    assert upload[2]["delete_patterns"] == ["*"]  # a republish removes what the checkout no longer has
     assert any("14 files" in line for line in lines)
 
 
@@ -130,3 +140,10 @@ def test_publish_asks_for_the_hardware_it_is_given(checkout):
     assert api.calls[-1] == ("request_space_hardware", "alice/playground", publish.SpaceHardware.ZERO_A10G)
     with pytest.raises(ValueError, match="unknown Space hardware 'gpu-please'.*cpu-basic"):
         publish.publish("alice/playground", hardware="gpu-please", root=checkout, api=FakeApi())
+
+
+def test_outside_a_git_checkout_publish_says_so(tmp_path):
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / "app.py").write_text("")
+    with pytest.raises(ValueError, match="run it in a git checkout"):
+        publish.publish("alice/playground", root=tmp_path, api=FakeApi(), dry_run=True)
