@@ -22,6 +22,9 @@ def client(tmp_path_factory):
     (bloom / "config.json").write_text('{"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4, '
                                        '"vocab_size": 320}')
     with any_models(root, ("qwen3", "bert", "t5"), "api"), served_page() as url:
+        import shutil
+
+        shutil.copytree(root / "api-qwen3", root / "api-notok", ignore=shutil.ignore_patterns("tokenizer.json"))
         yield Client(url, verbose=False)
 
 
@@ -66,3 +69,13 @@ def test_a_notebook_gets_the_same_refusal_as_a_value_error(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4}')
     with pytest.raises(ValueError, match="BloomForCausalLM computes attention in its own code"):
         load_pretrained(tmp_path)
+
+
+def test_an_error_names_the_file_never_the_servers_path(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(spec="local:api-notok", prompt=PROMPT, api_name="/analyze")
+    text = str(info.value)
+    assert "tokenizer.json not found" in text
+    assert "/tmp" not in text and "operator-api" not in text and "/root" not in text, text

@@ -99,12 +99,26 @@ def text(lang: str, key: str, **params) -> str:
     return template.format(**values) if values else template
 
 
+# An absolute path in a message: '/' then path characters, or a Windows drive. A visitor reads the file's name only.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/|[A-Za-z]:\\)(?:[^\s'\"`,;:()<>]+[/\\])+([^\s'\"`,;:()<>/\\]*)")
+
+
+def redact_paths(message: str) -> str:
+    """``message`` with each absolute path replaced by its last part (``/root/.cache/hf/x/config.json`` ->
+    ``config.json``): what the server's disk looks like is not a visitor's business. The library keeps the whole
+    path for a notebook; the page shows every error through this."""
+    return ABSOLUTE_PATH.sub(lambda m: m.group(1) or "…", message)
+
+
 def render(value, lang: str):
-    """A Message in ``lang``; an InputError's message; anything else unchanged."""
+    """A Message in ``lang``; an InputError's message; another exception's message with server paths left out;
+    anything else unchanged."""
     if isinstance(value, InputError):
         value = Message(value.code, value.params)
     if isinstance(value, Message):
         return text(lang, value.key, **value.params)
+    if isinstance(value, BaseException):
+        return redact_paths(str(value))
     return value
 
 

@@ -69,7 +69,7 @@ class Words:
         if isinstance(key_or_exc, InputError):
             return gr.Error(self.render(key_or_exc))
         if isinstance(key_or_exc, Exception):
-            return gr.Error(str(key_or_exc))
+            return gr.Error(self.render(key_or_exc))
         return gr.Error(self(key_or_exc, **params))
 
     def warn(self, message) -> None:

@@ -7,6 +7,7 @@ sees their place. Cancel stops the run at the next step (the thread checks a fla
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -16,7 +17,7 @@ from playground.nn import gpu_call
 from playground.train import data
 from playground import plots
 from playground import zoo
-from playground.ui.i18n import MessageError, msg
+from playground.ui.i18n import MessageError, msg, redact_paths
 from playground.train.loop import TrainConfig, train
 from playground.zoo import ModelSpec
 from playground.zoo.spec import USER_NAME
@@ -25,6 +26,8 @@ from .lang import Words, t
 
 DATASETS = [(t(f"train.data_{key.removeprefix('task:')}"), key)
             for key in ("shakespeare", "task:induction", "task:copy", "task:associative_recall")]
+
+log = logging.getLogger("playground")
 
 
 def _configs(family: str, variant: str, position: str, dataset: str, steps: int, lr: float):
@@ -67,7 +70,8 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
         except KeyboardInterrupt:
             failure.append("cancelled")
         except Exception as e:  # reported to the person below, never a stack trace
-            failure.append(f"{type(e).__name__}: {e}")
+            log.exception("training %s failed", name)  # the operator's log has the traceback
+            failure.append(f"{type(e).__name__}: {redact_paths(str(e))}")
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
