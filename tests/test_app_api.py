@@ -366,3 +366,25 @@ def test_readme_api_examples_run(app_url):
     assert [r["name"] for r in scope["models"]] == zoo.available()
     ablation = scope["ablation"]
     assert [len(row) for row in ablation["d_loss"]] == [4] * 4 and ablation["target_tokens"] == ["␣be"]
+
+
+def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client):
+    """/tile (like /head and the page's box zoom) reads a stored analysis in a lane of its own: while two long
+    analyses fill the analyze lane, it comes back before either of them finishes."""
+    import time
+
+    from gradio_client.utils import Status
+
+    short = "To be, or not to be, that is the question"
+    client.predict(spec="zoo:baseline", prompt=short, api_name="/analyze")  # stored
+    text = "Whether 'tis nobler in the mind to suffer the slings and arrows of outrageous fortune. " * 90
+    jobs = [client.submit(spec="zoo:baseline", prompt=f"{i} {text}", api_name="/analyze") for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all(job.status().code == Status.PROCESSING for job in jobs):  # both hold the lane now
+        assert time.monotonic() < deadline and not any(job.done() for job in jobs), "the analyses did not start"
+        time.sleep(0.05)
+    tile = client.predict(spec="zoo:baseline", prompt=short, kind="self", layer=0, head=0, rows=[0, 4], cols=[0, 4],
+                          api_name="/tile")
+    assert tile["exact"] and not any(job.done() for job in jobs)
+    for job in jobs:
+        job.result(timeout=300)

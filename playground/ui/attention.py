@@ -303,8 +303,9 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         *redraw_view, api_visibility="private")
     cancel_btn.click(cancel, None, None, api_visibility="private", queue=False)
     gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
-    gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="analyze")
-    gr.api(tile, api_name="tile", concurrency_limit=2, concurrency_id="analyze")
+    # cheap reads of a stored analysis have a lane of their own: a zoom never waits behind two long analyses
+    gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="read")
+    gr.api(tile, api_name="tile", concurrency_limit=2, concurrency_id="read")
     export_btn.click(export_files, state, files, api_visibility="private")
     view_inputs = [state, kind, layer, head_, pooling]
 
@@ -321,7 +322,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         return head_figures(Words(request), state, kind_, layer_, head_i, window_, how)
 
     zoom.change(zoom_to, [state, zoom, pooling], [head_plot, mask_plot, overlay_plot], api_visibility="private",
-                concurrency_limit=2, concurrency_id="analyze")
+                concurrency_limit=2, concurrency_id="read")
     open_btn.click(head_views, view_inputs, view_outputs, api_visibility="private")
 
     def open_picked(state: dict | None, picked: str, how: str, request: gr.Request):
