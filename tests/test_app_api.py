@@ -388,3 +388,19 @@ def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client):
     assert tile["exact"] and not any(job.done() for job in jobs)
     for job in jobs:
         job.result(timeout=300)
+
+
+def test_fifty_exports_leave_a_bounded_folder(tmp_path):
+    from playground.ui.attention import EXPORTS_KEPT, export_folder
+
+    for i in range(50):
+        (export_folder(tmp_path) / "attention.json").write_text("x" * 1000)
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) <= EXPORTS_KEPT
+    assert sum(f.stat().st_size for p in folders for f in p.iterdir()) <= EXPORTS_KEPT * 1000
+
+
+def test_gradio_deletes_its_cached_copies_of_exports():
+    from playground.ui import build_app
+
+    assert build_app(warm_up=False, landing=False).delete_cache == (3600, 3600)

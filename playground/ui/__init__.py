@@ -69,7 +69,8 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
         FLEX.start()
     localized = Localized()
     first_views = api.FirstViews()  # the tabs that draw on open add theirs below
-    with gr.Blocks(title="Attention Playground") as demo:
+    # Gradio copies every file a handler returns (exports) into its cache: files older than an hour go, hourly
+    with gr.Blocks(title="Attention Playground", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(t("app.intro"))
         flex_line = gr.Markdown(elem_id="flex-status", elem_classes="scope-note")
         flex_timer = gr.Timer(1.0, active=False)

@@ -8,6 +8,7 @@ Analyze button resolves the model controls to a spec and calls the same function
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,20 @@ def badge(w: Words, state: dict) -> str:
     return "<div class='badge'>" + "<br>".join(lines) + "</div>"
 
 
+EXPORTS_KEPT = 16  # export folders kept on disk: the oldest go (Gradio serves its own copy from its cache)
+
+
+def export_folder(root: Path | None = None, kept: int = EXPORTS_KEPT) -> Path:
+    """A new folder for one export under ``root`` (default: the temp dir's ``playground-exports``), the oldest
+    deleted past ``kept``: however many visitors export, the disk holds a bounded number of them."""
+    root = Path(root or Path(tempfile.gettempdir()) / "playground-exports")
+    root.mkdir(parents=True, exist_ok=True)
+    old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for stale in old[:max(0, len(old) - kept + 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="attention-", dir=root))
+
+
 def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     """The analysis as JSON (weights to 4 significant digits) and as a lossless .npz, both naming the model's spec
     (a Hub id for a pretrained model)."""
@@ -94,7 +109,7 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     weights = sum(int(np.prod(m.shape)) for m in result.maps)
     if weights > EXPORT_MAX_WEIGHTS:  # every weight of a long prompt would be gigabytes of JSON
         raise Words(request).error("error.export_too_large", weights=weights, most=EXPORT_MAX_WEIGHTS)
-    folder = Path(tempfile.mkdtemp(prefix="attention-"))
+    folder = export_folder()
     (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
     arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
     arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
