@@ -404,3 +404,17 @@ def test_gradio_deletes_its_cached_copies_of_exports():
     from playground.ui import build_app
 
     assert build_app(warm_up=False, landing=False).delete_cache == (3600, 3600)
+
+
+def test_every_request_writes_one_line_to_the_operators_log(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="playground.requests"):
+        client.predict(spec="zoo:baseline", prompt="To be, or not", max_new_tokens=4, api_name="/generate")
+        with pytest.raises(Exception, match="max_new_tokens"):
+            client.predict(spec="zoo:baseline", prompt="To be", max_new_tokens=100_000, api_name="/generate")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "playground.requests"]
+    ok = next(line for line in lines if line["outcome"] == "ok" and line["route"] == "generate_text")
+    assert ok["spec"] == "zoo:baseline" and ok["prompt_chars"] == len("To be, or not") and ok["ms"] > 0
+    refused = [line for line in lines if line["outcome"] == "refused"]
+    assert refused and all(line["message"] for line in refused)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,17 +46,51 @@ def rendered(w: Words, e: ValueError | torch.OutOfMemoryError, device: str | Non
 
 def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     """``fn(*args, **kwargs)`` -> (result, notes): the result, with notes shown as warnings and a
-    ValueError as a gr.Error (prefixed with ``where``, e.g. which of two models it concerns)."""
+    ValueError as a gr.Error (prefixed with ``where``, e.g. which of two models it concerns).
+
+    Every call writes one line to the operator's log (logger ``playground.requests``, JSON): what was asked
+    (``request_line``), how long it took and how it ended (ok, refused with the visitor's message, or the
+    exception's type, its traceback logged once)."""
     prefix = f"{where}: " if where else ""
+    line, start = request_line(fn, args, kwargs), time.perf_counter()
     try:
         result, notes = fn(*args, **kwargs)
     except gr.Error as e:  # rendered inside a GPU call (``ui.gpu``): add the prefix it could not know
+        _log_request(line, start, "refused", str(e.message))
         raise (gr.Error(prefix + str(e.message)) if prefix else e) from None
     except (ValueError, torch.OutOfMemoryError) as e:
-        raise rendered(w, e, kwargs.get("device"), prefix) from None
+        error = rendered(w, e, kwargs.get("device"), prefix)
+        _log_request(line, start, "refused", str(error.message))
+        raise error from None
+    except BaseException as e:
+        _log_request(line, start, type(e).__name__, "")
+        REQUESTS.exception("request failed: %s", line.get("route"))
+        raise
+    _log_request(line, start, "ok", "")
     for note in notes:
         w.warn(prefix + w.render(note))
     return result
+
+
+REQUESTS = logging.getLogger("playground.requests")
+
+
+def request_line(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """What a call asks for, as the log line names it: the service function (through a GPU door, the one it
+    carries), the model spec, the prompt's length in characters, the device, backend and dtype."""
+    inner = next((a for a in args if callable(a) and not isinstance(a, (Words, ModelSpec))), None)
+    route = getattr(inner if getattr(fn, "__name__", "") == "work" and inner else fn, "__name__", str(fn))
+    spec_ = next((a for a in args if isinstance(a, ModelSpec)), kwargs.get("spec"))
+    text = next((a for a in args if isinstance(a, str)), None)
+    line = {"route": route, "spec": None if spec_ is None else str(spec_),
+            "prompt_chars": None if text is None else len(text)}
+    line.update({k: kwargs[k] for k in ("device", "backend", "dtype", "max_new_tokens") if k in kwargs})
+    return line
+
+
+def _log_request(line: dict, start: float, outcome: str, message: str) -> None:
+    REQUESTS.info(json.dumps({**line, "ms": round((time.perf_counter() - start) * 1e3, 1), "outcome": outcome,
+                              **({"message": message[:300]} if message else {})}, ensure_ascii=False))
 
 
 @dataclass
