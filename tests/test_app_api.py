@@ -418,3 +418,20 @@ def test_every_request_writes_one_line_to_the_operators_log(client, caplog):
     assert ok["spec"] == "zoo:baseline" and ok["prompt_chars"] == len("To be, or not") and ok["ms"] > 0
     refused = [line for line in lines if line["outcome"] == "refused"]
     assert refused and all(line["message"] for line in refused)
+
+
+def test_an_analysis_past_the_operators_ceiling_is_refused_with_what_fits(monkeypatch):
+    from playground.ui.i18n import MessageError
+
+    spec = ModelSpec.parse("zoo:baseline")
+    text = "To be, or not to be, that is the question. " * 40
+    monkeypatch.setenv(service.MAX_JOB_ENV, "0.05")
+    with pytest.raises(MessageError) as info:
+        service.analyze_text(spec, text + "ceiling")
+    params = info.value.params
+    assert info.value.code == "error.job_too_long" and params["seconds"] >= 0 and 0 < params["fits"] < params["tokens"]
+    fitting = spec.tokenizer().decode(spec.tokenizer().encode(text)[:params["fits"]])
+    assert service.estimate(spec, fitting)["seconds"] <= 0.05 * 1.01
+    monkeypatch.delenv(service.MAX_JOB_ENV)
+    result, _ = service.analyze_text(spec, text + "ceiling")  # the default ceiling takes it
+    assert result.maps

@@ -15,6 +15,8 @@ on each other nor share a cache. ``dtype`` "auto" runs bfloat16 on a CUDA device
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import json
 from dataclasses import dataclass, field
 
@@ -328,6 +330,7 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
         return analysis_bytes(spec.config(), tokens)
 
     def compute() -> StoredAnalysis:
+        check_job_seconds(spec, text, device)
         prepare(spec, device, dtype)
         # behind a GPU door the work runs in another process: no callbacks cross it (no progress, no cancel)
         watch = {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
@@ -413,6 +416,37 @@ def estimate(spec: ModelSpec, text: str, device: str = "cpu") -> dict:
     work = cfg.n_layer * tokens * tokens * score_width(cfg)
     seconds = work * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]) + tokens * cfg.n_layer * 2e-5
     return {"tokens": tokens, "bytes": analysis_bytes(cfg, tokens), "seconds": seconds}
+
+
+MAX_JOB_ENV = "PLAYGROUND_MAX_JOB_S"
+MAX_JOB_S = {"cpu": 180.0, "cuda": 120.0}  # default ceilings: a CPU Space's 2 vCPU, a GPU's (ZeroGPU's cap is 240 s)
+
+
+def max_job_seconds(device: str = "cpu") -> float:
+    """The longest one analysis may be estimated to take: ``$PLAYGROUND_MAX_JOB_S``, else ``MAX_JOB_S``."""
+    raw = os.environ.get(MAX_JOB_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            return value
+    return MAX_JOB_S.get(device, MAX_JOB_S["cpu"])
+
+
+def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
+    """MessageError when the analysis of ``text`` is estimated past the operator's ceiling: the estimate, the ceiling
+    and how many tokens would fit, so one visitor cannot hold a worker for minutes while the others wait."""
+    est, limit = estimate(spec, text, device), max_job_seconds(device)
+    if est["seconds"] <= limit:
+        return
+    cfg = spec.config()
+    a = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"])
+    b = cfg.n_layer * 2e-5
+    fits = int((-b + math.sqrt(b * b + 4 * a * limit)) / (2 * a))  # a T² + b T = limit
+    raise MessageError("error.job_too_long", tokens=est["tokens"], seconds=round(est["seconds"]), limit=round(limit),
+                       fits=fits, env=MAX_JOB_ENV)
 
 
 def _gpu_seconds(spec: ModelSpec, text: str, *, device: str = "cpu", **_) -> float:
