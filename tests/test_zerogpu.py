@@ -137,13 +137,19 @@ def test_the_door_is_a_plain_call_without_spaces_and_guards_with_one():
     assert seen == ["<lambda>"]
 
 
-def test_a_calls_duration_comes_from_its_own_estimate():
+def test_a_calls_duration_comes_from_its_own_estimate(monkeypatch):
+    """The door asks for what the call's own estimate says, within ZeroGPU's bounds; a call without one, the default."""
     from playground.ui import service
     from playground.zoo import ModelSpec
 
     spec = ModelSpec.parse("zoo:baseline")
     args = ("en", service._analyze_and_release, (spec, "hello " * 50), {"device": "cpu"})
-    assert gpu.MIN_SECONDS <= gpu.seconds(None, args, {}) <= gpu.MAX_SECONDS
+    for estimate, asked in ((37.6, 37), (3.0, gpu.MIN_SECONDS), (1000.0, gpu.MAX_SECONDS)):
+        monkeypatch.setattr(service._analyze_and_release, "gpu_seconds", lambda *a, e=estimate, **k: e)
+        assert gpu.seconds(None, args, {}) == asked
+    monkeypatch.undo()
+    real = service._gpu_seconds(spec, "hello " * 50, device="cpu")
+    assert gpu.seconds(None, args, {}) == int(min(gpu.MAX_SECONDS, max(gpu.MIN_SECONDS, real)))
     assert gpu.seconds(None, ("en", print, (), {}), {}) == gpu.DEFAULT_SECONDS
 
 
