@@ -34,7 +34,7 @@ import torch.fx.experimental._config as shape_config
 from torch import Tensor
 from torch._dynamo import config as dynamo_config
 from torch._inductor import config as inductor_config
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+from torch.nn.attention.flex_attention import AuxRequest, BlockMask, create_block_mask
 from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 
 from playground.nn.kernels import (OutOfDeviceMemory, causes, dtype_name, out_of_memory, release_cached_memory,
@@ -288,7 +288,8 @@ def flex_attention(
     score_mod = _alibi_mod(alibi_slopes.to(device=q.device, dtype=torch.float32), _numbers(rule, q_start, k_start, q.device))
     with _compile_lock, _compile_settings():
         try:
-            result = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, return_lse=return_lse)
+            aux = AuxRequest(lse=True) if return_lse else None  # return_lse= is deprecated in torch 2.13
+            result = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, return_aux=aux)
         except Exception as error:
             if out_of_memory(error) is not None:
                 release_cached_memory(q.device)
@@ -301,8 +302,8 @@ def flex_attention(
                     _failed[key] = reason
             raise FlexUnavailable(reason) from error
     if return_lse:
-        out, lse = result
-        return out, block_mask, lse.float()
+        out, extra = result
+        return out, block_mask, extra.lse.float()
     return result, block_mask
 
 
