@@ -73,13 +73,15 @@ def test_a_hub_id_is_fetched_by_the_loader(client, monkeypatch):
     """The Hub path calls the loader's fetch_config; without that module, the page says the Hub is not available."""
     asked = []
 
-    def fetch_config(source):
+    def fetch_config(source, token=None):
+        assert token is False  # a visitor's id: never with the operator's token
         asked.append(source)
         if source == "nobody/nothing":
             raise ValueError("Repository nobody/nothing was not found on the Hub")
         return DEEPSEEK_V2
 
-    monkeypatch.setitem(sys.modules, HUB_MODULE, types.SimpleNamespace(fetch_config=fetch_config))
+    monkeypatch.setitem(sys.modules, HUB_MODULE, types.SimpleNamespace(fetch_config=fetch_config,
+                                                                       server_token=lambda repo: False))
     _, line, _ = client.predict("deepseek-ai/DeepSeek-V2", "bf16", 1, 1, api_name="/kv_config")
     assert asked == ["deepseek-ai/DeepSeek-V2"] and "69,120 bytes per token" in line
     client.predict("hf:deepseek-ai/DeepSeek-V2", "bf16", 1, 1, api_name="/kv_config")  # the page's model spec

@@ -33,6 +33,11 @@ NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention has no backward 
 FLEX_BLOCK = 128
 ONE_BLOCK = (f"all keys fit in one {FLEX_BLOCK}-key block, where a block mask has nothing to skip: "
              "auto calls SDPA with the dense mask (faster here)")
+# torch 2.13's compiled CPU FlexAttention returns wrong numbers for some calls of a few keys (8 or 16 keys at head
+# dims 8 and 16, depending on which shapes it compiled first): such calls go to SDPA with the dense mask instead
+FLEX_CPU_SAFE_KEYS = 32
+FLEX_CPU_TINY = (f"FlexAttention on the CPU miscomputes some calls of fewer than {FLEX_CPU_SAFE_KEYS} keys in torch "
+                 "2.13: this call ran SDPA with the dense mask instead")
 
 
 @dataclass
@@ -133,6 +138,8 @@ class Attention(nn.Module):
         if self.backend == "explicit":
             return "weights", None
         if self.backend == "flex":
+            if device.type == "cpu" and inputs.mask.shape[-1] < FLEX_CPU_SAFE_KEYS:
+                return "mask", FLEX_CPU_TINY
             return "block mask", None
         if inputs.bias is None:  # ALiBi is a bias: no kernel without a mask argument takes it
             if inputs.pattern == "all":
@@ -163,7 +170,8 @@ class Attention(nn.Module):
                                                         alibi_slopes=inputs.alibi_slopes, return_lse=with_lse)
             return out, "flex", block_mask, lse[0] if lse else None, ()
         mask = sdpa_mask(inputs.mask, inputs.bias, q.dtype) if call == "mask" else None
-        run = sdpa_call(q, k, v, mask, kernel=self.backend, is_causal=call == "is_causal", return_lse=True)
+        kernel = "auto" if self.backend == "flex" else self.backend  # a flex call routed to SDPA: PyTorch's pick
+        run = sdpa_call(q, k, v, mask, kernel=kernel, is_causal=call == "is_causal", return_lse=True)
         return run.out, run.kernel, None, run.lse, run.refused
 
     def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
