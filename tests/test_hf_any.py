@@ -249,3 +249,32 @@ def test_a_model_spread_over_cpu_and_disk_gives_the_figures_of_the_model_loaded_
     for x, y in zip(a.maps, b.maps):
         np.testing.assert_array_equal(x.weights, y.weights)
         np.testing.assert_array_equal(x.overview.cells("max"), y.overview.cells("max"))
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_ablating_a_head_inside_the_attention_function_equals_a_hook_on_o_proj(mode):
+    """Head ablation of a Hub model happens where the attention function hands y^h back; the same ablation done
+    independently, by a pre-hook on transformers' own o_proj, gives the same loss changes."""
+    from playground.inspect.ablation import ablate_heads, score
+
+    _, model = _wrapped("qwen3")
+    ids, _ = _inputs("qwen3", T=16)
+    got = ablate_heads(model, ids[0].tolist(), mode=mode)
+    targets = torch.cat([ids[:, 1:], torch.zeros_like(ids[:, :1])], dim=1)
+    scored = torch.ones_like(ids, dtype=torch.bool)
+    scored[:, -1] = False
+    hs = 16
+    for layer in range(2):
+        for head in range(4):
+            def hook(module, args, h=head):
+                y = args[0].clone()  # (B, T, nh * hs)
+                cols = slice(h * hs, (h + 1) * hs)
+                y[..., cols] = 0.0 if mode == "zero" else y[..., cols].mean(dim=1, keepdim=True)
+                return (y, *args[1:])
+            handle = model.hf.model.layers[layer].self_attn.o_proj.register_forward_pre_hook(hook)
+            try:
+                with torch.no_grad():
+                    loss, _ = score(model(ids).logits, targets, scored)
+            finally:
+                handle.remove()
+            assert abs((loss - got.loss) - got.d_loss[layer, head]) < 1e-5

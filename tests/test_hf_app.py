@@ -47,8 +47,17 @@ def test_a_bert_checkpoint_fills_the_mask_through_generate(client):
     assert "[MASK]" not in text and text.startswith("The keys and")
 
 
+def test_rollout_and_head_ablation_read_a_hub_model(client):
+    _, _, numbers = client.predict(spec="local:api-qwen3", prompt=PROMPT, view="rollout", api_name="/view")
+    rollout = numbers["rollout"]
+    assert len(rollout) == 2 and abs(sum(rollout[-1][-1]) - 1) < 1e-6  # a distribution over the tokens
+    ablation = client.predict(spec="local:api-qwen3", prompt=PROMPT, api_name="/ablate")
+    assert len(ablation["d_loss"]) == 2 and len(ablation["d_loss"][0]) == 4
+    assert any(abs(v) > 0 for row in ablation["d_loss"] for v in row)
+
+
 @pytest.mark.parametrize("api, kwargs", [("/view", dict(view="norms")), ("/view", dict(view="lens")),
-                                         ("/ablate", {}), ("/step", {}), ("/flash_replay", {})])
+                                         ("/step", {}), ("/flash_replay", {})])
 def test_views_of_the_playgrounds_own_layers_refuse_a_hub_model_by_name(client, api, kwargs):
     from gradio_client.exceptions import AppError
 

@@ -1,7 +1,9 @@
 """Head ablation: remove one head's output and measure what the model loses.
 
 Head h of a layer writes ``y^h W_O^h`` into the residual stream, where y^h (B, T, hs) is the head's
-output, its slice h*hs:(h+1)*hs of the o_proj input. A forward pre-hook on o_proj replaces that slice:
+output, its slice h*hs:(h+1)*hs of the o_proj input. A forward pre-hook on o_proj replaces that slice (for a Hub
+model, the playground's attention function replaces head h of what it hands back to the layer, which is the same
+slice whatever the architecture calls its output projection):
 
 - zero ablation:  y^h <- 0 (the head writes nothing; o_proj's bias stays);
 - mean ablation:  y^h_t <- mean_{t'} y^h_{t'}, the mean over the sequence's positions, per sequence
@@ -25,24 +27,56 @@ import torch.nn.functional as F
 
 from playground.inspect.hooks import as_batch, blocks_of, hooked
 from playground.models.base import LanguageModel
+from playground.models.hf.model import HubModel
 
 MODES = ("zero", "mean")
+
+
+def _shape(model) -> tuple[int, int]:
+    """(self-attention layers, heads per layer) of a decoder-only or prefix Transformer, or of any Hub model (its
+    attention layers among the others)."""
+    if isinstance(model, HubModel):
+        if model.task != "causal":
+            raise ValueError("head ablation scores next-token predictions: it reads a causal (decoder-only) model")
+        return model.cfg.attention_layers, model.cfg.n_heads
+    blocks = blocks_of(model)
+    return len(blocks), blocks[0].self_attn.n_heads
+
+
+@contextmanager
+def _hub_heads_ablated(model: HubModel, heads, mode: str) -> Iterator[None]:
+    """A Hub model's heads ablated inside its attention function, where y^h leaves the kernel for o_proj."""
+    before = model.settings.ablated
+    ablated: dict = {}
+    for layer, head in heads:
+        ablated.setdefault(("self", layer), {})[head] = mode
+    model.settings.ablated = ablated
+    try:
+        yield
+    finally:
+        model.settings.ablated = before
 
 
 @contextmanager
 def heads_ablated(model: LanguageModel, heads, mode: str = "zero") -> Iterator[None]:
     """Inside this block, every (layer, head) in ``heads`` of the self-attention layers is zero- or
-    mean-ablated (one forward pre-hook per layer on its o_proj)."""
-    blocks = blocks_of(model)
+    mean-ablated (one forward pre-hook per layer on its o_proj; a Hub model's inside its attention function)."""
     if mode not in MODES:
         raise ValueError(f"ablation mode must be one of {', '.join(MODES)}, got {mode!r}")
+    n_layers, n_heads = _shape(model)
+    for layer, head in heads:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer must be from 0 to {n_layers - 1}, got {layer}")
+        if not 0 <= head < n_heads:
+            raise ValueError(f"head must be from 0 to {n_heads - 1}, got {head}")
+    if isinstance(model, HubModel):
+        with _hub_heads_ablated(model, heads, mode):
+            yield
+        return
+    blocks = blocks_of(model)
     by_layer: dict[int, list[slice]] = {}
     for layer, head in heads:
-        if not 0 <= layer < len(blocks):
-            raise ValueError(f"layer must be from 0 to {len(blocks) - 1}, got {layer}")
         attn = blocks[layer].self_attn
-        if not 0 <= head < attn.n_heads:
-            raise ValueError(f"head must be from 0 to {attn.n_heads - 1}, got {head}")
         by_layer.setdefault(layer, []).append(slice(head * attn.head_dim, (head + 1) * attn.head_dim))
 
     def pre_hook(cols: list[slice]):
@@ -91,7 +125,7 @@ def ablate_heads(model: LanguageModel, ids, *, targets=None, mask=None, mode: st
         mask: (B, T) bool, the positions scored (default: every position that has a target).
         mode: "zero" or "mean" (see the module).
     """
-    blocks = blocks_of(model)
+    n_layers, nh = _shape(model)
     model.eval()
     x = as_batch(model, ids)
     if targets is None:
@@ -108,9 +142,8 @@ def ablate_heads(model: LanguageModel, ids, *, targets=None, mask=None, mode: st
     if not bool(mask.any()):
         raise ValueError("no position is scored: give at least two tokens, or a mask with a position set")
     loss, logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)
-    nh = blocks[0].self_attn.n_heads
-    d_loss, d_logit = np.zeros((len(blocks), nh)), np.zeros((len(blocks), nh))
-    for layer in range(len(blocks)):
+    d_loss, d_logit = np.zeros((n_layers, nh)), np.zeros((n_layers, nh))
+    for layer in range(n_layers):
         for head in range(nh):
             with heads_ablated(model, [(layer, head)], mode):
                 a_loss, a_logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)

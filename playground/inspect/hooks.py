@@ -31,7 +31,7 @@ def blocks_of(model: LanguageModel) -> list[Block]:
 
 def as_batch(model: LanguageModel, ids) -> Tensor:
     """``ids`` (a list of ints, (T,) or (B, T)) as a (B, T) long tensor on the model's device."""
-    x = torch.as_tensor(ids, dtype=torch.long, device=model.lm_head.weight.device)
+    x = torch.as_tensor(ids, dtype=torch.long, device=next(model.parameters()).device)
     if x.dim() == 1:
         x = x[None]
     if x.dim() != 2 or x.shape[1] == 0:

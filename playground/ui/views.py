@@ -12,12 +12,15 @@ score one chosen target token at the last position instead of every next token.
 import re
 
 import gradio as gr
+import numpy as np
+import torch
 
 from playground import plots, zoo
 from playground.config import RECURRENT_FAMILIES
 from playground.inspect.ablation import MODES, ablate_heads
 from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.logit_lens import logit_lens
+from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
 from playground.train import data
 from playground.ui import service
@@ -94,13 +97,27 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
     if mode not in MODES:
         raise w.error("view.unknown_mode", mode=mode, modes=", ".join(MODES))
     cfg = spec.config()
-    if isinstance(cfg, HubConfig):  # these views read the playground's own layers (W_V, W_O, the final norm)
-        raise ValueError(w("view.refused_hub", model_type=cfg.model_type))
+    if isinstance(cfg, HubConfig) and view not in HUB_VIEWS[cfg.family]:  # the others read the playground's own
+        raise ValueError(w("view.refused_hub", model_type=cfg.model_type))  # layers (W_V, W_O, the final norm)
     if cfg.family in RECURRENT_FAMILIES or cfg.family == "encdec":
         raise ValueError(w("view.refused", family=cfg.family))
     service.prepare(spec, device)
     return gpu.work(w, _on_device, w, spec, prompt, view, prefix_len=prefix_len, without_first=without_first,
                     mode=mode, target=target, backend=backend, device=device)
+
+
+HUB_VIEWS = {"decoder": ("rollout", "ablation"), "encoder": ("rollout",), "encdec": ()}  # what a Hub model's
+# records alone give: rollout is the weights', ablation happens inside the attention function
+
+
+def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:
+    """Every self-attention layer's weights of one forward, (L, nh, T, T): the playground's models through the value
+    norms' pass, a Hub model from its records."""
+    if isinstance(model, HubModel):
+        with torch.no_grad():
+            records = model(torch.tensor([ids]), capture=True, logits="none").attentions
+        return np.stack([rec.weights[0].numpy() for rec in records if rec.kind == "self"])
+    return value_norms(model, ids, prefix_len=prefix_len).weights
 
 
 def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int, without_first: bool, mode: str,
@@ -129,7 +146,7 @@ def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len:
         numbers.update(per_head=vn.per_head.tolist(), per_layer=vn.per_layer.tolist(),
                        value_norms=vn.value_norms.tolist())
     elif view == "rollout":
-        weights = value_norms(model, ids, prefix_len=prefix_len).weights  # (L, nh, T, T), the model's own
+        weights = self_weights(model, ids, prefix_len)  # (L, nh, T, T), the model's own
         R = rollout(weights, without_first=without_first)  # (L, T, T)
         which = msg("view.without_first" if without_first else "view.with_first")
         figures = [plots.head(R[-1], labels, labels, msg("view.title_rollout", which=which),

@@ -62,6 +62,7 @@ class RunSettings:
     recorder: Recorder = field(default_factory=Recorder)
     backend: str = "auto"
     calls: Counter = field(default_factory=Counter)
+    ablated: dict = field(default_factory=dict)  # (kind, layer) -> {head: "zero" | "mean"} while heads are ablated
 
     def __post_init__(self):
         check_backend(self.backend)
@@ -212,6 +213,11 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
         lse_all = torch.logaddexp(keys_lse, sinks.to(keys_lse.device)[None, :, None])
         out = (out.float() * (keys_lse - lse_all).exp()[..., None]).to(out.dtype)
         source.lse, source.sinks = lse_all, sinks
+    ablated = settings.ablated.get((tag.kind, layer)) if tag is not None else None
+    if ablated:  # head h's output y^h, what o_proj reads of it: 0, or its mean over the positions
+        out = out.clone()
+        for h, mode in ablated.items():
+            out[:, h] = 0.0 if mode == "zero" else out[:, h].mean(dim=1, keepdim=True)
     if tag is not None and settings.recorder.on:
         recomputed = not (kernel == "explicit" and query.dtype == torch.float32)
         settings.recorder.write(AttentionRecord(
