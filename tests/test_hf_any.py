@@ -278,3 +278,18 @@ def test_ablating_a_head_inside_the_attention_function_equals_a_hook_on_o_proj(m
             finally:
                 handle.remove()
             assert abs((loss - got.loss) - got.d_loss[layer, head]) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["qwen3", "gemma2", "gpt2", "opt", "gpt_neox", "lfm2"])
+def test_the_logit_lens_last_layer_is_the_models_own_output(name):
+    """The lens reads each block's output through the model's own final norm and head: at the last block that is the
+    model's output distribution (a wrong norm or head found by name would not be)."""
+    from playground.inspect.logit_lens import layer_logits
+
+    _, model = _wrapped(name)
+    ids, _ = _inputs(name)
+    lens = layer_logits(model, ids)
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert lens.shape[0] == model.cfg.n_layer
+    assert (lens[-1] - logits).abs().max() < 1e-4

@@ -56,8 +56,7 @@ def test_rollout_and_head_ablation_read_a_hub_model(client):
     assert any(abs(v) > 0 for row in ablation["d_loss"] for v in row)
 
 
-@pytest.mark.parametrize("api, kwargs", [("/view", dict(view="norms")), ("/view", dict(view="lens")),
-                                         ("/step", {}), ("/flash_replay", {})])
+@pytest.mark.parametrize("api, kwargs", [("/view", dict(view="norms")), ("/step", {}), ("/flash_replay", {})])
 def test_views_of_the_playgrounds_own_layers_refuse_a_hub_model_by_name(client, api, kwargs):
     from gradio_client.exceptions import AppError
 
@@ -88,3 +87,8 @@ def test_an_error_names_the_file_never_the_servers_path(client):
     text = str(info.value)
     assert "tokenizer.json not found" in text
     assert "/tmp" not in text and "operator-api" not in text and "/root" not in text, text
+
+
+def test_the_logit_lens_reads_a_hub_decoder(client):
+    _, _, numbers = client.predict(spec="local:api-qwen3", prompt=PROMPT, view="lens", api_name="/view")
+    assert len(numbers["top_ids"]) == 2 and len(numbers["top_ids"][0]) == len(numbers["labels"])

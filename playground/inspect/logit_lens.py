@@ -22,6 +22,7 @@ import torch
 from playground.errors import check_int
 from playground.inspect.hooks import as_batch, blocks_of, capture_outputs, hooked
 from playground.models.base import LanguageModel
+from playground.models.hf.model import HubModel
 
 
 @dataclass
@@ -39,6 +40,8 @@ class LogitLens:
 @torch.no_grad()
 def layer_logits(model: LanguageModel, ids, *, prefix_len: int = 0) -> torch.Tensor:
     """norm_f(h_l) W_U for every block l of one or more sequences: (L, B, T, V)."""
+    if isinstance(model, HubModel):
+        return _hub_layer_logits(model, as_batch(model, ids))
     blocks = blocks_of(model)
     model.eval()
     seen, handles = capture_outputs(blocks)
@@ -47,10 +50,26 @@ def layer_logits(model: LanguageModel, ids, *, prefix_len: int = 0) -> torch.Ten
     return torch.stack([model.lm_head(model.decoder.norm_out(h)) for h in seen])  # (L, B, T, V)
 
 
+def _hub_layer_logits(model: HubModel, x: torch.Tensor) -> torch.Tensor:
+    """The same for a decoder-only Hub model: its blocks' outputs through its own final norm and head (and Gemma's
+    final soft-cap), read with forward hooks on transformers' modules. (L, B, T, V)"""
+    if model.task != "causal":
+        raise ValueError("the logit lens reads next-token predictions: it reads a causal (decoder-only) model")
+    blocks, norm = model.stack()
+    seen: list[torch.Tensor] = []
+    handles = [b.register_forward_hook(lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out)
+                                                                     .detach())) for b in blocks]
+    with hooked(*handles):
+        model(x)
+    head, cap = model.hf.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
+    logits = torch.stack([head(norm(h)) for h in seen])  # (L, B, T, V)
+    return cap * torch.tanh(logits / cap) if cap else logits
+
+
 @torch.no_grad()
 def logit_lens(model: LanguageModel, ids, *, k: int = 5, prefix_len: int = 0) -> LogitLens:
     """The logit lens of one sequence ``ids`` (a list of T ids): top ``k`` guesses per layer and position."""
-    k = check_int("k", k, 1, model.cfg.vocab_size)
+    k = check_int("k", k, 1, model.cfg.vocab_size)  # a Hub model's config names it too
     x = as_batch(model, ids)
     if x.shape[0] != 1:
         raise ValueError(f"logit_lens reads one sequence, got a batch of {x.shape[0]}")

@@ -106,8 +106,8 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
                     mode=mode, target=target, backend=backend, device=device)
 
 
-HUB_VIEWS = {"decoder": ("rollout", "ablation"), "encoder": ("rollout",), "encdec": ()}  # what a Hub model's
-# records alone give: rollout is the weights', ablation happens inside the attention function
+HUB_VIEWS = {"decoder": ("rollout", "ablation", "lens"), "encoder": ("rollout",), "encdec": ()}  # a Hub model's
+# views: rollout from its records, ablation inside the attention function, the lens through its own norm and head
 
 
 def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:

@@ -24,6 +24,8 @@ from playground.nn.recorder import AttentionRecord, Recorder
 
 TASKS = ("causal", "masked", "seq2seq")  # what the head on top predicts
 CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention")
+FINAL_NORMS = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f", "final_norm",
+               "embedding_norm")  # LFM2 names its final norm so
 
 
 def kind_of(path: str, encoder_decoder: bool) -> str:
@@ -208,6 +210,19 @@ class HubModel(nn.Module):
     def cache_bytes_allocated(self) -> int:
         """Bytes of the storages behind them (>= ``cache_bytes``: a view keeps its whole block alive)."""
         return _tensor_bytes(self.past, allocated=True)
+
+    def stack(self) -> tuple[nn.ModuleList, nn.Module]:
+        """A decoder-only model's blocks (the ``ModuleList`` of ``num_hidden_layers`` layers) and its final norm, the
+        module whose output the head reads (``norm``, ``final_layernorm``, ``ln_f``, ...); ValueError where the model
+        has no such pair."""
+        base = self.hf.base_model
+        count = getattr(self.config.get_text_config(), "num_hidden_layers", None)
+        blocks = next((m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) == count), None)
+        inside = {id(m) for m in blocks.modules()} if blocks is not None else set()
+        norms = [m for name, m in base.named_modules() if name.rsplit(".", 1)[-1] in FINAL_NORMS and id(m) not in inside]
+        if blocks is None or not norms:
+            raise ValueError(f"a {self.cfg.model_type} model has no list of {count} blocks and final norm to read")
+        return blocks, norms[-1]
 
     @property
     def n_params(self) -> int:
