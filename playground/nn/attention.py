@@ -33,11 +33,17 @@ NO_GRAD_FLEX = ("gradients are needed (training): FlexAttention has no backward 
 FLEX_BLOCK = 128
 ONE_BLOCK = (f"all keys fit in one {FLEX_BLOCK}-key block, where a block mask has nothing to skip: "
              "auto calls SDPA with the dense mask (faster here)")
-# torch 2.13's compiled CPU FlexAttention returns wrong numbers for some calls of a few keys (8 or 16 keys at head
-# dims 8 and 16, depending on which shapes it compiled first): such calls go to SDPA with the dense mask instead
-FLEX_CPU_SAFE_KEYS = 32
-FLEX_CPU_TINY = (f"FlexAttention on the CPU miscomputes some calls of fewer than {FLEX_CPU_SAFE_KEYS} keys in torch "
-                 "2.13: this call ran SDPA with the dense mask instead")
+# torch 2.13's compiled CPU FlexAttention returns wrong numbers for some calls of 8 or 16 keys at head dims of 16 or
+# less (depending on which shapes it compiled first): such calls go to SDPA with the dense mask instead
+FLEX_CPU_MISCOMPILED_KEYS, FLEX_CPU_MISCOMPILED_HEAD_DIM = (8, 16), 16
+FLEX_CPU_TINY = ("FlexAttention on the CPU miscomputes some calls of 8 or 16 keys at small head dims in torch 2.13: "
+                 "this call ran SDPA with the dense mask instead")
+
+
+def flex_miscomputes(device: torch.device, n_keys: int, head_dim: int) -> bool:
+    """Whether a FlexAttention call of this shape is one torch 2.13's compiled CPU kernel can get wrong."""
+    return (device.type == "cpu" and n_keys in FLEX_CPU_MISCOMPILED_KEYS
+            and head_dim <= FLEX_CPU_MISCOMPILED_HEAD_DIM)
 
 
 @dataclass
@@ -138,7 +144,7 @@ class Attention(nn.Module):
         if self.backend == "explicit":
             return "weights", None
         if self.backend == "flex":
-            if device.type == "cpu" and inputs.mask.shape[-1] < FLEX_CPU_SAFE_KEYS:
+            if flex_miscomputes(device, inputs.mask.shape[-1], self.head_dim):
                 return "mask", FLEX_CPU_TINY
             return "block mask", None
         if inputs.bias is None:  # ALiBi is a bias: no kernel without a mask argument takes it
