@@ -293,3 +293,31 @@ def test_the_logit_lens_last_layer_is_the_models_own_output(name):
         logits = model(ids).logits
     assert lens.shape[0] == model.cfg.n_layer
     assert (lens[-1] - logits).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_value_norms_of_a_hub_model_equal_the_playgrounds_own_module_on_the_same_checkpoint(kind, tmp_path):
+    """The same checkpoint opened twice, as the playground's hand-written model and as transformers' class through the
+    attention function: Kobayashi's norms agree (GPT-2's W_O is a Conv1D, stored transposed)."""
+    import numpy as np
+
+    from pretrained_fixtures import write_checkpoint
+    from playground.inspect.attribution import value_norms
+    from playground.models.hf.loader import open_folder
+    from playground.models.pretrained.loader import load_folder
+
+    folder = write_checkpoint(kind, tmp_path / kind)
+    ours, tok = load_folder(folder)
+    hub, _ = open_folder(folder)
+    ids = tok.encode("The keys and values are cached; attention looks back.")
+    a, b = value_norms(ours, ids), value_norms(hub, ids)
+    for name in ("weights", "per_head", "per_layer", "value_norms"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def test_value_norms_say_where_a_layer_keeps_w_o_outside_its_attention_module():
+    from playground.inspect.attribution import value_norms
+
+    _, bert = _wrapped("bert")
+    with pytest.raises(ValueError, match="keeps its output projection outside"):
+        value_norms(bert, list(range(3, 12)))

@@ -39,6 +39,7 @@ import torch
 
 from playground.inspect.hooks import as_batch, blocks_of, capture_inputs, hooked
 from playground.models.base import LanguageModel
+from playground.models.hf.model import HubModel
 
 
 @dataclass
@@ -62,21 +63,41 @@ def head_values(attn, x: torch.Tensor) -> torch.Tensor:
     return v @ w_o  # (nh, T, d)
 
 
+def _hub_head_values(model: HubModel, x: torch.Tensor) -> tuple[list, list]:
+    """A Hub model's records and f_h(x_j) per self-attention layer, from the values its attention function saw
+    (v per K/V head, x_j W_V + b_V after whatever the architecture does) and the layer's own W_O."""
+    out = model(x, capture=True, logits="none")
+    heads, records = [], []
+    for rec, module in zip(out.attentions, model.settings.modules):
+        if rec.kind != "self":
+            continue
+        v = rec.check[0][0]  # (n_kv, T, dv)
+        nh, n_kv, dv = rec.source.n_heads, v.shape[0], v.shape[-1]
+        w_o = model.output_weights(module, nh, dv).float().cpu()  # (nh, dv, d)
+        heads.append(v.repeat_interleave(nh // n_kv, dim=0) @ w_o)  # (nh, T, d)
+        records.append(rec)
+    return records, heads
+
+
 @torch.no_grad()
 def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0) -> ValueNorms:
     """Kobayashi et al.'s norms for every self-attention layer of one sequence ``ids`` (a list of T ids)."""
-    blocks = blocks_of(model)
     x = as_batch(model, ids)
     if x.shape[0] != 1:
         raise ValueError(f"value_norms reads one sequence, got a batch of {x.shape[0]}")
     model.eval()
-    seen, handles = capture_inputs([b.self_attn for b in blocks])
-    with hooked(*handles):
-        out = model(x, prefix_len=prefix_len, capture=True)
+    if isinstance(model, HubModel):
+        records, heads = _hub_head_values(model, x)
+    else:
+        blocks = blocks_of(model)
+        seen, handles = capture_inputs([b.self_attn for b in blocks])
+        with hooked(*handles):
+            out = model(x, prefix_len=prefix_len, capture=True)
+        records, heads = out.attentions, [head_values(b.self_attn, inp[0]) for b, inp in zip(blocks, seen)]
     weights, per_head, per_layer, norms = [], [], [], []
-    for block, rec, inp in zip(blocks, out.attentions, seen):
+    for rec, f in zip(records, heads):
         A = rec.weights[0].float()  # (nh, T, T)
-        f = head_values(block.self_attn, inp[0]).float()  # (nh, T, d)
+        f = f.float()  # (nh, T, d)
         fn = f.norm(dim=-1)  # (nh, T)
         # sum_h A^h_ij f_h(x_j), one query row at a time: (T, d) per row, never (T, T, d)
         layer = torch.stack([torch.einsum("hj,hjd->jd", A[:, i], f).norm(dim=-1) for i in range(A.shape[1])])

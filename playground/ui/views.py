@@ -106,8 +106,9 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
                     mode=mode, target=target, backend=backend, device=device)
 
 
-HUB_VIEWS = {"decoder": ("rollout", "ablation", "lens"), "encoder": ("rollout",), "encdec": ()}  # a Hub model's
-# views: rollout from its records, ablation inside the attention function, the lens through its own norm and head
+HUB_VIEWS = {"decoder": ("norms", "rollout", "ablation", "lens"), "encoder": ("norms", "rollout"), "encdec": ()}
+# a Hub model's views: the norms from its records' values and its own W_O, rollout from its records, ablation inside
+# the attention function, the lens through its own final norm and head
 
 
 def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:
@@ -117,7 +118,7 @@ def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:
         with torch.no_grad():
             records = model(torch.tensor([ids]), capture=True, logits="none").attentions
         return np.stack([rec.weights[0].numpy() for rec in records if rec.kind == "self"])
-    return value_norms(model, ids, prefix_len=prefix_len).weights
+    return value_norms(model, ids, prefix_len=prefix_len).weights  # the norms' pass holds them already
 
 
 def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int, without_first: bool, mode: str,

@@ -63,6 +63,7 @@ class RunSettings:
     backend: str = "auto"
     calls: Counter = field(default_factory=Counter)
     ablated: dict = field(default_factory=dict)  # (kind, layer) -> {head: "zero" | "mean"} while heads are ablated
+    modules: list = field(default_factory=list)  # the attention module of each recorded call of this forward
 
     def __post_init__(self):
         check_backend(self.backend)
@@ -219,6 +220,7 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
         for h, mode in ablated.items():
             out[:, h] = 0.0 if mode == "zero" else out[:, h].mean(dim=1, keepdim=True)
     if tag is not None and settings.recorder.on:
+        settings.modules.append(module)
         recomputed = not (kernel == "explicit" and query.dtype == torch.float32)
         settings.recorder.write(AttentionRecord(
             tag.kind, layer, source.to_cpu(), kernel, recomputed, call=call, reason=reason,

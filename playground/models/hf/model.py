@@ -24,6 +24,7 @@ from playground.nn.recorder import AttentionRecord, Recorder
 
 TASKS = ("causal", "masked", "seq2seq")  # what the head on top predicts
 CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn", "cross_attention")
+OUTPUT_PROJECTIONS = ("o_proj", "out_proj", "dense", "c_proj", "o", "wo", "Wo", "out")  # what architectures call W_O
 FINAL_NORMS = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f", "final_norm",
                "embedding_norm")  # LFM2 names its final norm so
 
@@ -166,6 +167,7 @@ class HubModel(nn.Module):
         if self.use_cache and self.past is not None:
             kwargs["cache"] = self.past
         self.settings.calls.clear()
+        self.settings.modules.clear()
         context = self.capture() if capture else _outer(self.recorder)
         with context as records:
             out = self.hf(**{k: v for k, v in kwargs.items() if v is not None})
@@ -223,6 +225,26 @@ class HubModel(nn.Module):
         if blocks is None or not norms:
             raise ValueError(f"a {self.cfg.model_type} model has no list of {count} blocks and final norm to read")
         return blocks, norms[-1]
+
+    def output_weights(self, module: nn.Module, n_heads: int, head_dim: int) -> Tensor:
+        """W_O^h of an attention module: the rows of its output projection that read head h. (nh, dv, d)
+
+        The projection is the module's own child that takes nh * dv features to the model's width (``o_proj``,
+        ``out_proj``, ``dense``, GPT-2's ``c_proj``, a Conv1D that stores its weight transposed); ValueError where the
+        architecture keeps it outside the attention module (BERT's)."""
+        width = n_heads * head_dim
+        for name, child in module.named_children():
+            weight = getattr(child, "weight", None)
+            if name not in OUTPUT_PROJECTIONS:  # q, k and v projections have the same width: only these names
+                continue
+            if weight is None or weight.dim() != 2:
+                continue
+            if isinstance(child, nn.Linear) and child.in_features == width:
+                return weight.T.reshape(n_heads, head_dim, -1)  # Linear: (d, nh * dv)
+            if type(child).__name__ == "Conv1D" and weight.shape[0] == width:
+                return weight.reshape(n_heads, head_dim, -1)  # Conv1D: (nh * dv, d)
+        raise ValueError(f"a {self.cfg.model_type} attention layer keeps its output projection outside the module "
+                         "transformers hands the attention function: the value norms cannot read W_O")
 
     @property
     def n_params(self) -> int:
