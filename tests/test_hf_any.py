@@ -321,3 +321,26 @@ def test_value_norms_say_where_a_layer_keeps_w_o_outside_its_attention_module():
     _, bert = _wrapped("bert")
     with pytest.raises(ValueError, match="keeps its output projection outside"):
         value_norms(bert, list(range(3, 12)))
+
+
+@pytest.mark.parametrize("name, kind", [("qwen3", "self"), ("gpt_oss", "self"), ("gemma2", "self"), ("t5", "cross"),
+                                        ("t5", "decoder_self"), ("deepseek_v2", "self")])
+def test_inside_a_hub_head_the_steps_are_the_records_own_numbers(name, kind):
+    """Each head's steps (scaling, soft-cap, T5's bias, the sink, MLA's widths) end in the weights the record
+    rebuilds and the output the kernel returned."""
+    from playground.inspect.hub_steps import hub_layer_steps
+
+    _, model = _wrapped(name)
+    ids, tgt = _inputs(name)
+    source = ids[0].tolist() if tgt is not None else None
+    target = tgt[0].tolist() if tgt is not None else ids[0].tolist()
+    steps = hub_layer_steps(model, target, 1, kind=kind, source_ids=source)
+    with torch.no_grad():
+        out = model(ids, tgt, capture=True) if tgt is not None else model(ids, capture=True)
+    rec = [r for r in out.attentions if r.kind == kind][1]
+    v, kernel_out = rec.check
+    for s in steps:
+        assert abs(s["weights"] - rec.weights[0, s.head].numpy()).max() < 1e-5, (name, s.head)
+        assert abs(s["output"] - kernel_out[0, s.head].numpy()).max() < 1e-4, (name, s.head)
+    names = steps[0].names
+    assert ("capped" in names) is (name == "gemma2") and ("biased" in names) is (name == "t5" and kind != "cross")

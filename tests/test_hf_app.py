@@ -61,12 +61,12 @@ def test_rollout_and_head_ablation_read_a_hub_model(client):
     assert any(abs(v) > 0 for row in ablation["d_loss"] for v in row)
 
 
-@pytest.mark.parametrize("api, kwargs", [("/step", {}), ("/flash_replay", {})])
-def test_views_of_the_playgrounds_own_layers_refuse_a_hub_model_by_name(client, api, kwargs):
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError, match="qwen3 checkpoint runs in transformers' own classes"):
-        client.predict(spec="local:api-qwen3", prompt=PROMPT, api_name=api, **kwargs)
+def test_inside_a_head_and_the_flash_replay_read_a_hub_model(client):
+    steps = client.predict(spec="local:api-qwen3", prompt=PROMPT, layer=1, head=2, api_name="/step")
+    names = [s["name"] for s in steps["steps"]]
+    assert names[:3] == ["q", "k", "v"] and "weights" in names and "write" in names
+    replay = client.predict(spec="local:api-qwen3", prompt=PROMPT, layer=1, head=2, api_name="/flash_replay")
+    assert replay["head_dim"] == 16 and replay["max_abs_diff"] < 1e-6
 
 
 def test_an_architecture_that_bypasses_the_interface_is_refused_with_the_reason(client):
@@ -97,3 +97,10 @@ def test_an_error_names_the_file_never_the_servers_path(client):
 def test_the_logit_lens_reads_a_hub_decoder(client):
     _, _, numbers = client.predict(spec="local:api-qwen3", prompt=PROMPT, view="lens", api_name="/view")
     assert len(numbers["top_ids"]) == 2 and len(numbers["top_ids"][0]) == len(numbers["labels"])
+
+
+def test_an_encoder_decoders_view_switch_says_what_reads_it(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="t5 checkpoint runs in transformers' own classes"):
+        client.predict(spec="local:api-t5", prompt=PROMPT, view="norms", api_name="/view")

@@ -16,6 +16,8 @@ from playground import plots
 from playground.errors import check_int
 from playground.inspect import flash_replay as fr
 from playground.inspect.step_through import step_through
+from playground.inspect.hub_steps import hub_layer_steps
+from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
 from playground.train import data
 from playground.ui import service
@@ -39,8 +41,10 @@ def _tokens(w: Words, spec, prompt: str) -> tuple[list[int], list[int] | None, l
             return target, ids, service.task_labels(spec, target), service.task_labels(spec, ids)
         return ids, None, service.task_labels(spec, ids), []
     ids = api.run(w, service.tokenize, spec, prompt)
-    if spec.config().family == "encdec":  # the prompt is the encoder's; the decoder starts from BOS
-        return [data.BOS_ID], ids, ["BOS"], service.labels(spec, ids)
+    cfg = spec.config()
+    if cfg.family == "encdec":  # the prompt is the encoder's; the decoder starts from its start token
+        start = int(cfg.hf.get("decoder_start_token_id") or 0) if isinstance(cfg, HubConfig) else data.BOS_ID
+        return [start], ids, service.labels(spec, [start]), service.labels(spec, ids)
     return ids, None, service.labels(spec, ids), []
 
 
@@ -48,8 +52,6 @@ def step_data(w: Words, spec_text: str, prompt: str, layer: int, head: int, quer
     """The steps of one head as JSON, the token labels, and a note when the prompt was cut (or a model was
     unloaded to make room for this one)."""
     spec = api.spec(w, spec_text)
-    if isinstance(spec.config(), HubConfig):  # the steps read the playground's own projections
-        raise w.error("inside.refused_hub", model_type=spec.config().model_type)
     ids, source, labels, source_labels = _tokens(w, spec, prompt)
     notes = []
     if len(source or ids) > MAX_TOKENS:
@@ -70,8 +72,11 @@ def _steps(spec, ids: list[int], layer: int, head: int, query: int, kind: str | 
            source: list[int] | None) -> tuple[tuple[dict, list], list]:
     """``step_data``'s model work, through the GPU door: ((the steps as JSON, the load's notes), [])."""
     loaded = service.load(spec)
-    steps = step_through(loaded.model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
-                         source_ids=source)
+    if isinstance(loaded.model, HubModel):  # stepped from what its attention function received
+        steps = hub_layer_steps(loaded.model, ids, layer, query=query, kind=kind, source_ids=source, heads=[head])[0]
+    else:
+        steps = step_through(loaded.model, ids, layer, head, query=query, kind=kind, prefix_len=prefix_len,
+                             source_ids=source)
     return (steps.to_dict(), loaded.notes), []
 
 

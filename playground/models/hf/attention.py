@@ -179,6 +179,8 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
     scale = 1 / math.sqrt(d) if scaling is None else float(scaling)
     rule = _rule_of(attention_mask, module, Tq, Tk, sliding_window, tag is not None and tag.kind == "cross")
     bias = None if position_bias is None else position_bias[..., :Tq, :Tk]
+    if bias is not None and not bool(bias.any()):  # T5's cross-attention passes zeros: no bias at all
+        bias = None
     sinks = None if s_aux is None else s_aux.detach().float()
     k, v = key, value
     if n_kv != nh:  # kernels take one K/V per query head; the record keeps them per K/V head
