@@ -51,7 +51,8 @@ ENV_TOKEN_REPOS = "PLAYGROUND_TOKEN_REPOS"  # the repositories a server may open
 # owner/name: letters, digits, '.', '_', '-'; starts and ends with a letter or digit; no '..' or '--'
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 HUB_ID = re.compile(rf"(?!.*(?:\.\.|--)){_PART}/{_PART}")
-FILES = ["*.json", "tokenizer*", "*.model", "*.txt"]  # besides the weights: config, tokenizer, merges/vocab
+FILES = ["*.json", "tokenizer*", "*.model", "*.txt", "*.spm"]  # besides the weights: config, tokenizer, merges/vocab,
+                                                              # a Marian model's SentencePiece source and target
 PICKLED = (".bin", ".pt", ".pth", ".ckpt")
 NO_NETWORK = (ConnectionError, TimeoutError, LocalEntryNotFoundError, httpx2.TransportError)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from playground.models.labels import display_text, utf8_length
+from playground.models.pretrained.marian_tokenizer import MarianTokenizer, is_marian_folder
 
 TOKENIZER = "tokenizer.json"
 BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # sentencepiece byte fallback
@@ -68,8 +69,11 @@ class HubTokenizer:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "HubTokenizer":
-        """Read ``tokenizer.json``; ValueError naming what is wrong."""
+        """Read ``tokenizer.json`` (a Marian checkpoint, which ships none: its SentencePiece models and vocab.json,
+        ``marian_tokenizer``); ValueError naming what is wrong."""
         path = Path(folder) / TOKENIZER
+        if not path.is_file() and is_marian_folder(Path(folder)):
+            return MarianTokenizer(folder)
         if not path.is_file():
             raise ValueError(f"{TOKENIZER} not found in {folder}: the playground reads tokenizers only from it "
                              "(the 'tokenizers' library's format)")
