@@ -435,3 +435,21 @@ def test_an_analysis_past_the_operators_ceiling_is_refused_with_what_fits(monkey
     monkeypatch.delenv(service.MAX_JOB_ENV)
     result, _ = service.analyze_text(spec, text + "ceiling")  # the default ceiling takes it
     assert result.maps
+
+
+def test_cancel_also_takes_a_queued_analysis_out_of_the_queue():
+    """The Cancel button cancels the Analyze event itself (Gradio removes it from the queue if it has not started),
+    besides the flag that stops a running one between layers."""
+    from playground.ui import build_app
+
+    demo = build_app(warm_up=False, landing=False)
+    config = demo.get_config_file()
+    labels = {c["id"]: str(c.get("props", {}).get("value")) for c in config["components"]}
+    deps = config["dependencies"]
+
+    def clicks(key: str) -> list[dict]:  # the page's buttons carry their label as a translation key
+        return [d for d in deps if any(f'"key": "{key}"' in labels.get(t[0], "") and t[1] == "click"
+                                       for t in d["targets"])]
+
+    analyses = {d["id"] for d in clicks("attention.analyze")}
+    assert any(set(cancel["cancels"]) & analyses for cancel in clicks("attention.cancel"))

@@ -312,11 +312,13 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
 
     outputs = [badge_html, *overviews, group_kv, kind, layer, head_, state]
     view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
-    analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv, pooling], outputs,
-                      api_visibility="private", concurrency_limit=2, concurrency_id="analyze").then(
-        first_head, [state, kind, pooling], view_outputs, api_visibility="private").then(
+    analysis = analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv, pooling],
+                                 outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+    analysis.then(first_head, [state, kind, pooling], view_outputs, api_visibility="private").then(
         *redraw_view, api_visibility="private")
-    cancel_btn.click(cancel, None, None, api_visibility="private", queue=False)
+    # Cancel takes a queued analysis out of the queue (Gradio's cancels), and stops a running one after its current
+    # layer (the session's flag, which the analysis reads between layers)
+    cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[analysis])
     gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
     # cheap reads of a stored analysis have a lane of their own: a zoom never waits behind two long analyses
     gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="read")
