@@ -8,6 +8,7 @@ sees their place. Cancel stops the run at the next step (the thread checks a fla
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 
@@ -28,6 +29,7 @@ DATASETS = [(t(f"train.data_{key.removeprefix('task:')}"), key)
             for key in ("shakespeare", "task:induction", "task:copy", "task:associative_recall")]
 
 log = logging.getLogger("playground")
+DEFAULT_NAME = "my-model"  # a visitor who keeps it trains my-model-<their session>
 
 
 def _configs(family: str, variant: str, position: str, dataset: str, steps: int, lr: float):
@@ -48,6 +50,8 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
                   progress=gr.Progress()):
     w = Words(request)
     name = (name or "").strip()
+    if name == DEFAULT_NAME:  # each visitor's own default: the first visitor to train does not take it for all
+        name = f"{DEFAULT_NAME}-{(getattr(request, 'session_hash', None) or 'notebook')[:8]}"
     if not USER_NAME.match(name):  # the name a spec 'user:<name>' accepts
         raise w.error("error.train_name")
     out = zoo.USER_DIR / name
@@ -72,6 +76,11 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
         except Exception as e:  # reported to the person below, never a stack trace
             log.exception("training %s failed", name)  # the operator's log has the traceback
             failure.append(f"{type(e).__name__}: {redact_paths(str(e))}")
+        finally:  # the page offers no resume: a run that did not finish leaves nothing, a finished one no
+            if not (out / "card.json").exists():  # optimizer state (about 13 MB)
+                shutil.rmtree(out, ignore_errors=True)
+            for state in out.glob("train_state*"):
+                state.unlink(missing_ok=True)
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
@@ -119,7 +128,7 @@ def build_train_tab(controls: Controls):
     with gr.Row():
         steps = gr.Slider(10, 600, value=150, step=10, label=t("train.steps"))
         lr = gr.Number(3e-3, label=t("train.lr"))
-        name = gr.Textbox("my-model", label=t("train.name"), max_lines=1)
+        name = gr.Textbox(DEFAULT_NAME, label=t("train.name"), info=t("train.name_info"), max_lines=1)
         start = gr.Button(t("train.train"), variant="primary")
         cancel = gr.Button(t("train.cancel"), variant="stop")
     status = gr.Markdown()
