@@ -147,7 +147,8 @@ def built_in(fn: Callable, inputs: list, outputs: list) -> tuple | None:
     ``fn`` refused its starting values (a ``gr.Error``), and nothing was written."""
     try:
         values, returned = _call_as_page(fn, inputs)
-    except gr.Error:
+    except gr.Error as e:  # the page is built without this view: the operator's log says why, once
+        REQUESTS.warning("a first view was not built into the page: %s", e.message)
         return None
     set_initial(outputs, list(returned))
     return Words(None).lang, values
@@ -172,7 +173,8 @@ def _first_view(fn: Callable, outputs: list, shown: tuple | None):
             return [gr.skip()] * len(outputs)
         try:
             return fn(*args, **kw)
-        except gr.Error:
+        except gr.Error as e:  # the tab stays as the page built it; the operator's log says why
+            REQUESTS.warning("a first view was not computed: %s", e.message)
             return [gr.skip()] * len(outputs)
     return first_view
 

@@ -9,6 +9,8 @@ choices resolve to a spec the way the controls do.
 """
 from __future__ import annotations
 
+import logging
+
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -124,7 +126,9 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
             try:
                 spec, _ = choose(w, family, variant, position, task, fallback)
                 state = analysis_state(w, str(spec), text, prefix, 0, backend, device, dtype)
-            except gr.Error:  # the controls hold something the page cannot run yet: the reader will see why on Analyze
+            except gr.Error as e:  # the controls hold something the page cannot run yet: the reader sees why on Analyze
+                logging.getLogger("playground.requests").warning("the landing analysis was not computed: %s",
+                                                                 e.message)
                 return [gr.skip()] * len(tab.outputs)
             return analysis_outputs(w, state, grouped)
         return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
