@@ -179,3 +179,23 @@ def test_export_refuses_a_prompt_whose_weights_it_cannot_write(store):
     assert weights > EXPORT_MAX_WEIGHTS
     with pytest.raises(gr.Error, match="more than an export writes"):
         export_files(state)
+
+
+def test_cross_attention_has_no_distances_and_no_token_roles():
+    """A decoder index and an encoder index are no distance apart: cross-attention's mean distance, previous-token
+    share, duplicate / induction shares and distance profile are NaN (not numbers that mean nothing)."""
+    import numpy as np
+    import torch
+
+    from playground.inspect.tiles import sweep
+    from playground.nn.masks import MaskRule
+    from playground.nn.rebuild import AttentionSource
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 2, 5, 8, generator=g), torch.randn(1, 2, 9, 8, generator=g)
+    cross = sweep(AttentionSource(q, k, None, MaskRule("cross")), 16, tokens=list(range(5))).stats
+    for name in ("mean_distance", "previous_token", "duplicate_token", "induction"):
+        assert np.isnan(cross.values[name]).all(), name
+    assert np.isnan(cross.profile).all() and np.isfinite(cross.values["entropy"]).all()
+    causal = sweep(AttentionSource(q, q[:, :, :, :], None, MaskRule("causal")), 16).stats
+    assert np.isfinite(causal.values["mean_distance"]).all()

@@ -186,8 +186,8 @@ def _earlier_copy(tokens: np.ndarray) -> np.ndarray:
 class _Stats:
     """Accumulates the head statistics, tile by tile (batch 0)."""
 
-    def __init__(self, nh: int, Tq: int, Tk: int, tokens: np.ndarray | None):
-        self.nh, self.Tq = nh, Tq
+    def __init__(self, nh: int, Tq: int, Tk: int, tokens: np.ndarray | None, positional: bool = True):
+        self.nh, self.Tq, self.positional = nh, Tq, positional
         self.entropy = torch.zeros(nh, dtype=torch.float64)
         self.distance = torch.zeros(nh, dtype=torch.float64)
         self.sink = torch.zeros(nh, dtype=torch.float64)
@@ -278,6 +278,10 @@ class _Stats:
         else:
             values["duplicate_token"] = values["induction"] = torch.full((self.nh,), float("nan"), dtype=torch.float64)
         profile = torch.where(self.pairs > 0, self.mass / self.pairs.clamp(min=1), float("nan"))
+        if not self.positional:  # cross-attention: a decoder index and an encoder index are no distance apart
+            for name in ("mean_distance", "previous_token"):
+                values[name] = torch.full((self.nh,), float("nan"), dtype=torch.float64)
+            profile = torch.full_like(profile, float("nan"))
         return HeadStats({k: v.numpy().astype(np.float64) for k, v in values.items()}, profile.numpy(), self.edges)
 
 
@@ -310,7 +314,8 @@ def sweep(src: AttentionSource | ImplicitSource, cells: int, tokens=None, check:
     _, nh, Tq, Tk = src.shape
     cell = (cell_size(Tq, cells), cell_size(Tk, cells))
     pooler = _Pooler(nh, (0, Tq), (0, Tk), cell, _signed(src))
-    stats = _Stats(nh, Tq, Tk, None if tokens is None else np.asarray(tokens))
+    cross = isinstance(src, AttentionSource) and src.rule.kind == "cross"  # queries and keys of two sequences
+    stats = _Stats(nh, Tq, Tk, None if tokens is None or cross else np.asarray(tokens), positional=not cross)
     rebuilt = None
     if check is not None:
         v, out = check
