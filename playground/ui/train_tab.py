@@ -120,6 +120,7 @@ def _curve(w: Words, events: list[dict]):
 
 def build_train_tab(controls: Controls):
     gr.Markdown(t("train.help"))
+    gr.Markdown(t("train.name_info"))
     with gr.Row():
         family = gr.Dropdown(ARCHITECTURES, value="decoder", label=t("controls.architecture"))
         variant = gr.Dropdown(VARIANTS, value="GQA", label=t("train.variant"))
@@ -128,7 +129,7 @@ def build_train_tab(controls: Controls):
     with gr.Row():
         steps = gr.Slider(10, 600, value=150, step=10, label=t("train.steps"))
         lr = gr.Number(3e-3, label=t("train.lr"))
-        name = gr.Textbox(DEFAULT_NAME, label=t("train.name"), info=t("train.name_info"), max_lines=1)
+        name = gr.Textbox(DEFAULT_NAME, label=t("train.name"), max_lines=1)
         start = gr.Button(t("train.train"), variant="primary")
         cancel = gr.Button(t("train.cancel"), variant="stop")
     status = gr.Markdown()
