@@ -515,6 +515,8 @@ def test_the_cache_stays_under_its_disk_budget_least_recently_used_out_first(hub
     downloading, and a model larger than the whole budget is refused before a byte is fetched."""
     import time as clock
 
+    from huggingface_hub import scan_cache_dir
+
     from playground.models.pretrained import disk
 
     for name in ("owner/a", "owner/b", "owner/c"):
@@ -524,12 +526,12 @@ def test_the_cache_stays_under_its_disk_budget_least_recently_used_out_first(hub
     hub.resolve("owner/a", forget=forgotten.append)
     clock.sleep(0.01)
     hub.resolve("owner/b", forget=forgotten.append)
-    cached = {r.repo_id for r in __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).repos}
+    cached = {r.repo_id for r in scan_cache_dir(disk.cache_dir()).repos}
     assert cached == {"owner/a", "owner/b"}
     hub.resolve("owner/c", forget=forgotten.append)
-    cached = {r.repo_id for r in __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).repos}
+    cached = {r.repo_id for r in scan_cache_dir(disk.cache_dir()).repos}
     assert forgotten == ["owner/a"] and cached == {"owner/b", "owner/c"}
-    assert __import__("huggingface_hub").scan_cache_dir(disk.cache_dir()).size_on_disk <= 10_000
+    assert scan_cache_dir(disk.cache_dir()).size_on_disk <= 10_000
     monkeypatch.setenv(disk.ENV_DISK_GB, str(3_000 / 1e9))
     hub_server.repos["owner/big"] = tiny_repo()
     before = len(hub_server.downloads())
