@@ -344,3 +344,22 @@ def test_inside_a_hub_head_the_steps_are_the_records_own_numbers(name, kind):
         assert abs(s["output"] - kernel_out[0, s.head].numpy()).max() < 1e-4, (name, s.head)
     names = steps[0].names
     assert ("capped" in names) is (name == "gemma2") and ("biased" in names) is (name == "t5" and kind != "cross")
+
+
+@pytest.mark.parametrize("name", ["qwen3", "gemma3", "bert", "gpt_oss"])
+def test_flexattention_runs_a_hub_model_and_gives_the_eager_weights(name):
+    """FlexAttention with the layer's own rule (causal, sliding, bidirectional) as a block mask; a layer with what
+    the call cannot take (gpt-oss's sinks) runs the explicit path and says why."""
+    from playground.models.hf.attention import FLEX_EXPLICIT
+
+    ref, model = _wrapped(name, "flex")
+    ids, tgt = _inputs(name, T=40)
+    logits, weights = _reference(ref, ids, tgt)
+    out = _capture(model, ids, tgt)
+    assert (out.logits - logits).abs().max() < ATOL
+    for rec in out.attentions:
+        assert (rec.weights - weights[rec.kind][rec.layer]).abs().max() < ATOL
+        if name == "gpt_oss":
+            assert rec.kernel == "explicit" and rec.reason == FLEX_EXPLICIT
+        else:
+            assert rec.kernel == "flex" and rec.call == "block mask" and rec.block_mask is not None

@@ -30,14 +30,18 @@ import torch
 from torch import Tensor
 
 from playground.models.hf.mask import RuleMask, rule_mask
-from playground.nn.kernels import sdpa_call
+from playground.nn import flex
+from playground.nn.attention import FLEX_CPU_TINY, flex_miscomputes
+from playground.nn.kernels import KernelUnavailable, sdpa_call
 from playground.nn.masks import MaskRule
 from playground.nn.rebuild import AttentionSource
 from playground.nn.recorder import AttentionRecord, Recorder
 
 NAME = "playground"
-KERNELS = ("auto", "flash", "efficient", "cudnn", "math", "explicit")  # what a Hub model's layer can run
+KERNELS = ("auto", "flash", "efficient", "cudnn", "math", "flex", "explicit")  # what a Hub model's layer can run
 SOFTCAP_EXPLICIT = "soft-capping (tanh of the scores) is in no SDPA kernel: the explicit path computed it"
+FLEX_EXPLICIT = ("the playground's FlexAttention call takes a mask rule alone (no soft-cap, relative bias, sink or "
+                 "value width of its own): the explicit path computed this layer")
 OFFSET_PROBE = 64  # rows and columns of a relative bias checked against the dense one the model built
 
 
@@ -75,8 +79,7 @@ class RunSettings:
 
 def check_backend(backend: str) -> None:
     if backend not in KERNELS:
-        raise ValueError(f"a Hub model's attention runs on {', '.join(KERNELS)}; got {backend!r} "
-                         "(FlexAttention is for the playground's own models)")
+        raise ValueError(f"a Hub model's attention runs on {', '.join(KERNELS)}; got {backend!r}")
 
 
 # The registry of attention modules that belong to a wrapped model (``HubModel``): a module not in it (a model
@@ -186,10 +189,24 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
     if n_kv != nh:  # kernels take one K/V per query head; the record keeps them per K/V head
         k = key.repeat_interleave(nh // n_kv, dim=1)
         v = value.repeat_interleave(nh // n_kv, dim=1)
-    backend, call, reason = settings.backend, _kernel_call(rule, Tq, Tk), None
-    if softcap and backend != "explicit":
+    backend, call, reason, block_mask = settings.backend, _kernel_call(rule, Tq, Tk), None, None
+    if softcap and backend not in ("explicit", "flex"):
         backend, reason = "explicit", SOFTCAP_EXPLICIT
-    if backend == "explicit":
+    if backend == "flex" and (softcap or bias is not None or sinks is not None or value.shape[-1] != d):
+        backend, reason = "explicit", FLEX_EXPLICIT
+    elif backend == "flex" and flex_miscomputes(query.device, Tk, d):
+        backend, reason = "auto", FLEX_CPU_TINY
+    if backend == "flex":
+        try:  # q scaled so that the kernel's 1/sqrt(d) gives the layer's own scaling
+            out, block_mask, *lse = flex.flex_attention(query * (scale * math.sqrt(d)), k, v, rule.rule,
+                                                        q_start=rule.q_start, k_start=rule.k_start,
+                                                        key_valid=rule.key_valid,
+                                                        return_lse=flex.LSE_ON.get(query.device.type, False))
+        except flex.FlexUnavailable as e:
+            raise KernelUnavailable(f"FlexAttention cannot run here: {e}. Choose another backend (math and explicit "
+                                    "always run).") from None
+        lse, kernel, call = (lse[0] if lse else None), "flex", "block mask"
+    elif backend == "explicit":
         dense = None if call == "no mask" else rule.dense(query.device)
         out, lse = _explicit(query, k, v, scale, softcap, bias, dense)
         kernel, call = "explicit", "weights"
@@ -225,7 +242,7 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
         settings.modules.append(module)
         recomputed = not (kernel == "explicit" and query.dtype == torch.float32)
         settings.recorder.write(AttentionRecord(
-            tag.kind, layer, source.to_cpu(), kernel, recomputed, call=call, reason=reason,
+            tag.kind, layer, source.to_cpu(), kernel, recomputed, call=call, block_mask=block_mask, reason=reason,
             check=(value.detach().float().cpu(), out.detach().float().cpu()), layer_type=tag.label))
     return out.transpose(1, 2).contiguous(), None
 
