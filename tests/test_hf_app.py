@@ -104,3 +104,11 @@ def test_an_encoder_decoders_view_switch_says_what_reads_it(client):
 
     with pytest.raises(AppError, match="t5 checkpoint runs in transformers' own classes"):
         client.predict(spec="local:api-t5", prompt=PROMPT, view="norms", api_name="/view")
+
+
+def test_the_badge_names_flexattention_and_its_block_mask_for_a_hub_model(client):
+    badge, _, _, _ = client.predict(spec="local:api-qwen3", prompt=PROMPT, backend="flex", api_name="/analyze")
+    assert "FlexAttention" in badge and "block mask" in badge
+    figures = client.predict(spec="local:api-qwen3", prompt=PROMPT, kind="self", layer=0, head=0, backend="flex",
+                             api_name="/head")
+    assert figures["blocks"] is not None  # the block-mask view of the layer's own rule
