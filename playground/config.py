@@ -84,6 +84,11 @@ class ModelConfig:
         return self.attn_bias != "none" and projection in self.attn_bias
 
     @property
+    def attention_calls(self) -> int:
+        """Attention calls (or recurrent mixers) in one forward: an encoder-decoder has three per layer."""
+        return self.n_layer * (3 if self.family == "encdec" else 1)
+
+    @property
     def variant(self) -> str:
         """'MHA', 'GQA' or 'MQA', read off n_kv_heads."""
         if self.n_kv_heads == self.n_heads:

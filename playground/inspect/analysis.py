@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from playground.models.base import LanguageModel
-from playground.models.hf.model import HubModel
 from playground.nn import flex
 from playground.nn.kernels import dtype_name
 from playground.nn.rebuild import AttentionSource, ImplicitSource
@@ -149,7 +148,8 @@ class Analysis:
             "source_ids": self.source_ids, "source_labels": self.source_labels, "prefix_len": self.prefix_len,
             "elapsed_ms": round(self.elapsed_ms, 3), "kernels": self.kernels, "recomputed": self.recomputed,
             "max_abs_diff": self.max_abs_diff, "dtype": self.dtype,
-            "maps": [{"kind": m.kind, "layer": m.layer, "layer_type": m.layer_type, "kernel": m.kernel, "call": m.call, "reason": m.reason,
+            "maps": [{"kind": m.kind, "layer": m.layer, "layer_type": m.layer_type, "kernel": m.kernel, "call": m.call,
+                      "reason": m.reason,
                       "block_grid": None if m.block_grid is None else m.block_grid.tolist(),
                       "recomputed": m.recomputed,
                       "max_abs_diff": m.max_abs_diff, "mask": m.mask.astype(int).tolist(),
@@ -195,7 +195,7 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
     cfg = model.cfg
     encdec = cfg.family == "encdec"
     tgt = (list(target_ids) if target_ids else [decoder_start(model, bos_id)]) if encdec else None
-    total = cfg.attention_calls if isinstance(model, HubModel) else cfg.n_layer * (3 if encdec else 1)
+    total = cfg.attention_calls
     cells = overview_cells(total * cfg.n_heads)
     maps: list[AttentionMap] = []
 
@@ -222,7 +222,6 @@ def analyze(model: LanguageModel, ids: list[int], *, prefix_len: int = 0, target
         source_ids=source, source_labels=list(source_labels or map(str, source)), prefix_len=prefix_len,
         dtype=dtype_name(dtype),
     )
-
 
 
 class Cancelled(ValueError):

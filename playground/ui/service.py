@@ -527,7 +527,7 @@ def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str 
         raise MessageError("error.no_mask_token") from None
     ids, cut = tokenize(spec, text, device)
     if mask_id not in ids:
-        raise MessageError("error.no_mask", token=tok_label(tok, mask_id))
+        raise MessageError("error.no_mask", token=tok.labels([mask_id])[0])
     fills = fill_mask(model, ids, mask_id)
     filled = list(ids)
     for f in fills:
@@ -540,10 +540,6 @@ def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str 
         n_layer=fills[0].attention.shape[0], n_heads=cfg.n_heads, config=cfg,
         choices=[[(label, p) for label, p in zip(labels(spec, f.top_ids), f.top_probs)] for f in fills],
         positions=[f.position for f in fills]), notes + cut
-
-
-def tok_label(tok, token_id: int) -> str:
-    return tok.labels([token_id])[0]
 
 
 def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:

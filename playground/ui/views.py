@@ -19,8 +19,8 @@ from playground import plots, zoo
 from playground.config import RECURRENT_FAMILIES
 from playground.inspect.ablation import MODES, ablate_heads
 from playground.inspect.attribution import rollout, value_norms
+from playground.inspect.hooks import as_batch
 from playground.inspect.logit_lens import logit_lens
-from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
 from playground.train import data
 from playground.ui import service
@@ -112,13 +112,11 @@ HUB_VIEWS = {"decoder": ("norms", "rollout", "ablation", "lens"), "encoder": ("n
 
 
 def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:
-    """Every self-attention layer's weights of one forward, (L, nh, T, T): the playground's models through the value
-    norms' pass, a Hub model from its records."""
-    if isinstance(model, HubModel):
-        with torch.no_grad():
-            records = model(torch.tensor([ids]), capture=True, logits="none").attentions
-        return np.stack([rec.weights[0].numpy() for rec in records if rec.kind == "self"])
-    return value_norms(model, ids, prefix_len=prefix_len).weights  # the norms' pass holds them already
+    """Every self-attention layer's weights of one forward, (L, nh, T, T), from its records (rollout needs nothing
+    else: not W_O, which some Hub models keep outside their attention module)."""
+    with torch.no_grad():
+        records = model(as_batch(model, ids), prefix_len=prefix_len, capture=True, logits="none").attentions
+    return np.stack([rec.weights[0].numpy() for rec in records if rec.kind == "self"])
 
 
 def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int, without_first: bool, mode: str,
