@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from playground.models.base import LOGITS, ModelOutput
-from playground.models.hf.attention import LAYERS, NAME, LayerTag, RunSettings, check_backend
+from playground.models.hf.attention import LAYERS, NAME, LayerTag, RunSettings
 from playground.models.hf.shape import ATTENTION_TYPES, HubConfig, layer_types
 from playground.nn.recorder import AttentionRecord, Recorder
 
@@ -94,16 +94,6 @@ class HubModel(nn.Module):
         return self.settings.recorder
 
     @property
-    def backend(self) -> str:
-        return self.settings.backend
-
-    def set_backend(self, backend: str) -> None:
-        """The kernel every attention layer runs from now on (``attention.KERNELS``)."""
-        check_backend(backend)
-        self.settings.backend = backend
-        self.cfg = self.cfg.replace(backend=backend)
-
-    @property
     def config(self):
         """transformers' config of the model."""
         return self.hf.config
@@ -111,10 +101,6 @@ class HubModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.hf.parameters()).dtype
 
     @property
     def vocab_size(self) -> int:
