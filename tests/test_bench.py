@@ -366,12 +366,12 @@ def test_the_benchmark_checkpoint_is_reused_and_needs_transformers(tmp_path, mon
     from playground.models.pretrained import load_folder
 
     folder = write_gpt2(tmp_path / "a", "tiny")
+    model, tok = load_folder(folder)
+    assert model.cfg.n_layer == 2 and model.cfg.vocab_size == 512 and 256 < tok.vocab_size <= 512
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now fails
     assert write_gpt2(folder, "tiny") == folder  # already there: nothing to write, transformers not needed
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
-    model, tok = load_folder(folder)
-    assert model.cfg.n_layer == 2 and model.cfg.vocab_size == 512 and 256 < tok.vocab_size <= 512
     with pytest.raises(ValueError, match="requirements-dev"):
         write_gpt2(tmp_path / "b", "tiny")
     with pytest.raises(ValueError, match="unknown shape"):

@@ -296,23 +296,44 @@ def test_the_logit_lens_last_layer_is_the_models_own_output(name):
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
-def test_value_norms_of_a_hub_model_equal_the_playgrounds_own_module_on_the_same_checkpoint(kind, tmp_path):
-    """The same checkpoint opened twice, as the playground's hand-written model and as transformers' class through the
-    attention function: Kobayashi's norms agree (GPT-2's W_O is a Conv1D, stored transposed)."""
+def test_value_norms_of_a_hub_model_equal_kobayashis_formula_on_transformers_eager_forward(kind, tmp_path):
+    """The norms from the records equal A^h_ij ||(x_j W_V^h + b_V^h) W_O^h|| computed here from transformers' eager
+    forward: its attentions, each attention module's input and its own v and output projections (GPT-2's are Conv1D,
+    stored (in, out), with q|k|v fused)."""
     import numpy as np
 
-    from pretrained_fixtures import write_checkpoint
+    from pretrained_fixtures import reference, write_checkpoint
     from playground.inspect.attribution import value_norms
-    from playground.models.hf.loader import open_folder
     from playground.models.pretrained.loader import load_folder
 
     folder = write_checkpoint(kind, tmp_path / kind)
-    ours, tok = load_folder(folder)
-    hub, _ = open_folder(folder)
+    hub, tok = load_folder(folder)
     ids = tok.encode("The keys and values are cached; attention looks back.")
-    a, b = value_norms(ours, ids), value_norms(hub, ids)
-    for name in ("weights", "per_head", "per_layer", "value_norms"):
-        np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-4, rtol=1e-4, err_msg=name)
+    ref = reference(folder)
+    layers = ref.transformer.h if kind == "gpt2" else ref.model.layers
+    attns = [layer.attn if kind == "gpt2" else layer.self_attn for layer in layers]
+    seen = []
+    handles = [a.register_forward_pre_hook(lambda m, args, kw: seen.append(kw.get("hidden_states", args[0] if args
+                                                                                   else None)), with_kwargs=True)
+               for a in attns]
+    with torch.no_grad():
+        eager = ref(torch.tensor([ids]), output_attentions=True).attentions
+    for h in handles:
+        h.remove()
+    d, nh = hub.cfg.d_model, hub.cfg.n_heads
+    hs = d // nh
+    for layer, (a, x, A) in enumerate(zip(attns, seen, eager)):
+        x = x[0]  # (T, d)
+        with torch.no_grad():
+            if kind == "gpt2":
+                v = (x @ a.c_attn.weight + a.c_attn.bias)[:, 2 * d:]  # (T, d): the v third of the fused Conv1D
+                w_o = a.c_proj.weight  # (in, out)
+            else:
+                v = a.v_proj(x).view(-1, hub.cfg.n_kv_heads, hs).repeat_interleave(nh // hub.cfg.n_kv_heads, dim=1).flatten(1)
+                w_o = a.o_proj.weight.T  # (in, out)
+            f = torch.stack([v[:, h * hs:(h + 1) * hs] @ w_o[h * hs:(h + 1) * hs] for h in range(nh)])  # (nh, T, d)
+        expected = (A[0] * f.norm(dim=-1)[:, None, :]).numpy()
+        np.testing.assert_allclose(value_norms(hub, ids).per_head[layer], expected, atol=1e-5, rtol=1e-4)
 
 
 def test_value_norms_say_where_a_layer_keeps_w_o_outside_its_attention_module():
@@ -363,3 +384,39 @@ def test_flexattention_runs_a_hub_model_and_gives_the_eager_weights(name):
             assert rec.kernel == "explicit" and rec.reason == FLEX_EXPLICIT
         else:
             assert rec.kernel == "flex" and rec.call == "block mask" and rec.block_mask is not None
+
+
+def test_the_pages_sliding_window_narrows_every_causal_layer_as_the_models_own_window_would(tmp_path):
+    """An instance with the page's window W computes what the same checkpoint computes with sliding_window=W in its
+    config.json (Mistral: every layer slides); on GPT-2, which has no window, each row sees its W last keys."""
+    import json
+    import shutil
+
+    from pretrained_fixtures import reference, write_checkpoint
+    from playground.models.pretrained.loader import load_folder
+    from playground.models.shared import Weights, instance
+
+    folder = write_checkpoint("mistral", tmp_path / "mistral")  # its own window: 8
+    narrow = shutil.copytree(folder, tmp_path / "narrow")
+    config = json.loads((narrow / "config.json").read_text())
+    (narrow / "config.json").write_text(json.dumps({**config, "sliding_window": 4}))
+    model, tok = load_folder(folder)
+    ids = torch.tensor([tok.encode("The keys and values are cached; attention looks back.")])
+    four = instance(Weights.of(model), sliding_window=4)
+    assert four.cfg.sliding_window == 4
+    with torch.no_grad():
+        out = four(ids, capture=True)
+        assert (out.logits - reference(narrow)(ids).logits).abs().max() < 1e-4
+        assert (out.logits - model(ids).logits).abs().max() > 1e-3  # the window changed what the model computes
+    row = out.attentions[0].weights[0, 0, -1]
+    assert (row[:-4] == 0).all() and (row[-4:] > 0).all()
+    gpt2, tok = load_folder(write_checkpoint("gpt2", tmp_path / "gpt2"))
+    three = instance(Weights.of(gpt2), sliding_window=3)
+    with torch.no_grad():
+        weights = three(ids, capture=True).attentions[1].weights[0]  # (nh, T, T)
+    T = ids.shape[1]
+    seen = torch.ones(T, T).tril() - torch.ones(T, T).tril(-3)  # key j seen by query i when i - 3 < j <= i
+    assert torch.equal(weights > 0, seen.bool().expand_as(weights))
+    bert = _wrapped("bert")[1]
+    with pytest.raises(ValueError, match="applies to a decoder-only"):
+        bert.cfg.replace(sliding_window=4)

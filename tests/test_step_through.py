@@ -205,10 +205,34 @@ def test_models_without_heads_and_missing_tokens_are_refused():
 
 @pytest.mark.parametrize("kind", ["gpt2", "qwen2", "mistral"])
 def test_the_heads_writes_sum_to_a_pretrained_layer(hf_checkpoint, kind):
-    """Checkpoints written by transformers: GPT-2 (fused c_attn, biases everywhere, learned positions),
-    Qwen2 (q/k/v biases, no o_proj bias, RoPE theta 1e6), Mistral (GQA, a sliding window shorter than IDS)."""
+    """Checkpoints written by transformers, opened through its own classes: GPT-2 (fused Conv1D c_attn and c_proj,
+    biases everywhere, learned positions), Qwen2 (q/k/v biases, no o_proj bias, RoPE theta 1e6), Mistral (GQA, a
+    sliding window shorter than IDS). Every head's steps end in the recorded weights, and the heads' writes plus the
+    output bias equal what the attention module returned in transformers' forward."""
+    from playground.inspect.hub_steps import hub_layer_steps
+    from playground.models.hf.model import OUTPUT_PROJECTIONS
     from playground.models.pretrained import load_folder
 
     model, _ = load_folder(hf_checkpoint(kind))
-    for layer in range(model.cfg.n_layer):
-        check_layer(model, "self", layer)
+    modules = [m for m in model.hf.modules() if hasattr(m, "layer_idx") and hasattr(m, "scaling")]
+    returned = {}
+
+    def keep(module, args, out):  # the attention module's output, after its output projection: (T, d)
+        returned[module.layer_idx] = out[0][0]
+    handles = [m.register_forward_hook(keep) for m in modules]
+    with torch.no_grad():
+        records = model(torch.tensor([IDS]), capture=True).attentions
+    for h in handles:
+        h.remove()
+    assert len(modules) == len(records) == model.cfg.n_layer
+    for layer, module in enumerate(modules):
+        projection = next(c for n, c in module.named_children() if n in OUTPUT_PROJECTIONS)
+        total = np.zeros(returned[layer].shape)
+        every_head = hub_layer_steps(model, IDS, layer)
+        assert [steps.head for steps in every_head] == list(range(model.cfg.n_heads))
+        for head, steps in enumerate(every_head):
+            assert np.abs(steps["weights"] - records[layer].weights[0, head].double().numpy()).max() < 1e-6
+            total += steps["write"]
+        if projection.bias is not None:
+            total += projection.bias.detach().double().numpy()
+        assert np.abs(total - returned[layer].double().numpy()).max() < 1e-5

@@ -17,7 +17,7 @@ import torch
 
 from playground.errors import InputError
 from playground.models.base import LanguageModel
-from playground.models.pretrained import HubTokenizer, open_checkpoint, shape_of
+from playground.models.pretrained import HubTokenizer, load_folder, shape_of
 from playground.models.pretrained import hub
 from playground.models.pretrained.budget import estimate_parameters, parameters_in_folder
 from playground.models.pretrained.checkpoint import read_config
@@ -82,7 +82,7 @@ def local_names() -> list[str]:
 
 @lru_cache(maxsize=64)
 def _config(scheme: str, name: str):
-    """A hand-written family's ``ModelConfig``, or any other architecture's ``HubConfig``."""
+    """Mamba's ``ModelConfig``, or any other architecture's ``HubConfig``."""
     return shape_of(read_config(prepare(scheme, name)))
 
 
@@ -102,7 +102,7 @@ def summary(scheme: str, name: str) -> dict:
 
 
 def _load(scheme: str, name: str) -> LanguageModel:
-    model, _ = open_checkpoint(prepare(scheme, name), "cpu", torch.float32)
+    model, _ = load_folder(prepare(scheme, name), "cpu", torch.float32)
     return model
 
 

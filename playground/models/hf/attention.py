@@ -21,6 +21,8 @@ Glossary: B batch, nh query heads, n_kv K/V heads, Tq queries, Tk keys, d head d
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ class RunSettings:
     calls: Counter = field(default_factory=Counter)
     ablated: dict = field(default_factory=dict)  # (kind, layer) -> {head: "zero" | "mean"} while heads are ablated
     modules: list = field(default_factory=list)  # the attention module of each recorded call of this forward
+    window: int = 0  # > 0: every causal self-attention call sees at most this many keys back (the page's window)
 
     def __post_init__(self):
         check_backend(self.backend)
@@ -181,6 +184,9 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
     n_kv, Tk = key.shape[1], key.shape[2]
     scale = 1 / math.sqrt(d) if scaling is None else float(scaling)
     rule = _rule_of(attention_mask, module, Tq, Tk, sliding_window, tag is not None and tag.kind == "cross")
+    if settings.window and rule.rule.kind == "causal":
+        narrow = min(w for w in (rule.rule.window, settings.window) if w)
+        rule = dataclasses.replace(rule, rule=MaskRule("causal", window=narrow))
     bias = None if position_bias is None else position_bias[..., :Tq, :Tk]
     if bias is not None and not bool(bias.any()):  # T5's cross-attention passes zeros: no bias at all
         bias = None

@@ -75,7 +75,7 @@ class HubModel(nn.Module):
         if cfg.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
         self.hf, self.cfg, self.task = hf, cfg, cfg.task
-        self.settings = RunSettings(backend=cfg.backend)
+        self.settings = RunSettings(backend=cfg.backend, window=cfg.window)
         self.past = None          # transformers' own cache object while decoding (``setup_cache``), else None
         self.use_cache = False
         config = hf.config
@@ -87,7 +87,8 @@ class HubModel(nn.Module):
     @classmethod
     def wrap(cls, hf: nn.Module, backend: str = "auto") -> "HubModel":
         """A transformers model already built with ``attn_implementation="playground"``, wrapped."""
-        return cls(hf, HubConfig.of(hf.config.to_dict(), backend))
+        config = {**hf.config.to_dict(), "architectures": [type(hf).__name__]}  # the head it was built with
+        return cls(hf, HubConfig.of(config, backend))
 
     @property
     def recorder(self) -> Recorder:
@@ -158,7 +159,7 @@ class HubModel(nn.Module):
         with context as records:
             out = self.hf(**{k: v for k, v in kwargs.items() if v is not None})
         if self.use_cache:
-            self.past = out.past_key_values
+            self.past = out.cache
         result = out.logits if logits == "all" else (out.logits[:, -1:] if logits == "last" else None)
         return ModelOutput(result, list(records))
 

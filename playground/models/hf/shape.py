@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from playground.models.pretrained.checkpoint import check_sizes
+
 FAMILY_OF_TASK = {"causal": "decoder", "masked": "encoder", "seq2seq": "encdec"}
 ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "attention", "hybrid")
 ROPE_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_pct", "rotary_emb_base", "partial_rotary_factor",
@@ -98,6 +100,7 @@ class HubConfig:
 
     hf: dict = field(repr=False)
     backend: str = "auto"
+    window: int = 0  # the page's sliding window over every causal self-attention layer (0: each layer's own)
 
     @classmethod
     def of(cls, hf: dict, backend: str = "auto") -> "HubConfig":
@@ -118,7 +121,10 @@ class HubConfig:
 
     def check(self) -> None:
         """UnsupportedModel when transformers cannot open this config with a head, or its class computes attention
-        without the interface (then no function registered there sees its q and k)."""
+        without the interface (then no function registered there sees its q and k); ValueError for a size past
+        ``checkpoint.LIMITS``."""
+        check_sizes({"n_layer": self.n_layer, "d_model": self.d_model, "n_heads": self.n_heads,
+                     "vocab_size": self.vocab_size, "context_length": self.context_length})
         cls, _ = self._class_task
         if not uses_interface(cls):
             raise UnsupportedModel(f"{cls.__name__} computes attention in its own code, not through transformers' "
@@ -198,9 +204,15 @@ class HubConfig:
         return "none"
 
     @property
-    def sliding_window(self) -> int:
+    def own_window(self) -> int:
+        """The window config.json gives its sliding layers (0: none)."""
         window = vars(self.text_config).get("sliding_window")
         return int(window) if isinstance(window, int) and window > 0 else 0
+
+    @property
+    def sliding_window(self) -> int:
+        """The window this instance runs with: the page's where one is set, else the model's own."""
+        return self.window or self.own_window
 
     @property
     def context_length(self) -> int:
@@ -234,18 +246,26 @@ class HubConfig:
                 "d_model": self.d_model, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
                 "head_dim": self.head_dim, "variant": self.variant, "position": self.position,
                 "sliding_window": self.sliding_window, "context_length": self.context_length,
-                "vocab_size": self.vocab_size, "backend": self.backend, "layer_types": self.layer_types}
+                "vocab_size": self.vocab_size, "backend": self.backend, "layer_types": self.layer_types,
+                "window": self.window}
 
     def replace(self, **changes) -> "HubConfig":
-        """The same model with another ``backend``; a sliding window other than the model's own (0) is refused."""
-        window = changes.pop("sliding_window", 0)
-        if window not in (0, self.sliding_window):
-            raise ValueError(f"a Hub model keeps its own sliding window ({self.sliding_window or 'none'}); "
-                             f"got sliding_window={window}")
-        unknown = sorted(set(changes) - {"backend"})
+        """The same model with another ``backend`` or ``sliding_window``: a window other than the model's own is imposed
+        on every causal self-attention layer (a sliding layer keeps the narrower of the two); an encoder's or an
+        encoder-decoder's is refused."""
+        window = changes.pop("sliding_window", None)
+        if window is not None:
+            window = 0 if window == self.own_window else int(window)
+            if window < 0:
+                raise ValueError(f"sliding_window must be 0 (the model's own) or positive, got {window}")
+            if window and self.family != "decoder":
+                raise ValueError(f"a {self.model_type} model's attention is not causal throughout: a sliding window "
+                                 "applies to a decoder-only model; set the window to 0")
+            changes["window"] = window
+        unknown = sorted(set(changes) - {"backend", "window"})
         if unknown:
-            raise ValueError(f"a Hub model's instance may change only its backend, not {', '.join(unknown)}")
+            raise ValueError(f"a Hub model's instance may change only its backend and window, not {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
 
     def __hash__(self) -> int:
-        return hash((json.dumps(self.hf, sort_keys=True, default=str), self.backend))
+        return hash((json.dumps(self.hf, sort_keys=True, default=str), self.backend, self.window))

@@ -1,5 +1,5 @@
 """Pretrained Hugging Face checkpoints: any architecture transformers runs through its attention interface
-(``models.hf``), and the playground's own modules for GPT-2, Llama-family, Qwen2, Mistral and Mamba.
+(``models.hf``: GPT-2, Llama, Qwen3, Gemma, BERT, T5, Marian, ...), and the playground's own module for Mamba.
 
     from playground import load_pretrained
     model, tok = load_pretrained("openai-community/gpt2")          # a Hub id, or a local folder
@@ -8,9 +8,8 @@
 
 ``hub.resolve`` turns the source into a folder (config.json first: an architecture the playground cannot open is
 refused before a weight byte is fetched; then the size against a memory budget; then config, safetensors and
-tokenizer files); ``opening.open_checkpoint`` opens it: ``loader.load_folder`` maps a hand-written family's tensors
-into our modules (``families/``), ``models.hf.loader.open_folder`` loads any other through transformers' own
-class. Weights are read only from safetensors: nothing is ever unpickled.
+tokenizer files); ``loader.load_folder`` opens it: Mamba's tensors into the playground's own module
+(``families/``), any other architecture through transformers' own class (``models.hf.loader.open_folder``). Weights are read only from safetensors: nothing is ever unpickled.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from playground.models.base import LanguageModel
 from playground.models.pretrained.families import supported
 from playground.models.pretrained.hub import HubError, Progress, fetch_config, resolve
 from playground.models.pretrained.loader import load_folder, model_config, resolve_dtype
-from playground.models.pretrained.opening import open_checkpoint, shape_of
+from playground.models.pretrained.opening import shape_of
 from playground.models.pretrained.tokenizer import HubTokenizer
 
 
@@ -49,8 +48,8 @@ def load_pretrained(source: str | Path, device: str | torch.device = "cpu", dtyp
     run = resolve_dtype(dtype, torch.device(device))
     folder = resolve(str(source), dtype=run, progress=progress, token=token, revision=revision,
                      allow_local=allow_local, device=device)
-    return open_checkpoint(folder, device, run)
+    return load_folder(folder, device, run)
 
 
 __all__ = ["HubError", "HubTokenizer", "fetch_config", "load_folder", "load_pretrained", "model_config",
-           "open_checkpoint", "resolve", "shape_of", "supported"]
+           "resolve", "shape_of", "supported"]

@@ -23,6 +23,18 @@ CONFIG = "config.json"
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Sizes past these are refused before anything is allocated: no real checkpoint comes near them.
+LIMITS = {"n_layer": 512, "d_model": 65536, "n_heads": 1024, "vocab_size": 1_000_000, "context_length": 1 << 22}
+
+
+def check_sizes(sizes: dict[str, int]) -> None:
+    """ValueError naming the first of ``sizes`` (the page's names, as in ``LIMITS``) past its limit: a corrupt or
+    hostile config.json, refused before a model is built."""
+    for name, limit in LIMITS.items():
+        value = sizes.get(name, 0)
+        if value > limit:
+            raise ValueError(f"config.json gives {name}={value:,}, past the playground's limit of {limit:,}: "
+                             "refused before allocating (is the file corrupt?)")
 
 
 def read_json(path: Path) -> dict:

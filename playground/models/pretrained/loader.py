@@ -16,28 +16,13 @@ import torch
 from playground.config import ModelConfig
 from playground.models import build_model
 from playground.models.base import LanguageModel
-from playground.models.pretrained.checkpoint import Checkpoint, read_config
+from playground.models.pretrained.checkpoint import LIMITS, Checkpoint, check_sizes, read_config
 from playground.models.pretrained.families import family_for
+from playground.models.pretrained.opening import handwritten
 from playground.models.pretrained.tokenizer import HubTokenizer
 from playground.nn.kernels import run_dtype
 
-# Sizes past these are refused before anything is allocated: no real checkpoint comes near them.
-LIMITS = {"n_layer": 512, "d_model": 65536, "n_heads": 1024, "d_ff": 1 << 20, "vocab_size": 1_000_000,
-          "context_length": 1 << 22}
-LEARNED_POSITIONS_LIMIT = 1 << 16  # learned positions allocate context_length x d_model
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def check_sizes(cfg: ModelConfig) -> None:
-    """ValueError naming the first size past ``LIMITS`` (a corrupt or hostile config.json)."""
-    for name, limit in LIMITS.items():
-        value = getattr(cfg, name)
-        if value > limit:
-            raise ValueError(f"config.json gives {name}={value:,}, past the playground's limit of {limit:,}: "
-                             "refused before allocating (is the file corrupt?)")
-    if cfg.position == "learned" and cfg.context_length > LEARNED_POSITIONS_LIMIT:
-        raise ValueError(f"config.json gives {cfg.context_length:,} learned positions, past the playground's "
-                         f"limit of {LEARNED_POSITIONS_LIMIT:,}")
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -> torch.dtype:
@@ -58,7 +43,7 @@ def model_config(hf: dict) -> ModelConfig:
     if not isinstance(hf, dict):
         raise ValueError(f"config.json must hold a JSON object, got {type(hf).__name__}")
     cfg = family_for(hf.get("model_type")).to_config(hf)
-    check_sizes(cfg)
+    check_sizes({name: getattr(cfg, name) for name in LIMITS})
     return cfg
 
 
@@ -94,7 +79,8 @@ def _build(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[Lang
 
 def load_folder(folder: str | Path, device: str | torch.device = "cpu",
                 dtype: torch.dtype | str | None = None) -> tuple[LanguageModel, HubTokenizer]:
-    """A playground model and its tokenizer from a Hugging Face checkpoint folder.
+    """A model and its tokenizer from a Hugging Face checkpoint folder: a hand-written family (Mamba) into the
+    playground's own module, any other architecture through transformers' class (``models.hf.open_folder``).
 
     Args:
         folder: holds config.json, model.safetensors (or model.safetensors.index.json and its shards)
@@ -109,6 +95,10 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu",
     """
     device = torch.device(device)
     dtype = resolve_dtype(dtype, device)
+    if not handwritten(read_config(folder)):
+        from playground.models.hf.loader import open_folder
+
+        return open_folder(folder, device, dtype)
     try:
         return _build(Path(folder), device, dtype)
     except ValueError as e:

@@ -1,15 +1,10 @@
-"""Which path opens a checkpoint: the playground's own module for the families it wrote, transformers' class for the rest.
+"""Which path opens a checkpoint: the playground's own module for the family it wrote, transformers' class for the rest.
 
-Mamba keeps its own module (its implicit attention needs the per-token delta, B and C that transformers' mixer does
-not hand out); GPT-2, Llama, Qwen2 and Mistral keep theirs while the Generate tab, Inside a head and the View switch
-run on the playground's KV cache and layers. Every other architecture transformers ships whose attention goes
-through the attention interface opens as a ``HubModel`` (``models.hf``).
+Mamba keeps its own module: its implicit attention needs the per-token delta, B and C that transformers' mixer does
+not hand out. Every architecture transformers ships whose attention goes through the attention interface (GPT-2,
+Llama, Qwen2 and Mistral among them) opens as a ``HubModel`` (``models.hf``).
 """
 from __future__ import annotations
-
-from pathlib import Path
-
-import torch
 
 from playground.config import ModelConfig
 from playground.models.hf.shape import HubConfig
@@ -28,13 +23,3 @@ def shape_of(hf: dict) -> ModelConfig | HubConfig:
 
     return model_config(hf) if handwritten(hf) else HubConfig.of(hf)
 
-
-def open_checkpoint(folder: str | Path, device: str | torch.device, dtype: torch.dtype):
-    """(model, tokenizer) of a checkpoint folder by the path ``shape_of`` picks."""
-    from playground.models.hf.loader import open_folder
-    from playground.models.pretrained.checkpoint import read_config
-    from playground.models.pretrained.loader import load_folder
-
-    if handwritten(read_config(folder)):
-        return load_folder(folder, device, dtype)
-    return open_folder(folder, device, dtype)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from playground.models.pretrained.families import gpt2, llama, mamba
+from playground.models.pretrained.families import mamba
 
-FAMILIES: dict[str, ModuleType] = {model_type: module for module in (gpt2, llama, mamba)
+FAMILIES: dict[str, ModuleType] = {model_type: module for module in (mamba,)
                                    for model_type in module.MODEL_TYPES}
 
 

@@ -1,10 +1,9 @@
 """What every family's mapping shares: reading config fields, and filling our state dict by templates.
 
 A family's tensor names are data (STYLE 13, litgpt's ``convert_hf_checkpoint``): a weight map from our
-names to theirs with ``{}`` for the layer index, each with a reshape function (most are ``same``; GPT-2's
-Conv1D layers are ``transposed``, its fused ``c_attn`` is split by ``fused_column``). ``fill`` walks our
-model's own state dict (built on the meta device, so nothing is allocated), so every tensor the config
-implies is asked for at the shape it implies, and nothing else.
+names to theirs with ``{}`` for the layer index, each with a reshape function (``same`` where the layouts
+agree). ``fill`` walks our model's own state dict (built on the meta device, so nothing is allocated), so every
+tensor the config implies is asked for at the shape it implies, and nothing else.
 """
 from __future__ import annotations
 
@@ -54,24 +53,6 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 def same(ckpt: Checkpoint, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     return ckpt.take(name, shape)
-
-
-def transposed(ckpt: Checkpoint, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """A Conv1D weight stored (in, out): ours is nn.Linear's (out, in). Biases pass through."""
-    if len(shape) == 1:
-        return ckpt.take(name, shape)
-    return ckpt.take(name, shape[::-1]).T.contiguous()
-
-
-def fused_column(part: int, parts: int = 3) -> Reshape:
-    """One of ``parts`` equal column blocks of a fused Conv1D (GPT-2's q|k|v ``c_attn``), as nn.Linear."""
-    def take(ckpt: Checkpoint, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        n = shape[0]  # (out,) for a bias, (out, in) for a weight
-        if len(shape) == 1:
-            return ckpt.take(name, (parts * n,))[part * n:(part + 1) * n].clone()
-        fused = ckpt.take(name, (shape[1], parts * n))  # (in, parts * out)
-        return fused[:, part * n:(part + 1) * n].T.contiguous()  # (out, in)
-    return take
 
 
 def template_of(name: str) -> tuple[str, str | None]:
