@@ -33,9 +33,20 @@ def _selected_tab(pg, container: str) -> str:
 
 
 @pytest.mark.parametrize("locale", TOUR)
-def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale):
+def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale, monkeypatch):
+    """With the Hub out of reach (as here: no network), a step that names a pretrained model shows its shipped
+    fallback, and a message says why."""
+    from playground.models.pretrained.hub import HubError
     from playground.ui.lang import Words
+    from playground.zoo import hub_source
 
+    prepare = hub_source.prepare
+
+    def offline(scheme, name, progress=None):
+        if scheme == "hf":
+            raise HubError("offline", "the Hugging Face Hub cannot be reached")
+        return prepare(scheme, name, progress=progress)
+    monkeypatch.setattr(hub_source, "prepare", offline)
     w = Words(lang="zh-CN" if locale == "zh-CN" else "en")
     with fresh_page(browser, app_url, locale, width=1400) as pg:
         for n, step in enumerate(STEPS, start=1):
@@ -49,8 +60,11 @@ def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale):
             pg.wait_for_function(f"""() => [...document.querySelectorAll('#main-tabs > .tab-wrapper [role=tab]')]
                 .find(b => b.getAttribute('aria-selected') === 'true')?.innerText.trim() === {tab_name!r}""",
                                  timeout=15_000)
+            shown = step.fallback or step.spec
+            if step.fallback:  # the message names the model that could not be opened
+                pg.locator(".toast-body", has_text=step.spec).first.wait_for(timeout=30_000)
             if step.tab != "labs":  # the model note names the step's model
-                pg.locator(".prose.model-note", has_text=step.spec).wait_for(timeout=30_000)
+                pg.locator(".prose.model-note", has_text=shown).wait_for(timeout=30_000)
             text = TITLES[(step.tab, locale)]
             view = pg.locator(f"{VIEWS[step.tab]}:visible", has_text=text) if text else \
                 pg.locator(f"{VIEWS[step.tab]}:visible")
@@ -59,8 +73,8 @@ def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale):
             pg.wait_for_timeout(300)
             pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=240_000 if step.long else 90_000)
             if step.tab == "generate":  # the cache curve's legend names the model that generated
-                legend = pg.locator(".js-plotly-plot:visible .legendtext", has_text=step.spec)
-                assert legend.count() >= 1, f"{step.key}: no cache curve of {step.spec}"
+                legend = pg.locator(".js-plotly-plot:visible .legendtext", has_text=shown)
+                assert legend.count() >= 1, f"{step.key}: no cache curve of {shown}"
             if step.tab == "attention":  # the overview is drawn anew for the step's model and prompt
                 pg.wait_for_function(f"() => ({overview_title})() !== {before!r}",
                                      timeout=240_000 if step.long else 90_000)

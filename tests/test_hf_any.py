@@ -251,6 +251,24 @@ def test_a_model_spread_over_cpu_and_disk_gives_the_figures_of_the_model_loaded_
         np.testing.assert_array_equal(x.overview.cells("max"), y.overview.cells("max"))
 
 
+def test_a_spread_model_must_fit_every_device_together(tmp_path, monkeypatch):
+    """The budget of a device_map load counts each device (GPUs' free memory, the host's budget, the offload disk):
+    weights past their sum are refused before a tensor is read, naming each device's room."""
+    from playground.models.hf import loader
+    from playground.models.pretrained import budget
+
+    hf_archs.save("qwen3", tmp_path / "ckpt")
+    need = budget.parameters_in_folder(tmp_path / "ckpt") * 4
+    monkeypatch.setattr(budget.shutil, "disk_usage", lambda path: type("Usage", (), {"free": need // 3})())
+    room = budget.spread_budget(tmp_path / "offload", budget=need // 3)
+    assert room["cpu"] == need // 3 and room["disk"] == need // 3 and sum(room.values()) < need
+    with pytest.raises(ValueError, match="more than every device together") as err:
+        loader.check_spread(tmp_path / "ckpt", torch.float32, tmp_path / "offload", budget=need // 3)
+    assert "cpu" in str(err.value) and "disk" in str(err.value)
+    loader.check_spread(tmp_path / "ckpt", torch.float32, tmp_path / "offload", budget=need)  # cpu + disk: enough
+    loader.check_spread(tmp_path / "ckpt", torch.bfloat16, tmp_path / "offload", budget=need // 3)  # half the bytes
+
+
 @pytest.mark.parametrize("mode", ["zero", "mean"])
 def test_ablating_a_head_inside_the_attention_function_equals_a_hook_on_o_proj(mode):
     """Head ablation of a Hub model happens where the attention function hands y^h back; the same ablation done

@@ -146,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrained", parents=[common],
                        help="a GPT-2-small-shaped checkpoint end to end, and Mamba-130m implicit attention "
-                            "(needs transformers: pip install -r requirements-dev.txt)",
-                       description="Writes a random GPT-2-small-shaped checkpoint with transformers (a development "
-                                   "dependency: pip install -r requirements-dev.txt) and measures loading it, the "
+                            "(needs transformers: pip install -r requirements.txt)",
+                       description="Writes a random GPT-2-small-shaped checkpoint with transformers "
+                                   "(pip install -r requirements.txt) and measures loading it, the "
                                    "page's analyze path, the overview payload, the browser render, generation with "
                                    "and without the KV cache, the app's peak memory under 8 parallel visitors, and "
                                    "Mamba-130m-shaped implicit attention, each against its target. CPU only.")
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("long", parents=[common],
                         help="a SmolLM2-135M-shaped checkpoint analyzed at 2,048 and 8,192 tokens: time, memory, "
-                             "store bytes, tile latency (needs transformers: pip install -r requirements-dev.txt)")
+                             "store bytes, tile latency (needs transformers: pip install -r requirements.txt)")
     lp.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,
                     help=f"analyses per length (at least {MIN_REPEATS}, the default)")
     lp.add_argument("--keep", metavar="DIR", default=None, help="write the checkpoint under DIR and reuse it")

@@ -7,8 +7,7 @@
 reaches (at most ``TOKENIZER_VOCAB``; the loader accepts a tokenizer smaller than the model's vocabulary).
 A folder that already holds this shape is reused as it is.
 
-``transformers`` is a development dependency (requirements-dev.txt), not the app's: without it,
-``write_gpt2`` raises a ValueError saying so.
+``transformers`` writes the files (requirements.txt): without it, ``write_gpt2`` raises a ValueError saying so.
 """
 from __future__ import annotations
 
@@ -34,8 +33,8 @@ def _transformers():
     try:
         import transformers
     except ImportError:
-        raise ValueError("this benchmark writes its checkpoint with `transformers`, a development dependency: "
-                         "pip install -r requirements-dev.txt") from None
+        raise ValueError("this benchmark writes its checkpoint with `transformers`: "
+                         "pip install -r requirements.txt") from None
     return transformers
 
 

@@ -8,7 +8,8 @@ parameters, 12 layers x 12 heads, 1,024 positions, vocabulary 50,257) is written
 reused when it already holds one), and opened as ``local:<name>``, as the page opens it. Figures,
 each a median of ``--repeats`` runs (at least 5) with its spread, and its target:
 
-- ``load_s``: ``load_folder`` of the checkpoint (config, safetensors, tokenizer), float32 on the CPU.
+- ``load_s``: ``load_folder`` of the checkpoint (config, safetensors, tokenizer; transformers' ``GPT2LMHeadModel``
+  wrapped for recording), float32 on the CPU.
 - ``analyze_p50_ms_gpt2_128`` (<= 1,500): the page's analyze path, ``service.analyze_text`` on the
   ``local:`` spec, for a 128-token prompt (the weights already loaded, as for every visitor but the first).
 - ``overview_bytes_gpt2_128`` (<= 2 MB): ``plots.overview_bytes`` of that analysis (144 heads).
@@ -26,8 +27,8 @@ each a median of ``--repeats`` runs (at least 5) with its spread, and its target
   (every architecture of ``bench.hf_archs``): ``bench.any_model``.
 
 ``--shape tiny`` runs the same steps on a 2-layer, 64-wide GPT-2 and Mamba in seconds (for tests);
-the keys keep their names. ``transformers`` writes the checkpoint: it is a development dependency
-(requirements-dev.txt), and without it the benchmark stops with a message saying so.
+the keys keep their names. ``transformers`` writes the checkpoint (requirements.txt); without it the
+benchmark stops with a message saying so.
 
 ``mamba_implicit``: Mamba's implicit attention of every layer of a random model shaped like
 ``state-spaces/mamba-130m-hf`` (24 layers, d_model 768, 1,536 channels, d_state 16, vocabulary

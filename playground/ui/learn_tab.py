@@ -5,7 +5,9 @@ Each step is a few sentences in the reader's language, a formula where one helps
 sets the model controls and the prompt to the step's (the fields of a share link: a model spec and a
 prompt, read by the same ``controls_for``), opens the tab that shows the idea and presses that tab's own
 button, so what appears is the live view of a shipped model with the page's own numbers, which the
-reader can then change.
+reader can then change. A step may name a pretrained model first (the translation step: a real Marian model):
+Show me opens it as the Open button does, with its progress, and falls back to a shipped model, saying why,
+where it cannot be opened (no network, a budget too small).
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from playground.zoo import ModelSpec
-from .controls import Controls, controls_for
+from playground.zoo import ModelSpec, hub_source
+from .controls import Controls, controls_for, page_progress, specific_models
 from .lang import Localized, Words, t
 
 # the prompts Show me sets: English, the language the shipped models were trained on
 PROMPTS = {"short": "The cat sat on the mat",
-           "story": "Once upon a time there was a little cat. The cat sat on the mat, and the cat was happy."}
+           "story": "Once upon a time there was a little cat. The cat sat on the mat, and the cat was happy.",
+           "translate": "The little cat sat on the mat, and the cat was happy."}
 LONG_PROMPT_WORDS = 2800  # about 4,100 tokens of the shipped tokenizer: what a long prompt costs, measured
 # the formulas a step's text places at {formula} (LaTeX: the same in every language, kept out of the catalogue,
 # whose braces are placeholders)
@@ -45,6 +48,7 @@ class Step:
     lab: str | None = None
     group_kv: bool = False
     long: bool = False          # the prompt repeated to about LONG_PROMPT_WORDS words
+    fallback: str | None = None  # a shipped model's spec, shown where ``spec`` (a pretrained one) cannot be opened
 
 
 STEPS = (
@@ -57,7 +61,24 @@ STEPS = (
     Step("positions", "zoo:baseline", "labs", None, lab="positions"),
     Step("recurrent", "zoo:mamba", "generate", "generate-run", prompt="story"),
     Step("long", "zoo:baseline", "attention", "attention-analyze", prompt="story", long=True),
+    Step("translation", "hf:Helsinki-NLP/opus-mt-en-zh", "generate", "generate-run", prompt="translate",
+         fallback="zoo:encdec"),
 )
+
+
+def step_spec(w: Words, step: Step, progress=None) -> ModelSpec:
+    """The model a step shows: its own spec, opened (downloaded with ``progress``) when it is a pretrained one, or
+    its fallback with a message saying why the first could not be opened."""
+    spec = ModelSpec.parse(step.spec)
+    if step.fallback is None or spec.scheme == "zoo":
+        return spec
+    try:
+        hub_source.prepare(spec.scheme, spec.name, progress=progress)
+        spec.config(), spec.tokenizer()
+    except ValueError as e:
+        w.info("info.tour_fallback", spec=str(spec), reason=w.render(e), fallback=step.fallback)
+        return ModelSpec.parse(step.fallback)
+    return spec
 
 
 def step_prompt(step: Step) -> str | None:
@@ -79,10 +100,13 @@ class LearnTab:
         """Each Show me: the controls, the prompt and the tab set to the step's, then the tab's own button."""
         outputs = [*controls.model, prompt, main_tabs, lab_tabs, group_kv]
         for step, button in zip(STEPS, self.buttons):
-            def show(request: gr.Request, step=step):
-                chosen = controls_for(ModelSpec.parse(step.spec))
+            def show(request: gr.Request, step=step, progress=gr.Progress()):
+                spec = step_spec(Words(request), step, page_progress(progress))
+                chosen = controls_for(spec)
+                task = (gr.update(choices=specific_models(str(spec)), value=str(spec))
+                        if spec.scheme in ("hf", "local") else chosen["task"])
                 text = step_prompt(step)
-                return [chosen["family"], chosen["variant"], chosen["position"], chosen["task"], chosen["fallback"],
+                return [chosen["family"], chosen["variant"], chosen["position"], task, chosen["fallback"],
                         gr.skip() if text is None else text, gr.Tabs(selected=step.tab),
                         gr.Tabs(selected=step.lab) if step.lab else gr.skip(), step.group_kv]
 

@@ -16,6 +16,7 @@ import torch
 from playground.models.hf import NAME
 from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
+from playground.models.pretrained.budget import parameters_in_folder, size, spread_budget
 from playground.models.pretrained.checkpoint import read_config, weight_files
 from playground.models.pretrained.tokenizer import HubTokenizer
 
@@ -27,7 +28,8 @@ def open_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
 
     ``device_map`` (``"auto"`` or a dict of module -> device, ``"cpu"`` or ``"disk"``; needs ``accelerate``) spreads
     a model too large for one device over several GPUs, then the CPU, then ``offload_folder`` on disk, as
-    transformers' big-model loading does; ``device`` is then ignored. Each layer's record moves to the CPU as it is
+    transformers' big-model loading does; ``device`` is then ignored, and the weights must fit every device together
+    (``check_spread``). Each layer's record moves to the CPU as it is
     written, so an analysis holds q, k and lse there whatever device the layer ran on.
 
     Raises ValueError (``shape.UnsupportedModel`` for the architecture) saying what is wrong, before any weight is
@@ -36,6 +38,8 @@ def open_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
     folder = Path(folder)
     shape = HubConfig.of(read_config(folder), backend)
     weight_files(folder)  # no safetensors (pickles only): refused, nothing opened
+    if device_map is not None:
+        check_spread(folder, dtype, offload_folder)
     tokenizer = HubTokenizer.from_folder(folder)
     spread = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
     try:
@@ -47,6 +51,18 @@ def open_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
     error.__context__ = error.__cause__ = None
     # raised here without the traceback whose frames hold the half-read model: after a refusal nothing of it is left
     raise error.with_traceback(None)
+
+
+def check_spread(folder: Path, dtype: torch.dtype, offload_folder: str | Path | None, budget: int | None = None):
+    """ValueError when the weights at ``dtype`` exceed every device together: the GPUs' free memory, the host's budget
+    and the free disk under ``offload_folder`` (``budget.spread_budget``)."""
+    need = (parameters_in_folder(folder) or 0) * dtype.itemsize
+    room = spread_budget(offload_folder, budget)
+    if need > sum(room.values()):
+        where = ", ".join(f"{name} {size(n)}" for name, n in room.items())
+        raise ValueError(f"the weights of {folder.name} take {size(need)} in {str(dtype).removeprefix('torch.')}, more "
+                         f"than every device together has room for ({where}): give an offload_folder on a larger "
+                         "disk, or pick a smaller dtype")
 
 
 def _read(folder: Path, shape: HubConfig, dtype: torch.dtype, spread: dict):

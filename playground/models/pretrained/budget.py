@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -60,6 +61,19 @@ def budget_bytes(budget: int | None = None, device: str | torch.device | None = 
     if memory.on_cuda(device):
         allowed = min(allowed, memory.device_memory(device)[0])
     return allowed
+
+
+def spread_budget(offload_folder: str | Path | None = None, budget: int | None = None) -> dict[str, int]:
+    """What a model spread over devices (``device_map="auto"``) may take on each: every CUDA device's free memory,
+    the host's budget (as ``budget_bytes``), and the free disk under ``offload_folder`` when one is given.
+    {"cuda:0": bytes, ..., "cpu": bytes, "disk": bytes}"""
+    room = {f"cuda:{i}": memory.device_memory(torch.device("cuda", i))[0] for i in range(torch.cuda.device_count())}
+    room["cpu"] = _host_budget(budget)
+    if offload_folder is not None:
+        folder = Path(offload_folder)
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        room["disk"] = shutil.disk_usage(existing).free
+    return room
 
 
 def _host_budget(budget: int | None) -> int:

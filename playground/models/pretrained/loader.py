@@ -16,9 +16,9 @@ import torch
 from playground.config import ModelConfig
 from playground.models import build_model
 from playground.models.base import LanguageModel
-from playground.models.pretrained.checkpoint import LIMITS, Checkpoint, check_sizes, read_config
+from playground.models.pretrained.checkpoint import Checkpoint, read_config
 from playground.models.pretrained.families import family_for
-from playground.models.pretrained.opening import handwritten
+from playground.models.pretrained.opening import handwritten, model_config
 from playground.models.pretrained.tokenizer import HubTokenizer
 from playground.nn.kernels import run_dtype
 
@@ -36,15 +36,6 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -
     if dtype not in DTYPES.values():
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
     return dtype
-
-
-def model_config(hf: dict) -> ModelConfig:
-    """Our ModelConfig for a config.json dict, checked against ``LIMITS``; ValueError naming what is unsupported."""
-    if not isinstance(hf, dict):
-        raise ValueError(f"config.json must hold a JSON object, got {type(hf).__name__}")
-    cfg = family_for(hf.get("model_type")).to_config(hf)
-    check_sizes({name: getattr(cfg, name) for name in LIMITS})
-    return cfg
 
 
 def config_of(folder: str | Path) -> tuple[dict, ModelConfig]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from playground.config import ModelConfig
 from playground.models.hf.shape import HubConfig
-from playground.models.pretrained.families import FAMILIES
+from playground.models.pretrained.checkpoint import LIMITS, check_sizes
+from playground.models.pretrained.families import FAMILIES, family_for
 
 
 def handwritten(hf: dict) -> bool:
@@ -19,7 +20,13 @@ def handwritten(hf: dict) -> bool:
 def shape_of(hf: dict) -> ModelConfig | HubConfig:
     """The shape of a config.json: a ``ModelConfig`` for a hand-written family, else a ``HubConfig``. ValueError
     (``UnsupportedModel``) for a model neither can open, read from config.json alone."""
-    from playground.models.pretrained.loader import model_config
-
     return model_config(hf) if handwritten(hf) else HubConfig.of(hf)
 
+
+def model_config(hf: dict) -> ModelConfig:
+    """Our ModelConfig for a config.json dict, checked against ``LIMITS``; ValueError naming what is unsupported."""
+    if not isinstance(hf, dict):
+        raise ValueError(f"config.json must hold a JSON object, got {type(hf).__name__}")
+    cfg = family_for(hf.get("model_type")).to_config(hf)
+    check_sizes({name: getattr(cfg, name) for name in LIMITS})
+    return cfg

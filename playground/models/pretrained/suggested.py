@@ -15,14 +15,15 @@ class Suggested:
     hub_id: str
     params: str       # parameter count as published
     model_type: str   # config.json's model_type: the family the loader maps
-    layers: int
+    layers: int | None  # None: read from its config.json once opened
     attention: str    # variant and heads (query:K/V)
     position: str
     note: str = ""    # what is special about it
 
     def label(self) -> str:
         """One line for a picker: 'openai-community/gpt2 · 124M · gpt2 · 12 layers · MHA 12 · learned'."""
-        parts = [self.hub_id, self.params, self.model_type, f"{self.layers} layers", self.attention, self.position]
+        parts = [self.hub_id, self.params, self.model_type] + ([f"{self.layers} layers"] if self.layers else [])
+        parts += [self.attention, self.position]
         return " · ".join(parts + ([self.note] if self.note else []))
 
 
@@ -39,6 +40,10 @@ SUGGESTED = (
     Suggested("answerdotai/ModernBERT-base", "149M", "modernbert", 22, "MHA 12", "RoPE",
               "encoder-only; local window 128, global every 3rd layer"),
     Suggested("google-t5/t5-small", "60M", "t5", 6, "MHA 8", "relative buckets", "encoder-decoder"),
+    Suggested("Helsinki-NLP/opus-mt-en-zh", "77M", "marian", 6, "MHA 8", "sinusoidal",
+              "encoder-decoder: translates English to Chinese; cross-attention aligns them"),
+    Suggested("ibm-granite/granite-4.0-h-350m", "350M", "granitemoehybrid", None, "a few attention layers",
+              "none (NoPE)", "hybrid: attention among Mamba-2 layers"),
     Suggested("state-spaces/mamba-130m-hf", "130M", "mamba", 24, "no attention (implicit)", "none"),
     Suggested("openai/gpt-oss-20b", "21B", "gpt_oss", 24, "GQA 64:8", "RoPE",
               "attention sinks; sliding (128) and full layers alternate; GPU only (~42 GB in bf16)"),
