@@ -146,3 +146,12 @@ def test_an_upward_import_is_caught(monkeypatch):
                         lambda: {"playground.nn.cache": {"playground.ui.i18n"}})
     with pytest.raises(AssertionError, match="playground.nn.cache -> playground.ui.i18n"):
         test_imports_point_down_the_layers()
+
+
+MAX_LINES = 400
+
+
+def test_no_module_is_over_400_lines():
+    """A module over ``MAX_LINES`` does more than one job: split it by job, into modules named for what they hold."""
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

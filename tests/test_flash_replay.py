@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from playground.inspect import flash_memory as fm
 from playground.inspect import flash_replay as fr
 
 N, D = 37, 16
@@ -98,22 +99,22 @@ def test_hbm_transfers_per_step():
 @pytest.mark.parametrize("n, d, br, bc", [(64, 8, 8, 16), (100, 16, 7, 9), (37, 16, 40, 64)])
 def test_tiled_traffic_matches_the_closed_forms(n, d, br, bc):
     tr, tc = -(-n // br), -(-n // bc)
-    fa1 = fr.tiled_traffic(n, d, block_rows=br, block_cols=bc, causal=False, order="fa1")
-    fa2 = fr.tiled_traffic(n, d, block_rows=br, block_cols=bc, causal=False, order="fa2")
+    fa1 = fm.tiled_traffic(n, d, block_rows=br, block_cols=bc, causal=False, order="fa1")
+    fa2 = fm.tiled_traffic(n, d, block_rows=br, block_cols=bc, causal=False, order="fa2")
     assert fa1 == 3 * n * d + 2 * n + tc * (3 * n * d + 4 * n)
     assert fa2 == 2 * n * d + n + 2 * n * d * tr
-    assert fr.standard_traffic(n, d) == 4 * n * d + 4 * n * n
+    assert fm.standard_traffic(n, d) == 4 * n * d + 4 * n * n
 
 
 def test_replay_counts_the_schedule(qkv):
     q, k, v = qkv
     for order in fr.ORDERS:
         r = fr.replay(q, k, v, block_rows=5, block_cols=7, causal=True, order=order)
-        assert r.hbm_elements == fr.tiled_traffic(N, D, block_rows=5, block_cols=7, causal=True, order=order)
+        assert r.hbm_elements == fm.tiled_traffic(N, D, block_rows=5, block_cols=7, causal=True, order=order)
 
 
 def test_standard_traffic_grows_like_n_squared():
-    t = fr.traffic_over_n([128, 256, 512, 1024, 2048], 64, 83968)
+    t = fm.traffic_over_n([128, 256, 512, 1024, 2048], 64, 83968)
     ratio = t["standard"] / t["standard_bound"]
     assert np.allclose(ratio, 4.0)
     growth = t["standard"][1:] / t["standard"][:-1]
@@ -122,21 +123,21 @@ def test_standard_traffic_grows_like_n_squared():
 
 def test_tiled_traffic_grows_like_n2_d2_over_m():
     # N doubles: the ratio to N^2 d^2 / M stays in a narrow band
-    t = fr.traffic_over_n([128, 256, 512, 1024, 2048], 16, 512)
+    t = fm.traffic_over_n([128, 256, 512, 1024, 2048], 16, 512)
     ratio = t["tiled"] / t["tiled_bound"]
     assert ratio.max() / ratio.min() < 1.1
     assert np.all(np.diff(ratio) < 0)                         # the O(N d) term fades
     growth = t["tiled"][1:] / t["tiled"][:-1]
     assert np.all(growth > 3.8) and np.all(growth < 4.0)
     # M doubles (d fixed) and d doubles (M fixed): traffic follows d^2 / M, the ratio stays in the band
-    by_m = [fr.traffic_over_n([1024], 16, m) for m in (512, 1024, 2048, 4096)]
-    by_d = [fr.traffic_over_n([1024], d, 4096) for d in (8, 16, 32)]
+    by_m = [fm.traffic_over_n([1024], 16, m) for m in (512, 1024, 2048, 4096)]
+    by_d = [fm.traffic_over_n([1024], d, 4096) for d in (8, 16, 32)]
     ratios = [float(x["tiled"][0] / x["tiled_bound"][0]) for x in by_m + by_d]
     assert max(ratios) / min(ratios) < 1.25
     traffic_by_m = [int(x["tiled"][0]) for x in by_m]
     assert all(a > 1.8 * b for a, b in zip(traffic_by_m, traffic_by_m[1:]))   # twice the SRAM, ~half the traffic
     # with an A100's shared memory (M = 83968 fp16 elements >> d^2) the tiled kernel moves far less
-    a100 = fr.traffic_over_n([1024, 4096], 64, fr.gpu("A100 40GB").budget())
+    a100 = fm.traffic_over_n([1024, 4096], 64, fm.gpu("A100 40GB").budget())
     assert np.all(a100["tiled"] < a100["standard"] / 4)
 
 
@@ -147,8 +148,8 @@ def test_causal_fa2_skips_about_half_the_tiles():
         assert 0.45 < skipped < 0.5
         assert all(s.j * bc > s.i * br + br - 1 for s in steps if s.skipped)
         assert all(s.reads == [] and s.writes == [] for s in steps if s.skipped)
-    full = fr.tiled_traffic(1024, 64, block_rows=32, block_cols=32, causal=False, order="fa2")
-    half = fr.tiled_traffic(1024, 64, block_rows=32, block_cols=32, causal=True, order="fa2")
+    full = fm.tiled_traffic(1024, 64, block_rows=32, block_cols=32, causal=False, order="fa2")
+    half = fm.tiled_traffic(1024, 64, block_rows=32, block_cols=32, causal=True, order="fa2")
     assert 0.5 < half / full < 0.56
     _, bidirectional = fr.schedule(1024, 64, block_rows=32, block_cols=32, causal=False, order="fa2")
     assert not any(s.skipped for s in bidirectional)
@@ -159,7 +160,7 @@ def test_memory_levels_of_each_tile(qkv):
     for order in fr.ORDERS:
         r = fr.replay(q, k, v, block_rows=8, block_cols=8, causal=True, order=order)
         for st in r.steps:
-            assert set(st.placement.values()) <= set(fr.LEVELS)
+            assert set(st.placement.values()) <= set(fm.LEVELS)
             assert all(st.placement[x] == "HBM" for x in ("Q", "K", "V", "O"))
             if st.skipped:
                 assert "S_ij" not in st.placement and st.on_chip(D) == {"registers": 0, "SRAM": 0}
@@ -177,18 +178,18 @@ def test_memory_levels_of_each_tile(qkv):
 
 
 def test_gpu_table_and_block_sizes():
-    a100, h100 = fr.gpu("A100 40GB"), fr.gpu("H100 SXM")
+    a100, h100 = fm.gpu("A100 40GB"), fm.gpu("H100 SXM")
     assert (a100.sm_count, a100.smem_per_sm_kb, a100.l1_smem_per_sm_kb) == (108, 164, 192)
     assert (h100.sm_count, h100.smem_per_sm_kb, h100.hbm_gb, h100.hbm_tb_s) == (132, 228, 80, 3.35)
     assert a100.register_kb_per_sm == h100.register_kb_per_sm == 256
     assert a100.budget() == 164 * 512 and a100.budget(4) == 164 * 256
-    assert fr.block_sizes(a100.budget(), 64) == (64, 328)    # ceil(83968 / 256) = 328
-    assert fr.block_sizes(h100.budget(), 128) == (128, 228)
-    assert fr.block_sizes(4 * 64, 64) == (1, 1)
-    assert fr.block_sizes(1000, 16) == (16, 16)              # ceil(1000 / 64) = 16
-    for g in fr.GPUS.values():
+    assert fm.block_sizes(a100.budget(), 64) == (64, 328)    # ceil(83968 / 256) = 328
+    assert fm.block_sizes(h100.budget(), 128) == (128, 228)
+    assert fm.block_sizes(4 * 64, 64) == (1, 1)
+    assert fm.block_sizes(1000, 16) == (16, 16)              # ceil(1000 / 64) = 16
+    for g in fm.GPUS.values():
         levels = g.hierarchy()
-        assert [x["level"] for x in levels] == list(fr.LEVELS)
+        assert [x["level"] for x in levels] == list(fm.LEVELS)
         totals = [x["total_bytes"] for x in levels]
         assert totals[0] < totals[2] and totals[1] < totals[2]
         assert levels[1]["bandwidth_tb_s"] > 5 * levels[2]["bandwidth_tb_s"]   # SRAM ~10x HBM
@@ -197,10 +198,10 @@ def test_gpu_table_and_block_sizes():
 def test_bad_input_is_a_value_error(qkv):
     q, k, v = qkv
     with pytest.raises(ValueError, match="GPU"):
-        fr.gpu("V100")
+        fm.gpu("V100")
     for budget, d in [(0, 64), (255, 64), (1024, 0), (True, 1), (100.5, 4)]:
         with pytest.raises(ValueError):
-            fr.block_sizes(budget, d)
+            fm.block_sizes(budget, d)
     with pytest.raises(ValueError, match="order"):
         fr.replay(q, k, v, block_rows=4, block_cols=4, causal=False, order="fa3")
     with pytest.raises(ValueError, match="block_rows"):
@@ -214,4 +215,4 @@ def test_bad_input_is_a_value_error(qkv):
     with pytest.raises(ValueError, match="finite"):
         fr.replay(bad, k, v, block_rows=4, block_cols=4, causal=False)
     with pytest.raises(ValueError):
-        fr.traffic_over_n([], 16, 512)
+        fm.traffic_over_n([], 16, 512)

@@ -5,7 +5,7 @@ import pytest
 from gradio_client import Client
 
 from playground import plots
-from playground.inspect import flash_replay as fr
+from playground.inspect import flash_memory as fm
 from playground.ui import inside_tab as inside
 from playground.ui.lang import Words
 
@@ -42,8 +42,8 @@ def test_step_endpoint_returns_every_step_of_the_head(client):
 def test_flash_replay_endpoint_says_how_far_it_is_from_standard_attention(client):
     out = client.predict(spec="zoo:baseline", prompt=PROMPT, layer=1, head=0, gpu="A100 40GB", shrink=9,
                          causal=True, api_name="/flash_replay")
-    assert out["budget"] == fr.gpu("A100 40GB").budget() >> 9 and out["max_abs_diff"] < 1e-9
-    assert (out["block_rows"], out["block_cols"]) == fr.block_sizes(out["budget"], out["head_dim"])
+    assert out["budget"] == fm.gpu("A100 40GB").budget() >> 9 and out["max_abs_diff"] < 1e-9
+    assert (out["block_rows"], out["block_cols"]) == fm.block_sizes(out["budget"], out["head_dim"])
     skipped = [s for s in out["steps"] if s["skipped"]]
     assert skipped and all(not s["reads"] and s["cols"][0] > s["rows"][1] - 1 for s in skipped)
     assert out["hbm_elements"] == sum(t["elements"] for s in out["steps"] for t in s["reads"] + s["writes"])
@@ -100,8 +100,8 @@ def test_replay_runs_the_stepped_heads_own_q_k_v_and_matches_standard_attention(
     st = inside.flash_state(EN, gqa, "H100 SXM", 8, True, "fa2")
     rep = st["replay"]
     d = q.shape[1]
-    assert st["budget"] == fr.gpu("H100 SXM").budget() >> 8
-    assert (rep.block_rows, rep.block_cols) == fr.block_sizes(st["budget"], d)
+    assert st["budget"] == fm.gpu("H100 SXM").budget() >> 8
+    assert (rep.block_rows, rep.block_cols) == fm.block_sizes(st["budget"], d)
     assert rep.max_abs_diff < 1e-9 and rep.skipped > 0 and len({s.i for s in rep.steps}) > 1
     summary = inside.flash_summary(EN, st, gqa)
     assert "layer 1, head 3" in summary and f"Br = {rep.block_rows}" in summary and "max |Δ|" in summary
@@ -137,7 +137,7 @@ def test_the_slider_moves_through_the_replay(gqa):
     text, _, figure, _ = inside.flash_views(EN, st, skipped.index)
     assert figure is None and "skips it" in text
     traffic = inside.flash_state(EN, gqa, "H100 SXM", 0, False, "fa1")["traffic"]
-    fig = plots.traffic(traffic, EN, head_dim=d_of(gqa), budget=fr.gpu("H100 SXM").budget())
+    fig = plots.traffic(traffic, EN, head_dim=d_of(gqa), budget=fm.gpu("H100 SXM").budget())
     assert [t.name for t in fig.data] == ["standard (counted)", "Θ(N d + N²)", "FlashAttention (counted)",
                                           "Θ(N² d² / M)"]
     assert fig.data[2].y[-1] < fig.data[0].y[-1]  # at long N the tiled kernel moves less

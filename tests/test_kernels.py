@@ -106,7 +106,7 @@ def test_the_page_says_out_of_memory_with_the_tokens(monkeypatch, lang, expected
     from playground.models.weight_cache import WeightCache
 
     out_of_memory_sdpa(monkeypatch)
-    monkeypatch.setattr(service, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))  # nothing stored yet
+    monkeypatch.setattr(service.analyses, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))  # nothing stored yet
     spec = ModelSpec.parse("untrained:decoder/MHA/rope")
     prompt = "all the world's a stage"
     n = len(service.tokenize(spec, prompt)[0])

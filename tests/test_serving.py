@@ -33,8 +33,8 @@ SPECS = ["zoo:baseline", "zoo:alibi", "zoo:learned", "zoo:encdec", "zoo:rwkv", "
 def fresh_cache(monkeypatch):
     """The service with an empty weight cache of its own (budget from the environment, as served)."""
     cache = WeightCache()
-    monkeypatch.setattr(service, "WEIGHTS", cache)
-    monkeypatch.setattr(service, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))
+    monkeypatch.setattr(service.loading, "WEIGHTS", cache)
+    monkeypatch.setattr(service.analyses, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))
     monkeypatch.delenv(BUDGET_ENV, raising=False)
     return cache
 

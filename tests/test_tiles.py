@@ -122,7 +122,7 @@ def test_cancel_stops_an_analysis_after_the_current_layer():
 def store(monkeypatch):
     cache = WeightCache(env=service.ANALYSIS_BUDGET_ENV, share=service.ANALYSIS_SHARE,
                         too_large="error.analysis_too_large")
-    monkeypatch.setattr(service, "ANALYSES", cache)
+    monkeypatch.setattr(service.analyses, "ANALYSES", cache)
     return cache
 
 

@@ -143,14 +143,22 @@ def test_a_calls_duration_comes_from_its_own_estimate(monkeypatch):
     from playground.zoo import ModelSpec
 
     spec = ModelSpec.parse("zoo:baseline")
-    args = ("en", service._analyze_and_release, (spec, "hello " * 50), {"device": "cpu"})
+    call = ("en", service.analyze_and_release, (spec, "hello " * 50), {"device": "cpu"})
     for estimate, asked in ((37.6, 37), (3.0, gpu.MIN_SECONDS), (1000.0, gpu.MAX_SECONDS)):
-        monkeypatch.setattr(service._analyze_and_release, "gpu_seconds", lambda *a, e=estimate, **k: e)
-        assert gpu.seconds(None, args, {}) == asked
-    monkeypatch.undo()
-    real = service._gpu_seconds(spec, "hello " * 50, device="cpu")
-    assert gpu.seconds(None, args, {}) == int(min(gpu.MAX_SECONDS, max(gpu.MIN_SECONDS, real)))
-    assert gpu.seconds(None, ("en", print, (), {}), {}) == gpu.DEFAULT_SECONDS
+        assert gpu.seconds(None, call + (estimate,), {}) == asked
+    real = service.gpu_seconds(spec, "hello " * 50, device="cpu")
+    assert real > 10
+    assert gpu.seconds(None, call + (real,), {}) == int(min(gpu.MAX_SECONDS, max(gpu.MIN_SECONDS, real)))
+    assert gpu.seconds(None, call + (None,), {}) == gpu.DEFAULT_SECONDS
+    assert gpu.seconds(None, ("en", print, (), {}, None), {}) == gpu.DEFAULT_SECONDS
+    # the page's analysis carries its estimate through the door
+    seen, text = [], "the door asks for this call's own estimate " * 30
+    gpu_call.install(lambda entry: lambda *a: (seen.append(gpu.seconds(*a)), entry(*a))[1])
+    try:
+        service.analyze_text(spec, text)
+    finally:
+        gpu_call.uninstall()
+    assert seen == [int(min(gpu.MAX_SECONDS, max(gpu.MIN_SECONDS, service.gpu_seconds(spec, text))))]
 
 
 def test_the_real_spaces_package_hands_functions_back_outside_zerogpu():
@@ -243,7 +251,7 @@ def test_behind_the_door_a_devices_weights_come_from_the_main_processs_cpu_copy(
     reads = []
     original = ModelSpec.load
     monkeypatch.setattr(ModelSpec, "load", lambda self, *a, **k: reads.append(str(self)) or original(self, *a, **k))
-    monkeypatch.setattr(service, "WEIGHTS", service.WeightCache())
+    monkeypatch.setattr(service.loading, "WEIGHTS", service.loading.WeightCache())
     gpu_call.install(lambda entry: entry)
     try:
         service.prepare(spec, "meta", "float32")

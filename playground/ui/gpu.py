@@ -6,8 +6,8 @@ rendered in the visitor's language: on ZeroGPU only a ``gr.Error`` comes back fr
 anything else arrives as its class name.
 
 ``install(spaces)`` (``app.py``, on a ZeroGPU Space) makes the door ``spaces.GPU``, with each call's
-duration from the work's own estimate (a function's ``gpu_seconds`` attribute, given the same
-arguments) and ``DEFAULT_SECONDS`` otherwise, and guards CUDA: model work that would touch it outside
+duration from the estimate each call carries (``work(..., gpu_seconds=...)``) and ``DEFAULT_SECONDS``
+for a call without one, and guards CUDA: model work that would touch it outside
 the door fails at once with ``OutsideGPUCall``.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ DEFAULT_SECONDS = 60          # ZeroGPU's own default
 MIN_SECONDS, MAX_SECONDS = 15, 240
 
 
-def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict):
-    """``fn(*args, **kwargs)`` with its errors as ``gr.Error``s in ``lang`` (this runs in ZeroGPU's worker)."""
+def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict, gpu_seconds: float | None = None):
+    """``fn(*args, **kwargs)`` with its errors as ``gr.Error``s in ``lang`` (this runs in ZeroGPU's worker);
+    ``gpu_seconds`` is the call's estimate, read by the door's ``seconds`` before it starts."""
     try:
         return fn(*args, **kwargs)
     except gr.Error:  # already in the visitor's words (a gr.Error is a ValueError too)
@@ -36,24 +37,21 @@ def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict):
         raise api.rendered(Words(lang=lang), e, kwargs.get("device")) from None
 
 
-def work(w: Words, fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)`` through the GPU door; there, a bad input comes back as a ``gr.Error`` in ``w``'s
-    language (with no door installed, a plain call whose errors are the caller's to answer)."""
+def work(w: Words, fn: Callable, *args, gpu_seconds: float | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` through the GPU door, asking for ``gpu_seconds`` (the call's own estimate; None:
+    ``DEFAULT_SECONDS``); there, a bad input comes back as a ``gr.Error`` in ``w``'s language (with no door
+    installed, a plain call whose errors are the caller's to answer)."""
     if not gpu_call.installed():
         return fn(*args, **kwargs)
-    return gpu_call.call(_rendered, w.lang, fn, args, kwargs)
+    return gpu_call.call(_rendered, w.lang, fn, args, kwargs, gpu_seconds)
 
 
 def seconds(entry: Callable, args: tuple, kwargs: dict) -> int:
-    """The door's duration for one call: the door runs entry(_rendered, (lang, fn, args, kwargs), {})."""
-    try:
-        _, fn, fn_args, fn_kwargs = args
-    except ValueError:
-        return DEFAULT_SECONDS
-    estimate = getattr(fn, "gpu_seconds", None)
+    """The door's duration for one call: the door runs entry(_rendered, (lang, fn, args, kwargs, gpu_seconds), {})."""
+    estimate = args[4] if len(args) == 5 else None
     if estimate is None:
         return DEFAULT_SECONDS
-    return int(min(MAX_SECONDS, max(MIN_SECONDS, estimate(*fn_args, **fn_kwargs))))
+    return int(min(MAX_SECONDS, max(MIN_SECONDS, estimate)))
 
 
 def install(spaces, guard: str = "cuda") -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from playground import plots
 from playground.errors import check_int
+from playground.inspect import flash_memory as fm
 from playground.inspect import flash_replay as fr
 from playground.inspect.step_through import step_through
 from playground.inspect.hub_steps import hub_layer_steps
@@ -151,15 +152,15 @@ def head_qkv(result: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, b
 def flash_state(w: Words, result: dict | None, gpu_name: str, shrink: int, causal: bool, order: str) -> dict:
     """The replay of the stepped head with blocks from the GPU's shared memory divided by 2^shrink."""
     try:
-        card = fr.gpu(gpu_name)
+        card = fm.gpu(gpu_name)
         shrink = check_int("shrink", shrink, 0, MAX_SHRINK)
         q, k, v, from_model = head_qkv(result)
         d = q.shape[1]
         budget = max(4 * d, card.budget() >> shrink)
-        br, bc = fr.block_sizes(budget, d)
+        br, bc = fm.block_sizes(budget, d)
         rep = fr.replay(q, k, v, block_rows=br, block_cols=bc, causal=bool(causal), order=order)
         ns = [n for n in TRAFFIC_NS if -(-n // br) * -(-n // bc) <= MAX_TILES]
-        traffic = fr.traffic_over_n(ns, d, budget, causal=bool(causal))
+        traffic = fm.traffic_over_n(ns, d, budget, causal=bool(causal))
     except ValueError as e:
         raise w.error(e) from None
     labels = result["query_labels"] if result else [str(i) for i in range(len(q))]
@@ -245,7 +246,7 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox,
 
     gr.Markdown(t("inside.flash_help"))
     with gr.Row():
-        gpu_name = gr.Dropdown(list(fr.GPUS), value="H100 SXM", label=t("inside.gpu"))
+        gpu_name = gr.Dropdown(list(fm.GPUS), value="H100 SXM", label=t("inside.gpu"))
         shrink = gr.Slider(0, MAX_SHRINK, value=7, step=1, label=t("inside.shrink"), info=t("inside.shrink_info"))
         causal = gr.Checkbox(True, label=t("inside.causal"))
         order = gr.Radio([(t("inside.order_fa2"), "fa2"), (t("inside.order_fa1"), "fa1")], value="fa2",

@@ -1,0 +1,92 @@
+"""What a request will cost before it runs: the bytes an analysis will hold, its time on this kind of device, and
+the operator's ceiling on one job (``PLAYGROUND_MAX_JOB_S``), so one visitor cannot hold a worker for minutes."""
+from __future__ import annotations
+
+import math
+import os
+
+from playground.config import ModelConfig
+from playground.inspect.analysis import overview_cells
+from playground.ui.i18n import MessageError
+from playground.ui.service.prompts import tokenize
+from playground.zoo import ModelSpec
+
+
+def analysis_bytes(cfg: ModelConfig, tokens: int) -> int:
+    """What an analysis of ``tokens`` tokens will hold, from the config: per layer what its tiles are rebuilt
+    from in float32 (softmax: q, k and lse; RWKV: r and k; Mamba: delta, B and C), and the overview's max and
+    mean cells."""
+    maps = cfg.n_layer * (3 if cfg.family == "encdec" else 1)
+    side = min(tokens, overview_cells(maps * cfg.n_heads))
+    pooled = maps * cfg.n_heads * side * side * 2 * 4
+    if cfg.family == "rwkv":  # r and k per token, w and u per channel
+        per_layer = 2 * (tokens + 1) * cfg.d_model * 4
+    elif cfg.family == "mamba":  # delta, B and C per token, A per channel and state
+        d_in = cfg.expand * cfg.d_model
+        per_layer = (tokens * (d_in + 2 * cfg.d_state) + d_in * cfg.d_state) * 4
+    else:
+        per_layer = (cfg.n_heads + cfg.n_kv_heads) * tokens * cfg.head_dim * 4 + cfg.n_heads * tokens * 4
+    return per_layer * maps + pooled
+
+
+def score_width(cfg: ModelConfig) -> int:
+    """Multiply-adds per (query, key) pair of a layer, over its heads: what rebuilding a weight costs.
+    Softmax: q . k over nh heads (nh x hs); RWKV: r . k weighted by w's powers (d); Mamba: each head's
+    channels x states (d_in x n)."""
+    if cfg.family == "mamba":
+        return cfg.expand * cfg.d_model * cfg.d_state
+    if cfg.family == "rwkv":
+        return cfg.d_model
+    return cfg.n_heads * cfg.head_dim * (3 if cfg.family == "encdec" else 1)
+
+
+# Seconds per unit of L x T² x score_width for an analysis (forward, the log-sum-exp and the pass over the tiles),
+# from ``python -m playground.bench long`` on a 2-core CPU; a GPU's figure is a guess until measured there.
+SECONDS_PER_UNIT = {"cpu": 8e-11, "cuda": 2e-12}
+
+
+def estimate(spec: ModelSpec, text: str, device: str = "cpu") -> dict:
+    """Before a long analysis: its tokens, the memory the store will hold for it, and a rough time on this
+    kind of device (the forward and one pass over every tile of every head: proportional to L x T² x
+    ``score_width``)."""
+    cfg = spec.config()
+    tokens = len(tokenize(spec, text, device)[0])
+    work = cfg.n_layer * tokens * tokens * score_width(cfg)
+    seconds = work * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]) + tokens * cfg.n_layer * 2e-5
+    return {"tokens": tokens, "bytes": analysis_bytes(cfg, tokens), "seconds": seconds}
+
+
+MAX_JOB_ENV = "PLAYGROUND_MAX_JOB_S"
+MAX_JOB_S = {"cpu": 180.0, "cuda": 120.0}  # default ceilings: a CPU Space's 2 vCPU, a GPU's (ZeroGPU's cap is 240 s)
+
+
+def max_job_seconds(device: str = "cpu") -> float:
+    """The longest one analysis may be estimated to take: ``$PLAYGROUND_MAX_JOB_S``, else ``MAX_JOB_S``."""
+    raw = os.environ.get(MAX_JOB_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            return value
+    return MAX_JOB_S.get(device, MAX_JOB_S["cpu"])
+
+
+def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
+    """MessageError when the analysis of ``text`` is estimated past the operator's ceiling: the estimate, the ceiling
+    and how many tokens would fit, so one visitor cannot hold a worker for minutes while the others wait."""
+    est, limit = estimate(spec, text, device), max_job_seconds(device)
+    if est["seconds"] <= limit:
+        return
+    cfg = spec.config()
+    a = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"])
+    b = cfg.n_layer * 2e-5
+    fits = int((-b + math.sqrt(b * b + 4 * a * limit)) / (2 * a))  # a T² + b T = limit
+    raise MessageError("error.job_too_long", tokens=est["tokens"], seconds=round(est["seconds"]), limit=round(limit),
+                       fits=fits, env=MAX_JOB_ENV)
+
+
+def gpu_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> float:
+    """A GPU call's duration for an analysis: the estimate with room to spare, and the weights' move."""
+    return 10 + 1.5 * estimate(spec, text, device)["seconds"]

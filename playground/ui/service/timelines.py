@@ -1,0 +1,103 @@
+"""Generation for the page: a timeline of each step's attention over the cache and the cache's size, and an
+encoder-only model's fill-mask as a timeline whose steps are the masks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from playground.config import ModelConfig
+from playground.errors import check_float, check_int
+from playground.inspect.fill_mask import fill_mask, mask_token_id
+from playground.inspect.generation import decoder_start, generate
+from playground.ui.i18n import Message, MessageError, msg
+from playground.ui.service.loading import load
+from playground.ui.service.prompts import decode, labels, task_labels, task_sequence, tokenize
+from playground.zoo import ModelSpec
+
+MAX_NEW_TOKENS = 256
+
+
+@dataclass
+class Timeline:
+    """A generation with, per step, the new token's attention over the cache and the cache size
+    (the positions held, and the tensors as allocated)."""
+
+    prompt_labels: list[str]
+    new_labels: list[str]
+    text: str
+    rows: list[dict[str, np.ndarray]]   # per step: kind -> (n_layer, nh, Tk), or pooled to ROW_CELLS key cells
+    held: list[int]                     # per step, the keys the new token's self-attention saw (Tk before pooling)
+    cache_bytes: list[int]              # per step, the positions the model's own cache holds
+    cache_bytes_allocated: list[int]    # per step, its tensors as allocated (tensor.nbytes)
+    source_labels: list[str]            # encoder-decoder: the source (cross-attention keys)
+    n_layer: int
+    n_heads: int
+    config: ModelConfig                 # what it ran with: the model's, with the call's backend and window
+    choices: list[list[tuple[str, float]]] | None = None  # fill-mask: per masked position, its top tokens and
+                                                          # their probabilities (steps are masks, not new tokens)
+    positions: list[int] | None = None  # fill-mask: where each mask stands in the prompt
+
+
+def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
+                  top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
+                  device: str = "cpu", dtype: str = "auto") -> tuple[Timeline, list[Message]]:
+    """Generate with the KV cache (or recurrent state), recording each step's attention and cache size."""
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    temperature = check_float("temperature", temperature, 0.0, 10.0)
+    top_k = check_int("top_k", top_k, 0)
+    top_p = check_float("top_p", top_p, 0.0, 1.0)
+    seed = check_int("seed", seed, 0)
+    loaded = load(spec, backend, device, window, dtype)
+    model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
+    show = labels
+    if spec.is_task:
+        ids, target, prompt_len = task_sequence(spec.name, seed)
+        ids = ids if target else ids[:prompt_len]
+        notes, show = notes + [msg("note.task_generate", name=spec.name, seed=seed)], task_labels
+    else:
+        ids, cut = tokenize(spec, text, device)
+        notes += cut
+    if cfg.position == "learned" and len(ids) + max_new_tokens > cfg.context_length + 1:
+        keep = max(1, cfg.context_length + 1 - max_new_tokens)
+        if keep < len(ids):
+            notes.append(msg("note.learned_keep", context=cfg.context_length, keep=keep))
+            ids = ids[-keep:]
+    gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   seed=seed, record=True)
+    encdec = cfg.family == "encdec"
+    layers = max(rows.shape[0] for rows in gen.steps[0].attention.values())  # attention layers (a hybrid has fewer)
+    return Timeline(
+        prompt_labels=show(spec, [decoder_start(model)]) if encdec else show(spec, ids), new_labels=show(spec, gen.tokens),
+        text=decode(spec, gen.tokens), rows=[s.attention for s in gen.steps], held=[s.keys_held for s in gen.steps],
+        cache_bytes=[s.cache_bytes for s in gen.steps],
+        cache_bytes_allocated=[s.cache_bytes_allocated for s in gen.steps],
+        source_labels=show(spec, ids) if encdec else [], n_layer=layers, n_heads=cfg.n_heads, config=cfg), notes
+
+
+def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str = "cpu",
+              dtype: str = "auto") -> tuple[Timeline, list[Message]]:
+    """An encoder-only model fills every mask token of the prompt: per mask, its top tokens and that position's
+    attention in every layer and head, as a timeline whose steps are the masks (no cache: nothing is generated)."""
+    loaded = load(spec, backend, device, 0, dtype)
+    model, cfg, notes = loaded.model, loaded.model.cfg, loaded.notes
+    tok = spec.tokenizer()
+    try:
+        mask_id = mask_token_id(tok)
+    except ValueError:
+        raise MessageError("error.no_mask_token") from None
+    ids, cut = tokenize(spec, text, device)
+    if mask_id not in ids:
+        raise MessageError("error.no_mask", token=tok.labels([mask_id])[0])
+    fills = fill_mask(model, ids, mask_id)
+    filled = list(ids)
+    for f in fills:
+        filled[f.position] = f.top_ids[0]
+    n = len(fills)
+    return Timeline(
+        prompt_labels=labels(spec, ids), new_labels=[labels(spec, [f.top_ids[0]])[0] for f in fills],
+        text=decode(spec, filled), rows=[{"self": f.attention} for f in fills], held=[len(ids)] * n,
+        cache_bytes=[0] * n, cache_bytes_allocated=[0] * n, source_labels=[],
+        n_layer=fills[0].attention.shape[0], n_heads=cfg.n_heads, config=cfg,
+        choices=[[(label, p) for label, p in zip(labels(spec, f.top_ids), f.top_probs)] for f in fills],
+        positions=[f.position for f in fills]), notes + cut
