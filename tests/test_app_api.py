@@ -438,9 +438,9 @@ def test_an_analysis_past_the_operators_ceiling_is_refused_with_what_fits(monkey
     assert result.maps
 
 
-def test_cancel_also_takes_a_queued_analysis_out_of_the_queue():
-    """The Cancel button cancels the Analyze event itself (Gradio removes it from the queue if it has not started),
-    besides the flag that stops a running one between layers."""
+def test_cancel_also_takes_a_queued_analysis_or_generation_out_of_the_queue():
+    """Each Cancel button cancels its tab's event itself (Gradio removes it from the queue if it has not started),
+    besides the flag that stops a running one between layers or tokens."""
     from playground.ui import build_app
 
     demo = build_app(warm_up=False, landing=False)
@@ -453,7 +453,33 @@ def test_cancel_also_takes_a_queued_analysis_out_of_the_queue():
                                        for t in d["targets"])]
 
     analyses = {d["id"] for d in clicks("attention.analyze")}
-    assert any(set(cancel["cancels"]) & analyses for cancel in clicks("attention.cancel"))
+    generations = {d["id"] for d in clicks("generate.generate")}
+    assert analyses and generations
+    cancels = [set(cancel["cancels"]) for cancel in clicks("attention.cancel")]
+    assert any(c & analyses for c in cancels) and any(c & generations for c in cancels)
+    assert any(t[1] == "unload" for d in deps for t in d["targets"])  # a closed tab presses Cancel for its session
+
+
+def test_cancel_stops_a_running_generation_after_its_token():
+    """The Generate tab's flag, read between tokens: pressed during the third token, the generation stops there
+    with a Cancelled (the tab says so in words); a press with nothing running is
+    forgotten, so the next generation runs to the end."""
+    from playground.inspect.analysis import Cancelled
+    from playground.ui.cancels import Cancels
+
+    cancels, spec, seen = Cancels(), ModelSpec.parse("zoo:baseline"), []
+    assert not cancels.press("s1")  # nothing runs: forgotten
+    with cancels.job("s1") as cancelled:
+        def progress(done, total):
+            seen.append((done, total))
+            if done == 3:
+                assert cancels.press("s1")
+        with pytest.raises(Cancelled, match="after 3 of 20 new tokens"):
+            service.generate_text(spec, "The cat sat", 20, progress=progress, cancelled=cancelled)
+    assert seen == [(i, 20) for i in (1, 2, 3)] and not cancels.running("s1")
+    with cancels.job("s1") as cancelled:
+        timeline, _ = service.generate_text(spec, "The cat sat", 5, cancelled=cancelled)
+    assert len(timeline.rows) == 5
 
 
 def test_the_default_model_name_is_each_visitors_own(app_url):

@@ -21,6 +21,7 @@ from typing import Callable
 import gradio as gr
 import torch
 
+from playground.inspect.analysis import Cancelled
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from playground.zoo import ModelSpec
 from .initial import set_initial
@@ -55,6 +56,9 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     line, start = request_line(fn, args, kwargs), time.perf_counter()
     try:
         result, notes = fn(*args, **kwargs)
+    except Cancelled:  # the reader pressed Cancel: the caller says so in the words of its tab
+        _log_request(line, start, "cancelled", "")
+        raise
     except gr.Error as e:  # rendered inside a GPU call (``ui.gpu``): add the prefix it could not know
         _log_request(line, start, "refused", str(e.message))
         raise (gr.Error(prefix + str(e.message)) if prefix else e) from None

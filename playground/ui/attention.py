@@ -22,6 +22,7 @@ from playground.inspect.analysis import Analysis
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from . import api
+from .cancels import CANCELS
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
@@ -31,7 +32,6 @@ from .views import build_views
 
 ZOOM_ID = "head-zoom"
 EXPORT_MAX_WEIGHTS = 1 << 24  # an export writes every weight: 16.7 M of them is already ~150 MB of JSON
-CANCELLED: set = set()  # sessions whose reader pressed Cancel: their analysis stops after the current layer
 OVERVIEW_SLOTS = ("self", "decoder_self", "cross")  # encoder self-attention shares the first slot
 PICK_ID = "head-pick"
 # A click on an overview cell opens that head (assets/js/click_head.js): the cell becomes {kind, layer, head},
@@ -284,8 +284,6 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         (attention layer k of L), an estimate first when the prompt is long, and the Cancel button."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        session = getattr(request, "session_hash", None)
-        CANCELLED.discard(session)
         try:
             guess = service.estimate(spec, text, device) if not spec.is_task else None
         except ValueError:
@@ -297,12 +295,13 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         def report(done: int, total: int) -> None:
             progress((done, total), desc=w("progress.layer", done=done, total=total))
 
-        state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,
-                               cancelled=lambda: session in CANCELLED)
+        with CANCELS.job(getattr(request, "session_hash", None)) as cancelled:
+            state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,
+                                   cancelled=cancelled)
         return analysis_outputs(w, state, grouped, how)
 
     def cancel(request: gr.Request):
-        CANCELLED.add(getattr(request, "session_hash", None))
+        CANCELS.press(getattr(request, "session_hash", None))
 
     def first_head(state: dict | None, kind: str, how: str, request: gr.Request):
         """Layer 0, head 0 after an analysis (pooled to at most HEAD_CELLS a side), its mask and the block mask."""

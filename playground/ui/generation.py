@@ -5,10 +5,13 @@ import html
 import gradio as gr
 
 from playground import plots
+from playground.inspect.analysis import Cancelled
+from playground.nn import gpu_call
 from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api, gpu
+from .cancels import CANCELS
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 
@@ -67,10 +70,13 @@ def mask_view(w: Words, state: dict, step: int):
 
 
 def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
-                     top_p: float, seed: int, window: int, backend: str, device: str, dtype: str = "auto") -> dict:
+                     top_p: float, seed: int, window: int, backend: str, device: str, dtype: str = "auto",
+                     progress=None, cancelled=None) -> dict:
     """A spec, a prompt and the sampling options -> what the growth plot and the timeline draw from.
 
-    The formula curves count bytes at the dtype the cache ran in (bf16 on CUDA under auto), as measured."""
+    The formula curves count bytes at the dtype the cache ran in (bf16 on CUDA under auto), as measured.
+    ``progress(done, total)`` hears of each new token and ``cancelled()`` stops the generation after one (a
+    ``gr.Error`` saying so); behind a GPU door (ZeroGPU) no callback crosses into the worker."""
     model = api.spec(w, spec)
     service.prepare(model, device, dtype)
     if api.run(w, lambda: (model.config().family, [])) == "encoder":  # BERT-like: it fills masks, it does not generate
@@ -78,8 +84,13 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
                            dtype=dtype)
         return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
                 "formulas": {}}
-    timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
-                       top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device, dtype=dtype)
+    watch = {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
+    try:
+        timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, window=window,
+                           backend=backend, device=device, dtype=dtype, **watch)
+    except Cancelled as e:
+        raise gr.Error(w("generate.cancelled", detail=str(e))) from None
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
             "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(timeline.config, ran_in)}
@@ -112,8 +123,9 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
         top_p = gr.Slider(0.05, 1, value=1, step=0.05, label=t("generate.top_p"))
         seed = gr.Number(0, precision=0, label=t("generate.seed"))
         window = gr.Slider(0, 128, value=0, step=1, label=t("attention.window"), info=t("generate.window_info"))
-        generate_btn = gr.Button(t("generate.generate"), variant="primary", scale=0, min_width=160,
-                                 elem_id="generate-run")
+        with gr.Column(scale=0, min_width=160):
+            generate_btn = gr.Button(t("generate.generate"), variant="primary", elem_id="generate-run")
+            cancel_btn = gr.Button(t("attention.cancel"), size="sm", elem_id="cancel-generate")
     output = gr.Textbox(label=t("generate.output"), lines=3, interactive=False)
     with gr.Row():
         log_axis = gr.Checkbox(False, label=t("generate.log_axis"))
@@ -124,20 +136,32 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
     step_plot = gr.Plot(label=t("generate.step_plot"))
 
     def run(family, variant, position, task, fallback, backend, device, dtype, text, n, temp, k, p, s, win, log,
-            request: gr.Request):
-        """The Generate button: the controls' spec through the same function as /generate."""
+            request: gr.Request, progress=gr.Progress()):
+        """The Generate button: the controls' spec through the same function as /generate, with a progress bar
+        (new token k of n) and the Cancel button."""
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
-        new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype)
+
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc=w("progress.token", done=done, total=total))
+
+        with CANCELS.job(getattr(request, "session_hash", None)) as cancelled:
+            new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype,
+                                         progress=report, cancelled=cancelled)
         fig, info = step_view(new_state, 0, request)
         timeline = new_state["timeline"]
         return (timeline.text, growth_figure(new_state, log, request), index_range(len(timeline.rows)),
                 fig, info, new_state)
 
+    def cancel(request: gr.Request):
+        CANCELS.press(getattr(request, "session_hash", None))
+
     run_inputs = [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis]
     run_outputs = [output, growth_plot, step, step_plot, step_info, state]
-    generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
-                       concurrency_id="generate")
+    generating = generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
+                                    concurrency_id="generate")
+    # Cancel takes a queued generation out of the queue (Gradio's cancels) and stops a running one after its token
+    cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[generating])
     first_views.add(run, run_inputs, run_outputs)
 
     gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")

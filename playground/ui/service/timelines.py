@@ -2,6 +2,7 @@
 encoder-only model's fill-mask as a timeline whose steps are the masks."""
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from playground.config import ModelConfig
 from playground.errors import check_float, check_int
 from playground.inspect.fill_mask import fill_mask, mask_token_id
-from playground.inspect.generation import decoder_start, generate
+from playground.inspect.analysis import Cancelled
+from playground.inspect.generation import Generation, decoder_start, stream
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.service.loading import load
 from playground.ui.service.prompts import decode, labels, task_labels, task_sequence, tokenize
@@ -41,8 +43,12 @@ class Timeline:
 
 def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
-                  device: str = "cpu", dtype: str = "auto") -> tuple[Timeline, list[Message]]:
-    """Generate with the KV cache (or recurrent state), recording each step's attention and cache size."""
+                  device: str = "cpu", dtype: str = "auto", progress=None,
+                  cancelled=None) -> tuple[Timeline, list[Message]]:
+    """Generate with the KV cache (or recurrent state), recording each step's attention and cache size.
+
+    ``progress(done, total)`` hears of each new token; ``cancelled()`` returning True stops the generation after
+    the current token (``inspect.analysis.Cancelled``)."""
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
     temperature = check_float("temperature", temperature, 0.0, 10.0)
     top_k = check_int("top_k", top_k, 0)
@@ -63,8 +69,16 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
         if keep < len(ids):
             notes.append(msg("note.learned_keep", context=cfg.context_length, keep=keep))
             ids = ids[-keep:]
-    gen = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   seed=seed, record=True)
+    steps = []
+    with closing(stream(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                        record=True)) as decoding:  # a cancel closes it: the model's cache is cleared at once
+        for step in decoding:
+            steps.append(step)
+            if progress is not None:
+                progress(len(steps), max_new_tokens)
+            if cancelled is not None and cancelled() and len(steps) < max_new_tokens:
+                raise Cancelled(f"stopped after {len(steps)} of {max_new_tokens} new tokens")
+    gen = Generation(ids, [s.token for s in steps], steps)
     encdec = cfg.family == "encdec"
     layers = max(rows.shape[0] for rows in gen.steps[0].attention.values())  # attention layers (a hybrid has fewer)
     return Timeline(
