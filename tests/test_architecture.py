@@ -20,6 +20,7 @@ LAYERS = [
     ("playground.config", "playground.errors", "playground.paths"),
     ("playground.nn",),
     ("playground.models",),
+    ("playground.serving",),
     ("playground.train",),
     ("playground.zoo",),
     ("playground.inspect", "playground.plots"),

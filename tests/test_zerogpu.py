@@ -1,6 +1,6 @@
 """ZeroGPU without a GPU: the page under a stand-in ``spaces`` (``tests/standin/spaces``) that keeps ZeroGPU's
 rules, with this machine's CPU playing the GPU. Every endpoint runs its model work inside the one GPU call
-(``nn.gpu_call`` / ``ui.gpu``), nothing touches the "GPU" at start-up, arguments and results survive pickling,
+(``serving.gpu_call`` / ``ui.gpu``), nothing touches the "GPU" at start-up, arguments and results survive pickling,
 errors keep their words, and each call asks for a duration from its own estimate. The real ``spaces`` package
 is tried as far as it runs here: outside ZeroGPU its decorator hands the function back unchanged."""
 import json
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from playground.bench.server import AppServer
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from playground.ui import gpu
 
 from conftest import require
@@ -113,7 +113,8 @@ def test_an_empty_prompt_is_answered_in_words(zerogpu_app):
 
 
 def test_the_door_is_a_plain_call_without_spaces_and_guards_with_one():
-    model = torch.nn.Linear(2, 2)
+    """The guard holds the models the page watches to the door, and leaves every other module of the process be."""
+    model, other = gpu_call.watch(torch.nn.Sequential(torch.nn.Linear(2, 2))), torch.nn.Linear(2, 2)
     assert not gpu_call.installed() and gpu_call.call(lambda x: x + 1, 1) == 2
     seen = []
 
@@ -128,6 +129,7 @@ def test_the_door_is_a_plain_call_without_spaces_and_guards_with_one():
         with gpu_call.guard("cpu"):
             with pytest.raises(gpu_call.OutsideGPUCall, match="outside the GPU call"):
                 model(torch.zeros(1, 2))
+            other(torch.zeros(1, 2))  # not the page's model: not watched
             assert gpu_call.call(lambda x: model(x).shape, torch.zeros(3, 2)) == (3, 2)
             with gpu_call.host_work():
                 model(torch.zeros(1, 2))  # CPU work on purpose passes

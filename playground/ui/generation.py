@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground import plots
 from playground.inspect.analysis import Cancelled
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg

@@ -1,4 +1,4 @@
-"""The page's model work through the GPU door (``nn.gpu_call``), its errors already in the visitor's words.
+"""The page's model work through the GPU door (``serving.gpu_call``), its errors already in the visitor's words.
 
 ``work(w, fn, *args, **kwargs)`` runs ``fn`` through the door. Inside it a bad input (a ValueError, such as
 an empty prompt or a kernel this device refuses) or running out of device memory becomes a ``gr.Error``
@@ -17,7 +17,7 @@ from typing import Callable
 import gradio as gr
 import torch
 
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from . import api
 from .lang import Words
 

@@ -14,7 +14,7 @@ import time
 
 import gradio as gr
 
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from playground.train import data
 from playground import plots
 from playground import zoo

@@ -12,7 +12,7 @@ from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import decoder_start, generate
 from playground.models.memory import release_freed
 from playground.models.weight_cache import WeightCache
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words

@@ -14,7 +14,7 @@ from playground.errors import check_int
 from playground.models.base import LanguageModel
 from playground.models.shared import Weights, estimated_bytes, instance
 from playground.models.weight_cache import Checkout, WeightCache
-from playground.nn import gpu_call
+from playground.serving import gpu_call
 from playground.nn.kernels import run_dtype
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.service.choices import devices
@@ -50,7 +50,8 @@ def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: in
     notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
     if out.reloaded:
         notes.append(msg("note.reloaded", name=weights_name(spec, device, out.weights.dtype)))
-    return Loaded(instance(out.weights, backend=backend, sliding_window=window), spec, notes)
+    # the door's guard (ZeroGPU) holds this model's forwards, and no other module's, to the GPU call
+    return Loaded(gpu_call.watch(instance(out.weights, backend=backend, sliding_window=window)), spec, notes)
 
 
 def prepare(spec: ModelSpec, device: str, dtype: str = "auto") -> None:

@@ -4,7 +4,7 @@ It keeps ZeroGPU's rules (the Hub's ZeroGPU documentation; ``spaces`` 0.51's ``z
 
 - the accelerator may be used only inside a function decorated with ``GPU``: here every torch module's
   forward outside such a call fails ("CUDA ... outside a GPU call"), unless the project marks it as host work
-  that stays on the CPU on purpose (``playground.nn.gpu_call.host_work``);
+  that stays on the CPU on purpose (``playground.serving.gpu_call.host_work``);
 - each call's arguments and result are pickled, as they cross into and out of a worker process;
 - an exception other than ``gradio.Error`` reaches the caller as its class name alone;
 - ``duration`` may be a number or a function of the call's arguments; each call's is logged.
@@ -31,7 +31,7 @@ def _log(**event) -> None:
 
 
 def _on_host() -> bool:
-    from playground.nn import gpu_call
+    from playground.serving import gpu_call
 
     return gpu_call.on_host()
 

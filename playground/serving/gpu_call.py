@@ -7,25 +7,38 @@ reaches the visitor as its class name alone. So the page sends all of its model 
 ``call(fn, *args, **kwargs)``: a plain call elsewhere, and on a Space a call of the one function
 ``install`` decorated (``app.py`` does it when ``spaces`` is importable).
 
-``guard`` makes "all" checkable: while it is on, every forward of a torch module on the guarded
-device type, and every kernel timing that calls ``check``, fails with ``OutsideGPUCall`` unless it
-runs inside the door. On a Space it guards "cuda" (a clearer failure than CUDA's own); the tests
-install a stand-in ``spaces`` that pickles like ZeroGPU, guard "cpu", and drive every endpoint.
+``guard`` makes "all" checkable: while it is on, a forward of a model the page loaded (``watch``: the service
+watches each model it builds) on the guarded device type, and any work that calls ``check``, fails with
+``OutsideGPUCall`` unless it runs inside the door; no other module of the process is touched. On a Space it
+guards "cuda" (a clearer failure than CUDA's own); the tests install a stand-in ``spaces`` that pickles like
+ZeroGPU, guard "cpu", and drive every endpoint.
+
+The door's state is one object, ``DOOR``: the decorated entry and the guarded device type of this process.
 """
 from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 _INSIDE = contextvars.ContextVar("playground_inside_gpu_call", default=False)
 _HOST = contextvars.ContextVar("playground_host_work", default=False)
-_door: Callable | None = None      # the decorated entry, or None: ``call`` is a plain call
-_guarded: str | None = None        # the device type whose work must run inside the door
-_hook = None
+
+
+@dataclass
+class Door:
+    """This process's GPU door: the decorated entry (None: ``call`` is a plain call) and the device type whose
+    model work must run inside it (None: unguarded)."""
+
+    entry: Callable | None = None
+    guarded: str | None = None
+
+
+DOOR = Door()
 
 
 class OutsideGPUCall(RuntimeError):
@@ -44,39 +57,33 @@ def _enter(fn: Callable, args: tuple, kwargs: dict) -> Any:
 def install(decorate: Callable[[Callable], Callable]) -> None:
     """Make ``decorate(entry)`` the door, e.g. ``lambda f: spaces.GPU(f, duration=seconds)``, where ``seconds``
     receives the entry's arguments (fn, args, kwargs)."""
-    global _door
-    _door = decorate(_enter)
+    DOOR.entry = decorate(_enter)
 
 
 def uninstall() -> None:
-    global _door
-    _door = None
+    DOOR.entry = None
 
 
 def reset() -> None:
     """No door and no guard (a test's clean-up)."""
-    global _door, _guarded, _hook
-    _door, _guarded = None, None
-    if _hook is not None:
-        _hook.remove()
-        _hook = None
+    DOOR.entry, DOOR.guarded = None, None
 
 
 def installed() -> bool:
-    return _door is not None
+    return DOOR.entry is not None
 
 
 def inside() -> bool:
     """True within the door (always True where no door is installed: nothing needs one)."""
-    return _door is None or _INSIDE.get()
+    return DOOR.entry is None or _INSIDE.get()
 
 
 def call(fn: Callable, *args, **kwargs) -> Any:
     """``fn(*args, **kwargs)``, through the door when one is installed. On ZeroGPU ``fn``, its arguments and its
     result cross a process boundary: module-level functions and plain data only (no callbacks)."""
-    if _door is None or _INSIDE.get():
+    if DOOR.entry is None or _INSIDE.get():
         return _enter(fn, args, kwargs)
-    return _door(fn, args, kwargs)
+    return DOOR.entry(fn, args, kwargs)
 
 
 @contextmanager
@@ -97,38 +104,38 @@ def on_host() -> bool:
 
 def check(device: str | torch.device | None) -> None:
     """Raise ``OutsideGPUCall`` when work on ``device`` starts outside the door while it is guarded."""
-    if _guarded is None or _INSIDE.get() or device is None:
+    if DOOR.guarded is None or _INSIDE.get() or device is None:
         return
     kind = torch.device(device).type
-    if kind == _guarded and not (kind == "cpu" and _HOST.get()):
+    if kind == DOOR.guarded and not (kind == "cpu" and _HOST.get()):
         raise OutsideGPUCall(f"model work on {device} outside the GPU call: route it through gpu_call.call")
 
 
 def _forward_pre_hook(module: torch.nn.Module, args) -> None:
-    if _INSIDE.get():
+    if DOOR.guarded is None or _INSIDE.get():
         return
-    param = next(module.parameters(recurse=False), None)
-    if param is None:
-        return
-    check(param.device)
+    param = next(module.parameters(), None)
+    if param is not None:
+        check(param.device)
+
+
+def watch(model: torch.nn.Module) -> torch.nn.Module:
+    """Hold ``model``'s forwards to the guard (a forward outside the door on the guarded device fails); the model,
+    for chaining. A hook on this model alone: nothing else in the process is watched."""
+    model.register_forward_pre_hook(_forward_pre_hook)
+    return model
 
 
 @contextmanager
 def guard(device_type: str = "cuda"):
-    """While the block runs, every module forward and ``check`` on ``device_type`` must be inside the door."""
-    global _guarded
-    old, _guarded = _guarded, device_type
-    handle = torch.nn.modules.module.register_module_forward_pre_hook(_forward_pre_hook)
+    """While the block runs, watched models' forwards and ``check`` on ``device_type`` must be inside the door."""
+    old, DOOR.guarded = DOOR.guarded, device_type
     try:
         yield
     finally:
-        handle.remove()
-        _guarded = old
+        DOOR.guarded = old
 
 
 def start_guard(device_type: str = "cuda") -> None:
     """``guard`` for the life of the process (a ZeroGPU Space, where CUDA outside the door always fails)."""
-    global _guarded, _hook
-    if _hook is None:
-        _hook = torch.nn.modules.module.register_module_forward_pre_hook(_forward_pre_hook)
-    _guarded = device_type
+    DOOR.guarded = device_type
