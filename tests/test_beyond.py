@@ -14,7 +14,7 @@ from playground.inspect.ablation import ablate_heads, heads_ablated
 from playground.inspect.analysis import analyze
 from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.logit_lens import layer_logits, logit_lens
-from playground.train.data import induction_task
+from playground.train.tasks import induction_task
 
 T = 9
 SHAPES = {  # name: (tiny_model overrides, prefix_len)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from playground.train import data
+from playground.train import tasks
 
 CARD = Path(__file__).resolve().parent.parent / "models" / "tokenizer" / "card.json"
 NAMES = [f"work_{i:02d}" for i in range(42)]
@@ -92,14 +93,14 @@ def test_split_text_needs_two_lines():
 V = 40
 
 
-@pytest.mark.parametrize("name", list(data.TASKS))
+@pytest.mark.parametrize("name", list(tasks.TASKS))
 def test_tasks_shapes_determinism_and_ids(name):
-    task = data.TASKS[name]
+    task = tasks.TASKS[name]
     x, y, mask = task(3, 6, V, 7)
     assert x.shape == y.shape == mask.shape and x.shape[0] == 3
     assert x.dtype == y.dtype == torch.long and mask.dtype == torch.bool
     assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the next tokens
-    assert (x[:, 0] == data.BOS_ID).all() and x.max() < V and y.min() >= 0
+    assert (x[:, 0] == tasks.BOS_ID).all() and x.max() < V and y.min() >= 0
     x2, y2, mask2 = task(3, 6, V, torch.Generator().manual_seed(7))
     assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(mask, mask2)
     assert not torch.equal(x, task(3, 6, V, 8)[0])
@@ -108,12 +109,12 @@ def test_tasks_shapes_determinism_and_ids(name):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_copy_and_reverse(reverse):
     n = 5
-    task = data.reverse_task if reverse else data.copy_task
+    task = tasks.reverse_task if reverse else tasks.copy_task
     x, y, mask = task(4, n, V, 0)
     assert x.shape == (4, 2 * n + 1)
     body = x[:, 1:n + 1]
-    assert (x[:, n + 1] == data.SEP_ID).all()
-    assert (body >= data.N_SPECIAL).all()
+    assert (x[:, n + 1] == tasks.SEP_ID).all()
+    assert (body >= tasks.N_SPECIAL).all()
     assert mask.sum(1).tolist() == [n] * 4 and mask[:, -n:].all()
     expected = body.flip(1) if reverse else body
     assert torch.equal(y[mask].view(4, n), expected)
@@ -121,7 +122,7 @@ def test_copy_and_reverse(reverse):
 
 def test_induction_repeats_first_half():
     n = 8
-    x, y, mask = data.induction_task(5, n, V, 1)
+    x, y, mask = tasks.induction_task(5, n, V, 1)
     seq = torch.cat([x, y[:, -1:]], dim=1)  # (B, 2n+1)
     first, second = seq[:, 1:n + 1], seq[:, n + 1:]
     assert torch.equal(first, second)
@@ -132,30 +133,30 @@ def test_induction_repeats_first_half():
 
 def test_associative_recall_target_is_the_value():
     n = 6
-    x, y, mask = data.associative_recall_task(50, n, V, 2)
+    x, y, mask = tasks.associative_recall_task(50, n, V, 2)
     assert x.shape == (50, 2 * n + 3)
     assert mask.sum().item() == 50 and mask[:, -1].all()
     for row, target in zip(x, y[:, -1]):
         keys, values = row[1:2 * n + 1:2].tolist(), row[2:2 * n + 2:2].tolist()
-        assert row[2 * n + 1] == data.QUERY_ID and len(set(keys)) == n
+        assert row[2 * n + 1] == tasks.QUERY_ID and len(set(keys)) == n
         assert max(keys) < min(values)  # keys and values never overlap
         assert values[keys.index(row[-1].item())] == target.item()
 
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_seq2seq_forms(reverse):
-    fn = data.reverse_seq2seq if reverse else data.copy_seq2seq
+    fn = tasks.reverse_seq2seq if reverse else tasks.copy_seq2seq
     src, tgt_in, tgt_out = fn(3, 7, V, 0)
     assert src.shape == tgt_in.shape == tgt_out.shape == (3, 7)
     assert torch.equal(tgt_out, src.flip(1) if reverse else src)
-    assert (tgt_in[:, 0] == data.BOS_ID).all() and torch.equal(tgt_in[:, 1:], tgt_out[:, :-1])
+    assert (tgt_in[:, 0] == tasks.BOS_ID).all() and torch.equal(tgt_in[:, 1:], tgt_out[:, :-1])
 
 
 def test_tasks_reject_impossible_sizes():
     with pytest.raises(ValueError):
-        data.induction_task(1, 10, 8, 0)  # only 4 data ids for 10 distinct tokens
+        tasks.induction_task(1, 10, 8, 0)  # only 4 data ids for 10 distinct tokens
     with pytest.raises(ValueError):
-        data.copy_task(1, 3, data.N_SPECIAL, 0)
+        tasks.copy_task(1, 3, tasks.N_SPECIAL, 0)
 
 
 # ----------------------------------------------------------------------------- LM batches

@@ -11,7 +11,7 @@ import torch
 from playground.nn import rebuild
 from playground.nn.kernels import cpu_flash_with_lse
 from playground.nn.masks import MaskRule
-from playground.nn.rebuild import AttentionSource, max_output_diff, streamed_lse
+from playground.nn.rebuild import AttentionSource, max_output_diff
 
 from conftest import FAMILIES, POSITIONS, VARIANTS, tiny_model
 from test_attention import MASKS, run, softmax_by_hand

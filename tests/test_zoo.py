@@ -8,7 +8,7 @@ import torch
 from playground.inspect import heads
 from playground import zoo
 from playground.inspect.analysis import analyze
-from playground.train.data import induction_task
+from playground.train.tasks import induction_task
 from playground.train.tokenizer import Tokenizer
 
 CARD_FIELDS = {"command", "data", "steps", "wall_time_s", "parameters", "weights_sha256", "history"}

@@ -23,7 +23,7 @@ from playground.nn.rebuild import AttentionSource, ImplicitSource
 from playground.nn.recorder import AttentionRecord
 from playground.inspect.generation import decoder_start
 from playground.inspect.tiles import HeadStats, Pooled, sweep
-from playground.train.data import BOS_ID
+from playground.train.tasks import BOS_ID
 
 
 OVERVIEW_BUDGET_CELLS = 160_000  # cells in one overview figure: about 2 MB of Plotly JSON

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from playground.models.base import LanguageModel, ModelOutput
 from playground.models.hf.model import HubModel
-from playground.train.data import BOS_ID
+from playground.train.tasks import BOS_ID
 
 
 @dataclass

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from playground.config import ModelConfig
 from playground.errors import InputError
 from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder, TransformerLM

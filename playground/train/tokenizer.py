@@ -45,11 +45,12 @@ from playground.models.labels import display_text
 from playground.models.labels import utf8_length as _utf8_length
 from playground.paths import MODELS_DIR
 from playground.train import data
+from playground.train import tasks
 
 MODEL_DIR = MODELS_DIR / "tokenizer"
 DEFAULT_MODEL = MODEL_DIR / "tokenizer.model"
 DEFAULT_VOCAB_SIZE = 2048
-PAD_ID, BOS_ID = data.PAD_ID, data.BOS_ID  # shared with the synthetic tasks
+PAD_ID, BOS_ID = tasks.PAD_ID, tasks.BOS_ID  # shared with the synthetic tasks
 EOS_ID, UNK_ID = 2, 3
 SPACE_SYMBOL = "\u2581"  # sentencepiece's space marker "▁"
 EMPTY_LABEL, HIDDEN_CATEGORIES = labels.EMPTY_LABEL, labels.HIDDEN_CATEGORIES  # label conventions (models.labels)

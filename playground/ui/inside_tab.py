@@ -20,7 +20,7 @@ from playground.inspect.step_through import step_through
 from playground.inspect.hub_steps import hub_layer_steps
 from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
-from playground.train import data
+from playground.train import tasks
 from playground.ui import service
 from . import api, gpu
 from .controls import Controls, choose
@@ -44,7 +44,7 @@ def _tokens(w: Words, spec, prompt: str) -> tuple[list[int], list[int] | None, l
     ids = api.run(w, service.tokenize, spec, prompt)
     cfg = spec.config()
     if cfg.family == "encdec":  # the prompt is the encoder's; the decoder starts from its start token
-        start = int(cfg.hf.get("decoder_start_token_id") or 0) if isinstance(cfg, HubConfig) else data.BOS_ID
+        start = int(cfg.hf.get("decoder_start_token_id") or 0) if isinstance(cfg, HubConfig) else tasks.BOS_ID
         return [start], ids, service.labels(spec, [start]), service.labels(spec, ids)
     return ids, None, service.labels(spec, ids), []
 

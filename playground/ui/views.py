@@ -22,7 +22,7 @@ from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.hooks import as_batch
 from playground.inspect.logit_lens import logit_lens
 from playground.models.hf.shape import HubConfig
-from playground.train import data
+from playground.train import tasks
 from playground.ui import service
 from playground.ui.i18n import msg
 from playground.zoo import ModelSpec
@@ -47,9 +47,9 @@ def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> 
     if spec.is_task:
         _, tcfg = zoo.entry_configs(spec.name)
         task = tcfg.data.removeprefix("task:")
-        if task not in data.TASKS:
+        if task not in tasks.TASKS:
             raise w.error("view.refused", family=cfg.family)
-        x, y, mask = data.TASKS[task](1, tcfg.task_length, cfg.vocab_size, 0)
+        x, y, mask = tasks.TASKS[task](1, tcfg.task_length, cfg.vocab_size, 0)
         ids, targets, scored = x[0].tolist(), y[0].tolist(), mask[0].tolist()
         labels = service.task_labels(spec, ids)
         notes.append(w("view.task_sequence", name=spec.name, n=sum(scored)))

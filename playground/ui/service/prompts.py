@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playground import zoo
 from playground.config import ModelConfig
-from playground.train import data
+from playground.train import tasks
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.service.choices import PRETRAINED
 from playground.zoo import ModelSpec
@@ -53,7 +53,7 @@ def decode(spec: ModelSpec, ids: list[int]) -> str:
     return spec.tokenizer().decode(ids)
 
 
-TASK_LABELS = {data.PAD_ID: "PAD", data.BOS_ID: "BOS", data.SEP_ID: "SEP", data.QUERY_ID: "QUERY"}
+TASK_LABELS = {tasks.PAD_ID: "PAD", tasks.BOS_ID: "BOS", tasks.SEP_ID: "SEP", tasks.QUERY_ID: "QUERY"}
 
 
 def task_labels(spec: ModelSpec, ids: list[int]) -> list[str]:
@@ -68,9 +68,9 @@ def task_sequence(name: str, seed: int = 0) -> tuple[list[int], list[int] | None
     task = tcfg.data.removeprefix("task:")
     n = tcfg.task_length
     if cfg.family == "encdec":
-        src, tgt_in, _ = data.SEQ2SEQ_TASKS[task](1, n, cfg.vocab_size, seed)
+        src, tgt_in, _ = tasks.SEQ2SEQ_TASKS[task](1, n, cfg.vocab_size, seed)
         return src[0].tolist(), tgt_in[0].tolist(), n
-    x, _, mask = data.TASKS[task](1, n, cfg.vocab_size, seed)
+    x, _, mask = tasks.TASKS[task](1, n, cfg.vocab_size, seed)
     ids = x[0].tolist()
     answer_from = int(mask[0].float().argmax())  # first scored position: everything before is the question
     return ids, None, answer_from + 1
