@@ -274,9 +274,9 @@ def test_cuda_head_dims_below_16_are_refused_by_the_documented_limit(monkeypatch
 
 
 def test_the_block_mask_view_asks_the_status_of_its_own_device_dtype_and_head_dim(monkeypatch, fresh_status):
-    """The page's block-mask view (nn.kernel_timing.fused_vs_dense) says why, without compiling, when the kernel of
+    """The page's block-mask view (nn.block_mask_timing.fused_vs_dense) says why, without compiling, when the kernel of
     that dtype and head dim failed to compile, and runs for another dtype."""
-    from playground.nn.kernel_timing import fused_vs_dense
+    from playground.nn.block_mask_timing import fused_vs_dense
 
     compiled, calls = stand_in(lambda q: None)
     monkeypatch.setattr(flex, "_compiled_flex", compiled)

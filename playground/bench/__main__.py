@@ -22,7 +22,8 @@ import torch
 
 from playground.bench.decode import bench_decode, bench_decode_positions
 from playground.config import FAMILIES, RECURRENT_FAMILIES
-from playground.nn.kernel_timing import DTYPES, KERNELS, PATTERNS, bench_kernels
+from playground.nn.kernel_timing import KERNELS, PATTERNS, bench_kernels
+from playground.nn.kernels import TORCH_DTYPES
 from playground.nn.timing import MIN_REPEATS, make_result
 from playground.bench.measure import print_result
 
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="key lengths L (decode: a cache of L keys)")
     k.add_argument("--heads", type=_positive_int, default=8)
     k.add_argument("--head-dim", type=_positive_int, default=64)
-    k.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    k.add_argument("--dtype", choices=tuple(TORCH_DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu")
     k.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS),
                    help="kernels to time (explicit always runs: it is the reference)")
     k.add_argument("--patterns", nargs="+", choices=tuple(PATTERNS), default=list(PATTERNS),

@@ -33,7 +33,7 @@ import re
 import sys
 import time
 
-from playground import plots
+from playground import plots, zoo
 from playground.bench.browser import available, free_port, using
 from playground.nn.timing import MIN_REPEATS, spread
 from playground.ui import service
@@ -250,5 +250,5 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
         summary[name] = median(name)
         summary[f"{name}_spread"] = rounded(name)
     summary.update(browser_storage_bytes=rendered and rendered[1],
-                   model="baseline" if "baseline" in service.zoo.available() else "untrained", url=url)
+                   model="baseline" if "baseline" in zoo.available() else "untrained", url=url)
     return summary, rows

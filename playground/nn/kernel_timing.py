@@ -1,5 +1,5 @@
-"""Attention kernels timed side by side, on the model's own call patterns (``python -m playground.bench kernels``,
-the kernel lab and the block-mask view).
+"""Attention kernels timed side by side, on the model's own call patterns (``python -m playground.bench kernels``
+and the kernel lab; one call of an analysis, for the block-mask view, is ``nn.block_mask_timing``).
 
     Random Q, K, V of shape (B=1, H, T, d_head), attention made the way ``playground.nn.attention.Attention``
     makes it for each call pattern (``PATTERNS``), L the length of the keys:
@@ -51,12 +51,12 @@ from dataclasses import dataclass
 
 import torch
 
-from playground.nn.timing import MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, spread, sync
+from playground.nn.timing import (MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, random_qkv,
+                                  spread, sync)
 from playground.nn import flex, masks
-from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa, sdpa_mask
+from playground.nn.kernels import TORCH_DTYPES, KernelUnavailable, explicit_attention, sdpa, sdpa_mask
 from playground.nn.position import alibi_bias, alibi_slopes
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 SDPA_NAMES = ("flash", "efficient", "cudnn", "math")
 KERNELS = (*SDPA_NAMES, "flex")  # explicit always runs: it is the reference
 PATTERNS = {  # pattern -> (what SDPA receives: the record's call, what the row says)
@@ -98,14 +98,6 @@ def pattern_call(pattern: str, L: int, heads: int, window: int, device: str) -> 
     return call
 
 
-def _inputs(L: int, n_queries: int, heads: int, head_dim: int, dtype: torch.dtype, device: str):
-    """The same q (1, H, Tq, hs) and k, v (1, H, L, hs) in every process: drawn on the CPU from a fixed seed;
-    the queries are the last Tq positions."""
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, heads, L, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
-    return q[:, :, L - n_queries:], k, v
-
-
 def attention_call(q, k, v, kernel: str, call: Call) -> tuple[torch.Tensor, str, object]:
     """One attention as the model runs it: (out (B, H, Tq, hs), kernel that ran, BlockMask or None)."""
     if kernel == "explicit":
@@ -134,7 +126,7 @@ def _measure_cell(spec: dict) -> dict:
     if kernel == "flex" and (why := flex.flex_status()) is not None:
         return {"available": False, "reason": f"FlexAttention cannot run here: {why}"}
     call = pattern_call(spec["pattern"], L, spec["heads"], spec["window"], device)  # inputs: before the clock
-    q, k, v = _inputs(L, call.n_queries, spec["heads"], spec["head_dim"], DTYPES[spec["dtype"]], device)
+    q, k, v = random_qkv(L, call.n_queries, spec["heads"], spec["head_dim"], TORCH_DTYPES[spec["dtype"]], device)
     skipped = None
     if kernel == "flex":  # compiles on the process's first call: not a cost of this cell
         try:
@@ -202,7 +194,7 @@ class CellRunner:
 
 def _small_call(device: str, dtype: torch.dtype, head_dim: int, kernel: str, pattern: str) -> str:
     call = pattern_call(pattern, 16, 2, 4, device)
-    q, k, v = _inputs(16, call.n_queries, 2, head_dim, dtype, device)
+    q, k, v = random_qkv(16, call.n_queries, 2, head_dim, dtype, device)
     return attention_call(q, k, v, kernel, call)[1]
 
 
@@ -245,7 +237,7 @@ def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64,
     isolate = not in_process and not device.startswith("cuda")  # CUDA peaks come from the allocator's own stats
     chosen = ["explicit"] + [k for k in KERNELS if k in kernels]  # explicit first: the reference
     patterns = [p for p in PATTERNS if p in patterns]
-    refused = {(k, p): refusal(device, DTYPES[dtype], head_dim, k, p) for k in chosen if k in SDPA_NAMES
+    refused = {(k, p): refusal(device, TORCH_DTYPES[dtype], head_dim, k, p) for k in chosen if k in SDPA_NAMES
                for p in patterns}
     rows, times, skipped = [], {}, {}
     runner = CellRunner(isolate)
@@ -285,7 +277,7 @@ def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64,
     finally:
         runner.close()
 
-    auto = {p: auto_kernel(device, DTYPES[dtype], head_dim, p) for p in patterns}
+    auto = {p: auto_kernel(device, TORCH_DTYPES[dtype], head_dim, p) for p in patterns}
 
     def over(pattern: str, L: int, slow: str, fast: str) -> float | None:
         a, b = times.get((pattern, L, slow)), times.get((pattern, L, fast))
@@ -308,42 +300,3 @@ def bench_kernels(lengths=(512, 1024, 2048), heads: int = 8, head_dim: int = 64,
                    else "peak RSS rise, one process"),
     }
     return make_result("kernels", device, summary, rows)
-
-
-# ---------------------------------------------------------------------------------- one analysed call
-def fused_vs_dense(rule: masks.MaskRule, n_queries: int, n_keys: int, heads: int, head_dim: int, *,
-                   device: str = "cpu", dtype: str = "float32", repeats: int = MIN_REPEATS) -> dict:
-    """The BlockMask FlexAttention builds for one call (queries at the last ``n_queries`` of ``n_keys`` positions),
-    and that call timed against SDPA with the dense mask on random inputs of its shape (B=1), median of
-    ``repeats`` after a warm-up, on this device.
-
-    Returns {grid (n_q_blocks, n_k_blocks) int8: 0 skipped, 1 mask applied, 2 full; block_size (q, k);
-    skipped_share; flex_ms; dense_ms; dense_kernel (the SDPA kernel an unforced masked call ran); repeats;
-    device_name}, or {reason} where FlexAttention cannot run here.
-    """
-    if (why := flex.flex_status(device, DTYPES[dtype], head_dim)) is not None:
-        return {"reason": why}
-    q_start = 0 if rule.kind == "cross" else n_keys - n_queries
-    q, k, v = _inputs(n_keys, n_queries, heads, head_dim, DTYPES[dtype], device)
-    dense = rule.dense(masks.positions(q_start, n_queries, device), masks.positions(0, n_keys, device))
-    with torch.no_grad():
-        _, block_mask = flex.flex_attention(q, k, v, rule, q_start=q_start, k_start=0)  # compiles on first use
-        ran = sdpa(q, k, v, dense)[1]
-        flex_t = _repeat(lambda: flex.flex_attention(q, k, v, rule, q_start=q_start, k_start=0), device, repeats)
-        dense_t = _repeat(lambda: sdpa(q, k, v, dense, kernel=ran), device, repeats)
-    grid = flex.block_grid(block_mask)
-    return {"grid": grid, "block_size": tuple(int(b) for b in block_mask.BLOCK_SIZE),
-            "skipped_share": flex.skipped_share(grid), "flex_ms": statistics.median(flex_t) * 1e3,
-            "dense_ms": statistics.median(dense_t) * 1e3, "dense_kernel": ran, "repeats": repeats,
-            "device_name": device_name(device)}
-
-
-def _repeat(fn, device: str, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times

@@ -157,6 +157,9 @@ def sdpa_mask(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> T
     return out[None] if out.dim() == 3 else out  # SDPA kernels take 2-D or 4-D masks: (1, nh, Tq, Tk)
 
 
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # by name
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -174,9 +177,9 @@ def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
         if torch.device(device).type != "cuda":
             return torch.float32
         return torch.bfloat16 if cuda_bf16_native() else torch.float16
-    if name not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"unknown dtype {name!r}; valid: auto, float32, bfloat16, float16")
-    return getattr(torch, name)
+    if name not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; valid: auto, {', '.join(TORCH_DTYPES)}")
+    return TORCH_DTYPES[name]
 
 
 _forced = threading.Lock()  # sdpa_kernel's flags and catch_warnings are process-global
@@ -290,8 +293,3 @@ def zero_gpu() -> bool:
     """Whether this is a ZeroGPU Space (``SPACES_ZERO_GPU``, read as the ``spaces`` package reads it), where
     CUDA may be initialised only inside a ``spaces.GPU`` call, never at start-up."""
     return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
-
-
-def default_device() -> str:
-    """The device the page offers first: "cuda" where a CUDA device is present, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"

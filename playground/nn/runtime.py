@@ -12,8 +12,9 @@ import threading
 import torch
 
 from playground.nn import flex
-from playground.nn.kernels import (KernelUnavailable, OutOfDeviceMemory, auto_kernel, cuda_bf16_native,
-                                   default_device, dtype_name, run_dtype, zero_gpu)
+from playground.nn.kernels import (KernelUnavailable, OutOfDeviceMemory, auto_kernel, cuda_bf16_native, dtype_name,
+                                   run_dtype, zero_gpu)
+from playground.nn.timing import default_device
 
 log = logging.getLogger("playground")
 _logged = threading.Event()

@@ -11,6 +11,7 @@ import platform
 import resource
 import statistics
 import sys
+import time
 from typing import Self
 
 import torch
@@ -21,6 +22,7 @@ MIN_REPEATS = 5  # a median of fewer says little on a shared machine
 
 # ---------------------------------------------------------------------------------- environment
 def default_device() -> str:
+    """The device the page and the benchmarks offer first: "cuda" where a CUDA device is present, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -140,3 +142,23 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self.peak = peak_rss_bytes()
         self.rise = max(0, self.peak - self.start)
+
+
+def random_qkv(L: int, n_queries: int, heads: int, head_dim: int, dtype: torch.dtype, device: str):
+    """The same q (1, H, Tq, hs) and k, v (1, H, L, hs) in every process: drawn on the CPU from a fixed seed;
+    the queries are the last Tq positions."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, heads, L, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
+    return q[:, :, L - n_queries:], k, v
+
+
+def timed(fn, device: str, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` on ``device``, each between two syncs."""
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times

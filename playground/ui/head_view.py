@@ -10,7 +10,7 @@ import numpy as np
 from playground import plots
 from playground.inspect import tiles
 from playground.inspect.analysis import Analysis
-from playground.nn.kernel_timing import fused_vs_dense
+from playground.nn.block_mask_timing import fused_vs_dense
 from playground.nn.rebuild import AttentionSource
 from playground.ui import service
 from playground.ui.i18n import msg

@@ -20,9 +20,8 @@ from playground.models.pretrained.checkpoint import Checkpoint, read_config
 from playground.models.pretrained.families import family_for
 from playground.models.pretrained.opening import handwritten, model_config
 from playground.models.pretrained.tokenizer import HubTokenizer
-from playground.nn.kernels import run_dtype
+from playground.nn.kernels import TORCH_DTYPES, run_dtype
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -> torch.dtype:
@@ -30,11 +29,11 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -
     if dtype is None:
         return run_dtype("auto", device)
     if isinstance(dtype, str):
-        if dtype not in DTYPES and dtype != "auto":
-            raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        if dtype not in TORCH_DTYPES and dtype != "auto":
+            raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(TORCH_DTYPES)}")
         return run_dtype(dtype, device)
-    if dtype not in DTYPES.values():
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+    if dtype not in TORCH_DTYPES.values():
+        raise ValueError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, got {dtype}")
     return dtype
 
 
