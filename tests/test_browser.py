@@ -197,10 +197,11 @@ def test_make_a_share_link_and_open_it(page, app_url):
     other.locator(".js-plotly-plot .gtitle", has_text="layer 0, head 0").first.wait_for(timeout=30_000)
     assert other.get_by_label("Prompt").input_value() == "Friends, Romans, countrymen"
     other.goto(app_url + "?spec=untrained:decoder/MQA/alibi&prompt=Hello+there+my+friend&window=2&kind=self"
-                         "&layer=1&head=2&backend=explicit", wait_until="load")
+                         "&layer=1&head=2&backend=explicit&dtype=bfloat16", wait_until="load")
     other.locator(".js-plotly-plot .gtitle", has_text="layer 1, head 2").first.wait_for(timeout=30_000)
     badge = other.locator(".badge").inner_text()
     assert "untrained:decoder/MQA/alibi" in badge and "explicit" in badge and "UNTRAINED" in badge
+    assert "bfloat16" in badge  # the link's dtype, not the page's default
     other.locator(".prose.model-note", has_text="untrained:decoder/MQA/alibi").wait_for(timeout=15_000)
     # a link made before specs existed still opens: its choices resolve like the controls do
     link = app_url + "?arch=prefix&variant=MHA&pe=rope&prompt=Hello+there+my+friend&prefix=2&window=0" \

@@ -128,17 +128,19 @@ def test_share_links_carry_the_spec_and_older_links_still_open():
     from playground.ui.share import parse, query_string
 
     spec = ModelSpec.parse("untrained:prefix/GQA/alibi")
-    query = dict(parse_qsl(query_string(spec, "To be & not", 4, 8, "explicit", "self", 1, 2)))
+    query = dict(parse_qsl(query_string(spec, "To be & not", 4, 8, "explicit", "self", 1, 2, "bfloat16")))
     view = parse(query)
     assert view["spec"] == spec and view["prompt"] == "To be & not"
     assert (view["prefix"], view["window"], view["backend"], view["layer"], view["head"]) == (4, 8, "explicit", 1, 2)
+    assert view["dtype"] == "bfloat16" and parse({"spec": "zoo:gqa", "prompt": "x"})["dtype"] == "auto"
     old = parse({"arch": "prefix", "variant": "MHA", "pe": "rope", "prompt": "Hi", "task": "", "fallback": "nearest"})
     assert old["spec"] == ModelSpec("zoo", "prefix")
     assert parse({"task": "induction", "prompt": "x"})["spec"] == ModelSpec("zoo", "induction")
     assert parse({"spec": "zoo:gqa"}) is None  # no prompt: nothing to restore
     assert len(parse({"spec": "zoo:gqa", "prompt": "x" * (service.MAX_PROMPT_CHARS + 10)})["prompt"]) == service.MAX_PROMPT_CHARS
     for bad, message in [({"spec": "bert:x"}, "Unknown model source"), ({"window": "-1"}, "window must be"),
-                         ({"layer": "x"}, "layer must be"), ({"backend": "fastest"}, "backend 'fastest'")]:
+                         ({"layer": "x"}, "layer must be"), ({"backend": "fastest"}, "backend 'fastest'"),
+                         ({"dtype": "int4"}, "dtype 'int4'")]:
         with pytest.raises(ValueError, match=message):
             parse({"spec": "zoo:gqa", "prompt": "x", **bad})
 

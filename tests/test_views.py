@@ -33,6 +33,17 @@ def test_norms_draw_the_per_head_grid_and_the_per_layer_grid():
     assert "per layer" in per_layer.layout.title.text
 
 
+def test_norms_group_their_head_columns_by_kv_head_when_asked():
+    """GQA's 4 query heads over 2 K/V heads: grouped, the per-head norms are labelled by K/V head, as the overview
+    of raw weights is; the numbers do not change."""
+    (plain, _), numbers, _ = compute("zoo:gqa", "norms")
+    (grouped, _), grouped_numbers, _ = compute("zoo:gqa", "norms", group_kv=True)
+    assert list(plain.layout.xaxis.ticktext) == [f"head {h}" for h in range(4)]
+    assert len(grouped.layout.xaxis.ticktext) == 2 and all("kv" in t for t in grouped.layout.xaxis.ticktext)
+    assert "2 K/V" in grouped.layout.title.text
+    assert grouped_numbers["per_head"] == numbers["per_head"]
+
+
 @pytest.mark.parametrize("without_first", [False, True])
 def test_rollout_rows_are_distributions_over_the_tokens(without_first):
     (final, layers), numbers, _ = compute("zoo:baseline", "rollout", without_first=without_first)

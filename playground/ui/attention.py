@@ -249,15 +249,15 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         cancel_btn = gr.Button(t("attention.cancel"), scale=0, min_width=100, elem_id="cancel-analysis")
     badge_html = gr.HTML()
     wire_views = build_views(state, localized)
+    with gr.Row():  # grouping applies to the raw weights' overview and to the value norms' heads
+        group_kv = gr.Checkbox(False, label=t("attention.group_kv"), info=t("attention.group_kv_info"),
+                               elem_id="group-kv")
     with gr.Column() as overview_box:
-        with gr.Row():
-            group_kv = gr.Checkbox(False, label=t("attention.group_kv"), info=t("attention.group_kv_info"),
-                                   elem_id="group-kv")
-            pooling = gr.Radio(list(POOLING), value="max", label=t("attention.pooling"),
-                               info=t("attention.pooling_info"), elem_id="pooling")
+        pooling = gr.Radio(list(POOLING), value="max", label=t("attention.pooling"),
+                           info=t("attention.pooling_info"), elem_id="pooling")
         overviews = [gr.Plot(label=t(key), visible=i == 0, elem_classes="overview-plot") for i, key in
                      enumerate(["attention.overview", "kind.decoder_self", "kind.cross"])]
-    redraw_view = wire_views(overview_box)
+    redraw_view = wire_views(overview_box, group_kv)
     picked = gr.Textbox(visible="hidden", elem_id=PICK_ID)  # {kind, layer, head} from a click on the overview
     gr.Markdown(t("attention.one_head"))
     with gr.Row():

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import gradio as gr
 
-from playground.config import BACKENDS
+from playground.config import BACKENDS, DTYPES
 from playground.errors import check_int
 from playground.ui import service
 from playground.ui.i18n import MessageError
@@ -32,10 +32,10 @@ LINK_JS = "(query) => globalThis.location.origin + globalThis.location.pathname 
 
 
 def query_string(spec: ModelSpec, prompt: str, prefix: int, window: int, backend: str, kind: str, layer: int,
-                 head: int) -> str:
+                 head: int, dtype: str = "auto") -> str:
     """The query of a share link: what ``parse`` reads back."""
     return urlencode({"spec": str(spec), "prompt": prompt, "prefix": int(prefix), "window": int(window),
-                      "backend": backend, "kind": kind, "layer": int(layer), "head": int(head)})
+                      "backend": backend, "dtype": dtype, "kind": kind, "layer": int(layer), "head": int(head)})
 
 
 def _spec_of(query: dict) -> ModelSpec:
@@ -68,9 +68,13 @@ def parse(query: dict) -> dict | None:
     backend = query.get("backend") or "auto"
     if backend not in BACKENDS:
         raise MessageError("error.backend", backend=backend, valid=", ".join(BACKENDS))
+    dtype = query.get("dtype") or "auto"  # older links carry none: the page's default
+    if dtype not in DTYPES:
+        raise MessageError("error.dtype", dtype=dtype, valid=", ".join(DTYPES))
     return {"spec": _spec_of(query), "prompt": query["prompt"][:service.MAX_PROMPT_CHARS],
             "prefix": _int(query, "prefix", SLIDER_MAX) if "prefix" in query else None,
-            "window": _int(query, "window", SLIDER_MAX), "backend": backend, "kind": query.get("kind") or "self",
+            "window": _int(query, "window", SLIDER_MAX), "backend": backend, "dtype": dtype,
+            "kind": query.get("kind") or "self",
             "layer": _int(query, "layer"), "head": _int(query, "head")}
 
 
@@ -86,13 +90,13 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         link = gr.Textbox(label=t("share.link"), buttons=["copy"], scale=4, elem_id="share-link")
     query = gr.Textbox(visible="hidden")
 
-    def make_query(family, variant, position, task, fallback, backend, text, prefix, win, kind, layer, head,
+    def make_query(family, variant, position, task, fallback, backend, dtype, text, prefix, win, kind, layer, head,
                    request: gr.Request):
         spec, _ = choose(Words(request), family, variant, position, task, fallback)
-        return query_string(spec, text, prefix, win, backend, kind, layer, head)
+        return query_string(spec, text, prefix, win, backend, kind, layer, head, dtype)
 
-    link_btn.click(make_query, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, tab.kind,
-                                tab.layer, tab.head], query, api_visibility="private").then(
+    link_btn.click(make_query, [*controls.model, controls.backend, controls.dtype, prompt, tab.prefix_len, tab.window,
+                                tab.kind, tab.layer, tab.head], query, api_visibility="private").then(
         None, query, link, js=LINK_JS)
     restored = gr.State(None)
 
@@ -105,12 +109,12 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         except ValueError as e:
             raise w.error(e) from None
         if view is None:
-            return [gr.skip()] * 9 + [None, gr.skip()]
+            return [gr.skip()] * 10 + [None, gr.skip()]
         keep = lambda v: gr.skip() if v is None else v  # noqa: E731
         pretrained = view["spec"].scheme in service.PRETRAINED  # the link names a Hub id or a local folder
         task = gr.update(choices=specific_models(chosen["task"]), value=chosen["task"]) if pretrained else chosen["task"]
         return [chosen["family"], chosen["variant"], chosen["position"], task, chosen["fallback"],
-                view["backend"], view["prompt"], keep(view["prefix"]), view["window"], view,
+                view["backend"], view["dtype"], view["prompt"], keep(view["prefix"]), view["window"], view,
                 str(view["spec"]) if pretrained else gr.skip()]
 
     def analyze_restored(view, prefix, device, dtype, grouped, family, variant, position, task, fallback, backend,
@@ -132,7 +136,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
                 return [gr.skip()] * len(tab.outputs)
             return analysis_outputs(w, state, grouped)
         return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
-                                                  view["backend"], device, dtype), grouped)
+                                                  view["backend"], device, view["dtype"]), grouped)
 
     def open_restored(view, state, request: gr.Request):
         if state is None:
@@ -148,8 +152,8 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
     shown = None  # read by analyze_restored, which built_in calls before it is set
     shown = api.built_in(analyze_restored, analyze_inputs, tab.outputs) if landing else None
 
-    return demo.load(restore, None, [*controls.model, controls.backend, prompt, tab.prefix_len, tab.window, restored,
-                              controls.pretrained],
+    return demo.load(restore, None, [*controls.model, controls.backend, controls.dtype, prompt, tab.prefix_len,
+                                     tab.window, restored, controls.pretrained],
               api_visibility="private").then(
         controls.describe, controls.inputs, controls.described, api_visibility="private").then(
         analyze_restored, analyze_inputs, tab.outputs,

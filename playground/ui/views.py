@@ -21,6 +21,7 @@ from playground.inspect.ablation import MODES, ablate_heads
 from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.hooks import as_batch
 from playground.inspect.logit_lens import logit_lens
+from playground.inspect.step_through import kv_groups
 from playground.models.hf.shape import HubConfig
 from playground.train import tasks
 from playground.ui import service
@@ -88,10 +89,11 @@ def retarget(w: Words, spec: ModelSpec, seq: dict, target: str) -> dict:
 
 
 def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int = 0, without_first: bool = False,
-            mode: str = "zero", target: str = "", backend: str = "auto",
-            device: str = "cpu") -> tuple[list, dict, list[str]]:
+            mode: str = "zero", target: str = "", backend: str = "auto", device: str = "cpu",
+            group_kv: bool = False) -> tuple[list, dict, list[str]]:
     """One view of a prompt: (figures, numbers, notes). A model the view cannot read: ValueError (its note).
-    ``target`` (ablation): score this one token at the last position (``retarget``); empty: every next token."""
+    ``target`` (ablation): score this one token at the last position (``retarget``); empty: every next token.
+    ``group_kv``: the value norms' head columns grouped by the K/V head they share, as the overview draws them."""
     if view not in DEFINITIONS:
         raise w.error("view.unknown", view=view, views=", ".join(DEFINITIONS))
     if mode not in MODES:
@@ -103,7 +105,7 @@ def compute(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: in
         raise ValueError(w("view.refused", family=cfg.family))
     service.prepare(spec, device)
     return gpu.work(w, _on_device, w, spec, prompt, view, prefix_len=prefix_len, without_first=without_first,
-                    mode=mode, target=target, backend=backend, device=device)
+                    mode=mode, target=target, backend=backend, device=device, group_kv=group_kv)
 
 
 HUB_VIEWS = {"decoder": ("norms", "rollout", "ablation", "lens"), "encoder": ("norms", "rollout"), "encdec": ()}
@@ -120,7 +122,7 @@ def self_weights(model, ids: list[int], prefix_len: int = 0) -> np.ndarray:
 
 
 def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len: int, without_first: bool, mode: str,
-               target: str, backend: str, device: str) -> tuple[list, dict, list[str]]:
+               target: str, backend: str, device: str, group_kv: bool = False) -> tuple[list, dict, list[str]]:
     """``compute``'s model work, through the GPU door (``ui.gpu``)."""
     cfg = spec.config()
     try:
@@ -137,8 +139,10 @@ def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len:
     numbers: dict = {"view": view, "spec": str(spec), "labels": labels, "token_ids": ids}
     if view == "norms":
         vn = value_norms(model, ids, prefix_len=prefix_len)
+        n_heads = vn.per_head.shape[1]
+        groups = kv_groups(n_heads, model.cfg.n_kv_heads) if group_kv and n_heads % model.cfg.n_kv_heads == 0 else None
         figures = [plots.overview(vn.per_head, msg("view.title_norms"), untrained=untrained, words=w,
-                                  scale_title=w("view.scale_norm")),
+                                  scale_title=w("view.scale_norm"), groups=groups),
                    plots.overview(vn.per_layer[None], msg("view.title_norms_layer"), untrained=untrained,
                                   words=w, row_names=[w("view.all_heads")], scale_title=w("view.scale_norm"),
                                   col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))])]
@@ -196,18 +200,20 @@ def literal(text: str) -> str:
 
 
 def view(spec: str, prompt: str, view: str, prefix_len: int = 0, without_first: bool = False, mode: str = "zero",
-         backend: str = "auto", device: str = "cpu", request: gr.Request = None) -> tuple[dict, dict | None, dict]:
+         backend: str = "auto", device: str = "cpu", group_kv: bool = False,
+         request: gr.Request = None) -> tuple[dict, dict | None, dict]:
     """A view beyond raw weights (decoder-only and prefix Transformers): (figure, second figure or null, numbers).
 
     view: norms (Kobayashi et al. 2020: per head, then per layer) | rollout (Abnar & Zuidema 2020; without_first
     drops the first token) | lens (the logit lens: top-3 next tokens per layer and position) | ablation (each head
     zero- or mean-ablated, mode: zero|mean; change in loss, then in the target token's logit; at most 48 tokens).
+    group_kv: the norms' head columns grouped by the K/V head they share (GQA, MQA).
     A synthetic-task model reads its own seeded sequence and ablation scores its answer positions."""
     w = Words(request)
     model = api.spec(w, spec)
     try:
         figures, numbers, notes = compute(w, model, prompt, view, prefix_len=prefix_len, without_first=without_first,
-                                          mode=mode, backend=backend, device=device)
+                                          mode=mode, backend=backend, device=device, group_kv=group_kv)
     except gr.Error:
         raise
     except ValueError as e:
@@ -246,7 +252,8 @@ def view_choices(w: Words) -> list[tuple[str, str]]:
     return [(w(VIEW_KEYS[v]), v) for v in VIEWS]
 
 
-def page_view(state: dict | None, chosen: str, without_first: bool, mode: str, request: gr.Request = None):
+def page_view(state: dict | None, chosen: str, without_first: bool, mode: str, group_kv: bool = False,
+              request: gr.Request = None):
     """The View switch: (show the overviews?, first figure, second figure, definition). Raw weights: the
     overviews; another view of a model it cannot read: a note (and a warning), never an error page."""
     w = Words(request)
@@ -256,7 +263,7 @@ def page_view(state: dict | None, chosen: str, without_first: bool, mode: str, r
     try:
         figures, _, notes = compute(w, state["spec"], state["prompt"], chosen, prefix_len=state["result"].prefix_len,
                                     without_first=without_first, mode=mode, backend=state["backend"],
-                                    device=state["device"])
+                                    device=state["device"], group_kv=group_kv)
     except gr.Error:
         raise
     except ValueError as e:
@@ -282,9 +289,9 @@ def build_views(state: gr.State, localized: Localized):
     second = gr.Plot(visible=False, show_label=False, elem_id="view-plot-2")
     note = gr.Markdown(elem_id="view-note")
 
-    def wire(overview_box: gr.Column) -> tuple:
-        inputs, outputs = [state, chosen, without_first, mode], [overview_box, first, second, note]
-        gr.on([chosen.change, without_first.change, mode.change], page_view, inputs, outputs,
+    def wire(overview_box: gr.Column, group_kv: gr.Checkbox) -> tuple:
+        inputs, outputs = [state, chosen, without_first, mode, group_kv], [overview_box, first, second, note]
+        gr.on([chosen.change, without_first.change, mode.change, group_kv.change], page_view, inputs, outputs,
               api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
         localized.on_switch(page_view, inputs, outputs)
         gr.api(view, api_name="view", concurrency_limit=2, concurrency_id="analyze")

@@ -1,0 +1,113 @@
+"""Multi-head latent attention (``nn.mla``): against transformers' DeepSeek-V2 attention on the same weights, the
+absorbed form against the explicit one, decoding through the latent cache against the whole sequence, and the
+cache's bytes against the formula."""
+import math
+
+import pytest
+import torch
+
+from playground.nn.cache import kv_elements_per_token
+from playground.nn.mla import LatentCache, MLAShape, MultiHeadLatentAttention
+
+from conftest import require
+
+SHAPE = MLAShape(d_model=32, n_heads=4, kv_lora_rank=12, qk_nope_dim=8, qk_rope_dim=4, v_head_dim=6)
+
+
+def _module(seed: int = 0) -> MultiHeadLatentAttention:
+    torch.manual_seed(seed)
+    mla = MultiHeadLatentAttention(SHAPE)
+    with torch.no_grad():
+        mla.kv_a_layernorm.weight.uniform_(0.5, 1.5)  # not the identity: a norm left out would show
+    return mla.eval()
+
+
+def test_the_absorbed_form_equals_the_explicit_one():
+    mla, x = _module(), torch.randn(2, 9, SHAPE.d_model)
+    with torch.no_grad():
+        explicit, absorbed = mla(x), mla(x, absorbed=True)
+    assert torch.allclose(absorbed.out, explicit.out, atol=1e-5)
+    assert torch.allclose(absorbed.weights, explicit.weights, atol=1e-6)
+    assert torch.allclose(explicit.weights.sum(-1), torch.ones(2, SHAPE.n_heads, 9), atol=1e-6)
+    assert torch.all(explicit.weights[..., 0, 1:] == 0)  # causal: the first token sees itself only
+
+
+@pytest.mark.parametrize("absorbed", [False, True])
+def test_decoding_through_the_latent_cache_equals_the_whole_sequence(absorbed):
+    mla, x = _module(1), torch.randn(1, 10, SHAPE.d_model)
+    cache = LatentCache(1, 10, SHAPE)
+    with torch.no_grad():
+        whole = mla(x)
+        prefill = mla(x[:, :6], cache=cache, absorbed=absorbed)
+        steps = [mla(x[:, t:t + 1], start=t, cache=cache, absorbed=absorbed).out for t in range(6, 10)]
+    got = torch.cat([prefill.out, *steps], dim=1)
+    assert torch.allclose(got, whole.out, atol=1e-5)
+    assert cache.length == 10
+
+
+def test_the_cache_holds_the_latent_and_the_rope_key_per_token():
+    """d_c + d_r numbers per token per layer, measured from the tensors allocated, as the formula says; MHA at the
+    same heads would hold 2 nh hs."""
+    cache = LatentCache(3, 50, SHAPE)
+    per_token = cache.nbytes / (3 * 50 * 4)
+    assert per_token == SHAPE.kv_lora_rank + SHAPE.qk_rope_dim == SHAPE.cached_per_token
+    assert per_token == kv_elements_per_token("MLA", SHAPE.n_heads, SHAPE.qk_head_dim, d_latent=SHAPE.kv_lora_rank,
+                                              d_rope=SHAPE.qk_rope_dim)
+    assert per_token < kv_elements_per_token("MHA", SHAPE.n_heads, SHAPE.qk_head_dim)
+
+
+def test_bad_shapes_and_writes_are_refused():
+    with pytest.raises(ValueError, match="RoPE key width must be even"):
+        MLAShape(32, 4, 12, 8, 3, 6)
+    mla, cache = _module(), LatentCache(1, 4, SHAPE)
+    with torch.no_grad():
+        mla(torch.randn(1, 3, SHAPE.d_model), cache=cache)
+        with pytest.raises(ValueError, match="cannot write 3..4"):
+            mla(torch.randn(1, 2, SHAPE.d_model), start=3, cache=cache)
+        with pytest.raises(ValueError, match="need the cache"):
+            mla(torch.randn(1, 2, SHAPE.d_model), start=2)
+
+
+def _rope_rows(head_rows: torch.Tensor, nope: int, rope: int) -> torch.Tensor:
+    """DeepSeek rotates interleaved pairs (2i, 2i+1); the playground rotates halves (i, i + d_r/2): the same
+    rotation once the RoPE rows are reordered evens first, then odds."""
+    order = list(range(nope)) + [nope + i for i in range(0, rope, 2)] + [nope + i for i in range(1, rope, 2)]
+    return head_rows[order]
+
+
+def test_it_computes_what_transformers_deepseek_v2_attention_computes():
+    require("transformers", "pip install -r requirements-dev.txt")
+    from transformers import DeepseekV2Config
+    from transformers.models.deepseek_v2.modeling_deepseek_v2 import DeepseekV2Attention, DeepseekV2RotaryEmbedding
+
+    s = SHAPE
+    config = DeepseekV2Config(hidden_size=s.d_model, num_attention_heads=s.n_heads, num_key_value_heads=s.n_heads,
+                              kv_lora_rank=s.kv_lora_rank, q_lora_rank=None, qk_nope_head_dim=s.qk_nope_dim,
+                              qk_rope_head_dim=s.qk_rope_dim, v_head_dim=s.v_head_dim, rms_norm_eps=s.norm_eps,
+                              attention_bias=False, num_hidden_layers=1, vocab_size=64)
+    config._attn_implementation = "eager"
+    torch.manual_seed(3)
+    theirs = DeepseekV2Attention(config, layer_idx=0).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0, 0.3)
+    ours = MultiHeadLatentAttention(s).eval()
+    q = theirs.q_proj.weight.view(s.n_heads, s.qk_head_dim, s.d_model)
+    kv_a = theirs.kv_a_proj_with_mqa.weight
+    with torch.no_grad():
+        ours.q_proj.weight.copy_(torch.cat([_rope_rows(h, s.qk_nope_dim, s.qk_rope_dim) for h in q]))
+        ours.kv_a_proj_with_mqa.weight.copy_(_rope_rows(kv_a, s.kv_lora_rank, s.qk_rope_dim))
+        ours.kv_a_layernorm.weight.copy_(theirs.kv_a_layernorm.weight)
+        ours.kv_b_proj.weight.copy_(theirs.kv_b_proj.weight)
+        ours.o_proj.weight.copy_(theirs.o_proj.weight)
+    T = 7
+    x = torch.randn(2, T, s.d_model)
+    positions = torch.arange(T)[None].expand(2, T)
+    causal = torch.full((T, T), float("-inf")).triu(1)[None, None].expand(2, 1, T, T)
+    with torch.no_grad():
+        rope = DeepseekV2RotaryEmbedding(config)(x, positions)
+        expected, expected_weights = theirs(x, attention_mask=causal, position_embeddings=rope)
+        got = ours(x)
+    assert math.isclose(theirs.scaling, ours.scaling, rel_tol=1e-6)
+    assert torch.allclose(got.out, expected, atol=1e-5)
+    assert torch.allclose(got.weights, expected_weights, atol=1e-6)
