@@ -435,6 +435,19 @@ def test_the_pages_sliding_window_narrows_every_causal_layer_as_the_models_own_w
     T = ids.shape[1]
     seen = torch.ones(T, T).tril() - torch.ones(T, T).tril(-3)  # key j seen by query i when i - 3 < j <= i
     assert torch.equal(weights > 0, seen.bool().expand_as(weights))
+    # decoding under the page's window: the cache drops what no query can see any more, and the tokens are those
+    # of decoding without a cache (every step the whole sequence under the same window)
+    from playground.inspect.generation import stream
+
+    prompt = ids[0].tolist()
+    cached = list(stream(three, prompt, 6))
+    uncached = list(stream(three, prompt, 6, use_cache=False))
+    assert [s.token for s in cached] == [s.token for s in uncached]
+    c = gpt2.cfg
+    per_position = c.n_layer * 2 * c.n_kv_heads * c.head_dim * 4  # K and V of every layer, float32
+    assert all(s.cache_bytes == 2 * per_position for s in cached)  # the window's 3 keys less the one being written
+    full = list(stream(instance(Weights.of(gpt2)), prompt, 2))
+    assert full[0].cache_bytes == len(prompt) * per_position  # without the window: the whole prompt
     bert = _wrapped("bert")[1]
     with pytest.raises(ValueError, match="applies to a decoder-only"):
         bert.cfg.replace(sliding_window=4)

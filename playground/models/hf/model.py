@@ -153,6 +153,8 @@ class HubModel(nn.Module):
         kwargs["use_cache"] = self.use_cache
         if self.use_cache and self.past is not None:
             kwargs["cache"] = self.past
+        elif self.use_cache and self.settings.window:  # the page's window: the cache keeps what it lets queries see
+            kwargs["cache"] = windowed_cache(self.hf.config, self.settings.window)
         self.settings.calls.clear()
         self.settings.modules.clear()
         context = self.capture() if capture else _outer(self.recorder)
@@ -186,7 +188,8 @@ class HubModel(nn.Module):
 
     def setup_cache(self, batch: int = 1, max_len: int | None = None) -> None:
         """Decode through transformers' cache from the next call on (it creates the cache object it needs: dynamic,
-        sliding-window layers capped, a hybrid's fixed state, an encoder-decoder's cross-attention K/V)."""
+        sliding-window layers capped, a hybrid's fixed state, an encoder-decoder's cross-attention K/V; under the
+        page's window every attention layer's cache is capped at that window, ``windowed_cache``)."""
         self.use_cache, self.past = True, None
 
     def clear_cache(self) -> None:
@@ -249,6 +252,23 @@ def build(cfg: HubConfig) -> HubModel:
 def _outer(recorder: Recorder) -> Iterator[list]:
     yield []
 
+
+def windowed_cache(config, window: int):
+    """transformers' cache for ``config`` with every attention layer a sliding-window layer of ``window`` positions
+    (what the page's window lets a query see: older keys are dropped as decoding goes on, as a model with that
+    window in its config.json drops them); a hybrid's recurrent layers keep their own state."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    def capped(layer):
+        if type(layer) is DynamicLayer:
+            return DynamicSlidingWindowLayer(sliding_window=window)
+        if type(layer) is DynamicSlidingWindowLayer:  # a sliding layer keeps the narrower of its window and the page's
+            return DynamicSlidingWindowLayer(sliding_window=min(layer.sliding_window, window))
+        return layer
+
+    cache = DynamicCache(config=config)
+    cache.layers = [capped(layer) for layer in cache.layers]
+    return cache
 
 def _tensor_bytes(obj, allocated: bool = False, depth: int = 5) -> int:
     """Bytes of the floating-point tensors reachable from ``obj`` (a cache object: its layers' keys, values and
