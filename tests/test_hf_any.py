@@ -451,3 +451,24 @@ def test_the_pages_sliding_window_narrows_every_causal_layer_as_the_models_own_w
     bert = _wrapped("bert")[1]
     with pytest.raises(ValueError, match="applies to a decoder-only"):
         bert.cfg.replace(sliding_window=4)
+
+
+@pytest.mark.parametrize("name", ["t5", "bart", "marian", "zoo:encdec"])
+def test_an_encoder_decoders_measured_cache_is_its_formula(name):
+    """The cache transformers' EncoderDecoderCache (or the playground's own encoder-decoder) holds at every decoding
+    step equals the formula the Generate tab draws beside it: the cross-attention K/V of every decoder layer over
+    the source, once, plus the self-attention K/V of every decoder layer per position."""
+    from playground.inspect.generation import stream
+    from playground.ui import service
+    from playground.zoo import ModelSpec
+
+    if name.startswith("zoo:"):
+        model = ModelSpec.parse(name).load()
+        ids = list(range(5, 17))
+    else:
+        model = _wrapped(name)[1]
+        ids = _inputs(name)[0][0].tolist()
+    formulas = service.kv_formulas(model.cfg, torch.float32, source_tokens=len(ids))
+    (own,) = [f for label, f in formulas.items() if label.key == "kv.this_encdec"]
+    steps = list(stream(model, ids, 5))
+    assert [s.cache_bytes for s in steps] == [own["fixed"] + own["per_token"] * (i + 1) for i in range(5)]

@@ -93,7 +93,8 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
         raise gr.Error(w("generate.cancelled", detail=str(e))) from None
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
-            "start": len(timeline.prompt_labels), "formulas": service.kv_formulas(timeline.config, ran_in)}
+            "start": len(timeline.prompt_labels),
+            "formulas": service.kv_formulas(timeline.config, ran_in, source_tokens=len(timeline.source_labels))}
 
 
 def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,

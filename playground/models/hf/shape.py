@@ -180,6 +180,17 @@ class HubConfig:
         return int(_first(c, "head_dim", "d_kv", default=self.d_model // max(1, self.n_heads)))
 
     @property
+    def decoder_cache_shape(self) -> tuple[int, int, int]:
+        """(decoder layers, K/V heads, head dim) of an encoder-decoder's decoder: what each of its self- and
+        cross-attention layers caches per position (T5's num_decoder_layers and d_kv, BART's and Marian's
+        decoder_layers and decoder_attention_heads)."""
+        c = vars(self.text_config)
+        layers = int(_first(c, "num_decoder_layers", "decoder_layers", default=self.n_layer))
+        heads = int(_first(c, "decoder_attention_heads", "num_heads", "num_attention_heads", default=self.n_heads))
+        kv_heads = int(_first(c, "num_key_value_heads", default=heads))
+        return layers, kv_heads, int(_first(c, "d_kv", "head_dim", default=self.d_model // max(1, heads)))
+
+    @property
     def variant(self) -> str:
         if "kv_lora_rank" in vars(self.text_config) and vars(self.text_config)["kv_lora_rank"]:
             return "MLA"

@@ -6,14 +6,17 @@ from playground import config
 from playground.config import ModelConfig
 from playground.nn.cache import dtype_bytes, kv_elements_per_token, state_bytes_per_layer
 from playground.nn.kernels import dtype_name
+from playground.models.hf.shape import HubConfig
 from playground.nn.kv_config import kv_from_config
 from playground.ui.i18n import Message, msg
 
 
-def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
+def kv_formulas(cfg: ModelConfig, dtype: str = "fp32", source_tokens: int = 0) -> dict[Message, dict]:
     """Per-token KV bytes by formula at this model's dimensions (MLA: d_latent = 4 hs, d_rope = hs / 2,
     DeepSeek-V2's ratios), and the fixed state of RWKV-5 and Mamba at the same width. A model with a
-    sliding window W adds its own variant capped at W positions ("cap")."""
+    sliding window W adds its own variant capped at W positions ("cap"). An encoder-decoder adds its own decoder:
+    per token its self-attention K/V in every decoder layer, and fixed the cross-attention K/V of every decoder layer
+    over the ``source_tokens`` of the source, computed once."""
     size = dtype_bytes(dtype)
     hs, nh, layers = cfg.head_dim, cfg.n_heads, cfg.n_layer
     per_token = {
@@ -31,8 +34,13 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32") -> dict[Message, dict]:
         for kind in ("RWKV", "Mamba"):
             out[msg("kv.state", kind=kind)] = {"per_token": 0.0,
                                               "fixed": layers * state_bytes_per_layer(kind, cfg, dtype)}
-    elif cfg.family != "encdec":  # the checkpoint's own layers, counted from its config.json as they cache (the
-        # counter reads decoder-only and hybrid configs; an encoder-decoder's measured curve stands alone)
+    if cfg.family == "encdec":
+        layers_d, kv_heads, hd = cfg.decoder_cache_shape if isinstance(cfg, HubConfig) else (layers, cfg.n_kv_heads, hs)
+        per_token = layers_d * 2 * kv_heads * hd * size
+        out[msg("kv.this_encdec", layers=layers_d, source=source_tokens)] = {"per_token": per_token,
+                                                                            "fixed": per_token * source_tokens}
+    elif not isinstance(cfg, ModelConfig):  # the checkpoint's own layers, counted from its config.json as they cache
+        # (decoder-only and hybrid configs)
         report = kv_from_config(cfg.hf, dtype if isinstance(dtype, str) else dtype_name(dtype))
         out[msg("kv.this_model", model_type=cfg.model_type)] = {"layers": [
             {"per_token": layer.per_token, "fixed": layer.fixed or 0.0, "cap": layer.cap} for layer in report.layers]}
