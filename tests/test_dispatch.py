@@ -321,9 +321,9 @@ def test_on_a_gpu_auto_runs_flex_for_a_window_and_alibi(case, head_dim):
 
 @pytest.mark.cuda
 def test_on_a_gpu_the_badge_says_what_ran():
-    from playground.ui import service
     from playground.ui.attention import badge
     from playground.ui.lang import Words
+    from playground.ui.session import analysis_state
     from playground.zoo import ModelSpec
 
     from playground.nn.kernels import KERNEL_LABELS, run_dtype
@@ -331,8 +331,8 @@ def test_on_a_gpu_the_badge_says_what_ran():
     w = Words(lang="en")
     prompt = "all the world's a stage " * 20  # past one 128-key block
     for spec, window, expected in BADGE_CASES:
-        result, _ = service.analyze_text(ModelSpec.parse(spec), prompt, window=window, device="cuda")
-        state = {"result": result, "spec": spec, "untrained": True, "backend": "auto", "device": "cuda"}
+        state = analysis_state(w, spec, prompt, window=window, device="cuda")
+        result = state.result(w)
         text = badge(w, state)
         T, hs = len(result.token_ids), ModelSpec.parse(spec).config().head_dim
         expected = expected.format(sdpa=KERNEL_LABELS[pytorch_pick(T, T, hs, run_dtype("auto", "cuda"), True)])

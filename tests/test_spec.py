@@ -156,8 +156,8 @@ def test_head_insights_honour_the_prefix_and_the_window():
     from playground.ui.heads_tab import heads_state
 
     state = heads_state(Words(lang="en"), "zoo:prefix", prompt, 6, 0, "auto", "cpu")
-    w = state["result"].weights("self")  # (L, nh, T, T)
-    assert state["result"].prefix_len == 6 and (w[:, :, 0, 1:6] > 0).all() and (w[:, :, 0, 6:] == 0).all()
+    w = state.result().weights("self")  # (L, nh, T, T)
+    assert state.result().prefix_len == 6 and (w[:, :, 0, 1:6] > 0).all() and (w[:, :, 0, 6:] == 0).all()
 
 
 def test_compare_honours_the_prefix_and_the_window_and_never_subtracts_implicit_attention():

@@ -148,21 +148,28 @@ def test_the_store_shares_evicts_recomputes_and_counts_bytes(store, monkeypatch)
 
 
 def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
-    from playground.ui.session import AnalysisRef, analysis_state, tell_recomputed
+    """A session holds the request; ``result(w)`` reads the store and, when the store let the analysis go, computes
+    it again as Analyze does: with its progress bar, stoppable by Cancel, and in the reader's language."""
+    import gradio as gr
+
+    from playground.ui.session import AnalysisRef, analysis_state
     from playground.ui.lang import Words
 
     a = analysis_state(Words(), "zoo:baseline", "Friends, Romans, countrymen")
     b = analysis_state(Words(), "zoo:baseline", "Friends, Romans, countrymen")
-    first = a["result"]
-    assert isinstance(a, AnalysisRef) and first is b["result"] and not a.recomputed
-    assert "result" not in dict.keys(a) and a.extended(kind="self")["result"] is first
+    first = a.result()
+    assert isinstance(a, AnalysisRef) and first is b.result()
+    assert "result" not in a and a.extended(kind="self").result() is first
     # another analysis pushes it out of a store that holds one: the session's next view computes it again
     store.budget = first.nbytes + 1
     analysis_state(Words(), "zoo:baseline", "Romans")
-    again = a["result"]
-    assert again is not first and a.recomputed
-    tell_recomputed(Words(), a)  # the next view says it once
-    assert not a.recomputed
+    with pytest.raises(gr.Error, match="分析已取消"):  # Cancel during the recompute, said in the reader's language
+        a.result(Words(lang="zh-CN"), cancelled=lambda: True)
+    seen = []
+    with pytest.warns(UserWarning, match="computed again"):  # the reader is told (gr.Warning outside a request)
+        again = a.result(Words(), progress=lambda done, total: seen.append((done, total)))
+    assert again is not first and seen[-1] == (4, 4)  # the recompute reported its layers
+    assert a.result() is again  # stored again: no second recompute
     np.testing.assert_array_equal(again.pooled("self")[0], first.pooled("self")[0])
 
 
@@ -174,7 +181,7 @@ def test_export_refuses_a_prompt_whose_weights_it_cannot_write(store):
     from playground.ui.lang import Words
 
     state = analysis_state(Words(), "zoo:baseline", "all the world's a stage " * 300)
-    result = state["result"]
+    result = state.result()
     weights = sum(int(np.prod(m.shape)) for m in result.maps)
     assert weights > EXPORT_MAX_WEIGHTS
     with pytest.raises(gr.Error, match="more than an export writes"):

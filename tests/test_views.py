@@ -102,13 +102,14 @@ def test_ablation_reads_at_most_the_cap_and_says_so():
 
 
 def test_page_handler_shows_the_overview_for_raw_weights_and_a_note_for_rwkv():
-    state = {"spec": ModelSpec.parse("zoo:baseline"), "prompt": PROMPT, "backend": "auto", "device": "cpu",
-             "result": type("R", (), {"prefix_len": 0})()}
+    from playground.ui.session import analysis_state
+
+    state = analysis_state(EN, "zoo:baseline", PROMPT)
     box, first, second, note = views.page_view(state, "raw", False, "zero")
     assert box["visible"] and not first["visible"] and not second["visible"] and note == ""
     box, first, second, note = views.page_view(state, "lens", False, "zero")
     assert not box["visible"] and first["visible"] and not second["visible"] and "nostalgebraist 2020" in note
-    rwkv = {**state, "spec": ModelSpec.parse("zoo:rwkv")}
+    rwkv = state.extended(spec=ModelSpec.parse("zoo:rwkv"))
     with pytest.warns(UserWarning, match="decoder-only and prefix Transformers"):  # gr.Warning outside a request
         box, first, second, note = views.page_view(rwkv, "rollout", False, "zero")
     assert first["value"] is None and "decoder-only and prefix Transformers" in note and "rwkv" in note

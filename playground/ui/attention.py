@@ -27,7 +27,7 @@ from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
 from .head_view import POOLING, block_view, head, head_figures, head_views, tile
-from .session import analysis_state, kind_title, layer_name, layer_type, tell_recomputed
+from .session import AnalysisRef, analysis_state, kind_title, layer_name, layer_type
 from .views import build_views
 
 ZOOM_ID = "head-zoom"
@@ -53,10 +53,10 @@ def kernel_groups(result: Analysis) -> list[tuple[str, list[int], str, str, str 
     return groups
 
 
-def badge(w: Words, state: dict) -> str:
+def badge(w: Words, state: AnalysisRef) -> str:
     """The kernel each layer ran and how it was called (from the records, never a guess), why auto fell back
     where it did, and how far the output is from the float32 explicit path."""
-    result = state["result"]
+    result = state.result(w)
     lines = [f"<code>{html.escape(str(state['spec']))}</code>",
              w("badge.ran", asked=html.escape(state["backend"]), device=html.escape(state["device"]),
                dtype=html.escape(result.dtype), ms=result.elapsed_ms)]
@@ -105,7 +105,7 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     (a Hub id for a pretrained model)."""
     if not state:
         raise Words(request).error("error.export_first")
-    result: Analysis = state["result"]
+    result: Analysis = state.result(Words(request))
     weights = sum(int(np.prod(m.shape)) for m in result.maps)
     if weights > EXPORT_MAX_WEIGHTS:  # every weight of a long prompt would be gigabytes of JSON
         raise Words(request).error("error.export_too_large", weights=weights, most=EXPORT_MAX_WEIGHTS)
@@ -147,7 +147,7 @@ def overview_plots(w: Words, state: dict, group_kv: bool = False, how: str = "ma
     """(figure, title) of the three overview slots: self (or encoder self, or implicit), decoder self, cross;
     (None, None) for a slot this model has no attention for. ``group_kv``: head columns grouped by K/V head;
     ``how``: each cell the max or the mean of the weights it pools."""
-    result, slots = state["result"], []
+    result, slots = state.result(w), []
     if how not in POOLING:
         raise w.error(ValueError(f"pooling must be one of {', '.join(POOLING)}, got {how!r}"))
     groups = head_groups(result) if group_kv else None
@@ -170,14 +170,13 @@ def kind_choices(w: Words, result: Analysis, value: str):
 
 def overview_updates(w: Words, state: dict, group_kv: bool = False, how: str = "max") -> list:
     """The three overview slots, then the group-by-K/V-head box's note for this model."""
-    tell_recomputed(w, state)
     return [*(gr.update(value=fig, visible=True, label=title) if fig else gr.update(value=None, visible=False)
-              for fig, title in overview_plots(w, state, group_kv, how)), gr.update(info=group_note(w, state["result"]))]
+              for fig, title in overview_plots(w, state, group_kv, how)), gr.update(info=group_note(w, state.result(w)))]
 
 
 def analysis_outputs(w: Words, state: dict, group_kv: bool = False, how: str = "max") -> list:
     """What the Attention tab shows of an analysis: badge, overviews, the grouping note, head pickers, state."""
-    result = state["result"]
+    result = state.result(w)
     cfg = result.config
     # the head, its mask and the overlay follow in a second step, so the overview shows first
     return [badge(w, state), *overview_updates(w, state, group_kv, how), kind_choices(w, result, result.kinds[0]),
@@ -333,9 +332,10 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             window_ = {"rows": [int(v) for v in z["rows"]], "cols": [int(v) for v in z["cols"]]}
         except (ValueError, TypeError, KeyError):
             return [gr.skip()] * 3
-        if not state or kind_ not in state["result"].kinds:
+        w = Words(request)
+        if not state or kind_ not in state.result(w).kinds:
             return [gr.skip()] * 3
-        return head_figures(Words(request), state, kind_, layer_, head_i, window_, how)
+        return head_figures(w, state, kind_, layer_, head_i, window_, how)
 
     zoom.change(zoom_to, [state, zoom, pooling], [head_plot, mask_plot, overlay_plot], api_visibility="private",
                 concurrency_limit=2, concurrency_id="read")
@@ -348,7 +348,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             kind_, layer_, head_i = str(p["kind"]), int(p["layer"]), int(p["head"])
         except (ValueError, TypeError, KeyError):
             return [gr.skip()] * (3 + len(view_outputs))
-        if not state or kind_ not in state["result"].kinds:
+        if not state or kind_ not in state.result(Words(request)).kinds:
             return [gr.skip()] * (3 + len(view_outputs))
         return [kind_, layer_, head_i, *head_views(state, kind_, layer_, head_i, how, request)]
 
@@ -370,7 +370,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             return [gr.skip()] * (3 + len(overviews) + len(view_outputs))
         w = Words(request)
         return [badge(w, state), *overview_updates(w, state, grouped, how),
-                kind_choices(w, state["result"], kind_), *head_views(state, kind_, layer_, head_i, how, request)]
+                kind_choices(w, state.result(w), kind_), *head_views(state, kind_, layer_, head_i, how, request)]
 
     localized.on_switch(relocalize, [state, kind, layer, head_, group_kv, pooling],
                         [badge_html, *overviews, group_kv, kind, *view_outputs])

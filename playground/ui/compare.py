@@ -55,7 +55,8 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
     sides = []
     for spec in (spec_a, spec_b):
         state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype, where=spec)
-        result, kind = state["result"], _self_kind(state["result"])
+        result = state.result(w)
+        kind = _self_kind(result)
         try:
             m, h = service.attention_map(result, kind, layer, head)
         except ValueError as e:

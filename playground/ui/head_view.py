@@ -32,9 +32,9 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     """(figure, note) of the BlockMask the fused kernel builds for this layer's call: its tiles and the share
     skipped, and that call timed with FlexAttention against SDPA with the dense mask, measured once per analysis
     and kind on this device. (None, note) where there is no attention kernel or FlexAttention cannot run here."""
-    if not state or kind not in state["result"].kinds:
+    if not state or kind not in state.result(w).kinds:
         return None, ""
-    result: Analysis = state["result"]
+    result: Analysis = state.result(w)
     maps = result.of_kind(kind)
     source = maps[min(layer, len(maps) - 1)].source
     if not isinstance(source, AttentionSource):  # implicit attention: no kernel, no block mask
@@ -83,7 +83,7 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
     layer, head or window the model does not have is a gr.Error naming what it has."""
     if not state:
         return None, None, None
-    result: Analysis = state["result"]
+    result: Analysis = state.result(w)
     try:
         m, head = service.attention_map(result, kind, layer, head)
         rows, cols = service.head_window(m, window)
@@ -154,7 +154,7 @@ def tile(spec: str, prompt: str, kind: str, layer: int, head: int, rows: list[in
     if how not in POOLING:
         raise gr.Error(w("error.pooling", value=how, valid=", ".join(POOLING)))
     state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
-    result = state["result"]
+    result = state.result(w)
     try:
         m, head = service.attention_map(result, kind, layer, head)
         r, c = service.head_window(m, {"rows": rows, "cols": cols})

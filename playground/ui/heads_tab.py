@@ -22,10 +22,10 @@ COLUMNS = ["layer", "head", "entropy", "mean_distance", "previous_token", "first
 HEADERS = [f"col.{c}" for c in COLUMNS]
 
 
-def score_rows(state: dict | None) -> list[list]:
+def score_rows(w: Words, state: dict | None) -> list[list]:
     if not state:
         return []
-    result = state["result"]
+    result = state.result(w)
     kind = state["kind"]
     rows = result.head_stats(kind)  # streamed over the tiles during the analysis
     return [[r[c] if c in ("layer", "head") else round(r[c], 3) for c in COLUMNS] for r in rows]
@@ -35,7 +35,7 @@ def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, 
                 dtype: str = "auto") -> dict:
     """An analysis and the self-attention kind whose heads are scored (roles are defined on softmax attention)."""
     state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
-    kind = next(k for k in state["result"].kinds if k != "cross")
+    kind = next(k for k in state.result(w).kinds if k != "cross")
     if kind == "implicit":
         raise w.error("error.heads_implicit")
     return state.extended(kind=kind)
@@ -43,13 +43,13 @@ def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, 
 
 def distance_figure(w: Words, state: dict):
     """Attention by distance of every head of the scored kind, from the analysis' streamed statistics."""
-    maps = state["result"].of_kind(state["kind"])
+    maps = state.result(w).of_kind(state["kind"])
     profile = np.stack([m.stats.profile for m in maps])  # (n_layer, nh, nb)
     return plots.distance_profile(profile, maps[0].stats.bin_edges, msg("title.by_distance"), words=w)
 
 
 def table_of(w: Words, state: dict) -> dict:
-    return {"headers": [w(k) for k in HEADERS], "data": score_rows(state)}
+    return {"headers": [w(k) for k in HEADERS], "data": score_rows(w, state)}
 
 
 def heads(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto", device: str = "cpu",

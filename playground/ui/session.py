@@ -1,7 +1,7 @@
 """What a session keeps of an analysis, and how a view gets the analysis back from it.
 
 ``analysis_state`` runs (or finds) an analysis in the server's store and hands the session an
-``AnalysisRef``: the request that made it, a few hundred bytes. Every view reads ``ref["result"]``,
+``AnalysisRef``: the request that made it, a few hundred bytes. Every view calls ``ref.result(w)``,
 which the store answers, computing it again when it had let it go.
 """
 from __future__ import annotations
@@ -64,36 +64,32 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
 
 class AnalysisRef(dict):
     """What a session keeps of an analysis: the request that made it (spec, prompt, options), a few hundred
-    bytes. The analysis itself lives in ``service.ANALYSES``, shared by every session that asks the same;
-    ``ref["result"]`` reads it from there, computing it again (it is deterministic) when the store let it go,
-    and ``recomputed`` then says so until a view has told the reader (``tell_recomputed``)."""
+    bytes. The analysis itself lives in ``service.ANALYSES``, shared by every session that asks the same, and
+    ``ref.result(w)`` reads it from there. When the store has let it go, that call computes it again (it is
+    deterministic) the way Analyze does: in the reader's language, saying so, with a progress bar and Cancel
+    where the caller passes them."""
 
-    recomputed = False
-
-    def __getitem__(self, name):
-        if name != "result":
-            return super().__getitem__(name)
+    def result(self, w: Words | None = None, progress=None, cancelled=None) -> Analysis:
         stored = service.stored_analysis(self["key"])  # every view reads it: no config read or hash per read
         if stored is not None:
             return stored
-        result, notes = service.analyze_text(self["spec"], self["prompt"], **self["options"])
-        if any(n.key == "note.analysis_recomputed" for n in notes):
-            self.recomputed = True
-        return result
-
-    def __contains__(self, name) -> bool:
-        return name == "result" or super().__contains__(name)
+        return run_analysis(w or Words(), self["spec"], self["prompt"], self["options"], progress=progress,
+                            cancelled=cancelled)
 
     def extended(self, **more) -> "AnalysisRef":
-        """The same reference with more of the session's small things (``{**ref}`` would lose ``result``)."""
+        """The same reference with more of the session's small things."""
         return AnalysisRef(self, **more)
 
 
-def tell_recomputed(w: Words, state: dict | None) -> None:
-    """Say once that an analysis a view needed had been evicted and was computed again."""
-    if isinstance(state, AnalysisRef) and state.recomputed:
-        state.recomputed = False
-        w.info("note.analysis_recomputed")
+def run_analysis(w: Words, model, prompt: str, options: dict, where: str = "", progress=None,
+                 cancelled=None) -> Analysis:
+    """The analysis of a request through the store (computed on a miss), its notes shown in ``w``'s language (a
+    recompute after eviction among them); bad input or Cancel: a gr.Error saying so."""
+    try:
+        return api.run(w, service.analyze_text, model, prompt, progress=progress, cancelled=cancelled, where=where,
+                       lang=w.lang, **options)
+    except Cancelled as e:
+        raise gr.Error(w("error.cancelled", detail=str(e))) from None
 
 
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",
@@ -104,11 +100,7 @@ def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window
     keeps only the request (``AnalysisRef``)."""
     model = api.spec(w, spec)
     options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, dtype=dtype)
-    try:
-        api.run(w, service.analyze_text, model, prompt, progress=progress, cancelled=cancelled, where=where,
-                lang=w.lang, **options)
-    except Cancelled as e:
-        raise gr.Error(w("error.cancelled", detail=str(e))) from None
+    run_analysis(w, model, prompt, options, where, progress, cancelled)
     key, _ = service.request_key(model, prompt, **options)
     return AnalysisRef(spec=model, prompt=prompt, options=options, key=key, untrained=not model.trained,
                        backend=backend, device=device)

@@ -142,9 +142,10 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         if state is None:
             return [gr.skip()] * (3 + len(tab.view_outputs))
         if view is None:  # the landing view: the first head of the first kind
-            kind = state["result"].kinds[0]
+            kind = state.result(Words(request)).kinds[0]
             return [kind, 0, 0, *head_views(state, kind, 0, 0, "max", request)]
-        kind = view["kind"] if view["kind"] in state["result"].kinds else state["result"].kinds[0]
+        kinds = state.result(Words(request)).kinds
+        kind = view["kind"] if view["kind"] in kinds else kinds[0]
         return [kind, view["layer"], view["head"], *head_views(state, kind, view["layer"], view["head"], "max", request)]
 
     analyze_inputs = [restored, tab.prefix_len, controls.device, controls.dtype, tab.group_kv, *controls.model,
