@@ -156,3 +156,11 @@ def test_no_module_is_over_400_lines():
     """A module over ``MAX_LINES`` does more than one job: split it by job, into modules named for what they hold."""
     long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_function_rebinds_module_state():
+    """Module-level state lives in one named object (``serving.gpu_call.DOOR``, ``nn.flex.KERNEL``, the caches),
+    never in globals a function rebinds: no ``global`` statement anywhere in the package."""
+    found = [f"{name}:{node.lineno} global {', '.join(node.names)}" for name, path in MODULES.items()
+             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Global)]
+    assert not found, f"global statements: {found}"

@@ -269,7 +269,7 @@ def test_the_cuda_tests_use_head_dims_the_cuda_kernels_take(monkeypatch):
         assert hs >= FLEX_CUDA_MIN_HEAD_DIM, f"FlexAttention on CUDA refuses head dim {hs}"
         assert hs <= FLASH_MAX_HEAD_DIM and hs % FLASH_HEAD_DIM_MULTIPLE == 0, f"flash on CUDA: head dim {hs}"
     assert {16, 64, 128} <= {cfg.head_dim for cfg in configs}
-    monkeypatch.setitem(flex._status, "cuda", None)  # as where Triton is installed
+    monkeypatch.setitem(flex.KERNEL.status, "cuda", None)  # as where Triton is installed
     assert flex.CUDA_MIN_HEAD_DIM == FLEX_CUDA_MIN_HEAD_DIM
     assert all(flex.flex_status("cuda", torch.bfloat16, cfg.head_dim) is None for cfg in configs)
     assert flex.flex_status("cuda", torch.bfloat16, tiny_config().head_dim) is not None

@@ -172,7 +172,7 @@ def test_bad_inputs_are_refused():
 def test_status_names_a_missing_cpp_compiler(monkeypatch):
     from torch._inductor import config as inductor_config
 
-    monkeypatch.setattr(flex, "_status", {})
+    monkeypatch.setattr(flex.KERNEL, "status", {})
     with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
         reason = flex.flex_status("cpu")
     assert reason is not None and "no C++ compiler" in reason and "no-such-c++-compiler" in reason
@@ -199,8 +199,8 @@ def stand_in(fail):
 
 @pytest.fixture
 def fresh_status(monkeypatch):
-    monkeypatch.setattr(flex, "_status", {})
-    monkeypatch.setattr(flex, "_failed", {})
+    monkeypatch.setattr(flex.KERNEL, "status", {})
+    monkeypatch.setattr(flex.KERNEL, "failed", {})
 
 
 def test_a_failed_compile_becomes_the_status_of_that_dtype_and_head_dim_only(monkeypatch, fresh_status):
@@ -267,7 +267,7 @@ def test_out_of_memory_is_out_of_memory_not_a_status(monkeypatch, fresh_status, 
 
 
 def test_cuda_head_dims_below_16_are_refused_by_the_documented_limit(monkeypatch, fresh_status):
-    monkeypatch.setitem(flex._status, "cuda", None)  # as on a CUDA machine with Triton
+    monkeypatch.setitem(flex.KERNEL.status, "cuda", None)  # as on a CUDA machine with Triton
     assert "at least 16" in flex.flex_status("cuda", torch.bfloat16, 8)
     assert flex.flex_status("cuda", torch.bfloat16, 16) is None and flex.flex_status("cuda") is None
     assert flex.flex_status("cpu", torch.float32, 8) is None
@@ -280,7 +280,7 @@ def test_the_block_mask_view_asks_the_status_of_its_own_device_dtype_and_head_di
 
     compiled, calls = stand_in(lambda q: None)
     monkeypatch.setattr(flex, "_compiled_flex", compiled)
-    flex._failed[("cpu", torch.bfloat16, 16)] = "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"
+    flex.KERNEL.failed[("cpu", torch.bfloat16, 16)] = "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"
     out = fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="bfloat16")
     assert out == {"reason": "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"} and calls == []
     assert "grid" in fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="float32")

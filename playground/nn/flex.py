@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,16 +46,25 @@ from playground.nn.masks import MaskRule, allowed
 # past torch's default of 8 compiled versions it would silently run FlexAttention unfused.
 RECOMPILE_LIMIT = 64
 
-_compile_lock = threading.RLock()   # one compile or call at a time (compiling is not thread-safe)
-_status_lock = threading.Lock()     # flex_status answers while a compile runs
-_compiled = None                    # the compiled flex_attention, made on first use
-_status: dict[str, str | None] = {}  # device type -> None (toolchain present) or why FlexAttention cannot run
-_failed: dict[tuple, str] = {}       # (device type, dtype, head_dim) -> why its compile failed
 CUDA_MIN_HEAD_DIM = 16               # Triton's tl.dot: TorchInductor refuses FlexAttention on CUDA below it
 # where a compile failure's exception classes live (NotImplementedError: a kernel's documented limit)
 COMPILER_MODULES = ("torch._dynamo", "torch._inductor", "triton")
-_last_block_mask = None             # (key, key_valid, BlockMask) of the last call
-_warm: set[tuple] = set()           # (device type, dtype, heads, head_dim) warm_up has compiled for
+
+
+@dataclass
+class KernelState:
+    """What this process knows of the compiled kernel: the one place FlexAttention's state lives."""
+
+    compile_lock: threading.RLock = field(default_factory=threading.RLock)  # one compile or call at a time
+    status_lock: threading.Lock = field(default_factory=threading.Lock)    # flex_status answers during a compile
+    compiled: object = None                       # the compiled flex_attention, made on first use
+    status: dict = field(default_factory=dict)    # device type -> None (toolchain present) or why it cannot run
+    failed: dict = field(default_factory=dict)    # (device type, dtype, head_dim) -> why its compile failed
+    last_block_mask: tuple | None = None          # (key, key_valid, BlockMask) of the last call
+    warm: set = field(default_factory=set)        # (device type, dtype, heads, head_dim) warm_up compiled for
+
+
+KERNEL = KernelState()
 
 
 @contextlib.contextmanager
@@ -138,29 +148,28 @@ def flex_status(device: str | torch.device | None = None, dtype: torch.dtype | N
     records that, for that key only).
     """
     kind = _device_type(device)
-    with _status_lock:
-        if kind not in _status:
-            _status[kind] = _toolchain_reason(kind)
-        if _status[kind] is not None:
-            return _status[kind]
+    with KERNEL.status_lock:
+        if kind not in KERNEL.status:
+            KERNEL.status[kind] = _toolchain_reason(kind)
+        if KERNEL.status[kind] is not None:
+            return KERNEL.status[kind]
         if head_dim is not None and kind == "cuda" and head_dim < CUDA_MIN_HEAD_DIM:
             return (f"FlexAttention on CUDA needs a head dim of at least {CUDA_MIN_HEAD_DIM} (Triton's tl.dot); "
                     f"this model's is {head_dim}")
         if dtype is not None and head_dim is not None:
-            return _failed.get((kind, dtype, head_dim))
+            return KERNEL.failed.get((kind, dtype, head_dim))
         return None
 
 
 def is_warm(device: str | torch.device | None = None) -> bool:
     """Whether ``warm_up`` has compiled a kernel for this device type."""
-    return any(key[0] == _device_type(device) for key in _warm)
+    return any(key[0] == _device_type(device) for key in KERNEL.warm)
 
 
 def _compiled_flex():
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(_flex_attention, dynamic=True)
-    return _compiled
+    if KERNEL.compiled is None:
+        KERNEL.compiled = torch.compile(_flex_attention, dynamic=True)
+    return KERNEL.compiled
 
 
 def warm_up(
@@ -178,8 +187,8 @@ def warm_up(
     if dtype is None:
         dtype = run_dtype("auto", kind)
     key = (kind, dtype, heads, head_dim)
-    with _compile_lock:
-        if key in _warm or flex_status(kind, dtype, head_dim) is not None:
+    with KERNEL.compile_lock:
+        if key in KERNEL.warm or flex_status(kind, dtype, head_dim) is not None:
             return flex_status(kind, dtype, head_dim)
         try:
             for tq, tk in ((130, 130), (1, 130)):
@@ -187,7 +196,7 @@ def warm_up(
                 k, v = (torch.zeros(2, heads, tk, head_dim, device=kind, dtype=dtype) for _ in range(2))
                 flex_attention(q, k, v, MaskRule("causal"), q_start=tk - tq, k_start=0,
                                return_lse=LSE_ON[kind])
-            _warm.add(key)
+            KERNEL.warm.add(key)
         except (FlexUnavailable, OutOfDeviceMemory):  # only a failed compile is a status (below)
             pass
         return flex_status(kind, dtype, head_dim)
@@ -223,16 +232,15 @@ def block_mask_for(
     CPU, several times the kernel's own time), so the last one is kept: the layers of one forward
     pass share it.
     """
-    global _last_block_mask
     device = torch.device(device)
     if key_valid is not None:
         if tuple(key_valid.shape) != (B, Tk):
             raise ValueError(f"key_valid must be (B, Tk) = ({B}, {Tk}), got {tuple(key_valid.shape)}")
         key_valid = key_valid.to(device=device, dtype=torch.bool)
     key = (rule, B, Tq, Tk, q_start, k_start, device)
-    with _compile_lock:
-        if _last_block_mask is not None:
-            last_key, last_valid, block_mask = _last_block_mask
+    with KERNEL.compile_lock:
+        if KERNEL.last_block_mask is not None:
+            last_key, last_valid, block_mask = KERNEL.last_block_mask
             same_valid = (last_valid is None) == (key_valid is None) and (
                 key_valid is None or torch.equal(last_valid, key_valid))
             if last_key == key and same_valid:
@@ -240,7 +248,7 @@ def block_mask_for(
         numbers = _numbers(rule, q_start, k_start, device)
         valid = torch.ones(B, Tk, dtype=torch.bool, device=device) if key_valid is None else key_valid.clone()
         block_mask = create_block_mask(_mask_mod(numbers, valid), B, None, Tq, Tk, device=device)
-        _last_block_mask = (key, None if key_valid is None else valid, block_mask)
+        KERNEL.last_block_mask = (key, None if key_valid is None else valid, block_mask)
         return block_mask
 
 
@@ -286,7 +294,7 @@ def flex_attention(
     elif alibi_slopes.shape != (nh,):
         raise ValueError(f"alibi_slopes must be ({nh},), one slope per head, got {tuple(alibi_slopes.shape)}")
     score_mod = _alibi_mod(alibi_slopes.to(device=q.device, dtype=torch.float32), _numbers(rule, q_start, k_start, q.device))
-    with _compile_lock, _compile_settings():
+    with KERNEL.compile_lock, _compile_settings():
         try:
             aux = AuxRequest(lse=True) if return_lse else None  # return_lse= is deprecated in torch 2.13
             result = _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask, return_aux=aux)
@@ -298,8 +306,8 @@ def flex_attention(
             compiled = is_compile_failure(error)
             reason = _failure_reason(error, compiled, key)
             if compiled:  # remembered for this dtype and head dim only, so their callers fall back at once
-                with _status_lock:
-                    _failed[key] = reason
+                with KERNEL.status_lock:
+                    KERNEL.failed[key] = reason
             raise FlexUnavailable(reason) from error
     if return_lse:
         out, extra = result
