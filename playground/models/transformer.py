@@ -21,7 +21,7 @@ from playground.nn.attention import Attention, AttentionInputs
 from playground.nn.cache import KVCache
 from playground.nn.recorder import AttentionRecord, Recorder
 from playground.config import ModelConfig
-from playground.nn.position import alibi_bias, alibi_slopes, rope_angles, sinusoidal_table
+from playground.nn.position import alibi_slopes, rope_angles, sinusoidal_table
 
 
 class MLP(nn.Module):
@@ -145,20 +145,16 @@ class Stack(nn.Module):
         rule = masks.MaskRule(self.mask_kind, prefix_len=prefix_len, window=cfg.sliding_window)
         alibi = cfg.position == "alibi"
         self_inputs = AttentionInputs(
-            mask=rule.dense(q_pos, k_pos, key_valid), input_pos=q_pos, rule=rule,
-            q_start=start_pos, k_start=int(k_pos[0]), key_valid=_padding(key_valid),
+            input_pos=q_pos, k_pos=k_pos, rule=rule, q_start=start_pos, k_start=int(k_pos[0]),
+            key_valid=_padding(key_valid),
             rope=rope_angles(q_pos, cfg.head_dim, cfg.rope_base, cfg.rope_scaling) if cfg.position == "rope" else None,
-            bias=alibi_bias(self.alibi_slopes, q_pos, k_pos) if alibi else None,
             alibi_slopes=self.alibi_slopes if alibi else None,
         )
         cross_inputs = None
         if memory is not None:
-            padded = _padding(memory_valid)
-            if memory_valid is None:
-                memory_valid = torch.ones(B, memory.shape[1], dtype=torch.bool, device=x.device)
-            cross_inputs = AttentionInputs(mask=masks.cross(T, memory_valid), input_pos=q_pos,
+            cross_inputs = AttentionInputs(input_pos=q_pos, k_pos=masks.positions(0, memory.shape[1], x.device),
                                            rule=masks.MaskRule("cross"), q_start=start_pos, k_start=0,
-                                           key_valid=padded)
+                                           key_valid=_padding(memory_valid))
         for block in self.blocks:
             x = block(x, self_inputs, memory, cross_inputs)
         return self.norm_out(x)

@@ -22,7 +22,7 @@ from playground.nn import flex
 from playground.nn.cache import KVCache
 from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa_call, sdpa_mask
 from playground.nn.masks import MaskRule
-from playground.nn.position import apply_rope
+from playground.nn.position import alibi_bias, apply_rope
 from playground.nn.rebuild import AttentionSource
 from playground.nn.recorder import AttentionRecord, Recorder
 
@@ -50,37 +50,64 @@ def flex_miscomputes(device: torch.device, n_keys: int, head_dim: int) -> bool:
 class AttentionInputs:
     """What a layer needs besides x, computed once per forward by the stack.
 
-    The rule says which key each query may see; the dense mask is that rule evaluated at these
-    positions (the explicit path, the records and the plots use it); FlexAttention evaluates the
-    rule itself, block by block.
+    The rule says which key each query may see, at the queries' and keys' absolute positions. Nothing of size
+    Tq x Tk is made here: the dense mask and ALiBi's dense bias are the rule evaluated at these positions, built
+    on first use by a call that takes them (the explicit path, SDPA with a mask, Inside a head) and kept for the
+    other layers of the same forward; FlexAttention evaluates the rule itself, block by block, and the pattern
+    the kernel choice reads comes from the rule at the corners of the (query, key) rectangle.
     """
 
-    mask: Tensor                              # bool, (Tq, Tk) or (B, 1, Tq, Tk): rule.dense at these positions
-    input_pos: Tensor                         # (T,) absolute positions of the new tokens
+    input_pos: Tensor                         # (Tq,) absolute positions of the new tokens (the queries)
+    k_pos: Tensor                             # (Tk,) absolute positions of the keys, consecutive
     rule: MaskRule
     q_start: int                              # query i is at position q_start + i
     k_start: int                              # key j is at position k_start + j
     key_valid: Tensor | None = None           # (B, Tk) bool, given only when some key is padding
     rope: tuple[Tensor, Tensor] | None = None  # cos, sin at input_pos, each (T, hs)
-    bias: Tensor | None = None                # (nh, Tq, Tk) ALiBi, dense
-    alibi_slopes: Tensor | None = None        # (nh,) the same ALiBi, for FlexAttention's score_mod
+    alibi_slopes: Tensor | None = None        # (nh,) ALiBi: score - slope_h * |q_pos - k_pos|
     _pattern: str | None = field(default=None, init=False, repr=False)
+    _mask: Tensor | None = field(default=None, init=False, repr=False)
+    _bias: Tensor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.k_pos)
+
+    @property
+    def mask(self) -> Tensor:
+        """bool (Tq, Tk), or (B, 1, Tq, Tk) with padding: ``rule.dense`` at these positions, built on first use."""
+        if self._mask is None:
+            self._mask = self.rule.dense(self.input_pos, self.k_pos, self.key_valid)
+        return self._mask
+
+    @property
+    def bias(self) -> Tensor | None:
+        """(nh, Tq, Tk) ALiBi's bias at these positions, built on first use; None without ALiBi."""
+        if self.alibi_slopes is not None and self._bias is None:
+            self._bias = alibi_bias(self.alibi_slopes, self.input_pos, self.k_pos)
+        return self._bias
 
     @property
     def pattern(self) -> str:
-        """What the mask is, read off it once per forward: "all" (every query sees every key held),
-        "causal" (the lower triangle aligned top-left, which is what SDPA's ``is_causal`` computes), or "other"."""
+        """What the mask is, read off the rule: "all" (every query sees every key held), "causal" (the lower
+        triangle aligned top-left, which is what SDPA's ``is_causal`` computes), or "other"."""
         if self._pattern is None:
-            Tq, Tk = self.mask.shape[-2:]
-            if self.key_valid is not None:
-                self._pattern = "other"
-            elif bool(self.mask.all()):
-                self._pattern = "all"
-            elif Tq == Tk and torch.equal(self.mask, torch.ones_like(self.mask).tril()):
-                self._pattern = "causal"
-            else:
-                self._pattern = "other"
+            self._pattern = self._read_pattern()
         return self._pattern
+
+    def _read_pattern(self) -> str:
+        if self.key_valid is not None:
+            return "other"
+        Tq, Tk = len(self.input_pos), self.n_keys
+        q0, q1, k0, k1 = (torch.tensor(p) for p in (self.q_start, self.q_start + Tq - 1, self.k_start,
+                                                      self.k_start + Tk - 1))
+        # seeing is monotone in positions and distance is largest at the corners: both corners seen, all seen
+        if bool(self.rule.allows(q0, k1)) and bool(self.rule.allows(q1, k0)):
+            return "all"
+        causal = self.rule.kind == "causal" or (self.rule.kind == "prefix" and self.rule.prefix_len <= self.k_start + 1)
+        if Tq == Tk and self.q_start == self.k_start and causal and (not self.rule.window or self.rule.window >= Tk):
+            return "causal"
+        return "other"
 
 
 class Attention(nn.Module):
@@ -144,10 +171,10 @@ class Attention(nn.Module):
         if self.backend == "explicit":
             return "weights", None
         if self.backend == "flex":
-            if flex_miscomputes(device, inputs.mask.shape[-1], self.head_dim):
+            if flex_miscomputes(device, inputs.n_keys, self.head_dim):
                 return "mask", FLEX_CPU_TINY
             return "block mask", None
-        if inputs.bias is None:  # ALiBi is a bias: no kernel without a mask argument takes it
+        if inputs.alibi_slopes is None:  # ALiBi is a bias: no kernel without a mask argument takes it
             if inputs.pattern == "all":
                 return "no mask", None
             if inputs.pattern == "causal":
@@ -156,7 +183,7 @@ class Attention(nn.Module):
             return "mask", None
         if needs_grad:
             return "mask", NO_GRAD_FLEX
-        if inputs.mask.shape[-1] <= FLEX_BLOCK:
+        if inputs.n_keys <= FLEX_BLOCK:
             return "mask", ONE_BLOCK
         reason = flex.flex_status(device, dtype, self.head_dim)
         return ("mask", reason) if reason else ("block mask", None)
