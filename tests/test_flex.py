@@ -285,3 +285,40 @@ def test_the_block_mask_view_asks_the_status_of_its_own_device_dtype_and_head_di
     assert out == {"reason": "FlexAttention failed to compile for bfloat16 at head dim 16 on cpu"} and calls == []
     assert "grid" in fused_vs_dense(MaskRule("causal"), 130, 130, 2, 16, device="cpu", dtype="float32")
     assert set(calls) == {16}
+
+
+def test_the_block_mask_from_the_rule_is_the_one_create_block_mask_evaluates():
+    """``blocks_from_rule`` sorts tiles from the rule's arithmetic on their corners; ``create_block_mask`` evaluates
+    every (query, key) pair. Over random rules, windows, prefixes, offsets and lengths they skip the same tiles and
+    mark the same full ones; with padding the corner arithmetic may keep a tile partial whose only visible keys
+    are padding, never skip or fill one it should not."""
+    import random
+
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    rng = random.Random(0)
+    for _ in range(40):
+        kind = rng.choice(["causal", "bidirectional", "prefix", "cross"])
+        window = 0 if kind == "cross" or rng.random() < 0.4 else rng.choice([1, 5, 64, 127, 128, 129, 300, 1000])
+        rule = MaskRule(kind, prefix_len=rng.randint(0, 700) if kind == "prefix" else 0, window=window)
+        Tq = rng.choice([1, 3, 128, 129, 300, 513])
+        Tk = Tq if rng.random() < 0.5 else rng.choice([1, 50, 128, 200, 384, 700])
+        q_start, k_start = rng.choice([0, 0, max(0, Tk - Tq), 17, 300]), rng.choice([0, 0, 5, 130])
+        valid = torch.ones(2, Tk, dtype=torch.bool)
+        padded = rng.random() < 0.3
+        holes = rng.random() < 0.15
+        if padded:
+            valid[1, :rng.randint(0, Tk)] = False
+            valid[0, rng.randint(0, Tk):] = False
+        if holes:
+            valid[1, rng.randint(0, Tk - 1)] = False
+        mask_mod = flex._mask_mod(flex._numbers(rule, q_start, k_start, torch.device("cpu")), valid)
+        want = create_block_mask(mask_mod, 2, None, Tq, Tk, device="cpu")
+        got = flex.blocks_from_rule(rule, 2, Tq, Tk, q_start=q_start, k_start=k_start, key_valid=valid,
+                                    mask_mod=mask_mod)
+        for b in range(2):
+            w, g = flex.block_grid(want, b), flex.block_grid(got, b)
+            case = (rule, Tq, Tk, q_start, k_start, b)
+            assert not ((w != 0) & (g == 0)).any() and np.array_equal(w == 2, g == 2), case  # never wrong, as full
+            if not (holes and b == 1):
+                assert np.array_equal(w == 0, g == 0), case                          # as sparse
