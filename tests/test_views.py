@@ -101,6 +101,15 @@ def test_ablation_reads_at_most_the_cap_and_says_so():
     assert numbers["scored"][-1] == views.MAX_ABLATION_TOKENS - 2  # the last one's next token was cut off
 
 
+def test_norms_and_rollout_read_at_most_their_cap_and_say_so():
+    """Every head's map at once (and rollout's products) would not fit a long prompt: the first MAX_MAP_TOKENS."""
+    long_prompt = " ".join(["the king is dead, long live the king"] * 80)  # past 512 tokens
+    for view in ("norms", "rollout"):
+        _, numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, view)
+        assert len(numbers["labels"]) == views.MAX_MAP_TOKENS
+        assert any(f"first {views.MAX_MAP_TOKENS} of the" in n for n in notes)
+
+
 def test_page_handler_shows_the_overview_for_raw_weights_and_a_note_for_rwkv():
     from playground.ui.session import analysis_state
 

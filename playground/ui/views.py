@@ -36,10 +36,15 @@ VIEW_KEYS = {"raw": "view.raw", "norms": "view.norms", "rollout": "view.rollout"
 DEFINITIONS = {"norms": "view.def_norms", "rollout": "view.def_rollout", "lens": "view.def_lens",
                "ablation": "view.def_ablation"}
 MAX_ABLATION_TOKENS = 48  # ablation runs L x nh + 1 forwards over the whole sequence
+# value norms and rollout hold every head's (T, T) map at once (rollout multiplies them: T³ per layer) and /view
+# returns those numbers: past this many tokens they read the first ones, and say so
+MAX_MAP_TOKENS = 512
+VIEW_CAPS = {"ablation": (MAX_ABLATION_TOKENS, "view.ablation_cut"), "norms": (MAX_MAP_TOKENS, "view.maps_cut"),
+             "rollout": (MAX_MAP_TOKENS, "view.maps_cut")}
 LENS_TOP = 3
 
 
-def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> dict:
+def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None, cut_note: str = "view.ablation_cut") -> dict:
     """The tokens a view reads: {ids, labels, scored (bool per position: its target is scored by ablation),
     targets (the token each position should predict), notes}. A synthetic-task model reads a seeded
     sequence of its own task and scores its answer positions only; text is scored on the next token."""
@@ -64,7 +69,7 @@ def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None) -> 
         scored = [True] * (len(ids) - 1) + [False]
         labels = service.labels(spec, ids)
     if cap and len(ids) > cap:
-        notes.append(w("view.ablation_cut", tokens=len(ids), limit=cap))
+        notes.append(w(cut_note, tokens=len(ids), limit=cap))
         ids, labels, targets, scored = ids[:cap], labels[:cap], targets[:cap], scored[:cap]
         if not spec.is_task:
             scored[-1] = False  # its next token was cut off
@@ -130,7 +135,7 @@ def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len:
     except ValueError as e:
         raise w.error(e) from None
     model, untrained = loaded.model, not spec.trained
-    seq = sequence(w, spec, prompt, MAX_ABLATION_TOKENS if view == "ablation" else None)
+    seq = sequence(w, spec, prompt, *VIEW_CAPS.get(view, (None,)))
     if view == "ablation" and target:
         seq = retarget(w, spec, seq, target)
     seq["notes"][:0] = [w.render(n) for n in loaded.notes]  # models unloaded to make room, or this one reloaded
