@@ -181,6 +181,20 @@ def test_two_requests_for_one_model_load_it_once():
     for t in threads:
         t.join(10)
     assert len(calls) == 1 and len(got) == 8 and all(w is weights for w in got)
+    assert cache._loading == {}  # the key's lock went with the last request that held it
+
+
+def test_the_stores_tables_stay_bounded_however_many_keys_pass():
+    """A public store sees a new key per prompt: its per-key locks go when their loads end, and it remembers only
+    the latest evicted keys (for the "loaded again" note)."""
+    from playground.models import weight_cache
+
+    cache = WeightCache(budget=100)
+    for i in range(weight_cache.MAX_EVICTED_KEYS + 50):
+        cache.get(i, lambda: _fake(60), lambda: 60, str(i))
+    assert cache._loading == {} and len(cache._evicted) == weight_cache.MAX_EVICTED_KEYS
+    assert cache.get(weight_cache.MAX_EVICTED_KEYS + 48, lambda: _fake(60), lambda: 60, "again").reloaded
+    assert not cache.get(0, lambda: _fake(60), lambda: 60, "0").reloaded  # forgotten: loaded as new
 
 
 # ----------------------------------------------------------------------------- the memory budget

@@ -34,6 +34,7 @@ from playground.models.shared import Weights
 BUDGET_ENV = "PLAYGROUND_MODEL_MEMORY_GB"
 DEFAULT_SHARE = 0.5  # of the machine's memory, when BUDGET_ENV is not set
 GB = 1e9
+MAX_EVICTED_KEYS = 1024  # evicted keys remembered for the "loaded again" note
 
 
 def machine_memory() -> int:
@@ -77,9 +78,9 @@ class WeightCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, Weights] = OrderedDict()  # least recently used first
         self._names: dict[Hashable, str] = {}
-        self._loading: dict[Hashable, threading.Lock] = {}
+        self._loading: dict[Hashable, list] = {}   # key -> [its lock, requests holding or waiting for it]
         self._reserved: dict[Hashable, int] = {}   # bytes promised to loads under way
-        self._evicted: set[Hashable] = set()        # evicted and not loaded since
+        self._evicted: OrderedDict[Hashable, None] = OrderedDict()  # evicted and not loaded since, newest last
         self._devices: dict[Hashable, str] = {}     # the CUDA device of weights held there
 
     def limit(self) -> int:
@@ -99,33 +100,44 @@ class WeightCache:
         hit = self._hit(key)
         if hit is not None:
             return Checkout(hit)
+        with self._lock:  # the key's lock lives while a request holds or waits for it
+            entry = self._loading.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:  # one load per key; other keys go on
+                return self._load(key, load, estimate, name, device)
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._loading[key]
+
+    def _load(self, key: Hashable, load: Callable[[], Weights], estimate: Callable[[], int], name: str,
+              device: str | torch.device | None) -> Checkout:
+        """``get`` on a miss, holding the key's lock."""
+        hit = self._hit(key)
+        if hit is not None:  # loaded by the request this one waited for
+            return Checkout(hit)
+        limit, size = self.limit(), estimate()
+        if size > limit:
+            raise InputError(self.too_large, name=name, size_mb=round(size / 1e6),
+                             budget_mb=round(limit / 1e6), env=self.env)
+        gpu = str(torch.device(device)) if memory.on_cuda(device) else None
         with self._lock:
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:  # one load per key; other keys go on
-            hit = self._hit(key)
-            if hit is not None:  # loaded by the request this one waited for
-                return Checkout(hit)
-            limit, size = self.limit(), estimate()
-            if size > limit:
-                raise InputError(self.too_large, name=name, size_mb=round(size / 1e6),
-                                 budget_mb=round(limit / 1e6), env=self.env)
-            gpu = str(torch.device(device)) if memory.on_cuda(device) else None
+            evicted = [] if gpu is None else self._make_device_room(size, gpu, name)
+            evicted += self._make_room(size, limit)
+            self._reserved[key] = size
+        try:
+            weights = load()
+        finally:
             with self._lock:
-                evicted = [] if gpu is None else self._make_device_room(size, gpu, name)
-                evicted += self._make_room(size, limit)
-                self._reserved[key] = size
-            try:
-                weights = load()
-            finally:
-                with self._lock:
-                    self._reserved.pop(key, None)
-            with self._lock:
-                self._entries[key], self._names[key] = weights, name
-                if gpu is not None:
-                    self._devices[key] = gpu
-                evicted += self._make_room(0, limit)  # the estimate was short: make room for what was loaded
-                reloaded = key in self._evicted
-                self._evicted.discard(key)
+                self._reserved.pop(key, None)
+        with self._lock:
+            self._entries[key], self._names[key] = weights, name
+            if gpu is not None:
+                self._devices[key] = gpu
+            evicted += self._make_room(0, limit)  # the estimate was short: make room for what was loaded
+            reloaded = self._evicted.pop(key, False) is None
         return Checkout(weights, tuple(evicted), reloaded)
 
     def peek(self, key: Hashable):
@@ -169,7 +181,9 @@ class WeightCache:
     def _evict(self, key: Hashable) -> str:
         del self._entries[key]
         self._devices.pop(key, None)
-        self._evicted.add(key)
+        self._evicted[key] = None
+        while len(self._evicted) > MAX_EVICTED_KEYS:  # remembered for the "loaded again" note, not forever
+            self._evicted.popitem(last=False)
         return self._names.pop(key)
 
     def held(self) -> int:
