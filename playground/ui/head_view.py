@@ -10,7 +10,9 @@ import numpy as np
 from playground import plots
 from playground.inspect import tiles
 from playground.inspect.analysis import Analysis
+from playground.nn import flex
 from playground.nn.block_mask_timing import fused_vs_dense
+from playground.nn.kernels import TORCH_DTYPES
 from playground.nn.rebuild import AttentionSource
 from playground.ui import service
 from playground.ui.i18n import msg
@@ -45,9 +47,13 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     key = f"{kind}:{rule}"
     if key not in measured:  # the same call in every layer of a kind with this rule: measured once
         FLEX.wait()  # the page's start-up compile, if it is still running
+        head_dim = source.q.shape[-1]
+        # where FlexAttention cannot run (ZeroGPU, no compiler) the reason is known here: no GPU call to learn it
+        reason = flex.flex_status(state["device"], TORCH_DTYPES[result.dtype], head_dim)
         try:
-            measured[key] = gpu.work(w, fused_vs_dense, rule, len(q), len(k), source.n_heads, source.q.shape[-1],
-                                     device=state["device"], dtype=result.dtype)
+            measured[key] = {"reason": reason} if reason else gpu.work(
+                w, fused_vs_dense, rule, len(q), len(k), source.n_heads, head_dim, device=state["device"],
+                dtype=result.dtype)
         except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
             measured[key] = {"reason": str(e).splitlines()[0]}
     m = measured[key]
