@@ -369,9 +369,10 @@ def test_readme_api_examples_run(app_url):
     assert [len(row) for row in ablation["d_loss"]] == [4] * 4 and ablation["target_tokens"] == ["␣be"]
 
 
-def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client):
+def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client, app_url):
     """/tile (like /head and the page's box zoom) reads a stored analysis in a lane of its own: while two long
-    analyses fill the analyze lane, it comes back before either of them finishes."""
+    analyses of two visitors fill the analyze lane, it comes back before either of them finishes. A visitor's
+    second heavy job while the first runs is refused: one at a time per session."""
     import time
 
     from gradio_client.utils import Status
@@ -379,7 +380,8 @@ def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client):
     short = "To be, or not to be, that is the question"
     client.predict(spec="zoo:baseline", prompt=short, api_name="/analyze")  # stored
     text = "Whether 'tis nobler in the mind to suffer the slings and arrows of outrageous fortune. " * 90
-    jobs = [client.submit(spec="zoo:baseline", prompt=f"{i} {text}", api_name="/analyze") for i in range(2)]
+    visitors = [client, Client(app_url, verbose=False)]
+    jobs = [v.submit(spec="zoo:baseline", prompt=f"{i} {text}", api_name="/analyze") for i, v in enumerate(visitors)]
     deadline = time.monotonic() + 120
     while not all(job.status().code == Status.PROCESSING for job in jobs):  # both hold the lane now
         assert time.monotonic() < deadline and not any(job.done() for job in jobs), "the analyses did not start"
@@ -387,6 +389,8 @@ def test_a_zoom_answers_while_two_long_analyses_hold_the_analyze_lane(client):
     tile = client.predict(spec="zoo:baseline", prompt=short, kind="self", layer=0, head=0, rows=[0, 4], cols=[0, 4],
                           api_name="/tile")
     assert tile["exact"] and not any(job.done() for job in jobs)
+    with pytest.raises(Exception, match="one runs at a time for each visitor"):
+        client.predict(spec="zoo:baseline", prompt="a third " + text, api_name="/generate")
     for job in jobs:
         job.result(timeout=300)
 
@@ -494,3 +498,22 @@ def test_the_default_model_name_is_each_visitors_own(app_url):
     for name in names:
         folder = zoo.USER_DIR / name
         assert (folder / "card.json").exists() and not list(folder.glob("train_state*"))
+
+
+def test_one_heavy_job_per_session_and_the_pages_own_views_do_not_count():
+    from playground.ui.cancels import Cancels, page_own
+    from playground.ui.i18n import MessageError
+
+    cancels = Cancels()
+    with cancels.job("s", exclusive=True):
+        with pytest.raises(MessageError, match="one runs at a time"), cancels.job("s", exclusive=True):
+            pass
+        with cancels.job("another visitor", exclusive=True):
+            pass
+        with page_own(), cancels.job("s", exclusive=True):  # the page's first views are not the visitor's jobs
+            pass
+        with cancels.job("s"):  # nor is work that is not exclusive
+            pass
+    with cancels.job("s", exclusive=True):  # the first one ended: free again
+        assert cancels.running("s")
+    assert not cancels.running("s")

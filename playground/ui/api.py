@@ -24,6 +24,7 @@ import torch
 from playground.inspect.analysis import Cancelled
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from playground.zoo import ModelSpec
+from .cancels import page_own
 from .initial import set_initial
 from .lang import Words
 
@@ -176,7 +177,8 @@ def _first_view(fn: Callable, outputs: list, shown: tuple | None):
         if shows(shown, Words(_request_of(args, kw)).lang, given):
             return [gr.skip()] * len(outputs)
         try:
-            return fn(*args, **kw)
+            with page_own():  # the page's own work, not a job the visitor started
+                return fn(*args, **kw)
         except gr.Error as e:  # the tab stays as the page built it; the operator's log says why
             REQUESTS.warning("a first view was not computed: %s", e.message)
             return [gr.skip()] * len(outputs)

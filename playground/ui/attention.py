@@ -22,7 +22,7 @@ from playground.inspect.analysis import Analysis
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from . import api
-from .cancels import CANCELS
+from .cancels import CANCELS, visitor_job
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
@@ -197,7 +197,8 @@ def analyze(spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backen
     dtype: auto|float32|bfloat16|float16 (auto: bf16 or fp16 on CUDA, fp32 on the CPU); group_kv: head columns
     grouped by the K/V head they share (GQA, MQA; MHA and recurrent models: unchanged)."""
     w = Words(request)
-    state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
+    with visitor_job(w, request):
+        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
     return badge(w, state), *(api.plot(fig) for fig, _ in overview_plots(w, state, group_kv))
 
 
@@ -294,7 +295,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
         def report(done: int, total: int) -> None:
             progress((done, total), desc=w("progress.layer", done=done, total=total))
 
-        with CANCELS.job(getattr(request, "session_hash", None)) as cancelled:
+        with visitor_job(w, request) as cancelled:
             state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,
                                    cancelled=cancelled)
         return analysis_outputs(w, state, grouped, how)

@@ -15,6 +15,7 @@ from playground.ui import service
 from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
 from . import api
+from .cancels import visitor_job
 from .attention import prefix_and_window
 from .head_view import HEAD_CELLS, cell_labels, head_figures
 from .session import analysis_state, kind_labels
@@ -90,8 +91,10 @@ def compare(spec_a: str, spec_b: str, prompt: str, layer: int = 0, head: int = 0
             request: gr.Request = None) -> tuple[dict, dict, dict | None, dict, str]:
     """One head of two models on the same prompt: figure A, figure B, the difference A − B (None where the two
     are not the same quantity; the note says why), both models' per-head summaries, and the note."""
-    a, b, diff, table, note = compare_views(Words(request), spec_a, spec_b, prompt, layer, head, prefix_len, window,
-                                            backend, device, dtype)
+    w = Words(request)
+    with visitor_job(w, request):
+        a, b, diff, table, note = compare_views(w, spec_a, spec_b, prompt, layer, head, prefix_len, window,
+                                                backend, device, dtype)
     return api.plot(a), api.plot(b), api.plot(diff), table, note
 
 
@@ -146,8 +149,9 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
         w = Words(request)
         if not spec_a or not spec_b:
             raise w.error("error.pick_two")
-        a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto", device_,
-                                              dtype_)
+        with visitor_job(w, request):
+            a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto",
+                                                  device_, dtype_)
         return a, b, gr.update(value=diff, visible=diff is not None), rows, why
 
     run_inputs = [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype]

@@ -11,7 +11,7 @@ from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api, gpu
-from .cancels import CANCELS
+from .cancels import CANCELS, visitor_job
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 
@@ -107,8 +107,9 @@ def generate(spec: str, prompt: str, max_new_tokens: int = 32, temperature: floa
     temperature 0 is greedy; top_k 0 and top_p 1 are off; window: sliding window (0: off); dtype: auto|float32|bfloat16|float16, the model's
     and its cache's."""
     w = Words(request)
-    state = generation_state(w, spec, prompt, max_new_tokens, temperature, top_k, top_p, seed, window, backend,
-                             device, dtype)
+    with visitor_job(w, request):
+        state = generation_state(w, spec, prompt, max_new_tokens, temperature, top_k, top_p, seed, window, backend,
+                                 device, dtype)
     fig, info = step_view(state, 0, request)
     timeline = state["timeline"]
     return timeline.text, api.plot(growth_figure(state, log_axis, request)), len(timeline.rows), api.plot(fig), info
@@ -146,7 +147,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
         def report(done: int, total: int) -> None:
             progress((done, total), desc=w("progress.token", done=done, total=total))
 
-        with CANCELS.job(getattr(request, "session_hash", None)) as cancelled:
+        with visitor_job(w, request) as cancelled:
             new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype,
                                          progress=report, cancelled=cancelled)
         fig, info = step_view(new_state, 0, request)
