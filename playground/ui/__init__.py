@@ -16,7 +16,7 @@ from playground.paths import ASSETS_DIR
 from . import api
 from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
-from .cancels import CANCELS
+from .cancels import cancel
 from .compare import build_compare_tab
 from .controls import build_controls
 from .figure_export import SCRIPT as EXPORT_SCRIPT, build_export_size
@@ -141,10 +141,5 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
         localized.on_switch(controls.describe, controls.inputs,
                             [controls.family, controls.variant, controls.position, controls.note])
         localized.wire(demo, switch)
-
-        def closed(request: gr.Request):
-            """A closed tab stops its session's running analysis or generation after the current step."""
-            CANCELS.press(getattr(request, "session_hash", None))
-
-        demo.unload(closed)
+        demo.unload(cancel)  # a closed tab stops its session's running analysis or generation
     return demo

@@ -22,7 +22,7 @@ from playground.inspect.analysis import Analysis
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
 from . import api
-from .cancels import CANCELS, visitor_job
+from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 from .scripts import page_script
@@ -299,9 +299,6 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,
                                    cancelled=cancelled)
         return analysis_outputs(w, state, grouped, how)
-
-    def cancel(request: gr.Request):
-        CANCELS.press(getattr(request, "session_hash", None))
 
     def first_head(state: dict | None, kind: str, how: str, request: gr.Request):
         """Layer 0, head 0 after an analysis (pooled to at most HEAD_CELLS a side), its mask and the block mask."""

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import gradio as gr
+
 from playground.ui.i18n import MessageError
 
 _PAGE_OWN = contextvars.ContextVar("playground_page_own_job", default=False)
@@ -77,6 +79,11 @@ class Cancels:
 
 
 CANCELS = Cancels()  # the registry of the page's running jobs, one per process
+
+
+def cancel(request: gr.Request):
+    """The Cancel buttons' handler, and a closed tab's: stop this session's running jobs after their current step."""
+    CANCELS.press(getattr(request, "session_hash", None))
 
 
 @contextmanager

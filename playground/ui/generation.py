@@ -6,12 +6,11 @@ import gradio as gr
 
 from playground import plots
 from playground.inspect.analysis import Cancelled
-from playground.serving import gpu_call
 from playground.nn.kernels import run_dtype
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api, gpu
-from .cancels import CANCELS, visitor_job
+from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t
 
@@ -84,11 +83,10 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
                            dtype=dtype)
         return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
                 "formulas": {}}
-    watch = {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
     try:
         timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, window=window,
-                           backend=backend, device=device, dtype=dtype, **watch)
+                           backend=backend, device=device, dtype=dtype, **gpu.watch(progress, cancelled))
     except Cancelled as e:
         raise gr.Error(w("generate.cancelled", detail=str(e))) from None
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
@@ -154,9 +152,6 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
         timeline = new_state["timeline"]
         return (timeline.text, growth_figure(new_state, log, request), index_range(len(timeline.rows)),
                 fig, info, new_state)
-
-    def cancel(request: gr.Request):
-        CANCELS.press(getattr(request, "session_hash", None))
 
     run_inputs = [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis]
     run_outputs = [output, growth_plot, step, step_plot, step_info, state]

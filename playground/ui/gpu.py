@@ -37,6 +37,12 @@ def _rendered(lang: str, fn: Callable, args: tuple, kwargs: dict, gpu_seconds: f
         raise api.rendered(Words(lang=lang), e, kwargs.get("device")) from None
 
 
+def watch(progress=None, cancelled=None) -> dict:
+    """The progress and cancel callbacks a long job takes, as keyword arguments: none behind a GPU door, whose
+    work runs in another process that no callback crosses (there a job runs without a progress bar or Cancel)."""
+    return {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
+
+
 def work(w: Words, fn: Callable, *args, gpu_seconds: float | None = None, **kwargs):
     """``fn(*args, **kwargs)`` through the GPU door, asking for ``gpu_seconds`` (the call's own estimate; None:
     ``DEFAULT_SECONDS``); there, a bad input comes back as a ``gr.Error`` in ``w``'s language (with no door

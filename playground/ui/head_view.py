@@ -34,9 +34,9 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
     """(figure, note) of the BlockMask the fused kernel builds for this layer's call: its tiles and the share
     skipped, and that call timed with FlexAttention against SDPA with the dense mask, measured once per analysis
     and kind on this device. (None, note) where there is no attention kernel or FlexAttention cannot run here."""
-    if not state or kind not in state.result(w).kinds:
+    result: Analysis | None = state.result(w) if state else None
+    if result is None or kind not in result.kinds:
         return None, ""
-    result: Analysis = state.result(w)
     maps = result.of_kind(kind)
     source = maps[min(layer, len(maps) - 1)].source
     if not isinstance(source, AttentionSource):  # implicit attention: no kernel, no block mask

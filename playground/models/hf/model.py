@@ -270,6 +270,7 @@ def windowed_cache(config, window: int):
     cache.layers = [capped(layer) for layer in cache.layers]
     return cache
 
+
 def _tensor_bytes(obj, allocated: bool = False, depth: int = 5) -> int:
     """Bytes of the floating-point tensors reachable from ``obj`` (a cache object: its layers' keys, values and
     states; integer bookkeeping left out): their ``nbytes`` (the positions held), or with ``allocated`` the storages

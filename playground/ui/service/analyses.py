@@ -12,7 +12,6 @@ from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import decoder_start, generate
 from playground.models.memory import release_freed
 from playground.models.weight_cache import WeightCache
-from playground.serving import gpu_call
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
@@ -87,10 +86,8 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     def compute() -> StoredAnalysis:
         check_job_seconds(spec, text, device)
         prepare(spec, device, dtype)
-        # behind a GPU door the work runs in another process: no callbacks cross it (no progress, no cancel)
-        watch = {} if gpu_call.installed() else dict(progress=progress, cancelled=cancelled)
-        return gpu.work(Words(lang=lang), analyze_and_release, spec, text, **watch, **options,
-                        gpu_seconds=gpu_seconds(spec, text, device))
+        return gpu.work(Words(lang=lang), analyze_and_release, spec, text, **gpu.watch(progress, cancelled),
+                        **options, gpu_seconds=gpu_seconds(spec, text, device))
 
     out = ANALYSES.get(key, compute, stored_bytes, f"{spec} · {len(text)} characters")
     stored: StoredAnalysis = out.weights
