@@ -9,12 +9,13 @@ import os
 
 from playground.nn.kernels import zero_gpu
 from playground.nn.runtime import log_runtime
-from playground.ui import build_app, launch_options, gpu
+from playground.nn.timing import default_device
+from playground.ui import build_app, gpu, launch_options, queue_options
 
 if zero_gpu():
     import spaces
 
-    gpu.install(spaces)
+    gpu.install(spaces, guard=default_device())  # CUDA there (a test's stand-in plays it with the CPU)
 
 
 def log_start_up() -> None:
@@ -33,7 +34,7 @@ log_start_up()
 demo = build_app(warm_up=not zero_gpu(), landing=not zero_gpu())  # no CUDA at start-up on ZeroGPU
 
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=2, max_size=64).launch(
+    demo.queue(**queue_options()).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         **launch_options(),

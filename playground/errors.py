@@ -45,8 +45,15 @@ MESSAGES: dict[str, str] = {
     "error.model_too_large_device": "{name} needs about {size_mb:,} MB on {device}, which has {free_mb:,} MB free "
                                     "even with the other models there unloaded; pick a smaller model or dtype, or "
                                     "run it on the CPU",
-    "error.memory_budget": "The environment variable {env} is the memory for loaded models in GB, a positive "
-                           "number; got {value!r}",
+    "error.memory_budget": "The environment variable {env} is a memory budget in GB, a positive number; "
+                           "got {value!r}",
+    "error.lane_full": "This server's {lane} lane is full: {running} jobs are running and {waiting} are waiting, as many as it holds, so that no one waits without end. Try again in a minute; views of an analysis already made still answer.",
+    "error.lane_cancelled": "Cancelled while waiting for a worker in the {lane} lane: nothing ran.",
+    "error.positive_env": "The environment variable {env} must be a positive number, got {value!r}",
+    "error.memory_full": "{what} needs about {size_mb:,} MB of memory, and this server holds {held_mb:,} MB of its "
+                         "{limit_mb:,} MB with every stored entry it could free let go; try again in a moment, or "
+                         "with a shorter prompt or a smaller model (the operator sets the limit with the "
+                         "environment variable {env}, in GB)",
     "error.out_of_memory_at": "Out of {where} memory at {tokens:,} tokens; try fewer tokens or bf16",
     "error.out_of_memory": "Out of {where} memory; try fewer tokens or bf16",
     "error.cache_dtype": "cache dtype {dtype!r} is not one of: {valid}",

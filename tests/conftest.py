@@ -175,11 +175,11 @@ def _seed():
 @pytest.fixture(scope="session")
 def app_url():
     """The page, served on 127.0.0.1 at a free port for the whole session."""
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, launch_options, queue_options
 
     demo = build_app()
     port = free_port()
-    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+    demo.queue(**queue_options()).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                                                    quiet=True, **launch_options())
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -147,11 +147,11 @@ def any_models(root: Path, names, prefix: str):
 def served_page():
     """The page built and served in this process (so environment set here reaches it); yields its URL."""
     from playground.bench.browser import free_port
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, launch_options, queue_options
 
     demo = build_app(warm_up=False)
     port = free_port()
-    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+    demo.queue(**queue_options()).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                                                    quiet=True, **launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"

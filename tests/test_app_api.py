@@ -1,6 +1,7 @@
 """The page's API through gradio_client, as a script or notebook would call it."""
 import json
 import re
+import time
 
 import pytest
 from gradio_client import Client
@@ -458,9 +459,10 @@ def test_cancel_also_takes_a_queued_analysis_or_generation_out_of_the_queue():
 
     analyses = {d["id"] for d in clicks("attention.analyze")}
     generations = {d["id"] for d in clicks("generate.generate")}
-    assert analyses and generations
+    comparisons = {d["id"] for d in clicks("compare.compare")}
+    assert analyses and generations and comparisons
     cancels = [set(cancel["cancels"]) for cancel in clicks("attention.cancel")]
-    assert any(c & analyses for c in cancels) and any(c & generations for c in cancels)
+    assert all(any(c & jobs for c in cancels) for jobs in (analyses, generations, comparisons))
     assert any(t[1] == "unload" for d in deps for t in d["targets"])  # a closed tab presses Cancel for its session
 
 
@@ -517,3 +519,18 @@ def test_one_heavy_job_per_session_and_the_pages_own_views_do_not_count():
     with cancels.job("s", exclusive=True):  # the first one ended: free again
         assert cancels.running("s")
     assert not cancels.running("s")
+
+
+def test_an_api_client_cancels_its_own_running_job(app_url):
+    """/cancel from the client that started a job stops it after its current step; from another client it
+    stops nothing (each client is its own session)."""
+    owner, other = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    text = " ".join(f"word{i} and more of the long text" for i in range(450))  # about 3,000 tokens: seconds
+    job = owner.submit(spec_a="zoo:baseline", spec_b="zoo:gqa", prompt=text, api_name="/compare")
+    deadline = time.monotonic() + 60
+    while not owner.predict(api_name="/cancel"):  # True once the comparison runs
+        assert not job.done() and time.monotonic() < deadline
+        assert not other.predict(api_name="/cancel")
+        time.sleep(0.05)
+    with pytest.raises(Exception, match="[Cc]ancel"):
+        job.result(timeout=120)

@@ -263,7 +263,7 @@ def test_a_model_larger_than_the_budget_is_refused_before_loading(fresh_cache, m
     assert "PLAYGROUND_MODEL_MEMORY_GB" in render(info.value, "zh-CN")
     assert fresh_cache.contents() == []
     monkeypatch.setenv(BUDGET_ENV, "lots")
-    with pytest.raises(InputError, match="PLAYGROUND_MODEL_MEMORY_GB is the memory for loaded models in GB"):
+    with pytest.raises(InputError, match="PLAYGROUND_MODEL_MEMORY_GB is a memory budget in GB"):
         service.load(spec)
 
 

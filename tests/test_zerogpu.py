@@ -15,6 +15,7 @@ import torch
 from playground.bench.server import AppServer
 from playground.serving import gpu_call
 from playground.ui import gpu
+from playground.ui.lang import Words
 
 from conftest import require
 
@@ -274,3 +275,83 @@ def test_on_zerogpu_flexattention_is_not_offered_on_cuda(monkeypatch):
     assert reason is not None and "ZeroGPU" in reason and "SDPA with a mask" in reason
     monkeypatch.setenv("SPACES_ZERO_GPU", "")
     assert "ZeroGPU" not in (flex._toolchain_reason("cuda") or "")
+
+
+def test_work_on_another_device_than_the_guarded_one_spends_no_gpu_time():
+    """On a ZeroGPU Space the door guards CUDA: work the visitor runs on the CPU stays on the host, outside the
+    GPU call, and spends none of their quota; work on CUDA crosses."""
+    seen = []
+    gpu_call.install(lambda entry: lambda *a: (seen.append(a[1][1].__name__), entry(*a))[1])
+    gpu_call.start_guard("cuda")
+    try:
+        def where(device):
+            return gpu_call.inside(), gpu_call.on_host()
+        assert gpu.work(Words(None), where, device="cpu") == (False, True) and seen == []
+        assert gpu.work(Words(None), where, device="cuda") == (True, False) and seen == ["where"]
+    finally:
+        gpu_call.reset()
+
+
+def test_a_refusal_by_zerogpu_reaches_the_visitor_in_their_language():
+    """``spaces`` refuses a call past the visitor's quota with a gr.Error titled "ZeroGPU ..." before any worker
+    starts: the page says it in the visitor's language, with what to do next."""
+    import gradio as gr
+    from playground.ui import api
+
+    def door(entry):
+        def refuse(*args):
+            raise gr.Error("You have exceeded your free ZeroGPU quota (60s requested vs. 12s left). Try again in "
+                           "0:42:00.", title="ZeroGPU quota exceeded", print_exception=False)
+        return refuse
+    gpu_call.install(door)
+    try:
+        with pytest.raises(api.GpuRefused) as refused:
+            gpu.work(Words(None, lang="zh-CN"), print, device="cpu")  # the stand-in's door guards nothing: it crosses
+        assert "12s left" in refused.value.message and "登录 Hugging Face" in refused.value.message
+        with pytest.raises(gr.Error) as own:  # the work's own error is not a refusal
+            gpu_call.install(lambda entry: lambda *a: (_ for _ in ()).throw(gr.Error("a bad prompt")))
+            gpu.work(Words(None), print)
+        assert not isinstance(own.value, api.GpuRefused)
+    finally:
+        gpu_call.reset()
+
+
+@pytest.mark.parametrize("locale, words", [("en-US", "No GPU time for this page right now"),
+                                           ("zh-CN", "现在无法为本页分配 GPU 时间")])
+def test_with_the_quota_spent_every_tab_that_opens_drawn_says_so(tmp_path, locale, words):
+    """A visitor whose quota is spent opens the page on ZeroGPU (the stand-in, no seconds left): the Attention,
+    Generate, Head insights, Inside a head and Compare tabs each say why they are empty, in the visitor's language,
+    instead of opening blank."""
+    from playground.bench.browser import launch
+    from test_browser import playwright, shot
+
+    env = {**_standin_env(tmp_path / "spaces.jsonl", tmp_path / "user"), "STANDIN_SPACES_QUOTA_S": "0"}
+    with AppServer(env) as server, playwright.sync_playwright() as p:
+        browser = launch(p)
+        pg = browser.new_context(viewport={"width": 1600, "height": 1000}, locale=locale).new_page()
+        pg.goto(server.url, wait_until="load")
+        refusal = pg.locator(".refusal:visible", has_text=words)
+        refusal.first.wait_for(timeout=60_000)  # the Attention tab's badge
+        assert "0s left" in refusal.first.inner_text()
+        w = Words(None, lang=locale)
+        for tab in ("generate", "heads", "inside", "compare"):
+            pg.get_by_role("tab", name=w(f"tab.{tab}"), exact=True).click()
+            refusal.first.wait_for(timeout=60_000)
+        shot(pg, f"31-zerogpu-quota-{locale}")
+        browser.close()
+    events = _events(tmp_path / "spaces.jsonl")
+    assert events and all(e["event"] == "refused" for e in events)
+
+
+def test_a_visitors_error_prints_no_traceback_in_the_servers_log(zerogpu_app):
+    """Bad input is the visitor's, not a fault of the server's: the log has its one request line, no traceback
+    (inside the GPU call too, where the error crosses back from ZeroGPU's worker)."""
+    client, _, server = zerogpu_app
+    before = len(Path(server.log).read_text(errors="replace"))
+    for call in (dict(api_name="/analyze", spec=SPEC, prompt=""),
+                 dict(api_name="/analyze", spec=SPEC, prompt="hello", backend="efficient"),
+                 dict(api_name="/head", spec=SPEC, prompt="hello", kind="self", layer=99, head=0)):
+        with pytest.raises(Exception):
+            client.predict(**call)
+    said = Path(server.log).read_text(errors="replace")[before:]
+    assert '"outcome": "refused"' in said and "Traceback" not in said, said[-2000:]

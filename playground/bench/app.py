@@ -188,11 +188,11 @@ def bench_app(url: str | None = None, repeats: int = 10, browser: bool = True) -
         raise ValueError(f"repeats must be at least {MIN_REPEATS}, got {repeats}")
     demo = None
     if url is None:
-        from playground.ui import build_app, launch_options
+        from playground.ui import build_app, launch_options, queue_options
 
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         demo = build_app()
-        demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+        demo.queue(**queue_options()).launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                             **launch_options())
         url = demo.local_url
     samples: dict[str, list[float]] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import weakref
 from pathlib import Path
 
 import torch
@@ -111,3 +112,23 @@ def device_memory(device: str | torch.device) -> tuple[int, int]:
     free, total = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return free + max(0, cached), total
+
+
+class LiveBytes:
+    """Bytes of objects while anything still holds them: ``add(obj, nbytes)`` counts ``nbytes`` until ``obj`` is
+    collected (a weak reference's callback drops it), ``total()`` sums what is alive. For memory a server handed
+    out and no longer holds itself: weights evicted from a cache while a request still runs on them, timelines
+    kept in visitors' sessions."""
+
+    def __init__(self):
+        self._alive: dict[int, tuple[weakref.ref, int]] = {}
+
+    def add(self, obj, nbytes: int) -> None:
+        key = id(obj)
+        self._alive[key] = (weakref.ref(obj, lambda _: self._alive.pop(key, None)), int(nbytes))
+
+    def total(self) -> int:
+        return sum(n for ref, n in list(self._alive.values()) if ref() is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for ref, _ in list(self._alive.values()) if ref() is not None)

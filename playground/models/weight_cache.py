@@ -9,7 +9,9 @@ Weights bound for a CUDA device (``get``'s ``device``) must also fit the memory 
 dropping, least recently used first, cached weights on that device if that makes room.
 
 Eviction only drops the cache's reference: a request that holds an instance over evicted weights
-keeps its tensors alive and runs to the end; the memory is freed when the last one finishes.
+keeps its tensors alive and runs to the end; the memory is freed when the last one finishes. Until then
+``in_use`` still counts them, for the server's one memory check (``serving.memory_ledger``), which a cache
+joins through ``admit``: every load is admitted by it first, and it may ask the cache to ``free_one``.
 ``get`` says what happened in its ``Checkout``: which models this load evicted, and whether this
 model had been evicted before and is now loaded again, so a page can tell its reader.
 
@@ -23,6 +25,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -70,11 +73,14 @@ class WeightCache:
     """``Weights`` (or anything with ``nbytes``) by key under a byte budget (``budget``: fixed bytes, or None to
     read ``memory_budget(env, share)`` at each load, so the environment variable can change while serving).
     ``too_large``: the error code of an entry larger than the whole budget. The server's analyses use the
-    same cache (``ui.service.ANALYSES``)."""
+    same cache (``ui.service.ANALYSES``). ``admit(nbytes, name)``: a context manager each load runs inside,
+    which may refuse it (``serving.memory_ledger.Ledger.admit``; default: admits everything)."""
 
     def __init__(self, budget: int | None = None, env: str = BUDGET_ENV, share: float = DEFAULT_SHARE,
-                 too_large: str = "error.model_too_large"):
+                 too_large: str = "error.model_too_large",
+                 admit: Callable[[int, str], AbstractContextManager] | None = None):
         self.budget, self.env, self.share, self.too_large = budget, env, share, too_large
+        self.admit = admit or (lambda nbytes, name: nullcontext())
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, Weights] = OrderedDict()  # least recently used first
         self._names: dict[Hashable, str] = {}
@@ -82,6 +88,7 @@ class WeightCache:
         self._reserved: dict[Hashable, int] = {}   # bytes promised to loads under way
         self._evicted: OrderedDict[Hashable, None] = OrderedDict()  # evicted and not loaded since, newest last
         self._devices: dict[Hashable, str] = {}     # the CUDA device of weights held there
+        self._gone = memory.LiveBytes()  # evicted entries, while a running request still uses them
 
     def limit(self) -> int:
         return self.budget if self.budget is not None else memory_budget(self.env, self.share)
@@ -128,7 +135,8 @@ class WeightCache:
             evicted += self._make_room(size, limit)
             self._reserved[key] = size
         try:
-            weights = load()
+            with self.admit(size, name):
+                weights = load()
         finally:
             with self._lock:
                 self._reserved.pop(key, None)
@@ -179,7 +187,8 @@ class WeightCache:
         return evicted
 
     def _evict(self, key: Hashable) -> str:
-        del self._entries[key]
+        entry = self._entries.pop(key)
+        self._gone.add(entry, entry.nbytes)  # counted by ``in_use`` until the last request using it lets it go
         self._devices.pop(key, None)
         self._evicted[key] = None
         while len(self._evicted) > MAX_EVICTED_KEYS:  # remembered for the "loaded again" note, not forever
@@ -189,6 +198,19 @@ class WeightCache:
     def held(self) -> int:
         """Bytes held by the cached weights and promised to loads under way."""
         return sum(w.nbytes for w in self._entries.values()) + sum(self._reserved.values())
+
+    def in_use(self) -> int:
+        """Bytes of the cached entries and of evicted ones a running request still holds."""
+        with self._lock:
+            return sum(w.nbytes for w in self._entries.values()) + self._gone.total()
+
+    def free_one(self) -> bool:
+        """Evict the least recently used entry (the server's memory check needs room); False when empty."""
+        with self._lock:
+            if not self._entries:
+                return False
+            self._evict(next(iter(self._entries)))
+            return True
 
     def contents(self) -> list[tuple[str, int]]:
         """(name, bytes) of each cached model, least recently used first."""

@@ -73,6 +73,15 @@ def installed() -> bool:
     return DOOR.entry is not None
 
 
+def needs_door(device: str | torch.device | None) -> bool:
+    """Whether work on ``device`` crosses the door: with one installed, work on the guarded device type and work that
+    names no device do; work on another device (the CPU on a ZeroGPU Space) runs here as host work, and spends
+    none of the visitor's GPU time."""
+    if DOOR.entry is None:
+        return False
+    return device is None or DOOR.guarded is None or torch.device(device).type == DOOR.guarded
+
+
 def inside() -> bool:
     """True within the door (always True where no door is installed: nothing needs one)."""
     return DOOR.entry is None or _INSIDE.get()

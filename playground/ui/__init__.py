@@ -16,7 +16,7 @@ from playground.paths import ASSETS_DIR
 from . import api
 from .attention import CLICK_HEAD, build_attention_tab
 from .calculator import build_calculator_tab
-from .cancels import cancel
+from .cancels import cancel, cancel_job
 from .compare import build_compare_tab
 from .controls import build_controls
 from .figure_export import SCRIPT as EXPORT_SCRIPT, build_export_size
@@ -51,6 +51,16 @@ def launch_options() -> dict:
                 ssr_mode=False, app_kwargs={"middleware": [Middleware(PartialPlotly)]})
 
 
+# Gradio's one queue for the whole app only bounds a flood: each heavy route has its own workers and waiting room
+# (``serving.lanes``, which refuses the next at once), and the cheap reads their own concurrency
+QUEUE_MAX_SIZE = 256
+
+
+def queue_options() -> dict:
+    """What ``demo.queue`` takes: the default concurrency of an event that names none, and the flood bound."""
+    return dict(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE)
+
+
 def examples() -> list[str]:
     return json.loads((ASSETS / "examples.json").read_text())
 
@@ -72,6 +82,9 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
     first_views = api.FirstViews()  # the tabs that draw on open add theirs below
     # Gradio copies every file a handler returns (exports) into its cache: files older than an hour go, hourly
     with gr.Blocks(title="Attention Playground", delete_cache=(3600, 3600)) as demo:
+        # an API client's Cancel, not queued behind its own job (named first: the Cancel buttons' own events, also
+        # calling a function named cancel, take "cancel_1" and on)
+        gr.api(cancel_job, api_name="cancel", queue=False)
         gr.Markdown(t("app.intro"))
         flex_line = gr.Markdown(elem_id="flex-status", elem_classes="scope-note")
         flex_timer = gr.Timer(1.0, active=False)

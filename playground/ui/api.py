@@ -10,7 +10,9 @@ every figure the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import html
 import inspect
 import json
 import logging
@@ -23,10 +25,11 @@ import torch
 
 from playground.inspect.analysis import Cancelled
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
+from playground.serving.memory_ledger import LEDGER
 from playground.zoo import ModelSpec
 from .cancels import page_own
 from .initial import set_initial
-from .lang import Words
+from .lang import Words, visitor_error
 
 
 def spec(w: Words, text: str) -> ModelSpec:
@@ -43,7 +46,19 @@ def rendered(w: Words, e: ValueError | torch.OutOfMemoryError, device: str | Non
         device = device or "cuda"
         release_cached_memory(device)
         e = OutOfDeviceMemory(device)
-    return gr.Error(prefix + str(w.render(e)))
+    return visitor_error(prefix + str(w.render(e)))
+
+
+@contextlib.contextmanager
+def admitted(w: Words, nbytes: int, what: str):
+    """The block admitted by the server's memory check (``LEDGER.admit``) for ``nbytes``: its refusal as a
+    ``gr.Error`` in ``w``'s language; errors inside the block pass as they are."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(LEDGER.admit(nbytes, what))
+        except ValueError as e:
+            raise rendered(w, e, None) from None
+        yield
 
 
 def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
@@ -62,7 +77,10 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
         raise
     except gr.Error as e:  # rendered inside a GPU call (``ui.gpu``): add the prefix it could not know
         _log_request(line, start, "refused", str(e.message))
-        raise (gr.Error(prefix + str(e.message)) if prefix else e) from None
+        if prefix:
+            said = prefix + str(e.message)
+            e = GpuRefused(said) if isinstance(e, GpuRefused) else visitor_error(said)
+        raise e from None
     except (ValueError, torch.OutOfMemoryError) as e:
         error = rendered(w, e, kwargs.get("device"), prefix)
         _log_request(line, start, "refused", str(error.message))
@@ -168,6 +186,26 @@ def shows(shown: tuple | None, lang: str, values: list) -> bool:
         _same(a, b) for a, b in zip(values, built_values))
 
 
+class GpuRefused(gr.Error):
+    """ZeroGPU refused a GPU call (``ui.gpu.work``): the reason in the visitor's words, with what to do next. A tab's
+    first view shows it in the tab (``refusal_outputs``) rather than leaving the tab blank. Not a fault of the
+    server's: the log says it in one line, with no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
+def refusal_outputs(outputs: list, message: str) -> list | None:
+    """A first view's outputs saying ``message``: in its first text output (a Markdown or HTML block), the others
+    as they are; None when it has none to say it in."""
+    at = next((i for i, o in enumerate(outputs) if isinstance(o, (gr.Markdown, gr.HTML))), None)
+    if at is None:
+        return None
+    values = [gr.skip()] * len(outputs)
+    values[at] = f"<div class='refusal'>{html.escape(message)}</div>"
+    return values
+
+
 def _first_view(fn: Callable, outputs: list, shown: tuple | None):
     """``fn`` as a first view: a ``gr.Error`` leaves the outputs as they are, and so does a call the page
     already shows (``shown``: from ``built_in``)."""
@@ -179,6 +217,12 @@ def _first_view(fn: Callable, outputs: list, shown: tuple | None):
         try:
             with page_own():  # the page's own work, not a job the visitor started
                 return fn(*args, **kw)
+        except GpuRefused as e:  # no GPU time for this visitor now: the tab says so, and what to do
+            REQUESTS.warning("a first view was refused a GPU: %s", e.message)
+            said = refusal_outputs(outputs, e.message)
+            if said is None:
+                raise
+            return said
         except gr.Error as e:  # the tab stays as the page built it; the operator's log says why
             REQUESTS.warning("a first view was not computed: %s", e.message)
             return [gr.skip()] * len(outputs)

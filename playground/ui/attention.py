@@ -21,6 +21,7 @@ from playground.config import RECURRENT_FAMILIES
 from playground.inspect.analysis import Analysis
 from playground.inspect.step_through import kv_groups
 from playground.ui import service
+from playground.serving.lanes import ANALYZE
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
@@ -109,14 +110,16 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     weights = sum(int(np.prod(m.shape)) for m in result.maps)
     if weights > EXPORT_MAX_WEIGHTS:  # every weight of a long prompt would be gigabytes of JSON
         raise Words(request).error("error.export_too_large", weights=weights, most=EXPORT_MAX_WEIGHTS)
-    folder = export_folder()
-    (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
-    arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
-    arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
-    np.savez_compressed(folder / "attention.npz", token_ids=np.array(result.token_ids),
-                        labels=np.array(result.labels), source_ids=np.array(result.source_ids, dtype=np.int64),
-                        source_labels=np.array(result.source_labels, dtype=str),
-                        config=np.array(json.dumps(result.config)), spec=np.array(str(state["spec"])), **arrays)
+    # while it is written: the weights as float32 arrays, a boolean mask each, and the JSON text (<= 16 B a weight)
+    with api.admitted(Words(request), weights * (4 + 1 + 16), f"{state['spec']} → JSON, npz"):
+        folder = export_folder()
+        (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
+        arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
+        arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
+        np.savez_compressed(folder / "attention.npz", token_ids=np.array(result.token_ids),
+                            labels=np.array(result.labels), source_ids=np.array(result.source_ids, dtype=np.int64),
+                            source_labels=np.array(result.source_labels, dtype=str),
+                            config=np.array(json.dumps(result.config)), spec=np.array(str(state["spec"])), **arrays)
     return [str(folder / "attention.json"), str(folder / "attention.npz")]
 
 
@@ -309,13 +312,13 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
     outputs = [badge_html, *overviews, group_kv, kind, layer, head_, state]
     view_outputs = [head_plot, mask_plot, overlay_plot, block_plot, block_note]
     analysis = analyze_btn.click(analyze_controls, [*controls.inputs, prompt, prefix_len, window, group_kv, pooling],
-                                 outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+                                 outputs, api_visibility="private", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     analysis.then(first_head, [state, kind, pooling], view_outputs, api_visibility="private").then(
         *redraw_view, api_visibility="private")
     # Cancel takes a queued analysis out of the queue (Gradio's cancels), and stops a running one after its current
     # layer (the session's flag, which the analysis reads between layers)
     cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[analysis])
-    gr.api(analyze, api_name="analyze", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(analyze, api_name="analyze", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     # cheap reads of a stored analysis have a lane of their own: a zoom never waits behind two long analyses
     gr.api(head, api_name="head", concurrency_limit=2, concurrency_id="read")
     gr.api(tile, api_name="tile", concurrency_limit=2, concurrency_id="read")

@@ -22,6 +22,13 @@ import gradio as gr
 from playground.ui.i18n import MessageError
 
 _PAGE_OWN = contextvars.ContextVar("playground_page_own_job", default=False)
+_CANCELLED = contextvars.ContextVar("playground_job_cancelled", default=None)
+
+
+def current_cancelled() -> Callable[[], bool] | None:
+    """The ``cancelled()`` of the job this code runs in (``Cancels.job``), or None outside one: what a job waiting
+    for a worker (``serving.lanes``) reads to leave when its reader cancels."""
+    return _CANCELLED.get()
 
 
 @contextmanager
@@ -54,9 +61,12 @@ class Cancels:
             self._running[session] = self._running.get(session, 0) + 1
             if exclusive:
                 self._exclusive.add(session)
+        cancelled = lambda: session in self._pressed  # noqa: E731
+        token = _CANCELLED.set(cancelled)
         try:
-            yield lambda: session in self._pressed
+            yield cancelled
         finally:
+            _CANCELLED.reset(token)
             with self._lock:
                 if exclusive:
                     self._exclusive.discard(session)
@@ -84,6 +94,13 @@ CANCELS = Cancels()  # the registry of the page's running jobs, one per process
 def cancel(request: gr.Request):
     """The Cancel buttons' handler, and a closed tab's: stop this session's running jobs after their current step."""
     CANCELS.press(getattr(request, "session_hash", None))
+
+
+def cancel_job(request: gr.Request = None) -> bool:
+    """/cancel: stop this client's running job (an analysis, a generation, a comparison) after its current step,
+    or take it out of its lane while it waits for a worker; True when one was running. A client (one
+    ``gradio_client.Client``) is one session: call it from the client that started the job."""
+    return CANCELS.press(getattr(request, "session_hash", None))
 
 
 @contextmanager

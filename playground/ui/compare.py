@@ -12,15 +12,16 @@ import gradio as gr
 from playground import plots, zoo
 from playground.inspect import tiles
 from playground.ui import service
+from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import Message, msg
 from playground.zoo import ModelSpec, hub_source
 from . import api
-from .cancels import visitor_job
+from .cancels import cancel, visitor_job
 from .attention import prefix_and_window
 from .head_view import HEAD_CELLS, cell_labels, head_figures
 from .session import analysis_state, kind_labels
 from .controls import index_range, pretrained_choices
-from .lang import Localized, Words, english, t
+from .lang import Localized, Words, english, t, visitor_error
 
 SUMMARY = ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink", "induction"]
 SUMMARY_HEADERS = [f"col.{c}" for c in SUMMARY]
@@ -51,17 +52,19 @@ def why_no_difference(sides: list[dict]) -> Message | None:
 
 
 def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, head: int, prefix_len: int,
-                  window: int, backend: str, device: str, dtype: str = "auto") -> tuple:
-    """(figure A, figure B, difference figure or None, summary table, note) for two specs."""
+                  window: int, backend: str, device: str, dtype: str = "auto", cancelled=None) -> tuple:
+    """(figure A, figure B, difference figure or None, summary table, note) for two specs; ``cancelled()``
+    returning True stops either analysis between layers."""
     sides = []
     for spec in (spec_a, spec_b):
-        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype, where=spec)
+        state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype, where=spec,
+                               cancelled=cancelled)
         result = state.result(w)
         kind = _self_kind(result)
         try:
             m, h = service.attention_map(result, kind, layer, head)
         except ValueError as e:
-            raise gr.Error(f"{state['spec']}: {w.render(e)}") from None
+            raise visitor_error(f"{state['spec']}: {w.render(e)}") from None
         _, Tq, Tk = m.shape
         cells = tiles.pool(m.source, (0, Tq), (0, Tk), HEAD_CELLS, heads=[h])  # exact up to HEAD_CELLS tokens
         figure = head_figures(w, state, kind, layer, head)[0]
@@ -92,9 +95,9 @@ def compare(spec_a: str, spec_b: str, prompt: str, layer: int = 0, head: int = 0
     """One head of two models on the same prompt: figure A, figure B, the difference A − B (None where the two
     are not the same quantity; the note says why), both models' per-head summaries, and the note."""
     w = Words(request)
-    with visitor_job(w, request):
+    with visitor_job(w, request) as cancelled:  # /cancel from the same client stops it
         a, b, diff, table, note = compare_views(w, spec_a, spec_b, prompt, layer, head, prefix_len, window,
-                                                backend, device, dtype)
+                                                backend, device, dtype, cancelled)
     return api.plot(a), api.plot(b), api.plot(diff), table, note
 
 
@@ -136,6 +139,7 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
     with gr.Row():
         prefix_len, window = prefix_and_window(prefix_applies=True)  # either model may be a prefix decoder
         button = gr.Button(t("compare.compare"), variant="primary", scale=0, min_width=160, elem_id="compare-run")
+        cancel_btn = gr.Button(t("attention.cancel"), variant="stop", scale=0, min_width=100, elem_id="cancel-compare")
     note = gr.Markdown()
     with gr.Row():
         plot_a = gr.Plot(label="A")
@@ -149,13 +153,16 @@ def build_compare_tab(prompt: gr.Textbox, device: gr.Dropdown, dtype: gr.Dropdow
         w = Words(request)
         if not spec_a or not spec_b:
             raise w.error("error.pick_two")
-        with visitor_job(w, request):
+        with visitor_job(w, request) as cancelled:
             a, b, diff, rows, why = compare_views(w, spec_a, spec_b, text, layer_, head_, prefix, win, "auto",
-                                                  device_, dtype_)
+                                                  device_, dtype_, cancelled)
         return a, b, gr.update(value=diff, visible=diff is not None), rows, why
 
     run_inputs = [model_a, model_b, prompt, layer, head, prefix_len, window, device, dtype]
     run_outputs = [plot_a, plot_b, diff_plot, table, note]
-    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+    comparing = button.click(run, run_inputs, run_outputs, api_visibility="private",
+                             concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
+    # Cancel takes a queued comparison out of the queue (Gradio's cancels) and stops a running one after its layer
+    cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[comparing])
     first_views.add(run, run_inputs, run_outputs)
-    gr.api(compare, api_name="compare", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(compare, api_name="compare", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")

@@ -21,7 +21,7 @@ from playground.models.pretrained.hub import HubError, is_hub_id, local_root
 from playground.models.pretrained.suggested import SUGGESTED
 from playground.ui import service
 from playground.zoo import ModelSpec, hub_source
-from .lang import Localized, Words, t
+from .lang import Localized, Words, t, visitor_error
 
 ARCHITECTURES = [(t(f"family.{family}"), family) for family in config.FAMILIES]
 VARIANTS = [(t(f"variant.{variant}"), variant) for variant in config.VARIANTS]
@@ -151,7 +151,7 @@ def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Pro
         hub_source.prepare(spec.scheme, spec.name, progress=page_progress(progress))
         spec.config(), spec.tokenizer()  # a model the playground cannot read is refused here, not in a tab
     except ValueError as e:
-        raise gr.Error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
+        raise visitor_error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
     w.info("info.pretrained_open", spec=str(spec))
     return gr.update(choices=specific_models(str(spec), task), value=str(spec)), str(spec)
 

@@ -7,12 +7,13 @@ import gradio as gr
 from playground import plots
 from playground.inspect.analysis import Cancelled
 from playground.nn.kernels import run_dtype
+from playground.serving.lanes import GENERATE
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import api, gpu
 from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
-from .lang import Localized, Words, t
+from .lang import Localized, Words, t, visitor_error
 
 
 def growth_figure(state: dict | None, log: bool, request: gr.Request = None):
@@ -78,17 +79,22 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
     ``gr.Error`` saying so); behind a GPU door (ZeroGPU) no callback crosses into the worker."""
     model = api.spec(w, spec)
     service.prepare(model, device, dtype)
-    if api.run(w, lambda: (model.config().family, [])) == "encoder":  # BERT-like: it fills masks, it does not generate
-        timeline = api.run(w, gpu.work, w, service.fill_text, model, prompt, backend=backend, device=device,
-                           dtype=dtype)
-        return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
-                "formulas": {}}
-    try:
-        timeline = api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens,
-                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, window=window,
-                           backend=backend, device=device, dtype=dtype, **gpu.watch(progress, cancelled))
-    except Cancelled as e:
-        raise gr.Error(w("generate.cancelled", detail=str(e))) from None
+    encoder = api.run(w, lambda: (model.config().family, [])) == "encoder"  # BERT-like: it fills masks
+    # the server's memory check admits what the timeline will hold; a visitor's session then keeps it, counted
+    nbytes = api.run(w, lambda: (service.timeline_bytes(model, prompt, 1 if encoder else max_new_tokens, device), []))
+    with api.admitted(w, nbytes, str(model)):
+        if encoder:
+            timeline = service.keep(api.run(w, gpu.work, w, service.fill_text, model, prompt, backend=backend,
+                                            device=device, dtype=dtype, lane=GENERATE))
+            return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
+                    "formulas": {}}
+        try:
+            timeline = service.keep(api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens,
+                                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                            window=window, backend=backend, device=device, dtype=dtype,
+                                            lane=GENERATE, **gpu.watch(progress, cancelled)))
+        except Cancelled as e:
+            raise visitor_error(w("generate.cancelled", detail=str(e))) from None
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
             "start": len(timeline.prompt_labels),
@@ -155,13 +161,13 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
 
     run_inputs = [*controls.inputs, prompt, new_tokens, temperature, top_k, top_p, seed, window, log_axis]
     run_outputs = [output, growth_plot, step, step_plot, step_info, state]
-    generating = generate_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
-                                    concurrency_id="generate")
+    generating = generate_btn.click(run, run_inputs, run_outputs, api_visibility="private",
+                                    concurrency_limit=GENERATE.admitted, concurrency_id="generate")
     # Cancel takes a queued generation out of the queue (Gradio's cancels) and stops a running one after its token
     cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[generating])
     first_views.add(run, run_inputs, run_outputs)
 
-    gr.api(generate, api_name="generate", concurrency_limit=2, concurrency_id="generate")
+    gr.api(generate, api_name="generate", concurrency_limit=GENERATE.admitted, concurrency_id="generate")
     log_axis.change(growth_figure, [state, log_axis], growth_plot, api_visibility="private")
     step.change(step_view, [state, step], [step_plot, step_info], api_visibility="private")
 

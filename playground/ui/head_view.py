@@ -17,7 +17,7 @@ from playground.nn.rebuild import AttentionSource
 from playground.ui import service
 from playground.ui.i18n import msg
 from . import gpu
-from .lang import Words
+from .lang import Words, visitor_error
 from .session import analysis_state, kind_labels, kind_title, layer_type
 from .warmup import FLEX
 
@@ -156,9 +156,9 @@ def tile(spec: str, prompt: str, kind: str, layer: int, head: int, rows: list[in
     w = Words(request)
     resolution = int(resolution) if str(resolution).lstrip("-").isdigit() else -1
     if not 1 <= resolution <= HEAD_CELLS:
-        raise gr.Error(w("error.resolution", value=resolution, most=HEAD_CELLS))
+        raise visitor_error(w("error.resolution", value=resolution, most=HEAD_CELLS))
     if how not in POOLING:
-        raise gr.Error(w("error.pooling", value=how, valid=", ".join(POOLING)))
+        raise visitor_error(w("error.pooling", value=how, valid=", ".join(POOLING)))
     state = analysis_state(w, spec, prompt, prefix_len, window, backend, device, dtype)
     result = state.result(w)
     try:

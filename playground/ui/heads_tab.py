@@ -8,6 +8,7 @@ import gradio as gr
 import numpy as np
 
 from playground import plots
+from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
 
 from . import api
@@ -67,6 +68,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox,
     with gr.Row():
         prefix_len, window = prefix_and_window()
         button = gr.Button(t("heads.score"), variant="primary", scale=0, min_width=160, elem_id="heads-score")
+    note = gr.Markdown(elem_id="heads-note")  # what kept the table from being drawn (no GPU time left, ...)
     table = gr.Dataframe(headers=english(HEADERS), interactive=False, label=t("heads.table"), elem_id="head-table")
     localized.table(table, HEADERS)
     figure = gr.Plot(label=t("heads.selected"))
@@ -77,7 +79,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox,
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
         new_state = heads_state(w, str(spec), text, prefix, win, backend, device, dtype)
-        return table_of(w, new_state), None, distance_figure(w, new_state), new_state
+        return table_of(w, new_state), None, distance_figure(w, new_state), new_state, ""
 
     def open_row(state: dict | None, evt: gr.SelectData, request: gr.Request):
         if not state:
@@ -88,9 +90,9 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox,
         layer, head = int(row[0]), int(row[1])
         return head_figures(Words(request), state, state["kind"], layer, head)[0]
 
-    run_inputs, run_outputs = [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state]
-    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+    run_inputs, run_outputs = [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state, note]
+    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     first_views.add(run, run_inputs, run_outputs)
-    gr.api(heads, api_name="heads", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(heads, api_name="heads", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     table.select(open_row, state, figure, api_visibility="private")
     wire_prefix(controls, prefix_len, localized)

@@ -22,6 +22,7 @@ from playground.models.hf.model import HubModel
 from playground.models.hf.shape import HubConfig
 from playground.train import tasks
 from playground.ui import service
+from playground.serving.lanes import ANALYZE
 from . import api, gpu
 from .controls import Controls, choose
 from .lang import Localized, Words, t
@@ -283,7 +284,7 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox,
     replay_inputs = [result_state, gpu_name, shrink, causal, order]
     replay_outputs = [flash, summary, slider, step_text, tiles, tile_figure, hierarchy, traffic_figure]
     run_inputs, run_outputs = [*controls.model, prompt, layer, head, query, prefix_len], [result_state, note, *slots]
-    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=2,
+    button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=ANALYZE.admitted,
                  concurrency_id="analyze").then(do_replay, replay_inputs, replay_outputs, api_visibility="private")
     first_views.add(run, run_inputs, run_outputs, then=(do_replay, replay_inputs, replay_outputs))
     for control in (replay_button,):
@@ -291,5 +292,5 @@ def build_inside_tab(controls: Controls, prompt: gr.Textbox,
     for control in (gpu_name, shrink, causal, order):
         control.change(do_replay, replay_inputs, replay_outputs, api_visibility="private")
     slider.change(move, [flash, slider], [step_text, tiles, tile_figure, hierarchy], api_visibility="private")
-    gr.api(step, api_name="step", concurrency_limit=2, concurrency_id="analyze")
-    gr.api(flash_replay, api_name="flash_replay", concurrency_limit=2, concurrency_id="analyze")
+    gr.api(step, api_name="step", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
+    gr.api(flash_replay, api_name="flash_replay", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")

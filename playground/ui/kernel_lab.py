@@ -7,7 +7,7 @@ import gradio as gr
 from playground import plots
 from playground.ui import service
 from playground.nn.kernel_timing import PATTERNS, bench_kernels
-from . import gpu
+from . import api, gpu
 from .lang import Localized, Words, english, t
 
 HEADERS = ["kernels.col_length", "kernels.col_kernel", "kernels.col_runs", "kernels.col_pattern", "kernels.col_call",
@@ -38,11 +38,14 @@ def run_lab(lengths: list, heads: int, head_dim: int, dtype: str, device: str, p
     patterns = [p for p in PATTERNS if p in (patterns or ["prefill", "window"])]
     if device not in service.devices():
         raise w.error("error.device", device=device, devices=", ".join(service.devices()))
-    try:
-        result = gpu.work(w, bench_kernels, lengths=lengths, heads=int(heads), head_dim=int(head_dim), dtype=dtype, device=device,
-                               patterns=patterns, repeats=5, budget_s=0.5, in_process=True)
-    except (ValueError, RuntimeError) as e:
-        raise w.error("error.kernels", reason=str(e)) from None
+    # the explicit path's score matrix and its softmax, float32, at the longest length: host memory on the CPU
+    scores = 2 * int(heads) * max(lengths) ** 2 * 4 if device == "cpu" else 0
+    with api.admitted(w, scores, w("kernels.what", n=max(lengths), heads=int(heads))):
+        try:
+            result = gpu.work(w, bench_kernels, lengths=lengths, heads=int(heads), head_dim=int(head_dim), dtype=dtype,
+                              device=device, patterns=patterns, repeats=5, budget_s=0.5, in_process=True)
+        except (ValueError, RuntimeError) as e:
+            raise w.error("error.kernels", reason=str(e)) from None
     rows = result["rows"]
 
     def series_name(row: dict) -> str:

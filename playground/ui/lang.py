@@ -52,6 +52,12 @@ def language(request: gr.Request | None) -> str:
     return from_accept_language(headers.get("accept-language"))
 
 
+def visitor_error(message: str) -> gr.Error:
+    """A ``gr.Error`` for the visitor: shown to them, and no traceback in the server's log (their input, not a
+    fault of the server's; ``api.run`` logs one line per request, and a real fault's traceback once)."""
+    return gr.Error(message, print_exception=False)
+
+
 class Words:
     """``w("key", n=3)`` -> the text in one request's language; ``w.error`` / ``w.warn`` / ``w.info`` show it."""
 
@@ -66,11 +72,9 @@ class Words:
 
     def error(self, key_or_exc, **params) -> gr.Error:
         """A gr.Error to raise: from a catalogue key, or from a library ValueError (MessageError or plain)."""
-        if isinstance(key_or_exc, InputError):
-            return gr.Error(self.render(key_or_exc))
-        if isinstance(key_or_exc, Exception):
-            return gr.Error(self.render(key_or_exc))
-        return gr.Error(self(key_or_exc, **params))
+        if isinstance(key_or_exc, Exception):  # an InputError, a MessageError or a plain ValueError
+            return visitor_error(self.render(key_or_exc))
+        return visitor_error(self(key_or_exc, **params))
 
     def warn(self, message) -> None:
         gr.Warning(self.render(message))

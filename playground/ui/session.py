@@ -12,7 +12,7 @@ from playground.inspect.analysis import Analysis, Cancelled
 from playground.ui import service
 from playground.ui.i18n import Message, msg
 from . import api
-from .lang import Words
+from .lang import Words, visitor_error
 
 
 def kind_title(kind: str, result: Analysis) -> Message:
@@ -89,7 +89,7 @@ def run_analysis(w: Words, model, prompt: str, options: dict, where: str = "", p
         return api.run(w, service.analyze_text, model, prompt, progress=progress, cancelled=cancelled, where=where,
                        lang=w.lang, **options)
     except Cancelled as e:
-        raise gr.Error(w("error.cancelled", detail=str(e))) from None
+        raise visitor_error(w("error.cancelled", detail=str(e))) from None
 
 
 def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window: int = 0, backend: str = "auto",

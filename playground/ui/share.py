@@ -126,17 +126,24 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         if api.shows(shown, w.lang, [view, prefix, device, dtype, grouped, family, variant, position, task, fallback,
                                      backend, text]):
             return [gr.skip()] * len(tab.outputs)  # the page opened with this analysis drawn
-        if view is None:
+        log = logging.getLogger("playground.requests")
+        try:
+            if view is not None:  # a link's own analysis: its failure is the reader's to see
+                return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix,
+                                                          view["window"], view["backend"], device, view["dtype"]),
+                                        grouped)
             try:
                 spec, _ = choose(w, family, variant, position, task, fallback)
                 state = analysis_state(w, str(spec), text, prefix, 0, backend, device, dtype)
+            except api.GpuRefused:
+                raise
             except gr.Error as e:  # the controls hold something the page cannot run yet: the reader sees why on Analyze
-                logging.getLogger("playground.requests").warning("the landing analysis was not computed: %s",
-                                                                 e.message)
+                log.warning("the landing analysis was not computed: %s", e.message)
                 return [gr.skip()] * len(tab.outputs)
             return analysis_outputs(w, state, grouped)
-        return analysis_outputs(w, analysis_state(w, str(view["spec"]), view["prompt"], prefix, view["window"],
-                                                  view["backend"], device, view["dtype"]), grouped)
+        except api.GpuRefused as e:  # no GPU time for this visitor now: the tab says so, and what to do
+            log.warning("the landing analysis was refused a GPU: %s", e.message)
+            return api.refusal_outputs(tab.outputs, e.message)
 
     def open_restored(view, state, request: gr.Request):
         if state is None:

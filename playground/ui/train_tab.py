@@ -20,7 +20,7 @@ from playground import plots
 from playground import zoo
 from playground.ui.i18n import MessageError, msg, redact_paths
 from playground.train.loop import TrainConfig, train
-from playground.zoo import ModelSpec
+from playground.zoo import ModelSpec, user_store
 from playground.zoo.spec import USER_NAME
 from .controls import ARCHITECTURES, POSITIONS, VARIANTS, Controls, specific_models
 from .lang import Words, t
@@ -57,6 +57,12 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
     out = zoo.USER_DIR / name
     if (out / "card.json").exists():
         raise w.error("error.train_exists", name=name)
+    try:
+        gone = user_store.prune()  # past their age, then the oldest: room for this one
+    except ValueError as e:
+        raise w.error(e) from None
+    if gone:
+        w.info("info.user_pruned", names=", ".join(gone), most=user_store.max_models(), days=user_store.max_days())
     try:
         mcfg, tcfg = _configs(family, variant, position, dataset, steps, lr)
         if dataset == "shakespeare" and not (data.DEFAULT_DATA_DIR / data.CORPUS_SUBDIR / "manifest.json").exists():

@@ -25,6 +25,7 @@ from playground.inspect.step_through import kv_groups
 from playground.models.hf.shape import HubConfig
 from playground.train import tasks
 from playground.ui import service
+from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
 from playground.zoo import ModelSpec
 from . import api, gpu
@@ -297,10 +298,10 @@ def build_views(state: gr.State, localized: Localized):
     def wire(overview_box: gr.Column, group_kv: gr.Checkbox) -> tuple:
         inputs, outputs = [state, chosen, without_first, mode, group_kv], [overview_box, first, second, note]
         gr.on([chosen.change, without_first.change, mode.change, group_kv.change], page_view, inputs, outputs,
-              api_visibility="private", concurrency_limit=2, concurrency_id="analyze")
+              api_visibility="private", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
         localized.on_switch(page_view, inputs, outputs)
-        gr.api(view, api_name="view", concurrency_limit=2, concurrency_id="analyze")
-        gr.api(ablate, api_name="ablate", concurrency_limit=2, concurrency_id="analyze")
+        gr.api(view, api_name="view", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
+        gr.api(ablate, api_name="ablate", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
         return page_view, inputs, outputs
 
     return wire

@@ -1,5 +1,6 @@
 """FlexAttention's one compile per process, started with the page in a background thread, and the line
-that says where it stands: compiling (first use, ~15 s), ready, or why it cannot run here."""
+that says where it stands: compiling (first use, ~15 s), ready, not started (it compiles on first use), or why it
+cannot run here."""
 from __future__ import annotations
 
 import atexit
@@ -13,7 +14,7 @@ from .lang import Words
 
 class FlexWarmUp:
     """FlexAttention compiled once per process (about 10-15 s on a CPU), in a background thread, so the first
-    analysis that uses it does not wait for the compiler. ``state()``: running | ready | unavailable."""
+    analysis that uses it does not wait for the compiler. ``state()``: running | ready | unavailable | cold."""
 
     def __init__(self):
         self.thread: threading.Thread | None = None
@@ -46,6 +47,11 @@ class FlexWarmUp:
             self.done.wait(timeout)
 
     def state(self) -> str:
+        """running | ready | unavailable, or cold: never started (a ZeroGPU Space compiles nothing at start-up),
+        where FlexAttention compiles on first use if it can run at all."""
+        if self.thread is None:
+            self.reason = flex.flex_status()
+            return "cold" if self.reason is None else "unavailable"
         if not self.done.is_set():
             return "running"
         return "ready" if self.reason is None else "unavailable"
@@ -58,5 +64,5 @@ def flex_note(request: gr.Request):
     """The line under the intro: compiling, ready or unavailable (with the reason); the timer stops once settled."""
     w, state = Words(request), FLEX.state()
     text = (w("flex.unavailable", reason=FLEX.reason) if state == "unavailable" else
-            w("flex.compiling") if state == "running" else w("flex.ready"))
+            w("flex.compiling") if state == "running" else w("flex.cold") if state == "cold" else w("flex.ready"))
     return gr.update(value=text), gr.Timer(active=state == "running")

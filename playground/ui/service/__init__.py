@@ -6,7 +6,8 @@ is checked here (``errors.check_int``), so the page and the API answer bad input
 
 One module per job: ``choices`` (the controls as a spec and a sentence), ``loading`` (weights once, a model per
 call), ``prompts`` (tokens and labels), ``costs`` (bytes and seconds before a job runs), ``analyses`` (the
-analysis store), ``timelines`` (generation and fill-mask), ``kv_formulas`` (the cache by formula).
+analysis store), ``timelines`` (generation and fill-mask), ``kv_formulas`` (the cache by formula), ``memory``
+(the server's one memory check over all of them).
 """
 from playground.ui.service.analyses import (
     ANALYSES, ANALYSIS_BUDGET_ENV, ANALYSIS_SHARE, ENCDEC_TARGET_TOKENS, StoredAnalysis, analysis_key,
@@ -21,13 +22,15 @@ from playground.ui.service.loading import WEIGHTS, Loaded, load, prepare, weight
 from playground.ui.service.prompts import (
     MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, TASK_LABELS, decode, labels, task_labels, task_sequence, token_limit,
     tokenize)
-from playground.ui.service.timelines import MAX_NEW_TOKENS, Timeline, fill_text, generate_text
+from playground.ui.service.memory import LEDGER, admit
+from playground.ui.service.timelines import (
+    MAX_NEW_TOKENS, TIMELINES, Timeline, fill_text, generate_text, keep, timeline_bytes)
 
 __all__ = [
-    "ANALYSES", "ANALYSIS_BUDGET_ENV", "ANALYSIS_SHARE", "ENCDEC_TARGET_TOKENS", "MAX_JOB_ENV", "MAX_JOB_S",
+    "ANALYSES", "ANALYSIS_BUDGET_ENV", "LEDGER", "TIMELINES", "ANALYSIS_SHARE", "ENCDEC_TARGET_TOKENS", "MAX_JOB_ENV", "MAX_JOB_S",
     "MAX_NEW_TOKENS", "MAX_PROMPT_CHARS", "MAX_PROMPT_TOKENS", "PRETRAINED", "SECONDS_PER_UNIT", "TASK_LABELS",
-    "WEIGHTS", "Loaded", "StoredAnalysis", "Timeline", "about", "analysis_bytes", "analysis_key",
+    "WEIGHTS", "Loaded", "StoredAnalysis", "Timeline", "about", "admit", "analysis_bytes", "analysis_key",
     "analyze_and_release", "analyze_text", "attention_map", "check_job_seconds", "decode", "devices", "estimate",
-    "fill_text", "generate_text", "gpu_seconds", "head_window", "kv_formulas", "labels", "load", "max_job_seconds",
+    "fill_text", "generate_text", "gpu_seconds", "head_window", "keep", "kv_formulas", "labels", "load", "max_job_seconds",
     "parameters", "prepare", "pretrained_sentence", "request_key", "resolve", "score_width", "shape",
-    "stored_analysis", "task_labels", "task_sequence", "token_limit", "tokenize", "weights", "weights_name"]
+    "stored_analysis", "task_labels", "task_sequence", "timeline_bytes", "token_limit", "tokenize", "weights", "weights_name"]

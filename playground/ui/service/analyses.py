@@ -12,6 +12,7 @@ from playground.inspect.analysis import Analysis, AttentionMap, analyze
 from playground.inspect.generation import decoder_start, generate
 from playground.models.memory import release_freed
 from playground.models.weight_cache import WeightCache
+from playground.serving.memory_ledger import LEDGER
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
@@ -39,7 +40,8 @@ class StoredAnalysis:
 
 # Analyses live here, not in visitors' sessions: keyed by what they were computed from, shared by every session
 # that asks for the same, least recently used out first. A session keeps the key and the request (``analysis_key``).
-ANALYSES = WeightCache(env=ANALYSIS_BUDGET_ENV, share=ANALYSIS_SHARE, too_large="error.analysis_too_large")
+ANALYSES = WeightCache(env=ANALYSIS_BUDGET_ENV, share=ANALYSIS_SHARE, too_large="error.analysis_too_large",
+                       admit=LEDGER.admit)  # an analysis in flight is admitted by the server's memory check
 
 
 def analysis_key(spec: ModelSpec, text: str, **options) -> str:

@@ -18,6 +18,7 @@ from playground.serving import gpu_call
 from playground.nn.kernels import run_dtype
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.service.choices import devices
+from playground.serving.memory_ledger import LEDGER
 from playground.zoo import ModelSpec
 
 
@@ -31,7 +32,9 @@ class Loaded:
     notes: list[Message] = field(default_factory=list)
 
 
-WEIGHTS = WeightCache()  # budget: PLAYGROUND_MODEL_MEMORY_GB, read at each load (default: half the memory)
+# budget: PLAYGROUND_MODEL_MEMORY_GB, read at each load (default: half the memory); each load also passes the
+# server's one memory check
+WEIGHTS = WeightCache(admit=LEDGER.admit)
 
 
 def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: int = 0, dtype: str = "auto") -> Loaded:

@@ -1,5 +1,7 @@
 """Generation for the page: a timeline of each step's attention over the cache and the cache's size, and an
-encoder-only model's fill-mask as a timeline whose steps are the masks."""
+encoder-only model's fill-mask as a timeline whose steps are the masks. A timeline lives in its visitor's
+session; ``TIMELINES`` counts the bytes of those still held, for the server's one memory check, and
+``timeline_bytes`` is what a generation will hold, asked of that check before it starts."""
 from __future__ import annotations
 
 from contextlib import closing
@@ -11,13 +13,15 @@ from playground.config import ModelConfig
 from playground.errors import check_float, check_int
 from playground.inspect.fill_mask import fill_mask, mask_token_id
 from playground.inspect.analysis import Cancelled
-from playground.inspect.generation import Generation, decoder_start, stream
+from playground.inspect.generation import ROW_CELLS, Generation, decoder_start, stream
+from playground.models.memory import LiveBytes
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.service.loading import load
 from playground.ui.service.prompts import decode, labels, task_labels, task_sequence, tokenize
 from playground.zoo import ModelSpec
 
 MAX_NEW_TOKENS = 256
+TIMELINES = LiveBytes()  # registry: the timelines visitors' sessions hold (``keep``), while they hold them
 
 
 @dataclass
@@ -39,6 +43,30 @@ class Timeline:
     choices: list[list[tuple[str, float]]] | None = None  # fill-mask: per masked position, its top tokens and
                                                           # their probabilities (steps are masks, not new tokens)
     positions: list[int] | None = None  # fill-mask: where each mask stands in the prompt
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its attention rows (what grows with the steps; the labels are small beside them)."""
+        return sum(a.nbytes for row in self.rows for a in row.values())
+
+
+def keep(timeline: Timeline) -> Timeline:
+    """``timeline``, counted in ``TIMELINES`` while a session holds it."""
+    TIMELINES.add(timeline, timeline.nbytes)
+    return timeline
+
+
+def timeline_bytes(spec: ModelSpec, text: str, max_new_tokens: int, device: str = "cpu") -> int:
+    """What generating ``max_new_tokens`` after ``text`` will hold at most: each step's attention rows (float32,
+    per layer and head, pooled past ``ROW_CELLS`` keys; an encoder-decoder's cross-attention too) and the
+    float32 K/V cache at its longest."""
+    cfg = spec.config()
+    tokens = len(task_sequence(spec.name, 0)[0]) if spec.is_task else len(tokenize(spec, text, device)[0])
+    longest = tokens + max_new_tokens
+    kinds = 2 if cfg.family == "encdec" else 1
+    rows = max_new_tokens * kinds * cfg.n_layer * cfg.n_heads * min(longest, ROW_CELLS) * 4
+    cache = 2 * kinds * cfg.n_layer * cfg.n_kv_heads * cfg.head_dim * longest * 4
+    return rows + cache
 
 
 def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,

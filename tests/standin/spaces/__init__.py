@@ -7,7 +7,10 @@ It keeps ZeroGPU's rules (the Hub's ZeroGPU documentation; ``spaces`` 0.51's ``z
   that stays on the CPU on purpose (``playground.serving.gpu_call.host_work``);
 - each call's arguments and result are pickled, as they cross into and out of a worker process;
 - an exception other than ``gradio.Error`` reaches the caller as its class name alone;
-- ``duration`` may be a number or a function of the call's arguments; each call's is logged.
+- ``duration`` may be a number or a function of the call's arguments; each call's is logged;
+- a visitor's quota: with ``$STANDIN_SPACES_QUOTA_S`` set, the seconds left, less each call's duration; a call
+  asking for more than is left is refused before it runs with the ``gradio.Error`` ``spaces`` raises (titled
+  "ZeroGPU quota exceeded", its message naming the seconds asked and left).
 
 Every call and every violation is appended as a JSON line to ``$STANDIN_SPACES_LOG`` when it is set.
 """
@@ -22,6 +25,7 @@ import torch
 
 _INSIDE = contextvars.ContextVar("standin_spaces_inside", default=False)
 LOG = os.environ.get("STANDIN_SPACES_LOG")
+QUOTA = {"left": float(os.environ.get("STANDIN_SPACES_QUOTA_S", "inf"))}
 
 
 def _log(**event) -> None:
@@ -53,13 +57,19 @@ def GPU(task=None, *, duration=None, size=None):
 
     def call(*args, **kwargs):
         seconds = duration(*args, **kwargs) if callable(duration) else (duration or 60)
+        if seconds > QUOTA["left"]:  # as spaces.zero.client.schedule refuses it, before any worker starts
+            _log(event="refused", duration=seconds, left=QUOTA["left"])
+            raise gr.Error(f"You have exceeded your free ZeroGPU quota ({round(seconds)}s requested vs. "
+                           f"{round(QUOTA['left'])}s left). Try again in 0:42:00.",
+                           title="ZeroGPU quota exceeded", print_exception=False)
+        QUOTA["left"] -= seconds
         args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))  # into the worker
         token = _INSIDE.set(True)
         try:
             result = task(*args, **kwargs)
         except gr.Error as e:
             _log(event="call", duration=seconds, error="gr.Error", message=str(e.message))
-            raise gr.Error(e.message) from None
+            raise gr.Error(e.message, print_exception=e.print_exception) from None  # spaces passes it on as it is
         except Exception as e:  # ZeroGPU keeps the class name only
             _log(event="call", duration=seconds, error=type(e).__name__, message=str(e)[:300])
             raise RuntimeError(type(e).__name__) from None
