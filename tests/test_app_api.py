@@ -443,6 +443,30 @@ def test_an_analysis_past_the_operators_ceiling_is_refused_with_what_fits(monkey
     assert result.maps
 
 
+def test_a_generation_past_the_operators_ceiling_is_refused_before_it_starts(monkeypatch):
+    """The Generate tab and /generate estimate the time first (the prompt's forward, then each new token's forward
+    and attention over the cache); past the ceiling the message says how many new tokens would fit, and that many
+    pass the check."""
+    import gradio as gr
+    from playground.ui.generation import generation_state
+    from playground.ui.lang import Words
+
+    spec, text = ModelSpec.parse("zoo:baseline"), "Once upon a time there was a cat. " * 20
+    est = service.generation_seconds(spec, text, 200)
+    assert est["seconds"] > service.generation_seconds(spec, text, 20)["seconds"] > 0
+    monkeypatch.setenv(service.MAX_JOB_ENV, str(est["seconds"] / 2))
+    calls = []
+    monkeypatch.setattr(service.timelines, "decode_timeline", lambda *a, **k: calls.append(a))
+    with pytest.raises(gr.Error, match="new tokens fit") as refused:
+        generation_state(Words(None), "zoo:baseline", text, 200, 0.0, 0, 1.0, 0, 0, "auto", "cpu")
+    assert not calls  # nothing started
+    fits = int(re.search(r"About ([\d,]+) new tokens fit", refused.value.message).group(1).replace(",", ""))
+    assert 0 < fits < 200
+    service.check_generation_seconds(spec, text, fits)  # passes
+    with pytest.raises(ValueError):
+        service.check_generation_seconds(spec, text, fits + 2)
+
+
 def test_cancel_also_takes_a_queued_analysis_or_generation_out_of_the_queue():
     """Each Cancel button cancels its tab's event itself (Gradio removes it from the queue if it has not started),
     besides the flag that stops a running one between layers or tokens."""

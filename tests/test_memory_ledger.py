@@ -83,7 +83,9 @@ def small_server(monkeypatch):
         monkeypatch.setattr(service.LEDGER, "budget", nbytes)
     service.ANALYSES.clear()
     yield limit
+    # what the small limit let go is forgotten too: a later test's load is not "loaded again" for it
     service.ANALYSES.clear()
+    service.WEIGHTS.clear()
 
 
 def test_a_generation_timeline_is_counted_while_a_session_holds_it(small_server):

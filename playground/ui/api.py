@@ -49,6 +49,15 @@ def rendered(w: Words, e: ValueError | torch.OutOfMemoryError, device: str | Non
     return visitor_error(prefix + str(w.render(e)))
 
 
+def checked(w: Words, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, a check or a figure worked out before a request runs: its ValueError as a gr.Error in
+    ``w``'s language (no request line: the request it belongs to writes that)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, torch.OutOfMemoryError) as e:
+        raise rendered(w, e, kwargs.get("device")) from None
+
+
 @contextlib.contextmanager
 def admitted(w: Words, nbytes: int, what: str):
     """The block admitted by the server's memory check (``LEDGER.admit``) for ``nbytes``: its refusal as a

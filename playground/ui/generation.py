@@ -10,7 +10,7 @@ from playground.nn.kernels import run_dtype
 from playground.serving.lanes import GENERATE
 from playground.ui import service
 from playground.ui.i18n import msg
-from . import api, gpu
+from . import api
 from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
 from .lang import Localized, Words, t, visitor_error
@@ -79,22 +79,17 @@ def generation_state(w: Words, spec: str, prompt: str, max_new_tokens: int, temp
     ``gr.Error`` saying so); behind a GPU door (ZeroGPU) no callback crosses into the worker."""
     model = api.spec(w, spec)
     service.prepare(model, device, dtype)
-    encoder = api.run(w, lambda: (model.config().family, [])) == "encoder"  # BERT-like: it fills masks
-    # the server's memory check admits what the timeline will hold; a visitor's session then keeps it, counted
-    nbytes = api.run(w, lambda: (service.timeline_bytes(model, prompt, 1 if encoder else max_new_tokens, device), []))
-    with api.admitted(w, nbytes, str(model)):
-        if encoder:
-            timeline = service.keep(api.run(w, gpu.work, w, service.fill_text, model, prompt, backend=backend,
-                                            device=device, dtype=dtype, lane=GENERATE))
-            return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
-                    "formulas": {}}
-        try:
-            timeline = service.keep(api.run(w, gpu.work, w, service.generate_text, model, prompt, max_new_tokens,
-                                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                            window=window, backend=backend, device=device, dtype=dtype,
-                                            lane=GENERATE, **gpu.watch(progress, cancelled)))
-        except Cancelled as e:
-            raise visitor_error(w("generate.cancelled", detail=str(e))) from None
+    if api.checked(w, lambda: model.config().family) == "encoder":  # BERT-like: it fills masks, it does not generate
+        timeline = api.run(w, service.fill_text, model, prompt, backend=backend, device=device, dtype=dtype,
+                           lang=w.lang)
+        return {"timeline": timeline, "untrained": not model.trained, "label": str(model), "start": 0,
+                "formulas": {}}
+    try:
+        timeline = api.run(w, service.generate_text, model, prompt, max_new_tokens, temperature=temperature,
+                           top_k=top_k, top_p=top_p, seed=seed, window=window, backend=backend, device=device,
+                           dtype=dtype, lang=w.lang, progress=progress, cancelled=cancelled)
+    except Cancelled as e:
+        raise visitor_error(w("generate.cancelled", detail=str(e))) from None
     ran_in = run_dtype(dtype, device)  # what service.load ran the weights and their cache in
     return {"timeline": timeline, "untrained": not model.trained, "label": str(model),
             "start": len(timeline.prompt_labels),

@@ -87,6 +87,51 @@ def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
                        fits=fits, env=MAX_JOB_ENV)
 
 
+# Seconds per weight read for one token's forward (a matrix-vector product per layer: memory-bound), and per layer
+# for what a recorded decoding step adds in Python (the attention row, the cache's size), on a 2-core CPU; a GPU's
+# figures are a guess until measured there.
+SECONDS_PER_WEIGHT = {"cpu": 4e-10, "cuda": 2e-12}
+SECONDS_PER_STEP_LAYER = {"cpu": 1.5e-3, "cuda": 3e-4}
+
+
+def weights_per_token(cfg: ModelConfig) -> int:
+    """The weights one token's forward multiplies by, from the config: each layer's projections and MLP (an
+    encoder-decoder's decoder also its cross-attention), and the output head."""
+    d = cfg.d_model
+    if cfg.family in ("rwkv", "mamba"):
+        per_layer = 12 * d * d  # mixing and channel projections, about GPT's 12 d² per layer
+    else:
+        attention = d * cfg.head_dim * (cfg.n_heads + 2 * cfg.n_kv_heads) + cfg.n_heads * cfg.head_dim * d
+        per_layer = attention * (2 if cfg.family == "encdec" else 1) + (3 if cfg.mlp == "swiglu" else 2) * d * cfg.d_ff
+    return cfg.n_layer * per_layer + cfg.vocab_size * d
+
+
+def generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> dict:
+    """Before a generation: the prompt's tokens and a rough time on this kind of device: the prompt's forward, then
+    per new token its forward (``weights_per_token``) and its attention over the cache so far."""
+    cfg = spec.config()
+    tokens = len(tokenize(spec, text, device)[0])
+    kind = device if device in SECONDS_PER_WEIGHT else "cpu"
+    per_token = weights_per_token(cfg) * SECONDS_PER_WEIGHT[kind] + cfg.n_layer * SECONDS_PER_STEP_LAYER[kind]
+    prefill = estimate(spec, text, device)["seconds"]
+    # the attention over the cache: one query row per step, t keys long
+    rows = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(kind, SECONDS_PER_UNIT["cpu"])
+    attention = rows * sum(tokens + i for i in range(new_tokens))
+    return {"tokens": tokens, "seconds": prefill + new_tokens * per_token + attention, "per_token": per_token}
+
+
+def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> None:
+    """MessageError when generating ``new_tokens`` after ``text`` is estimated past the operator's ceiling: the
+    estimate, the ceiling and how many new tokens would fit."""
+    est, limit = generation_seconds(spec, text, new_tokens, device), max_job_seconds(device)
+    if est["seconds"] <= limit:
+        return
+    prefill = est["seconds"] - new_tokens * est["per_token"]
+    fits = max(0, int((limit - prefill) / est["per_token"])) if est["per_token"] > 0 else 0
+    raise MessageError("error.generation_too_long", new=new_tokens, seconds=round(est["seconds"]),
+                       limit=round(limit), fits=fits, env=MAX_JOB_ENV)
+
+
 def gpu_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> float:
     """A GPU call's duration for an analysis: the estimate with room to spare, and the weights' move."""
     return 10 + 1.5 * estimate(spec, text, device)["seconds"]

@@ -16,6 +16,11 @@ from playground.inspect.analysis import Cancelled
 from playground.inspect.generation import ROW_CELLS, Generation, decoder_start, stream
 from playground.models.memory import LiveBytes
 from playground.ui.i18n import Message, MessageError, msg
+from playground.serving.lanes import GENERATE
+from playground.serving.memory_ledger import LEDGER
+from playground.ui import gpu
+from playground.ui.lang import Words
+from playground.ui.service.costs import check_generation_seconds
 from playground.ui.service.loading import load
 from playground.ui.service.prompts import decode, labels, task_labels, task_sequence, tokenize
 from playground.zoo import ModelSpec
@@ -69,10 +74,10 @@ def timeline_bytes(spec: ModelSpec, text: str, max_new_tokens: int, device: str 
     return rows + cache
 
 
-def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
-                  top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
-                  device: str = "cpu", dtype: str = "auto", progress=None,
-                  cancelled=None) -> tuple[Timeline, list[Message]]:
+def decode_timeline(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, temperature: float = 0.0,
+                    top_k: int = 0, top_p: float = 1.0, seed: int = 0, window: int = 0, backend: str = "auto",
+                    device: str = "cpu", dtype: str = "auto", progress=None,
+                    cancelled=None) -> tuple[Timeline, list[Message]]:
     """Generate with the KV cache (or recurrent state), recording each step's attention and cache size.
 
     ``progress(done, total)`` hears of each new token; ``cancelled()`` returning True stops the generation after
@@ -117,8 +122,8 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, tempe
         source_labels=show(spec, ids) if encdec else [], n_layer=layers, n_heads=cfg.n_heads, config=cfg), notes
 
 
-def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str = "cpu",
-              dtype: str = "auto") -> tuple[Timeline, list[Message]]:
+def fill_timeline(spec: ModelSpec, text: str, *, backend: str = "auto", device: str = "cpu",
+                  dtype: str = "auto") -> tuple[Timeline, list[Message]]:
     """An encoder-only model fills every mask token of the prompt: per mask, its top tokens and that position's
     attention in every layer and head, as a timeline whose steps are the masks (no cache: nothing is generated)."""
     loaded = load(spec, backend, device, 0, dtype)
@@ -143,3 +148,27 @@ def fill_text(spec: ModelSpec, text: str, *, backend: str = "auto", device: str 
         n_layer=fills[0].attention.shape[0], n_heads=cfg.n_heads, config=cfg,
         choices=[[(label, p) for label, p in zip(labels(spec, f.top_ids), f.top_probs)] for f in fills],
         positions=[f.position for f in fills]), notes + cut
+
+
+def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, lang: str = "en", progress=None,
+                  cancelled=None, **options) -> tuple[Timeline, list[Message]]:
+    """``decode_timeline`` as the page runs it: ``max_new_tokens`` checked, then its time estimated against the
+    operator's ceiling (``check_generation_seconds``) and what the timeline will hold admitted by the server's
+    memory check, before anything runs; then on the generate lane, through the GPU door (errors there in
+    ``lang``); the timeline counted in ``TIMELINES`` while a session keeps it. ``options``: ``decode_timeline``'s."""
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    device = options.get("device", "cpu")
+    if not spec.is_task:
+        check_generation_seconds(spec, text, max_new_tokens, device)
+    with LEDGER.admit(timeline_bytes(spec, text, max_new_tokens, device), str(spec)):
+        timeline, notes = gpu.work(Words(lang=lang), decode_timeline, spec, text, max_new_tokens, lane=GENERATE,
+                                   **gpu.watch(progress, cancelled), **options)
+        return keep(timeline), notes
+
+
+def fill_text(spec: ModelSpec, text: str, *, lang: str = "en", **options) -> tuple[Timeline, list[Message]]:
+    """``fill_timeline`` as the page runs it: admitted by the memory check, on the generate lane, through the GPU
+    door, counted while kept."""
+    with LEDGER.admit(timeline_bytes(spec, text, 1, options.get("device", "cpu")), str(spec)):
+        timeline, notes = gpu.work(Words(lang=lang), fill_timeline, spec, text, lane=GENERATE, **options)
+        return keep(timeline), notes
