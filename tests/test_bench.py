@@ -382,7 +382,7 @@ def test_long_benchmark_on_a_tiny_shape_reports_every_figure_against_its_target(
     """``bench long`` on a 2-layer stand-in: the analysis keeps q, k and lse (bytes linear in T), its tiles are exact."""
     from playground.bench.long import bench_long
 
-    result = bench_long(repeats=5, shape="tiny", lengths=(128, 512), browser=False)
+    result = bench_long(repeats=5, shape="tiny", lengths=(128, 512), browser=False, rule_lengths=(512, 2048))
     summary = result["summary"]
     assert summary["analyze_s_128"] > 0 and summary["analyze_s_512"] > 0
     assert summary["lse_source"] == "kernel" and summary["kernels"] == ["flash"] and summary["max_abs_diff"] < 1e-5
@@ -391,7 +391,8 @@ def test_long_benchmark_on_a_tiny_shape_reports_every_figure_against_its_target(
     assert summary["tile_p50_ms_512"] > 0 and summary["overview_bytes_512"] > 0
     measures = {row["measure"] for row in result["rows"]}
     assert {"analyze_s_128", "analyze_s_512", "analysis_bytes_512", "rss_rise_512_over_128", "tile_p50_ms_512",
-            "overview_bytes_512"} == measures
+            "overview_bytes_512", "rss_rise_2048_over_512_tiny", "alibi_over_rope_peak_rss_512"} == measures
+    assert summary["rss_rise_2048_over_512_tiny"] > 0 and summary["alibi_over_rope_peak_rss_512"] > 0
 
 
 def test_gpu_benchmark_masks_the_page_and_the_readme_on_any_device(tmp_path):

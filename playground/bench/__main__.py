@@ -71,7 +71,7 @@ def _long_from_args(args) -> dict:
     from playground.bench.long import bench_long
 
     return bench_long(repeats=args.repeats, keep=args.keep, shape=args.shape, lengths=tuple(args.lengths),
-                      browser=not args.no_browser)
+                      browser=not args.no_browser, rule_lengths=tuple(args.rule_lengths))
 
 
 def _positive_int(text: str) -> int:
@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--shape", choices=("smollm2", "tiny"), default="smollm2",
                     help="smollm2: SmolLM2-135M's shape (default); tiny: a 2-layer stand-in for tests")
     lp.add_argument("--lengths", type=_positive_int, nargs=2, default=[2048, 8192], metavar=("SHORT", "LONG"))
+    lp.add_argument("--rule-lengths", type=_positive_int, nargs=2, default=[8192, 32768], metavar=("SHORT", "LONG"),
+                    help="the lengths of the rule's figures: a 2-layer ALiBi decoder with a window, and ALiBi "
+                         "over RoPE at SHORT")
     lp.add_argument("--no-browser", action="store_true",
                     help="skip the app figures (render time of a 4,096-token overview, memory with 8 sessions)")
     lp.set_defaults(run=_long_from_args)

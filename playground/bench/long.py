@@ -13,6 +13,14 @@ each the median of ``repeats`` runs where it is timed:
 - ``tile_p50_ms_8192``: one exact 512 x 512 window of one head, at random places of the causal triangle;
 - ``overview_bytes_8192``: the overview figure's Plotly JSON;
 
+and, on the playground's own 2-layer decoder (random weights, d 128, 4 heads), each after one short analysis that
+compiles FlexAttention, the peak resident memory rise of an analysis where the mask and the bias come from the
+rule alone (FlexAttention's block mask, ALiBi as a score modification; nothing T x T):
+
+- ``rss_rise_32768_over_8192_tiny``: ALiBi with a sliding window of 256, 32,768 tokens over 8,192 (linear in T
+  is 4, quadratic 16);
+- ``alibi_over_rope_peak_rss_8192``: ALiBi over RoPE, the same shape and no window, at 8,192 tokens;
+
 and, through the app (``python app.py`` serving both checkpoints from an operator's directory) in chromium:
 
 - ``browser_render_ms_4096``: click on Analyze to the overview drawn for a 4,096-token prompt on the
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import tempfile
@@ -55,7 +64,10 @@ TARGETS = {
     "analysis_bytes_8192": ("<=", 1.0e9), "rss_rise_8192_over_2048": ("<=", 5), "analyze_s_2048": ("<=", 15),
     "analyze_s_8192": ("<=", 120), "tile_p50_ms_8192": ("<=", 300), "overview_bytes_8192": ("<=", 2e6),
     "browser_render_ms_4096": ("<=", 2000), "session_rss_mb_gpt2_1024_x8": ("<=", 2500),
+    "rss_rise_32768_over_8192_tiny": ("<=", 5), "alibi_over_rope_peak_rss_8192": ("<=", 1.2),
 }
+RULE_LENGTHS = (8192, 32768)  # the rule's figures: ALiBi with a window, short and long
+RULE_WINDOW = 256
 SESSIONS = 8
 LENGTHS = (2048, 8192)
 TILE = 512
@@ -126,8 +138,51 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
     return {"render_ms": rendered[llama_tokens], "rss": rss}
 
 
+def peak_rise(position: str, lengths: tuple[int, ...], window: int, repeats: int) -> dict[int, int]:
+    """The largest peak resident memory rise of ``repeats`` analyses at each length, in bytes, on a 2-layer decoder
+    of the playground's with this position encoding and sliding window, after one 1,024-token analysis (which
+    compiles FlexAttention: a once-per-process cost, not the analysis's)."""
+    from playground import zoo
+    from playground.models import build_model
+
+    cfg = zoo.untrained_config("decoder", "MHA", position).replace(n_layer=2, context_length=max(lengths),
+                                                                    sliding_window=window)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    analyze(model, torch.randint(1, cfg.vocab_size, (1024,)).tolist())
+    rise = {}
+    for n in lengths:
+        ids = torch.randint(1, cfg.vocab_size, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+        for _ in range(repeats):
+            with PeakRSS() as peak:
+                analyze(model, ids)
+            rise[n] = max(rise.get(n, 0), peak.rise)
+    return rise
+
+
+def fresh_peak_rise(*args) -> dict[int, int]:
+    """``peak_rise`` in a process of its own: pages an earlier analysis freed are not there to be reused."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(peak_rise, args)
+
+
+def rule_figures(lengths: tuple[int, int] = RULE_LENGTHS, repeats: int = MIN_REPEATS) -> tuple[dict, list[dict]]:
+    """(summary, rows) of ``rss_rise_<long>_over_<short>_tiny`` and ``alibi_over_rope_peak_rss_<short>``, each
+    configuration measured in a fresh process."""
+    short, long = lengths
+    windowed = fresh_peak_rise("alibi", lengths, RULE_WINDOW, repeats)
+    alibi, rope = (fresh_peak_rise(p, (short,), 0, repeats)[short] for p in ("alibi", "rope"))
+    growth, over = windowed[long] / max(1, windowed[short]), alibi / max(1, rope)
+    summary = {f"rss_rise_{long}_over_{short}_tiny": growth, f"alibi_over_rope_peak_rss_{short}": over,
+               f"rss_rise_mb_{short}_tiny": windowed[short] / 1e6, f"rss_rise_mb_{long}_tiny": windowed[long] / 1e6,
+               f"alibi_rise_mb_{short}": alibi / 1e6, f"rope_rise_mb_{short}": rope / 1e6}
+    return summary, [_row(f"rss_rise_{long}_over_{short}_tiny", growth, "x"),
+                     _row(f"alibi_over_rope_peak_rss_{short}", over, "x")]
+
+
 def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str = "smollm2",
-               lengths: tuple[int, int] = LENGTHS, browser: bool = True) -> dict:
+               lengths: tuple[int, int] = LENGTHS, browser: bool = True,
+               rule_lengths: tuple[int, int] = RULE_LENGTHS) -> dict:
     """The figures of the module's docstring: (result dict) with a summary and a row per figure."""
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
@@ -190,4 +245,6 @@ def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str =
     if app is not None:
         rows += [_row(render_key, summary[render_key], "ms", app["render_ms"]),
                  _row("session_rss_mb_gpt2_1024_x8", summary["session_rss_mb_gpt2_1024_x8"], "MB")]
-    return make_result("long", "cpu", summary, rows)
+    rule_summary, rule_rows = rule_figures(rule_lengths, repeats)
+    summary.update(rule_summary)
+    return make_result("long", "cpu", summary, rows + rule_rows)

@@ -14,6 +14,7 @@ Glossary: L layers, T tokens, k guesses kept, V vocabulary.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,22 +38,35 @@ class LogitLens:
                 "top_probs": self.top_probs.tolist(), "next_prob": self.next_prob.tolist()}
 
 
+# positions read out at a time: (CHUNK, V) logits per layer, never (L, T, V) at once, at any prompt length
+CHUNK = 256
+
+
 @torch.no_grad()
-def layer_logits(model: LanguageModel, ids, *, prefix_len: int = 0) -> torch.Tensor:
-    """norm_f(h_l) W_U for every block l of one or more sequences: (L, B, T, V)."""
+def layer_states(model: LanguageModel, ids, *, prefix_len: int = 0) -> tuple[list[torch.Tensor], Callable]:
+    """Every block's output h_l of one or more sequences, each (B, T, d), and the readout that turns h (…, d) into
+    logits (…, V): the model's own final norm and unembedding (and Gemma's final soft-cap for a Hub model). The
+    forward itself computes no logits."""
     if isinstance(model, HubModel):
-        return _hub_layer_logits(model, as_batch(model, ids))
+        return _hub_layer_states(model, as_batch(model, ids))
     blocks = blocks_of(model)
     model.eval()
     seen, handles = capture_outputs(blocks)
     with hooked(*handles):
-        model(as_batch(model, ids), prefix_len=prefix_len)
-    return torch.stack([model.lm_head(model.decoder.norm_out(h)) for h in seen])  # (L, B, T, V)
+        model(as_batch(model, ids), prefix_len=prefix_len, logits="none")
+    return seen, lambda h: model.lm_head(model.decoder.norm_out(h))
 
 
-def _hub_layer_logits(model: HubModel, x: torch.Tensor) -> torch.Tensor:
-    """The same for a decoder-only Hub model: its blocks' outputs through its own final norm and head (and Gemma's
-    final soft-cap), read with forward hooks on transformers' modules. (L, B, T, V)"""
+def layer_logits(model: LanguageModel, ids, *, prefix_len: int = 0) -> torch.Tensor:
+    """norm_f(h_l) W_U for every block l of one or more sequences: (L, B, T, V), all at once (a short prompt's
+    check; ``logit_lens`` reads them chunk by chunk)."""
+    seen, readout = layer_states(model, ids, prefix_len=prefix_len)
+    return torch.stack([readout(h) for h in seen])
+
+
+def _hub_layer_states(model: HubModel, x: torch.Tensor) -> tuple[list[torch.Tensor], Callable]:
+    """The same for a decoder-only Hub model: its blocks' outputs, read with forward hooks on transformers' modules,
+    and its own final norm and head (and Gemma's final soft-cap)."""
     if model.task != "causal":
         raise ValueError("the logit lens reads next-token predictions: it reads a causal (decoder-only) model")
     blocks, norm = model.stack()
@@ -62,8 +76,11 @@ def _hub_layer_logits(model: HubModel, x: torch.Tensor) -> torch.Tensor:
     with hooked(*handles):
         model(x)
     head, cap = model.hf.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
-    logits = torch.stack([head(norm(h)) for h in seen])  # (L, B, T, V)
-    return cap * torch.tanh(logits / cap) if cap else logits
+
+    def readout(h: torch.Tensor) -> torch.Tensor:
+        logits = head(norm(h))
+        return cap * torch.tanh(logits / cap) if cap else logits
+    return seen, readout
 
 
 @torch.no_grad()
@@ -73,8 +90,15 @@ def logit_lens(model: LanguageModel, ids, *, k: int = 5, prefix_len: int = 0) ->
     x = as_batch(model, ids)
     if x.shape[0] != 1:
         raise ValueError(f"logit_lens reads one sequence, got a batch of {x.shape[0]}")
-    probs = layer_logits(model, x, prefix_len=prefix_len)[:, 0].float().softmax(-1)  # (L, T, V)
-    top = probs.topk(k, dim=-1)
-    nxt = x[0, 1:]  # (T - 1,)
-    next_prob = probs[:, :-1].gather(-1, nxt[None, :, None].expand(probs.shape[0], -1, 1))[..., 0]  # (L, T - 1)
-    return LogitLens(x[0].tolist(), top.indices.cpu().numpy(), top.values.cpu().numpy(), next_prob.cpu().numpy())
+    seen, readout = layer_states(model, x, prefix_len=prefix_len)
+    T = x.shape[1]
+    nxt = torch.cat([x[0, 1:], x[0, :1]])  # (T,) the token after each position (the last one's is not read)
+    top_ids, top_probs = np.zeros((len(seen), T, k), dtype=np.int64), np.zeros((len(seen), T, k), dtype=np.float32)
+    next_prob = np.zeros((len(seen), T), dtype=np.float32)
+    for layer, h in enumerate(seen):
+        for a in range(0, T, CHUNK):
+            probs = readout(h[0, a:a + CHUNK]).float().softmax(-1)  # (chunk, V)
+            top = probs.topk(k, dim=-1)
+            top_ids[layer, a:a + CHUNK], top_probs[layer, a:a + CHUNK] = top.indices.cpu(), top.values.cpu()
+            next_prob[layer, a:a + CHUNK] = probs.gather(-1, nxt[a:a + CHUNK, None])[:, 0].cpu()
+    return LogitLens(x[0].tolist(), top_ids, top_probs, next_prob[:, :-1])
