@@ -422,6 +422,8 @@ def test_every_request_writes_one_line_to_the_operators_log(client, caplog):
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "playground.requests"]
     ok = next(line for line in lines if line["outcome"] == "ok" and line["route"] == "generate_text")
     assert ok["spec"] == "zoo:baseline" and ok["prompt_chars"] == len("To be, or not") and ok["ms"] > 0
+    assert ok["tokens"] == len(service.tokenize(ModelSpec.parse("zoo:baseline"), "To be, or not")[0])
+    assert 0 < ok["estimate_s"] < 60  # the estimate it was admitted with
     refused = [line for line in lines if line["outcome"] == "refused"]
     assert refused and all(line["message"] for line in refused)
 

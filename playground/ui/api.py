@@ -11,6 +11,7 @@ every figure the same way.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import html
 import inspect
@@ -79,6 +80,7 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
     exception's type, its traceback logged once)."""
     prefix = f"{where}: " if where else ""
     line, start = request_line(fn, args, kwargs), time.perf_counter()
+    facts = _FACTS.set(line)  # what the request learns on its way (``describe``) goes into its line
     try:
         result, notes = fn(*args, **kwargs)
     except Cancelled:  # the reader pressed Cancel: the caller says so in the words of its tab
@@ -98,6 +100,8 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
         _log_request(line, start, type(e).__name__, "")
         REQUESTS.exception("request failed: %s", line.get("route"))
         raise
+    finally:
+        _FACTS.reset(facts)
     _log_request(line, start, "ok", "")
     for note in notes:
         w.warn(prefix + w.render(note))
@@ -105,6 +109,15 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
 
 
 REQUESTS = logging.getLogger("playground.requests")
+_FACTS = contextvars.ContextVar("playground_request_line", default=None)
+
+
+def describe(**facts) -> None:
+    """Add ``facts`` (the prompt's tokens, the time estimate) to the log line of the request this code runs in; a
+    call outside ``run`` (a notebook, a test) has no line, and nothing happens."""
+    line = _FACTS.get()
+    if line is not None:
+        line.update(facts)
 
 
 def request_line(fn: Callable, args: tuple, kwargs: dict) -> dict:

@@ -7,6 +7,7 @@ import os
 
 from playground.config import ModelConfig
 from playground.inspect.analysis import overview_cells
+from playground.ui.api import describe
 from playground.ui.i18n import MessageError
 from playground.ui.service.prompts import tokenize
 from playground.zoo import ModelSpec
@@ -77,6 +78,7 @@ def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
     """MessageError when the analysis of ``text`` is estimated past the operator's ceiling: the estimate, the ceiling
     and how many tokens would fit, so one visitor cannot hold a worker for minutes while the others wait."""
     est, limit = estimate(spec, text, device), max_job_seconds(device)
+    describe(tokens=est["tokens"], estimate_s=round(est["seconds"], 2))  # the operator's log line
     if est["seconds"] <= limit:
         return
     cfg = spec.config()
@@ -124,6 +126,7 @@ def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device
     """MessageError when generating ``new_tokens`` after ``text`` is estimated past the operator's ceiling: the
     estimate, the ceiling and how many new tokens would fit."""
     est, limit = generation_seconds(spec, text, new_tokens, device), max_job_seconds(device)
+    describe(tokens=est["tokens"], estimate_s=round(est["seconds"], 2))  # the operator's log line
     if est["seconds"] <= limit:
         return
     prefill = est["seconds"] - new_tokens * est["per_token"]
