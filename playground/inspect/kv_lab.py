@@ -1,0 +1,116 @@
+"""The KV-cache lab: one text through a model with its cache under each ``nn.kv_policies.Policy``, side by side.
+
+Every policy reads the same token ids one at a time, teacher-forced (the text's own next token is fed, whatever
+the model predicted), so each step's cache is what decoding with that policy would hold, and its next-token
+distribution is compared with the full cache's at the same step:
+
+- ``bytes``: what the caches of every layer hold after the step (their tensors' ``nbytes``, as allocated);
+- ``nll``: the negative log-likelihood of the text's next token; the lab reports its increase over the full cache;
+- ``kl``: KL(full ‖ policy) of the next-token distributions, in nats;
+- ``agree``: whether the two distributions' most likely tokens are the same;
+- ``kept``: per layer, the positions the cache held when the step attended (before the step's eviction), for the
+  map of kept and dropped keys.
+
+The keys' positions do not enter attention once cached (RoPE rotates a key before it is cached; learned and
+sinusoidal positions are added to the input), which is what lets a cache keep any subset. ALiBi scores a key by its
+distance, which a subset would have to carry: an ALiBi model is refused (``ValueError``).
+
+Glossary: T tokens, L layers, V vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from playground.models.base import LanguageModel
+from playground.nn.kv_policies import Policy, PolicyCache
+
+FULL = Policy("full")
+
+
+@dataclass
+class PolicyRun:
+    """One policy's run over the text: per step (T - 1 next tokens), and the kept positions per step and layer."""
+
+    policy: Policy
+    bytes: np.ndarray                    # (T - 1,) int64: the caches' bytes after each step
+    nll: np.ndarray                      # (T - 1,) the next token's negative log-likelihood, nats
+    kl: np.ndarray                       # (T - 1,) KL(full || policy), nats (0 for the full cache itself)
+    agree: np.ndarray                    # (T - 1,) bool: the same most likely next token as the full cache
+    kept: list[list[np.ndarray]] = field(repr=False, default_factory=list)  # [step][layer] positions attended
+
+    def summary(self, full: "PolicyRun") -> dict:
+        """The run in four numbers beside the full cache's: mean bytes held, the mean NLL increase, mean KL and
+        the share of steps whose top token agrees."""
+        return {"policy": self.policy.label, "bytes": float(self.bytes.mean()),
+                "bytes_share": float(self.bytes.mean() / full.bytes.mean()),
+                "nll_increase": float((self.nll - full.nll).mean()), "kl": float(self.kl.mean()),
+                "top1_agreement": float(self.agree.mean())}
+
+
+def _layers(model: LanguageModel):
+    if model.cfg.family != "decoder":
+        raise ValueError(f"the KV-cache lab reads decoder-only models; this one is {model.cfg.family!r}")
+    if model.cfg.position == "alibi":
+        raise ValueError("ALiBi scores each key by its distance, which a cache keeping a subset of keys would have "
+                         "to carry: the KV-cache lab runs models with RoPE, learned, sinusoidal or no positions")
+    return [block.self_attn for block in model.decoder.blocks]
+
+
+@torch.no_grad()
+def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logprobs: torch.Tensor | None = None,
+               progress=None) -> tuple[PolicyRun, torch.Tensor]:
+    """``ids`` through ``model`` one token at a time with every layer's cache under ``policy``: the run, and the
+    log-probabilities of each step's next token distribution (T - 1, V). ``full_logprobs``: the full cache's, to
+    compare with (None: this is the full cache)."""
+    layers = _layers(model)
+    model.eval()
+    if len(ids) < 2:
+        raise ValueError("the KV-cache lab needs a text of at least two tokens")
+    if model.cfg.position == "learned" and len(ids) > model.cfg.context_length:
+        raise ValueError(f"learned positions end at {model.cfg.context_length}; the text has {len(ids)} tokens")
+    dtype = next(model.parameters()).dtype
+    caches = [PolicyCache(policy, a.n_kv_heads, a.head_dim, dtype) for a in layers]
+    for attn, cache in zip(layers, caches):
+        attn.cache = cache
+    x = torch.tensor(ids, device=next(model.parameters()).device)[None]
+    steps, logprobs, kept = len(ids) - 1, [], []
+    nbytes = np.zeros(steps, dtype=np.int64)
+    try:
+        for t in range(steps):
+            kept.append([c.pos.numpy().copy() for c in caches])
+            out = model(x[:, t:t + 1], start_pos=t, capture=True)
+            for rec, cache in zip(out.attentions, caches):  # the step's weights: what H2O and SnapKV read
+                src = rec.source
+                k = src.k.float().repeat_interleave(src.n_heads // src.n_kv_heads, dim=1)  # (1, nh, Tk, hs)
+                scores = src.q.float() @ k.transpose(-2, -1) / src.q.shape[-1] ** 0.5      # (1, nh, 1, Tk)
+                cache.observe(scores.softmax(-1)[0])
+                cache.compress()
+            kept[-1] = [np.union1d(before, [t]) for before in kept[-1]]  # what the step attended: held + itself
+            nbytes[t] = sum(c.nbytes for c in caches)
+            logprobs.append(out.logits[0, -1].float().log_softmax(-1))
+            if progress is not None:
+                progress(t + 1, steps)
+    finally:
+        for attn in layers:
+            attn.cache = None
+    logprobs = torch.stack(logprobs)                                          # (T - 1, V)
+    target = x[0, 1:].cpu()
+    nll = -logprobs.gather(-1, target[:, None])[:, 0].numpy()
+    ref = logprobs if full_logprobs is None else full_logprobs
+    kl = (ref.exp() * (ref - logprobs)).sum(-1).clamp_min(0).numpy()
+    agree = (ref.argmax(-1) == logprobs.argmax(-1)).numpy()
+    return PolicyRun(policy, nbytes, nll, kl, agree, kept), logprobs
+
+
+def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progress=None) -> list[PolicyRun]:
+    """The full cache first, then each policy, over the same text: their runs in that order."""
+    total = len(policies) + 1
+    report = None if progress is None else (lambda i: lambda done, steps: progress(i * steps + done, total * steps))
+    full, full_logprobs = run_policy(model, ids, FULL, progress=None if report is None else report(0))
+    runs = [full]
+    for i, policy in enumerate(policies, 1):
+        runs.append(run_policy(model, ids, policy, full_logprobs, progress=None if report is None else report(i))[0])
+    return runs

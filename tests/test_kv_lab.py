@@ -1,0 +1,124 @@
+"""The KV-cache lab's policies (``nn.kv_policies``) and runs (``inspect.kv_lab``) against direct implementations on
+the zoo's baseline: the kept sets, the bytes held, the window against the model's own sliding window, every
+eviction policy at a budget of the whole text against the full cache, and the quantizers' error bound."""
+import numpy as np
+import pytest
+import torch
+
+from playground.inspect.kv_lab import FULL, compare, run_policy
+from playground.nn.kv_policies import GROUP, Policy, PolicyCache, _dequantize, _quantize, kept
+from playground.ui import service
+from playground.zoo import ModelSpec
+
+SPEC = ModelSpec.parse("zoo:baseline")
+TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds that "
+        "lour'd upon our house in the deep bosom of the ocean buried. ") * 3
+
+
+@pytest.fixture(scope="module")
+def model_ids():
+    model = service.load(SPEC).model
+    return model, SPEC.tokenizer().encode(TEXT)[:96]
+
+
+def _direct_kept(policy: Policy, n: int, scores: list[float]) -> list[int]:
+    """What each policy keeps of n positions, written out plainly."""
+    if policy.kind in ("full", "quant") or n <= policy.budget:
+        return list(range(n))
+    if policy.kind == "window":
+        return list(range(n - policy.budget, n))
+    if policy.kind == "sinks":
+        return list(range(policy.sinks)) + list(range(n - policy.budget + policy.sinks, n))
+    recent = list(range(n - policy.recent, n))
+    rest = sorted(range(n - policy.recent), key=lambda i: -scores[i])[:policy.budget - policy.recent]
+    return sorted(rest) + recent
+
+
+@pytest.mark.parametrize("policy", [Policy("window", 5), Policy("sinks", 6, sinks=2), Policy("sinks", 4, sinks=0),
+                                    Policy("h2o", 7, recent=3), Policy("snapkv", 6, recent=2), Policy("quant", bits=8)])
+def test_each_policy_keeps_what_a_direct_implementation_keeps(policy):
+    rng = np.random.default_rng(0)
+    for n in range(1, 20):
+        scores = rng.permutation(n).astype(float).tolist()  # distinct: one right answer
+        assert kept(policy, n, torch.tensor(scores)).tolist() == _direct_kept(policy, n, scores), (policy, n)
+
+
+def test_the_bytes_held_are_the_tensors_allocated(model_ids):
+    model, ids = model_ids
+    per_token = 2 * model.cfg.n_layer * model.cfg.n_kv_heads * model.cfg.head_dim * 4  # K and V, float32
+    run, _ = run_policy(model, ids, Policy("window", 16), None)
+    expected = [min(t + 1, 16) * per_token for t in range(len(ids) - 1)]
+    assert run.bytes.tolist() == expected
+    full, _ = run_policy(model, ids, FULL)
+    assert full.bytes.tolist() == [(t + 1) * per_token for t in range(len(ids) - 1)]
+
+
+def test_a_window_of_w_cached_keys_is_the_models_own_sliding_window_of_w_plus_one(model_ids):
+    """The model's sliding window W lets a query see itself and W - 1 keys back; a cache keeping the last W - 1
+    positions between steps gives the same next-token distributions, to float32 rounding."""
+    model, ids = model_ids
+    windowed = service.load(SPEC, window=17).model
+    with torch.no_grad():
+        direct = windowed(torch.tensor(ids)[None]).logits[0, :-1].float().log_softmax(-1)  # (T - 1, V)
+    _, logprobs = run_policy(model, ids, Policy("window", 16))
+    assert torch.allclose(logprobs, direct, atol=2e-5)
+
+
+@pytest.mark.parametrize("policy", [Policy("window", 96), Policy("sinks", 96, sinks=4), Policy("h2o", 96, recent=8),
+                                    Policy("snapkv", 96, recent=8, prompt=48)])
+def test_at_a_budget_of_the_whole_text_a_policy_is_the_full_cache(model_ids, policy):
+    model, ids = model_ids
+    full, full_logprobs = run_policy(model, ids, FULL)
+    run, logprobs = run_policy(model, ids, policy, full_logprobs)
+    assert torch.equal(logprobs, full_logprobs) and run.bytes.tolist() == full.bytes.tolist()
+    assert run.kl.max() == 0 and run.agree.all()
+
+
+def test_streamingllm_without_sinks_is_the_window(model_ids):
+    model, ids = model_ids
+    window, sinks = compare(model, ids, [Policy("window", 12), Policy("sinks", 12, sinks=0)])[1:]
+    assert np.array_equal(window.nll, sinks.nll) and np.array_equal(window.bytes, sinks.bytes)
+    assert all(np.array_equal(a, b) for sa, sb in zip(window.kept, sinks.kept) for a, b in zip(sa, sb))
+
+
+def test_streamingllm_keeps_the_sinks_and_h2o_its_heavy_hitters(model_ids):
+    """At the last step StreamingLLM still holds the first positions a window has dropped; H2O holds what the
+    layer's heads attended to most, beyond its recent share."""
+    model, ids = model_ids
+    window, sinks, h2o = compare(model, ids, [Policy("window", 16), Policy("sinks", 16, sinks=4),
+                                              Policy("h2o", 16, recent=8)])[1:]
+    last = len(ids) - 2
+    for layer in range(model.cfg.n_layer):
+        assert list(sinks.kept[last][layer][:4]) == [0, 1, 2, 3]
+        assert window.kept[last][layer][0] == last - 16
+        assert len(h2o.kept[last][layer]) == 17 and h2o.kept[last][layer][-9:].tolist() == list(range(last - 8, last + 1))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_values_come_back_within_half_a_step(bits):
+    x = torch.randn(1, 2, GROUP, 16) * 3
+    for dim in (2, 3):  # keys per channel over the group's tokens, values per token over channels
+        codes, scale, zero = _quantize(x, bits, dim)
+        back = _dequantize(codes, scale, zero, bits)
+        assert (back - x).abs().le(scale.float() / 2 + 1e-3 * scale.float() + 1e-6).all()
+        assert codes.dtype == torch.uint8 and codes.numel() == x.numel() // (8 // bits)
+
+
+def test_a_quantized_cache_holds_fewer_bytes_and_its_last_group_in_full(model_ids):
+    model, ids = model_ids
+    full, int8, int4 = compare(model, ids, [Policy("quant", bits=8), Policy("quant", bits=4)])
+    whole = 2 * GROUP - 1  # the step after which two whole groups are held, none in full precision
+    assert int8.bytes[whole] < 0.3 * full.bytes[whole] and int4.bytes[whole] < 0.6 * int8.bytes[whole]
+    assert int8.kl.mean() < int4.kl.mean() < 0.05 and int8.agree.mean() > 0.95
+    cache = PolicyCache(Policy("quant", bits=8), n_kv_heads=2, head_dim=8)
+    k = torch.randn(1, 2, GROUP + 3, 8)
+    keys, _ = cache.update(torch.arange(GROUP + 3), k, k.clone())
+    assert len(cache.groups) == 1 and torch.equal(keys[:, :, GROUP:], k[:, :, GROUP:])  # the residual, exact
+
+
+def test_models_the_lab_cannot_read_are_refused_with_why():
+    for spec, words in (("untrained:decoder/MHA/alibi", "ALiBi"), ("zoo:rwkv", "decoder-only")):
+        with pytest.raises(ValueError, match=words):
+            run_policy(service.load(ModelSpec.parse(spec)).model, [1, 2, 3], FULL)
+    with pytest.raises(ValueError, match="budget"):
+        Policy("window", 0)
