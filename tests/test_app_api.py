@@ -560,3 +560,15 @@ def test_an_api_client_cancels_its_own_running_job(app_url):
         time.sleep(0.05)
     with pytest.raises(Exception, match="[Cc]ancel"):
         job.result(timeout=120)
+
+
+def test_the_kv_cache_lab_answers_from_the_api(client):
+    """/kvlab: each policy's mean bytes and what it cost against the full cache, and the two figures."""
+    summary, tradeoff, growth = client.predict(spec="zoo:gqa", text="To be, or not to be, that is the question. " * 8,
+                                               policies="window,int8", tokens=64, budget=0.25, api_name="/kvlab")
+    assert [row["policy"] for row in summary] == ["full", "window 16", "int8"]
+    full, window, int8 = summary
+    assert full["bytes_share"] == 1 and full["kl"] == 0 and window["bytes_share"] < 0.5 and int8["bytes_share"] < 1
+    assert tradeoff["type"] == "plotly" and growth["type"] == "plotly"
+    with pytest.raises(Exception, match="zoo:gqa|decoders"):
+        client.predict(spec="zoo:alibi", text="hello there " * 10, api_name="/kvlab")

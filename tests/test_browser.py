@@ -611,3 +611,29 @@ def test_the_page_draws_with_plotlys_cartesian_bundle(browser, app_url):
         assert pg.evaluate("() => window.Plotly.version") == version
         assert set(pg.evaluate("() => Object.keys(window.Plotly.PlotSchema.get().traces)")) == TRACES
         assert pg.locator(".overview-plot .js-plotly-plot .heatmaplayer").count() == 1
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_the_kv_cache_lab_runs_three_policies_and_draws_what_each_kept(browser, app_url, locale):
+    """Labs → KV-cache lab: three policies beside the full cache, their table, the bytes-against-loss chart, the
+    caches growing and the map of the keys each kept, in the reader's language."""
+    from playground.ui.lang import Words
+
+    w = Words(None, lang=locale)
+    with fresh_page(browser, app_url, locale) as pg:
+        pg.get_by_role("tab", name=w("tab.labs"), exact=True).click()
+        pg.get_by_role("tab", name=w("tab.kvlab"), exact=True).click()
+        for kind in ("snapkv", "int4"):  # leave window, StreamingLLM and H2O
+            pg.get_by_label(w(f"kvlab.policy_{kind}"), exact=True).uncheck()
+        pg.locator("#kvlab-run").click()
+        pg.locator("#kvlab-kept .js-plotly-plot .gtitle").wait_for(timeout=120_000)
+        table = pg.locator("#kvlab-table").inner_text()
+        for policy in ("full", "window 32", "sinks 4 + window 28", "H2O 32 (16 recent)"):  # the full cache and the three
+            assert policy in table
+        assert "SnapKV" not in table and "int4" not in table
+        for plot, words in (("#kvlab-tradeoff", w("kvlab.tradeoff_title", model="zoo:baseline", n=128)[:8]),
+                            ("#kvlab-growth", w("kvlab.growth_title", layers=4)[:8])):
+            assert words in pg.locator(f"{plot} .gtitle").text_content()  # SVG text
+        kept = pg.locator("#kvlab-kept .gtitle").text_content()
+        assert w("kvlab.kept_title", step=126, layer=0, head=0, token="x")[:6] in kept
+        shot(pg, f"32-kv-cache-lab-{locale}")

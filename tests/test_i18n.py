@@ -17,6 +17,7 @@ from playground.config import BACKENDS, DTYPES, FAMILIES
 from playground.nn.kernels import CALLS, KERNEL_LABELS
 from playground.nn.kernel_timing import PATTERNS
 from playground.ui.learn_tab import STEPS
+from playground.ui.service.kv_lab import LAB_POLICIES
 from playground.ui.lang import Words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,8 @@ DYNAMIC = {
     "train.data_": ["shakespeare", "induction", "copy", "associative_recall"],
     "kernels.pattern_": list(PATTERNS),
     "tab.": ["learn", "attention", "generate", "compare", "heads", "inside", "positions", "kernels", "train",
-             "calculator", "zoo"],
+             "calculator", "kvlab", "zoo"],
+    "kvlab.policy_": list(LAB_POLICIES),
     "learn.": [f"{step.key}.{part}" for step in STEPS for part in ("title", "body")],
 }
 
@@ -185,7 +187,7 @@ def test_every_translated_label_on_the_page_is_in_both_catalogues():
             elif isinstance(v, str):
                 keys.update(marked.findall(v))
         tabs += type(block).__name__ == "Tab"
-    assert tabs == 12 and len(keys) > 100  # nine in the bar, three labs inside Labs
+    assert tabs == 13 and len(keys) > 100  # nine in the bar, four labs inside Labs
     for lang, book in catalogues().items():
         assert keys <= set(book), f"{lang}: {keys - set(book)}"
 

@@ -122,3 +122,16 @@ def test_models_the_lab_cannot_read_are_refused_with_why():
             run_policy(service.load(ModelSpec.parse(spec)).model, [1, 2, 3], FULL)
     with pytest.raises(ValueError, match="budget"):
         Policy("window", 0)
+
+
+@pytest.mark.parametrize("policy", [FULL, Policy("window", 16), Policy("sinks", 16, sinks=4),
+                                    Policy("h2o", 16, recent=8), Policy("snapkv", 16, recent=4, prompt=40),
+                                    Policy("quant", bits=8), Policy("quant", bits=4)])
+def test_each_policys_measured_bytes_are_its_formula(model_ids, policy):
+    from playground.nn.kv_policies import formula_bytes
+
+    model, ids = model_ids
+    run, _ = run_policy(model, ids, policy)
+    cfg = model.cfg
+    assert run.bytes.tolist() == [cfg.n_layer * formula_bytes(policy, t + 1, cfg.n_kv_heads, cfg.head_dim)
+                                  for t in range(len(ids) - 1)]

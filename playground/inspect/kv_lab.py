@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from playground.inspect.analysis import Cancelled
 from playground.models.base import LanguageModel
 from playground.nn.kv_policies import Policy, PolicyCache
 
@@ -40,6 +41,7 @@ class PolicyRun:
     kl: np.ndarray                       # (T - 1,) KL(full || policy), nats (0 for the full cache itself)
     agree: np.ndarray                    # (T - 1,) bool: the same most likely next token as the full cache
     kept: list[list[np.ndarray]] = field(repr=False, default_factory=list)  # [step][layer] positions attended
+    weights: list[np.ndarray] = field(repr=False, default_factory=list)  # full cache only: [step] (L, nh, t + 1)
 
     def summary(self, full: "PolicyRun") -> dict:
         """The run in four numbers beside the full cache's: mean bytes held, the mean NLL increase, mean KL and
@@ -61,10 +63,11 @@ def _layers(model: LanguageModel):
 
 @torch.no_grad()
 def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logprobs: torch.Tensor | None = None,
-               progress=None) -> tuple[PolicyRun, torch.Tensor]:
+               progress=None, cancelled=None) -> tuple[PolicyRun, torch.Tensor]:
     """``ids`` through ``model`` one token at a time with every layer's cache under ``policy``: the run, and the
     log-probabilities of each step's next token distribution (T - 1, V). ``full_logprobs``: the full cache's, to
-    compare with (None: this is the full cache)."""
+    compare with (None: this is the full cache, whose every step's weights the run keeps for the kept-keys map).
+    ``progress(done, steps)`` hears of each step; ``cancelled()`` returning True stops it (``Cancelled``)."""
     layers = _layers(model)
     model.eval()
     if len(ids) < 2:
@@ -76,18 +79,24 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
     for attn, cache in zip(layers, caches):
         attn.cache = cache
     x = torch.tensor(ids, device=next(model.parameters()).device)[None]
-    steps, logprobs, kept = len(ids) - 1, [], []
+    steps, logprobs, kept, weights = len(ids) - 1, [], [], []
     nbytes = np.zeros(steps, dtype=np.int64)
     try:
         for t in range(steps):
             kept.append([c.pos.numpy().copy() for c in caches])
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"stopped after {t} of {steps} tokens ({policy.label})")
             out = model(x[:, t:t + 1], start_pos=t, capture=True)
+            step = []
             for rec, cache in zip(out.attentions, caches):  # the step's weights: what H2O and SnapKV read
                 src = rec.source
                 k = src.k.float().repeat_interleave(src.n_heads // src.n_kv_heads, dim=1)  # (1, nh, Tk, hs)
                 scores = src.q.float() @ k.transpose(-2, -1) / src.q.shape[-1] ** 0.5      # (1, nh, 1, Tk)
-                cache.observe(scores.softmax(-1)[0])
+                step.append(scores.softmax(-1)[0, :, 0])                                   # (nh, Tk)
+                cache.observe(step[-1][:, None])
                 cache.compress()
+            if full_logprobs is None:
+                weights.append(torch.stack(step).numpy())                                   # (L, nh, t + 1)
             kept[-1] = [np.union1d(before, [t]) for before in kept[-1]]  # what the step attended: held + itself
             nbytes[t] = sum(c.nbytes for c in caches)
             logprobs.append(out.logits[0, -1].float().log_softmax(-1))
@@ -102,15 +111,19 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
     ref = logprobs if full_logprobs is None else full_logprobs
     kl = (ref.exp() * (ref - logprobs)).sum(-1).clamp_min(0).numpy()
     agree = (ref.argmax(-1) == logprobs.argmax(-1)).numpy()
-    return PolicyRun(policy, nbytes, nll, kl, agree, kept), logprobs
+    return PolicyRun(policy, nbytes, nll, kl, agree, kept, weights), logprobs
 
 
-def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progress=None) -> list[PolicyRun]:
-    """The full cache first, then each policy, over the same text: their runs in that order."""
+def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progress=None,
+            cancelled=None) -> list[PolicyRun]:
+    """The full cache first, then each policy, over the same text: their runs in that order. ``progress(done,
+    total)`` counts the steps of all the runs."""
     total = len(policies) + 1
     report = None if progress is None else (lambda i: lambda done, steps: progress(i * steps + done, total * steps))
-    full, full_logprobs = run_policy(model, ids, FULL, progress=None if report is None else report(0))
+    full, full_logprobs = run_policy(model, ids, FULL, progress=None if report is None else report(0),
+                                     cancelled=cancelled)
     runs = [full]
     for i, policy in enumerate(policies, 1):
-        runs.append(run_policy(model, ids, policy, full_logprobs, progress=None if report is None else report(i))[0])
+        runs.append(run_policy(model, ids, policy, full_logprobs, progress=None if report is None else report(i),
+                               cancelled=cancelled)[0])
     return runs

@@ -170,3 +170,24 @@ class PolicyCache(nn.Module):
     def nbytes(self) -> int:
         """Bytes of the tensors it holds, as allocated."""
         return self.k.nbytes + self.v.nbytes + sum(t.nbytes for group in self.groups for t in group)
+
+
+
+def formula_bytes(policy: Policy, held: int, n_kv_heads: int, head_dim: int, itemsize: int = 4) -> int:
+    """What one layer's cache under ``policy`` holds by formula once ``held`` positions have been read (after that
+    step's eviction), for ``n_kv_heads`` K/V heads of ``head_dim`` at ``itemsize`` bytes a number. The measured
+    ``PolicyCache.nbytes`` is this (the tests check it)."""
+    per_token = 2 * n_kv_heads * head_dim * itemsize  # K and V of one position, full precision
+    kind = policy.kind
+    if kind == "full":
+        return held * per_token
+    if kind in ("window", "sinks", "h2o"):
+        return min(held, policy.budget) * per_token
+    if kind == "snapkv":
+        if held < policy.prompt:
+            return held * per_token
+        return (min(policy.prompt, policy.budget) + held - policy.prompt) * per_token
+    groups, residual = divmod(held, GROUP)
+    codes = 2 * n_kv_heads * GROUP * head_dim * policy.bits // 8  # K and V
+    scales = 2 * 2 * n_kv_heads * head_dim + 2 * 2 * n_kv_heads * GROUP  # fp16 scale and zero: K per channel, V per token
+    return groups * (codes + scales) + residual * per_token

@@ -6,6 +6,7 @@
 - ``inside``: one head's steps and FlashAttention's replay of it (tiles, running max and sum, HBM traffic,
   the memory hierarchy);
 - ``labs``: the KV-cache calculator's bars and bands, the position and kernel labs' matrices and lines;
+- ``kv_lab``: the KV-cache lab's bytes against loss, its caches growing, the keys each policy kept;
 - ``base``: what they share.
 
 Attention weights use one colour scale from 0 to 1 with a colour bar; masks are two-coloured.
@@ -26,6 +27,7 @@ from .attention import (
     logit_lens, layer_head_grid, FIT_SCALE_KEYS, OVERVIEW_WIDTH, BLOCK_STATES, BLOCK_COLOURS)
 from .generation import kv_growth, step_rows
 from .labs import variant_label, kv_whatif, kv_by_layer_kind, matrix, lines, LAYER_KIND_COLOURS
+from .kv_lab import kv_tradeoff, kv_policy_growth, kv_kept_map, POLICY_COLOURS
 from .inside import (
     step_matrix, tile_states, tile_grid, replay_step, traffic, memory_hierarchy, TILE_STATES, TILE_COLOURS)
 
@@ -35,4 +37,5 @@ __all__ = [
     "mask_overlay", "distance_profile", "logit_lens", "layer_head_grid", "FIT_SCALE_KEYS", "OVERVIEW_WIDTH",
     "BLOCK_STATES", "BLOCK_COLOURS", "kv_growth", "step_rows", "variant_label", "kv_whatif", "kv_by_layer_kind",
     "matrix", "lines", "LAYER_KIND_COLOURS", "step_matrix", "tile_states", "tile_grid", "replay_step", "traffic",
-    "memory_hierarchy", "TILE_STATES", "TILE_COLOURS"]
+    "memory_hierarchy", "TILE_STATES", "TILE_COLOURS", "kv_tradeoff", "kv_policy_growth", "kv_kept_map",
+    "POLICY_COLOURS"]

@@ -24,6 +24,7 @@ from .generation import build_generation_tab
 from .heads_tab import build_heads_tab
 from .inside_tab import build_inside_tab
 from .kernel_lab import build_kernel_lab_tab
+from .kv_lab_tab import build_kv_lab_tab
 from .learn_tab import build_learn_tab
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
 from .plotly_bundle import PartialPlotly
@@ -68,9 +69,9 @@ def examples() -> list[str]:
 # tab id -> the line at the top of the tab saying what it takes from the model controls and the prompt above
 SCOPE = {"learn": "scope.learn", "attention": "scope.attention", "generate": "scope.generate", "compare": "scope.compare",
          "heads": "scope.heads", "inside": "scope.inside", "positions": "scope.positions", "kernels": "scope.kernels", "train": "scope.train",
-         "calculator": "scope.calculator", "zoo": "scope.zoo"}
+         "calculator": "scope.calculator", "kvlab": "scope.kvlab", "zoo": "scope.zoo"}
 USES_CONTROLS = ("learn", "attention", "generate", "compare", "heads", "inside")
-LABS = ("positions", "kernels", "calculator")  # one "Labs" tab holds these, in this order
+LABS = ("positions", "kernels", "calculator", "kvlab")  # one "Labs" tab holds these, in this order
 
 
 def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
@@ -112,6 +113,7 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
             "positions": lambda: build_position_lab_tab(localized),
             "kernels": lambda: build_kernel_lab_tab(localized),
             "calculator": lambda: build_calculator_tab(demo, localized),
+            "kvlab": lambda: build_kv_lab_tab(localized, controls.device),
             "train": lambda: build_train_tab(controls),
             "zoo": lambda: build_zoo_tab(localized),
         }

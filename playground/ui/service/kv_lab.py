@@ -1,0 +1,95 @@
+"""The KV-cache lab for the page and ``/kvlab``: a zoo model, a text and the policies to compare, each with its knob,
+in; every policy's run against the full cache out (``inspect.kv_lab``), computed on the analyze lane through the
+GPU door."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from playground import zoo
+from playground.errors import check_float, check_int
+from playground.inspect.kv_lab import PolicyRun, compare
+from playground.nn.kv_policies import Policy
+from playground.ui import gpu
+from playground.ui.i18n import Message, MessageError, msg
+from playground.ui.lang import Words
+from playground.ui.service.loading import load, prepare
+from playground.ui.service.prompts import labels, tokenize
+from playground.zoo import ModelSpec
+
+LAB_POLICIES = ("window", "sinks", "h2o", "snapkv", "int8", "int4")
+LAB_DEFAULT = ("window", "sinks", "h2o", "snapkv", "int4")
+MAX_LAB_TOKENS = 512
+
+
+@dataclass
+class LabResult:
+    """The lab's runs (the full cache first) over one text, and what the figures label them with."""
+
+    spec: ModelSpec
+    runs: list[PolicyRun]
+    labels: list[str]   # the text's tokens
+    n_layer: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+
+def lab_models() -> list[str]:
+    """The zoo models the lab reads: decoder-only, trained on text, keys that carry their positions (not ALiBi)."""
+    out = []
+    for name in zoo.available():
+        if zoo.is_task(name):
+            continue
+        cfg = zoo.config_of(name)
+        if cfg.family == "decoder" and cfg.position != "alibi":
+            out.append(f"zoo:{name}")
+    return out
+
+
+def lab_policies(kinds: list[str], tokens: int, budget: float = 0.25, sinks: int = 4, recent: float = 0.5,
+                 window: int = 8) -> list[Policy]:
+    """The page's knobs as policies, in ``LAB_POLICIES`` order. ``budget``: the share of the text's tokens an
+    evicting cache keeps; ``sinks``: StreamingLLM's; ``recent``: H2O's share of its budget kept for the latest
+    tokens; ``window``: SnapKV's observation window (it compresses once half the text has been read)."""
+    unknown = [k for k in kinds if k not in LAB_POLICIES]
+    if unknown or not kinds:
+        raise MessageError("error.kvlab_policies", given=", ".join(unknown) or "—", valid=", ".join(LAB_POLICIES))
+    budget = check_float("budget", budget, 0.01, 1.0)
+    kept = max(2, round(budget * tokens))
+    sinks = check_int("sinks", sinks, 0, kept - 1)
+    recent = check_float("recent", recent, 0.0, 1.0)
+    window = check_int("window", window, 1, kept)
+    make = {"window": lambda: Policy("window", kept), "sinks": lambda: Policy("sinks", kept, sinks=sinks),
+            "h2o": lambda: Policy("h2o", kept, recent=max(1, round(recent * kept))),
+            "snapkv": lambda: Policy("snapkv", kept, recent=window, prompt=max(window, tokens // 2)),
+            "int8": lambda: Policy("quant", bits=8), "int4": lambda: Policy("quant", bits=4)}
+    return [make[k]() for k in LAB_POLICIES if k in kinds]
+
+
+def _lab_on_device(spec: ModelSpec, ids: list[int], policies: list[Policy], device: str = "cpu", progress=None,
+                   cancelled=None) -> list[PolicyRun]:
+    """The model work of ``run_lab``, through the GPU door."""
+    return compare(load(spec, device=device).model, ids, policies, progress=progress, cancelled=cancelled)
+
+
+def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, tokens: int = 128, budget: float = 0.25, sinks: int = 4,
+            recent: float = 0.5, window: int = 8, device: str = "cpu", lang: str = "en", progress=None,
+            cancelled=None) -> tuple[LabResult, list[Message]]:
+    """The first ``tokens`` tokens of ``text`` under the full cache and each chosen policy (``lab_policies``).
+    ``progress(done, total)`` counts the steps of every run; ``cancelled()`` stops it between steps."""
+    if str(spec) not in lab_models():
+        raise MessageError("error.kvlab_model", spec=str(spec), models=", ".join(lab_models()))
+    cfg = spec.config()
+    most = min(MAX_LAB_TOKENS, cfg.context_length if cfg.position == "learned" else MAX_LAB_TOKENS)
+    tokens = check_int("tokens", tokens, 8, most)
+    ids, notes = tokenize(spec, text, device)
+    if len(ids) < 8:
+        raise MessageError("error.kvlab_short", n=len(ids))
+    if len(ids) > tokens:
+        notes = [*notes, msg("note.kvlab_cut", n=tokens, total=len(ids))]
+        ids = ids[:tokens]
+    policies = lab_policies(kinds, len(ids), budget, sinks, recent, window)
+    prepare(spec, device)
+    runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, device=device,
+                    **gpu.watch(progress, cancelled))
+    return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim), notes
