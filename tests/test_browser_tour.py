@@ -24,6 +24,7 @@ TITLES = {  # a plot title (or table text) the step's view writes, per language
     ("heads", "en-US"): "0.", ("heads", "zh-CN"): "0.",
     ("labs", "en-US"): "Validation loss by position", ("labs", "zh-CN"): "逐位置验证损失",
     ("attention", "en-US"): "", ("attention", "zh-CN"): "",
+    ("kv_lab", "en-US"): "Bytes held against the loss", ("kv_lab", "zh-CN"): "缓存字节与损失",  # a step's own view
 }
 
 
@@ -65,7 +66,7 @@ def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale, monkeyp
                 pg.locator(".toast-body", has_text=step.spec).first.wait_for(timeout=30_000)
             if step.tab != "labs":  # the model note names the step's model
                 pg.locator(".prose.model-note", has_text=shown).wait_for(timeout=30_000)
-            text = TITLES[(step.tab, locale)]
+            text = TITLES.get((step.key, locale), TITLES[(step.tab, locale)])
             view = pg.locator(f"{VIEWS[step.tab]}:visible", has_text=text) if text else \
                 pg.locator(f"{VIEWS[step.tab]}:visible")
             view.first.wait_for(timeout=240_000 if step.long else 90_000)

@@ -63,6 +63,7 @@ STEPS = (
     Step("long", "zoo:baseline", "attention", "attention-analyze", prompt="story", long=True),
     Step("translation", "hf:Helsinki-NLP/opus-mt-en-zh", "generate", "generate-run", prompt="translate",
          fallback="zoo:encdec"),
+    Step("kv_lab", "zoo:baseline", "labs", "kvlab-run", lab="kvlab"),
 )
 
 
