@@ -11,7 +11,9 @@ without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: th
 through its API and a real chromium (``bench.app``); ``pretrained``: a GPT-2-small-shaped checkpoint written by
 ``transformers`` (load, analyze, payload, browser render, cache speed-up, the app's memory under 8 visitors) and
 Mamba-130m-shaped implicit attention (``bench.pretrained``); ``long``: a SmolLM2-135M-shaped checkpoint
-analyzed at 2,048 and 8,192 tokens, time, memory and the store's bytes (``bench.long``).
+analyzed at 2,048 and 8,192 tokens, time, memory and the store's bytes (``bench.long``); ``kvlab``: the
+KV-cache lab's policies on 512 tokens of held-out text, and cache bytes per token by attention variant
+(``bench.kvlab``).
 """
 from __future__ import annotations
 
@@ -74,6 +76,12 @@ def _long_from_args(args) -> dict:
                       browser=not args.no_browser, rule_lengths=tuple(args.rule_lengths))
 
 
+def _kvlab_from_args(args) -> dict:
+    from playground.bench.kvlab import bench_kvlab
+
+    return bench_kvlab(repeats=args.repeats, tokens=args.tokens)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -94,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda if available, else cpu")
     parser = argparse.ArgumentParser(prog="python -m playground.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app,pretrained,long}")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{kernels,gpu,decode,app,pretrained,long,kvlab}")
 
     k = sub.add_parser("kernels", parents=[common],
                        help="explicit attention vs SDPA flash/efficient/cudnn/math and FlexAttention, per call pattern")
@@ -178,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--no-browser", action="store_true",
                     help="skip the app figures (render time of a 4,096-token overview, memory with 8 sessions)")
     lp.set_defaults(run=_long_from_args)
+
+    kv = sub.add_parser("kvlab", parents=[common],
+                        help="the KV-cache lab's default comparison on 512 tokens of held-out text, each policy's "
+                             "bytes and loss at a quarter of the tokens, cache bytes per token by variant")
+    kv.add_argument("--repeats", type=_repeats, default=MIN_REPEATS,
+                    help=f"timed comparisons (at least {MIN_REPEATS}, the default)")
+    kv.add_argument("--tokens", type=_positive_int, default=512, help="tokens of the held-out text (default 512)")
+    kv.set_defaults(run=_kvlab_from_args)
     return parser
 
 

@@ -7,6 +7,7 @@ import os
 
 from playground.config import ModelConfig
 from playground.inspect.analysis import overview_cells
+from playground.models.pretrained.budget import estimate_parameters
 from playground.ui.api import describe
 from playground.ui.i18n import MessageError
 from playground.ui.service.prompts import tokenize
@@ -98,8 +99,15 @@ SECONDS_PER_STEP_LAYER = {"cpu": 1.5e-3, "cuda": 3e-4}
 
 def weights_per_token(cfg: ModelConfig) -> int:
     """The weights one token's forward multiplies by, from the config: each layer's projections and MLP (an
-    encoder-decoder's decoder also its cross-attention), and the output head."""
+    encoder-decoder's decoder also its cross-attention), and the output head; a Hub checkpoint's parameters as its
+    config.json counts them (``budget.estimate_parameters``; 12 d² a layer and the head where it cannot)."""
     d = cfg.d_model
+    hf = getattr(cfg, "hf", None)
+    if hf is not None:
+        try:
+            return estimate_parameters(hf)
+        except ValueError:
+            return cfg.n_layer * 12 * d * d + cfg.vocab_size * d
     if cfg.family in ("rwkv", "mamba"):
         per_layer = 12 * d * d  # mixing and channel projections, about GPT's 12 d² per layer
     else:
