@@ -49,6 +49,7 @@ MESSAGES: dict[str, str] = {
                            "got {value!r}",
     "error.lane_full": "This server's {lane} lane is full: {running} jobs are running and {waiting} are waiting, as many as it holds, so that no one waits without end. Try again in a minute; views of an analysis already made still answer.",
     "error.lane_cancelled": "Cancelled while waiting for a worker in the {lane} lane: nothing ran.",
+    "error.kvlab_policies": "Pick at least one cache policy of: {valid} (got {given})",
     "error.positive_env": "The environment variable {env} must be a positive number, got {value!r}",
     "error.memory_full": "{what} needs about {size_mb:,} MB of memory, and this server holds {held_mb:,} MB of its "
                          "{limit_mb:,} MB with every stored entry it could free let go; try again in a moment, or "

@@ -22,11 +22,9 @@ import time
 
 import torch
 
-from playground.inspect.kv_lab import FULL, compare, run_policy
+from playground.inspect.kv_lab import FULL, LAB_DEFAULT, LAB_POLICIES, compare, lab_policies, run_policy
 from playground.nn.mla import LatentCache, MLAShape
 from playground.nn.timing import MIN_REPEATS, make_result, spread, target_row
-from playground.ui.service.kv_lab import LAB_DEFAULT, LAB_POLICIES, lab_policies
-from playground.ui.service.loading import load
 from playground.zoo import ModelSpec
 
 TOKENS = 512
@@ -54,7 +52,7 @@ def held_out_ids(spec: ModelSpec, tokens: int = TOKENS, text: str | None = None)
 
 def cache_bytes_per_token(spec: str, ids: list[int]) -> float:
     """The full cache's bytes per token over every layer, from the tensors the lab's cache allocated."""
-    run, _ = run_policy(load(ModelSpec.parse(spec)).model, ids, FULL)
+    run, _ = run_policy(ModelSpec.parse(spec).load().eval(), ids, FULL)
     return float(run.bytes[-1]) / len(ids[:-1])
 
 
@@ -72,7 +70,7 @@ def bench_kvlab(repeats: int = MIN_REPEATS, tokens: int = TOKENS, text: str | No
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
     spec = ModelSpec.parse(BASELINE)
-    model = load(spec).model
+    model = spec.load().eval()
     ids = held_out_ids(spec, tokens, text)
     default, policies = (lab_policies(list(kinds), len(ids)) for kinds in (LAB_DEFAULT, LAB_POLICIES))
     seconds = []

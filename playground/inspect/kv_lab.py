@@ -25,10 +25,33 @@ import numpy as np
 import torch
 
 from playground.inspect.analysis import Cancelled
+from playground.errors import InputError, check_float, check_int
 from playground.models.base import LanguageModel
 from playground.nn.kv_policies import Policy, PolicyCache
 
 FULL = Policy("full")
+LAB_POLICIES = ("window", "sinks", "h2o", "snapkv", "int8", "int4")  # what the lab offers, in this order
+LAB_DEFAULT = ("window", "sinks", "h2o", "snapkv", "int4")
+
+
+def lab_policies(kinds: list[str], tokens: int, budget: float = 0.25, sinks: int = 4, recent: float = 0.5,
+                 window: int = 8) -> list[Policy]:
+    """The lab's knobs as policies, in ``LAB_POLICIES`` order. ``budget``: the share of the text's ``tokens`` an
+    evicting cache keeps; ``sinks``: StreamingLLM's; ``recent``: H2O's share of its budget kept for the latest
+    tokens; ``window``: SnapKV's observation window (it compresses once half the text has been read)."""
+    unknown = [k for k in kinds if k not in LAB_POLICIES]
+    if unknown or not kinds:
+        raise InputError("error.kvlab_policies", given=", ".join(unknown) or "—", valid=", ".join(LAB_POLICIES))
+    budget = check_float("budget", budget, 0.01, 1.0)
+    kept = max(2, round(budget * tokens))
+    sinks = check_int("sinks", sinks, 0, kept - 1)
+    recent = check_float("recent", recent, 0.0, 1.0)
+    window = check_int("window", window, 1, kept)
+    make = {"window": lambda: Policy("window", kept), "sinks": lambda: Policy("sinks", kept, sinks=sinks),
+            "h2o": lambda: Policy("h2o", kept, recent=max(1, round(recent * kept))),
+            "snapkv": lambda: Policy("snapkv", kept, recent=window, prompt=max(window, tokens // 2)),
+            "int8": lambda: Policy("quant", bits=8), "int4": lambda: Policy("quant", bits=4)}
+    return [make[k]() for k in LAB_POLICIES if k in kinds]
 
 
 @dataclass

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from playground import zoo
-from playground.errors import check_float, check_int
-from playground.inspect.kv_lab import PolicyRun, compare
-from playground.nn.kv_policies import Policy
+from playground.errors import check_int
+from playground.inspect.kv_lab import LAB_DEFAULT, LAB_POLICIES, PolicyRun, compare, lab_policies
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
@@ -16,8 +15,6 @@ from playground.ui.service.loading import load, prepare
 from playground.ui.service.prompts import labels, tokenize
 from playground.zoo import ModelSpec
 
-LAB_POLICIES = ("window", "sinks", "h2o", "snapkv", "int8", "int4")
-LAB_DEFAULT = ("window", "sinks", "h2o", "snapkv", "int4")
 MAX_LAB_TOKENS = 512
 
 
@@ -44,26 +41,6 @@ def lab_models() -> list[str]:
         if cfg.family == "decoder" and cfg.position != "alibi":
             out.append(f"zoo:{name}")
     return out
-
-
-def lab_policies(kinds: list[str], tokens: int, budget: float = 0.25, sinks: int = 4, recent: float = 0.5,
-                 window: int = 8) -> list[Policy]:
-    """The page's knobs as policies, in ``LAB_POLICIES`` order. ``budget``: the share of the text's tokens an
-    evicting cache keeps; ``sinks``: StreamingLLM's; ``recent``: H2O's share of its budget kept for the latest
-    tokens; ``window``: SnapKV's observation window (it compresses once half the text has been read)."""
-    unknown = [k for k in kinds if k not in LAB_POLICIES]
-    if unknown or not kinds:
-        raise MessageError("error.kvlab_policies", given=", ".join(unknown) or "—", valid=", ".join(LAB_POLICIES))
-    budget = check_float("budget", budget, 0.01, 1.0)
-    kept = max(2, round(budget * tokens))
-    sinks = check_int("sinks", sinks, 0, kept - 1)
-    recent = check_float("recent", recent, 0.0, 1.0)
-    window = check_int("window", window, 1, kept)
-    make = {"window": lambda: Policy("window", kept), "sinks": lambda: Policy("sinks", kept, sinks=sinks),
-            "h2o": lambda: Policy("h2o", kept, recent=max(1, round(recent * kept))),
-            "snapkv": lambda: Policy("snapkv", kept, recent=window, prompt=max(window, tokens // 2)),
-            "int8": lambda: Policy("quant", bits=8), "int4": lambda: Policy("quant", bits=4)}
-    return [make[k]() for k in LAB_POLICIES if k in kinds]
 
 
 def _lab_on_device(spec: ModelSpec, ids: list[int], policies: list[Policy], device: str = "cpu", progress=None,
