@@ -96,7 +96,8 @@ def test_a_generation_timeline_is_counted_while_a_session_holds_it(small_server)
     before = service.TIMELINES.total()
     state = generation_state(w, "zoo:baseline", "Once upon a time", 8, 0.0, 0, 1.0, 0, 0, "auto", "cpu")
     timeline = state["timeline"]
-    assert 0 < timeline.nbytes <= service.timeline_bytes(spec, "Once upon a time", 8)
+    prompt = len(service.tokenize(spec, "Once upon a time")[0])
+    assert 0 < timeline.nbytes <= service.timeline_bytes(spec.config(), prompt, 8)
     assert service.TIMELINES.total() - before == timeline.nbytes
     assert service.LEDGER.held()["timelines"] >= timeline.nbytes
     del state, timeline

@@ -120,23 +120,23 @@ def generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str 
     """Before a generation: the prompt's tokens and a rough time on this kind of device: the prompt's forward, then
     per new token its forward (``weights_per_token``) and its attention over the cache so far."""
     cfg = spec.config()
-    tokens = len(tokenize(spec, text, device)[0])
+    prompt = estimate(spec, text, device)  # the prompt's tokens, and its forward's time at most
+    tokens, prefill = prompt["tokens"], prompt["seconds"]
     kind = device if device in SECONDS_PER_WEIGHT else "cpu"
     per_token = weights_per_token(cfg) * SECONDS_PER_WEIGHT[kind] + cfg.n_layer * SECONDS_PER_STEP_LAYER[kind]
-    prefill = estimate(spec, text, device)["seconds"]
     # the attention over the cache: one query row per step, t keys long
     rows = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(kind, SECONDS_PER_UNIT["cpu"])
     attention = rows * sum(tokens + i for i in range(new_tokens))
     return {"tokens": tokens, "seconds": prefill + new_tokens * per_token + attention, "per_token": per_token}
 
 
-def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> None:
-    """MessageError when generating ``new_tokens`` after ``text`` is estimated past the operator's ceiling: the
-    estimate, the ceiling and how many new tokens would fit."""
+def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> dict:
+    """``generation_seconds``'s estimate, or a MessageError when it is past the operator's ceiling: the estimate,
+    the ceiling and how many new tokens would fit."""
     est, limit = generation_seconds(spec, text, new_tokens, device), max_job_seconds(device)
     describe(tokens=est["tokens"], estimate_s=round(est["seconds"], 2))  # the operator's log line
     if est["seconds"] <= limit:
-        return
+        return est
     prefill = est["seconds"] - new_tokens * est["per_token"]
     fits = max(0, int((limit - prefill) / est["per_token"])) if est["per_token"] > 0 else 0
     raise MessageError("error.generation_too_long", new=new_tokens, seconds=round(est["seconds"]),

@@ -61,12 +61,10 @@ def keep(timeline: Timeline) -> Timeline:
     return timeline
 
 
-def timeline_bytes(spec: ModelSpec, text: str, max_new_tokens: int, device: str = "cpu") -> int:
-    """What generating ``max_new_tokens`` after ``text`` will hold at most: each step's attention rows (float32,
-    per layer and head, pooled past ``ROW_CELLS`` keys; an encoder-decoder's cross-attention too) and the
-    float32 K/V cache at its longest."""
-    cfg = spec.config()
-    tokens = len(task_sequence(spec.name, 0)[0]) if spec.is_task else len(tokenize(spec, text, device)[0])
+def timeline_bytes(cfg: ModelConfig, tokens: int, max_new_tokens: int) -> int:
+    """What generating ``max_new_tokens`` after a prompt of ``tokens`` will hold at most: each step's attention rows
+    (float32, per layer and head, pooled past ``ROW_CELLS`` keys; an encoder-decoder's cross-attention too) and
+    the float32 K/V cache at its longest."""
     longest = tokens + max_new_tokens
     kinds = 2 if cfg.family == "encdec" else 1
     rows = max_new_tokens * kinds * cfg.n_layer * cfg.n_heads * min(longest, ROW_CELLS) * 4
@@ -157,10 +155,11 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, lang:
     memory check, before anything runs; then on the generate lane, through the GPU door (errors there in
     ``lang``); the timeline counted in ``TIMELINES`` while a session keeps it. ``options``: ``decode_timeline``'s."""
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
-    device = options.get("device", "cpu")
-    if not spec.is_task:
-        check_generation_seconds(spec, text, max_new_tokens, device)
-    with LEDGER.admit(timeline_bytes(spec, text, max_new_tokens, device), str(spec)):
+    if spec.is_task:
+        tokens = len(task_sequence(spec.name, options.get("seed", 0))[0])
+    else:
+        tokens = check_generation_seconds(spec, text, max_new_tokens, options.get("device", "cpu"))["tokens"]
+    with LEDGER.admit(timeline_bytes(spec.config(), tokens, max_new_tokens), str(spec)):
         timeline, notes = gpu.work(Words(lang=lang), decode_timeline, spec, text, max_new_tokens, lane=GENERATE,
                                    **gpu.watch(progress, cancelled), **options)
         return keep(timeline), notes
@@ -169,6 +168,7 @@ def generate_text(spec: ModelSpec, text: str, max_new_tokens: int = 32, *, lang:
 def fill_text(spec: ModelSpec, text: str, *, lang: str = "en", **options) -> tuple[Timeline, list[Message]]:
     """``fill_timeline`` as the page runs it: admitted by the memory check, on the generate lane, through the GPU
     door, counted while kept."""
-    with LEDGER.admit(timeline_bytes(spec, text, 1, options.get("device", "cpu")), str(spec)):
+    tokens = len(tokenize(spec, text, options.get("device", "cpu"))[0])
+    with LEDGER.admit(timeline_bytes(spec.config(), tokens, 1), str(spec)):
         timeline, notes = gpu.work(Words(lang=lang), fill_timeline, spec, text, lane=GENERATE, **options)
         return keep(timeline), notes
