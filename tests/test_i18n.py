@@ -17,7 +17,7 @@ from playground.config import BACKENDS, DTYPES, FAMILIES
 from playground.nn.kernels import CALLS, KERNEL_LABELS
 from playground.nn.kernel_timing import PATTERNS
 from playground.ui.learn_tab import STEPS
-from playground.ui.service.kv_lab import LAB_POLICIES
+from playground.inspect.kv_lab import LAB_POLICIES
 from playground.ui.lang import Words
 
 ROOT = Path(__file__).resolve().parents[1]

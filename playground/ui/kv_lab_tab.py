@@ -13,7 +13,8 @@ from playground.inspect.analysis import Cancelled
 from playground.nn.kv_policies import formula_bytes
 from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
-from playground.ui.service.kv_lab import LAB_DEFAULT, LAB_POLICIES, MAX_LAB_TOKENS, LabResult, lab_models, run_lab
+from playground.inspect.kv_lab import LAB_DEFAULT, LAB_POLICIES
+from playground.ui.service.kv_lab import MAX_LAB_TOKENS, LabResult, lab_models, run_lab
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import index_range

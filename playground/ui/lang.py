@@ -16,7 +16,6 @@ from http.cookies import SimpleCookie
 
 import gradio as gr
 
-from playground.errors import InputError
 from playground.ui.i18n import catalogues, from_accept_language, normalise, render, text
 from playground.ui.initial import set_initial
 from playground.ui.scripts import page_script

@@ -6,8 +6,6 @@ which the store answers, computing it again when it had let it go.
 """
 from __future__ import annotations
 
-import gradio as gr
-
 from playground.inspect.analysis import Analysis, Cancelled
 from playground.ui import service
 from playground.ui.i18n import Message, msg

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from playground import zoo
 from playground.errors import check_int
-from playground.inspect.kv_lab import LAB_DEFAULT, LAB_POLICIES, PolicyRun, compare, lab_policies
+from playground.inspect.kv_lab import PolicyRun, compare, lab_policies
+from playground.nn.kv_policies import Policy
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
