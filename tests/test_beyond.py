@@ -82,7 +82,26 @@ def test_value_norms_match_brute_force(name):
                     assert got.per_head[layer, h, i, j] == pytest.approx(float(A[h, i, j] * f[h, j].norm()), rel=1e-5, abs=1e-5)
             # the decomposition is the layer: sum over keys and heads, plus b_O, is the sublayer's output
             assert torch.allclose(total.float(), outputs[layer][i], atol=1e-4)
-        assert np.allclose(got.weights[layer], A.numpy(), atol=1e-6)
+
+
+def test_pooled_value_norms_are_the_max_and_mean_of_the_exact_ones_across_tiles():
+    """600 tokens in 7 x 7 cells of 86: tiles of 430 rows and keys, so cells, tiles and the diagonal all cross."""
+    model, _ = model_for("decoder-GQA-alibi")
+    ids = torch.randint(0, model.cfg.vocab_size, (600,), generator=torch.Generator().manual_seed(3)).tolist()
+    exact = value_norms(model, ids)
+    assert exact.exact and exact.per_head.shape[-2:] == (600, 600)
+    for how, reduce in (("max", np.max), ("mean", np.mean)):
+        got = value_norms(model, ids, cells=7, how=how)
+        assert got.cell == (86, 86) and got.per_head.shape[-2:] == (7, 7) and list(got.rows) == [*range(0, 600, 86), 600]
+        for a in range(7):
+            for b in range(7):
+                rows, cols = slice(got.rows[a], got.rows[a + 1]), slice(got.cols[b], got.cols[b + 1])
+                np.testing.assert_allclose(got.per_head[:, :, a, b], reduce(exact.per_head[:, :, rows, cols], (-2, -1)),
+                                           rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(got.per_layer[:, a, b], reduce(exact.per_layer[:, rows, cols], (-2, -1)),
+                                           rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="max' or 'mean"):
+        value_norms(model, ids[:5], how="sum")
 
 
 def rollout_by_hand(weights: np.ndarray, without_first: bool) -> np.ndarray:

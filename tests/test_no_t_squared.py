@@ -115,3 +115,17 @@ def test_the_logit_lens_at_4096_tokens_builds_nothing_of_t_squared():
         lens = logit_lens(model, ids[:T])
     assert lens.top_ids.shape[:2] == (model.cfg.n_layer, T)
     assert not guard.found, "\n".join(guard.found[:10])
+
+
+def test_value_norms_at_4096_tokens_build_nothing_of_t_squared():
+    """The per-head and per-layer norms are pooled tile by tile: never (L, nh, T, T), nor (T, T) for one layer."""
+    from playground.inspect.attribution import value_norms
+
+    spec = ModelSpec.parse("zoo:baseline")
+    ids = spec.tokenizer().encode(_text(spec, T))
+    model = service.load(spec).model
+    guard = LargeOutputs(T * T // 8)
+    with guard:
+        vn = value_norms(model, ids[:T], cells=64)
+    assert vn.per_head.shape == (model.cfg.n_layer, model.cfg.n_heads, 64, 64) and vn.rows[-1] == T
+    assert not guard.found, "\n".join(guard.found[:10])

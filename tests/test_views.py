@@ -101,13 +101,21 @@ def test_ablation_reads_at_most_the_cap_and_says_so():
     assert numbers["scored"][-1] == views.MAX_ABLATION_TOKENS - 2  # the last one's next token was cut off
 
 
-def test_norms_and_rollout_read_at_most_their_cap_and_say_so():
-    """Every head's map at once (and rollout's products) would not fit a long prompt: the first MAX_MAP_TOKENS."""
+def test_rollout_reads_at_most_its_cap_and_says_so_while_norms_read_every_token():
+    """Rollout multiplies every layer's (T, T) map: the first MAX_MAP_TOKENS. Value norms are pooled tile by tile,
+    so they read the whole prompt, in cells whose edges the numbers give."""
     long_prompt = " ".join(["the king is dead, long live the king"] * 80)  # past 512 tokens
-    for view in ("norms", "rollout"):
-        _, numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, view)
-        assert len(numbers["labels"]) == views.MAX_MAP_TOKENS
-        assert any(f"first {views.MAX_MAP_TOKENS} of the" in n for n in notes)
+    _, numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, "rollout")
+    assert len(numbers["labels"]) == views.MAX_MAP_TOKENS
+    assert any(f"first {views.MAX_MAP_TOKENS} of the" in n for n in notes)
+    (per_head, _), numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, "norms")
+    T = len(numbers["labels"])
+    assert T > views.MAX_MAP_TOKENS and not any("of the" in n for n in notes)
+    n = len(numbers["rows"]) - 1
+    assert numbers["rows"][-1] == numbers["cols"][-1] == T and numbers["cell"][0] > 1
+    assert np.array(numbers["per_head"]).shape[2:] == (n, n) and np.array(numbers["per_layer"]).shape[1:] == (n, n)
+    c = numbers["cell"][0]
+    assert f"{T}×{T} tokens" in per_head.layout.title.text and f"max over cells of {c}×{c}" in per_head.layout.title.text
 
 
 def test_page_handler_shows_the_overview_for_raw_weights_and_a_note_for_rwkv():

@@ -38,19 +38,33 @@ import numpy as np
 import torch
 
 from playground.inspect.hooks import as_batch, blocks_of, capture_inputs, hooked
+from playground.inspect.tiles import Pooled, Pooler, cell_size, tile_side
 from playground.models.base import LanguageModel
 from playground.models.hf.model import HubModel
+from playground.nn.rebuild import AttentionSource, tile_grid
 
 
 @dataclass
 class ValueNorms:
-    weights: np.ndarray    # (L, nh, T, T) A^h_ij, the model's own
-    per_head: np.ndarray   # (L, nh, T, T) A^h_ij ||f_h(x_j)||
-    per_layer: np.ndarray  # (L, T, T) ||sum_h A^h_ij f_h(x_j)||
+    """The norms of every self-attention layer, in cells of ``cell`` (queries x keys) over the T x T pairs: each
+    cell the max or the mean (``how``) of the pairs it covers, the exact norm of each pair when ``cell`` is (1, 1)."""
+
+    per_head: np.ndarray     # (L, nh, n, m) A^h_ij ||f_h(x_j)||
+    per_layer: np.ndarray    # (L, n, m) ||sum_h A^h_ij f_h(x_j)||
     value_norms: np.ndarray  # (L, nh, T) ||f_h(x_j)||
+    rows: np.ndarray         # (n + 1,) the first query of each row of cells, and T at the end
+    cols: np.ndarray         # (m + 1,) the first key of each column of cells, and T at the end
+    cell: tuple[int, int]
+    how: str = "max"
+
+    @property
+    def exact(self) -> bool:
+        return self.cell == (1, 1)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k).tolist() for k in ("weights", "per_head", "per_layer", "value_norms")}
+        return {"per_head": self.per_head.tolist(), "per_layer": self.per_layer.tolist(),
+                "value_norms": self.value_norms.tolist(), "rows": self.rows.tolist(), "cols": self.cols.tolist(),
+                "cell": list(self.cell), "how": self.how}
 
 
 def head_values(attn, x: torch.Tensor) -> torch.Tensor:
@@ -79,12 +93,45 @@ def _hub_head_values(model: HubModel, x: torch.Tensor) -> tuple[list, list]:
     return records, heads
 
 
+def layer_norms(src: AttentionSource, f: torch.Tensor, cells: int, batch: int = 0) -> tuple[Pooled, Pooled]:
+    """One layer's norms, tile by tile over its source (no (T, T) array): the per-head and the per-layer cells.
+
+    f: (nh, T, d) f_h(x_j). The per-layer norm of a pair is a quadratic form in the pair's weights,
+
+        ||sum_h A^h_ij f_h(x_j)||² = sum_{h, g} A^h_ij A^g_ij G_j[h, g],   G_j[h, g] = f_h(x_j) . f_g(x_j),
+
+    so a tile needs the (nh, nh) Gram matrix of each key (T nh² numbers, built once), not the (r, c, d) vectors.
+    It is evaluated in float64: heads that cancel leave a small norm of large terms.
+    Returns (per head (nh, n, m), per layer (1, n, m)) as ``inspect.tiles.Pooled``.
+    """
+    _, nh, Tq, Tk = src.shape
+    f = f.double().cpu()
+    fn = f.norm(dim=-1).float()  # (nh, Tk)
+    gram = torch.einsum("htd,gtd->thg", f, f)  # (Tk, nh, nh)
+    cell = (cell_size(Tq, cells), cell_size(Tk, cells))
+    heads = Pooler(nh, (0, Tq), (0, Tk), cell, signed=False)
+    layer = Pooler(1, (0, Tq), (0, Tk), cell, signed=False)
+    for r0, r1, c0, c1 in tile_grid(Tq, Tk, tile_side(cell[0]), tile_side(cell[1])):
+        if not bool(src.mask_tile(r0, r1, c0, c1, batch).any()):
+            continue
+        w = src.tile(r0, r1, c0, c1, batch=batch)  # (nh, r, c) float32
+        heads.add(w * fn[:, None, c0:c1], r0, r1, c0, c1)
+        wd = w.double().permute(2, 1, 0)  # (c, r, nh)
+        square = (torch.bmm(wd, gram[c0:c1]) * wd).sum(-1).T  # (r, c)
+        layer.add(square.clamp_(min=0).sqrt_().float()[None], r0, r1, c0, c1)
+    return heads.result(), layer.result()
+
+
 @torch.no_grad()
-def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0) -> ValueNorms:
-    """Kobayashi et al.'s norms for every self-attention layer of one sequence ``ids`` (a list of T ids)."""
+def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0, cells: int | None = None,
+                how: str = "max") -> ValueNorms:
+    """Kobayashi et al.'s norms for every self-attention layer of one sequence ``ids`` (a list of T ids), in at most
+    ``cells`` x ``cells`` cells per head (None: one per pair, exact), each the max or the mean (``how``)."""
     x = as_batch(model, ids)
     if x.shape[0] != 1:
         raise ValueError(f"value_norms reads one sequence, got a batch of {x.shape[0]}")
+    if how not in ("max", "mean"):
+        raise ValueError(f"pooling must be 'max' or 'mean', got {how!r}")
     model.eval()
     if isinstance(model, HubModel):
         records, heads = _hub_head_values(model, x)
@@ -92,20 +139,17 @@ def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0) -> ValueNorms
         blocks = blocks_of(model)
         seen, handles = capture_inputs([b.self_attn for b in blocks])
         with hooked(*handles):
-            out = model(x, prefix_len=prefix_len, capture=True)
+            out = model(x, prefix_len=prefix_len, capture=True, logits="none")
         records, heads = out.attentions, [head_values(b.self_attn, inp[0]) for b, inp in zip(blocks, seen)]
-    weights, per_head, per_layer, norms = [], [], [], []
+    T = x.shape[1]
+    per_head, per_layer, norms = [], [], []
     for rec, f in zip(records, heads):
-        A = rec.weights[0].float()  # (nh, T, T)
-        f = f.float()  # (nh, T, d)
-        fn = f.norm(dim=-1)  # (nh, T)
-        # sum_h A^h_ij f_h(x_j), one query row at a time: (T, d) per row, never (T, T, d)
-        layer = torch.stack([torch.einsum("hj,hjd->jd", A[:, i], f).norm(dim=-1) for i in range(A.shape[1])])
-        weights.append(A)
-        per_head.append(A * fn[:, None, :])  # (nh, T, T)
-        per_layer.append(layer)  # (T, T)
-        norms.append(fn)
-    return ValueNorms(*(torch.stack(t).cpu().numpy() for t in (weights, per_head, per_layer, norms)))
+        by_head, by_layer = layer_norms(rec.source, f, T if cells is None else cells)
+        per_head.append(by_head.cells(how))
+        per_layer.append(by_layer.cells(how)[0])
+        norms.append(f.float().norm(dim=-1).cpu().numpy())  # (nh, T)
+    return ValueNorms(np.stack(per_head), np.stack(per_layer), np.stack(norms), by_head.row_edges(),
+                      by_head.col_edges(), by_head.cell, how)
 
 
 def _renormalise(M: np.ndarray) -> np.ndarray:

@@ -79,12 +79,12 @@ def cell_size(span: int, cells: int) -> int:
     return max(1, math.ceil(span / cells))
 
 
-def _tile_side(cell: int, tile: int = TILE) -> int:
+def tile_side(cell: int, tile: int = TILE) -> int:
     """Tiles hold whole cells: the largest multiple of the cell within ``tile`` (at least one cell)."""
     return max(cell, (tile // cell) * cell)
 
 
-class _Pooler:
+class Pooler:
     """Accumulates the max and the sum of each cell, tile by tile."""
 
     def __init__(self, h: int, rows: tuple[int, int], cols: tuple[int, int], cell: tuple[int, int], signed: bool):
@@ -133,8 +133,8 @@ def pool(src: AttentionSource | ImplicitSource, rows: tuple[int, int], cols: tup
         raise ValueError(f"rows {r0}..{r1 - 1} and keys {c0}..{c1 - 1} are outside this attention's "
                          f"{Tq} queries x {Tk} keys")
     cell = (cell_size(r1 - r0, cells), cell_size(c1 - c0, cells))
-    pooler = _Pooler(nh if heads is None else len(heads), rows, cols, cell, _signed(src))
-    for a0, a1, b0, b1 in tile_grid(Tq, Tk, _tile_side(cell[0]), _tile_side(cell[1]), rows, cols):
+    pooler = Pooler(nh if heads is None else len(heads), rows, cols, cell, _signed(src))
+    for a0, a1, b0, b1 in tile_grid(Tq, Tk, tile_side(cell[0]), tile_side(cell[1]), rows, cols):
         if not bool(src.mask_tile(a0, a1, b0, b1, batch).any()):
             continue
         pooler.add(src.tile(a0, a1, b0, b1, heads, batch), a0, a1, b0, b1)
@@ -147,8 +147,8 @@ def pool_mask(src: AttentionSource | ImplicitSource, rows: tuple[int, int], cols
     (exactly the mask, 0 or 1, when a cell is one pair). (n_rows, n_cols) float32"""
     (r0, r1), (c0, c1) = rows, cols
     cell = (cell_size(r1 - r0, cells), cell_size(c1 - c0, cells))
-    pooler = _Pooler(1, rows, cols, cell, False)
-    for a0, a1, b0, b1 in tile_grid(*src.shape[2:], _tile_side(cell[0]), _tile_side(cell[1]), rows, cols):
+    pooler = Pooler(1, rows, cols, cell, False)
+    for a0, a1, b0, b1 in tile_grid(*src.shape[2:], tile_side(cell[0]), tile_side(cell[1]), rows, cols):
         pooler.add(src.mask_tile(a0, a1, b0, b1, batch)[None].float(), a0, a1, b0, b1)
     return pooler.result().mean[0]
 
@@ -313,7 +313,7 @@ def sweep(src: AttentionSource | ImplicitSource, cells: int, tokens=None, check:
     """
     _, nh, Tq, Tk = src.shape
     cell = (cell_size(Tq, cells), cell_size(Tk, cells))
-    pooler = _Pooler(nh, (0, Tq), (0, Tk), cell, _signed(src))
+    pooler = Pooler(nh, (0, Tq), (0, Tk), cell, _signed(src))
     cross = isinstance(src, AttentionSource) and src.rule.kind == "cross"  # queries and keys of two sequences
     stats = _Stats(nh, Tq, Tk, None if tokens is None or cross else np.asarray(tokens), positional=not cross)
     rebuilt = None
@@ -321,7 +321,7 @@ def sweep(src: AttentionSource | ImplicitSource, cells: int, tokens=None, check:
         v, out = check
         g = nh // src.n_kv_heads
         rebuilt = torch.zeros(nh, Tq, v.shape[-1])
-    for r0, r1, c0, c1 in tile_grid(Tq, Tk, _tile_side(cell[0], SWEEP_TILE), _tile_side(cell[1], SWEEP_TILE)):
+    for r0, r1, c0, c1 in tile_grid(Tq, Tk, tile_side(cell[0], SWEEP_TILE), tile_side(cell[1], SWEEP_TILE)):
         mask = src.mask_tile(r0, r1, c0, c1, batch)
         if not bool(mask.any()):
             continue

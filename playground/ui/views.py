@@ -18,6 +18,7 @@ import torch
 from playground import plots, zoo
 from playground.config import RECURRENT_FAMILIES
 from playground.inspect.ablation import MODES, ablate_heads
+from playground.inspect.analysis import overview_cells
 from playground.inspect.attribution import rollout, value_norms
 from playground.inspect.hooks import as_batch
 from playground.inspect.logit_lens import logit_lens
@@ -37,11 +38,10 @@ VIEW_KEYS = {"raw": "view.raw", "norms": "view.norms", "rollout": "view.rollout"
 DEFINITIONS = {"norms": "view.def_norms", "rollout": "view.def_rollout", "lens": "view.def_lens",
                "ablation": "view.def_ablation"}
 MAX_ABLATION_TOKENS = 48  # ablation runs L x nh + 1 forwards over the whole sequence
-# value norms and rollout hold every head's (T, T) map at once (rollout multiplies them: T³ per layer) and /view
-# returns those numbers: past this many tokens they read the first ones, and say so
+# rollout multiplies every layer's (T, T) map (T³ per layer) and /view returns its numbers: past this many tokens it
+# reads the first ones, and says so (value norms are pooled tile by tile and read every token, as raw weights do)
 MAX_MAP_TOKENS = 512
-VIEW_CAPS = {"ablation": (MAX_ABLATION_TOKENS, "view.ablation_cut"), "norms": (MAX_MAP_TOKENS, "view.maps_cut"),
-             "rollout": (MAX_MAP_TOKENS, "view.maps_cut")}
+VIEW_CAPS = {"ablation": (MAX_ABLATION_TOKENS, "view.ablation_cut"), "rollout": (MAX_MAP_TOKENS, "view.maps_cut")}
 LENS_TOP = 3
 
 
@@ -144,16 +144,17 @@ def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len:
     prefix_len = min(int(prefix_len), len(ids)) if cfg.family == "prefix" else 0
     numbers: dict = {"view": view, "spec": str(spec), "labels": labels, "token_ids": ids}
     if view == "norms":
-        vn = value_norms(model, ids, prefix_len=prefix_len)
-        n_heads = vn.per_head.shape[1]
+        n_heads = model.cfg.n_heads
+        vn = value_norms(model, ids, prefix_len=prefix_len, cells=overview_cells(model.cfg.n_layer * n_heads))
         groups = kv_groups(n_heads, model.cfg.n_kv_heads) if group_kv and n_heads % model.cfg.n_kv_heads == 0 else None
+        cells = {"tokens": (len(ids), len(ids)), "rows": vn.rows.tolist(), "cols": vn.cols.tolist(), "cell": vn.cell,
+                 "how": vn.how}
         figures = [plots.overview(vn.per_head, msg("view.title_norms"), untrained=untrained, words=w,
-                                  scale_title=w("view.scale_norm"), groups=groups),
+                                  scale_title=w("view.scale_norm"), groups=groups, cells=cells),
                    plots.overview(vn.per_layer[None], msg("view.title_norms_layer"), untrained=untrained,
                                   words=w, row_names=[w("view.all_heads")], scale_title=w("view.scale_norm"),
-                                  col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))])]
-        numbers.update(per_head=vn.per_head.tolist(), per_layer=vn.per_layer.tolist(),
-                       value_norms=vn.value_norms.tolist())
+                                  col_names=[w("plot.layer", i=i) for i in range(len(vn.per_layer))], cells=cells)]
+        numbers.update(vn.to_dict())
     elif view == "rollout":
         weights = self_weights(model, ids, prefix_len)  # (L, nh, T, T), the model's own
         R = rollout(weights, without_first=without_first)  # (L, T, T)
