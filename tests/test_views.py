@@ -93,12 +93,21 @@ def test_ablation_on_the_induction_model_scores_its_answers_and_finds_the_heads(
     assert any("synthetic-task" in n for n in notes) and any(n.startswith("Scored: 23 positions") for n in notes)
 
 
-def test_ablation_reads_at_most_the_cap_and_says_so():
+def test_ablation_reads_as_many_tokens_as_its_forwards_fit_in_one_jobs_ceiling_and_says_so(monkeypatch):
+    """zoo:baseline's 17 forwards fit a prompt of 120 tokens in the default ceiling; under a ceiling of 0.05 s they
+    fit fewer, and the note says how many forwards and which ceiling."""
+    spec = ModelSpec.parse("zoo:baseline")
     long_prompt = " ".join(["the king is dead, long live the king"] * 12)
-    _, numbers, notes = views.compute(EN, ModelSpec.parse("zoo:baseline"), long_prompt, "ablation", mode="mean")
-    assert len(numbers["token_ids"]) == views.MAX_ABLATION_TOKENS and numbers["mode"] == "mean"
-    assert any(f"first {views.MAX_ABLATION_TOKENS} of the" in n for n in notes)
-    assert numbers["scored"][-1] == views.MAX_ABLATION_TOKENS - 2  # the last one's next token was cut off
+    _, numbers, notes = views.compute(EN, spec, long_prompt, "ablation", mode="mean")
+    T = len(service.tokenize(spec, long_prompt)[0])
+    assert len(numbers["token_ids"]) == T > 48 and not any("of the" in n for n in notes)
+    monkeypatch.setenv(service.MAX_JOB_ENV, "0.05")
+    cap = service.ablation_tokens(spec.config())
+    assert 2 <= cap < T and service.ablation_forwards(spec.config()) * service.forward_seconds(spec.config(), cap) <= 0.05
+    _, numbers, notes = views.compute(EN, spec, long_prompt, "ablation", mode="mean")
+    assert len(numbers["token_ids"]) == cap and numbers["mode"] == "mean"
+    assert any("runs the model 17 times" in n and f"first {cap} of the {T}" in n for n in notes)
+    assert numbers["scored"][-1] == cap - 2  # the last one's next token was cut off
 
 
 def test_rollout_reads_at_most_its_cap_and_says_so_while_norms_read_every_token():

@@ -4,9 +4,10 @@ Each view runs the model's own computation from ``playground.inspect`` (attribut
 the prompt's tokens (a synthetic-task model: a seeded sequence of its own task) and draws it with
 ``plots``; under the figure, a one-line definition and its paper. ``/view`` returns the same figures and
 the numbers. The views read decoder-only and prefix Transformers; a recurrent or encoder-decoder model is
-refused with a note (raw weights still work there). Head ablation runs the model once per head (L x nh
-forwards), so it reads at most ``MAX_ABLATION_TOKENS`` tokens; ``/ablate`` returns its numbers alone, and can
-score one chosen target token at the last position instead of every next token.
+refused with a note (raw weights still work there). Head ablation runs the model once per head (L x nh + 1
+forwards), so it reads as many tokens as those forwards fit in one job's time ceiling (``service.ablation_tokens``);
+``/ablate`` returns its numbers alone, and can score one chosen target token at the last position instead of every
+next token.
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import re
@@ -37,17 +38,26 @@ VIEW_KEYS = {"raw": "view.raw", "norms": "view.norms", "rollout": "view.rollout"
              "ablation": "view.ablation"}
 DEFINITIONS = {"norms": "view.def_norms", "rollout": "view.def_rollout", "lens": "view.def_lens",
                "ablation": "view.def_ablation"}
-MAX_ABLATION_TOKENS = 48  # ablation runs L x nh + 1 forwards over the whole sequence
 # rollout multiplies every layer's (T, T) map (T³ per layer) and /view returns its numbers: past this many tokens it
 # reads the first ones, and says so (value norms are pooled tile by tile and read every token, as raw weights do)
 MAX_MAP_TOKENS = 512
-VIEW_CAPS = {"ablation": (MAX_ABLATION_TOKENS, "view.ablation_cut"), "rollout": (MAX_MAP_TOKENS, "view.maps_cut")}
+
+
+def view_cap(view: str, cfg, device: str = "cpu") -> dict:
+    """The tokens a view reads at most, and the note that says why: ``sequence``'s keywords ({} for every token)."""
+    if view == "rollout":
+        return {"cap": MAX_MAP_TOKENS, "cut_note": "view.maps_cut"}
+    if view == "ablation":
+        return {"cap": service.ablation_tokens(cfg, device), "cut_note": "view.ablation_cut",
+                "forwards": service.ablation_forwards(cfg), "seconds": round(service.max_job_seconds(device))}
+    return {}
 LENS_TOP = 3
 
 
-def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None, cut_note: str = "view.ablation_cut") -> dict:
+def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None, cut_note: str = "view.ablation_cut",
+             **note_args) -> dict:
     """The tokens a view reads: {ids, labels, scored (bool per position: its target is scored by ablation),
-    targets (the token each position should predict), notes}. A synthetic-task model reads a seeded
+    targets (the token each position should predict), notes}; at most ``cap``, the cut said by ``cut_note``. A synthetic-task model reads a seeded
     sequence of its own task and scores its answer positions only; text is scored on the next token."""
     cfg = spec.config()
     notes = []
@@ -70,7 +80,7 @@ def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None, cut
         scored = [True] * (len(ids) - 1) + [False]
         labels = service.labels(spec, ids)
     if cap and len(ids) > cap:
-        notes.append(w(cut_note, tokens=len(ids), limit=cap))
+        notes.append(w(cut_note, tokens=len(ids), limit=cap, **note_args))
         ids, labels, targets, scored = ids[:cap], labels[:cap], targets[:cap], scored[:cap]
         if not spec.is_task:
             scored[-1] = False  # its next token was cut off
@@ -136,7 +146,7 @@ def _on_device(w: Words, spec: ModelSpec, prompt: str, view: str, *, prefix_len:
     except ValueError as e:
         raise w.error(e) from None
     model, untrained = loaded.model, not spec.trained
-    seq = sequence(w, spec, prompt, *VIEW_CAPS.get(view, (None,)))
+    seq = sequence(w, spec, prompt, **view_cap(view, cfg, device))
     if view == "ablation" and target:
         seq = retarget(w, spec, seq, target)
     seq["notes"][:0] = [w.render(n) for n in loaded.notes]  # models unloaded to make room, or this one reloaded

@@ -15,8 +15,9 @@ from playground.ui.service.analyses import (
 from playground.ui.service.choices import (
     PRETRAINED, about, devices, parameters, pretrained_sentence, resolve, shape)
 from playground.ui.service.costs import (
-    MAX_JOB_ENV, MAX_JOB_S, SECONDS_PER_UNIT, analysis_bytes, check_generation_seconds, check_job_seconds, estimate,
-    generation_seconds, gpu_seconds, max_job_seconds, score_width)
+    MAX_JOB_ENV, MAX_JOB_S, SECONDS_PER_UNIT, ablation_forwards, ablation_tokens, analysis_bytes,
+    check_generation_seconds, check_job_seconds, estimate, forward_seconds, generation_seconds, gpu_seconds,
+    max_job_seconds, score_width)
 from playground.ui.service.kv_formulas import kv_formulas
 from playground.ui.service.loading import WEIGHTS, Loaded, load, prepare, weights, weights_name
 from playground.ui.service.prompts import (
@@ -29,8 +30,9 @@ from playground.ui.service.timelines import (
 __all__ = [
     "ANALYSES", "ANALYSIS_BUDGET_ENV", "LEDGER", "TIMELINES", "ANALYSIS_SHARE", "ENCDEC_TARGET_TOKENS", "MAX_JOB_ENV", "MAX_JOB_S",
     "MAX_NEW_TOKENS", "MAX_PROMPT_CHARS", "MAX_PROMPT_TOKENS", "PRETRAINED", "SECONDS_PER_UNIT", "TASK_LABELS",
-    "WEIGHTS", "Loaded", "StoredAnalysis", "Timeline", "about", "admit", "analysis_bytes", "analysis_key",
+    "WEIGHTS", "Loaded", "StoredAnalysis", "Timeline", "ablation_forwards", "ablation_tokens", "about", "admit",
+    "analysis_bytes", "analysis_key",
     "analyze_and_release", "analyze_text", "attention_map", "check_generation_seconds", "check_job_seconds", "decode", "devices", "estimate",
-    "fill_text", "generate_text", "generation_seconds", "gpu_seconds", "head_window", "keep", "kv_formulas", "labels", "load", "max_job_seconds",
+    "fill_text", "forward_seconds", "generate_text", "generation_seconds", "gpu_seconds", "head_window", "keep", "kv_formulas", "labels", "load", "max_job_seconds",
     "parameters", "prepare", "pretrained_sentence", "request_key", "resolve", "score_width", "shape",
     "stored_analysis", "task_labels", "task_sequence", "timeline_bytes", "token_limit", "tokenize", "weights", "weights_name"]

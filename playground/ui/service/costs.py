@@ -116,6 +116,34 @@ def weights_per_token(cfg: ModelConfig) -> int:
     return cfg.n_layer * per_layer + cfg.vocab_size * d
 
 
+# Seconds per weight per token of a forward over a whole sequence (matrix-matrix products: compute-bound), on a
+# 2-core CPU (zoo:baseline's forward measured 2.6e-11 to 4.5e-11 from 128 to 2,048 tokens); a GPU's is a guess.
+SECONDS_PER_BATCHED_WEIGHT = {"cpu": 5e-11, "cuda": 1e-13}
+
+
+def forward_seconds(cfg: ModelConfig, tokens: int, device: str = "cpu") -> float:
+    """One forward over ``tokens`` tokens: its weights for every token, and its attention (bounded by an analysis's
+    figure, ``SECONDS_PER_UNIT``, which also rebuilds every weight)."""
+    kind = device if device in SECONDS_PER_BATCHED_WEIGHT else "cpu"
+    attention = cfg.n_layer * tokens * tokens * score_width(cfg) * SECONDS_PER_UNIT[kind]
+    return tokens * weights_per_token(cfg) * SECONDS_PER_BATCHED_WEIGHT[kind] + attention
+
+
+def ablation_forwards(cfg: ModelConfig) -> int:
+    """Head ablation's forwards: one unablated, then one per head of every layer."""
+    return cfg.n_layer * cfg.n_heads + 1
+
+
+def ablation_tokens(cfg: ModelConfig, device: str = "cpu") -> int:
+    """The most tokens head ablation may read so that its forwards fit one job's ceiling (``max_job_seconds``):
+    the T where ``ablation_forwards`` x ``forward_seconds(T)`` reaches it (at least 2: a token and its next)."""
+    kind = device if device in SECONDS_PER_BATCHED_WEIGHT else "cpu"
+    per_forward = max_job_seconds(device) / ablation_forwards(cfg)
+    a = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT[kind]
+    b = weights_per_token(cfg) * SECONDS_PER_BATCHED_WEIGHT[kind]
+    return max(2, int((-b + math.sqrt(b * b + 4 * a * per_forward)) / (2 * a)))  # a T² + b T = per_forward
+
+
 def generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> dict:
     """Before a generation: the prompt's tokens and a rough time on this kind of device: the prompt's forward, then
     per new token its forward (``weights_per_token``) and its attention over the cache so far."""
