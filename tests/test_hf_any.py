@@ -273,7 +273,7 @@ def test_a_spread_model_must_fit_every_device_together(tmp_path, monkeypatch):
 def test_ablating_a_head_inside_the_attention_function_equals_a_hook_on_o_proj(mode):
     """Head ablation of a Hub model happens where the attention function hands y^h back; the same ablation done
     independently, by a pre-hook on transformers' own o_proj, gives the same loss changes."""
-    from playground.inspect.ablation import ablate_heads, score
+    from playground.inspect.ablation import ablate_heads
 
     _, model = _wrapped("qwen3")
     ids, _ = _inputs("qwen3", T=16)
@@ -292,7 +292,7 @@ def test_ablating_a_head_inside_the_attention_function_equals_a_hook_on_o_proj(m
             handle = model.hf.model.layers[layer].self_attn.o_proj.register_forward_pre_hook(hook)
             try:
                 with torch.no_grad():
-                    loss, _ = score(model(ids).logits, targets, scored)
+                    loss = float(torch.nn.functional.cross_entropy(model(ids).logits[scored].float(), targets[scored]))
             finally:
                 handle.remove()
             assert abs((loss - got.loss) - got.d_loss[layer, head]) < 1e-5

@@ -117,9 +117,12 @@ def test_the_logit_lens_at_4096_tokens_builds_nothing_of_t_squared():
     assert not guard.found, "\n".join(guard.found[:10])
 
 
-def test_value_norms_at_4096_tokens_build_nothing_of_t_squared():
-    """The per-head and per-layer norms are pooled tile by tile: never (L, nh, T, T), nor (T, T) for one layer."""
+def test_value_norms_ablation_and_generation_at_4096_tokens_build_nothing_of_t_squared():
+    """The per-head and per-layer norms are pooled tile by tile: never (L, nh, T, T), nor (T, T) for one layer. Head
+    ablation's forwards and a generation's prompt and steps (each one query row over the cache) hold no T x T."""
+    from playground.inspect.ablation import ablate_heads
     from playground.inspect.attribution import value_norms
+    from playground.ui.service.timelines import decode_timeline
 
     spec = ModelSpec.parse("zoo:baseline")
     ids = spec.tokenizer().encode(_text(spec, T))
@@ -127,5 +130,8 @@ def test_value_norms_at_4096_tokens_build_nothing_of_t_squared():
     guard = LargeOutputs(T * T // 8)
     with guard:
         vn = value_norms(model, ids[:T], cells=64)
+        ablation = ablate_heads(model, ids[:T])
+        timeline, _ = decode_timeline(spec, spec.tokenizer().decode(ids[:T - 2]), 2)
+    assert ablation.d_loss.shape == (model.cfg.n_layer, model.cfg.n_heads) and len(timeline.rows) == 2
     assert vn.per_head.shape == (model.cfg.n_layer, model.cfg.n_heads, 64, 64) and vn.rows[-1] == T
     assert not guard.found, "\n".join(guard.found[:10])

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from playground.inspect.hooks import as_batch, blocks_of, hooked
+from playground.inspect.logit_lens import CHUNK, layer_states
 from playground.models.base import LanguageModel
 from playground.models.hf.model import HubModel
 
@@ -105,12 +106,19 @@ class Ablation:
                 "d_loss": self.d_loss.tolist(), "d_target_logit": self.d_target_logit.tolist()}
 
 
-def score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and mean target logit over the positions where ``mask`` is set.
-    logits (B, T, V), targets (B, T) ids, mask (B, T) bool."""
-    logits, targets = logits[mask].float(), targets[mask]  # (N, V), (N,)
-    loss = F.cross_entropy(logits, targets)
-    return float(loss), float(logits.gather(-1, targets[:, None]).mean())
+def forward_score(model: LanguageModel, x: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                  prefix_len: int = 0) -> tuple[float, float]:
+    """Mean cross-entropy and mean target logit over the positions where ``mask`` is set (x, targets, mask (B, T)),
+    of one forward, its logits read ``CHUNK`` scored positions at a time from the last block's output
+    (the model's own final norm and head): never (T, V), which at a long prompt is more than T² / 8."""
+    states, readout = layer_states(model, x, prefix_len=prefix_len, last=True)
+    h, targets = states[-1][mask], targets[mask]  # (N, d), (N,)
+    loss = logit = 0.0
+    for a in range(0, len(targets), CHUNK):
+        logits, wanted = readout(h[a:a + CHUNK]).float(), targets[a:a + CHUNK]  # (chunk, V), (chunk,)
+        loss += float(F.cross_entropy(logits, wanted, reduction="sum"))
+        logit += float(logits.gather(-1, wanted[:, None]).sum())
+    return loss / len(targets), logit / len(targets)
 
 
 @torch.no_grad()
@@ -141,11 +149,11 @@ def ablate_heads(model: LanguageModel, ids, *, targets=None, mask=None, mode: st
         raise ValueError(f"targets {tuple(targets.shape)} and mask {tuple(mask.shape)} must match ids {tuple(x.shape)}")
     if not bool(mask.any()):
         raise ValueError("no position is scored: give at least two tokens, or a mask with a position set")
-    loss, logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)
+    loss, logit = forward_score(model, x, targets, mask, prefix_len)
     d_loss, d_logit = np.zeros((n_layers, nh)), np.zeros((n_layers, nh))
     for layer in range(n_layers):
         for head in range(nh):
             with heads_ablated(model, [(layer, head)], mode):
-                a_loss, a_logit = score(model(x, prefix_len=prefix_len).logits, targets, mask)
+                a_loss, a_logit = forward_score(model, x, targets, mask, prefix_len)
             d_loss[layer, head], d_logit[layer, head] = a_loss - loss, a_logit - logit
     return Ablation(mode, loss, logit, d_loss, d_logit)

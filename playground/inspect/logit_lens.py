@@ -43,13 +43,15 @@ CHUNK = 256
 
 
 @torch.no_grad()
-def layer_states(model: LanguageModel, ids, *, prefix_len: int = 0) -> tuple[list[torch.Tensor], Callable]:
-    """Every block's output h_l of one or more sequences, each (B, T, d), and the readout that turns h (…, d) into
-    logits (…, V): the model's own final norm and unembedding (and Gemma's final soft-cap for a Hub model). The
-    forward itself computes no logits."""
+def layer_states(model: LanguageModel, ids, *, prefix_len: int = 0, last: bool = False
+                 ) -> tuple[list[torch.Tensor], Callable]:
+    """Every block's output h_l of one or more sequences, each (B, T, d) (``last``: the last block's alone), and the
+    readout that turns h (…, d) into logits (…, V): the model's own final norm and unembedding (and Gemma's final
+    soft-cap for a Hub model), so the readout of the last block is the model's logits. The forward itself computes
+    no logits."""
     if isinstance(model, HubModel):
-        return _hub_layer_states(model, as_batch(model, ids))
-    blocks = blocks_of(model)
+        return _hub_layer_states(model, as_batch(model, ids), last)
+    blocks = blocks_of(model)[-1:] if last else blocks_of(model)
     model.eval()
     seen, handles = capture_outputs(blocks)
     with hooked(*handles):
@@ -64,17 +66,18 @@ def layer_logits(model: LanguageModel, ids, *, prefix_len: int = 0) -> torch.Ten
     return torch.stack([readout(h) for h in seen])
 
 
-def _hub_layer_states(model: HubModel, x: torch.Tensor) -> tuple[list[torch.Tensor], Callable]:
+def _hub_layer_states(model: HubModel, x: torch.Tensor, last: bool = False) -> tuple[list[torch.Tensor], Callable]:
     """The same for a decoder-only Hub model: its blocks' outputs, read with forward hooks on transformers' modules,
     and its own final norm and head (and Gemma's final soft-cap)."""
     if model.task != "causal":
         raise ValueError("the logit lens reads next-token predictions: it reads a causal (decoder-only) model")
     blocks, norm = model.stack()
+    blocks = blocks[-1:] if last else blocks
     seen: list[torch.Tensor] = []
     handles = [b.register_forward_hook(lambda m, a, out: seen.append((out[0] if isinstance(out, tuple) else out)
                                                                      .detach())) for b in blocks]
     with hooked(*handles):
-        model(x)
+        model(x, logits="none")
     head, cap = model.hf.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
 
     def readout(h: torch.Tensor) -> torch.Tensor:
