@@ -12,6 +12,11 @@ Attention variants are one integer, ``n_kv_heads``::
                                     kv: 0  0  1  1  2  2  3  3   (n_kv_heads = 4)
     MQA  n_kv_heads == 1            q: h0 h1 h2 h3 h4 h5 h6 h7
                                     kv: 0  0  0  0  0  0  0  0
+
+and MLA (DeepSeek-V2's multi-head latent attention, ``nn.mla``) is ``kv_lora_rank > 0``: every head's keys and
+values are rebuilt from one latent of kv_lora_rank numbers per token, which is all the cache keeps, beside one
+RoPE key of qk_rope_dim numbers shared by the heads (each head's query and key: head_dim - qk_rope_dim numbers
+without position, qk_rope_dim with RoPE).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from pathlib import Path
 FAMILIES = ("decoder", "prefix", "encdec", "rwkv", "mamba")
 TRANSFORMER_FAMILIES = ("decoder", "prefix", "encdec")
 RECURRENT_FAMILIES = ("rwkv", "mamba")  # no K/V heads and no position encoding: the state carries order
-VARIANTS = ("MHA", "GQA", "MQA")        # read off n_kv_heads (ModelConfig.variant)
+VARIANTS = ("MHA", "GQA", "MQA", "MLA")  # read off n_kv_heads and kv_lora_rank (ModelConfig.variant)
 POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
@@ -46,6 +51,8 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     n_kv_heads: int = 4            # == n_heads: MHA, 1: MQA, in between: GQA
+    kv_lora_rank: int = 0          # > 0: MLA, the latent's width (keys and values of every head come from it)
+    qk_rope_dim: int = 0           # MLA: the shared RoPE key's width (even, below head_dim)
     d_ff: int = 512                # hidden width of the MLP
     # --- components, chosen by name
     position: str = "rope"         # sinusoidal | learned | rope | alibi | none
@@ -90,7 +97,9 @@ class ModelConfig:
 
     @property
     def variant(self) -> str:
-        """'MHA', 'GQA' or 'MQA', read off n_kv_heads."""
+        """'MLA' (kv_lora_rank > 0), else 'MHA', 'GQA' or 'MQA', read off n_kv_heads."""
+        if self.kv_lora_rank:
+            return "MLA"
         if self.n_kv_heads == self.n_heads:
             return "MHA"
         return "MQA" if self.n_kv_heads == 1 else "GQA"
@@ -137,6 +146,7 @@ class ModelConfig:
                 f"position='rope' needs an even head dim, got d_model/n_heads = {self.head_dim}; "
                 "change d_model or n_heads"
             )
+        self._validate_mla()
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"position='sinusoidal' needs an even d_model, got {self.d_model}")
         if not isinstance(self.sliding_window, int) or self.sliding_window < 0:
@@ -152,6 +162,30 @@ class ModelConfig:
             raise ValueError(f"rope_base must be > 1, got {self.rope_base}")
         if self.norm_eps <= 0:
             raise ValueError(f"norm_eps must be > 0, got {self.norm_eps}")
+
+    def _validate_mla(self) -> None:
+        for name in ("kv_lora_rank", "qk_rope_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be 0 or a positive integer, got {value!r}")
+        if not self.kv_lora_rank:
+            if self.qk_rope_dim:
+                raise ValueError("qk_rope_dim applies to MLA only: set kv_lora_rank > 0 too, or qk_rope_dim=0")
+            return
+        if self.family not in ("decoder", "prefix"):
+            raise ValueError(f"MLA (kv_lora_rank > 0) is built for decoder-only and prefix models, not "
+                             f"family={self.family!r}")
+        if self.position != "rope":
+            raise ValueError(f"MLA rotates a decoupled RoPE key (DeepSeek-V2): it needs position='rope', "
+                             f"got {self.position!r}")
+        if self.n_kv_heads != self.n_heads:
+            raise ValueError(f"MLA rebuilds every head's keys and values from its latent: n_kv_heads must equal "
+                             f"n_heads ({self.n_heads}), got {self.n_kv_heads}")
+        if self.qk_rope_dim < 2 or self.qk_rope_dim % 2 or self.qk_rope_dim >= self.head_dim:
+            raise ValueError(f"MLA's qk_rope_dim must be even, at least 2 and below head_dim={self.head_dim}, "
+                             f"got {self.qk_rope_dim}")
+        if self.rope_scaling is not None:
+            raise ValueError("MLA's decoupled RoPE key takes plain RoPE: set rope_scaling to None")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
@@ -183,10 +217,21 @@ class ModelConfig:
 
 
 def variant_kv_heads(variant: str, n_heads: int) -> int:
-    """The K/V heads a variant gives ``n_heads`` query heads: MHA all, GQA half (at least 1), MQA one."""
+    """The K/V heads a variant gives ``n_heads`` query heads: MHA all, GQA half (at least 1), MQA one; MLA all
+    (each head's keys and values rebuilt from the latent, ``variant_fields``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    return {"MHA": n_heads, "GQA": max(1, n_heads // 2), "MQA": 1}[variant]
+    return {"MHA": n_heads, "GQA": max(1, n_heads // 2), "MQA": 1, "MLA": n_heads}[variant]
+
+
+def variant_fields(variant: str, n_heads: int, head_dim: int) -> dict:
+    """The config fields a variant sets for ``n_heads`` heads of ``head_dim``: n_kv_heads, and for MLA a latent
+    twice a head wide and a RoPE key half a head wide (DeepSeek-V2's proportions are 4 and 1/2 at 128 heads; a
+    4-head model's latent is kept below GQA's cache so the ranking the lab shows is the one that matters)."""
+    fields = {"n_kv_heads": variant_kv_heads(variant, n_heads), "kv_lora_rank": 0, "qk_rope_dim": 0}
+    if variant == "MLA":
+        fields.update(kv_lora_rank=2 * head_dim, qk_rope_dim=head_dim // 2)
+    return fields
 
 
 def _choice(field: str, value: object, valid: tuple[str, ...]) -> None:

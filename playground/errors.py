@@ -31,6 +31,9 @@ MESSAGES: dict[str, str] = {
     "error.step_family": "Stepping through a head needs a Transformer (decoder, prefix or encoder-decoder); "
                          "family {family!r} has no attention heads",
     "error.step_kind": "This model has no {kind!r} attention; it has: {kinds}",
+    "error.step_mla": "Stepping through a head follows x W_Q, x W_K and x W_V; an MLA model rebuilds every head's keys "
+                      "and values from one latent per token, which these steps do not show. Its weights are in the "
+                      "Attention tab, and its cache in the KV-cache lab",
     "error.step_layer": "Layer {value!r} does not exist: the layers are 0 to {last}",
     "error.step_head": "Head {value!r} does not exist: the heads are 0 to {last}",
     "error.step_query": "Query token {value!r} does not exist: the tokens are 0 to {last}",

@@ -13,7 +13,7 @@ from playground.ui import service
 from playground import zoo
 from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
-from playground.config import BACKENDS, DTYPES, FAMILIES
+from playground.config import BACKENDS, DTYPES, FAMILIES, VARIANTS
 from playground.nn.kernels import CALLS, KERNEL_LABELS
 from playground.nn.kernel_timing import PATTERNS
 from playground.ui.learn_tab import STEPS
@@ -63,7 +63,7 @@ DYNAMIC = {
     "backend.": list(BACKENDS),
     "dtype.": list(DTYPES),
     "call.": [c.replace(" ", "_") for c in CALLS],
-    "variant.": ["MHA", "GQA", "MQA"],
+    "variant.": list(VARIANTS),
     "col.": ["model", "layer", "head", "entropy", "mean_distance", "previous_token", "first_token_sink",
              "duplicate_token", "induction"],
     "train.data_": ["shakespeare", "induction", "copy", "associative_recall"],

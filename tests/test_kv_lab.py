@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from playground.inspect.kv_lab import FULL, compare, run_policy
+from playground.nn.cache import cache_shape
 from playground.nn.kv_policies import GROUP, Policy, PolicyCache, _dequantize, _quantize, kept
 from playground.ui import service
 from playground.zoo import ModelSpec
@@ -133,5 +134,24 @@ def test_each_policys_measured_bytes_are_its_formula(model_ids, policy):
     model, ids = model_ids
     run, _ = run_policy(model, ids, policy)
     cfg = model.cfg
-    assert run.bytes.tolist() == [cfg.n_layer * formula_bytes(policy, t + 1, cfg.n_kv_heads, cfg.head_dim)
+    assert run.bytes.tolist() == [cfg.n_layer * formula_bytes(policy, t + 1, cache_shape(cfg))
                                   for t in range(len(ids) - 1)]
+
+
+@pytest.mark.parametrize("policy", [Policy("window", 16), Policy("h2o", 16, recent=8), Policy("quant", bits=4)])
+def test_an_mla_models_cache_is_one_latent_row_a_position_under_every_policy(policy):
+    """MLA caches d_c + d_r numbers a position a layer (no value): each policy's measured bytes are its formula on
+    that shape, and at a budget of the whole text every policy but quantization gives the full cache's logits."""
+    from playground.nn.kv_policies import formula_bytes
+
+    model = service.load(ModelSpec.parse("untrained:decoder/MLA/rope")).model
+    cfg, ids = model.cfg, SPEC.tokenizer().encode(TEXT)[:72]
+    assert cache_shape(cfg) == (1, cfg.kv_lora_rank + cfg.qk_rope_dim, 0)
+    full, full_logprobs = run_policy(model, ids, FULL)
+    run, logprobs = run_policy(model, ids, policy, full_logprobs)
+    assert run.bytes.tolist() == [cfg.n_layer * formula_bytes(policy, t + 1, cache_shape(cfg))
+                                  for t in range(len(ids) - 1)]
+    assert full.bytes[-1] == cfg.n_layer * (len(ids) - 1) * (cfg.kv_lora_rank + cfg.qk_rope_dim) * 4
+    whole = Policy(policy.kind, len(ids), recent=policy.recent) if policy.kind != "quant" else FULL
+    _, same = run_policy(model, ids, whole, full_logprobs)
+    assert torch.allclose(same, full_logprobs, atol=1e-5)

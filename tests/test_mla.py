@@ -111,3 +111,91 @@ def test_it_computes_what_transformers_deepseek_v2_attention_computes():
     assert math.isclose(theirs.scaling, ours.scaling, rel_tol=1e-6)
     assert torch.allclose(got.out, expected, atol=1e-5)
     assert torch.allclose(got.weights, expected_weights, atol=1e-6)
+
+
+# --- MLA as a zoo variant: the playground's layer (nn.latent_attention) in a model -----------------------------------
+
+MLA_FIELDS = dict(kv_lora_rank=16, qk_rope_dim=4, attn_bias="none")  # the tiny config's heads are 8 wide
+
+
+def _inputs(start: int, T: int):
+    from playground.nn.attention import AttentionInputs
+    from playground.nn.masks import MaskRule, positions
+
+    pos = positions(start, T)
+    return AttentionInputs(input_pos=pos, k_pos=positions(0, start + T), rule=MaskRule("causal"), q_start=start,
+                           k_start=0)
+
+
+def _layer_and_reference():
+    """A zoo MLA model's first layer, and ``nn.mla``'s module (checked against transformers above) on its weights."""
+    from conftest import tiny_model
+    from playground.nn.latent_attention import mla_shape
+
+    model = tiny_model(**MLA_FIELDS)
+    layer = model.decoder.blocks[0].self_attn
+    with torch.no_grad():
+        layer.latent.kv_a_layernorm.weight.uniform_(0.5, 1.5)
+    reference = MultiHeadLatentAttention(mla_shape(model.cfg))
+    reference.load_state_dict({**layer.latent.state_dict(), "o_proj.weight": layer.o_proj.weight})
+    return model, layer, reference.eval()
+
+
+@pytest.mark.parametrize("backend", ["explicit", "math", "flash", "flex"])
+def test_the_zoo_layer_equals_nn_mla_explicitly_and_absorbed_through_its_cache(backend):
+    """Without a cache the layer rebuilds every head's keys (explicit form); with one it scores the cached latents
+    (absorbed form), prefill of 6 tokens then one at a time. Both equal nn.mla's output, on every kernel."""
+    model, layer, reference = _layer_and_reference()
+    layer.backend = backend
+    x = torch.randn(1, 11, model.cfg.d_model, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = reference(x).out
+        assert torch.allclose(layer(x, _inputs(0, 11)), want, atol=1e-5)
+        layer.cache = layer.new_cache(1, 11, torch.float32, "cpu")
+        got = [layer(x[:, :6], _inputs(0, 6))] + [layer(x[:, t:t + 1], _inputs(t, 1)) for t in range(6, 11)]
+    assert torch.allclose(torch.cat(got, dim=1), want, atol=1e-5)
+    # what the cache holds, measured: one row of d_c + d_r numbers per position, no value
+    assert layer.cache.k.shape == (1, 1, 11, 16 + 4) and layer.cache.v.numel() == 0
+    assert layer.cache.bytes_used == layer.cache.bytes_allocated == 11 * (16 + 4) * 4
+
+
+def test_an_mla_model_decodes_through_its_latent_cache_as_it_reads_the_whole_text():
+    from conftest import tiny_model
+
+    model = tiny_model(**MLA_FIELDS)
+    assert model.cfg.variant == "MLA"
+    ids = torch.randint(0, model.cfg.vocab_size, (1, 12), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole = model(ids, capture=True)
+        model.setup_cache(1, 12)
+        steps = [model(ids[:, :5]).logits] + [model(ids[:, t:t + 1], start_pos=t, capture=True).logits
+                                              for t in range(5, 12)]
+        cached = model.cache_bytes()
+    assert torch.allclose(torch.cat(steps, dim=1), whole.logits, atol=1e-5)
+    assert cached == model.cfg.n_layer * 12 * (16 + 4) * 4  # d_c + d_r a position a layer, against MHA's 2 nh hs
+    for rec in whole.attentions:  # the explicit form's records: a map per head, rebuilt exactly
+        assert rec.source.n_kv_heads == 4 and rec.max_abs_diff < 1e-5
+        assert torch.allclose(rec.weights.sum(-1), torch.ones(1, 4, 12), atol=1e-5)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(position="alibi"), "needs position='rope'"),
+    (dict(n_kv_heads=2), "n_kv_heads must equal n_heads"),
+    (dict(qk_rope_dim=3), "must be even"),
+    (dict(qk_rope_dim=8), "below head_dim"),
+    (dict(family="encdec"), "decoder-only and prefix"),
+])
+def test_an_mla_config_that_cannot_be_built_is_refused_by_name(fields, message):
+    from conftest import tiny_config
+
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**{**MLA_FIELDS, **fields})
+
+
+def test_inside_a_head_says_it_does_not_step_through_mla():
+    from conftest import tiny_model
+    from playground.errors import InputError
+    from playground.inspect.step_through import step_through
+
+    with pytest.raises(InputError, match="one latent per token"):
+        step_through(tiny_model(**MLA_FIELDS), [1, 2, 3], 0, 0)

@@ -27,7 +27,7 @@ def test_a_spec_reads_back_as_written(text):
     ("bert:base", "error.spec_scheme", ["'bert'", "zoo, user, untrained"]),
     ("zoo:gpt5", "error.spec_zoo", ["'gpt5'", "baseline", "gqa"]),
     ("untrained:bert/MHA/rope", "error.spec_family", ["'bert'", "decoder, prefix, encdec, rwkv, mamba"]),
-    ("untrained:decoder/MLA/rope", "error.spec_variant", ["'MLA'", "MHA, GQA, MQA"]),
+    ("untrained:decoder/MLX/rope", "error.spec_variant", ["'MLX'", "MHA, GQA, MQA, MLA"]),
     ("untrained:decoder/GQA/rotary", "error.spec_position", ["'rotary'", "alibi"]),
     ("untrained:decoder/GQA", "error.spec_untrained", ["untrained:rwkv"]),
     ("untrained:rwkv/MHA/none", "error.spec_untrained", []),

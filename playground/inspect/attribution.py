@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playground.inspect.hooks import as_batch, blocks_of, capture_inputs, hooked
+from playground.inspect.hooks import as_batch, blocks_of
 from playground.inspect.tiles import Pooled, Pooler, cell_size, tile_side
 from playground.models.base import LanguageModel
 from playground.models.hf.model import HubModel
@@ -67,28 +67,33 @@ class ValueNorms:
                 "cell": list(self.cell), "how": self.how}
 
 
-def head_values(attn, x: torch.Tensor) -> torch.Tensor:
-    """f_h(x_j) for every head and token of one attention layer: x (T, d) -> (nh, T, d)."""
-    T = x.shape[0]
-    hs, nh, n_kv = attn.head_dim, attn.n_heads, attn.n_kv_heads
-    v = attn.v_proj(x).view(T, n_kv, hs).transpose(0, 1)  # (n_kv, T, hs): x_j W_V^g + b_V^g
-    v = v.repeat_interleave(nh // n_kv, dim=0)  # (nh, T, hs): query head h reads K/V head h // groups
-    w_o = attn.o_proj.weight.view(-1, nh, hs).permute(1, 2, 0)  # (nh, hs, d): W_O^h
-    return v @ w_o  # (nh, T, d)
+def head_values(rec, w_o: torch.Tensor) -> torch.Tensor:
+    """f_h(x_j) for every head and token of one self-attention record: the values its kernel read (per K/V head,
+    x_j W_V + b_V, or MLA's W_UV,h c_j rebuilt from the latent) through W_O^h (nh, dv, d). (nh, T, d)"""
+    v = rec.check[0][0]  # (n_kv, T, dv)
+    nh, n_kv = rec.source.n_heads, v.shape[0]
+    return v.repeat_interleave(nh // n_kv, dim=0) @ w_o.float().cpu()  # (nh, T, d): head h reads K/V head h // groups
 
 
-def _hub_head_values(model: HubModel, x: torch.Tensor) -> tuple[list, list]:
-    """A Hub model's records and f_h(x_j) per self-attention layer, from the values its attention function saw
-    (v per K/V head, x_j W_V + b_V after whatever the architecture does) and the layer's own W_O."""
-    out = model(x, capture=True, logits="none")
+def _head_values(model: LanguageModel, x: torch.Tensor, prefix_len: int) -> tuple[list, list]:
+    """The self-attention records of one forward and f_h(x_j) per layer, from the values the attention saw and the
+    layer's own W_O: a playground layer's o_proj, a Hub model's output projection whatever it is called."""
+    if isinstance(model, HubModel):
+        out = model(x, capture=True, logits="none")
+        modules = model.settings.modules
+    else:
+        out = model(x, prefix_len=prefix_len, capture=True, logits="none")
+        modules = [b.self_attn for b in blocks_of(model)]
     heads, records = [], []
-    for rec, module in zip(out.attentions, model.settings.modules):
+    for rec, module in zip(out.attentions, modules):
         if rec.kind != "self":
             continue
-        v = rec.check[0][0]  # (n_kv, T, dv)
-        nh, n_kv, dv = rec.source.n_heads, v.shape[0], v.shape[-1]
-        w_o = model.output_weights(module, nh, dv).float().cpu()  # (nh, dv, d)
-        heads.append(v.repeat_interleave(nh // n_kv, dim=0) @ w_o)  # (nh, T, d)
+        nh, dv = rec.source.n_heads, rec.check[0].shape[-1]
+        if isinstance(model, HubModel):
+            w_o = model.output_weights(module, nh, dv)
+        else:
+            w_o = module.o_proj.weight.view(-1, nh, dv).permute(1, 2, 0)  # (nh, dv, d): W_O^h
+        heads.append(head_values(rec, w_o))
         records.append(rec)
     return records, heads
 
@@ -133,14 +138,7 @@ def value_norms(model: LanguageModel, ids, *, prefix_len: int = 0, cells: int | 
     if how not in ("max", "mean"):
         raise ValueError(f"pooling must be 'max' or 'mean', got {how!r}")
     model.eval()
-    if isinstance(model, HubModel):
-        records, heads = _hub_head_values(model, x)
-    else:
-        blocks = blocks_of(model)
-        seen, handles = capture_inputs([b.self_attn for b in blocks])
-        with hooked(*handles):
-            out = model(x, prefix_len=prefix_len, capture=True, logits="none")
-        records, heads = out.attentions, [head_values(b.self_attn, inp[0]) for b, inp in zip(blocks, seen)]
+    records, heads = _head_values(model, x, prefix_len)
     T = x.shape[1]
     per_head, per_layer, norms = [], [], []
     for rec, f in zip(records, heads):

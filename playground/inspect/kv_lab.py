@@ -98,7 +98,10 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
     if model.cfg.position == "learned" and len(ids) > model.cfg.context_length:
         raise ValueError(f"learned positions end at {model.cfg.context_length}; the text has {len(ids)} tokens")
     dtype = next(model.parameters()).dtype
-    caches = [PolicyCache(policy, a.n_kv_heads, a.head_dim, dtype) for a in layers]
+    caches = []
+    for a in layers:
+        n_kv, k_dim, v_dim = a.cache_shape  # MLA: one row of latent and RoPE key per position
+        caches.append(PolicyCache(policy, n_kv, k_dim, dtype, v_dim=v_dim))
     for attn, cache in zip(layers, caches):
         attn.cache = cache
     x = torch.tensor(ids, device=next(model.parameters()).device)[None]

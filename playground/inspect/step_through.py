@@ -34,6 +34,7 @@ from torch import Tensor
 from playground.errors import InputError
 from playground.models.base import LanguageModel
 from playground.models.transformer import EncoderDecoder, TransformerLM
+from playground.nn.latent_attention import LatentAttention
 from playground.nn.attention import Attention, AttentionInputs
 from playground.nn.position import apply_rope
 
@@ -181,6 +182,8 @@ def layer_steps(model: LanguageModel, ids, layer: int, *, query: int = 0, kind: 
     query = _index("error.step_query", query, len(query_tokens))
 
     attn = _module(model, kind, layer)
+    if isinstance(attn, LatentAttention):
+        raise InputError("error.step_mla")
     seen = _capture(model, attn, target, source, prefix_len)
     groups = kv_groups(cfg.n_heads, cfg.n_kv_heads)
     out = []

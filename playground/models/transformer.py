@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from playground.nn import masks
 from playground.models.base import LanguageModel, ModelOutput
+from playground.nn.latent_attention import LatentAttention
 from playground.nn.attention import Attention, AttentionInputs
-from playground.nn.cache import KVCache
 from playground.nn.recorder import AttentionRecord, Recorder
 from playground.config import ModelConfig
 from playground.nn.position import alibi_slopes, rope_angles, sinusoidal_table
@@ -61,7 +61,8 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, kind: str, layer: int, recorder: Recorder, cross: bool = False):
         super().__init__()
         self.pre_norm = cfg.norm_placement == "pre"
-        self.self_attn, self.norm_self = Attention(cfg, kind, layer, recorder), make_norm(cfg)
+        layer_class = LatentAttention if cfg.kv_lora_rank else Attention  # MLA: keys and values from one latent
+        self.self_attn, self.norm_self = layer_class(cfg, kind, layer, recorder), make_norm(cfg)
         self.cross_attn = Attention(cfg, "cross", layer, recorder) if cross else None
         self.norm_cross = make_norm(cfg) if cross else None
         self.mlp, self.norm_mlp = MLP(cfg), make_norm(cfg)
@@ -161,9 +162,7 @@ class Stack(nn.Module):
 
     def setup_cache(self, batch: int, max_len: int, dtype: torch.dtype, device) -> None:
         for block in self.blocks:
-            attn = block.self_attn
-            attn.cache = KVCache(batch, attn.n_kv_heads, max_len, attn.head_dim, dtype, device,
-                                 window=self.cfg.sliding_window)
+            block.self_attn.cache = block.self_attn.new_cache(batch, max_len, dtype, device, self.cfg.sliding_window)
             if block.cross_attn is not None:
                 block.cross_attn.cross_kv, block.cross_attn.use_cross_cache = None, True
 

@@ -163,15 +163,17 @@ class Attention(nn.Module):
         return k, v
 
     def plan(self, inputs: AttentionInputs, device: torch.device, needs_grad: bool = False,
-             dtype: torch.dtype | None = None) -> tuple[str, str | None]:
+             dtype: torch.dtype | None = None, head_dim: int | None = None) -> tuple[str, str | None]:
         """How this layer calls its kernel for these inputs: (call, why auto did not use FlexAttention or None).
+        ``head_dim``: the width of the queries it calls with (None: the layer's head dim).
 
         call: "weights" (explicit), "block mask" (FlexAttention), or SDPA with "is_causal", "no mask" or "mask".
         """
+        head_dim = head_dim or self.head_dim
         if self.backend == "explicit":
             return "weights", None
         if self.backend == "flex":
-            if flex_miscomputes(device, inputs.n_keys, self.head_dim):
+            if flex_miscomputes(device, inputs.n_keys, head_dim):
                 return "mask", FLEX_CPU_TINY
             return "block mask", None
         if inputs.alibi_slopes is None:  # ALiBi is a bias: no kernel without a mask argument takes it
@@ -185,7 +187,7 @@ class Attention(nn.Module):
             return "mask", NO_GRAD_FLEX
         if inputs.n_keys <= FLEX_BLOCK:
             return "mask", ONE_BLOCK
-        reason = flex.flex_status(device, dtype, self.head_dim)
+        reason = flex.flex_status(device, dtype, head_dim)
         return ("mask", reason) if reason else ("block mask", None)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, inputs: AttentionInputs,
@@ -221,21 +223,26 @@ class Attention(nn.Module):
         Returns:
             (B, T, d).
         """
-        B, T, _ = x.shape
         q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hs)
         if inputs.rope is not None and not self.cross:
             q = apply_rope(q, *inputs.rope)
         k_kv, v_kv = self._keys_values(memory if self.cross else x, inputs)  # (B, n_kv, Tk, hs)
-        k, v = k_kv, v_kv
-        groups = self.n_heads // self.n_kv_heads
-        if groups > 1:
-            k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
-            v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, hs)
+        return self.output(self.attend(q, k_kv, v_kv, inputs))
 
+    def attend(self, q: Tensor, k_kv: Tensor, v_kv: Tensor, inputs: AttentionInputs) -> Tensor:
+        """The kernel call, planned for these inputs, and its record while the recorder is on.
+
+        q: (B, nh, T, e); k_kv: (B, n_kv, Tk, e), n_kv dividing nh; v_kv: (B, n_kv, Tk, ev). Returns (B, nh, T, ev).
+        """
+        k, v = k_kv, v_kv
+        groups = q.shape[1] // k_kv.shape[1]
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)  # (B, nh, Tk, e)
+            v = v.repeat_interleave(groups, dim=1)  # (B, nh, Tk, ev)
         call, reason = self.plan(inputs, q.device, needs_grad=torch.is_grad_enabled() and q.requires_grad,
-                                 dtype=q.dtype)
+                                 dtype=q.dtype, head_dim=q.shape[-1])
         try:
-            out, kernel, block_mask, lse, refused = self._attend(q, k, v, inputs, call)  # (B, nh, T, hs)
+            out, kernel, block_mask, lse, refused = self._attend(q, k, v, inputs, call)  # (B, nh, T, ev)
         except flex.FlexUnavailable as e:  # the compile failed here: auto falls back and says why
             if self.backend == "flex":
                 raise KernelUnavailable(f"FlexAttention cannot run here: {e}. "
@@ -246,8 +253,22 @@ class Attention(nn.Module):
             reason = "; ".join(filter(None, (reason, *refused)))
         if self.recorder.on:
             self.recorder.write(self._record(q, k_kv, v_kv, out, lse, inputs, call, kernel, block_mask, reason))
-        y = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh * hs)
-        return self.dropout(self.o_proj(y))  # (B, T, d)
+        return out
+
+    def output(self, heads: Tensor) -> Tensor:
+        """Every head's output (B, nh, T, ev) through o_proj: (B, T, d)."""
+        B, nh, T, ev = heads.shape
+        return self.dropout(self.o_proj(heads.transpose(1, 2).reshape(B, T, nh * ev)))
+
+    @property
+    def cache_shape(self) -> tuple[int, int, int]:
+        """What the cache holds per position: (heads, key width, value width)."""
+        return self.n_kv_heads, self.head_dim, self.head_dim
+
+    def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device, window: int = 0) -> KVCache:
+        """A cache for this layer's self-attention (``Stack.setup_cache``)."""
+        n, k_dim, v_dim = self.cache_shape
+        return KVCache(batch, n, max_len, k_dim, dtype, device, window=window, v_dim=v_dim)
 
     def _record(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor | None, inputs: AttentionInputs,
                 call: str, kernel: str, block_mask, reason: str | None) -> AttentionRecord:

@@ -41,7 +41,10 @@ class KVCache(nn.Module):
     """
 
     def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None, window: int = 0):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None, window: int = 0,
+                 v_dim: int | None = None):
+        """``v_dim``: the values' width when it is not the keys' (None: head_dim). MLA caches its latent and RoPE key
+        as one key of d_c + d_r numbers and no value (v_dim 0): its values are rebuilt from the latent."""
         super().__init__()
         if max_len < 1 or window < 0:
             raise ValueError(f"a KV cache needs max_len >= 1 and window >= 0, got max_len={max_len}, window={window}")
@@ -49,9 +52,11 @@ class KVCache(nn.Module):
         self.window = window    # 0: keep every position
         self.start = 0          # it holds positions start .. length-1
         self.length = 0
-        shape = (batch, n_kv_heads, self.base_slots, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        v_dim = head_dim if v_dim is None else v_dim
+        self.register_buffer("k", torch.zeros(batch, n_kv_heads, self.base_slots, head_dim, dtype=dtype, device=device),
+                             persistent=False)
+        self.register_buffer("v", torch.zeros(batch, n_kv_heads, self.base_slots, v_dim, dtype=dtype, device=device),
+                             persistent=False)
 
     @property
     def base_slots(self) -> int:
@@ -84,7 +89,7 @@ class KVCache(nn.Module):
         k, v = self.k[:, :, kept], self.v[:, :, kept]  # (B, n_kv, length - first, hs)
         B, n_kv, _, hs = self.k.shape
         self.k = self.k.new_zeros(B, n_kv, slots, hs)
-        self.v = self.v.new_zeros(B, n_kv, slots, hs)
+        self.v = self.v.new_zeros(B, n_kv, slots, self.v.shape[-1])
         into = self._slots_of(first, self.length)
         self.k[:, :, into], self.v[:, :, into] = k, v
 
@@ -113,14 +118,22 @@ class KVCache(nn.Module):
 
     @property
     def bytes_used(self) -> int:
-        """Bytes of the positions held: 2 * B * n_kv * held * hs * element size."""
+        """Bytes of the positions held: B * n_kv * held * (hs + v_dim) * element size (hs + v_dim = 2 hs but for MLA)."""
         b, n_kv, _, hs = self.k.shape
-        return 2 * b * n_kv * self.held * hs * self.k.element_size()
+        return b * n_kv * self.held * (hs + self.v.shape[-1]) * self.k.element_size()
 
     @property
     def bytes_allocated(self) -> int:
         """Bytes of the buffers as allocated: 2 * B * n_kv * slots * hs * element size."""
         return self.k.nbytes + self.v.nbytes
+
+
+def cache_shape(cfg: ModelConfig) -> tuple[int, int, int]:
+    """What one layer's self-attention cache holds per position: (heads, key width, value width). MLA: one row of
+    the latent and the RoPE key, and no value (``nn.latent_attention``)."""
+    if getattr(cfg, "kv_lora_rank", 0):  # a Hub checkpoint's config (models.hf.shape) has no MLA of ours
+        return 1, cfg.kv_lora_rank + cfg.qk_rope_dim, 0
+    return cfg.n_kv_heads, cfg.head_dim, cfg.head_dim
 
 
 def dtype_bytes(dtype: str | torch.dtype) -> float:

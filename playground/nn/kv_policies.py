@@ -107,13 +107,16 @@ class PolicyCache(nn.Module):
     """One layer's cache under a ``Policy``: keys and values (B, n_kv, Tk, hs) of the positions ``pos`` (Tk,) it
     holds, or their quantized groups (``quant``), and the attention each has received (H2O)."""
 
-    def __init__(self, policy: Policy, n_kv_heads: int, head_dim: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, policy: Policy, n_kv_heads: int, head_dim: int, dtype: torch.dtype = torch.float32,
+                 v_dim: int | None = None):
+        """``v_dim``: the values' width when it is not the keys' (MLA caches one row per position and no value)."""
         super().__init__()
-        if policy.kind == "quant" and head_dim % 2:
-            raise ValueError(f"an int4 cache packs two numbers a byte: head dim {head_dim} must be even")
+        v_dim = head_dim if v_dim is None else v_dim
+        if policy.kind == "quant" and (head_dim % 2 or v_dim % 2):
+            raise ValueError(f"an int4 cache packs two numbers a byte: widths {head_dim} and {v_dim} must be even")
         self.policy, self.dtype = policy, dtype
-        empty = torch.zeros(1, n_kv_heads, 0, head_dim, dtype=dtype)
-        self.k, self.v = empty, empty.clone()
+        self.k = torch.zeros(1, n_kv_heads, 0, head_dim, dtype=dtype)
+        self.v = torch.zeros(1, n_kv_heads, 0, v_dim, dtype=dtype)
         self.pos = torch.zeros(0, dtype=torch.long)
         self.scores = torch.zeros(0)   # (Tk,) attention received so far, summed over heads and queries
         self.groups: list[tuple] = []  # quant: per full group, (key codes, scales, zeros, value codes, ...)
@@ -131,7 +134,8 @@ class PolicyCache(nn.Module):
             return self.k, self.v
         while self.k.shape[2] >= GROUP:  # a full group of keys: quantized, per channel over its tokens
             kg, vg = self.k[:, :, :GROUP].float(), self.v[:, :, :GROUP].float()
-            self.groups.append((*_quantize(kg, self.policy.bits, dim=2), *_quantize(vg, self.policy.bits, dim=3)))
+            values = _quantize(vg, self.policy.bits, dim=3) if vg.shape[-1] else (vg.to(torch.uint8),) * 3  # MLA: none
+            self.groups.append((*_quantize(kg, self.policy.bits, dim=2), *values))
             self.k, self.v = self.k[:, :, GROUP:], self.v[:, :, GROUP:]
         return self.dequantized()
 
@@ -139,7 +143,8 @@ class PolicyCache(nn.Module):
         """Every key and value held, the quantized groups rebuilt, in position order."""
         bits = self.policy.bits
         ks = [_dequantize(kc, ks_, kz, bits).to(self.dtype) for kc, ks_, kz, *_ in self.groups]
-        vs = [_dequantize(vc, vs_, vz, bits).to(self.dtype) for *_, vc, vs_, vz in self.groups]
+        vs = [_dequantize(vc, vs_, vz, bits).to(self.dtype) if vc.shape[-1] else vc.to(self.dtype)
+              for *_, vc, vs_, vz in self.groups]
         return torch.cat([*ks, self.k], dim=2), torch.cat([*vs, self.v], dim=2)
 
     def observe(self, weights: Tensor) -> None:
@@ -173,11 +178,12 @@ class PolicyCache(nn.Module):
 
 
 
-def formula_bytes(policy: Policy, held: int, n_kv_heads: int, head_dim: int, itemsize: int = 4) -> int:
+def formula_bytes(policy: Policy, held: int, shape: tuple[int, int, int], itemsize: int = 4) -> int:
     """What one layer's cache under ``policy`` holds by formula once ``held`` positions have been read (after that
-    step's eviction), for ``n_kv_heads`` K/V heads of ``head_dim`` at ``itemsize`` bytes a number. The measured
-    ``PolicyCache.nbytes`` is this (the tests check it)."""
-    per_token = 2 * n_kv_heads * head_dim * itemsize  # K and V of one position, full precision
+    step's eviction), for a cache of ``shape`` (heads, key width, value width: ``nn.cache.cache_shape``) at
+    ``itemsize`` bytes a number. The measured ``PolicyCache.nbytes`` is this (the tests check it)."""
+    n_kv, k_dim, v_dim = shape
+    per_token = n_kv * (k_dim + v_dim) * itemsize  # K and V of one position, full precision
     kind = policy.kind
     if kind == "full":
         return held * per_token
@@ -188,6 +194,6 @@ def formula_bytes(policy: Policy, held: int, n_kv_heads: int, head_dim: int, ite
             return held * per_token
         return (min(policy.prompt, policy.budget) + held - policy.prompt) * per_token
     groups, residual = divmod(held, GROUP)
-    codes = 2 * n_kv_heads * GROUP * head_dim * policy.bits // 8  # K and V
-    scales = 2 * 2 * n_kv_heads * head_dim + 2 * 2 * n_kv_heads * GROUP  # fp16 scale and zero: K per channel, V per token
+    codes = n_kv * GROUP * (k_dim + v_dim) * policy.bits // 8  # K and V
+    scales = 2 * 2 * n_kv * k_dim + (2 * 2 * n_kv * GROUP if v_dim else 0)  # fp16 scale and zero: K per channel, V per token
     return groups * (codes + scales) + residual * per_token

@@ -106,8 +106,10 @@ class MLAOutput:
     lse: Tensor        # (B, nh, T) log-sum-exp of each row's scores, float32
 
 
-class MultiHeadLatentAttention(nn.Module):
-    """Causal MLA over a sequence, with an optional ``LatentCache`` for decoding."""
+class LatentProjections(nn.Module):
+    """MLA's projections (named as transformers' ``DeepseekV2Attention`` names them) and what they compute from x:
+    the latents the cache keeps, the queries, and the up-projections W_UK and W_UV. ``MultiHeadLatentAttention``
+    adds the attention itself; the playground's layers (``nn.latent_attention``) call their kernels with these."""
 
     def __init__(self, shape: MLAShape):
         super().__init__()
@@ -116,8 +118,6 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_a_proj_with_mqa = nn.Linear(s.d_model, s.kv_lora_rank + s.qk_rope_dim, bias=False)  # W_DKV ; W_KR
         self.kv_a_layernorm = nn.RMSNorm(s.kv_lora_rank, eps=s.norm_eps)
         self.kv_b_proj = nn.Linear(s.kv_lora_rank, s.n_heads * (s.qk_nope_dim + s.v_head_dim), bias=False)  # W_UK ; W_UV
-        self.o_proj = nn.Linear(s.n_heads * s.v_head_dim, s.d_model, bias=False)
-        self.scaling = 1.0 / math.sqrt(s.qk_head_dim)
 
     def up_weights(self) -> tuple[Tensor, Tensor]:
         """(W_UK (nh, d_n, d_c), W_UV (nh, d_v, d_c)): kv_b_proj's rows, head by head."""
@@ -125,23 +125,36 @@ class MultiHeadLatentAttention(nn.Module):
         w = self.kv_b_proj.weight.view(s.n_heads, s.qk_nope_dim + s.v_head_dim, s.kv_lora_rank)
         return w[:, :s.qk_nope_dim], w[:, s.qk_nope_dim:]
 
-    def latents(self, x: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """x (B, T, d) at positions start.. -> (c (B, T, d_c), kr (B, T, d_r) rotated): what the cache keeps."""
+    def _angles(self, pos: Tensor | int, T: int, device) -> tuple[Tensor, Tensor]:
+        if not isinstance(pos, Tensor):
+            pos = torch.arange(pos, pos + T, device=device)
+        return rope_angles(pos, self.shape.qk_rope_dim, self.shape.rope_base)
+
+    def latents(self, x: Tensor, pos: Tensor | int) -> tuple[Tensor, Tensor]:
+        """x (B, T, d) at positions ``pos`` (T,) (an int: the first of T consecutive ones) -> (c (B, T, d_c),
+        kr (B, T, d_r) rotated): what the cache keeps."""
         s = self.shape
         c, kr = self.kv_a_proj_with_mqa(x).split([s.kv_lora_rank, s.qk_rope_dim], dim=-1)
-        pos = torch.arange(start, start + x.shape[1], device=x.device)
-        cos, sin = rope_angles(pos, s.qk_rope_dim, s.rope_base)
+        cos, sin = self._angles(pos, x.shape[1], x.device)
         return self.kv_a_layernorm(c), apply_rope(kr[:, None], cos, sin)[:, 0]
 
-    def queries(self, x: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """x (B, T, d) -> (qn (B, nh, T, d_n), qr (B, nh, T, d_r) rotated)."""
+    def queries(self, x: Tensor, pos: Tensor | int) -> tuple[Tensor, Tensor]:
+        """x (B, T, d) at positions ``pos`` -> (qn (B, nh, T, d_n), qr (B, nh, T, d_r) rotated)."""
         s = self.shape
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, s.n_heads, s.qk_head_dim).transpose(1, 2)
         qn, qr = q.split([s.qk_nope_dim, s.qk_rope_dim], dim=-1)
-        pos = torch.arange(start, start + T, device=x.device)
-        cos, sin = rope_angles(pos, s.qk_rope_dim, s.rope_base)
-        return qn, apply_rope(qr, cos, sin)
+        return qn, apply_rope(qr, *self._angles(pos, T, x.device))
+
+
+class MultiHeadLatentAttention(LatentProjections):
+    """Causal MLA over a sequence, with an optional ``LatentCache`` for decoding."""
+
+    def __init__(self, shape: MLAShape):
+        super().__init__(shape)
+        s = shape
+        self.o_proj = nn.Linear(s.n_heads * s.v_head_dim, s.d_model, bias=False)
+        self.scaling = 1.0 / math.sqrt(s.qk_head_dim)
 
     def forward(self, x: Tensor, start: int = 0, cache: LatentCache | None = None,
                 absorbed: bool = False) -> MLAOutput:

@@ -52,7 +52,7 @@ def growth_figure(w: Words, result: LabResult):
     for run in result.runs:
         name = run.policy.label
         series[name] = (steps, run.bytes.tolist())
-        formulas[name] = (steps, [result.n_layer * formula_bytes(run.policy, t, result.n_kv_heads, result.head_dim)
+        formulas[name] = (steps, [result.n_layer * formula_bytes(run.policy, t, result.cache_shape)
                                   for t in steps])
     return plots.kv_policy_growth(series, formulas, msg("kvlab.growth_title", layers=result.n_layer), words=w)
 

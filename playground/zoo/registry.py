@@ -13,7 +13,7 @@ from pathlib import Path
 from playground.nn.cache import kv_bytes_per_token, state_bytes_per_layer
 from playground.train.loop import TrainConfig
 from playground.models.checkpoint import CARD, load_model, read_card
-from playground.config import RECURRENT_FAMILIES, VARIANTS, ModelConfig, variant_kv_heads
+from playground.config import RECURRENT_FAMILIES, VARIANTS, ModelConfig, variant_fields
 from playground.paths import MODELS_DIR, RUNS_DIR
 from playground.models.base import LanguageModel
 
@@ -29,6 +29,9 @@ BASE_TRAIN = dict(data="shakespeare", steps=900, batch_size=32, lr=3e-3, min_lr=
 # Steps that fit the baseline's wall-clock budget on the 2-core CPU: measured alone, one training step
 # costs about 3x the baseline's for RWKV and 4x for Mamba, whose selective scan is the sequential reference.
 RECURRENT_STEPS = {"rwkv": 250, "mamba": 220}
+
+LAB_CONTEXT = 512
+LAB_TRAIN = dict(batch_size=BASE_TRAIN["batch_size"] * BASE_MODEL["context_length"] // LAB_CONTEXT)
 
 # name -> what differs from the baseline, as config overrides
 ZOO: dict[str, dict] = {
@@ -59,10 +62,22 @@ ZOO: dict[str, dict] = {
                           "anti-diagonal cross-attention",
                     task=True, model=dict(family="encdec", n_layer=2, context_length=32, position="learned"),
                     train=dict(data="task:reverse", task_length=24, steps=600, eval_every=100)),
+    # the KV-cache lab's architectures at a context long enough for a cache policy to drop what matters: the same
+    # tokens per step as the baseline (8 x 512 = 32 x 128) and the same steps
+    "lab-mha": dict(about="KV-cache lab: MHA at a 512-token context", lab=True,
+                    model=dict(context_length=LAB_CONTEXT), train=LAB_TRAIN),
+    "lab-gqa": dict(about="KV-cache lab: GQA (2 K/V heads) at a 512-token context", lab=True,
+                    model=dict(context_length=LAB_CONTEXT, n_kv_heads=2), train=LAB_TRAIN),
+    "lab-mqa": dict(about="KV-cache lab: MQA (1 K/V head) at a 512-token context", lab=True,
+                    model=dict(context_length=LAB_CONTEXT, n_kv_heads=1), train=LAB_TRAIN),
+    "lab-mla": dict(about="KV-cache lab: MLA (a latent of 64 and a RoPE key of 16) at a 512-token context", lab=True,
+                    model=dict(context_length=LAB_CONTEXT, kv_lora_rank=64, qk_rope_dim=16), train=LAB_TRAIN),
 }
 
 
-VARIANT_KV_HEADS = {variant: variant_kv_heads(variant, BASE_MODEL["n_heads"]) for variant in VARIANTS}
+# what each variant sets on the baseline's shape: n_kv_heads, and MLA's latent and RoPE key widths
+VARIANT_FIELDS = {variant: variant_fields(variant, BASE_MODEL["n_heads"], BASE_MODEL["d_model"] // BASE_MODEL["n_heads"])
+                  for variant in VARIANTS}
 
 
 def _factors(family: str, variant: str, position: str) -> tuple[str, str, str]:
@@ -91,12 +106,12 @@ def match(family: str, variant: str, position: str) -> tuple[str | None, str | N
 
 def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
     """The baseline's shape with these choices, for an untrained (random weights) model."""
-    if variant not in VARIANT_KV_HEADS:
-        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANT_KV_HEADS)}")
+    if variant not in VARIANT_FIELDS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANT_FIELDS)}")
     if family in ("encdec", "rwkv", "mamba"):  # the zoo entry's shape
         return ModelConfig(**{**BASE_MODEL, **ZOO[family]["model"], **(
-            {} if family in RECURRENT_FAMILIES else {"position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})})
-    return ModelConfig(**{**BASE_MODEL, "family": family, "position": position, "n_kv_heads": VARIANT_KV_HEADS[variant]})
+            {} if family in RECURRENT_FAMILIES else {"position": position, **VARIANT_FIELDS[variant]})})
+    return ModelConfig(**{**BASE_MODEL, "family": family, "position": position, **VARIANT_FIELDS[variant]})
 
 
 def entry_configs(name: str):

@@ -98,8 +98,8 @@ def _check_untrained(name: str) -> str:
     if family in RECURRENT_FAMILIES:
         return family
     _, variant, position = parts
-    if variant not in registry.VARIANT_KV_HEADS:
-        raise InputError("error.spec_variant", variant=variant, valid=", ".join(registry.VARIANT_KV_HEADS))
+    if variant not in registry.VARIANT_FIELDS:
+        raise InputError("error.spec_variant", variant=variant, valid=", ".join(registry.VARIANT_FIELDS))
     if position not in POSITIONS:
         raise InputError("error.spec_position", position=position, valid=", ".join(POSITIONS))
     return name

@@ -25,6 +25,8 @@ def kv_formulas(cfg: ModelConfig, dtype: str = "fp32", source_tokens: int = 0) -
         msg("kv.one_head", variant="MQA"): kv_elements_per_token("MQA", nh, hs),
         msg("kv.mla", latent=4 * hs, rope=hs // 2): kv_elements_per_token("MLA", nh, hs, d_latent=4 * hs, d_rope=hs // 2),
     }
+    if isinstance(cfg, ModelConfig) and cfg.kv_lora_rank:  # this model's own latent and RoPE key
+        per_token[msg("kv.mla", latent=cfg.kv_lora_rank, rope=cfg.qk_rope_dim)] = cfg.kv_lora_rank + cfg.qk_rope_dim
     out = {name: {"per_token": layers * e * size, "fixed": 0.0} for name, e in per_token.items()}
     if cfg.sliding_window and cfg.family not in config.RECURRENT_FAMILIES:
         own = 2 * cfg.n_kv_heads * hs  # the model's own K/V heads

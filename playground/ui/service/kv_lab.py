@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from playground import zoo
 from playground.errors import check_int
+from playground.nn.cache import cache_shape
 from playground.inspect.kv_lab import PolicyRun, compare, lab_policies
 from playground.nn.kv_policies import Policy
 from playground.ui import gpu
@@ -28,8 +29,7 @@ class LabResult:
     labels: list[str]   # the text's tokens
     n_layer: int
     n_heads: int
-    n_kv_heads: int
-    head_dim: int
+    cache_shape: tuple[int, int, int]  # per layer and position: heads, key width, value width (nn.cache.cache_shape)
 
 
 def lab_models() -> list[str]:
@@ -70,4 +70,4 @@ def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, tokens: int = 128, 
     prepare(spec, device)
     runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, device=device,
                     **gpu.watch(progress, cancelled))
-    return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim), notes
+    return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads, cache_shape(cfg)), notes

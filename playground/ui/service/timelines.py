@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from playground.config import ModelConfig
+from playground.nn.cache import cache_shape
 from playground.errors import check_float, check_int
 from playground.inspect.fill_mask import fill_mask, mask_token_id
 from playground.inspect.analysis import Cancelled
@@ -68,7 +69,8 @@ def timeline_bytes(cfg: ModelConfig, tokens: int, max_new_tokens: int) -> int:
     longest = tokens + max_new_tokens
     kinds = 2 if cfg.family == "encdec" else 1
     rows = max_new_tokens * kinds * cfg.n_layer * cfg.n_heads * min(longest, ROW_CELLS) * 4
-    cache = 2 * kinds * cfg.n_layer * cfg.n_kv_heads * cfg.head_dim * longest * 4
+    heads, k_dim, v_dim = cache_shape(cfg)  # MLA: one latent row a position
+    cache = kinds * cfg.n_layer * heads * (k_dim + v_dim) * longest * 4
     return rows + cache
 
 
