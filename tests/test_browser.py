@@ -615,23 +615,30 @@ def test_the_page_draws_with_plotlys_cartesian_bundle(browser, app_url):
 
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
 def test_the_kv_cache_lab_runs_three_policies_and_draws_what_each_kept(browser, app_url, locale):
-    """Labs → KV-cache lab: three policies beside the full cache, their table, the bytes-against-loss chart, the
-    caches growing and the map of the keys each kept, in the reader's language."""
+    """Labs → KV-cache lab: three policies beside the full cache of the 512-context MHA model, and the MQA and MLA
+    models with their own full caches; their table, the bytes-against-loss chart, the caches growing and the map of
+    the keys each policy kept, in the reader's language."""
     from playground.ui.lang import Words
+    from playground.ui.service.kv_lab import architecture_name, lab_defaults
+    from playground.zoo import ModelSpec
 
+    model, others = lab_defaults()
+    assert model == "zoo:lab-mha" and len(others) == 2  # the lab's models are installed
     w = Words(None, lang=locale)
     with fresh_page(browser, app_url, locale) as pg:
         pg.get_by_role("tab", name=w("tab.labs"), exact=True).click()
         pg.get_by_role("tab", name=w("tab.kvlab"), exact=True).click()
-        for kind in ("snapkv", "int4"):  # leave window, StreamingLLM and H2O
-            pg.get_by_label(w(f"kvlab.policy_{kind}"), exact=True).uncheck()
+        pg.get_by_label(w("kvlab.policy_window"), exact=True).check()
+        pg.get_by_label(w("kvlab.policy_int4"), exact=True).uncheck()  # window, StreamingLLM and H2O
         pg.locator("#kvlab-run").click()
-        pg.locator("#kvlab-kept .js-plotly-plot .gtitle").wait_for(timeout=120_000)
+        pg.locator("#kvlab-kept .js-plotly-plot .gtitle").wait_for(timeout=180_000)
         table = pg.locator("#kvlab-table").inner_text()
         for policy in ("full", "window 32", "sinks 4 + window 28", "H2O 32 (16 recent)"):  # the full cache and the three
             assert policy in table
+        for other in others:  # MQA and MLA, each with its own full cache
+            assert architecture_name(ModelSpec.parse(other)) in table
         assert "SnapKV" not in table and "int4" not in table
-        for plot, words in (("#kvlab-tradeoff", w("kvlab.tradeoff_title", model="zoo:baseline", n=128)[:8]),
+        for plot, words in (("#kvlab-tradeoff", w("kvlab.tradeoff_title", model=model, n=128)[:8]),
                             ("#kvlab-growth", w("kvlab.growth_title", layers=4)[:8])):
             assert words in pg.locator(f"{plot} .gtitle").text_content()  # SVG text
         kept = pg.locator("#kvlab-kept .gtitle").text_content()

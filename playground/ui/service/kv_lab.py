@@ -44,19 +44,41 @@ def lab_models() -> list[str]:
     return out
 
 
-def _lab_on_device(spec: ModelSpec, ids: list[int], policies: list[Policy], device: str = "cpu", progress=None,
-                   cancelled=None) -> list[PolicyRun]:
+def lab_defaults() -> tuple[str | None, list[str]]:
+    """The lab's model as it opens (the 512-context MHA model where it is installed, else the first the lab reads)
+    and the architectures it compares with by default (the other lab models that are MQA or MLA)."""
+    models, lab = lab_models(), [f"zoo:{n}" for n in zoo.lab_entries()]
+    shipped = [m for m in lab if m in models]
+    first = shipped[0] if shipped else (models[0] if models else None)
+    others = [m for m in shipped[1:] if ModelSpec.parse(m).config().variant in ("MQA", "MLA")]
+    return first, others
+
+
+def architecture_name(spec: ModelSpec) -> str:
+    """What the lab calls another architecture's full cache: its variant and its spec ("MLA · zoo:lab-mla")."""
+    return f"{spec.config().variant} · {spec}"
+
+
+def _lab_on_device(spec: ModelSpec, ids: list[int], policies: list[Policy], architectures: list[ModelSpec],
+                   device: str = "cpu", progress=None, cancelled=None) -> list[PolicyRun]:
     """The model work of ``run_lab``, through the GPU door."""
-    return compare(load(spec, device=device).model, ids, policies, progress=progress, cancelled=cancelled)
+    others = {architecture_name(a): load(a, device=device).model for a in architectures}
+    return compare(load(spec, device=device).model, ids, policies, progress=progress, cancelled=cancelled,
+                   others=others)
 
 
-def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, tokens: int = 128, budget: float = 0.25, sinks: int = 4,
-            recent: float = 0.5, window: int = 8, device: str = "cpu", lang: str = "en", progress=None,
-            cancelled=None) -> tuple[LabResult, list[Message]]:
-    """The first ``tokens`` tokens of ``text`` under the full cache and each chosen policy (``lab_policies``).
+def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, architectures: list[str] = (), tokens: int = 128,
+            budget: float = 0.25, sinks: int = 4, recent: float = 0.5, window: int = 8, device: str = "cpu",
+            lang: str = "en", progress=None, cancelled=None) -> tuple[LabResult, list[Message]]:
+    """The first ``tokens`` tokens of ``text`` under the full cache and each chosen policy (``lab_policies``), then
+    through each of ``architectures`` (other lab models, e.g. 'zoo:lab-mla') with its own full cache.
     ``progress(done, total)`` counts the steps of every run; ``cancelled()`` stops it between steps."""
-    if str(spec) not in lab_models():
-        raise MessageError("error.kvlab_model", spec=str(spec), models=", ".join(lab_models()))
+    models = lab_models()
+    others = [ModelSpec.parse(a) for a in architectures]
+    for s in (spec, *others):
+        if str(s) not in models:
+            raise MessageError("error.kvlab_model", spec=str(s), models=", ".join(models))
+    others = [a for a in dict.fromkeys(others) if a != spec]  # the model itself is the full cache already
     cfg = spec.config()
     most = min(MAX_LAB_TOKENS, cfg.context_length if cfg.position == "learned" else MAX_LAB_TOKENS)
     tokens = check_int("tokens", tokens, 8, most)
@@ -66,8 +88,9 @@ def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, tokens: int = 128, 
     if len(ids) > tokens:
         notes = [*notes, msg("note.kvlab_cut", n=tokens, total=len(ids))]
         ids = ids[:tokens]
-    policies = lab_policies(kinds, len(ids), budget, sinks, recent, window)
-    prepare(spec, device)
-    runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, device=device,
+    policies = lab_policies(kinds, len(ids), budget, sinks, recent, window) if kinds or not others else []
+    for s in (spec, *others):
+        prepare(s, device)
+    runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, others, device=device,
                     **gpu.watch(progress, cancelled))
     return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads, cache_shape(cfg)), notes
