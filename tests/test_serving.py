@@ -219,6 +219,14 @@ def test_the_least_recently_used_goes_first():
     # an estimate that fell short: room is made once the real size is known, the new model stays
     out = cache.get("d", lambda: _fake(90), lambda: 10, "d")
     assert out.evicted == ("c", "b") and [name for name, _ in cache.contents()] == ["d"]
+    # one that fell short of the whole budget serves its request and is not kept: it pushes nothing out, and
+    # it is counted while the request holds it
+    before = cache.in_use()  # d, and the evicted b that this test's checkouts still hold
+    big = cache.get("e", lambda: _fake(150), lambda: 10, "e")
+    assert not big.kept and big.evicted == () and [name for name, _ in cache.contents()] == ["d"]
+    assert cache.in_use() == before + 150 and cache.held() == 90
+    del big
+    assert cache.in_use() == before
 
 
 def test_the_page_says_which_model_was_unloaded_and_which_came_back(fresh_cache, monkeypatch):
@@ -314,3 +322,14 @@ def test_text_goes_through_the_tokenizer_of_the_specs_own_scheme(fresh_cache, mo
     timeline, _ = service.generate_text(spec, "hi", 3)
     assert timeline.prompt_labels == ["c4", "c5"] and all(label.startswith("c") for label in timeline.new_labels)
     assert timeline.text == CharTokenizer().decode([int(label[1:]) for label in timeline.new_labels])
+
+
+def test_an_analysis_larger_than_the_whole_store_is_shown_and_not_kept(fresh_cache, monkeypatch):
+    """Its estimate fell short (here made to): measured once computed, it serves the request that asked, says so, and
+    pushes nothing out of the store."""
+    monkeypatch.setattr(service.analyses, "analysis_bytes", lambda cfg, tokens: 1)
+    monkeypatch.setenv(service.ANALYSIS_BUDGET_ENV, "0.00002")  # 20 kB
+    result, notes = service.analyze_text(ModelSpec.parse("zoo:baseline"), PROMPT * 4)
+    assert len(result.token_ids) > 8 and "note.analysis_not_kept" in [n.key for n in notes]
+    assert service.analyses.ANALYSES.contents() == []
+    assert "not stored" in str(next(n for n in notes if n.key == "note.analysis_not_kept"))

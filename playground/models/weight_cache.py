@@ -3,7 +3,9 @@
 A server holds each model's ``Weights`` (``models.shared``) once per key (the caller's: a model,
 a device, a dtype) in a ``WeightCache``. Before a load, the cache makes room for the model's
 estimated size, dropping the least recently used weights until it fits the budget; a model larger
-than the whole budget is refused (``InputError`` naming both sizes and ``BUDGET_ENV``). The budget
+than the whole budget is refused (``InputError`` naming both sizes and ``BUDGET_ENV``). An entry whose estimate fell
+short is measured once loaded: room is made for its real size, and one larger than the whole budget serves the
+request that loaded it and is not kept (``Checkout.kept``), so it never pushes everything else out and stays. The budget
 is the machine's memory, or its container's (cgroup) limit where that is lower (``models.memory``).
 Weights bound for a CUDA device (``get``'s ``device``) must also fit the memory free on it, after
 dropping, least recently used first, cached weights on that device if that makes room.
@@ -62,11 +64,13 @@ def memory_budget(env: str = BUDGET_ENV, share: float = DEFAULT_SHARE) -> int:
 @dataclass(frozen=True)
 class Checkout:
     """What ``WeightCache.get`` hands out: the weights, the names of the models its load evicted
-    (oldest first), and whether this model had been evicted and was loaded again."""
+    (oldest first), whether this model had been evicted and was loaded again, and whether the cache kept it (an
+    entry whose real size turned out larger than the whole budget serves this request alone)."""
 
     weights: Weights
     evicted: tuple[str, ...] = ()
     reloaded: bool = False
+    kept: bool = True
 
 
 class WeightCache:
@@ -141,11 +145,14 @@ class WeightCache:
             with self._lock:
                 self._reserved.pop(key, None)
         with self._lock:
+            reloaded = self._evicted.pop(key, False) is None
+            if weights.nbytes > limit:  # the estimate fell short of even the whole budget: serve, do not keep
+                self._gone.add(weights, weights.nbytes)  # counted by ``in_use`` while this request holds it
+                return Checkout(weights, tuple(evicted), reloaded, kept=False)
             self._entries[key], self._names[key] = weights, name
             if gpu is not None:
                 self._devices[key] = gpu
             evicted += self._make_room(0, limit)  # the estimate was short: make room for what was loaded
-            reloaded = self._evicted.pop(key, False) is None
         return Checkout(weights, tuple(evicted), reloaded)
 
     def peek(self, key: Hashable):

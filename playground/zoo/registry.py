@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playground.nn.cache import kv_bytes_per_token, state_bytes_per_layer
+from playground.nn.cache import cache_shape, state_bytes_per_layer
 from playground.train.loop import TrainConfig
 from playground.models.checkpoint import CARD, load_model, read_card
 from playground.config import RECURRENT_FAMILIES, VARIANTS, ModelConfig, variant_fields
@@ -179,11 +179,12 @@ def table() -> list[dict]:
         if fixed:
             kind = "RWKV" if cfg.family == "rwkv" else "Mamba"
             kv = cfg.n_layer * state_bytes_per_layer(kind, cfg, "fp32")
-        else:  # decoder layers hold the self-attention cache
-            kv = kv_bytes_per_token(cfg.variant, cfg.n_layer, cfg.n_heads, cfg.head_dim, "fp32", n_kv_heads=cfg.n_kv_heads)
+        else:  # decoder layers hold the self-attention cache: K/V heads, or MLA's latent row
+            heads, k_dim, v_dim = cache_shape(cfg)
+            kv = cfg.n_layer * heads * (k_dim + v_dim) * 4
         rows.append({"name": name, "about": ZOO[name]["about"], "parameters": card.get("parameters"),
                      "val_bits_per_char": card.get("val_bits_per_char"),
-                     "val_bits_per_char_4x": card.get("val_bits_per_char_4x"),
+                     "val_bits_per_char_4x": card.get("val_bits_per_char_4x"), "context": cfg.context_length,
                      "task_accuracy": (card.get("val") or {}).get("accuracy"),
                      "wall_time_s": card.get("wall_time_s"),
                      "kv_bytes_per_token_fp32": f"{kv:,} fixed" if fixed else f"{kv:,}",
@@ -194,12 +195,12 @@ def table() -> list[dict]:
 def markdown_table(timings: dict[str, float] | None = None) -> str:
     """The README's zoo table, from the cards."""
     timings = timings or {}
-    lines = ["| model | what differs | parameters | val bits/char @128 | @512 (4x) | steps | train time | "
+    lines = ["| model | what differs | parameters | val bits/char @context | @4× context | steps | train time | "
              "steps × step time alone | KV bytes/token (fp32) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table():
         if r["val_bits_per_char"] is not None:
-            score = f"{r['val_bits_per_char']:.3f}"
+            score = f"{r['val_bits_per_char']:.3f} @{r['context']}"
             at_4x = f"{r['val_bits_per_char_4x']:.3f}" if r["val_bits_per_char_4x"] is not None else "n/a (learned)"
         else:
             score, at_4x = f"task accuracy {r['task_accuracy']:.1%}", ""

@@ -96,6 +96,9 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     notes = list(stored.notes)
     if out.reloaded:
         notes.append(msg("note.analysis_recomputed"))
+    if not out.kept:
+        notes.append(msg("note.analysis_not_kept", size_mb=round(stored.nbytes / 1e6),
+                         budget_mb=round(ANALYSES.limit() / 1e6)))
     return stored.result, notes
 
 

@@ -53,6 +53,9 @@ def load(spec: ModelSpec, backend: str = "auto", device: str = "cpu", window: in
     notes = [msg("note.unloaded", names=", ".join(out.evicted), budget_mb=round(WEIGHTS.limit() / 1e6))] if out.evicted else []
     if out.reloaded:
         notes.append(msg("note.reloaded", name=weights_name(spec, device, out.weights.dtype)))
+    if not out.kept:
+        notes.append(msg("note.not_kept", name=weights_name(spec, device, out.weights.dtype),
+                         size_mb=round(out.weights.nbytes / 1e6), budget_mb=round(WEIGHTS.limit() / 1e6)))
     # the door's guard (ZeroGPU) holds this model's forwards, and no other module's, to the GPU call
     return Loaded(gpu_call.watch(instance(out.weights, backend=backend, sliding_window=window)), spec, notes)
 
