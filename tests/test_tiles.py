@@ -159,7 +159,7 @@ def test_a_session_keeps_a_reference_not_the_analysis(store, monkeypatch):
     b = analysis_state(Words(), "zoo:baseline", "Friends, Romans, countrymen")
     first = a.result()
     assert isinstance(a, AnalysisRef) and first is b.result()
-    assert "result" not in a and a.extended(kind="self").result() is first
+    assert "result" not in vars(a) and a.extended(kind="self").result() is first  # a request, not the analysis
     # another analysis pushes it out of a store that holds one: the session's next view computes it again
     store.budget = first.nbytes + 1
     analysis_state(Words(), "zoo:baseline", "Romans")

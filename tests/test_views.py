@@ -214,3 +214,24 @@ def test_ablate_endpoint_returns_the_numbers_of_ablate_heads_called_directly(cli
 def test_ablate_endpoint_refuses_what_it_cannot_score(client, call, message):
     with pytest.raises(Exception, match=message):
         client.predict(**({"spec": "zoo:baseline", "prompt": PROMPT} | call), api_name="/ablate")
+
+
+def test_the_block_mask_timing_is_measured_once_per_call_shape_for_every_session(monkeypatch):
+    """Two sessions' analyses of prompts of the same length make the same call: the second reads the first's timing;
+    a prompt of another length is measured anew."""
+    from playground.ui import head_view
+    from playground.ui.session import analysis_state
+
+    monkeypatch.setattr(head_view, "BLOCK_TIMINGS", head_view.BlockTimings(most=2))
+    calls = []
+    real = head_view.fused_vs_dense
+    monkeypatch.setattr(head_view, "fused_vs_dense", lambda *a, **k: calls.append(a[1:5]) or real(*a, **k))
+    a = analysis_state(EN, "zoo:baseline", "the king is dead, long live the king " * 30)
+    b = analysis_state(EN, "zoo:baseline", "the queen is dead, long live the queen " * 30)
+    assert len(a.result().token_ids) == len(b.result().token_ids) > 128  # one call shape
+    first, note = head_view.block_view(EN, a, "self", 0)
+    assert first is not None and "skipped" in note
+    head_view.block_view(EN, b, "self", 1)
+    assert len(calls) == 1 and len(head_view.BLOCK_TIMINGS) == 1
+    head_view.block_view(EN, analysis_state(EN, "zoo:baseline", "long live the king " * 40), "self", 0)
+    assert len(calls) == 2 and len(head_view.BLOCK_TIMINGS) == 2

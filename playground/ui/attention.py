@@ -58,8 +58,8 @@ def badge(w: Words, state: AnalysisRef) -> str:
     """The kernel each layer ran and how it was called (from the records, never a guess), why auto fell back
     where it did, and how far the output is from the float32 explicit path."""
     result = state.result(w)
-    lines = [f"<code>{html.escape(str(state['spec']))}</code>",
-             w("badge.ran", asked=html.escape(state["backend"]), device=html.escape(state["device"]),
+    lines = [f"<code>{html.escape(str(state.spec))}</code>",
+             w("badge.ran", asked=html.escape(state.backend), device=html.escape(state.device),
                dtype=html.escape(result.dtype), ms=result.elapsed_ms)]
     for kind, layers, kernel, call, code in kernel_groups(result):
         which = (w("badge.layer", n=layers[0]) if len(layers) == 1 else
@@ -82,7 +82,7 @@ def badge(w: Words, state: AnalysisRef) -> str:
         lines.append(w("badge.recomputed", diff=result.max_abs_diff))
     else:
         lines.append(w("badge.explicit"))
-    if state["untrained"]:
+    if state.untrained:
         lines.append(f"<span class='untrained'>{w('plot.untrained')}</span>")
     return "<div class='badge'>" + "<br>".join(lines) + "</div>"
 
@@ -111,15 +111,15 @@ def export_files(state: dict | None, request: gr.Request = None) -> list[str]:
     if weights > EXPORT_MAX_WEIGHTS:  # every weight of a long prompt would be gigabytes of JSON
         raise Words(request).error("error.export_too_large", weights=weights, most=EXPORT_MAX_WEIGHTS)
     # while it is written: the weights as float32 arrays, a boolean mask each, and the JSON text (<= 16 B a weight)
-    with api.admitted(Words(request), weights * (4 + 1 + 16), f"{state['spec']} → JSON, npz"):
+    with api.admitted(Words(request), weights * (4 + 1 + 16), f"{state.spec} → JSON, npz"):
         folder = export_folder()
-        (folder / "attention.json").write_text(json.dumps({"spec": str(state["spec"]), **result.to_dict()}))
+        (folder / "attention.json").write_text(json.dumps({"spec": str(state.spec), **result.to_dict()}))
         arrays = {f"{kind}_weights": result.weights(kind) for kind in result.kinds}  # (n_layer, nh, Tq, Tk)
         arrays.update({f"{kind}_mask": next(m.mask for m in result.maps if m.kind == kind) for kind in result.kinds})
         np.savez_compressed(folder / "attention.npz", token_ids=np.array(result.token_ids),
                             labels=np.array(result.labels), source_ids=np.array(result.source_ids, dtype=np.int64),
                             source_labels=np.array(result.source_labels, dtype=str),
-                            config=np.array(json.dumps(result.config)), spec=np.array(str(state["spec"])), **arrays)
+                            config=np.array(json.dumps(result.config)), spec=np.array(str(state.spec)), **arrays)
     return [str(folder / "attention.json"), str(folder / "attention.npz")]
 
 
@@ -160,7 +160,7 @@ def overview_plots(w: Words, state: dict, group_kv: bool = False, how: str = "ma
             title = w.render(kind_title(kinds[0], result))
             implicit = kinds[0] == "implicit"
             rows = [w.render(layer_name(m.layer, m.layer_type)) for m in result.of_kind(kinds[0])]
-            slots.append((plots.pooled_overview(result, kinds[0], title, how, untrained=state["untrained"], words=w,
+            slots.append((plots.pooled_overview(result, kinds[0], title, how, untrained=state.untrained, words=w,
                                                 groups=None if implicit else groups, row_names=rows), title))
         else:
             slots.append((None, None))

@@ -64,14 +64,14 @@ def compare_views(w: Words, spec_a: str, spec_b: str, prompt: str, layer: int, h
         try:
             m, h = service.attention_map(result, kind, layer, head)
         except ValueError as e:
-            raise visitor_error(f"{state['spec']}: {w.render(e)}") from None
+            raise visitor_error(f"{state.spec}: {w.render(e)}") from None
         _, Tq, Tk = m.shape
         cells = tiles.pool(m.source, (0, Tq), (0, Tk), HEAD_CELLS, heads=[h])  # exact up to HEAD_CELLS tokens
         figure = head_figures(w, state, kind, layer, head)[0]
-        figure.layout.title.text = w.render(msg("compare.title", name=str(state["spec"]), head=figure.layout.title.text))
-        sides.append({"result": result, **state, "kind": kind, "cells": cells, "figure": figure,
+        figure.layout.title.text = w.render(msg("compare.title", name=str(state.spec), head=figure.layout.title.text))
+        sides.append({"result": result, "spec": state.spec, "kind": kind, "cells": cells, "figure": figure,
                       "labels": cell_labels(w, cells, *kind_labels(kind, result)),
-                      "vocabulary": state["spec"].tokenizer().fingerprint})
+                      "vocabulary": state.spec.tokenizer().fingerprint})
     summary = []
     for side in sides:
         if side["kind"] != "implicit":  # role scores are shares of softmax attention

@@ -3,6 +3,8 @@ the block mask the fused kernel builds for its layer, and the ``/head`` and ``/t
 """
 # no `from __future__ import annotations`: gr.api reads the endpoints' annotations as types
 import html
+import threading
+from collections import OrderedDict
 
 import gradio as gr
 import numpy as np
@@ -18,7 +20,7 @@ from playground.ui import service
 from playground.ui.i18n import msg
 from . import gpu
 from .lang import Words, visitor_error
-from .session import analysis_state, kind_labels, kind_title, layer_type
+from .session import AnalysisRef, analysis_state, kind_labels, kind_title, layer_type
 from .warmup import FLEX
 
 HEAD_CELLS = 512  # one head's map: at most this many cells a side; a window this small shows exact weights
@@ -30,10 +32,37 @@ def head_views(state: dict | None, kind: str, layer: int, head: int, how: str = 
     return *head_figures(w, state, kind, layer, head, how=how), *block_view(w, state, kind, layer)
 
 
-def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
+class BlockTimings:
+    """The server's block-mask timings: one per (rule, call shape, device, dtype), measured once for every session
+    and analysis that makes that call; at most ``most``, the oldest let go first."""
+
+    def __init__(self, most: int = 64):
+        self.most, self._items, self._lock = most, OrderedDict(), threading.Lock()
+
+    def get(self, key: tuple, measure) -> dict:
+        """The timing under ``key``, measured by ``measure()`` the first time (two first askers may both measure)."""
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        value = measure()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.most:
+                self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+BLOCK_TIMINGS = BlockTimings()
+
+
+def block_view(w: Words, state: "AnalysisRef | None", kind: str, layer: int) -> tuple:
     """(figure, note) of the BlockMask the fused kernel builds for this layer's call: its tiles and the share
-    skipped, and that call timed with FlexAttention against SDPA with the dense mask, measured once per analysis
-    and kind on this device. (None, note) where there is no attention kernel or FlexAttention cannot run here."""
+    skipped, and that call timed with FlexAttention against SDPA with the dense mask, measured once per call shape
+    (rule, tokens, heads, head dim, device, dtype) for every session (``BLOCK_TIMINGS``). (None, note) where there is no attention kernel or FlexAttention cannot run here."""
     result: Analysis | None = state.result(w) if state else None
     if result is None or kind not in result.kinds:
         return None, ""
@@ -43,20 +72,21 @@ def block_view(w: Words, state: dict | None, kind: str, layer: int) -> tuple:
         return None, w("blocks.none")
     rule = source.rule  # the very rule this layer computed with
     q, k = kind_labels(kind, result)
-    measured = state.setdefault("blocks", {})
-    key = f"{kind}:{rule}"
-    if key not in measured:  # the same call in every layer of a kind with this rule: measured once
+    head_dim = source.q.shape[-1]
+    key = (str(rule), len(q), len(k), source.n_heads, head_dim, state.device, result.dtype)
+
+    def measure() -> dict:  # the same call in every layer of a kind with this rule, and in every session
         FLEX.wait()  # the page's start-up compile, if it is still running
-        head_dim = source.q.shape[-1]
         # where FlexAttention cannot run (ZeroGPU, no compiler) the reason is known here: no GPU call to learn it
-        reason = flex.flex_status(state["device"], TORCH_DTYPES[result.dtype], head_dim)
+        reason = flex.flex_status(state.device, TORCH_DTYPES[result.dtype], head_dim)
         try:
-            measured[key] = {"reason": reason} if reason else gpu.work(
-                w, fused_vs_dense, rule, len(q), len(k), source.n_heads, head_dim, device=state["device"],
+            return {"reason": reason} if reason else gpu.work(
+                w, fused_vs_dense, rule, len(q), len(k), source.n_heads, head_dim, device=state.device,
                 dtype=result.dtype)
         except (RuntimeError, ValueError) as e:  # a compile that fails here: say PyTorch's reason
-            measured[key] = {"reason": str(e).splitlines()[0]}
-    m = measured[key]
+            return {"reason": str(e).splitlines()[0]}
+
+    m = BLOCK_TIMINGS.get(key, measure)
     if "reason" in m:
         return None, w("blocks.unavailable", reason=html.escape(m["reason"]))
     grid, (bq, bk) = m["grid"], m["block_size"]
@@ -102,7 +132,7 @@ def head_figures(w: Words, state: dict | None, kind: str, layer: int, head: int,
     where = msg("title.head", kind=kind_title(kind, result), layer=layer, head=head)
     if m.layer_type:
         where = msg("title.head_typed", head=where, type=layer_type(m.layer_type))
-    untrained, signed = state["untrained"], kind == "implicit"
+    untrained, signed = state.untrained, kind == "implicit"
     meta = dict(kind=kind, layer=layer, head=head, rows=list(rows), cols=list(cols), cell=list(cells.cell),
                 tokens=[m.shape[1], m.shape[2]])
     z = cells.cells(how)[0]

@@ -27,7 +27,7 @@ def score_rows(w: Words, state: dict | None) -> list[list]:
     if not state:
         return []
     result = state.result(w)
-    kind = state["kind"]
+    kind = state.kind
     rows = result.head_stats(kind)  # streamed over the tiles during the analysis
     return [[r[c] if c in ("layer", "head") else round(r[c], 3) for c in COLUMNS] for r in rows]
 
@@ -44,7 +44,7 @@ def heads_state(w: Words, spec: str, prompt: str, prefix_len: int, window: int, 
 
 def distance_figure(w: Words, state: dict):
     """Attention by distance of every head of the scored kind, from the analysis' streamed statistics."""
-    maps = state.result(w).of_kind(state["kind"])
+    maps = state.result(w).of_kind(state.kind)
     profile = np.stack([m.stats.profile for m in maps])  # (n_layer, nh, nb)
     return plots.distance_profile(profile, maps[0].stats.bin_edges, msg("title.by_distance"), words=w)
 
@@ -88,7 +88,7 @@ def build_heads_tab(controls: Controls, prompt: gr.Textbox,
         if row is None:
             return None
         layer, head = int(row[0]), int(row[1])
-        return head_figures(Words(request), state, state["kind"], layer, head)[0]
+        return head_figures(Words(request), state, state.kind, layer, head)[0]
 
     run_inputs, run_outputs = [*controls.inputs, prompt, prefix_len, window], [table, figure, by_distance, state, note]
     button.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")

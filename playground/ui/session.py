@@ -6,9 +6,12 @@ which the store answers, computing it again when it had let it go.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from playground.inspect.analysis import Analysis, Cancelled
 from playground.ui import service
 from playground.ui.i18n import Message, msg
+from playground.zoo import ModelSpec
 from . import api
 from .lang import Words, visitor_error
 
@@ -60,23 +63,42 @@ def kind_labels(kind: str, result: Analysis) -> tuple[list[str], list[str]]:
     return result.labels, result.labels
 
 
-class AnalysisRef(dict):
+@dataclass(frozen=True)
+class AnalysisRef:
     """What a session keeps of an analysis: the request that made it (spec, prompt, options), a few hundred
     bytes. The analysis itself lives in ``service.ANALYSES``, shared by every session that asks the same, and
     ``ref.result(w)`` reads it from there. When the store has let it go, that call computes it again (it is
     deterministic) the way Analyze does: in the reader's language, saying so, with a progress bar and Cancel
     where the caller passes them."""
 
+    spec: ModelSpec
+    prompt: str
+    options: dict     # prefix_len, window, backend, device, dtype: ``service.analyze_text``'s
+    key: str          # the store's key of this request (``service.request_key``)
+    kind: str = ""    # the attention kind a tab reads (Head insights), where one does
+
+    @property
+    def untrained(self) -> bool:
+        return not self.spec.trained
+
+    @property
+    def backend(self) -> str:
+        return self.options["backend"]
+
+    @property
+    def device(self) -> str:
+        return self.options["device"]
+
     def result(self, w: Words | None = None, progress=None, cancelled=None) -> Analysis:
-        stored = service.stored_analysis(self["key"])  # every view reads it: no config read or hash per read
+        stored = service.stored_analysis(self.key)  # every view reads it: no config read or hash per read
         if stored is not None:
             return stored
-        return run_analysis(w or Words(), self["spec"], self["prompt"], self["options"], progress=progress,
+        return run_analysis(w or Words(), self.spec, self.prompt, self.options, progress=progress,
                             cancelled=cancelled)
 
-    def extended(self, **more) -> "AnalysisRef":
-        """The same reference with more of the session's small things."""
-        return AnalysisRef(self, **more)
+    def extended(self, **changes) -> "AnalysisRef":
+        """The same reference with some fields changed (the kind a tab reads)."""
+        return replace(self, **changes)
 
 
 def run_analysis(w: Words, model, prompt: str, options: dict, where: str = "", progress=None,
@@ -100,5 +122,4 @@ def analysis_state(w: Words, spec: str, prompt: str, prefix_len: int = 0, window
     options = dict(prefix_len=prefix_len, window=window, backend=backend, device=device, dtype=dtype)
     run_analysis(w, model, prompt, options, where, progress, cancelled)
     key, _ = service.request_key(model, prompt, **options)
-    return AnalysisRef(spec=model, prompt=prompt, options=options, key=key, untrained=not model.trained,
-                       backend=backend, device=device)
+    return AnalysisRef(spec=model, prompt=prompt, options=options, key=key)

@@ -278,9 +278,9 @@ def page_view(state: dict | None, chosen: str, without_first: bool, mode: str, g
         return gr.update(visible=True), gr.update(value=None, visible=False), gr.update(value=None, visible=False), \
             ("" if chosen == "raw" else w("view.analyze_first"))
     try:
-        figures, _, notes = compute(w, state["spec"], state["prompt"], chosen, prefix_len=state.result(w).prefix_len,
-                                    without_first=without_first, mode=mode, backend=state["backend"],
-                                    device=state["device"], group_kv=group_kv)
+        figures, _, notes = compute(w, state.spec, state.prompt, chosen, prefix_len=state.result(w).prefix_len,
+                                    without_first=without_first, mode=mode, backend=state.backend,
+                                    device=state.device, group_kv=group_kv)
     except gr.Error:
         raise
     except ValueError as e:
