@@ -133,6 +133,32 @@ def test_open_a_hub_model_shows_the_download_progress_then_the_model(pg, hub_ser
     other.close()
 
 
+def test_a_share_link_to_a_hub_model_not_yet_here_shows_its_download_then_its_analysis(pg, hub_server, operator_dir):
+    """The link's model is downloaded as the page opens, with the same progress bar as Open, then analyzed."""
+    from urllib.parse import urlencode
+
+    from hub_server import Repo
+
+    from playground.models.pretrained.budget import parameters_in_folder
+
+    folder = operator_dir / "web-llama"
+    hub_server.repos["owner/linked-llama"] = Repo(
+        files={p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()},
+        parameters={"F32": parameters_in_folder(folder)})
+    hub_server.rate = 100_000  # bytes/s: long enough to see the bar
+    link = pg.url.split("?")[0] + "?" + urlencode({"spec": "hf:owner/linked-llama", "prompt": PROMPT})
+    other = pg.context.new_page()
+    other.goto(link, wait_until="load")
+    try:
+        other.get_by_text("Downloading owner/linked-llama").first.wait_for(timeout=30_000)
+        shot(other, "37-share-link-download")
+        other.locator(".badge", has_text="hf:owner/linked-llama").wait_for(timeout=90_000)
+    finally:
+        shot(other, "38-share-link-downloaded")
+    assert "model.safetensors" in hub_server.downloads()
+    other.close()
+
+
 def test_a_hub_refusal_is_a_message(pg, hub_server):
     box = pg.get_by_label("Or a pretrained model")
     box.fill("owner/not-there")

@@ -19,13 +19,13 @@ from playground.config import BACKENDS, DTYPES
 from playground.errors import check_int
 from playground.ui import service
 from playground.ui.i18n import MessageError
-from playground.zoo import ZOO, ModelSpec
+from playground.zoo import ZOO, ModelSpec, hub_source
 from . import api
 from .attention import AttentionTab, analysis_outputs
 from .head_view import head_views
 from .session import analysis_state
-from .controls import Controls, choose, controls_for, specific_models
-from .lang import Words, t
+from .controls import Controls, choose, controls_for, page_progress, specific_models
+from .lang import Words, t, visitor_error
 
 SLIDER_MAX = 128  # the prefix and window sliders' range
 LINK_JS = "(query) => globalThis.location.origin + globalThis.location.pathname + '?' + query"
@@ -100,11 +100,23 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         None, query, link, js=LINK_JS)
     restored = gr.State(None)
 
-    def restore(request: gr.Request):
-        """The link's view: the controls, prompt and sliders set to it (the analysis follows)."""
+    def fetch(w: Words, spec: ModelSpec, progress) -> None:
+        """A link to a Hub model this server has not downloaded yet: the download, with the page's progress bar."""
+        if spec.scheme not in service.PRETRAINED:
+            return
+        try:
+            hub_source.prepare(spec.scheme, spec.name, progress=page_progress(progress))
+        except ValueError as e:
+            raise visitor_error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
+
+    def restore(request: gr.Request, progress=gr.Progress()):
+        """The link's view: the controls, prompt and sliders set to it (the analysis follows). A Hub model this
+        server has not downloaded yet is downloaded first, with the page's progress bar."""
         w = Words(request)
         try:
             view = parse(dict(request.query_params)) if request is not None else None
+            if view:
+                fetch(w, view["spec"], progress)
             chosen = controls_for(view["spec"]) if view else None
         except ValueError as e:
             raise w.error(e) from None
