@@ -314,6 +314,29 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
         shot(pg, "15-zh-zoo")
 
 
+def test_a_chinese_reader_never_sees_the_english_views_the_page_was_built_with(browser, app_url):
+    """The page is built in English; a Chinese reader's views wait, hidden, until the server has sent them in
+    Chinese. Every animation frame records the overview's title and whether it is visible."""
+    record = """() => { window.__titles = []; const look = () => {
+        const t = document.querySelector('.overview-plot .gtitle');
+        if (t) { const shown = getComputedStyle(t.closest('.js-plotly-plot')).visibility !== 'hidden';
+                 const seen = (shown ? 'shown: ' : 'hidden: ') + t.textContent;
+                 if (window.__titles.at(-1) !== seen) window.__titles.push(seen); }
+        requestAnimationFrame(look); }; requestAnimationFrame(look); }"""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    try:
+        pg = context.new_page()
+        pg.add_init_script(f"({record})()")
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_function("() => (window.__titles || []).some(t => t.startsWith('shown: 自注意力'))",
+                             timeout=60_000)
+        titles = pg.evaluate("() => window.__titles")
+        assert not [t for t in titles if t.startswith("shown: Self-attention")], titles
+        assert any(t.startswith("hidden: Self-attention") for t in titles) or titles[0].startswith("shown: 自注意力")
+    finally:
+        context.close()
+
+
 def test_switch_to_chinese_in_settings(browser, app_url):
     with fresh_page(browser, app_url, "en-US", width=1700) as pg:  # every tab in the bar, in both languages
         pg.get_by_role("heading", name="Attention Playground").wait_for()

@@ -12,6 +12,7 @@ decides; without either, English.
 """
 from __future__ import annotations
 
+import json
 from http.cookies import SimpleCookie
 
 import gradio as gr
@@ -23,7 +24,17 @@ from playground.ui.scripts import page_script
 I18N = gr.I18n(**catalogues())
 COOKIE = "playground_lang"
 RELOCALIZE_ID = "relocalize"
-HEAD = page_script("language", langCookie=COOKIE, relocalizeId=RELOCALIZE_ID)  # assets/js/language.js
+# the parts of the page a reader in another language than the page's own waits for, hidden until then
+TRANSLATED_ON_LOAD = ("landing", "localized")
+HEAD = page_script("language", langCookie=COOKIE, relocalizeId=RELOCALIZE_ID, builtLang="en",
+                   pending=list(TRANSLATED_ON_LOAD), revealAfterMs=20_000)  # assets/js/language.js
+
+
+def translated_js(part: str) -> str:
+    """The client-side step that says ``part`` (of ``TRANSLATED_ON_LOAD``) is now in the reader's language."""
+    if part not in TRANSLATED_ON_LOAD:
+        raise ValueError(f"unknown part {part!r}; valid: {', '.join(TRANSLATED_ON_LOAD)}")
+    return f"() => window.PLAYGROUND.translated({json.dumps(part)})"
 
 
 def t(key: str):
@@ -38,7 +49,7 @@ def english(keys: list[str]) -> list[str]:
 
 def language(request: gr.Request | None) -> str:
     """The language of the page that sent this request ('en' or 'zh-CN')."""
-    if request is None:
+    if request is None:  # the page's own language, the one it is built in (``builtLang`` above)
         return "en"
     headers = request.headers
     cookie = SimpleCookie()
@@ -127,7 +138,8 @@ class Localized:
                 return [gr.skip()] * len(self.parts)
             return [draw(w, c.value) for c, draw in self.parts]
 
-        demo.load(fill_on_open, None, components, api_visibility="private")
+        demo.load(fill_on_open, None, components, api_visibility="private").then(
+            None, js=translated_js("localized"))
         switch.click(fill, components, components, api_visibility="private")
         for fn, inputs, outputs in self.redraws:
             switch.click(fn, inputs, outputs, api_visibility="private")

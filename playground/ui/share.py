@@ -25,7 +25,7 @@ from .attention import AttentionTab, analysis_outputs
 from .head_view import head_views
 from .session import analysis_state
 from .controls import Controls, choose, controls_for, page_progress, specific_models
-from .lang import Words, t, visitor_error
+from .lang import Words, t, translated_js, visitor_error
 
 SLIDER_MAX = 128  # the prefix and window sliders' range
 LINK_JS = "(query) => globalThis.location.origin + globalThis.location.pathname + '?' + query"
@@ -179,4 +179,4 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         analyze_restored, analyze_inputs, tab.outputs,
         api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],
-        api_visibility="private")
+        api_visibility="private").then(None, js=translated_js("landing"))
