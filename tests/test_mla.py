@@ -199,3 +199,22 @@ def test_inside_a_head_says_it_does_not_step_through_mla():
 
     with pytest.raises(InputError, match="one latent per token"):
         step_through(tiny_model(**MLA_FIELDS), [1, 2, 3], 0, 0)
+
+
+def test_the_zoo_mla_checkpoint_loads_caches_its_latent_and_reports_its_bits_per_char():
+    """``zoo:lab-mla``: trained at a 512-token context; its card's bits/char, and its cache measured while decoding."""
+    from playground import zoo
+    from playground.models.checkpoint import read_card
+
+    card = read_card(zoo.MODELS_DIR / "lab-mla")
+    assert 1.5 < card["val_bits_per_char"] < 3 and card["steps"] == 900
+    model = zoo.load_spec("zoo:lab-mla").eval()
+    cfg = model.cfg
+    assert cfg.variant == "MLA" and cfg.context_length == 512 and (cfg.kv_lora_rank, cfg.qk_rope_dim) == (64, 16)
+    ids = torch.randint(0, cfg.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = model(ids).logits
+        model.setup_cache(1, 40)
+        steps = [model(ids[:, :20]).logits] + [model(ids[:, t:t + 1], start_pos=t).logits for t in range(20, 40)]
+    assert torch.allclose(torch.cat(steps, dim=1), whole, atol=1e-4)
+    assert model.cache_bytes() == cfg.n_layer * 40 * (64 + 16) * 4
