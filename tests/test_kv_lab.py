@@ -182,3 +182,26 @@ def test_the_lab_compares_architectures_by_spec_and_refuses_what_it_cannot_read(
         run_lab(SPEC, text, ["int4"], architectures=["zoo:alibi"], tokens=32)
     with pytest.raises(ValueError, match="window, sinks"):
         run_lab(SPEC, text, [], tokens=32)
+
+
+def test_a_budget_sweep_gives_each_evicting_policy_three_budgets_and_the_chart_a_curve_each():
+    from playground import plots
+    from playground.inspect.kv_lab import lab_policies
+
+    policies = lab_policies(["window", "h2o", "int4", "int8"], 64, budget=0.25, sweep=True)
+    assert [p.label for p in policies] == ["window 8", "window 16", "window 32", "H2O 8 (4 recent)",
+                                           "H2O 16 (8 recent)", "H2O 32 (16 recent)", "int8", "int4"]
+    assert len(lab_policies(["window"], 64, budget=0.75, sweep=True)) == 3  # 24, 48 and the whole text (64)
+    assert len(lab_policies(["window"], 64, budget=1.0, sweep=True)) == 2  # twice the whole text is the text
+    text = "To be, or not to be, that is the question. " * 6
+    result, _ = run_lab(SPEC, text, ["window", "int4"], architectures=["zoo:mqa"], tokens=32, sweep=True)
+    full = result.runs[0]
+    points = [run.summary(full) for run in result.runs]
+    assert [p["family"] for p in points] == ["full", "window", "window", "window", "quant", "MQA · zoo:mqa"]
+    shares = [p["bytes_share"] for p in points if p["family"] == "window"]
+    assert shares == sorted(shares) and len(set(shares)) == 3  # more budget, more bytes held
+    fig = plots.kv_tradeoff(points, "t", family_names={"window": "window"})
+    assert [(trace.name, len(trace.x), trace.mode) for trace in fig.data] == [
+        ("full", 1, "markers+text"), ("window", 3, "lines+markers+text"), ("quant", 1, "markers+text"),
+        ("MQA · zoo:mqa", 1, "markers+text")]
+    assert list(fig.data[1].x) == sorted(fig.data[1].x)  # a curve, drawn along the bytes

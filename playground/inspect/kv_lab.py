@@ -34,24 +34,39 @@ LAB_POLICIES = ("window", "sinks", "h2o", "snapkv", "int8", "int4")  # what the 
 LAB_DEFAULT = ("sinks", "h2o", "int4")  # with MQA's and MLA's own full caches (``compare``'s others): five runs
 
 
+EVICTING = ("window", "sinks", "h2o", "snapkv")  # the policies whose knob is a budget of positions
+
+
 def lab_policies(kinds: list[str], tokens: int, budget: float = 0.25, sinks: int = 4, recent: float = 0.5,
-                 window: int = 8) -> list[Policy]:
+                 window: int = 8, sweep: bool = False) -> list[Policy]:
     """The lab's knobs as policies, in ``LAB_POLICIES`` order. ``budget``: the share of the text's ``tokens`` an
     evicting cache keeps; ``sinks``: StreamingLLM's; ``recent``: H2O's share of its budget kept for the latest
-    tokens; ``window``: SnapKV's observation window (it compresses once half the text has been read)."""
+    tokens; ``window``: SnapKV's observation window (it compresses once half the text has been read). ``sweep``: each
+    evicting policy at half, the chosen and twice the chosen budget (a curve of bytes against loss each)."""
     unknown = [k for k in kinds if k not in LAB_POLICIES]
     if unknown or not kinds:
         raise InputError("error.kvlab_policies", given=", ".join(unknown) or "—", valid=", ".join(LAB_POLICIES))
     budget = check_float("budget", budget, 0.01, 1.0)
-    kept = max(2, round(budget * tokens))
-    sinks = check_int("sinks", sinks, 0, kept - 1)
+    budgets = (budget / 2, budget, min(1.0, 2 * budget)) if sweep else (budget,)
     recent = check_float("recent", recent, 0.0, 1.0)
-    window = check_int("window", window, 1, kept)
-    make = {"window": lambda: Policy("window", kept), "sinks": lambda: Policy("sinks", kept, sinks=sinks),
-            "h2o": lambda: Policy("h2o", kept, recent=max(1, round(recent * kept))),
-            "snapkv": lambda: Policy("snapkv", kept, recent=window, prompt=max(window, tokens // 2)),
-            "int8": lambda: Policy("quant", bits=8), "int4": lambda: Policy("quant", bits=4)}
-    return [make[k]() for k in LAB_POLICIES if k in kinds]
+
+    def make(kind: str, share: float) -> Policy:
+        kept = max(2, round(share * tokens))
+        if kind == "window":
+            return Policy("window", kept)
+        if kind == "sinks":
+            return Policy("sinks", kept, sinks=check_int("sinks", sinks, 0, kept - 1))
+        if kind == "h2o":
+            return Policy("h2o", kept, recent=max(1, round(recent * kept)))
+        return Policy("snapkv", kept, recent=check_int("window", window, 1, kept), prompt=max(window, tokens // 2))
+
+    out = []
+    for kind in (k for k in LAB_POLICIES if k in kinds):
+        if kind in EVICTING:
+            out += [make(kind, share) for share in budgets]
+        else:
+            out.append(Policy("quant", bits=8 if kind == "int8" else 4))
+    return list(dict.fromkeys(out))  # a sweep past the whole text repeats a budget
 
 
 @dataclass
@@ -72,6 +87,12 @@ class PolicyRun:
     def __post_init__(self):
         self.name = self.name or self.policy.label
 
+    @property
+    def family(self) -> str:
+        """What the bytes-against-loss chart joins into one curve: a policy's kind (each knob setting a point; int8
+        and int4 together), or another architecture's name (the full cache itself: "full")."""
+        return self.name if self.policy.kind == "full" else self.policy.kind
+
     def formula(self, held: int) -> int:
         """Every layer's cache under this run's policy once ``held`` positions have been read, by formula."""
         return self.n_layer * formula_bytes(self.policy, held, self.shape)
@@ -79,7 +100,7 @@ class PolicyRun:
     def summary(self, full: "PolicyRun") -> dict:
         """The run in four numbers beside the full cache's: mean bytes held, the mean NLL increase, mean KL and
         the share of steps whose top token agrees."""
-        return {"policy": self.name, "bytes": float(self.bytes.mean()),
+        return {"policy": self.name, "family": self.family, "bytes": float(self.bytes.mean()),
                 "bytes_share": float(self.bytes.mean() / full.bytes.mean()),
                 "nll_increase": float((self.nll - full.nll).mean()), "kl": float(self.kl.mean()),
                 "top1_agreement": float(self.agree.mean())}

@@ -20,19 +20,26 @@ WORDS.update({
 POLICY_COLOURS = ("#1a202c", "#2b6cb0", "#38a169", "#d69e2e", "#805ad5", "#c53030", "#dd6b20", "#319795")
 
 
-def kv_tradeoff(points: list[dict], title, words=ENGLISH) -> go.Figure:
-    """One point per policy: the share of the full cache's bytes it held (x) against the increase of the text's
-    next-token loss (y). points: ``PolicyRun.summary`` dicts (policy, bytes_share, nll_increase, kl,
-    top1_agreement)."""
-    fig = go.Figure(go.Scatter(
-        x=[p["bytes_share"] for p in points], y=[p["nll_increase"] for p in points], mode="markers+text",
-        text=[safe(p["policy"]) for p in points], textposition="top center",
-        customdata=[words("plot.kl_agree", kl=p["kl"], agree=p["top1_agreement"]) for p in points],
-        marker=dict(size=13, color=list(POLICY_COLOURS[:len(points)]) * (1 + len(points) // len(POLICY_COLOURS))),
-        hovertemplate=words("plot.kv_point_hover")))
+def kv_tradeoff(points: list[dict], title, words=ENGLISH, family_names: dict | None = None) -> go.Figure:
+    """Bytes against loss: the share of the full cache's bytes each run held (x) against the increase of the text's
+    next-token loss (y), one curve per family (a policy at each knob setting, or another architecture: one point).
+    points: ``PolicyRun.summary`` dicts (policy, family, bytes_share, nll_increase, kl, top1_agreement);
+    family_names: what the legend calls each family (default: the family)."""
+    fig = go.Figure()
+    families = list(dict.fromkeys(p["family"] for p in points))
+    for family, colour in zip(families, POLICY_COLOURS * (1 + len(families) // len(POLICY_COLOURS))):
+        mine = sorted((p for p in points if p["family"] == family), key=lambda p: p["bytes_share"])
+        fig.add_trace(go.Scatter(
+            x=[p["bytes_share"] for p in mine], y=[p["nll_increase"] for p in mine],
+            mode="lines+markers+text" if len(mine) > 1 else "markers+text", name=safe((family_names or {}).get(
+                family, family)), text=[safe(p["policy"]) for p in mine], textposition="top center",
+            customdata=[words("plot.kl_agree", kl=p["kl"], agree=p["top1_agreement"]) for p in mine],
+            marker=dict(size=13, color=colour), line=dict(color=colour, width=2),
+            hovertemplate=words("plot.kv_point_hover")))
     return _layout(fig, title, height=440, words=words,
                    xaxis=dict(title=words("plot.kv_share"), tickformat=".0%", gridcolor="#eee", rangemode="tozero"),
-                   yaxis=dict(title=words("plot.nll_increase"), gridcolor="#eee", zeroline=True, zerolinecolor="#999"))
+                   yaxis=dict(title=words("plot.nll_increase"), gridcolor="#eee", zeroline=True, zerolinecolor="#999"),
+                   legend=dict(orientation="h", y=-0.2))
 
 
 def kv_policy_growth(series: dict, formulas: dict, title, words=ENGLISH) -> go.Figure:

@@ -12,7 +12,7 @@ from playground import plots
 from playground.inspect.analysis import Cancelled
 from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
-from playground.inspect.kv_lab import LAB_DEFAULT, LAB_POLICIES
+from playground.inspect.kv_lab import EVICTING, LAB_DEFAULT, LAB_POLICIES
 from playground.ui.service.kv_lab import (
     MAX_LAB_TOKENS, LabResult, architecture_name, lab_defaults, lab_models, run_lab)
 from playground.zoo import ModelSpec
@@ -43,8 +43,11 @@ def table(w: Words, result: LabResult) -> dict:
 
 def tradeoff_figure(w: Words, result: LabResult):
     full = result.runs[0]
+    names = {"full": w("plot.full_cache"), "quant": w("kvlab.family_quant"),
+             **{kind: w(f"kvlab.policy_{kind}") for kind in EVICTING}}
     return plots.kv_tradeoff([run.summary(full) for run in result.runs],
-                             msg("kvlab.tradeoff_title", model=str(result.spec), n=len(result.labels)), words=w)
+                             msg("kvlab.tradeoff_title", model=str(result.spec), n=len(result.labels)), words=w,
+                             family_names=names)
 
 
 def growth_figure(w: Words, result: LabResult):
@@ -71,31 +74,32 @@ def kept_figure(w: Words, result: LabResult, step: int, layer: int, head: int):
 
 def lab_state(w: Words, spec: str, text: str, kinds: list[str], tokens: int, budget: float, sinks: int,
               recent: float, window: int, device: str, progress=None, cancelled=None,
-              architectures: list[str] = ()) -> LabResult:
+              architectures: list[str] = (), sweep: bool = False) -> LabResult:
     model = api.spec(w, spec)
     others = [str(api.spec(w, a)) for a in architectures or []]
     try:
         return api.run(w, run_lab, model, text, list(kinds or []), architectures=others, tokens=tokens, budget=budget,
-                       sinks=sinks, recent=recent, window=window, device=device, lang=w.lang, progress=progress,
-                       cancelled=cancelled)
+                       sinks=sinks, recent=recent, window=window, sweep=sweep, device=device, lang=w.lang,
+                       progress=progress, cancelled=cancelled)
     except Cancelled as e:
         raise visitor_error(w("error.cancelled", detail=str(e))) from None
 
 
 def kvlab(spec: str, text: str, policies: str = ",".join(LAB_DEFAULT), tokens: int = 128, budget: float = 0.25,
           sinks: int = 4, recent: float = 0.5, window: int = 8, device: str = "cpu", architectures: str = "",
-          request: gr.Request = None) -> tuple[list, dict, dict]:
+          sweep: bool = False, request: gr.Request = None) -> tuple[list, dict, dict]:
     """The KV-cache lab: the first ``tokens`` tokens of ``text`` through a zoo decoder (``spec``, e.g. 'zoo:lab-mha')
     with its cache under each policy of ``policies`` (comma-separated: window, sinks, h2o, snapkv, int8, int4) beside
     the full cache, then through each of ``architectures`` (comma-separated lab models, e.g. 'zoo:lab-mqa,zoo:lab-mla')
     with its own full cache, against the first model's. Returns per run {policy, bytes (mean held), bytes_share,
     nll_increase, kl, top1_agreement}, and the bytes-against-loss and cache-growth figures. ``budget``: the share of
     the tokens an evicting cache keeps; ``sinks``: StreamingLLM's first tokens; ``recent``: H2O's share of its budget
-    for the latest tokens; ``window``: SnapKV's observation window."""
+    for the latest tokens; ``window``: SnapKV's observation window; ``sweep``: each of window, sinks, h2o and snapkv
+    at half, the given and twice the given budget (a curve each in the bytes-against-loss figure)."""
     w = Words(request)
     with visitor_job(w, request) as cancelled:
         result = lab_state(w, spec, text, _names(policies), tokens, budget, sinks, recent, window, device,
-                           cancelled=cancelled, architectures=_names(architectures))
+                           cancelled=cancelled, architectures=_names(architectures), sweep=bool(sweep))
     full = result.runs[0]
     return ([run.summary(full) for run in result.runs], api.plot(tradeoff_figure(w, result)),
             api.plot(growth_figure(w, result)))
@@ -122,6 +126,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
         sinks = gr.Slider(0, 16, value=4, step=1, label=t("kvlab.sinks"))
         recent = gr.Slider(0.1, 1.0, value=0.5, step=0.1, label=t("kvlab.recent"))
         window = gr.Slider(1, 32, value=8, step=1, label=t("kvlab.window"))
+        sweep = gr.Checkbox(False, label=t("kvlab.sweep"), info=t("kvlab.sweep_info"), elem_id="kvlab-sweep")
     text = gr.Textbox(PASSAGE, lines=3, label=t("kvlab.text"))
     with gr.Row():
         run_btn = gr.Button(t("kvlab.run"), variant="primary", elem_id="kvlab-run")
@@ -138,7 +143,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     kept = gr.Plot(show_label=False, elem_id="kvlab-kept")
     state = gr.State(None)
 
-    def run(model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_, architectures_,
+    def run(model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_, architectures_, sweep_,
             request: gr.Request, progress=gr.Progress()):
         w = Words(request)
 
@@ -147,7 +152,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
 
         with visitor_job(w, request) as cancelled:
             result = lab_state(w, model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_,
-                               progress=report, cancelled=cancelled, architectures=architectures_)
+                               progress=report, cancelled=cancelled, architectures=architectures_, sweep=sweep_)
         last = len(result.runs[0].weights) - 1
         return (table(w, result), tradeoff_figure(w, result), growth_figure(w, result),
                 gr.update(maximum=last, value=last), index_range(result.n_layer), index_range(result.n_heads),
@@ -156,7 +161,8 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     def redraw(result, step_, layer_, head_, request: gr.Request):
         return None if result is None else kept_figure(Words(request), result, step_, layer_, head_)
 
-    running = run_btn.click(run, [model, text, kinds, tokens, budget, sinks, recent, window, device, architectures],
+    running = run_btn.click(run, [model, text, kinds, tokens, budget, sinks, recent, window, device, architectures,
+                                  sweep],
                             [summary, tradeoff, growth, step, layer, head, kept, state], api_visibility="private",
                             concurrency_limit=ANALYZE.admitted, concurrency_id="analyze")
     cancel_btn.click(cancel, None, None, api_visibility="private", queue=False, cancels=[running])

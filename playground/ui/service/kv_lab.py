@@ -68,10 +68,11 @@ def _lab_on_device(spec: ModelSpec, ids: list[int], policies: list[Policy], arch
 
 
 def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, architectures: list[str] = (), tokens: int = 128,
-            budget: float = 0.25, sinks: int = 4, recent: float = 0.5, window: int = 8, device: str = "cpu",
-            lang: str = "en", progress=None, cancelled=None) -> tuple[LabResult, list[Message]]:
+            budget: float = 0.25, sinks: int = 4, recent: float = 0.5, window: int = 8, sweep: bool = False,
+            device: str = "cpu", lang: str = "en", progress=None, cancelled=None) -> tuple[LabResult, list[Message]]:
     """The first ``tokens`` tokens of ``text`` under the full cache and each chosen policy (``lab_policies``), then
-    through each of ``architectures`` (other lab models, e.g. 'zoo:lab-mla') with its own full cache.
+    through each of ``architectures`` (other lab models, e.g. 'zoo:lab-mla') with its own full cache. ``sweep``: each
+    evicting policy at half, the chosen and twice the chosen budget.
     ``progress(done, total)`` counts the steps of every run; ``cancelled()`` stops it between steps."""
     models = lab_models()
     others = [ModelSpec.parse(a) for a in architectures]
@@ -88,7 +89,8 @@ def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, architectures: list
     if len(ids) > tokens:
         notes = [*notes, msg("note.kvlab_cut", n=tokens, total=len(ids))]
         ids = ids[:tokens]
-    policies = lab_policies(kinds, len(ids), budget, sinks, recent, window) if kinds or not others else []
+    policies = lab_policies(kinds, len(ids), budget, sinks, recent, window, sweep=bool(sweep)) if kinds or not others \
+        else []
     for s in (spec, *others):
         prepare(s, device)
     runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, others, device=device,
