@@ -656,7 +656,8 @@ def test_the_kv_cache_lab_runs_three_policies_and_draws_what_each_kept(browser, 
         pg.locator("#kvlab-run").click()
         pg.locator("#kvlab-kept .js-plotly-plot .gtitle").wait_for(timeout=180_000)
         table = pg.locator("#kvlab-table").inner_text()
-        for policy in ("full", "window 32", "sinks 4 + window 28", "H2O 32 (16 recent)"):  # the full cache and the three
+        for policy in (w("kvlab.label_full"), w("kvlab.label_window", n=32), w("kvlab.label_sinks", sinks=4, window=28),
+                       w("kvlab.label_h2o", n=32, recent=16)):  # the full cache and the three, in the reader's words
             assert policy in table
         for other in others:  # MQA and MLA, each with its own full cache
             assert architecture_name(ModelSpec.parse(other)) in table

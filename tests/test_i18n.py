@@ -71,6 +71,7 @@ DYNAMIC = {
     "tab.": ["learn", "attention", "generate", "compare", "heads", "inside", "positions", "kernels", "train",
              "calculator", "kvlab", "zoo"],
     "kvlab.policy_": list(LAB_POLICIES),
+    "kvlab.label_": ["full", "window", "sinks", "h2o", "snapkv"],
     "learn.": [f"{step.key}.{part}" for step in STEPS for part in ("title", "body")],
 }
 

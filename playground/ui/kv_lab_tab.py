@@ -12,7 +12,7 @@ from playground import plots
 from playground.inspect.analysis import Cancelled
 from playground.serving.lanes import ANALYZE
 from playground.ui.i18n import msg
-from playground.inspect.kv_lab import EVICTING, LAB_DEFAULT, LAB_POLICIES
+from playground.inspect.kv_lab import EVICTING, LAB_DEFAULT, LAB_POLICIES, PolicyRun
 from playground.ui.service.kv_lab import (
     MAX_LAB_TOKENS, LabResult, architecture_name, lab_defaults, lab_models, run_lab)
 from playground.zoo import ModelSpec
@@ -31,12 +31,23 @@ PASSAGE = ("To be, or not to be, that is the question: whether 'tis nobler in th
            "this mortal coil, must give us pause.")
 
 
+def run_label(w: Words, run: PolicyRun) -> str:
+    """What the page calls a run, in the reader's language: a policy with its knob, or another architecture's name
+    (the API's summaries keep the library's English labels, ``Policy.label``)."""
+    p = run.policy
+    if run.name != p.label:  # another architecture: its variant and spec
+        return run.name
+    if p.kind == "quant":
+        return p.label
+    return w(f"kvlab.label_{p.kind}", n=p.budget, sinks=p.sinks, window=p.budget - p.sinks, recent=p.recent)
+
+
 def table(w: Words, result: LabResult) -> dict:
     full = result.runs[0]
     rows = []
     for run in result.runs:
         s = run.summary(full)
-        rows.append([s["policy"], f"{s['bytes'] / 1024:,.1f} KiB", f"{s['bytes_share']:.0%}", f"{s['nll_increase']:+.4f}",
+        rows.append([run_label(w, run), f"{s['bytes'] / 1024:,.1f} KiB", f"{s['bytes_share']:.0%}", f"{s['nll_increase']:+.4f}",
                      f"{s['kl']:.4f}", f"{s['top1_agreement']:.0%}"])
     return {"headers": [w(h) for h in HEADERS], "data": rows}
 
@@ -45,7 +56,7 @@ def tradeoff_figure(w: Words, result: LabResult):
     full = result.runs[0]
     names = {"full": w("plot.full_cache"), "quant": w("kvlab.family_quant"),
              **{kind: w(f"kvlab.policy_{kind}") for kind in EVICTING}}
-    return plots.kv_tradeoff([run.summary(full) for run in result.runs],
+    return plots.kv_tradeoff([{**run.summary(full), "policy": run_label(w, run)} for run in result.runs],
                              msg("kvlab.tradeoff_title", model=str(result.spec), n=len(result.labels)), words=w,
                              family_names=names)
 
@@ -54,8 +65,8 @@ def growth_figure(w: Words, result: LabResult):
     steps = list(range(1, len(result.labels)))
     series, formulas = {}, {}
     for run in result.runs:
-        series[run.name] = (steps, run.bytes.tolist())
-        formulas[run.name] = (steps, [run.formula(t) for t in steps])
+        series[run_label(w, run)] = (steps, run.bytes.tolist())
+        formulas[run_label(w, run)] = (steps, [run.formula(t) for t in steps])
     return plots.kv_policy_growth(series, formulas, msg("kvlab.growth_title", layers=result.n_layer), words=w)
 
 
@@ -66,7 +77,7 @@ def kept_figure(w: Words, result: LabResult, step: int, layer: int, head: int):
     layer, head = min(max(int(layer), 0), result.n_layer - 1), min(max(int(head), 0), result.n_heads - 1)
     row = result.runs[0].weights[step][layer, head]
     # the policies' kept keys (another architecture's full cache keeps every key: not drawn)
-    kept = {run.name: run.kept[step][layer] for run in result.runs[1:] if run.policy.kind != "full"}
+    kept = {run_label(w, run): run.kept[step][layer] for run in result.runs[1:] if run.policy.kind != "full"}
     return plots.kv_kept_map(row, kept, result.labels[:step + 1],
                              msg("kvlab.kept_title", step=step, layer=layer, head=head,
                                  token=result.labels[step]), words=w)
