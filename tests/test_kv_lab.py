@@ -205,3 +205,57 @@ def test_a_budget_sweep_gives_each_evicting_policy_three_budgets_and_the_chart_a
         ("full", 1, "markers+text"), ("window", 3, "lines+markers+text"), ("quant", 1, "markers+text"),
         ("MQA · zoo:mqa", 1, "markers+text")]
     assert list(fig.data[1].x) == sorted(fig.data[1].x)  # a curve, drawn along the bytes
+
+
+def _hub(name: str):
+    """A tiny ``name`` model written by transformers, through the playground's attention function."""
+    from playground.bench import hf_archs
+    from playground.models.hf import NAME, HubModel
+
+    ref = hf_archs.build(name)
+    hf = hf_archs.auto_class("causal").from_config(hf_archs.config(name), attn_implementation=NAME)
+    hf.load_state_dict(ref.state_dict())
+    return ref.float().eval(), HubModel.wrap(hf.float().eval(), "auto")
+
+
+def test_the_lab_reads_a_hub_model_through_transformers_own_cache_under_each_policy():
+    """A Llama written by transformers: its full cache gives transformers' own next-token distributions (eager, no
+    cache); a window of W keeps exactly the last W positions, and every policy's bytes are its formula."""
+    from playground.nn.kv_policies import formula_bytes
+
+    ref, model = _hub("llama")
+    ids = torch.randint(3, 96, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    full, full_logprobs = run_policy(model, ids, FULL)
+    with torch.no_grad():
+        want = ref(torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)  # (T - 1, V)
+    assert torch.allclose(full_logprobs, want, atol=1e-4)
+    cfg = model.cfg
+    shape = (cfg.n_kv_heads, cfg.head_dim, cfg.head_dim)
+    for policy in (Policy("window", 8), Policy("h2o", 8, recent=4), Policy("quant", bits=4)):
+        run, _ = run_policy(model, ids, policy, full_logprobs)
+        assert run.bytes.tolist() == [cfg.n_layer * formula_bytes(policy, t + 1, shape) for t in range(len(ids) - 1)]
+        if policy.kind == "window":
+            assert [list(k[0]) for k in run.kept[-3:]] == [list(range(t - 8, t + 1)) for t in (26, 27, 28)]
+            assert run.kl.mean() > 0
+    _, whole = run_policy(model, ids, Policy("window", len(ids)), full_logprobs)
+    assert torch.allclose(whole, full_logprobs, atol=1e-5)  # a window as long as the text is the full cache
+
+
+def test_the_lab_refuses_a_hub_model_with_sliding_window_layers():
+    _, model = _hub("mistral")
+    with pytest.raises(ValueError, match="full attention"):
+        run_policy(model, [3, 4, 5], FULL)
+
+
+def test_the_lab_runs_an_operators_pretrained_decoder_by_its_spec(tmp_path):
+    """local:<name>: a Llama checkpoint in the operator's folder, through the service as the page runs it; a
+    Mistral (sliding-window layers) is refused by name."""
+    from pretrained_fixtures import any_models
+
+    with any_models(tmp_path, ("llama", "mistral"), "lab"):
+        text = "To be, or not to be, that is the question. " * 3
+        result, _ = run_lab(ModelSpec.parse("local:lab-llama"), text, ["window", "int8"], tokens=24)
+        assert [r.name for r in result.runs] == ["full", "window 6", "int8"]
+        assert result.runs[1].bytes[-1] < result.runs[0].bytes[-1]
+        with pytest.raises(ValueError, match="local:lab-mistral"):
+            run_lab(ModelSpec.parse("local:lab-mistral"), text, ["window"], tokens=24)

@@ -19,6 +19,8 @@ Glossary: T tokens, L layers, V vocabulary.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,8 @@ import torch
 from playground.inspect.analysis import Cancelled
 from playground.errors import InputError, check_float, check_int
 from playground.models.base import LanguageModel
+from playground.models.hf.model import HubModel
+from playground.models.hf.policy_cache import policy_cache
 from playground.nn.kv_policies import Policy, PolicyCache, formula_bytes
 
 FULL = Policy("full")
@@ -106,13 +110,49 @@ class PolicyRun:
                 "top1_agreement": float(self.agree.mean())}
 
 
-def _layers(model: LanguageModel):
-    if model.cfg.family != "decoder":
-        raise ValueError(f"the KV-cache lab reads decoder-only models; this one is {model.cfg.family!r}")
-    if model.cfg.position == "alibi":
+def _check(model: LanguageModel) -> None:
+    """A model the lab reads: decoder-only, with every layer an attention layer whose keys carry their positions."""
+    cfg = model.cfg
+    if isinstance(model, HubModel):
+        if model.task != "causal" or cfg.attention_layers != cfg.n_layer or cfg.own_window:
+            raise ValueError(f"the KV-cache lab reads decoder-only Hub models whose every layer is full attention; "
+                             f"{cfg.model_type!r} is not one")
+    elif cfg.family != "decoder":
+        raise ValueError(f"the KV-cache lab reads decoder-only models; this one is {cfg.family!r}")
+    if cfg.position == "alibi":
         raise ValueError("ALiBi scores each key by its distance, which a cache keeping a subset of keys would have "
                          "to carry: the KV-cache lab runs models with RoPE, learned, sinusoidal or no positions")
-    return [block.self_attn for block in model.decoder.blocks]
+
+
+@contextmanager
+def policy_caches(model: LanguageModel, policy: Policy) -> Iterator[list[PolicyCache]]:
+    """Inside this block every attention layer of ``model`` keeps its keys and values under ``policy``: the
+    playground's layers in a ``PolicyCache`` each (MLA: its latent rows), a Hub model in transformers' own cache
+    made of ``PolicyLayer``s. Yields the caches, in layer order."""
+    _check(model)
+    dtype = next(model.parameters()).dtype
+    if isinstance(model, HubModel):
+        cfg = model.cfg
+        cache = policy_cache(model.config, policy, cfg.n_kv_heads, cfg.head_dim, dtype)
+        model.setup_cache()
+        model.past = cache
+        try:
+            yield [layer.held for layer in cache.layers]
+        finally:
+            model.clear_cache()
+        return
+    layers = [block.self_attn for block in model.decoder.blocks]
+    caches = []
+    for a in layers:
+        n_kv, k_dim, v_dim = a.cache_shape  # MLA: one row of latent and RoPE key per position
+        caches.append(PolicyCache(policy, n_kv, k_dim, dtype, v_dim=v_dim))
+    for attn, cache in zip(layers, caches):
+        attn.cache = cache
+    try:
+        yield caches
+    finally:
+        for attn in layers:
+            attn.cache = None
 
 
 @torch.no_grad()
@@ -123,33 +163,27 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
     compare with (None: this is the full cache, whose every step's weights the run keeps for the kept-keys map).
     ``progress(done, steps)`` hears of each step; ``cancelled()`` returning True stops it (``Cancelled``). ``name``:
     what the figures call the run (default: the policy's label; another architecture's full cache: its name)."""
-    layers = _layers(model)
+    _check(model)
     model.eval()
     if len(ids) < 2:
         raise ValueError("the KV-cache lab needs a text of at least two tokens")
     if model.cfg.position == "learned" and len(ids) > model.cfg.context_length:
         raise ValueError(f"learned positions end at {model.cfg.context_length}; the text has {len(ids)} tokens")
-    dtype = next(model.parameters()).dtype
-    caches = []
-    for a in layers:
-        n_kv, k_dim, v_dim = a.cache_shape  # MLA: one row of latent and RoPE key per position
-        caches.append(PolicyCache(policy, n_kv, k_dim, dtype, v_dim=v_dim))
-    for attn, cache in zip(layers, caches):
-        attn.cache = cache
     x = torch.tensor(ids, device=next(model.parameters()).device)[None]
     steps, logprobs, kept, weights = len(ids) - 1, [], [], []
     nbytes = np.zeros(steps, dtype=np.int64)
-    try:
+    with policy_caches(model, policy) as caches:
+        shape = (caches[0].k.shape[1], caches[0].k.shape[-1], caches[0].v.shape[-1])
         for t in range(steps):
             kept.append([c.pos.numpy().copy() for c in caches])
             if cancelled is not None and cancelled():
                 raise Cancelled(f"stopped after {t} of {steps} tokens ({policy.label})")
             out = model(x[:, t:t + 1], start_pos=t, capture=True)
             step = []
-            for rec, cache in zip(out.attentions, caches):  # the step's weights: what H2O and SnapKV read
+            for rec, cache in zip([r for r in out.attentions if r.kind == "self"], caches):  # what H2O, SnapKV read
                 src = rec.source
                 k = src.k.float().repeat_interleave(src.n_heads // src.n_kv_heads, dim=1)  # (1, nh, Tk, hs)
-                scores = src.q.float() @ k.transpose(-2, -1) / src.q.shape[-1] ** 0.5      # (1, nh, 1, Tk)
+                scores = src.q.float() @ k.transpose(-2, -1) * src.score_scale              # (1, nh, 1, Tk)
                 step.append(scores.softmax(-1)[0, :, 0])                                   # (nh, Tk)
                 cache.observe(step[-1][:, None])
                 cache.compress()
@@ -160,16 +194,13 @@ def run_policy(model: LanguageModel, ids: list[int], policy: Policy, full_logpro
             logprobs.append(out.logits[0, -1].float().log_softmax(-1))
             if progress is not None:
                 progress(t + 1, steps)
-    finally:
-        for attn in layers:
-            attn.cache = None
     logprobs = torch.stack(logprobs)                                          # (T - 1, V)
     target = x[0, 1:].cpu()
     nll = -logprobs.gather(-1, target[:, None])[:, 0].numpy()
     ref = logprobs if full_logprobs is None else full_logprobs
     kl = (ref.exp() * (ref - logprobs)).sum(-1).clamp_min(0).numpy()
     agree = (ref.argmax(-1) == logprobs.argmax(-1)).numpy()
-    return PolicyRun(policy, nbytes, nll, kl, agree, kept, weights, name, layers[0].cache_shape, len(layers)), logprobs
+    return PolicyRun(policy, nbytes, nll, kl, agree, kept, weights, name, shape, len(caches)), logprobs
 
 
 def compare(model: LanguageModel, ids: list[int], policies: list[Policy], progress=None,

@@ -125,7 +125,8 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
     models = lab_models()
     first, compared = lab_defaults()
     with gr.Row():
-        model = gr.Dropdown(models, value=first, label=t("kvlab.model"), scale=2)
+        model = gr.Dropdown(models, value=first, label=t("kvlab.model"), info=t("kvlab.model_info"),
+                            allow_custom_value=True, scale=2)
         tokens = gr.Slider(8, MAX_LAB_TOKENS, value=128, step=8, label=t("kvlab.tokens"), scale=2)
         kinds = gr.CheckboxGroup([(t(f"kvlab.policy_{k}"), k) for k in LAB_POLICIES], value=list(LAB_DEFAULT),
                                  label=t("kvlab.policies"), scale=3)

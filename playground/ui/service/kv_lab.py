@@ -13,6 +13,8 @@ from playground.nn.kv_policies import Policy
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
+from playground.models.hf.shape import HubConfig
+from playground.ui.service.choices import PRETRAINED
 from playground.ui.service.loading import load, prepare
 from playground.ui.service.prompts import labels, tokenize
 from playground.zoo import ModelSpec
@@ -42,6 +44,18 @@ def lab_models() -> list[str]:
         if cfg.family == "decoder" and cfg.position != "alibi":
             out.append(f"zoo:{name}")
     return out
+
+
+def lab_reads(spec: ModelSpec) -> bool:
+    """Whether the lab runs ``spec``: a zoo model of ``lab_models``, or a pretrained decoder-only model (a Hub id or
+    an operator's folder) whose every layer is full attention with positions its keys carry (not ALiBi)."""
+    if str(spec) in lab_models():
+        return True
+    if spec.scheme not in PRETRAINED:
+        return False
+    cfg = spec.config()
+    return (isinstance(cfg, HubConfig) and cfg.task == "causal" and cfg.attention_layers == cfg.n_layer
+            and not cfg.own_window and cfg.position != "alibi")
 
 
 def lab_defaults() -> tuple[str | None, list[str]]:
@@ -74,11 +88,10 @@ def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, architectures: list
     through each of ``architectures`` (other lab models, e.g. 'zoo:lab-mla') with its own full cache. ``sweep``: each
     evicting policy at half, the chosen and twice the chosen budget.
     ``progress(done, total)`` counts the steps of every run; ``cancelled()`` stops it between steps."""
-    models = lab_models()
     others = [ModelSpec.parse(a) for a in architectures]
     for s in (spec, *others):
-        if str(s) not in models:
-            raise MessageError("error.kvlab_model", spec=str(s), models=", ".join(models))
+        if not lab_reads(s):
+            raise MessageError("error.kvlab_model", spec=str(s), models=", ".join(lab_models()))
     others = [a for a in dict.fromkeys(others) if a != spec]  # the model itself is the full cache already
     cfg = spec.config()
     most = min(MAX_LAB_TOKENS, cfg.context_length if cfg.position == "learned" else MAX_LAB_TOKENS)
