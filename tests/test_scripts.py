@@ -3,7 +3,7 @@ import json
 import re
 
 from playground.ui.attention import CLICK_HEAD, PICK_ID
-from playground.ui.lang import COOKIE, HEAD, RELOCALIZE_ID
+from playground.ui.lang import COOKIE, HEAD, RELOCALIZE_ID, TRANSLATED_ON_LOAD
 from playground.ui.scripts import SCRIPTS_DIR, page_script
 
 
@@ -13,7 +13,8 @@ def constants_of(head: str) -> dict:
 
 
 def test_each_script_gets_the_names_python_owns():
-    assert constants_of(HEAD) == {"langCookie": COOKIE, "relocalizeId": RELOCALIZE_ID}
+    assert constants_of(HEAD) == {"langCookie": COOKIE, "relocalizeId": RELOCALIZE_ID, "builtLang": "en",
+                                  "pending": list(TRANSLATED_ON_LOAD), "revealAfterMs": 20_000}
     assert constants_of(CLICK_HEAD) == {"headPickId": PICK_ID}
     assert (SCRIPTS_DIR / "language.js").read_text() in HEAD
     assert (SCRIPTS_DIR / "click_head.js").read_text() in CLICK_HEAD

@@ -81,10 +81,17 @@ def test_bad_data_is_a_clear_error(tmp_path):
 
 
 def test_zoo_entries_change_one_factor():
+    """Each entry changes one factor from the baseline; the KV-cache lab's, from the lab's MHA model (its context:
+    512 tokens), which changes the context alone. Every text entry reads the baseline's tokens per step."""
     base, _ = entry_configs("baseline")
+    lab, _ = entry_configs("lab-mha")
+    assert {k for k in BASE_MODEL if getattr(lab, k) != getattr(base, k)} == {"context_length"}
     for name, entry in ZOO.items():
         cfg, tcfg = entry_configs(name)
-        changed = {k for k in BASE_MODEL if getattr(cfg, k) != getattr(base, k)}
+        reference = lab if entry.get("lab") else base
+        changed = {k for k in [*BASE_MODEL, "kv_lora_rank", "qk_rope_dim"] if getattr(cfg, k) != getattr(reference, k)}
+        if cfg.variant == "MLA":  # one factor: the latent (its two widths, every head's K/V rebuilt from it)
+            changed -= {"qk_rope_dim"}
         if entry.get("recurrent"):  # RWKV and Mamba have no position encoding to keep
             changed.discard("position")
         if not entry.get("task") and not entry.get("recurrent"):
