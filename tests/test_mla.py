@@ -218,3 +218,15 @@ def test_the_zoo_mla_checkpoint_loads_caches_its_latent_and_reports_its_bits_per
         steps = [model(ids[:, :20]).logits] + [model(ids[:, t:t + 1], start_pos=t).logits for t in range(20, 40)]
     assert torch.allclose(torch.cat(steps, dim=1), whole, atol=1e-4)
     assert model.cache_bytes() == cfg.n_layer * 40 * (64 + 16) * 4
+
+
+def test_the_picker_says_where_mla_runs_in_the_readers_language():
+    from playground.ui import service
+    from playground.ui.i18n import render
+
+    assert str(service.resolve("decoder", "MLA", "rope")[0]) == "zoo:lab-mla"  # the shipped MLA model
+    for family, position in (("decoder", "alibi"), ("encdec", "rope")):
+        with pytest.raises(ValueError) as info:
+            service.resolve(family, "MLA", position)
+        assert "decoder-only and prefix models with RoPE" in str(info.value)
+        assert "仅解码器与前缀模型" in render(info.value, "zh-CN")

@@ -47,6 +47,8 @@ def resolve(family: str, variant: str, position: str, *, task_model: str | None 
         return spec, msg("choice.task", name=str(spec), shape=shape(cfg),
                          about=about(spec.name if spec.scheme == "zoo" else str(spec)))
     untrained = ModelSpec.untrained(family, variant, position)  # checks the three choices
+    if variant == "MLA" and (family not in ("decoder", "prefix") or position != "rope"):
+        raise MessageError("error.mla_shape", family=family, position=position)
     wanted = shape(untrained.config())
     exact, nearest = zoo.match(family, variant, position)
     if exact:
