@@ -8,7 +8,7 @@ import logging
 import os
 
 from playground.nn.kernels import zero_gpu
-from playground.nn.runtime import log_runtime
+from playground.serving.runtime import log_runtime
 from playground.nn.timing import default_device
 from playground.ui import build_app, gpu, launch_options, queue_options
 

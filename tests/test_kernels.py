@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 
-from playground.nn import kernels, runtime, timing
+from playground.nn import kernels, timing
+from playground.serving import runtime
 from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa, sdpa_call
 
 OOM = "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 22.05 GiB"

@@ -1,8 +1,6 @@
-"""What this process runs on, said once at start-up: torch and CUDA versions, the device, and what ``auto``
-means there (the dtype, the SDPA kernel PyTorch picks, whether FlexAttention takes masked calls).
-
-Its own module because it reads both the SDPA kernels (``nn.kernels``) and FlexAttention (``nn.flex``), which
-itself reads the kernels' errors.
+"""What this server runs on, said once in its log at start-up (``app.py``): torch and CUDA versions, the device,
+ZeroGPU or not, and what ``auto`` means there (the dtype, the SDPA kernel PyTorch picks, whether FlexAttention
+takes masked calls). It reads the SDPA kernels (``nn.kernels``) and FlexAttention (``nn.flex``).
 """
 from __future__ import annotations
 
