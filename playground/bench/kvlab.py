@@ -34,14 +34,14 @@ def held_out_ids(spec: ModelSpec, tokens: int = TOKENS, text: str | None = None)
     """The first ``tokens`` tokens of ``text``, by default the corpus' validation split (fetched first if it is
     not here)."""
     if text is None:
-        from playground.train import data
+        from playground.train import corpus, data
 
         try:
-            corpus = data.load_corpus()
+            works = data.load_corpus()
         except FileNotFoundError:
-            data.fetch()
-            corpus = data.load_corpus()
-        text = corpus.val_text[: tokens * 8]
+            corpus.fetch()
+            works = data.load_corpus()
+        text = works.val_text[: tokens * 8]
     ids = spec.tokenizer().encode(text)[:tokens]
     if len(ids) < tokens:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than the {tokens} asked for")

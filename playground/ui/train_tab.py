@@ -15,7 +15,7 @@ import time
 import gradio as gr
 
 from playground.serving import gpu_call
-from playground.train import data
+from playground.train import corpus
 from playground import plots
 from playground import zoo
 from playground.ui.i18n import MessageError, msg, redact_paths
@@ -65,9 +65,9 @@ def train_in_page(family, variant, position, dataset, steps, lr, name, request: 
         w.info("info.user_pruned", names=", ".join(gone), most=user_store.max_models(), days=user_store.max_days())
     try:
         mcfg, tcfg = _configs(family, variant, position, dataset, steps, lr)
-        if dataset == "shakespeare" and not (data.DEFAULT_DATA_DIR / data.CORPUS_SUBDIR / "manifest.json").exists():
+        if dataset == "shakespeare" and not (corpus.DEFAULT_DATA_DIR / corpus.CORPUS_SUBDIR / "manifest.json").exists():
             w.info("info.fetching_corpus")
-            data.fetch()
+            corpus.fetch()
     except (ValueError, OSError) as e:
         raise w.error(e) from None
     events, stop, failure = [], threading.Event(), []
