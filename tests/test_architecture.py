@@ -164,3 +164,29 @@ def test_no_function_rebinds_module_state():
     found = [f"{name}:{node.lineno} global {', '.join(node.names)}" for name, path in MODULES.items()
              for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Global)]
     assert not found, f"global statements: {found}"
+
+
+MUTABLE_CALLS = ("dict", "list", "set", "OrderedDict", "defaultdict", "WeakSet", "WeakValueDictionary", "Event")
+
+
+def test_module_state_lives_in_registries_named_for_what_they_hold():
+    """A module-level dict, list, set or event is a registry or a table, named in capitals for what it holds
+    (``nn.flex.KERNEL``, ``zoo.hub_source.FOLDERS``): a lower-case global that code mutates is state behind the
+    code's back. A lock that guards a registry is not state; ``__all__`` is not either."""
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets, value = [node.target], node.value
+            else:
+                continue
+            called = value.func.attr if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) else \
+                value.func.id if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) else None
+            if not (isinstance(value, (ast.Dict, ast.List, ast.Set)) or called in MUTABLE_CALLS):
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id != "__all__" and not target.id.isupper():
+                    found.append(f"{name}:{node.lineno} {target.id}")
+    assert not found, f"module-level mutable state outside a named registry: {found}"

@@ -266,7 +266,7 @@ def test_on_zerogpu_the_description_does_not_touch_cuda(monkeypatch):
 
 
 def test_the_runtime_is_logged_once(monkeypatch, caplog):
-    monkeypatch.setattr(runtime, "_logged", threading.Event())
+    monkeypatch.setattr(runtime, "LOGGED", threading.Event())
     with caplog.at_level(logging.INFO, logger="playground"):
         results = [runtime.log_runtime("cpu"), runtime.log_runtime("cpu")]
     assert results == [True, False]

@@ -15,7 +15,7 @@ from playground.nn.kernels import (KernelUnavailable, OutOfDeviceMemory, auto_ke
 from playground.nn.timing import default_device
 
 log = logging.getLogger("playground")
-_logged = threading.Event()
+LOGGED = threading.Event()  # set once this process has logged what it runs on
 _log_lock = threading.Lock()
 
 
@@ -56,11 +56,11 @@ def describe_runtime(device: str | torch.device | None = None) -> str:
 
 def log_runtime(device: str | torch.device | None = None) -> bool:
     """Log ``describe_runtime`` once per process (logger "playground", INFO). True if this call logged it."""
-    if _logged.is_set():
+    if LOGGED.is_set():
         return False
     with _log_lock:  # two first calls at once log once
-        if _logged.is_set():
+        if LOGGED.is_set():
             return False
-        _logged.set()
+        LOGGED.set()
     log.info("runtime:\n%s", describe_runtime(device))
     return True

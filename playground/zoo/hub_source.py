@@ -24,7 +24,7 @@ from playground.models.pretrained.checkpoint import read_config
 
 LOCAL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")  # one folder name, no '..'
 
-_folders: dict[tuple[str, str], Path] = {}
+FOLDERS: dict[tuple[str, str], Path] = {}  # the registry of prepared names: (scheme, name) -> its folder
 _lock = threading.Lock()
 
 
@@ -45,14 +45,14 @@ def prepare(scheme: str, name: str, progress: hub.Progress | None = None) -> Pat
     downloaded (config, safetensors, tokenizer) on first use; HubError (a ValueError) saying why not."""
     key = (scheme, name)
     with _lock:
-        if key in _folders:
-            return _folders[key]
+        if key in FOLDERS:
+            return FOLDERS[key]
     if scheme == "hf":
         folder = hub.resolve(name, progress=progress, forget=_forget, token=hub.server_token(name))
     else:
         folder = hub.local_folder(name)
     with _lock:
-        _folders[key] = folder
+        FOLDERS[key] = folder
     return folder
 
 
@@ -60,13 +60,13 @@ def _forget(repo: str) -> None:
     """A repository deleted from the Hugging Face cache to make room: found and downloaded again on its next use
     (a model already loaded keeps its weights, config and tokenizer in memory)."""
     with _lock:
-        _folders.pop(("hf", repo), None)
+        FOLDERS.pop(("hf", repo), None)
 
 
 def is_prepared(scheme: str, name: str) -> bool:
     """True once ``prepare`` has found this name's folder: its config and tokenizer read without a download."""
     with _lock:
-        return (scheme, name) in _folders
+        return (scheme, name) in FOLDERS
 
 
 def local_names() -> list[str]:
