@@ -424,6 +424,9 @@ def test_every_request_writes_one_line_to_the_operators_log(client, caplog):
     assert ok["spec"] == "zoo:baseline" and ok["prompt_chars"] == len("To be, or not") and ok["ms"] > 0
     assert ok["tokens"] == len(service.tokenize(ModelSpec.parse("zoo:baseline"), "To be, or not")[0])
     assert 0 < ok["estimate_s"] < 60  # the estimate it was admitted with
+    # the server's memory after it: the memory check's sources (the model's weights among them) and the process's
+    assert ok["held_mb"]["weights"] > 0 and {"analyses", "timelines", "in flight"} <= set(ok["held_mb"])
+    assert ok["rss_mb"] > sum(ok["held_mb"].values())
     refused = [line for line in lines if line["outcome"] == "refused"]
     assert refused and all(line["message"] for line in refused)
 

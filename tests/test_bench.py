@@ -438,3 +438,15 @@ def test_the_kv_cache_lab_benchmark_reports_its_figures():
     assert all(0 < row["bytes_share"] < 1 and 0 <= row["top1_agreement"] <= 1 for row in quarter.values())
     assert {row["measure"] for row in result["rows"]} == {"kvlab_s_64", "gqa_cache_ratio_vs_mha",
                                                           "mqa_cache_ratio_vs_mha", "mla_cache_ratio_vs_mha"}
+
+def test_the_session_figure_reads_where_the_memory_goes_from_the_apps_last_request_line(tmp_path):
+    from playground.bench.long import last_memory_line
+
+    log = tmp_path / "app.log"
+    log.write_text('2026 playground.requests INFO {"route": "analyze_text", "held_mb": {"weights": 500.0}}\n'
+                   "a line that is not JSON\n"
+                   '2026 playground.requests INFO {"route": "analyze_text", "held_mb": {"weights": 500.0, '
+                   '"analyses": 616.1}, "rss_mb": 2355.0}\n', encoding="utf-8")
+    assert last_memory_line(str(log)) == {"weights": 500.0, "analyses": 616.1}
+    log.write_text("nothing yet\n", encoding="utf-8")
+    assert last_memory_line(str(log)) is None

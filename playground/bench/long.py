@@ -135,7 +135,21 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
                 page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=600_000)
                 page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=600_000)
             rss = rss_bytes(server.pid)
-    return {"render_ms": rendered[llama_tokens], "rss": rss}
+            held = last_memory_line(server.log)
+    return {"render_ms": rendered[llama_tokens], "rss": rss, "held_mb": held}
+
+
+def last_memory_line(log: str) -> dict | None:
+    """The memory check's sources after the last request in an app's log (``ui.api``'s ``held_mb``), or None."""
+    held = None
+    for line in Path(log).read_text(encoding="utf-8", errors="replace").splitlines():
+        start = line.find("{")
+        if start >= 0 and '"held_mb"' in line:
+            try:
+                held = json.loads(line[start:])["held_mb"]
+            except (ValueError, KeyError):
+                continue
+    return held
 
 
 def peak_rise(position: str, lengths: tuple[int, ...], window: int, repeats: int) -> dict[int, int]:
@@ -236,6 +250,7 @@ def bench_long(repeats: int = MIN_REPEATS, keep: str | None = None, shape: str =
     if app is not None:
         summary[render_key] = spread(app["render_ms"])["median"]
         summary["session_rss_mb_gpt2_1024_x8"] = app["rss"] / 1e6
+        summary["session_held_mb_gpt2_1024_x8"] = app["held_mb"]  # where it goes: weights, analyses, ...
     rows = [_row(f"analyze_s_{short}", median[short], "s", seconds[short]),
             _row(f"analyze_s_{long}", median[long], "s", seconds[long]),
             _row(f"analysis_bytes_{long}", result.nbytes, "bytes"),

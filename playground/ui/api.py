@@ -25,6 +25,7 @@ import gradio as gr
 import torch
 
 from playground.inspect.analysis import Cancelled
+from playground.nn.timing import rss_bytes
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
 from playground.serving.memory_ledger import LEDGER
 from playground.zoo import ModelSpec
@@ -134,8 +135,15 @@ def request_line(fn: Callable, args: tuple, kwargs: dict) -> dict:
 
 
 def _log_request(line: dict, start: float, outcome: str, message: str) -> None:
+    """One JSON line per request for the operator: what it asked, how long, how it ended, and the server's memory
+    after it (``held_mb``: the memory check's sources, what the process holds besides is ``rss_mb`` minus them)."""
+    memory = {"held_mb": {name: round(n / 1e6, 1) for name, n in LEDGER.held().items()}}
+    try:
+        memory["rss_mb"] = round(rss_bytes() / 1e6, 1)
+    except ValueError:  # no /proc here (not Linux): the line goes without it
+        pass
     REQUESTS.info(json.dumps({**line, "ms": round((time.perf_counter() - start) * 1e3, 1), "outcome": outcome,
-                              **({"message": message[:300]} if message else {})}, ensure_ascii=False))
+                              **({"message": message[:300]} if message else {}), **memory}, ensure_ascii=False))
 
 
 @dataclass
