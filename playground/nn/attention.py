@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from playground.config import ModelConfig
 from playground.nn import flex
-from playground.nn.cache import KVCache
+from playground.nn.cache import KVCache, cache_shape
 from playground.nn.kernels import KernelUnavailable, explicit_attention, sdpa_call, sdpa_mask
 from playground.nn.masks import MaskRule
 from playground.nn.position import alibi_bias, apply_rope
@@ -140,6 +140,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=cfg.attn_has_bias("o"))
         self.dropout = nn.Dropout(cfg.dropout)  # on the output, before the residual add (nanoGPT's resid_dropout)
         self.cache: KVCache | None = None             # self-attention: grows one token at a time
+        self.cache_shape = cache_shape(cfg)            # what it holds per position: heads, key width, value width
         self.cross_kv: tuple[Tensor, Tensor] | None = None  # cross-attention: computed once per input
         self.use_cross_cache = False
 
@@ -259,11 +260,6 @@ class Attention(nn.Module):
         """Every head's output (B, nh, T, ev) through o_proj: (B, T, d)."""
         B, nh, T, ev = heads.shape
         return self.dropout(self.o_proj(heads.transpose(1, 2).reshape(B, T, nh * ev)))
-
-    @property
-    def cache_shape(self) -> tuple[int, int, int]:
-        """What the cache holds per position: (heads, key width, value width)."""
-        return self.n_kv_heads, self.head_dim, self.head_dim
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device, window: int = 0) -> KVCache:
         """A cache for this layer's self-attention (``Stack.setup_cache``)."""

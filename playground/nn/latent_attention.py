@@ -45,12 +45,6 @@ class LatentAttention(Attention):
         del self.q_proj, self.k_proj, self.v_proj  # MLA's own projections replace them
         self.latent = LatentProjections(mla_shape(cfg))
 
-    @property
-    def cache_shape(self) -> tuple[int, int, int]:
-        """One row per position, the latent and the RoPE key; no value (the latent is it)."""
-        s = self.latent.shape
-        return 1, s.kv_lora_rank + s.qk_rope_dim, 0
-
     def forward(self, x: Tensor, inputs: AttentionInputs, memory: Tensor | None = None) -> Tensor:
         """x (B, T, d) -> (B, T, d): the explicit form without a cache, the absorbed one with it."""
         s = self.latent.shape
