@@ -30,6 +30,7 @@ from playground.inspect.analysis import Cancelled
 from playground.errors import InputError, check_float, check_int
 from playground.models.base import LanguageModel
 from playground.models.hf.model import HubModel
+from playground.models.hf.shape import HubConfig
 from playground.models.hf.policy_cache import policy_cache
 from playground.nn.kv_policies import Policy, PolicyCache, formula_bytes
 
@@ -110,18 +111,25 @@ class PolicyRun:
                 "top1_agreement": float(self.agree.mean())}
 
 
-def _check(model: LanguageModel) -> None:
-    """A model the lab reads: decoder-only, with every layer an attention layer whose keys carry their positions."""
-    cfg = model.cfg
-    if isinstance(model, HubModel):
-        if model.task != "causal" or cfg.attention_layers != cfg.n_layer or cfg.own_window:
-            raise ValueError(f"the KV-cache lab reads decoder-only Hub models whose every layer is full attention; "
-                             f"{cfg.model_type!r} is not one")
+def lab_refusal(cfg) -> str | None:
+    """Why the lab cannot read a model of this config (a playground ``ModelConfig`` or a Hub ``HubConfig``), or None:
+    it reads decoder-only models whose every layer is full attention and whose keys carry their positions."""
+    if isinstance(cfg, HubConfig):
+        if cfg.task != "causal" or cfg.attention_layers != cfg.n_layer or cfg.own_window:
+            return (f"the KV-cache lab reads decoder-only Hub models whose every layer is full attention; "
+                    f"{cfg.model_type!r} is not one")
     elif cfg.family != "decoder":
-        raise ValueError(f"the KV-cache lab reads decoder-only models; this one is {cfg.family!r}")
+        return f"the KV-cache lab reads decoder-only models; this one is {cfg.family!r}"
     if cfg.position == "alibi":
-        raise ValueError("ALiBi scores each key by its distance, which a cache keeping a subset of keys would have "
-                         "to carry: the KV-cache lab runs models with RoPE, learned, sinusoidal or no positions")
+        return ("ALiBi scores each key by its distance, which a cache keeping a subset of keys would have to carry: "
+                "the KV-cache lab runs models with RoPE, learned, sinusoidal or no positions")
+    return None
+
+
+def _check(model: LanguageModel) -> None:
+    reason = lab_refusal(model.cfg)
+    if reason:
+        raise ValueError(reason)
 
 
 @contextmanager

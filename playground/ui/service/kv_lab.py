@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 from playground import zoo
 from playground.errors import check_int
-from playground.nn.cache import cache_shape
-from playground.inspect.kv_lab import PolicyRun, compare, lab_policies
+from playground.inspect.kv_lab import PolicyRun, compare, lab_policies, lab_refusal
 from playground.nn.kv_policies import Policy
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
-from playground.models.hf.shape import HubConfig
 from playground.ui.service.choices import PRETRAINED
 from playground.ui.service.loading import load, prepare
 from playground.ui.service.prompts import labels, tokenize
@@ -31,19 +29,12 @@ class LabResult:
     labels: list[str]   # the text's tokens
     n_layer: int
     n_heads: int
-    cache_shape: tuple[int, int, int]  # per layer and position: heads, key width, value width (nn.cache.cache_shape)
 
 
 def lab_models() -> list[str]:
     """The zoo models the lab reads: decoder-only, trained on text, keys that carry their positions (not ALiBi)."""
-    out = []
-    for name in zoo.available():
-        if zoo.is_task(name):
-            continue
-        cfg = zoo.config_of(name)
-        if cfg.family == "decoder" and cfg.position != "alibi":
-            out.append(f"zoo:{name}")
-    return out
+    return [f"zoo:{name}" for name in zoo.available()
+            if not zoo.is_task(name) and lab_refusal(zoo.config_of(name)) is None]
 
 
 def lab_reads(spec: ModelSpec) -> bool:
@@ -51,11 +42,7 @@ def lab_reads(spec: ModelSpec) -> bool:
     an operator's folder) whose every layer is full attention with positions its keys carry (not ALiBi)."""
     if str(spec) in lab_models():
         return True
-    if spec.scheme not in PRETRAINED:
-        return False
-    cfg = spec.config()
-    return (isinstance(cfg, HubConfig) and cfg.task == "causal" and cfg.attention_layers == cfg.n_layer
-            and not cfg.own_window and cfg.position != "alibi")
+    return spec.scheme in PRETRAINED and lab_refusal(spec.config()) is None
 
 
 def lab_defaults() -> tuple[str | None, list[str]]:
@@ -108,4 +95,4 @@ def run_lab(spec: ModelSpec, text: str, kinds: list[str], *, architectures: list
         prepare(s, device)
     runs = gpu.work(Words(lang=lang), _lab_on_device, spec, ids, policies, others, device=device,
                     **gpu.watch(progress, cancelled))
-    return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads, cache_shape(cfg)), notes
+    return LabResult(spec, runs, labels(spec, ids), cfg.n_layer, cfg.n_heads), notes
