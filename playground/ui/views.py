@@ -57,8 +57,9 @@ LENS_TOP = 3
 def sequence(w: Words, spec: ModelSpec, prompt: str, cap: int | None = None, cut_note: str = "view.ablation_cut",
              **note_args) -> dict:
     """The tokens a view reads: {ids, labels, scored (bool per position: its target is scored by ablation),
-    targets (the token each position should predict), notes}; at most ``cap``, the cut said by ``cut_note``. A synthetic-task model reads a seeded
-    sequence of its own task and scores its answer positions only; text is scored on the next token."""
+    targets (the token each position should predict), notes}; at most ``cap``, the cut said by ``cut_note``. A
+    synthetic-task model reads a seeded sequence of its own task and scores its answer positions only; text is
+    scored on the next token."""
     cfg = spec.config()
     notes = []
     if spec.is_task:

@@ -83,9 +83,8 @@ def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
     if est["seconds"] <= limit:
         return
     cfg = spec.config()
-    a = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"])
-    b = cfg.n_layer * 2e-5
-    fits = int((-b + math.sqrt(b * b + 4 * a * limit)) / (2 * a))  # a T² + b T = limit
+    fits = tokens_within(cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]),
+                         cfg.n_layer * 2e-5, limit)
     raise MessageError("error.job_too_long", tokens=est["tokens"], seconds=round(est["seconds"]), limit=round(limit),
                        fits=fits, env=MAX_JOB_ENV)
 
@@ -121,12 +120,23 @@ def weights_per_token(cfg: ModelConfig) -> int:
 SECONDS_PER_BATCHED_WEIGHT = {"cpu": 5e-11, "cuda": 1e-13}
 
 
-def forward_seconds(cfg: ModelConfig, tokens: int, device: str = "cpu") -> float:
-    """One forward over ``tokens`` tokens: its weights for every token, and its attention (bounded by an analysis's
-    figure, ``SECONDS_PER_UNIT``, which also rebuilds every weight)."""
+def tokens_within(a: float, b: float, seconds: float) -> int:
+    """The most tokens T of a job that takes a T² + b T seconds (attention, and the per-token work) within ``seconds``."""
+    return int((-b + math.sqrt(b * b + 4 * a * seconds)) / (2 * a))
+
+
+def forward_terms(cfg: ModelConfig, device: str = "cpu") -> tuple[float, float]:
+    """One forward over T tokens takes a T² + b T seconds: (a, b). b: its weights for every token; a: its attention
+    (bounded by an analysis's figure, ``SECONDS_PER_UNIT``, which also rebuilds every weight)."""
     kind = device if device in SECONDS_PER_BATCHED_WEIGHT else "cpu"
-    attention = cfg.n_layer * tokens * tokens * score_width(cfg) * SECONDS_PER_UNIT[kind]
-    return tokens * weights_per_token(cfg) * SECONDS_PER_BATCHED_WEIGHT[kind] + attention
+    return (cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT[kind],
+            weights_per_token(cfg) * SECONDS_PER_BATCHED_WEIGHT[kind])
+
+
+def forward_seconds(cfg: ModelConfig, tokens: int, device: str = "cpu") -> float:
+    """One forward over ``tokens`` tokens (``forward_terms``)."""
+    a, b = forward_terms(cfg, device)
+    return a * tokens * tokens + b * tokens
 
 
 def ablation_forwards(cfg: ModelConfig) -> int:
@@ -137,11 +147,7 @@ def ablation_forwards(cfg: ModelConfig) -> int:
 def ablation_tokens(cfg: ModelConfig, device: str = "cpu") -> int:
     """The most tokens head ablation may read so that its forwards fit one job's ceiling (``max_job_seconds``):
     the T where ``ablation_forwards`` x ``forward_seconds(T)`` reaches it (at least 2: a token and its next)."""
-    kind = device if device in SECONDS_PER_BATCHED_WEIGHT else "cpu"
-    per_forward = max_job_seconds(device) / ablation_forwards(cfg)
-    a = cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT[kind]
-    b = weights_per_token(cfg) * SECONDS_PER_BATCHED_WEIGHT[kind]
-    return max(2, int((-b + math.sqrt(b * b + 4 * a * per_forward)) / (2 * a)))  # a T² + b T = per_forward
+    return max(2, tokens_within(*forward_terms(cfg, device), max_job_seconds(device) / ablation_forwards(cfg)))
 
 
 def generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device: str = "cpu") -> dict:
