@@ -65,8 +65,8 @@ def growth_figure(w: Words, result: LabResult):
     steps = list(range(1, len(result.labels)))
     series, formulas = {}, {}
     for run in result.runs:
-        series[run_label(w, run)] = (steps, run.bytes.tolist())
-        formulas[run_label(w, run)] = (steps, [run.formula(t) for t in steps])
+        name = run_label(w, run)
+        series[name], formulas[name] = (steps, run.bytes.tolist()), (steps, [run.formula(t) for t in steps])
     return plots.kv_policy_growth(series, formulas, msg("kvlab.growth_title", layers=result.n_layer), words=w)
 
 
