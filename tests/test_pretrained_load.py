@@ -125,6 +125,17 @@ def test_playground_api_runs_on_a_loaded_model(loaded):
     assert result.config["model_type"] == "qwen2" and result.config["variant"] == "GQA"
 
 
+def test_an_analysis_holds_the_bytes_it_reports(loaded):
+    """GPT-2 splits q and k from one fused projection: the stored analysis keeps its own q and k, not the
+    fused buffer behind them (which would also hold v), so the bytes the store counts are the bytes held."""
+    from playground.models.shared import storage_bytes
+    _, model, tok, _ = loaded("gpt2")
+    result = analyze(model, tok.encode(PROMPT))
+    sources = [m.source for m in result.maps]
+    held = storage_bytes([t for s in sources for t in (s.q, s.k, s.lse)])
+    assert held == sum(s.nbytes for s in sources) > 0
+
+
 def test_configs_read_from_the_hub_layout_too(hf_checkpoint, tmp_path, loaded):
     """The Hub's config.json files carry rope_theta and rope_scaling (type or rope_type), not transformers 5's
     rope_parameters; GPT-2's tensors on the Hub have no 'transformer.' prefix and carry attn.bias buffers (saved

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from playground.errors import InputError
+from playground.serving import heap
 from playground.inspect.generation import generate, stream
 from playground.models import build_model, weight_cache
 from playground.models.shared import PER_CALL, Weights, estimated_bytes, instance, storage_bytes
@@ -333,3 +334,24 @@ def test_an_analysis_larger_than_the_whole_store_is_shown_and_not_kept(fresh_cac
     assert len(result.token_ids) > 8 and "note.analysis_not_kept" in [n.key for n in notes]
     assert service.analyses.ANALYSES.contents() == []
     assert "not stored" in str(next(n for n in notes if n.key == "note.analysis_not_kept"))
+
+
+@pytest.mark.skipif(not heap.available(), reason="the C library is not glibc: there is no malloc_trim to call")
+def test_memory_a_request_freed_goes_back_to_the_system():
+    """A worker thread allocates 240 MB in small blocks (inside its malloc arena, below the mmap threshold) and
+    frees all but one in sixteen, as a request frees its work around what it stores: glibc keeps the freed
+    pages until ``heap.trim``, which hands back most of them."""
+    from playground.nn.timing import rss_bytes
+    kept = []
+
+    def request():
+        blocks = [np.ones(60_000 // 8) for _ in range(4000)]  # 60 KB each
+        kept.extend(blocks[::16])
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    worker.join()
+    before = rss_bytes()
+    assert heap.trim()
+    assert before - rss_bytes() > 100e6
+    assert len(kept) == 250 and all(float(b.sum()) == 7500 for b in kept)  # what was kept is intact

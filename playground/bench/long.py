@@ -106,16 +106,11 @@ def text_of(tokenizer, n_tokens: int, skip: int = 0) -> str:
 
 def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -> dict:
     """The app serving ``root``: the render time of a ``llama_tokens``-token overview, then its memory with
-    ``SESSIONS`` browser sessions each holding a different 1,024-token GPT-2 analysis."""
+    ``SESSIONS`` browser sessions each holding a different 1,024-token GPT-2 analysis (``session_memory``)."""
     from playground.zoo import ModelSpec
 
-    with contextlib.ExitStack() as stack:
-        old = os.environ.get(ENV_LOCAL)
-        os.environ[ENV_LOCAL] = str(root)
-        stack.callback(lambda: os.environ.pop(ENV_LOCAL) if old is None else os.environ.update({ENV_LOCAL: old}))
+    with _serving(root):
         llama_text = text_of(ModelSpec.parse(llama).tokenizer(), llama_tokens)
-        gpt2_tok = ModelSpec.parse(gpt2).tokenizer()
-        gpt2_texts = [text_of(gpt2_tok, 1024, skip=7 * i) for i in range(SESSIONS)]
         from gradio_client import Client
 
         with AppServer({ENV_LOCAL: str(root)}) as server:
@@ -123,20 +118,49 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
             Client(server.url, verbose=False).predict(spec=llama, prompt=llama_text, api_name="/analyze")
             query = urlencode({"spec": llama, "prompt": "To be, or not to be"})
             rendered, _ = browser_render_ms(server.url, {llama_tokens: llama_text}, repeats, query=query)
-        # the sessions' memory in a server of their own: GPT-2's weights and the eight analyses, nothing else
-        server = stack.enter_context(AppServer({ENV_LOCAL: str(root)}))
-        with using() as browser:
+    return {"render_ms": rendered[llama_tokens], **session_memory(root, gpt2)}
+
+
+@contextlib.contextmanager
+def _serving(root: Path):
+    """``ENV_LOCAL`` set to ``root`` for the block (specs ``local:<folder>`` read from it), then as it was."""
+    old = os.environ.get(ENV_LOCAL)
+    os.environ[ENV_LOCAL] = str(root)
+    try:
+        yield
+    finally:
+        os.environ.pop(ENV_LOCAL) if old is None else os.environ.update({ENV_LOCAL: old})
+
+
+def session_memory(root: Path, gpt2: str) -> dict:
+    """The resident memory (``rss``, bytes) of an app of its own serving ``root`` once ``SESSIONS`` browser
+    sessions each hold a different 1,024-token analysis of ``gpt2``, and the memory check's sources at its last
+    log line (``held_mb``): GPT-2's weights and the eight analyses, nothing else."""
+    from playground.zoo import ModelSpec
+
+    with _serving(root):
+        gpt2_tok = ModelSpec.parse(gpt2).tokenizer()
+        texts = [text_of(gpt2_tok, 1024, skip=7 * i) for i in range(SESSIONS)]
+        with AppServer({ENV_LOCAL: str(root)}) as server, using() as browser:
             pages = []
-            for text in gpt2_texts:
+            for text in texts:
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 page.goto(f"{server.url}?{urlencode({'spec': gpt2, 'prompt': text})}", wait_until="load")
                 pages.append(page)
             for page in pages:
                 page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=600_000)
                 page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=600_000)
-            rss = rss_bytes(server.pid)
-            held = last_memory_line(server.log)
-    return {"render_ms": rendered[llama_tokens], "rss": rss, "held_mb": held}
+            return {"rss": rss_bytes(server.pid), "held_mb": last_memory_line(server.log)}
+
+
+def session_figures() -> dict:
+    """``session_rss_mb_gpt2_1024_x8`` and ``session_held_mb_gpt2_1024_x8`` alone (``session_memory`` with a
+    GPT-2-small-shaped checkpoint written by transformers): ``python -c "from playground.bench.long import
+    session_figures; print(session_figures())"``."""
+    with tempfile.TemporaryDirectory(prefix="playground-long-") as root:
+        hf_folder.write_gpt2(Path(root) / "gpt2-small", "small")
+        app = session_memory(Path(root), "local:gpt2-small")
+    return {"session_rss_mb_gpt2_1024_x8": round(app["rss"] / 1e6, 1), "session_held_mb_gpt2_1024_x8": app["held_mb"]}
 
 
 def last_memory_line(log: str) -> dict | None:

@@ -33,6 +33,14 @@ MAX_DENSE = 1 << 27  # the most weights ``dense`` builds at once (512 MB of floa
 MASKED = -1e30       # a finite "minus infinity": exp gives 0 and 0 * MASKED stays 0 (no NaN in sums)
 
 
+def compact(t: Tensor | None) -> Tensor | None:
+    """``t`` alone in its memory: a copy where it is a view into a larger buffer (q and k split from a fused
+    QKV projection, a slice of a preallocated cache), which holding the view would keep whole; else ``t``."""
+    if t is None or t.untyped_storage().nbytes() <= t.nbytes:
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 @dataclass
 class AttentionSource:
     """What any weight of one attention call can be rebuilt from; held on the CPU.
@@ -73,6 +81,7 @@ class AttentionSource:
         if self.k.dim() != 4 or self.k.shape[0] != B or self.k.shape[3] != hs or nh % self.k.shape[1]:
             raise ValueError(f"q {tuple(self.q.shape)} and k {tuple(self.k.shape)}: expected (B, nh, Tq, hs) and "
                              "(B, n_kv, Tk, hs) with n_kv dividing nh")
+        self.q, self.k, self.lse = compact(self.q), compact(self.k), compact(self.lse)
         if self.lse is None:
             self.lse, self.lse_source = streamed_lse(self), "streamed"
 
