@@ -7,14 +7,15 @@ start-up, and FlexAttention, which compiles at run time, is not offered. Elsewhe
 import logging
 import os
 
-from playground.nn.kernels import zero_gpu
-from playground.serving.runtime import log_runtime
 from playground.nn.timing import default_device
+from playground.serving import zerogpu
+from playground.serving.runtime import log_runtime
 from playground.ui import build_app, gpu, launch_options, queue_options
 
-if zero_gpu():
+if zerogpu.active():
     import spaces
 
+    zerogpu.restrict_kernels()
     gpu.install(spaces, guard=default_device())  # CUDA there (a test's stand-in plays it with the CPU)
 
 
@@ -31,7 +32,7 @@ def log_start_up() -> None:
 
 
 log_start_up()
-demo = build_app(warm_up=not zero_gpu(), landing=not zero_gpu())  # no CUDA at start-up on ZeroGPU
+demo = build_app(warm_up=not zerogpu.active(), landing=not zerogpu.active())  # no CUDA at start-up on ZeroGPU
 
 if __name__ == "__main__":
     demo.queue(**queue_options()).launch(

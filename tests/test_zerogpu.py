@@ -269,12 +269,19 @@ def test_behind_the_door_a_devices_weights_come_from_the_main_processs_cpu_copy(
 
 def test_on_zerogpu_flexattention_is_not_offered_on_cuda(monkeypatch):
     from playground.nn import flex
+    from playground.serving import zerogpu
 
+    monkeypatch.setattr(flex.KERNEL, "refused", {})
+    monkeypatch.setitem(flex.KERNEL.status, "cuda", None)  # as on a CUDA machine with Triton
+    assert flex.flex_status("cuda") is None
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    reason = flex._toolchain_reason("cuda")
+    assert zerogpu.active()
+    zerogpu.restrict_kernels()  # what app.py does on a ZeroGPU Space
+    reason = flex.flex_status("cuda", torch.bfloat16, 64)
     assert reason is not None and "ZeroGPU" in reason and "SDPA with a mask" in reason
+    assert flex.flex_status("cpu") != reason  # the CPU is not the GPU call's: its kernel stays
     monkeypatch.setenv("SPACES_ZERO_GPU", "")
-    assert "ZeroGPU" not in (flex._toolchain_reason("cuda") or "")
+    assert not zerogpu.active()
 
 
 def test_work_on_another_device_than_the_guarded_one_spends_no_gpu_time():

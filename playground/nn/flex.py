@@ -40,7 +40,7 @@ from torch.nn.attention.flex_attention import AuxRequest, BlockMask
 from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 
 from playground.nn.kernels import (OutOfDeviceMemory, causes, dtype_name, out_of_memory, release_cached_memory,
-                                   run_dtype, zero_gpu)
+                                   run_dtype)
 from playground.nn.block_mask import blocks_from_rule
 from playground.nn.masks import MaskRule, allowed
 
@@ -64,6 +64,7 @@ class KernelState:
     failed: dict = field(default_factory=dict)    # (device type, dtype, head_dim) -> why its compile failed
     last_block_mask: tuple | None = None          # (key, key_valid, BlockMask) of the last call
     warm: set = field(default_factory=set)        # (device type, dtype, heads, head_dim) warm_up compiled for
+    refused: dict = field(default_factory=dict)   # device type -> why the deployment does not run it there (refuse)
 
 
 KERNEL = KernelState()
@@ -106,9 +107,6 @@ def _toolchain_reason(device_type: str) -> str | None:
     if device_type == "cuda":
         from torch.utils._triton import has_triton
 
-        if zero_gpu():
-            return ("FlexAttention compiles its kernel at run time, which ZeroGPU does not allow: SDPA with a mask "
-                    "runs instead")
         return None if has_triton() else "Triton is not installed: TorchInductor needs it to compile FlexAttention on CUDA"
     if device_type != "cpu":
         return f"FlexAttention is compiled here for the CPU and CUDA only, not {device_type}"
@@ -140,6 +138,13 @@ def _failure_reason(error: Exception, compiled: bool = True, key: tuple | None =
     return f"FlexAttention failed to compile{where}: {type(error).__name__}: {first[:300]}"
 
 
+def refuse(device_type: str, reason: str) -> None:
+    """Do not run FlexAttention on ``device_type`` in this process, for ``reason`` (what ``flex_status`` then
+    says): a deployment's rule, such as ZeroGPU's against compiling inside a GPU call (``serving.zerogpu``)."""
+    with KERNEL.status_lock:
+        KERNEL.refused[device_type] = reason
+
+
 def flex_status(device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                 head_dim: int | None = None) -> str | None:
     """None when FlexAttention can run here, else the reason; ``device`` defaults to CUDA when present.
@@ -151,6 +156,8 @@ def flex_status(device: str | torch.device | None = None, dtype: torch.dtype | N
     """
     kind = _device_type(device)
     with KERNEL.status_lock:
+        if kind in KERNEL.refused:
+            return KERNEL.refused[kind]
         if kind not in KERNEL.status:
             KERNEL.status[kind] = _toolchain_reason(kind)
         if KERNEL.status[kind] is not None:

@@ -26,7 +26,6 @@ Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -285,11 +284,3 @@ def auto_kernel(device: str | torch.device = "cpu", dtype: torch.dtype = torch.f
     """The kernel PyTorch runs for a plain causal call on this device and dtype."""
     q = torch.randn(1, 2, 16, 64, device=device, dtype=dtype)
     return sdpa(q, q, q, kernel="auto", is_causal=True)[1]
-
-
-# ----------------------------------------------------------------------------- what this process runs on
-
-def zero_gpu() -> bool:
-    """Whether this is a ZeroGPU Space (``SPACES_ZERO_GPU``, read as the ``spaces`` package reads it), where
-    CUDA may be initialised only inside a ``spaces.GPU`` call, never at start-up."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")

@@ -11,8 +11,9 @@ import torch
 
 from playground.nn import flex
 from playground.nn.kernels import (KernelUnavailable, OutOfDeviceMemory, auto_kernel, cuda_bf16_native, dtype_name,
-                                   run_dtype, zero_gpu)
+                                   run_dtype)
 from playground.nn.timing import default_device
+from playground.serving import zerogpu
 
 log = logging.getLogger("playground")
 LOGGED = threading.Event()  # set once this process has logged what it runs on
@@ -29,10 +30,10 @@ def describe_runtime(device: str | torch.device | None = None) -> str:
     lines = [f"torch {torch.__version__}; CUDA {torch.version.cuda or 'none (a CPU build)'}; "
              f"cuDNN {cudnn or 'none'}"]
     kind = torch.device(device or default_device()).type
-    if zero_gpu():
+    if zerogpu.active():
         lines.append("ZeroGPU: all model work runs inside one spaces.GPU call; FlexAttention on CUDA, which compiles "
                      "at run time, is not offered")
-    if kind == "cuda" and zero_gpu():
+    if kind == "cuda" and zerogpu.active():
         lines.append("device: cuda on ZeroGPU: CUDA is reached only inside a GPU call, so the GPU and what auto "
                      "picks on it are not probed at start-up")
         return "\n".join(lines)
