@@ -113,16 +113,15 @@ def test_flex_over_dense_mask_is_the_dense_call_over_flex(monkeypatch):
 
 
 def sdpa_calls(monkeypatch) -> list[tuple]:
-    """Record (attn_mask, is_causal) of every scaled_dot_product_attention call from now on."""
-    import torch.nn.functional as F
+    """Record (attn_mask, is_causal, q's shape) of every SDPA kernel call from now on (``nn.kernels.RUNNERS``)."""
+    from playground.nn import kernels
 
-    calls, real = [], F.scaled_dot_product_attention
-
-    def spy(q, k, v, attn_mask=None, is_causal=False, **kw):
-        calls.append((attn_mask, is_causal, tuple(q.shape)))
-        return real(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    calls = []
+    for name, real in list(kernels.RUNNERS.items()):
+        def spy(q, k, v, attn_mask, is_causal, scale, _real=real):
+            calls.append((attn_mask, is_causal, tuple(q.shape)))
+            return _real(q, k, v, attn_mask, is_causal, scale)
+        monkeypatch.setitem(kernels.RUNNERS, name, spy)
     return calls
 
 

@@ -1,14 +1,12 @@
 """How each layer calls its kernel is recorded from the call itself, not assumed.
 
-A wrapper around ``torch.nn.functional.scaled_dot_product_attention`` (and around ``cpu_flash_with_lse``, the
-CPU flash kernel called so that it also returns its log-sum-exp) keeps the arguments every SDPA call receives: causal prefill passes ``is_causal=True`` and no mask (what lets CUDA's flash
+A stand-in around each SDPA kernel's call (``kernels.RUNNERS``) keeps the arguments every SDPA call receives: causal prefill passes ``is_causal=True`` and no mask (what lets CUDA's flash
 kernel run), a decoding step no mask, and a chunk written into a non-empty cache a correct mask.
 """
 import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from playground.nn import flex, kernels
 from playground.nn.kernels import KernelUnavailable
@@ -18,22 +16,13 @@ from conftest import GPU_HEAD_DIMS, gpu_config, gpu_model, tiny_config, tiny_mod
 
 @pytest.fixture
 def sdpa_calls(monkeypatch):
-    """Every SDPA call's (attn_mask, is_causal, Tq, Tk), in order."""
+    """Every SDPA kernel call's (attn_mask, is_causal, Tq, Tk), in order (``kernels.RUNNERS`` through stand-ins)."""
     calls = []
-    real = F.scaled_dot_product_attention
-
-    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
-        calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
-        return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
-
-    real_flash = kernels.cpu_flash_with_lse
-
-    def recording_flash(q, k, v, attn_mask=None, is_causal=False, scale=None):
-        calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
-        return real_flash(q, k, v, attn_mask, is_causal, scale)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
-    monkeypatch.setattr(kernels, "cpu_flash_with_lse", recording_flash)
+    for name, real in list(kernels.RUNNERS.items()):
+        def recording(q, k, v, attn_mask, is_causal, scale, _real=real):
+            calls.append({"mask": attn_mask, "is_causal": is_causal, "Tq": q.shape[-2], "Tk": k.shape[-2]})
+            return _real(q, k, v, attn_mask, is_causal, scale)
+        monkeypatch.setitem(kernels.RUNNERS, name, recording)
     return calls
 
 

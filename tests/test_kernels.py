@@ -2,11 +2,14 @@
 
 Out of memory is not a refused kernel; ``auto`` runs PyTorch's own pick (``torch._fused_sdp_choice``);
 dtype ``auto`` does not take emulated bf16; concurrent requests forcing different kernels each run
-their own; the start-up log says what runs here.
+their own, at the same time; the CUDA kernels hand back one log-sum-exp per query row (their ops run
+here on meta tensors, which carry PyTorch's shape rules); the start-up log says what runs here.
 """
 import logging
 import threading
 import time
+import types
+import warnings
 
 import gradio as gr
 import pytest
@@ -30,30 +33,24 @@ def enabled() -> set[str]:
 
 @pytest.fixture
 def sdpa_log(monkeypatch):
-    """SDPA through a stand-in that notes the kernels enabled at each call, then runs the real one."""
+    """The SDPA kernels called, in order: each of ``kernels.RUNNERS`` through a stand-in that notes its name."""
     calls = []
-    real = F.scaled_dot_product_attention
-
-    def noting(q, k, v, **kwargs):
-        calls.append(enabled())
-        return real(q, k, v, **kwargs)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", noting)
+    for name, real in list(kernels.RUNNERS.items()):
+        def noting(*args, _name=name, _real=real):
+            calls.append(_name)
+            return _real(*args)
+        monkeypatch.setitem(kernels.RUNNERS, name, noting)
     return calls
 
 
 def out_of_memory_sdpa(monkeypatch):
     calls = []
 
-    def oom(q, k, v, **kwargs):
-        calls.append(enabled())
-        raise torch.OutOfMemoryError(OOM)
-
-    def oom_with_lse(q, k, v, attn_mask=None, is_causal=False, scale=None):  # the CPU flash kernel, for its lse
-        return oom(q, k, v)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", oom)
-    monkeypatch.setattr(kernels, "cpu_flash_with_lse", oom_with_lse)
+    for name in kernels.RUNNERS:
+        def oom(*args, _name=name):
+            calls.append(_name)
+            raise torch.OutOfMemoryError(OOM)
+        monkeypatch.setitem(kernels.RUNNERS, name, oom)
     return calls
 
 
@@ -165,7 +162,7 @@ def test_auto_runs_pytorchs_pick_first_and_a_refusal_falls_back_with_the_reason(
     q = torch.randn(1, 2, 8, 16)
     run = sdpa_call(q, q, q, kernel="auto", is_causal=True)
     assert choice.args == [(None, 0.0, True)]
-    assert sdpa_log[0] == {"cudnn"} and sdpa_log[-1] == {"flash"}
+    assert sdpa_log == ["flash"]  # cuDNN is refused by the CPU's rule before any call
     assert run.kernel == "flash" and len(run.refused) == 1
     assert run.refused[0].startswith("cudnn: PyTorch's CPU dispatcher has only the flash and math kernels")
     ref, _ = kernels.explicit_attention(q, q, q, torch.ones(8, 8, dtype=torch.bool).tril())
@@ -177,7 +174,7 @@ def test_auto_names_the_kernel_pytorch_picks(choice, sdpa_log):
     q = torch.randn(1, 2, 8, 16)
     mask = torch.ones(8, 8, dtype=torch.bool).tril()
     run = sdpa_call(q, q, q, mask, kernel="auto")
-    assert (run.kernel, run.refused, sdpa_log) == ("math", (), [{"math"}])
+    assert (run.kernel, run.refused, sdpa_log) == ("math", (), ["math"])
     assert choice.args[0][0] is mask
 
 
@@ -203,17 +200,23 @@ def test_auto_dtype_on_cuda_is_bf16_only_where_the_device_computes_in_it(monkeyp
 
 # ----------------------------------------------------------------------------- concurrency
 
-def test_concurrent_forced_kernels_each_run_and_report_their_own(sdpa_log, monkeypatch):
-    """sdpa_kernel sets process-global flags: without a lock a request forcing flash runs (and is labelled)
-    under another's math, and the flags left behind are wrong. The stand-in holds each call for a moment
-    so that calls overlap."""
-    real = F.scaled_dot_product_attention  # the noting stand-in
-
-    def slow(q, k, v, **kwargs):
-        time.sleep(0.002)
-        return real(q, k, v, **kwargs)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", slow)
+def test_concurrent_forced_kernels_each_run_their_own_at_the_same_time(monkeypatch):
+    """The kernel is chosen per call: no process-global flag is set and no lock is held around a kernel, so
+    requests forcing flash and math run side by side, each labelled with, and computing, its own. The
+    stand-ins hold each call for a moment and count how many are inside at once."""
+    inside, most, count = [0], [0], threading.Lock()
+    for name, real in list(kernels.RUNNERS.items()):
+        def slow(*args, _real=real):
+            with count:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.005)
+            try:
+                return _real(*args)
+            finally:
+                with count:
+                    inside[0] -= 1
+        monkeypatch.setitem(kernels.RUNNERS, name, slow)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 16, 16, generator=g) for _ in range(3))
     expected = {name: sdpa(q, k, v, kernel=name, is_causal=True)[0] for name in ("flash", "math")}
@@ -230,15 +233,66 @@ def test_concurrent_forced_kernels_each_run_and_report_their_own(sdpa_log, monke
                 if ran != forced or not torch.equal(out, expected[forced]):
                     problems.append((forced, ran))
 
-    sdpa_log.clear()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert problems == []
-    assert len(sdpa_log) == 8 * 12 and all(len(flags) == 1 for flags in sdpa_log)
-    assert enabled() == before
+    assert most[0] > 1  # calls overlapped: nothing serialises them
+    assert enabled() == before  # PyTorch's global flags were never touched
+
+
+# ----------------------------------------------------------------------------- the kernels' own log-sum-exp
+
+@pytest.mark.parametrize("name", ["flash", "efficient", "cudnn"])
+def test_each_cuda_kernel_hands_back_one_lse_per_query_row(name):
+    """Flash returns (B, nh, Tq), memory-efficient pads to a multiple of 32 rows, cuDNN adds a last dim of 1:
+    each comes back as (B, nh, Tq). A head dim of 60 is padded to 64 for flash and the output cut back; a
+    bool mask of 45 keys goes to the kernels that take one as a 16-aligned float bias."""
+    q = torch.empty(2, 4, 37, 60, device="meta", dtype=torch.bfloat16)
+    k = torch.empty(2, 4, 45, 60, device="meta", dtype=torch.bfloat16)
+    mask = None if name == "flash" else torch.empty(37, 45, dtype=torch.bool, device="meta")
+    out, lse = kernels.RUNNERS[name](q, k, k, mask, mask is None, None)
+    assert out.shape == (2, 4, 37, 60) and lse.shape == (2, 4, 37)
+    if name == "flash":
+        with pytest.raises(KernelUnavailable, match="no attn_mask"):
+            kernels.RUNNERS[name](q, k, k, torch.empty(37, 45, dtype=torch.bool, device="meta"), False, None)
+
+
+@pytest.mark.parametrize("mask", [None, "causal"])
+def test_the_cpu_kernels_compute_what_sdpa_does_and_flash_gives_its_lse(mask):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 3, 40, 16, generator=g) for _ in range(3))
+    causal = torch.ones(40, 40, dtype=torch.bool).tril()
+    attn_mask, is_causal = (causal, False) if mask else (None, True)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+    for name in ("flash", "math"):
+        run = sdpa_call(q, k, v, attn_mask, kernel=name, is_causal=is_causal, return_lse=True)
+        assert run.kernel == name and torch.allclose(run.out, reference, atol=1e-5)
+        assert (run.lse is None) == (name == "math")
+    scores = (q @ k.transpose(-1, -2) / 4).masked_fill(~causal, float("-inf"))
+    assert torch.allclose(sdpa_call(q, k, v, attn_mask, kernel="flash", is_causal=is_causal, return_lse=True).lse,
+                          scores.logsumexp(-1), atol=5e-6, rtol=0)
+
+
+def test_a_cuda_kernel_pytorch_refuses_is_named_with_pytorchs_reasons(monkeypatch):
+    """On CUDA PyTorch's own check decides (``torch.backends.cuda.can_use_*``); its reasons, given as warnings
+    when asked to debug, become the refusal. Stand-ins play the check; the CUDA device is only named."""
+    asked = []
+
+    def can_use_flash(params, debug):
+        asked.append(debug)
+        if debug:
+            warnings.warn("Flash attention requires fp16 or bf16 inputs")
+        return False
+
+    monkeypatch.setattr(torch.backends.cuda, "can_use_flash_attention", can_use_flash)
+    monkeypatch.setattr(torch.backends.cuda, "SDPAParams", lambda *args: args)
+    q = types.SimpleNamespace(device=torch.device("cuda"))
+    assert kernels.refusal("flash", q, q, q, None, True) == "Flash attention requires fp16 or bf16 inputs"
+    assert asked == [False, True]  # the reasons are read only once the kernel is refused
+    assert kernels.refusal("math", q, q, q, None, True) is None
 
 
 # ----------------------------------------------------------------------------- the start-up log

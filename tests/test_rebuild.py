@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from playground.nn import rebuild
-from playground.nn.kernels import cpu_flash_with_lse
+from playground.nn.kernels import sdpa_call
 from playground.nn.masks import MaskRule
 from playground.nn.rebuild import AttentionSource, max_output_diff
 
@@ -82,7 +82,8 @@ def test_cpu_flash_returns_sdpas_output_and_the_explicit_log_sum_exp():
     q, k, v = (torch.randn(1, 3, 300, 64, generator=g) for _ in range(3))
     causal = torch.ones(300, 300, dtype=torch.bool).tril()
     for mask, is_causal in ((None, True), (causal, False)):
-        out, lse = cpu_flash_with_lse(q, k, v, mask, is_causal)
+        run = sdpa_call(q, k, v, mask, kernel="flash", is_causal=is_causal, return_lse=True)
+        out, lse = run.out, run.lse
         ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         scores = (q @ k.transpose(-1, -2) / 8).masked_fill(~causal, float("-inf"))
         assert torch.allclose(out, ref, atol=1e-6) and lse.shape == (1, 3, 300)

@@ -2,7 +2,7 @@
 
     Attention: causal self-attention on random Q, K, V of shape (B, H, L, d) in bf16, B = max(1,
     16,384 // L) so every length runs 16k tokens (the FlashAttention papers' convention), for
-    head dims 64 and 128 and L = 1k..16k, on each SDPA kernel forced with ``sdpa_kernel`` and
+    head dims 64 and 128 and L = 1k..16k, on each SDPA kernel through its own op (``nn.kernels.RUNNERS``),
     called as the model calls a causal prefill (``is_causal=True``, no mask): flash, cudnn,
     efficient, math; and FlexAttention (``nn.flex.flex_attention`` with the causal ``MaskRule``,
     its BlockMask built on each call). Forward FLOPs are ``attention_flops``: two matmuls

@@ -11,8 +11,8 @@ and the kernel lab; one call of an analysis, for the block-mask view, is ``nn.bl
     - ``alibi``: causal with ALiBi's bias; SDPA gets the float mask (bias, -inf where masked).
 
     For each, ``explicit`` (softmax(QKᵀ/√d + bias)V with the dense mask: the reference), each SDPA
-    kernel forced with ``sdpa_kernel`` (flash, efficient, cudnn, math) and FlexAttention (``flex``:
-    ``nn.flex.flex_attention`` with the pattern's ``MaskRule``, and ALiBi as its ``score_mod``; it
+    kernel through its own op (``nn.kernels.RUNNERS``: flash, efficient, cudnn, math) and FlexAttention
+    (``flex``: ``nn.flex.flex_attention`` with the pattern's ``MaskRule``, and ALiBi as its ``score_mod``; it
     builds its BlockMask from the rule on each call, as the model does). Dense masks and biases are
     built before the clock starts. A kernel PyTorch refuses for a pattern is reported unavailable
     with PyTorch's reason (flex: ``nn.flex.flex_status``); nothing is substituted for it. Per row:

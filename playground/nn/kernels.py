@@ -1,25 +1,25 @@
 """How attention is computed: PyTorch SDPA with a chosen kernel, or the explicit formula.
 
 The explicit path, ``softmax(Q K^T / sqrt(hs) + bias) V``, materialises the weights and returns
-them. The SDPA kernels (flash, memory-efficient, cuDNN, math) never return weights. Which kernel
-ran is not guessed: each kernel is forced with ``torch.nn.attention.sdpa_kernel``, and a forced
-kernel that cannot run on this device, dtype or mask raises. ``auto`` asks PyTorch which kernel
-its dispatcher picks for these very inputs (``torch._fused_sdp_choice``: on Hopper and Blackwell
-with a recent cuDNN that is cuDNN attention, elsewhere flash where it can run) and forces that
-one, so the kernel named is PyTorch's own choice; should it refuse, the others are tried in
-``AUTO_ORDER`` and the refusal is kept (``SdpaRun.refused``).
+them. The SDPA kernels (flash, memory-efficient, cuDNN, math) never return weights. Each is called as
+PyTorch's dispatcher calls it, one ATen op per kernel (``RUNNERS``), so the kernel named is the one
+that ran, and the fused ones hand back their own log-sum-exp per query row (flash on the CPU and on
+CUDA, memory-efficient and cuDNN on CUDA; math has none, and ``nn.rebuild`` streams it). The choice is
+made per call: no process-global flag is set (``torch.nn.attention.sdpa_kernel``) and no lock is held
+around a kernel, so concurrent requests each run their own. ``auto`` asks PyTorch which kernel its
+dispatcher picks for these very inputs (``torch._fused_sdp_choice``: on Hopper and Blackwell with a
+recent cuDNN that is cuDNN attention, elsewhere flash where it can run) and runs that one; should it
+refuse, the others are tried in ``AUTO_ORDER`` and the refusal is kept (``SdpaRun.refused``).
 
-``sdpa_kernel`` sets process-global flags and ``warnings.catch_warnings`` (which collects
-PyTorch's reasons) swaps process-global state, so the forced section runs under one module lock:
-two requests forcing different kernels at once each run, and are labelled with, their own.
+Which kernel can run is PyTorch's rule (``torch/backends/cuda``, ``sdp_utils``), checked before the
+call (``refusal``): the CPU has flash and math; on CUDA ``torch.backends.cuda.can_use_*`` decides, and
+its reasons are read only for a kernel it refuses. Flash on CUDA needs fp16/bf16 and no ``attn_mask``
+(``is_causal=True`` is allowed); memory-efficient and math take a mask. So how a layer calls SDPA
+(``CALLS``) decides as much as the backend does.
 
 Running out of device memory is not a refusal: it raises ``OutOfDeviceMemory`` (an ``InputError``
 the page renders in the reader's language) at once, after returning PyTorch's cached blocks to
 the device; trying another kernel would only need more memory.
-
-PyTorch's rules decide which kernel can run (``torch/backends/cuda``, ``sdp_utils``): on CUDA
-flash needs fp16/bf16 and no ``attn_mask`` (``is_causal=True`` is allowed); memory-efficient and
-math take a mask. So how a layer calls SDPA (``CALLS``) decides as much as the backend does.
 
 Glossary: B batch, nh heads, Tq queries, Tk keys, hs head dim.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import SDPBackend
 
 from playground.errors import InputError
 
@@ -133,20 +133,6 @@ def explicit_attention(
     return weights @ v, weights
 
 
-def cpu_flash_with_lse(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
-                       is_causal: bool = False, scale: float | None = None) -> tuple[Tensor, Tensor]:
-    """The CPU flash kernel SDPA dispatches to, called so that it also hands back its log-sum-exp.
-
-    Returns out (B, nh, Tq, hs) and lse (B, nh, Tq) float32. A bool mask becomes the additive float
-    mask this op takes (it refuses a bool one).
-    """
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, is_causal, attn_mask=attn_mask,
-                                                                           scale=scale)
-    return out, lse.float()
-
-
 def sdpa_mask(mask: Tensor | None, bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """The ``attn_mask`` argument of SDPA: the bool mask, or bias with -inf where forbidden."""
     if bias is None:
@@ -181,9 +167,6 @@ def run_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
     return TORCH_DTYPES[name]
 
 
-_forced = threading.Lock()  # sdpa_kernel's flags and catch_warnings are process-global
-
-
 @dataclass
 class SdpaRun:
     """One SDPA call: the output (B, nh, Tq, hs), the kernel that ran, and the kernels tried before it
@@ -192,13 +175,13 @@ class SdpaRun:
     out: Tensor
     kernel: str
     refused: tuple[str, ...] = ()
-    lse: Tensor | None = None  # (B, nh, Tq) the kernel's log-sum-exp, where it hands one back (return_lse)
+    lse: Tensor | None = None  # (B, nh, Tq) float32 the kernel's log-sum-exp, where it hands one back (return_lse)
 
 
 def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
                    is_causal: bool = False) -> str | None:
     """The kernel PyTorch's own dispatcher picks for these inputs with every kernel enabled
-    (``torch._fused_sdp_choice``), or None when it names none of ours. Call it under ``_forced``."""
+    (``torch._fused_sdp_choice``), or None when it names none of ours."""
     try:
         choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
     except RuntimeError:  # no kernel at all for these inputs: the forced attempts say why
@@ -206,46 +189,132 @@ def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = N
     return BACKEND_NAMES.get(int(choice))
 
 
+# ----------------------------------------------------------------------------- one SDPA kernel, called per call
+
+def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """A bool mask as the additive mask the fused kernels take (0 allowed, -inf forbidden); a float one as it is."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
+def _padded(t: Tensor, multiple: int) -> Tensor:
+    """``t`` with its last dim zero-padded to a multiple of ``multiple`` (as SDPA pads before a fused kernel)."""
+    extra = -t.shape[-1] % multiple
+    return F.pad(t, (0, extra)) if extra else t
+
+
+def _bias(mask: Tensor | None, q: Tensor, k: Tensor) -> Tensor | None:
+    """The (B, nh, Tq, Tk) float bias the memory-efficient and cuDNN kernels take, its rows 16-element aligned
+    (padded, then viewed back to Tk, as SDPA's ``preprocess_mask`` does)."""
+    bias = _float_mask(mask, q.dtype)
+    if bias is None:
+        return None
+    while bias.dim() < 4:
+        bias = bias[None]
+    bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if k.shape[2] % 16:
+        bias = _padded(bias, 16)[..., :k.shape[2]]
+    return bias
+
+
+def _flash(q, k, v, mask, is_causal, scale):
+    """The flash kernel: on the CPU ``_scaled_dot_product_flash_attention_for_cpu`` (it takes an additive mask),
+    on CUDA ``_scaled_dot_product_flash_attention`` (no mask; the head dim padded to a multiple of 8)."""
+    if q.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, is_causal, attn_mask=_float_mask(mask, q.dtype), scale=scale)
+        return out, lse
+    if mask is not None:
+        raise KernelUnavailable("PyTorch's flash kernel takes no attn_mask (only is_causal)")
+    hs = q.shape[-1]
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_flash_attention(
+        _padded(q, 8), _padded(k, 8), _padded(v, 8), 0.0, is_causal, False, scale=scale or 1 / math.sqrt(hs))
+    return out[..., :v.shape[-1]], lse
+
+
+def _efficient(q, k, v, mask, is_causal, scale):
+    """The memory-efficient kernel (``_scaled_dot_product_efficient_attention``), asked for its log-sum-exp,
+    which it pads to a multiple of 32 rows."""
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
+        q, k, v, _bias(mask, q, k), True, 0.0, is_causal, scale=scale)
+    return out, lse[..., :q.shape[2]]
+
+
+def _cudnn(q, k, v, mask, is_causal, scale):
+    """cuDNN attention (``_scaled_dot_product_cudnn_attention``), asked for its log-sum-exp: (B, nh, Tq, 1)."""
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_cudnn_attention(
+        q, k, v, _bias(mask, q, k), True, 0.0, is_causal, False, scale=scale)
+    return out, lse.reshape(q.shape[:3])
+
+
+def _math(q, k, v, mask, is_causal, scale):
+    """The math kernel (``_scaled_dot_product_attention_math``, PyTorch's reference): no log-sum-exp."""
+    out, _ = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, _float_mask(mask, q.dtype), 0.0, is_causal, None,
+                                                             scale=scale)
+    return out, None
+
+
+# kernel -> the call: (q, k, v, mask, is_causal, scale) -> (out (B, nh, Tq, hs), lse (B, nh, Tq) or None)
+RUNNERS = {"flash": _flash, "efficient": _efficient, "cudnn": _cudnn, "math": _math}
+_CAN_USE = {"flash": "can_use_flash_attention", "efficient": "can_use_efficient_attention",
+            "cudnn": "can_use_cudnn_attention"}  # PyTorch's own checks of a CUDA kernel's constraints
+_reasons = threading.Lock()  # PyTorch says why as Python warnings, which are process-global
+
+
+def refusal(name: str, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> str | None:
+    """Why kernel ``name`` cannot run these inputs here, in PyTorch's words, or None. The CPU has flash and
+    math (``CPU_KERNELS``); on CUDA each fused kernel is checked by PyTorch's own rules
+    (``torch.backends.cuda.can_use_*``), and only a refusal reads its reasons."""
+    kind = q.device.type
+    if kind == "cpu":
+        return None if name in CPU_KERNELS else "PyTorch's CPU dispatcher has only the flash and math kernels"
+    if kind != "cuda" or name == "math":
+        return None
+    check = getattr(torch.backends.cuda, _CAN_USE[name])
+    params = torch.backends.cuda.SDPAParams(q, k, v, mask, 0.0, is_causal, False)
+    if check(params, False):
+        return None
+    with _reasons, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check(params, True)
+    return "; ".join(str(w.message) for w in caught) or f"PyTorch's {_CAN_USE[name]} refuses these inputs"
+
+
 def sdpa_call(
     q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, kernel: str = "auto", is_causal: bool = False,
     return_lse: bool = False, scale: float | None = None,
 ) -> SdpaRun:
-    """Scaled dot-product attention on a forced kernel (``auto``: PyTorch's own pick, see the module docstring).
+    """Scaled dot-product attention on one kernel (``auto``: PyTorch's own pick, see the module docstring).
 
-    ``scale`` multiplies q . k (None: 1 / sqrt(hs)).
+    ``scale`` multiplies q . k (None: 1 / sqrt(hs)). With ``return_lse`` the run carries the kernel's own
+    log-sum-exp (B, nh, Tq) float32 where the kernel that ran hands one back (every kernel but math).
 
     Raises:
-        KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``, every kernel)
-        cannot run. OutOfDeviceMemory when the device runs out of memory (no other kernel is tried).
+        KernelUnavailable, with PyTorch's reason, when the kernel (or, for ``auto``, every kernel) cannot run.
+        OutOfDeviceMemory when the device runs out of memory (no other kernel is tried).
     """
     if kernel != "auto" and kernel not in SDPA_KERNELS:
         raise ValueError(f"unknown SDPA kernel {kernel!r}; valid: auto, {', '.join(SDPA_KERNELS)}")
+    if kernel == "auto":
+        first = pytorch_choice(q, k, v, attn_mask, is_causal)
+        names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
+    else:
+        names = (kernel,)
     reasons = []
-    with _forced:
-        if kernel == "auto":
-            first = pytorch_choice(q, k, v, attn_mask, is_causal)
-            names = tuple(dict.fromkeys((first, *AUTO_ORDER) if first else AUTO_ORDER))
-        else:
-            names = (kernel,)
-        for name in names:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    with sdpa_kernel(SDPA_KERNELS[name]):
-                        if return_lse and name == "flash" and q.device.type == "cpu":
-                            out, lse = cpu_flash_with_lse(q, k, v, attn_mask, is_causal, scale)
-                            return SdpaRun(out, name, tuple(reasons), lse)
-                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                                             scale=scale)
-                    return SdpaRun(out, name, tuple(reasons))
-                except torch.OutOfMemoryError as e:
-                    release_cached_memory(q.device)
-                    raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
-                except RuntimeError as e:
-                    why = "; ".join(str(w.message) for w in caught) or str(e).splitlines()[0]
-                    if q.device.type == "cpu" and name not in CPU_KERNELS:
-                        why = f"PyTorch's CPU dispatcher has only the flash and math kernels ({why})"
-                    reasons.append(f"{name}: {why}")
+    for name in names:
+        why = refusal(name, q, k, v, attn_mask, is_causal)
+        if why is None:
+            try:
+                out, lse = RUNNERS[name](q, k, v, attn_mask, is_causal, scale)
+            except torch.OutOfMemoryError as e:
+                release_cached_memory(q.device)
+                raise OutOfDeviceMemory(q.device, tokens=k.shape[-2]) from e
+            except (RuntimeError, KernelUnavailable) as e:  # PyTorch's own check inside the op
+                why = str(e).splitlines()[0]
+            else:
+                return SdpaRun(out, name, tuple(reasons), lse.float() if return_lse and lse is not None else None)
+        reasons.append(f"{name}: {why}")
     raise KernelUnavailable(
         f"SDPA kernel {kernel!r} cannot run on {q.device.type} with {dtype_name(q.dtype)} "
         f"inputs: {' | '.join(reasons)}. Choose another backend (math and explicit always run)."
@@ -259,7 +328,7 @@ def sdpa(
     """Scaled dot-product attention on a forced kernel. Returns (out (B, nh, Tq, hs), kernel that ran).
 
     With ``return_lse`` a third item is the kernel's own log-sum-exp per query row (B, nh, Tq) where
-    the kernel that ran hands it back (the CPU flash kernel, through ``cpu_flash_with_lse``), else None.
+    the kernel that ran hands it back (all but math), else None.
     Raises KernelUnavailable, with PyTorch's reason, when the forced kernel (or, for ``auto``,
     every kernel) cannot run; OutOfDeviceMemory when the device runs out of memory.
     """
