@@ -7,6 +7,7 @@ exactly what it gives alone, and the budget: least recently used out, notes to t
 too large refused, an evicted model still in use still working.
 """
 import dataclasses
+import platform
 import threading
 
 import numpy as np
@@ -14,7 +15,6 @@ import pytest
 import torch
 
 from playground.errors import InputError
-from playground.serving import heap
 from playground.inspect.generation import generate, stream
 from playground.models import build_model, weight_cache
 from playground.models.shared import PER_CALL, Weights, estimated_bytes, instance, storage_bytes
@@ -336,11 +336,12 @@ def test_an_analysis_larger_than_the_whole_store_is_shown_and_not_kept(fresh_cac
     assert "not stored" in str(next(n for n in notes if n.key == "note.analysis_not_kept"))
 
 
-@pytest.mark.skipif(not heap.available(), reason="the C library is not glibc: there is no malloc_trim to call")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the C library is not glibc: no malloc_trim to call")
 def test_memory_a_request_freed_goes_back_to_the_system():
     """A worker thread allocates 240 MB in small blocks (inside its malloc arena, below the mmap threshold) and
     frees all but one in sixteen, as a request frees its work around what it stores: glibc keeps the freed
-    pages until ``heap.trim``, which hands back most of them."""
+    pages until ``release_freed`` (which every request ends with), which hands back most of them."""
+    from playground.models.memory import release_freed
     from playground.nn.timing import rss_bytes
     kept = []
 
@@ -352,6 +353,46 @@ def test_memory_a_request_freed_goes_back_to_the_system():
     worker.start()
     worker.join()
     before = rss_bytes()
-    assert heap.trim()
+    assert release_freed()
     assert before - rss_bytes() > 100e6
     assert len(kept) == 250 and all(float(b.sum()) == 7500 for b in kept)  # what was kept is intact
+
+
+def test_the_scale_is_the_worst_smoothed_shortfall_of_the_last_calls():
+    from playground.serving.calibration import Calibration
+
+    cal = Calibration(keep=3)
+    assert cal.scale("cuda") == 1.0 and cal.calls("cuda") == 0  # nothing measured: the prior alone
+    cal.record("cuda:0", 9.0, 19.0)    # took twice the estimate: (19 + 1) / (9 + 1)
+    cal.record("cuda", 0.001, 0.2)     # a tiny call does not set the scale: (0.2 + 1) / 1.001
+    assert cal.scale("cuda") == pytest.approx(2.0) and cal.calls("cuda") == 2
+    assert cal.scale("cpu") == 1.0     # another device keeps its own
+    for _ in range(3):                 # the GPU turns out faster than the prior: durations shrink
+        cal.record("cuda", 39.0, 3.0)
+    assert cal.scale("cuda") == pytest.approx(0.1) and cal.calls("cuda") == 3
+    with pytest.raises(ValueError, match="non-negative"):
+        cal.record("cuda", -1.0, 2.0)
+
+
+def test_an_analysis_records_its_time_and_the_next_duration_follows_it(monkeypatch):
+    """Each analysis computed (not one served from the store) records its estimate and the time it took; a GPU
+    call's duration is the estimate times that scale, with room to spare and the weights' move, capped."""
+    from playground.serving import calibration
+    from playground.ui.service import analyses, costs
+    from playground.models.weight_cache import WeightCache
+
+    fresh = calibration.Calibration()
+    monkeypatch.setattr(calibration, "ESTIMATES", fresh)
+    monkeypatch.setattr(costs, "ESTIMATES", fresh)
+    monkeypatch.setattr(analyses, "ESTIMATES", fresh)
+    monkeypatch.setattr(analyses, "ANALYSES", WeightCache(env=service.ANALYSIS_BUDGET_ENV))
+    spec = ModelSpec.parse("untrained:decoder/MHA/rope")
+    text = "the quick brown fox " * 8
+    before = service.gpu_seconds(spec, text, device="cpu")
+    result, _ = service.analyze_text(spec, text, device="cpu")
+    service.analyze_text(spec, text, device="cpu")  # from the store: nothing ran, nothing recorded
+    expected = service.estimate(spec, text, "cpu")["seconds"]
+    assert fresh.calls("cpu") == 1
+    assert fresh.scale("cpu") == pytest.approx((result.elapsed_ms / 1e3 + 1) / (expected + 1))
+    assert service.gpu_seconds(spec, text, device="cpu") == pytest.approx(10 + 1.5 * fresh.scale("cpu") * expected)
+    assert before == pytest.approx(10 + 1.5 * expected)

@@ -95,8 +95,10 @@ def release_freed() -> bool:
     """Give the pages the C allocator holds free back to the system (glibc's ``malloc_trim``); True if it could.
 
     A long analysis frees many tile-sized buffers; glibc keeps the pages of freed blocks that sit below its
-    heaps' tops, so without this a server's resident memory ratchets up with every analysis although the
-    tensors it keeps are a fraction of it. Elsewhere (musl, macOS, Windows) a no-op that returns False.
+    heaps' tops, one heap (arena) per thread that allocated, so without this a server's resident memory
+    ratchets up to each worker thread's largest request although the tensors it keeps are a fraction of it.
+    Every request ends with it (``ui.api.run``), and so does an analysis where it ran (a GPU worker's process).
+    Elsewhere (musl, macOS, Windows) a no-op that returns False.
     """
     return bool(_LIBC.malloc_trim(0)) if _LIBC is not None else False
 

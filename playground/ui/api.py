@@ -25,9 +25,9 @@ import gradio as gr
 import torch
 
 from playground.inspect.analysis import Cancelled
+from playground.models.memory import release_freed
 from playground.nn.timing import rss_bytes
 from playground.nn.kernels import OutOfDeviceMemory, release_cached_memory
-from playground.serving import heap
 from playground.serving.memory_ledger import LEDGER
 from playground.zoo import ModelSpec
 from .cancels import page_own
@@ -104,7 +104,7 @@ def run(w: Words, fn: Callable, *args, where: str = "", **kwargs):
         raise
     finally:
         _FACTS.reset(facts)
-        heap.trim()  # what the request freed goes back to the system, not into its thread's arena
+        release_freed()  # what the request freed goes back to the system, not into its thread's malloc arena
     _log_request(line, start, "ok", "")
     for note in notes:
         w.warn(prefix + w.render(note))

@@ -16,7 +16,8 @@ from playground.serving.memory_ledger import LEDGER
 from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
-from playground.ui.service.costs import analysis_bytes, check_job_seconds, gpu_seconds
+from playground.serving.calibration import ESTIMATES
+from playground.ui.service.costs import analysis_bytes, check_job_seconds, estimate, gpu_seconds
 from playground.ui.service.loading import load, prepare
 from playground.ui.service.prompts import labels, task_labels, task_sequence, tokenize
 from playground.zoo import ModelSpec
@@ -88,8 +89,11 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
     def compute() -> StoredAnalysis:
         check_job_seconds(spec, text, device)
         prepare(spec, device, dtype)
-        return gpu.work(Words(lang=lang), analyze_and_release, spec, text, **gpu.watch(progress, cancelled),
-                        **options, gpu_seconds=gpu_seconds(spec, text, device))
+        stored = gpu.work(Words(lang=lang), analyze_and_release, spec, text, **gpu.watch(progress, cancelled),
+                          **options, gpu_seconds=gpu_seconds(spec, text, device))
+        # what it took against what it was estimated to: the next GPU durations on this device follow it
+        ESTIMATES.record(device, estimate(spec, text, device)["seconds"], stored.result.elapsed_ms / 1e3)
+        return stored
 
     out = ANALYSES.get(key, compute, stored_bytes, f"{spec} · {len(text)} characters")
     stored: StoredAnalysis = out.weights

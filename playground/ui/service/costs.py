@@ -8,6 +8,7 @@ import os
 from playground.config import ModelConfig
 from playground.inspect.analysis import overview_cells
 from playground.models.pretrained.budget import estimate_parameters
+from playground.serving.calibration import ESTIMATES
 from playground.ui.api import describe
 from playground.ui.i18n import MessageError
 from playground.ui.service.prompts import tokenize
@@ -43,7 +44,8 @@ def score_width(cfg: ModelConfig) -> int:
 
 
 # Seconds per unit of L x T² x score_width for an analysis (forward, the log-sum-exp and the pass over the tiles),
-# from ``python -m playground.bench long`` on a 2-core CPU; a GPU's figure is a guess until measured there.
+# from ``python -m playground.bench long`` on a 2-core CPU. A GPU's figure is a prior: a GPU call's duration
+# follows what the last analyses on that device took (``gpu_seconds``, ``serving.calibration``).
 SECONDS_PER_UNIT = {"cpu": 8e-11, "cuda": 2e-12}
 
 
@@ -178,5 +180,7 @@ def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device
 
 
 def gpu_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> float:
-    """A GPU call's duration for an analysis: the estimate with room to spare, and the weights' move."""
-    return 10 + 1.5 * estimate(spec, text, device)["seconds"]
+    """A GPU call's duration for an analysis: the estimate, scaled by how far this device's last estimates fell
+    short of what those calls took (``serving.calibration.ESTIMATES``), with room to spare, and the weights'
+    move. The door caps it (``ui.gpu.MAX_SECONDS``)."""
+    return 10 + 1.5 * ESTIMATES.scale(device) * estimate(spec, text, device)["seconds"]
