@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import gradio as gr
-from starlette.middleware import Middleware
 
 from playground.paths import ASSETS_DIR
 
@@ -27,7 +26,6 @@ from .kernel_lab import build_kernel_lab_tab
 from .kv_lab_tab import build_kv_lab_tab
 from .learn_tab import build_learn_tab
 from .lang import HEAD, I18N, RELOCALIZE_ID, Localized, Words, t
-from .plotly_bundle import PartialPlotly
 from .position_lab import build_position_lab_tab
 from .share import build_share
 from .train_tab import build_train_tab
@@ -44,12 +42,12 @@ def launch_options() -> dict:
 
     run_history=False: Gradio would otherwise copy every event's inputs and outputs (megabytes of figures)
     into the browser's localStorage on each click, trimming a full store entry by entry (seconds per click).
-    PartialPlotly: the figures draw with plotly.js's cartesian bundle (``plotly_bundle``), which this Python
-    server hands out; ssr_mode=False keeps the page rendered by the browser from it. A fresh dict each call:
-    Gradio adds its own entries to ``app_kwargs``.
+    ssr_mode=False: the browser renders the page from the config Gradio serves, here and on a Space alike
+    (where server-side rendering, which needs Node.js beside Python, is otherwise on by default). The figures
+    draw with the plotly.js Gradio's Plot component bundles.
     """
     return dict(css=CSS, head=HEAD + CLICK_HEAD + EXPORT_SCRIPT, i18n=I18N, theme=THEME, run_history=False,
-                ssr_mode=False, app_kwargs={"middleware": [Middleware(PartialPlotly)]})
+                ssr_mode=False)
 
 
 # Gradio's one queue for the whole app only bounds a flood: each heavy route has its own workers and waiting room
