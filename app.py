@@ -7,9 +7,8 @@ start-up, and FlexAttention, which compiles at run time, is not offered. Elsewhe
 import logging
 import os
 
-from playground.nn.timing import default_device
 from playground.serving import zerogpu
-from playground.serving.runtime import log_runtime
+from playground.serving.runtime import default_device, log_runtime
 from playground.ui import build_app, gpu, launch_options, queue_options
 
 if zerogpu.active():

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 
-from playground.nn import kernels, timing
+from playground.nn import kernels
 from playground.serving import runtime
 from playground.nn.kernels import KernelUnavailable, OutOfDeviceMemory, sdpa, sdpa_call
 
@@ -314,7 +314,7 @@ def test_on_zerogpu_the_description_does_not_touch_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for name in ("current_device", "get_device_properties", "is_bf16_supported", "mem_get_info"):
         monkeypatch.setattr(torch.cuda, name, touched)
-    assert timing.default_device() == "cuda"
+    assert runtime.default_device() == "cuda"
     text = runtime.describe_runtime()
     assert "ZeroGPU" in text and "not probed" in text
 

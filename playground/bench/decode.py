@@ -28,7 +28,8 @@ import time
 
 import torch
 
-from playground.nn.timing import MIN_REPEATS, default_device, device_name, make_result, spread, sync
+from playground.serving.runtime import default_device
+from playground.nn.timing import MIN_REPEATS, device_name, make_result, spread, sync
 from playground.config import RECURRENT_FAMILIES, ModelConfig
 from playground.inspect.generation import generate
 from playground.models import build_model

@@ -51,7 +51,8 @@ from dataclasses import dataclass
 
 import torch
 
-from playground.nn.timing import (MIB, MIN_REPEATS, PeakRSS, default_device, device_name, make_result, random_qkv,
+from playground.serving.runtime import default_device
+from playground.nn.timing import (MIB, MIN_REPEATS, PeakRSS, device_name, make_result, random_qkv,
                                   spread, sync)
 from playground.nn import flex, masks
 from playground.nn.kernels import TORCH_DTYPES, KernelUnavailable, explicit_attention, sdpa, sdpa_mask

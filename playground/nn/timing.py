@@ -21,11 +21,6 @@ MIN_REPEATS = 5  # a median of fewer says little on a shared machine
 
 
 # ---------------------------------------------------------------------------------- environment
-def default_device() -> str:
-    """The device the page and the benchmarks offer first: "cuda" where a CUDA device is present, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))

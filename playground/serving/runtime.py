@@ -12,12 +12,16 @@ import torch
 from playground.nn import flex
 from playground.nn.kernels import (KernelUnavailable, OutOfDeviceMemory, auto_kernel, cuda_bf16_native, dtype_name,
                                    run_dtype)
-from playground.nn.timing import default_device
 from playground.serving import zerogpu
 
 log = logging.getLogger("playground")
 LOGGED = threading.Event()  # set once this process has logged what it runs on
 _log_lock = threading.Lock()
+
+
+def default_device() -> str:
+    """The device the page and the benchmarks offer first: "cuda" where a CUDA device is present, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def describe_runtime(device: str | torch.device | None = None) -> str:
