@@ -250,8 +250,8 @@ def _cudnn(q, k, v, mask, is_causal, scale):
 
 def _math(q, k, v, mask, is_causal, scale):
     """The math kernel (``_scaled_dot_product_attention_math``, PyTorch's reference): no log-sum-exp."""
-    out, _ = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, _float_mask(mask, q.dtype), 0.0, is_causal, None,
-                                                             scale=scale)
+    mask = _float_mask(mask, q.dtype)  # the raw op would read a bool mask as 0 and 1 added to the scores
+    out, _ = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, mask, 0.0, is_causal, None, scale=scale)
     return out, None
 
 
