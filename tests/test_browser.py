@@ -52,11 +52,12 @@ def fresh_page(browser, app_url, locale="en-US", width=1400):
 
 def settle(pg, timeout=120_000):
     """Wait for what the page draws on its own when it opens (the landing analysis and its first head, the
-    default generation): a click before that could be answered by the landing's figures."""
+    default generation): a click before that could be answered by the landing's figures. The page says when
+    the last of them is in (``html[data-first-views="drawn"]``)."""
     from playground.bench.app import BUSY
 
     pg.locator(".head-map .js-plotly-plot .gtitle").first.wait_for(timeout=timeout)
-    pg.wait_for_timeout(300)
+    pg.wait_for_function("() => document.documentElement.dataset.firstViews === 'drawn'", timeout=timeout)
     pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=timeout)
 
 
