@@ -101,7 +101,7 @@ def test_every_call_pattern_on_flex_and_sdpa_matches_the_explicit_path(capsys):
 
 
 def test_flex_over_dense_mask_is_the_dense_call_over_flex(monkeypatch):
-    from playground.bench import kernels
+    from playground.inspect import kernel_timing as kernels
 
     result = kernels.bench_kernels(lengths=(2048,), patterns=("window",), kernels=("flash", "flex"), repeats=5,
                                    budget_s=0, in_process=True, device="cpu")
@@ -127,7 +127,7 @@ def sdpa_calls(monkeypatch) -> list[tuple]:
 
 def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
     from conftest import tiny_model
-    from playground.bench.kernels import bench_kernels
+    from playground.inspect.kernel_timing import bench_kernels
 
     T = 24
     calls = sdpa_calls(monkeypatch)
@@ -151,7 +151,7 @@ def test_the_kernels_bench_times_the_call_the_model_makes(monkeypatch):
 
 
 def test_a_kernel_that_differs_from_the_explicit_path_shows_it(monkeypatch):
-    from playground.bench import kernels
+    from playground.inspect import kernel_timing as kernels
 
     real = kernels.explicit_attention
     monkeypatch.setattr(kernels, "explicit_attention", lambda q, k, v, mask: (real(q, k, v, mask)[0] + 0.5, None))

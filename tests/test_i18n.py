@@ -15,7 +15,7 @@ from playground.nn.cache import whatif
 from playground.ui.i18n import LANGUAGES, Message, MessageError, catalogues, from_accept_language, msg, normalise, render
 from playground.config import BACKENDS, DTYPES, FAMILIES, VARIANTS
 from playground.nn.kernels import CALLS, KERNEL_LABELS
-from playground.bench.kernels import PATTERNS
+from playground.inspect.kernel_timing import PATTERNS
 from playground.ui.learn_tab import STEPS
 from playground.inspect.kv_lab import LAB_POLICIES
 from playground.ui.lang import Words

@@ -5,7 +5,7 @@ its options. Every benchmark is one function returning a plain dict
 ``{"benchmark", "device", "torch", "summary", "rows"}``; one printer shows it as a table, or
 ``--json`` prints that dict as exactly one JSON object.
 
-``kernels``: attention kernels side by side on the model's call patterns (``bench.kernels``); ``gpu``:
+``kernels``: attention kernels side by side on the model's call patterns (``inspect.kernel_timing``); ``gpu``:
 attention TFLOP/s and decode tokens/s on a CUDA device (``bench.gpu``); ``decode``: generation with and
 without the KV cache, RWKV and Mamba by position (``bench.decode``); ``app``: the page end to end,
 through its API and a real chromium (``bench.app``); ``pretrained``: a GPT-2-small-shaped checkpoint written by
@@ -24,7 +24,7 @@ import torch
 
 from playground.bench.decode import bench_decode, bench_decode_positions
 from playground.config import FAMILIES, RECURRENT_FAMILIES
-from playground.bench.kernels import KERNELS, PATTERNS, bench_kernels
+from playground.inspect.kernel_timing import KERNELS, PATTERNS, bench_kernels
 from playground.nn.kernels import TORCH_DTYPES
 from playground.nn.timing import MIN_REPEATS, make_result
 from playground.bench.measure import print_result

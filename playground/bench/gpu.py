@@ -16,7 +16,7 @@
     d_model 768, 12 heads, vocab 50,257): ``tokens_per_s`` (median of 5 runs after a warm-up).
 
     Masks: FlexAttention on the window, GLM prefix and ALiBi calls the models make against SDPA with
-    the dense mask (``bench.kernels.bench_kernels``, bf16, d = 64, L = 1k..8k): median ms, peak memory.
+    the dense mask (``inspect.kernel_timing.bench_kernels``, bf16, d = 64, L = 1k..8k): median ms, peak memory.
 
     The page on the device: ``service.analyze_text`` (what /analyze runs: the forward with capture, the
     log-sum-exp, the overview's cells, the head statistics, the faithfulness check) on the zoo's
@@ -153,7 +153,7 @@ def decode_rows(tokens: int = 256, dtype=torch.bfloat16, device: str = "cuda", r
 def masked_rows(lengths=(1024, 2048, 4096, 8192), heads: int = 16, head_dim: int = 64, dtype: str = "bfloat16",
                 device: str = "cuda", repeats: int = 10) -> list[dict]:
     """FlexAttention against SDPA with the dense mask (and the explicit reference) on the models' masked calls."""
-    from playground.bench.kernels import bench_kernels
+    from playground.inspect.kernel_timing import bench_kernels
 
     result = bench_kernels(lengths=lengths, heads=heads, head_dim=head_dim, dtype=dtype, device=device,
                            kernels=("flash", "efficient", "cudnn", "math", "flex"), patterns=MASKED_PATTERNS,

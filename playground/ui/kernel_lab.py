@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground import plots
 from playground.ui import service
-from playground.bench.kernels import PATTERNS, bench_kernels
+from playground.inspect.kernel_timing import PATTERNS, bench_kernels
 from . import api, gpu
 from .lang import Localized, Words, english, t
 
