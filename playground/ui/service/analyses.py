@@ -17,7 +17,7 @@ from playground.ui import gpu
 from playground.ui.i18n import Message, MessageError, msg
 from playground.ui.lang import Words
 from playground.serving.calibration import ESTIMATES
-from playground.ui.service.costs import analysis_bytes, check_job_seconds, estimate, gpu_seconds
+from playground.ui.service.costs import analysis_bytes, check_job_seconds, gpu_duration
 from playground.ui.service.loading import load, prepare
 from playground.ui.service.prompts import labels, task_labels, task_sequence, tokenize
 from playground.zoo import ModelSpec
@@ -87,12 +87,12 @@ def analyze_text(spec: ModelSpec, text: str, *, prefix_len: int = 0, window: int
         return analysis_bytes(spec.config(), tokens)
 
     def compute() -> StoredAnalysis:
-        check_job_seconds(spec, text, device)
+        expected = check_job_seconds(spec, text, device)
         prepare(spec, device, dtype)
         stored = gpu.work(Words(lang=lang), analyze_and_release, spec, text, **gpu.watch(progress, cancelled),
-                          **options, gpu_seconds=gpu_seconds(spec, text, device))
+                          **options, gpu_seconds=gpu_duration(expected, device))
         # what it took against what it was estimated to: the next GPU durations on this device follow it
-        ESTIMATES.record(device, estimate(spec, text, device)["seconds"], stored.result.elapsed_ms / 1e3)
+        ESTIMATES.record(device, expected, stored.result.elapsed_ms / 1e3)
         return stored
 
     out = ANALYSES.get(key, compute, stored_bytes, f"{spec} · {len(text)} characters")

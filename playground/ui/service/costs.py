@@ -77,13 +77,14 @@ def max_job_seconds(device: str = "cpu") -> float:
     return MAX_JOB_S.get(device, MAX_JOB_S["cpu"])
 
 
-def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> None:
-    """MessageError when the analysis of ``text`` is estimated past the operator's ceiling: the estimate, the ceiling
-    and how many tokens would fit, so one visitor cannot hold a worker for minutes while the others wait."""
+def check_job_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> float:
+    """The estimated seconds of the analysis of ``text``; a MessageError when they pass the operator's ceiling: the
+    estimate, the ceiling and how many tokens would fit, so one visitor cannot hold a worker for minutes while the
+    others wait."""
     est, limit = estimate(spec, text, device), max_job_seconds(device)
     describe(tokens=est["tokens"], estimate_s=round(est["seconds"], 2))  # the operator's log line
     if est["seconds"] <= limit:
-        return
+        return est["seconds"]
     cfg = spec.config()
     fits = tokens_within(cfg.n_layer * score_width(cfg) * SECONDS_PER_UNIT.get(device, SECONDS_PER_UNIT["cpu"]),
                          cfg.n_layer * 2e-5, limit)
@@ -180,7 +181,12 @@ def check_generation_seconds(spec: ModelSpec, text: str, new_tokens: int, device
 
 
 def gpu_seconds(spec: ModelSpec, text: str, device: str = "cpu") -> float:
-    """A GPU call's duration for an analysis: the estimate, scaled by how far this device's last estimates fell
-    short of what those calls took (``serving.calibration.ESTIMATES``), with room to spare, and the weights'
-    move. The door caps it (``ui.gpu.MAX_SECONDS``)."""
-    return 10 + 1.5 * ESTIMATES.scale(device) * estimate(spec, text, device)["seconds"]
+    """A GPU call's duration for the analysis of ``text`` (``gpu_duration`` of its estimate)."""
+    return gpu_duration(estimate(spec, text, device)["seconds"], device)
+
+
+def gpu_duration(estimated_s: float, device: str = "cpu") -> float:
+    """A GPU call's duration for an analysis estimated at ``estimated_s``: the estimate, scaled by how far this
+    device's last estimates fell short of what those calls took (``serving.calibration.ESTIMATES``), with room to
+    spare, and the weights' move. The door caps it (``ui.gpu.MAX_SECONDS``)."""
+    return 10 + 1.5 * ESTIMATES.scale(device) * estimated_s
