@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
-import os
 import random
 import tempfile
 import time
@@ -49,7 +48,7 @@ from playground.bench import hf_folder
 from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
 from playground.bench.browser import available, using
 from playground.nn.timing import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
-from playground.bench.server import AppServer
+from playground.bench.server import AppServer, environ
 from playground.models.pretrained.hub import ENV_LOCAL
 from playground.inspect import tiles
 from playground.inspect.analysis import analyze
@@ -109,7 +108,7 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
     ``SESSIONS`` browser sessions each holding a different 1,024-token GPT-2 analysis (``session_memory``)."""
     from playground.zoo import ModelSpec
 
-    with _serving(root):
+    with environ(ENV_LOCAL, str(root)):
         llama_text = text_of(ModelSpec.parse(llama).tokenizer(), llama_tokens)
         from gradio_client import Client
 
@@ -121,24 +120,13 @@ def in_app(root: Path, llama: str, gpt2: str, llama_tokens: int, repeats: int) -
     return {"render_ms": rendered[llama_tokens], **session_memory(root, gpt2)}
 
 
-@contextlib.contextmanager
-def _serving(root: Path):
-    """``ENV_LOCAL`` set to ``root`` for the block (specs ``local:<folder>`` read from it), then as it was."""
-    old = os.environ.get(ENV_LOCAL)
-    os.environ[ENV_LOCAL] = str(root)
-    try:
-        yield
-    finally:
-        os.environ.pop(ENV_LOCAL) if old is None else os.environ.update({ENV_LOCAL: old})
-
-
 def session_memory(root: Path, gpt2: str) -> dict:
     """The resident memory (``rss``, bytes) of an app of its own serving ``root`` once ``SESSIONS`` browser
     sessions each hold a different 1,024-token analysis of ``gpt2``, and the memory check's sources at its last
     log line (``held_mb``): GPT-2's weights and the eight analyses, nothing else."""
     from playground.zoo import ModelSpec
 
-    with _serving(root):
+    with environ(ENV_LOCAL, str(root)):
         gpt2_tok = ModelSpec.parse(gpt2).tokenizer()
         texts = [text_of(gpt2_tok, 1024, skip=7 * i) for i in range(SESSIONS)]
         with AppServer({ENV_LOCAL: str(root)}) as server, using() as browser:

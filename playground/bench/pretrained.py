@@ -43,7 +43,6 @@ check over the layers: max |sum_s alpha x_s + D x - y| over every channel, y fro
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +56,7 @@ from playground.bench.app import PASSAGE, browser_render_ms
 from playground.bench.concurrent import Call, parallel_calls, peak_rss_during
 from playground.bench.decode import cache_speedup, time_decode
 from playground.nn.timing import MIB, MIN_REPEATS, PeakRSS, make_result, spread, target_row
-from playground.bench.server import AppServer
+from playground.bench.server import AppServer, environ
 from playground.config import ModelConfig
 from playground.models import build_model
 from playground.models.pretrained import load_folder
@@ -158,19 +157,6 @@ def _operator_dir(keep: str | None):
             yield Path(tmp)
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str):
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 def _in_app(root: Path, spec: str, texts: dict[int, str], repeats: int, browser: bool) -> dict:
     """The app process serving ``root``: the browser's render times, then its peak memory under 8 parallel calls."""
     with AppServer({ENV_LOCAL: str(root)}) as server:
@@ -198,7 +184,7 @@ def bench_pretrained(repeats: int = MIN_REPEATS, keep: str | None = None, shape:
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS} (a median of fewer says little), got {repeats}")
     name = f"gpt2-{shape}"
-    with _operator_dir(keep) as root, _env(ENV_LOCAL, str(root)):
+    with _operator_dir(keep) as root, environ(ENV_LOCAL, str(root)):
         folder = hf_folder.write_gpt2(root / name, shape)
         load_seconds, (model, tokenizer) = _timed(lambda: load_folder(folder), repeats)
         texts = {n: prompt_of(tokenizer, n) for n in (PROMPT_TOKENS, OTHER_PROMPT_TOKENS)}

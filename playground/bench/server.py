@@ -7,6 +7,7 @@ output goes to a log file, so the benchmark's stdout stays its result alone.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,3 +78,18 @@ class AppServer:
         self._log.close()
         if exc and exc[0] is None and not self.keep_log:  # a clean run: its log is of no further use
             os.unlink(self.log)
+
+
+@contextlib.contextmanager
+def environ(name: str, value: str):
+    """``os.environ[name]`` set to ``value`` for the block (for this process and the servers it starts), then
+    as it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
