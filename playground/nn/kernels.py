@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend
 
 from playground.errors import InputError
+from playground.nn.masks import to_additive
 
 SDPA_KERNELS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -192,10 +193,8 @@ def pytorch_choice(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = N
 # ----------------------------------------------------------------------------- one SDPA kernel, called per call
 
 def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """A bool mask as the additive mask the fused kernels take (0 allowed, -inf forbidden); a float one as it is."""
-    if mask is None or mask.dtype != torch.bool:
-        return mask
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    """A bool mask as the additive mask the fused kernels take (``masks.to_additive``); a float one as it is."""
+    return to_additive(mask, dtype) if mask is not None and mask.dtype == torch.bool else mask
 
 
 def _padded(t: Tensor, multiple: int) -> Tensor:

@@ -35,7 +35,7 @@ from playground.models.hf.mask import RuleMask, rule_mask
 from playground.nn import flex
 from playground.nn.attention import FLEX_CPU_TINY, flex_miscomputes
 from playground.nn.kernels import KernelUnavailable, sdpa_call
-from playground.nn.masks import MaskRule
+from playground.nn.masks import MaskRule, to_additive
 from playground.nn.rebuild import AttentionSource
 from playground.nn.recorder import AttentionRecord, Recorder
 
@@ -220,8 +220,7 @@ def attention_forward(module: torch.nn.Module, query: Tensor, key: Tensor, value
         mask = None
         if call == "mask" or bias is not None:
             allowed = rule.dense(query.device)
-            mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill_(~allowed,
-                                                                                                 float("-inf"))
+            mask = to_additive(allowed, query.dtype)
             if bias is not None:
                 mask = mask + bias.to(query.dtype)
             call = "mask"
