@@ -25,6 +25,7 @@ from playground.serving.lanes import ANALYZE
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
+from .progress import step_bar
 from .lang import Localized, Words, t
 from .scripts import page_script
 from .head_view import POOLING, block_view, head, head_figures, head_views, tile
@@ -295,8 +296,7 @@ def build_attention_tab(controls: Controls, prompt: gr.Textbox, localized: Local
             w.info("info.estimate", tokens=guess["tokens"], seconds=guess["seconds"], mb=guess["bytes"] / 1e6,
                    device=device)
 
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc=w("progress.layer", done=done, total=total))
+        report = step_bar(progress, lambda done, total: w("progress.layer", done=done, total=total))
 
         with visitor_job(w, request) as cancelled:
             state = analysis_state(w, str(spec), text, prefix, win, backend, device, dtype, progress=report,

@@ -10,8 +10,6 @@ as a synthetic-task or page-trained model does.
 """
 from __future__ import annotations
 
-import contextvars
-import threading
 from dataclasses import dataclass
 
 import gradio as gr
@@ -22,6 +20,7 @@ from playground.models.pretrained.suggested import SUGGESTED
 from playground.ui import service
 from playground.zoo import ModelSpec, hub_source
 from .lang import Localized, Words, t, visitor_error
+from .progress import download_bar
 
 ARCHITECTURES = [(t(f"family.{family}"), family) for family in config.FAMILIES]
 VARIANTS = [(t(f"variant.{variant}"), variant) for variant in config.VARIANTS]
@@ -130,17 +129,6 @@ def pretrained_spec(w: Words, text: str) -> ModelSpec:
     return spec
 
 
-def page_progress(progress: gr.Progress):
-    """``progress(fraction, text)`` for ``hub_source.prepare``: the downloads report from their own threads,
-    which do not carry the event's context, so each report runs in a copy of this (the handler's) context."""
-    context, lock = contextvars.copy_context(), threading.Lock()
-
-    def report(fraction: float, text: str) -> None:
-        with lock:  # one context cannot be entered by two threads at once
-            context.run(progress, fraction, text)
-    return report
-
-
 def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Progress()):
     """The Open button: fetch the picked model (Hub download with progress, or the operator's folder), read
     its config and tokenizer, and make it the specific model every tab runs. Refusals -> gr.Error."""
@@ -148,7 +136,7 @@ def open_pretrained(choice: str, task: str, request: gr.Request, progress=gr.Pro
     spec = pretrained_spec(w, choice)
     progress(0, w("controls.open") + f" {spec}")
     try:
-        hub_source.prepare(spec.scheme, spec.name, progress=page_progress(progress))
+        hub_source.prepare(spec.scheme, spec.name, progress=download_bar(progress))
         spec.config(), spec.tokenizer()  # a model the playground cannot read is refused here, not in a tab
     except ValueError as e:
         raise visitor_error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None

@@ -13,6 +13,7 @@ from playground.ui.i18n import msg
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import Controls, choose, index_range
+from .progress import step_bar
 from .lang import Localized, Words, t, visitor_error
 
 
@@ -143,8 +144,7 @@ def build_generation_tab(controls: Controls, prompt: gr.Textbox,
         w = Words(request)
         spec, _ = choose(w, family, variant, position, task, fallback)
 
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc=w("progress.token", done=done, total=total))
+        report = step_bar(progress, lambda done, total: w("progress.token", done=done, total=total))
 
         with visitor_job(w, request) as cancelled:
             new_state = generation_state(w, str(spec), text, n, temp, k, p, s or 0, win, backend, device, dtype,

@@ -19,6 +19,7 @@ from playground.zoo import ModelSpec
 from . import api
 from .cancels import cancel, visitor_job
 from .controls import index_range
+from .progress import step_bar
 from .lang import Localized, Words, english, t, visitor_error
 
 HEADERS = ["kvlab.col_policy", "kvlab.col_bytes", "kvlab.col_share", "kvlab.col_nll", "kvlab.col_kl",
@@ -159,8 +160,7 @@ def build_kv_lab_tab(localized: Localized, device: gr.Dropdown):
             request: gr.Request, progress=gr.Progress()):
         w = Words(request)
 
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc=w("kvlab.progress", done=done, total=total))
+        report = step_bar(progress, lambda done, total: w("kvlab.progress", done=done, total=total))
 
         with visitor_job(w, request) as cancelled:
             result = lab_state(w, model_, text_, kinds_, tokens_, budget_, sinks_, recent_, window_, device_,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from playground.zoo import ModelSpec, hub_source
-from .controls import Controls, controls_for, page_progress, specific_models
+from .controls import Controls, controls_for, specific_models
+from .progress import download_bar
 from .lang import Localized, Words, t
 
 # the prompts Show me sets: English, the language the shipped models were trained on
@@ -102,7 +103,7 @@ class LearnTab:
         outputs = [*controls.model, prompt, main_tabs, lab_tabs, group_kv]
         for step, button in zip(STEPS, self.buttons):
             def show(request: gr.Request, step=step, progress=gr.Progress()):
-                spec = step_spec(Words(request), step, page_progress(progress))
+                spec = step_spec(Words(request), step, download_bar(progress))
                 chosen = controls_for(spec)
                 task = (gr.update(choices=specific_models(str(spec)), value=str(spec))
                         if spec.scheme in ("hf", "local") else chosen["task"])

@@ -24,7 +24,8 @@ from . import api
 from .attention import AttentionTab, analysis_outputs
 from .head_view import head_views
 from .session import analysis_state
-from .controls import Controls, choose, controls_for, page_progress, specific_models
+from .controls import Controls, choose, controls_for, specific_models
+from .progress import download_bar
 from .lang import Words, t, translated_js, visitor_error
 
 SLIDER_MAX = 128  # the prefix and window sliders' range
@@ -105,7 +106,7 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
         if spec.scheme not in service.PRETRAINED:
             return
         try:
-            hub_source.prepare(spec.scheme, spec.name, progress=page_progress(progress))
+            hub_source.prepare(spec.scheme, spec.name, progress=download_bar(progress))
         except ValueError as e:
             raise visitor_error(w("error.pretrained_open", spec=str(spec), reason=w.render(e))) from None
 
