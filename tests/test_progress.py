@@ -25,7 +25,7 @@ def test_a_bar_moves_at_most_once_per_pace_and_always_ends_full(monkeypatch):
     assert [d for d, _ in sent] == sorted(d for d, _ in sent)
 
 
-def test_a_step_bar_writes_its_text_and_a_download_bar_reaches_gradio_from_other_threads(monkeypatch):
+def test_a_step_bar_writes_its_text_and_a_download_bar_passes_every_report_from_other_threads(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(bars.time, "monotonic", clock)
     calls = []
@@ -41,8 +41,9 @@ def test_a_step_bar_writes_its_text_and_a_download_bar_reaches_gradio_from_other
 
     calls.clear()
     download = bars.download_bar(progress)
-    threads = [threading.Thread(target=download, args=(f, f"{f:.0%}")) for f in (0.5, 1.0)]
-    for th in threads:
+    reports = [(0.0, "Asking the Hub"), (0.01, "Downloading config.json"), (0.5, "Downloading 50%"), (1.0, "done")]
+    for report in reports:  # all within one pace, each from a thread of its own
+        th = threading.Thread(target=download, args=report)
         th.start()
         th.join()
-    assert calls == [(0.5, "50%"), (1.0, "100%")]
+    assert calls == reports

@@ -324,17 +324,26 @@ def test_a_refusal_by_zerogpu_reaches_the_visitor_in_their_language():
         gpu_call.reset()
 
 
+@pytest.fixture(scope="module")
+def spent_quota_app(tmp_path_factory):
+    """The page under the stand-in with no seconds left in the visitor's quota, and the stand-in's log."""
+    root = tmp_path_factory.mktemp("zerogpu-spent")
+    env = {**_standin_env(root / "spaces.jsonl", root / "user"), "STANDIN_SPACES_QUOTA_S": "0"}
+    with AppServer(env) as server:
+        yield server, root / "spaces.jsonl"
+
+
 @pytest.mark.parametrize("locale, words", [("en-US", "No GPU time for this page right now"),
                                            ("zh-CN", "现在无法为本页分配 GPU 时间")])
-def test_with_the_quota_spent_every_tab_that_opens_drawn_says_so(tmp_path, locale, words):
+def test_with_the_quota_spent_every_tab_that_opens_drawn_says_so(spent_quota_app, locale, words):
     """A visitor whose quota is spent opens the page on ZeroGPU (the stand-in, no seconds left): the Attention,
     Generate, Head insights, Inside a head and Compare tabs each say why they are empty, in the visitor's language,
     instead of opening blank."""
     from playground.bench.browser import launch
     from test_browser import playwright, shot
 
-    env = {**_standin_env(tmp_path / "spaces.jsonl", tmp_path / "user"), "STANDIN_SPACES_QUOTA_S": "0"}
-    with AppServer(env) as server, playwright.sync_playwright() as p:
+    server, log = spent_quota_app
+    with playwright.sync_playwright() as p:
         browser = launch(p)
         pg = browser.new_context(viewport={"width": 1600, "height": 1000}, locale=locale).new_page()
         pg.goto(server.url, wait_until="load")
@@ -347,7 +356,7 @@ def test_with_the_quota_spent_every_tab_that_opens_drawn_says_so(tmp_path, local
             refusal.first.wait_for(timeout=60_000)
         shot(pg, f"31-zerogpu-quota-{locale}")
         browser.close()
-    events = _events(tmp_path / "spaces.jsonl")
+    events = _events(log)
     assert events and all(e["event"] == "refused" for e in events)
 
 

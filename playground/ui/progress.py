@@ -3,7 +3,7 @@
 Every update Gradio sends makes its front end rebuild the loading state of the page's components (a
 ``structuredClone`` of their values), about 15 ms a time on the full page in chromium. A job that reported
 each of its steps froze the page: the KV-cache lab's 760 teacher-forced steps kept the browser busy for 11 s
-after the server had finished in 3. So a bar here moves at most once per ``PACE_S``, and always at the end.
+after the server had finished in 3. So a bar counted in steps moves at most once per ``PACE_S``, and always at the end.
 """
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ def step_bar(progress: gr.Progress, describe: Callable[[int, int], str]) -> Call
 
 
 def download_bar(progress: gr.Progress) -> Callable[[float, str], None]:
-    """``report(fraction, text)`` for ``hub_source.prepare``, paced. The downloads report from their own threads,
-    which do not carry the event's context, so each report runs in a copy of this (the handler's) context."""
+    """``report(fraction, text)`` for ``hub_source.prepare``. Not paced: a download reports once per file and per
+    10 MB chunk, and its texts change in kind (asking the Hub, then each file), so none may be dropped. The
+    downloads report from their own threads, which do not carry the event's context, so each report runs in a
+    copy of this (the handler's) context."""
     context, lock = contextvars.copy_context(), threading.Lock()
 
-    def report(fraction: float, total: float, text: str) -> None:
+    def report(fraction: float, text: str) -> None:
         with lock:  # one context cannot be entered by two threads at once
             context.run(progress, fraction, text)
-    bar = paced(report)
-    return lambda fraction, text: bar(fraction, 1.0, text)
+    return report
