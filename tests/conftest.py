@@ -158,7 +158,17 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", rule)
 
 
+# The slowest test files (from the suite's --durations), run first. The README's command runs the suite on two
+# pytest-xdist workers, one file at a time each (--dist loadfile): a worker takes the next file when it is free,
+# so the long files first let the two end together instead of one finishing a long file alone.
+SLOWEST_FIRST = ("test_browser.py", "test_browser_tour.py", "test_bench.py", "test_zerogpu.py",
+                 "test_browser_any_model.py", "test_browser_pretrained.py", "test_app_api.py", "test_no_t_squared.py",
+                 "test_browser_long.py", "test_generate.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device here: the flash / FlexAttention GPU checks run on a GPU")
