@@ -159,8 +159,9 @@ def pytest_configure(config):
 
 
 # The slowest test files (from the suite's --durations), run first. The README's command runs the suite on two
-# pytest-xdist workers, one file at a time each (--dist loadfile): a worker takes the next file when it is free,
-# so the long files first let the two end together instead of one finishing a long file alone.
+# pytest-xdist workers, one file at a time each (--dist loadfile), in this order (--no-loadscope-reorder): a worker
+# takes the next file when it is nearly done with its own, so the long files first let the two end together
+# instead of one finishing a long file alone.
 SLOWEST_FIRST = ("test_browser.py", "test_browser_tour.py", "test_bench.py", "test_zerogpu.py",
                  "test_browser_any_model.py", "test_browser_pretrained.py", "test_app_api.py", "test_no_t_squared.py",
                  "test_browser_long.py", "test_generate.py")
