@@ -189,7 +189,10 @@ def peak_rise(position: str, lengths: tuple[int, ...], window: int, repeats: int
 def fresh_peak_rise(*args) -> dict[int, int]:
     """``peak_rise`` in a process of its own: pages an earlier analysis freed are not there to be reused."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(peak_rise, args)
+        rise = pool.apply(peak_rise, args)
+        pool.close()  # let the worker exit on its own: terminated (the context's exit), it leaves a semaphore behind
+        pool.join()
+    return rise
 
 
 def rule_figures(lengths: tuple[int, int] = RULE_LENGTHS, repeats: int = MIN_REPEATS) -> tuple[dict, list[dict]]:
