@@ -17,18 +17,18 @@ import gradio as gr
 PACE_S = 0.25  # at most four updates a second: a bar still moves smoothly to the eye
 
 
-def paced(report: Callable[..., None], pace_s: float = PACE_S) -> Callable[..., None]:
-    """``report(done, total, ...)`` forwarded at most once per ``pace_s`` seconds, and always when ``done`` reaches
+def paced(report: Callable[[int, int], None], pace_s: float = PACE_S) -> Callable[[int, int], None]:
+    """``report(done, total)`` forwarded at most once per ``pace_s`` seconds, and always when ``done`` reaches
     ``total`` (so the bar ends full). Safe to call from several threads."""
     lock, last = threading.Lock(), [float("-inf")]
 
-    def call(done: float, total: float, *rest) -> None:
+    def call(done: int, total: int) -> None:
         with lock:
             now = time.monotonic()
             if done < total and now - last[0] < pace_s:
                 return
             last[0] = now
-            report(done, total, *rest)
+            report(done, total)
     return call
 
 
