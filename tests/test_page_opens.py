@@ -117,3 +117,12 @@ def test_without_landing_the_page_is_built_empty_and_asks_on_load():
     for f in tabs:
         assert not all(v == SKIP for v in f.fn(*[c.value for c in f.inputs], request=request("en"))), \
             f.fn.__wrapped__.__qualname__
+
+
+def test_the_model_note_is_described_again_after_the_last_of_several_changes(page):
+    """A share link sets every model control at once and the page sends one change per control, the first ones
+    with the others' old values: the description must be sent again after a pending one, never dropped."""
+    describe = next(f for f in page.fns.values() if getattr(f.fn, "__name__", "") == "describe"
+                    and any(t[1] == "change" for t in f.targets))
+    modes = {d["id"]: d["trigger_mode"] for d in page.config["dependencies"]}
+    assert modes[describe._id] == "always_last"

@@ -190,8 +190,12 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
                 gr.update(interactive=not pe_reason, info=pe_reason or ""), note)
 
     controls.describe = describe
+    # A link or an Open sets several controls at once, and the page sends one change per control, the first ones
+    # with the others still old. "always_last" holds a change back while a description is pending and then sends
+    # it with the values as they are, so the last description is of the values on screen (the default for a
+    # list that starts with load is "once", which drops such a change or lets it overtake).
     gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
-          api_visibility="private")
+          api_visibility="private", trigger_mode="always_last")
     # the task dropdown's change event describes the opened model in the note
     open_btn.click(open_pretrained, [pretrained, task], [task, pretrained], api_visibility="private",
                    show_progress_on=[pretrained], concurrency_limit=2, concurrency_id="open_pretrained")
