@@ -75,6 +75,9 @@ def badge_text(page):
     return page.locator(".badge").inner_text()
 
 
+OVERVIEW_TITLE_JS = "() => document.querySelector('.overview-plot .gtitle')?.textContent || ''"
+
+
 def wait_for_plot_title(page, text, timeout=30_000):
     page.locator(".js-plotly-plot .gtitle:visible", has_text=text).first.wait_for(timeout=timeout)
 
@@ -116,8 +119,10 @@ def test_switch_variant_and_position_changes_the_model(page):
     page.wait_for_function("(b) => document.querySelector('.prose.model-note').innerText !== b", arg=before)
     note = page.locator(".prose.model-note").inner_text()
     assert "MQA" in note  # the note names the picked variant, whether it shows the exact model or the nearest one
+    spec = note.split("·")[0].split(":", 1)[1].strip()  # "Model: <spec> · <sentence>"
+    assert spec not in badge_text(page)  # the landing ran another model
     page.get_by_role("button", name="Analyze").click()
-    page.wait_for_timeout(300)
+    page.locator(".badge", has_text=spec).wait_for(timeout=60_000)  # this analysis, not the landing's
     wait_for_plot_title(page, "Self-attention")
     shot(page, "02-mqa-alibi")
 
@@ -149,8 +154,9 @@ def test_click_an_overview_cell_to_open_its_head(page):
 
 def test_html_prompt_is_shown_as_text(page):
     set_prompt(page, "<img src=x onerror=alert(1)><b>bold</b>")
+    before = page.evaluate(OVERVIEW_TITLE_JS)
     page.get_by_role("button", name="Analyze").click()
-    page.wait_for_timeout(500)
+    page.wait_for_function(f"() => ({OVERVIEW_TITLE_JS})() !== {before!r}", timeout=60_000)  # this prompt's length
     wait_for_plot_title(page, "Self-attention")
     page.get_by_role("button", name="Open head").click()
     page.locator(".js-plotly-plot .xtick text", has_text="<").first.wait_for(timeout=20_000)
@@ -517,7 +523,8 @@ def test_inside_one_head_steps_through_and_replays_tile_by_tile(browser, app_url
         tab.click()
         pg.get_by_label("Query token").fill("3")
         pg.get_by_role("button", name="Step through").click()
-        pg.wait_for_timeout(300)  # the page opened with this tab drawn: wait for this step-through and its replay
+        # the page opened with this tab drawn for query token 0: wait for this step-through, then for its replay
+        pg.locator("#inside-note", has_text="Query token 3:").wait_for(timeout=60_000)
         pg.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=60_000)
         wait_for_plot_title(pg, "weights · layer 0, head 0")
         wait_for_plot_title(pg, "write · layer 0, head 0")
