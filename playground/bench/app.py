@@ -87,6 +87,8 @@ def overview_bytes(n_tokens: int, n_layer: int = 4, n_heads: int = 8) -> int:
 BUSY = ".eta-bar, .pending, .generating"  # Gradio's marks of an event still running
 ERROR_TOAST = ".toast-body.error"  # Gradio's notice of an event that raised
 DRAWN_OR_REFUSED = f".js-plotly-plot .gtitle, {ERROR_TOAST}"
+# the page's own mark that every tab's first view is in, after its landing (``ui.FIRST_VIEWS_DRAWN``), or a refusal
+ALL_IN_OR_REFUSED = f"html[data-first-views='drawn'], {ERROR_TOAST}"
 # In the page: a click on a button while window.__expect names a title starts a clock at the click event's own
 # time stamp; each animation frame then looks for an overview title holding that text, and the first frame that
 # has it stops the clock. Timing inside the page leaves out playwright's own round trips (its checks before a

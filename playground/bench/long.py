@@ -45,7 +45,7 @@ import torch
 
 from playground import plots
 from playground.bench import hf_folder
-from playground.bench.app import BUSY, DRAWN_OR_REFUSED, PASSAGE, browser_render_ms
+from playground.bench.app import ALL_IN_OR_REFUSED, BUSY, PASSAGE, browser_render_ms
 from playground.bench.browser import available, using
 from playground.nn.timing import MIN_REPEATS, PeakRSS, make_result, rss_bytes, spread, target_row
 from playground.bench.server import AppServer, environ
@@ -135,8 +135,8 @@ def session_memory(root: Path, gpt2: str) -> dict:
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 page.goto(f"{server.url}?{urlencode({'spec': gpt2, 'prompt': text})}", wait_until="load")
                 pages.append(page)
-            for page in pages:
-                page.wait_for_function(f"() => document.querySelector({DRAWN_OR_REFUSED!r})", timeout=600_000)
+            for page in pages:  # each session as it stays: its analysis and every tab's first view in
+                page.wait_for_function(f"() => document.querySelector({ALL_IN_OR_REFUSED!r})", timeout=600_000)
                 page.wait_for_function(f"() => !document.querySelector({BUSY!r})", timeout=600_000)
             return {"rss": rss_bytes(server.pid), "held_mb": last_memory_line(server.log)}
 
