@@ -190,17 +190,16 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
                 gr.update(interactive=not pe_reason, info=pe_reason or ""), note)
 
     controls.describe = describe
+    # The page's load chain describes the controls as it opens (``share.build_share``), and every change after.
     # A link or an Open sets several controls at once, and the page sends one change per control, the first ones
-    # with the others still old. "always_last" holds a change back while a description is pending and then sends
-    # it with the values as they are, so the last description is of the values on screen (the default for a
-    # list that starts with load is "once", which drops such a change or lets it overtake).
-    gr.on([demo.load] + [c.change for c in controls.inputs], describe, controls.inputs, controls.described,
+    # with the others still old: "always_last" holds a change back while a description is pending and then sends
+    # it with the values as they are, so the last description is of the values on screen.
+    gr.on([c.change for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private", trigger_mode="always_last")
     # the task dropdown's change event describes the opened model in the note
     open_btn.click(open_pretrained, [pretrained, task], [task, pretrained], api_visibility="private",
                    show_progress_on=[pretrained], concurrency_limit=2, concurrency_id="open_pretrained")
-    # the operator's folders as they are when the page loads, and the sentence about them in the reader's language
-    demo.load(lambda: gr.update(choices=pretrained_choices()), None, pretrained, api_visibility="private")
+    # the operator's folders as they are when the page loads come with the load chain's restore (``share``)
     if localized is not None:
         localized.add(local_line, lambda w, _: local_note(w))
     return controls

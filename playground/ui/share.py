@@ -24,7 +24,7 @@ from . import api
 from .attention import AttentionTab, analysis_outputs
 from .head_view import head_views
 from .session import analysis_state
-from .controls import Controls, choose, controls_for, specific_models
+from .controls import Controls, choose, controls_for, pretrained_choices, specific_models
 from .progress import download_bar
 from .lang import Words, t, translated_js, visitor_error
 
@@ -121,14 +121,15 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
             chosen = controls_for(view["spec"]) if view else None
         except ValueError as e:
             raise w.error(e) from None
+        folders = pretrained_choices()  # the operator's folders as they are now
         if view is None:
-            return [gr.skip()] * 10 + [None, gr.skip()]
+            return [gr.skip()] * 10 + [None, gr.update(choices=folders)]
         keep = lambda v: gr.skip() if v is None else v  # noqa: E731
         pretrained = view["spec"].scheme in service.PRETRAINED  # the link names a Hub id or a local folder
         task = gr.update(choices=specific_models(chosen["task"]), value=chosen["task"]) if pretrained else chosen["task"]
         return [chosen["family"], chosen["variant"], chosen["position"], task, chosen["fallback"],
                 view["backend"], view["dtype"], view["prompt"], keep(view["prefix"]), view["window"], view,
-                str(view["spec"]) if pretrained else gr.skip()]
+                gr.update(choices=folders, value=str(view["spec"])) if pretrained else gr.update(choices=folders)]
 
     def analyze_restored(view, prefix, device, dtype, grouped, family, variant, position, task, fallback, backend,
                          text, request: gr.Request):
