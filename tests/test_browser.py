@@ -340,7 +340,9 @@ def test_a_chinese_reader_never_sees_the_english_views_the_page_was_built_with(b
                              timeout=60_000)
         titles = pg.evaluate("() => window.__titles")
         assert not [t for t in titles if t.startswith("shown: Self-attention")], titles
-        assert any(t.startswith("hidden: Self-attention") for t in titles) or titles[0].startswith("shown: 自注意力")
+        # the first overview drawn was hidden (the English one, or the Chinese one before the page showed it),
+        # or already the Chinese one
+        assert titles[0].startswith("hidden: ") or titles[0].startswith("shown: 自注意力"), titles
     finally:
         context.close()
 

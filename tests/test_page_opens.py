@@ -3,6 +3,7 @@ the page is built and written into it (``ui.initial``), so a visitor's page draw
 load events compute again only for a share link, another language or controls that changed."""
 from __future__ import annotations
 
+import collections
 import json
 
 import gradio as gr
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from playground.ui import build_app
+from playground.ui.api import Batched
 from playground.ui.initial import set_initial
 from playground.ui.lang import COOKIE
 
@@ -30,9 +32,10 @@ def handlers(demo: gr.Blocks, name: str) -> list:
 
 
 def first_views(demo: gr.Blocks) -> list:
-    """The load chain's first views (``api.run_first_views``: each wraps its tab's own handler)."""
-    return [f for f in demo.fns.values() if getattr(f.fn, "__code__", None) is not None
-            and f.fn.__code__.co_name == "first_view"]
+    """The load chain's first views (``api.run_first_views``: each wraps its tab's own handler; they run in
+    batches, one event each), as (fn, inputs, outputs) with those names."""
+    step = collections.namedtuple("step", "fn inputs outputs")
+    return [step(*s) for f in demo.fns.values() if isinstance(f.fn, Batched) for s in f.fn.steps]
 
 
 def props(demo: gr.Blocks, component) -> dict:
@@ -126,3 +129,25 @@ def test_the_model_note_is_described_again_after_the_last_of_several_changes(pag
                     and any(t[1] == "change" for t in f.targets))
     modes = {d["id"]: d["trigger_mode"] for d in page.config["dependencies"]}
     assert modes[describe._id] == "always_last"
+
+
+def test_the_first_views_run_in_two_events_and_each_handler_gets_its_own_inputs(page):
+    """Every tab's first view in one event, their follow-ups (the inside tab's replay) in a second: each event
+    costs the browser a round trip and a pass over the page's state. Called as Gradio calls it, the batch gives
+    each handler its own slice of the inputs and returns their outputs in order."""
+    batches = [f for f in page.fns.values() if isinstance(f.fn, Batched)]
+    assert len(batches) == 2 and len(batches[0].fn.steps) >= 4 and len(batches[1].fn.steps) == 1
+    for f in batches:
+        assert [c._id for c in f.inputs] == [c._id for c in f.fn.inputs]
+        assert [c._id for c in f.outputs] == [c._id for c in f.fn.outputs]
+    first = batches[0]
+    values = [c.value for c in first.inputs]
+    out = first.fn(request("en"), None, *values)  # the page's own language: every view is already drawn
+    assert len(out) == len(first.outputs) and all(v == SKIP for v in out)
+    chinese = first.fn(request("zh-CN"), gr.Progress(), *values)
+    at = 0
+    for fn, inputs, outputs in first.fn.steps:  # each handler's slice: what it returns alone
+        alone = fn(*[c.value for c in inputs], request=request("zh-CN"))
+        assert len(alone) == len(outputs)
+        assert [type(v) for v in chinese[at:at + len(outputs)]] == [type(v) for v in alone], fn.__wrapped__.__qualname__
+        at += len(outputs)

@@ -261,18 +261,53 @@ def _first_view(fn: Callable, outputs: list, shown: tuple | None):
     return first_view
 
 
+@dataclass
+class Batched:
+    """Several handlers run as one event (``run_first_views``): ``steps`` are (fn, inputs, outputs); each fn gets
+    its own slice of the event's inputs, and the request and progress tracker where its signature asks for them,
+    and their outputs follow one another."""
+
+    steps: list[tuple[Callable, list, list]]
+
+    @property
+    def inputs(self) -> list:
+        return [c for _, inputs, _ in self.steps for c in inputs]
+
+    @property
+    def outputs(self) -> list:
+        return [c for _, _, outputs in self.steps for c in outputs]
+
+    def __call__(self, request: gr.Request, progress=gr.Progress(), *values) -> list:  # Gradio fills the first two
+        returned, at = [], 0
+        for fn, inputs, outputs in self.steps:
+            params = inspect.signature(fn).parameters.items()
+            special = {name: (progress if isinstance(p.default, gr.Progress) else request) for name, p in params
+                       if isinstance(p.default, gr.Progress) or p.annotation in (gr.Request, "gr.Request")}
+            out = fn(*values[at:at + len(inputs)], **special)
+            at += len(inputs)
+            returned.extend([out] if len(outputs) == 1 else out)
+        return returned
+
+
 def run_first_views(event, views: list[FirstView], precompute: bool = False):
-    """Chain the first views one after another after ``event`` (the landing analysis): the overview the reader
-    sees first is not queued behind them on a small machine. ``precompute``: each view is computed now, in the
-    page's own language, and written into the page (``built_in``); on load a view then runs only where the
-    page differs (a share link's model, another language)."""
+    """Run the first views after ``event`` (the landing analysis): the overview the reader sees first is not
+    queued behind them on a small machine. Every view's handler runs in one event, then every view's ``then`` in
+    another: each event costs the browser a round trip and a pass over the page's state, whatever it holds.
+    ``precompute``: each view is computed now, in the page's own language, and written into the page
+    (``built_in``); on load a view then runs only where the page differs (a share link's model, another
+    language)."""
+    firsts, thens = [], []
     for view in views:
-        steps = [(view.fn, view.inputs, view.outputs)] + ([view.then] if view.then is not None else [])
-        ahead = precompute  # a step follows from the one before: none is computed now after one that was not
-        for fn, inputs, outputs in steps:
-            shown = built_in(fn, inputs, outputs) if ahead else None
-            ahead = shown is not None
-            event = event.then(_first_view(fn, outputs, shown), inputs, outputs, api_visibility="private")
+        shown = built_in(view.fn, view.inputs, view.outputs) if precompute else None
+        firsts.append((_first_view(view.fn, view.outputs, shown), view.inputs, view.outputs))
+        if view.then is not None:  # built in only after a first step that was: it reads that step's outputs
+            fn, inputs, outputs = view.then
+            after = built_in(fn, inputs, outputs) if shown is not None else None
+            thens.append((_first_view(fn, outputs, after), inputs, outputs))
+    for steps in (firsts, thens):
+        if steps:
+            batch = Batched(steps)
+            event = event.then(batch, batch.inputs, batch.outputs, api_visibility="private")
     return event
 
 
