@@ -140,7 +140,7 @@ def build_app(warm_up: bool = True, landing: bool = True) -> gr.Blocks:
                 else:
                     add_tab(tab_id)
         built["learn"].wire(controls, prompt, main_tabs, lab_tabs, built["attention"].group_kv)
-        # the other tabs' first views, after the landing analysis (drawn first), one after another; then the page
+        # the other tabs' first views, after the landing analysis (drawn first), as one event; then the page
         # says they are all in (``html[data-first-views="drawn"]``), which a script or a test can wait on
         first_views.chain(built["landing"], precompute=landing).then(None, js=FIRST_VIEWS_DRAWN)
         build_export_size()  # the size every figure's PNG and SVG buttons download at
