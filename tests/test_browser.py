@@ -78,7 +78,7 @@ def badge_text(page):
 OVERVIEW_TITLE_JS = "() => document.querySelector('.overview-plot .gtitle')?.textContent || ''"
 
 
-def wait_for_plot_title(page, text, timeout=30_000):
+def wait_for_plot_title(page, text, timeout=60_000):
     page.locator(".js-plotly-plot .gtitle:visible", has_text=text).first.wait_for(timeout=timeout)
 
 
@@ -187,7 +187,7 @@ def test_empty_prompt_shows_a_message_and_page_stays_usable(page):
     page.get_by_role("tab", name="Attention").click()
     set_prompt(page, "   ")
     page.get_by_role("button", name="Analyze").click()
-    page.get_by_text("The prompt is empty").first.wait_for(timeout=15_000)
+    page.get_by_text("The prompt is empty").first.wait_for(timeout=60_000)
     set_prompt(page, "Friends, Romans, countrymen")
     page.get_by_role("button", name="Analyze").click()
     wait_for_plot_title(page, "Self-attention")
@@ -210,7 +210,7 @@ def test_make_a_share_link_and_open_it(page, app_url):
     badge = other.locator(".badge").inner_text()
     assert "untrained:decoder/MQA/alibi" in badge and "explicit" in badge and "UNTRAINED" in badge
     assert "bfloat16" in badge  # the link's dtype, not the page's default
-    other.locator(".prose.model-note", has_text="untrained:decoder/MQA/alibi").wait_for(timeout=15_000)
+    other.locator(".prose.model-note", has_text="untrained:decoder/MQA/alibi").wait_for(timeout=60_000)
     # a link made before specs existed still opens: its choices resolve like the controls do
     link = app_url + "?arch=prefix&variant=MHA&pe=rope&prompt=Hello+there+my+friend&prefix=2&window=0" \
                      "&kind=self&layer=1&head=2&task=&fallback=nearest&backend=explicit"
@@ -221,7 +221,7 @@ def test_make_a_share_link_and_open_it(page, app_url):
     assert "zoo:prefix" in other.locator(".badge").inner_text()
     shot(other, "04-shared-link")
     other.goto(app_url + "?spec=zoo:gpt5&prompt=Hi", wait_until="load")
-    other.get_by_text("No zoo model is named 'gpt5'").first.wait_for(timeout=15_000)
+    other.get_by_text("No zoo model is named 'gpt5'").first.wait_for(timeout=60_000)
     other.close()
 
 
@@ -274,7 +274,7 @@ def test_position_and_kernel_labs(page):
 def test_rwkv_shows_implicit_attention_and_disables_what_does_not_apply(page):
     page.get_by_role("tab", name="Attention").click()
     pick(page, "Architecture", "RWKV-5.2 (linear-attention RNN)")
-    page.get_by_text("the recurrence itself carries token order").wait_for(timeout=15_000)
+    page.get_by_text("the recurrence itself carries token order").wait_for(timeout=60_000)
     assert page.get_by_label("Position encoding").is_disabled()
     open_advanced(page)
     page.get_by_label("untrained (random weights)").check()
@@ -306,7 +306,7 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
     with fresh_page(browser, app_url, "zh-CN") as pg:
         pg.get_by_role("heading", name="注意力游乐场 Attention Playground").wait_for()
         pg.get_by_role("tab", name="生成与 KV 缓存").wait_for()
-        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)  # written by the server
+        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=60_000)  # written by the server
         pg.get_by_label("提示词").fill("To be, or not to be, that is the question")
         pg.get_by_role("button", name="分析").click()
         wait_for_plot_title(pg, "自注意力（因果）")
@@ -315,9 +315,9 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser, app_url):
         shot(pg, "14-zh-analyze")
         pg.get_by_label("提示词").fill("   ")
         pg.get_by_role("button", name="分析").click()
-        pg.get_by_text("提示词为空：请输入一些文字（或选择一个示例）。").wait_for(timeout=15_000)
+        pg.get_by_text("提示词为空：请输入一些文字（或选择一个示例）。").wait_for(timeout=60_000)
         pg.get_by_role("tab", name="模型库").click()
-        pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+        pg.get_by_text("不同之处").first.wait_for(timeout=60_000)
         pg.get_by_text("仅解码器，MHA，RoPE（参照基准）").first.wait_for()
         shot(pg, "15-zh-zoo")
 
@@ -350,25 +350,25 @@ def test_a_chinese_reader_never_sees_the_english_views_the_page_was_built_with(b
 def test_switch_to_chinese_in_settings(browser, app_url):
     with fresh_page(browser, app_url, "en-US", width=1700) as pg:  # every tab in the bar, in both languages
         pg.get_by_role("heading", name="Attention Playground").wait_for()
-        pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=15_000)
+        pg.locator(".prose.model-note", has_text="Model:").wait_for(timeout=60_000)
         pg.get_by_role("button", name="Analyze").click()
         wait_for_plot_title(pg, "layer 0, head 0")
         pg.get_by_role("tab", name="Model zoo").click()
-        pg.get_by_text("what differs").first.wait_for(timeout=15_000)
+        pg.get_by_text("what differs").first.wait_for(timeout=60_000)
         pg.locator("button.settings").click()
         pg.get_by_label("Language", exact=True).click()
         pg.get_by_role("option", name="简体中文").click()
         pg.get_by_role("tab", name="模型库").wait_for()
         # what the server wrote follows the switch: the model note and the zoo table's headers
-        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=15_000)
-        pg.get_by_text("不同之处").first.wait_for(timeout=15_000)
+        pg.locator(".prose.model-note", has_text="模型：").wait_for(timeout=60_000)
+        pg.get_by_text("不同之处").first.wait_for(timeout=60_000)
         pg.locator(".backdrop").click(position={"x": 20, "y": 20})  # close the settings panel
         pg.get_by_role("tab", name="注意力", exact=True).click()
         # the analysis on screen is drawn again in Chinese, without analyzing again
         wait_for_plot_title(pg, "自注意力（因果） · 层 0，头 0")
         assert "实际运行的算子" in pg.locator(".badge").inner_text()
         for name in ("单个注意力头内部", "生成与 KV 缓存", "注意力头洞察", "对比", "实验室", "训练"):
-            pg.get_by_role("tab", name=name).wait_for(timeout=15_000)  # every tab renamed, not just the open one
+            pg.get_by_role("tab", name=name).wait_for(timeout=60_000)  # every tab renamed, not just the open one
         pg.get_by_role("button", name="分析").click()
         wait_for_plot_title(pg, "自注意力（因果）")
         wait_for_plot_title(pg, "层 0，头 0")

@@ -55,7 +55,7 @@ def note(page) -> str:
 
 def test_open_a_model_from_the_operator_s_directory_analyze_open_a_head_and_generate(pg):
     open_advanced(pg)
-    pg.locator("#local-models-note", has_text="Local model folders: on").wait_for(timeout=15_000)
+    pg.locator("#local-models-note", has_text="Local model folders: on").wait_for(timeout=60_000)
     assert "2 model folder" in pg.locator("#local-models-note").inner_text()
     pg.get_by_label("Or a pretrained model").click()
     pg.get_by_role("option", name="local:web-llama").click()
@@ -127,7 +127,7 @@ def test_open_a_hub_model_shows_the_download_progress_then_the_model(pg, hub_ser
     assert "hf:owner/web-gpt2" in other.locator(".badge").inner_text()
     assert other.get_by_label("Or a pretrained model").input_value() == "hf:owner/web-gpt2"
     try:
-        other.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=15_000)
+        other.locator(".prose.model-note", has_text="Pretrained model 'hf:owner/web-gpt2'").wait_for(timeout=60_000)
     finally:
         shot(other, "36-pretrained-share-link")
     other.close()

@@ -60,7 +60,7 @@ def test_every_step_of_the_tour_shows_its_view(browser, app_url, locale, monkeyp
             tab_name = LABS[locale] if step.tab == "labs" else w(f"tab.{step.tab}")
             pg.wait_for_function(f"""() => [...document.querySelectorAll('#main-tabs > .tab-wrapper [role=tab]')]
                 .find(b => b.getAttribute('aria-selected') === 'true')?.innerText.trim() === {tab_name!r}""",
-                                 timeout=15_000)
+                                 timeout=60_000)
             shown = step.fallback or step.spec
             if step.fallback:  # the message names the model that could not be opened
                 pg.locator(".toast-body", has_text=step.spec).first.wait_for(timeout=30_000)
