@@ -122,13 +122,21 @@ def test_without_landing_the_page_is_built_empty_and_asks_on_load():
             f.fn.__wrapped__.__qualname__
 
 
-def test_the_model_note_is_described_again_after_the_last_of_several_changes(page):
-    """A share link sets every model control at once and the page sends one change per control, the first ones
-    with the others' old values: the description must be sent again after a pending one, never dropped."""
-    describe = next(f for f in page.fns.values() if getattr(f.fn, "__name__", "") == "describe"
-                    and any(t[1] == "change" for t in f.targets))
-    modes = {d["id"]: d["trigger_mode"] for d in page.config["dependencies"]}
-    assert modes[describe._id] == "always_last"
+def test_the_model_note_describes_the_readers_edits_and_every_event_that_sets_the_controls(page):
+    """A share link (or Open, a tour step, a training) sets several controls at once, and the page sends one change
+    per control, the first ones with the others still old: a description answering such a change could land last
+    and leave the note on another model. So the note follows the reader's own edits (``input``) and, after each
+    event that writes the model controls, a description of its own that runs once they are set."""
+    describes = {f._id: f for f in page.fns.values() if getattr(f.fn, "__name__", "") == "describe"}
+    deps = {d["id"]: d for d in page.config["dependencies"]}
+    on_edit = [f for f in describes.values() if any(t[1] == "input" for t in f.targets)]
+    assert len(on_edit) == 1 and {t[1] for t in on_edit[0].targets} == {"input"}
+    model_ids = {c._id for c in on_edit[0].inputs[:5]}  # family, variant, position, task, fallback
+    writers = [f for f in page.fns.values() if f._id not in describes and model_ids & {c._id for c in f.outputs}]
+    assert len(writers) >= 4  # the link's restore, Open, each tour step, the training
+    for f in writers:
+        after = [d for d in deps.values() if d.get("trigger_after") == f._id]
+        assert any(d["id"] in describes for d in after), getattr(f.fn, "__qualname__", f.fn)
 
 
 def test_the_first_views_run_in_two_events_and_each_handler_gets_its_own_inputs(page):

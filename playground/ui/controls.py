@@ -54,6 +54,10 @@ class Controls:
     def inputs(self) -> list:
         return [*self.model, self.backend, self.device, self.dtype]
 
+    def then_describe(self, event):
+        """``event`` (one that sets model controls) followed by the note's description of the values it set."""
+        return event.then(self.describe, self.inputs, self.described, api_visibility="private")
+
     @property
     def described(self) -> list:
         """What ``describe`` updates: the three choices (enabled or not, and why) and the model note."""
@@ -190,15 +194,15 @@ def build_controls(demo: gr.Blocks, localized: Localized | None = None) -> Contr
                 gr.update(interactive=not pe_reason, info=pe_reason or ""), note)
 
     controls.describe = describe
-    # The page's load chain describes the controls as it opens (``share.build_share``), and every change after.
-    # A link or an Open sets several controls at once, and the page sends one change per control, the first ones
-    # with the others still old: "always_last" holds a change back while a description is pending and then sends
-    # it with the values as they are, so the last description is of the values on screen.
-    gr.on([c.change for c in controls.inputs], describe, controls.inputs, controls.described,
+    # The reader's own edits are described as they come (``input``, not ``change``). An event that sets several
+    # controls at once (a share link, Open, a tour step, a training) describes them itself once it has set them
+    # (``controls.then_describe``): the page sends one ``change`` per control it sets, the first ones with the
+    # others still old, and one of those could be answered last and leave the note on another model.
+    gr.on([c.input for c in controls.inputs], describe, controls.inputs, controls.described,
           api_visibility="private", trigger_mode="always_last")
-    # the task dropdown's change event describes the opened model in the note
-    open_btn.click(open_pretrained, [pretrained, task], [task, pretrained], api_visibility="private",
-                   show_progress_on=[pretrained], concurrency_limit=2, concurrency_id="open_pretrained")
+    controls.then_describe(open_btn.click(open_pretrained, [pretrained, task], [task, pretrained],
+                                          api_visibility="private", show_progress_on=[pretrained],
+                                          concurrency_limit=2, concurrency_id="open_pretrained"))
     # the operator's folders as they are when the page loads come with the load chain's restore (``share``)
     if localized is not None:
         localized.add(local_line, lambda w, _: local_note(w))

@@ -112,10 +112,9 @@ class LearnTab:
                         gr.skip() if text is None else text, gr.Tabs(selected=step.tab),
                         gr.Tabs(selected=step.lab) if step.lab else gr.skip(), step.group_kv]
 
-            event = button.click(show, None, outputs, api_visibility="private")
+            event = controls.then_describe(button.click(show, None, outputs, api_visibility="private"))
             if step.button:
-                # the tab's own button, pressed once the controls show the step's model (the describe event that
-                # follows a change of the controls has run by then)
+                # the tab's own button, pressed once the controls show the step's model and the note says it
                 event.then(None, None, None, js=f"() => setTimeout(() => document.getElementById({step.button!r})"
                                                  f".click(), 300)")
 

@@ -174,10 +174,9 @@ def build_share(demo: gr.Blocks, controls: Controls, prompt: gr.Textbox, tab: At
     shown = None  # read by analyze_restored, which built_in calls before it is set
     shown = api.built_in(analyze_restored, analyze_inputs, tab.outputs) if landing else None
 
-    return demo.load(restore, None, [*controls.model, controls.backend, controls.dtype, prompt, tab.prefix_len,
-                                     tab.window, restored, controls.pretrained],
-              api_visibility="private").then(
-        controls.describe, controls.inputs, controls.described, api_visibility="private").then(
+    return controls.then_describe(demo.load(
+        restore, None, [*controls.model, controls.backend, controls.dtype, prompt, tab.prefix_len, tab.window,
+                        restored, controls.pretrained], api_visibility="private")).then(
         analyze_restored, analyze_inputs, tab.outputs,
         api_visibility="private").then(
         open_restored, [restored, tab.state], [tab.kind, tab.layer, tab.head, *tab.view_outputs],

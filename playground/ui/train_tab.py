@@ -143,4 +143,5 @@ def build_train_tab(controls: Controls):
     event = start.click(train_in_page, [family, variant, position, dataset, steps, lr, name],
                         [status, curve, controls.task], api_name="train", concurrency_limit=1,
                         concurrency_id="training")
+    controls.then_describe(event)  # the trained model, picked in the controls, described in the note
     cancel.click(None, None, None, cancels=[event])
