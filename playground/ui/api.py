@@ -188,11 +188,19 @@ def _request_of(args: tuple, kwargs: dict) -> gr.Request | None:
     return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
 
 
+def _special_args(fn: Callable) -> dict[str, str]:
+    """The parameters Gradio fills itself in ``fn``'s signature: name -> "request" (annotated ``gr.Request``) or
+    "progress" (a ``gr.Progress`` default)."""
+    return {name: "progress" if isinstance(p.default, gr.Progress) else "request"
+            for name, p in inspect.signature(fn).parameters.items()
+            if isinstance(p.default, gr.Progress) or p.annotation in (gr.Request, "gr.Request")}
+
+
 def _call_as_page(fn: Callable, inputs: list) -> tuple[list, object]:
     """``fn`` called as its event would call it, with the inputs' starting values and no request (the page's
     own language): (the values passed, what it returned)."""
     values = [c.value for c in inputs]
-    asks = [name for name, p in inspect.signature(fn).parameters.items() if p.annotation in (gr.Request, "gr.Request")]
+    asks = [name for name, kind in _special_args(fn).items() if kind == "request"]
     return values, fn(*values, **{name: None for name in asks})
 
 
@@ -269,6 +277,9 @@ class Batched:
 
     steps: list[tuple[Callable, list, list]]
 
+    def __post_init__(self):
+        self._special = [_special_args(fn) for fn, _, _ in self.steps]  # read once, not on every page load
+
     @property
     def inputs(self) -> list:
         return [c for _, inputs, _ in self.steps for c in inputs]
@@ -279,11 +290,9 @@ class Batched:
 
     def __call__(self, request: gr.Request, progress=gr.Progress(), *values) -> list:  # Gradio fills the first two
         returned, at = [], 0
-        for fn, inputs, outputs in self.steps:
-            params = inspect.signature(fn).parameters.items()
-            special = {name: (progress if isinstance(p.default, gr.Progress) else request) for name, p in params
-                       if isinstance(p.default, gr.Progress) or p.annotation in (gr.Request, "gr.Request")}
-            out = fn(*values[at:at + len(inputs)], **special)
+        filled = {"request": request, "progress": progress}
+        for (fn, inputs, outputs), special in zip(self.steps, self._special):
+            out = fn(*values[at:at + len(inputs)], **{name: filled[kind] for name, kind in special.items()})
             at += len(inputs)
             returned.extend([out] if len(outputs) == 1 else out)
         return returned
